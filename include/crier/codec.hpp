@@ -1,0 +1,57 @@
+// How an event becomes envelope data and back.
+//
+// The default codec is JSON through nlohmann-json: a type with `to_json`/`from_json` found by
+// argument-dependent lookup (or NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE) needs nothing more.
+// A type brings its own codec by specialising crier::Codec:
+//
+//   template <> struct crier::Codec<Blob> {
+//     static constexpr std::string_view content_type = "application/octet-stream";
+//     static std::string encode(const Blob&);
+//     static Blob decode(std::string_view);
+//   };
+//
+// In-process delivery never calls a codec.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "crier/error.hpp"
+
+namespace crier {
+
+/// The codec of event type E; the primary template is the JSON codec.
+template <class E>
+struct Codec {
+  static constexpr std::string_view content_type = "application/json";
+
+  static std::string encode(const E& event) {
+    if constexpr (requires(nlohmann::json& j) { nlohmann::to_json(j, event); }) {
+      try {
+        return nlohmann::json(event).dump();
+      } catch (const std::exception& e) {
+        throw Error(Errc::codec_error, std::string("JSON encoding failed: ") + e.what());
+      }
+    } else {
+      throw Error(Errc::codec_error,
+                  "no codec: give the event type to_json/from_json or specialise crier::Codec");
+    }
+  }
+
+  static E decode(std::string_view data) {
+    if constexpr (requires(const nlohmann::json& j, E& e) { nlohmann::from_json(j, e); }) {
+      try {
+        return nlohmann::json::parse(data).template get<E>();
+      } catch (const std::exception& e) {
+        throw Error(Errc::codec_error, std::string("JSON decoding failed: ") + e.what());
+      }
+    } else {
+      throw Error(Errc::codec_error,
+                  "no codec: give the event type to_json/from_json or specialise crier::Codec");
+    }
+  }
+};
+
+}  // namespace crier

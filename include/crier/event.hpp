@@ -1,0 +1,100 @@
+// Declaring an event type.
+//
+// An event is a plain C++ value type with a stable CloudEvents type name, declared in one
+// line next to the type, in the type's own namespace:
+//
+//   struct OrderPlaced { std::string order_id; int quantity; };
+//   CRIER_EVENT(OrderPlaced, "com.example.order.placed");
+//
+// The name is checked at compile time: it must be reverse-DNS, at least two dot-separated
+// segments of [A-Za-z0-9_-], starting with a letter, at most 255 characters. Publishing or
+// subscribing to a type without a name is a compile-time error that says how to declare one.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <string_view>
+#include <type_traits>
+
+#include "crier/export.hpp"
+
+namespace crier {
+
+namespace detail {
+
+constexpr bool is_alpha(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+constexpr bool is_alnum(char c) noexcept { return is_alpha(c) || (c >= '0' && c <= '9'); }
+constexpr bool is_name_char(char c) noexcept { return is_alnum(c) || c == '_' || c == '-'; }
+
+}  // namespace detail
+
+/// Longest accepted event type name.
+inline constexpr std::size_t kMaxEventTypeLength = 255;
+/// Longest accepted subscriber name.
+inline constexpr std::size_t kMaxSubscriberNameLength = 128;
+
+/// True when `name` is a valid event type name: reverse-DNS segments of [A-Za-z0-9_-]
+/// separated by single dots, at least two segments, first character a letter.
+constexpr bool is_valid_event_type(std::string_view name) noexcept {
+  if (name.empty() || name.size() > kMaxEventTypeLength || !detail::is_alpha(name.front())) return false;
+  std::size_t segments = 1;
+  bool segment_empty = false;
+  for (char c : name) {
+    if (c == '.') {
+      if (segment_empty) return false;
+      ++segments;
+      segment_empty = true;
+    } else if (detail::is_name_char(c)) {
+      segment_empty = false;
+    } else {
+      return false;
+    }
+  }
+  return !segment_empty && segments >= 2;
+}
+
+/// True when `name` is a valid subscriber name: 1 to 128 characters of [A-Za-z0-9_-],
+/// starting with a letter or digit. No dots, so that the name can also be a NATS durable
+/// consumer name or a Redis consumer group.
+constexpr bool is_valid_subscriber_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > kMaxSubscriberNameLength || !detail::is_alnum(name.front())) return false;
+  for (char c : name)
+    if (!detail::is_name_char(c)) return false;
+  return true;
+}
+
+/// Satisfied by a type declared with CRIER_EVENT.
+template <class E>
+concept Event = std::is_object_v<E> && !std::is_const_v<E> && !std::is_volatile_v<E> && requires {
+  { crier_event_type(static_cast<const E*>(nullptr)) } -> std::convertible_to<std::string_view>;
+};
+
+/// The CloudEvents type name of an event type.
+template <Event E>
+inline constexpr std::string_view event_type_v = crier_event_type(static_cast<const E*>(nullptr));
+
+namespace detail {
+/// The bus-independent dense index of an event type, assigned on first use. The index is
+/// keyed by the type name, so the same type seen from two shared libraries gets one index;
+/// two different C++ types with one name raise Errc::type_conflict.
+CRIER_EXPORT std::uint32_t register_event_type(std::string_view type_name, const char* cpp_type_name);
+
+template <Event E>
+std::uint32_t event_index() {
+  // A function-local static: one guarded load per call, no hashing, no lock.
+  static const std::uint32_t index = register_event_type(event_type_v<E>, typeid(E).name());
+  return index;
+}
+}  // namespace detail
+
+}  // namespace crier
+
+#include <typeinfo>
+
+/// Declares the CloudEvents type name of `Type`. Use at namespace scope in the namespace of
+/// `Type` (the name is found by argument-dependent lookup). An invalid name fails to compile.
+#define CRIER_EVENT(Type, Name)                                                          \
+  static_assert(::crier::is_valid_event_type(Name),                                      \
+                "crier: invalid event type name for " #Type ": \"" Name                  \
+                "\" (use reverse-DNS segments of [A-Za-z0-9_-], e.g. com.example.order.placed)"); \
+  [[maybe_unused]] constexpr ::std::string_view crier_event_type(const Type*) noexcept { return Name; }

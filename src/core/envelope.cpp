@@ -1,0 +1,248 @@
+#include "crier/envelope.hpp"
+
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+
+#include "crier/error.hpp"
+#include "crier/event.hpp"
+
+namespace crier {
+
+namespace {
+
+constexpr std::string_view kCoreAttributes[] = {"specversion", "id",      "source", "type", "datacontenttype",
+                                                "dataschema",  "subject", "time",   "data", "data_base64"};
+
+// CloudEvents: extension names are lower-case letters and digits, at most 20 characters.
+bool valid_extension_name(std::string_view name) {
+  if (name.empty() || name.size() > 20) return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
+  for (auto core : kCoreAttributes)
+    if (name == core) return false;
+  return true;
+}
+
+bool is_json_content(std::string_view type) {
+  return type.empty() || type.starts_with("application/json") || type.find("+json") != std::string_view::npos ||
+         type.starts_with("text/json");
+}
+
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_encode(std::string_view in) {
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 |
+                       static_cast<unsigned char>(in[i + 2]);
+    out += {kB64[v >> 18], kB64[(v >> 12) & 63], kB64[(v >> 6) & 63], kB64[v & 63]};
+  }
+  if (i < in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    out += {kB64[v >> 18], kB64[(v >> 12) & 63], i + 1 < in.size() ? kB64[(v >> 6) & 63] : '=', '='};
+  }
+  return out;
+}
+
+std::string base64_decode(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.size() % 4 != 0) throw Error(Errc::invalid_envelope, "data_base64: length is not a multiple of 4");
+  std::string out;
+  for (std::size_t i = 0; i < in.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      if (in[i + k] == '=' && i + 4 == in.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+      } else if ((v[k] = value(in[i + k])) < 0 || pad) {
+        throw Error(Errc::invalid_envelope, "data_base64: invalid character at offset " + std::to_string(i + k));
+      }
+    }
+    const unsigned n = v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3];
+    out.push_back(static_cast<char>(n >> 16));
+    if (pad < 2) out.push_back(static_cast<char>(n >> 8));
+    if (pad < 1) out.push_back(static_cast<char>(n));
+  }
+  return out;
+}
+
+}  // namespace
+
+void validate(const Attributes& a) {
+  for (const auto& [name, value] : a.extensions) {
+    if (!valid_extension_name(name))
+      throw Error(Errc::invalid_name, "extension attribute name '" + name +
+                                          "' (want 1-20 characters of [a-z0-9], not a core attribute name)");
+    (void)value;
+  }
+}
+
+std::string format_time(Timestamp t) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(us / 1000000);
+  long frac = static_cast<long>(us % 1000000);
+  if (frac < 0) {
+    frac += 1000000;
+    --secs;
+  }
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  return buf;
+}
+
+Timestamp parse_time(std::string_view s) {
+  auto fail = [&](const char* why) {
+    return Error(Errc::invalid_argument, "not an RFC 3339 time (" + std::string(why) + "): '" + std::string(s) + "'");
+  };
+  auto digits = [&](std::size_t pos, std::size_t n) {
+    if (pos + n > s.size()) throw fail("too short");
+    int v = 0;
+    for (std::size_t i = pos; i < pos + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') throw fail("digit expected");
+      v = v * 10 + (s[i] - '0');
+    }
+    return v;
+  };
+  auto expect = [&](std::size_t pos, std::string_view chars) {
+    if (pos >= s.size() || chars.find(s[pos]) == std::string_view::npos) throw fail("separator expected");
+  };
+  std::tm tm{};
+  tm.tm_year = digits(0, 4) - 1900;
+  expect(4, "-");
+  tm.tm_mon = digits(5, 2) - 1;
+  expect(7, "-");
+  tm.tm_mday = digits(8, 2);
+  expect(10, "Tt ");
+  tm.tm_hour = digits(11, 2);
+  expect(13, ":");
+  tm.tm_min = digits(14, 2);
+  expect(16, ":");
+  tm.tm_sec = digits(17, 2);
+  if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+    throw fail("field out of range");
+  std::size_t pos = 19;
+  long long nanos = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    int n = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      if (n < 9) nanos = nanos * 10 + (s[pos] - '0'), ++n;
+      ++pos;
+    }
+    if (n == 0) throw fail("empty fraction");
+    for (; n < 9; ++n) nanos *= 10;
+  }
+  long offset = 0;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    ++pos;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    const int sign = s[pos] == '-' ? -1 : 1;
+    const int h = digits(pos + 1, 2);
+    expect(pos + 3, ":");
+    const int m = digits(pos + 4, 2);
+    offset = sign * (h * 3600L + m * 60L);
+    pos += 6;
+  } else {
+    throw fail("time zone expected");
+  }
+  if (pos != s.size()) throw fail("trailing characters");
+  const std::time_t secs = timegm(&tm) - offset;
+  return Timestamp(std::chrono::duration_cast<Timestamp::duration>(std::chrono::seconds(secs) +
+                                                                   std::chrono::nanoseconds(nanos)));
+}
+
+void Envelope::validate() const {
+  auto fail = [&](const std::string& why) {
+    return Error(Errc::invalid_envelope, why + (id.empty() ? std::string() : " (event id " + id + ")"));
+  };
+  if (specversion != "1.0") throw fail("specversion is '" + specversion + "', want '1.0'");
+  if (id.empty()) throw fail("id is missing");
+  if (source.empty()) throw fail("source is missing");
+  if (type.empty()) throw fail("type is missing");
+  if (!time.empty()) {
+    try {
+      parse_time(time);
+    } catch (const Error& e) {
+      throw fail(std::string("time: ") + e.what());
+    }
+  }
+  for (const auto& [name, value] : extensions)
+    if (!valid_extension_name(name)) throw fail("extension attribute name '" + name + "' is invalid");
+}
+
+std::string Envelope::to_json() const {
+  nlohmann::ordered_json j;
+  j["specversion"] = specversion;
+  j["id"] = id;
+  j["source"] = source;
+  j["type"] = type;
+  if (!datacontenttype.empty()) j["datacontenttype"] = datacontenttype;
+  if (!dataschema.empty()) j["dataschema"] = dataschema;
+  if (!subject.empty()) j["subject"] = subject;
+  if (!time.empty()) j["time"] = time;
+  for (const auto& [name, value] : extensions) j[name] = value;
+  if (!data.empty()) {
+    if (is_json_content(datacontenttype)) {
+      auto parsed = nlohmann::ordered_json::parse(data, nullptr, false);
+      if (parsed.is_discarded())
+        j["data"] = data;
+      else
+        j["data"] = std::move(parsed);
+    } else {
+      j["data_base64"] = base64_encode(data);
+    }
+  }
+  return j.dump();
+}
+
+Envelope Envelope::from_json(std::string_view text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) throw Error(Errc::invalid_envelope, "not valid JSON");
+  if (!j.is_object()) throw Error(Errc::invalid_envelope, "a CloudEvent in JSON must be an object");
+  Envelope e;
+  e.specversion.clear();
+  std::string* fields[] = {&e.specversion, &e.id, &e.source, &e.type, &e.datacontenttype, &e.dataschema, &e.subject,
+                           &e.time};
+  for (auto& [key, value] : j.items()) {
+    std::size_t k = 0;
+    for (; k < 8; ++k)
+      if (key == kCoreAttributes[k]) break;
+    if (k < 8) {
+      if (!value.is_string()) throw Error(Errc::invalid_envelope, "attribute '" + key + "' must be a string");
+      *fields[k] = value.get<std::string>();
+    } else if (key == "data") {
+      e.data = value.is_string() && !is_json_content(j.value("datacontenttype", "")) ? value.get<std::string>()
+                                                                                      : value.dump();
+    } else if (key == "data_base64") {
+      if (!value.is_string()) throw Error(Errc::invalid_envelope, "data_base64 must be a string");
+      e.data = base64_decode(value.get<std::string>());
+    } else if (value.is_string()) {
+      e.extensions[key] = value.get<std::string>();
+    } else if (value.is_number() || value.is_boolean()) {
+      e.extensions[key] = value.dump();
+    } else {
+      throw Error(Errc::invalid_envelope, "extension attribute '" + key + "' must be a string, number or boolean");
+    }
+  }
+  if (j.contains("data") && j.contains("data_base64"))
+    throw Error(Errc::invalid_envelope, "both data and data_base64 are present");
+  e.validate();
+  return e;
+}
+
+}  // namespace crier

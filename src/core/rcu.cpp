@@ -1,0 +1,140 @@
+#include "rcu.hpp"
+
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <thread>
+
+namespace crier::detail {
+
+bool g_reader_fence = false;
+
+namespace {
+
+std::mutex registry_mu;
+ReaderRecord* registry_head = nullptr;  // guarded by registry_mu for insertion; never shrinks
+std::atomic<ReaderRecord*> registry_published{nullptr};
+bool membarrier_ok = false;
+
+void init_barrier_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    membarrier_ok = cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
+                    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    g_reader_fence = !membarrier_ok;
+  });
+}
+
+// Returns the record to the pool when its thread exits.
+struct RecordOwner {
+  ReaderRecord* record = nullptr;
+  ~RecordOwner() {
+    if (record == nullptr) return;
+    tls_reader = nullptr;
+    record->worker_of = nullptr;
+    record->in_use.store(false, std::memory_order_release);
+  }
+};
+thread_local RecordOwner tls_owner;
+
+// Backs off from spinning to yielding to short sleeps: writers wait for other threads'
+// handlers, which may run for a long time.
+class Backoff {
+ public:
+  void pause() noexcept {
+    if (n_ < 64) {
+      __builtin_ia32_pause();
+    } else if (n_ < 128) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    ++n_;
+  }
+
+ private:
+  unsigned n_ = 0;
+};
+
+template <class F>
+void for_each_record(F&& f) {
+  for (ReaderRecord* r = registry_published.load(std::memory_order_acquire); r != nullptr; r = r->next) f(*r);
+}
+
+}  // namespace
+
+ReaderRecord* register_reader() {
+  init_barrier_once();
+  ReaderRecord* mine = nullptr;
+  {
+    std::lock_guard lock(registry_mu);
+    for (ReaderRecord* r = registry_head; r != nullptr; r = r->next) {
+      bool expected = false;
+      if (r->in_use.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+        mine = r;
+        break;
+      }
+    }
+    if (mine == nullptr) {
+      mine = new ReaderRecord;  // lives for the process: writers may be scanning it
+      mine->in_use.store(true, std::memory_order_relaxed);
+      mine->next = registry_head;
+      registry_head = mine;
+      registry_published.store(mine, std::memory_order_release);
+    }
+  }
+  tls_owner.record = mine;
+  tls_reader = mine;
+  return mine;
+}
+
+void heavy_barrier() noexcept {
+  init_barrier_once();
+  if (membarrier_ok) {
+    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+void wait_until_not_running(const void* subscriber) noexcept {
+  const ReaderRecord* self = tls_reader;
+  for_each_record([&](const ReaderRecord& r) {
+    if (&r == self) return;
+    for (const auto& slot : r.running) {
+      Backoff backoff;
+      while (slot.load(std::memory_order_acquire) == subscriber) backoff.pause();
+    }
+  });
+}
+
+Grace Grace::capture(bool include_self) {
+  Grace g;
+  const ReaderRecord* self = include_self ? nullptr : tls_reader;
+  for_each_record([&](const ReaderRecord& r) {
+    if (&r == self) return;
+    const std::uint64_t s = r.seq.load(std::memory_order_acquire);
+    if (s & 1) g.open_.emplace_back(&r, s);
+  });
+  return g;
+}
+
+bool Grace::passed() const noexcept {
+  for (const auto& [record, seq] : open_)
+    if (record->seq.load(std::memory_order_acquire) == seq) return false;
+  return true;
+}
+
+bool Grace::wait_until(std::chrono::steady_clock::time_point deadline) const noexcept {
+  Backoff backoff;
+  while (!passed()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    backoff.pause();
+  }
+  return true;
+}
+
+}  // namespace crier::detail
