@@ -1,0 +1,130 @@
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include <crier/crier.hpp>
+
+namespace {
+
+TEST(Uuid, V7IsVersionedTimeOrderedAndUnique) {
+  std::set<crier::Uuid> seen;
+  crier::Uuid prev = crier::Uuid::v7();
+  const auto now_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                     std::chrono::system_clock::now().time_since_epoch())
+                                                     .count());
+  for (int i = 0; i < 100000; ++i) {
+    const crier::Uuid u = crier::Uuid::v7();
+    ASSERT_EQ(u.bytes[6] >> 4, 7);         // version
+    ASSERT_EQ(u.bytes[8] >> 6, 0b10);      // variant
+    ASSERT_GT(u, prev) << "not monotonic within a thread at " << i;
+    prev = u;
+    seen.insert(u);
+  }
+  EXPECT_EQ(seen.size(), 100000u);
+  EXPECT_LE(prev.unix_ms() - now_ms, 5000u);
+}
+
+TEST(Uuid, UniqueAcrossThreads) {
+  std::vector<std::vector<crier::Uuid>> per(4);
+  {
+    std::vector<std::jthread> ts;
+    for (auto& v : per)
+      ts.emplace_back([&v] {
+        for (int i = 0; i < 20000; ++i) v.push_back(crier::Uuid::v7());
+      });
+  }
+  std::set<crier::Uuid> all;
+  for (auto& v : per) all.insert(v.begin(), v.end());
+  EXPECT_EQ(all.size(), 80000u);
+}
+
+TEST(Uuid, TextRoundTripAndBadInput) {
+  const crier::Uuid u = crier::Uuid::v7();
+  const std::string text = u.to_string();
+  ASSERT_EQ(text.size(), 36u);
+  EXPECT_EQ(crier::Uuid::parse(text), u);
+  for (const char* bad : {"", "nope", "0190a0b1-c2d3-7e4f-8a9b-0c1d2e3f4a5", "0190a0b1-c2d3-7e4f-8a9b_0c1d2e3f4a5b",
+                          "0190a0b1-c2d3-7e4f-8a9b-0c1d2e3f4a5g"})
+    EXPECT_THROW(crier::Uuid::parse(bad), crier::Error) << bad;
+  EXPECT_TRUE(crier::Uuid{}.is_nil());
+}
+
+TEST(Time, FormatsAndParsesRfc3339) {
+  const crier::Timestamp t = crier::parse_time("2026-11-27T09:30:00.123456Z");
+  EXPECT_EQ(crier::format_time(t), "2026-11-27T09:30:00.123456Z");
+  EXPECT_EQ(crier::parse_time("2026-11-27T10:30:00.123456+01:00"), t);
+  EXPECT_EQ(crier::format_time(crier::parse_time("1999-01-01T00:00:00Z")), "1999-01-01T00:00:00.000000Z");
+  for (const char* bad : {"", "2026-11-27", "2026-11-27T09:30:00", "2026-13-27T09:30:00Z", "2026-11-27T09:30:00Zjunk",
+                          "2026-11-27T09:30:00.Z"})
+    EXPECT_THROW(crier::parse_time(bad), crier::Error) << bad;
+}
+
+crier::Envelope sample() {
+  crier::Envelope e;
+  e.id = crier::Uuid::v7().to_string();
+  e.source = "/shop/orders";
+  e.type = "com.example.order.placed";
+  e.subject = "o-1";
+  e.time = "2026-11-27T09:30:00.000001Z";
+  e.datacontenttype = "application/json";
+  e.extensions = {{"correlationid", e.id}, {"partitionkey", "c-9"}};
+  e.data = R"({"id":"o-1","quantity":2})";
+  return e;
+}
+
+TEST(Envelope, StructuredJsonRoundTrip) {
+  const crier::Envelope e = sample();
+  const std::string json = e.to_json();
+  const auto j = nlohmann::json::parse(json);
+  EXPECT_EQ(j["specversion"], "1.0");
+  EXPECT_EQ(j["data"]["quantity"], 2);  // JSON data is embedded, not quoted
+  EXPECT_EQ(j["partitionkey"], "c-9");
+  const crier::Envelope back = crier::Envelope::from_json(json);
+  EXPECT_EQ(back.id, e.id);
+  EXPECT_EQ(back.type, e.type);
+  EXPECT_EQ(back.subject, e.subject);
+  EXPECT_EQ(back.time, e.time);
+  EXPECT_EQ(back.extensions, e.extensions);
+  EXPECT_EQ(nlohmann::json::parse(back.data), nlohmann::json::parse(e.data));
+}
+
+TEST(Envelope, BinaryDataTravelsAsBase64) {
+  crier::Envelope e = sample();
+  e.datacontenttype = "application/octet-stream";
+  e.data = std::string("\x00\x01\xfe\xff" "abc", 7);
+  const auto j = nlohmann::json::parse(e.to_json());
+  EXPECT_EQ(j["data_base64"], "AAH+/2FiYw==");
+  EXPECT_EQ(crier::Envelope::from_json(e.to_json()).data, e.data);
+}
+
+TEST(Envelope, MalformedInputGetsAClearError) {
+  struct Case {
+    const char* json;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"not json", "not valid JSON"},
+      {"[1,2]", "must be an object"},
+      {R"({"specversion":"1.0","source":"/s","type":"a.b"})", "id is missing"},
+      {R"({"specversion":"0.3","id":"1","source":"/s","type":"a.b"})", "specversion"},
+      {R"({"specversion":"1.0","id":"1","type":"a.b"})", "source is missing"},
+      {R"({"specversion":"1.0","id":"1","source":"/s"})", "type is missing"},
+      {R"({"specversion":"1.0","id":1,"source":"/s","type":"a.b"})", "'id' must be a string"},
+      {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","time":"yesterday"})", "time"},
+      {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","Bad_Ext":"x"})", "Bad_Ext"},
+      {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","ext":{"a":1}})", "'ext'"},
+      {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","data_base64":"***"})", "data_base64"},
+  };
+  for (const auto& c : cases) {
+    try {
+      crier::Envelope::from_json(c.json);
+      ADD_FAILURE() << "accepted " << c.json;
+    } catch (const crier::Error& e) {
+      EXPECT_EQ(e.code(), crier::Errc::invalid_envelope) << c.json;
+      EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace

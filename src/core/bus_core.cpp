@@ -205,6 +205,9 @@ std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
   // Outside the lock: the handler we wait for may itself subscribe or unsubscribe.
   wait_until_not_running(sub);
   const std::size_t discarded = sub->queued();
+  if (discarded != 0)
+    report(sub->name, sub->event_type,
+           "unsubscribed with " + std::to_string(discarded) + " events still queued; they were discarded", 0);
   std::lock_guard lock(writer_mu_);
   heavy_barrier();
   retired_.push_back(std::make_unique<Retired>(Retired{Grace::capture(true), nullptr, sub}));
@@ -257,7 +260,10 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
       }
     }
     lock.unlock();
-    stopped_.store(true, std::memory_order_release);
+    stopped_.store(true, std::memory_order_release);  // runs end after their current batch
+    if (!idle)
+      report("", "", "drain deadline passed with " + std::to_string(left) +
+                         " events queued; waiting for running handlers to return", 0);
     pool_->stop_and_join();
     draining_.store(false, std::memory_order_release);
   }

@@ -39,7 +39,6 @@ void WorkerPool::stop_and_join() {
     std::lock_guard lock(mu_);
     if (stop_ && threads_.empty()) return;
     stop_ = true;
-    stopping_.store(true, std::memory_order_relaxed);
   }
   cv_.notify_all();
   for (auto& t : threads_) {
@@ -84,7 +83,7 @@ void WorkerPool::loop() {
 
 void WorkerPool::run(SubscriberBase* sub) {
   for (;;) {
-    if (stopping_.load(std::memory_order_relaxed)) break;
+    if (core_.stopped()) break;  // runs under way end after their current batch
     std::size_t n = 0;
     {
       ReadSection section;

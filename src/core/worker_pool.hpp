@@ -38,7 +38,6 @@ class WorkerPool {
   std::deque<SubscriberBase*> ready_;  // guarded by mu_
   unsigned idle_ = 0;                  // guarded by mu_
   bool stop_ = false;                  // guarded by mu_
-  std::atomic<bool> stopping_{false};  // runs under way end after their current batch
   std::atomic<std::size_t> ready_count_{0};
   std::vector<std::thread> threads_;
 };
