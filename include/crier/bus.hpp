@@ -22,8 +22,38 @@ namespace crier {
 
 namespace detail {
 
+// Calls each subscriber of one snapshot. Handlers' exceptions are recorded per subscriber;
+// an async subscriber's enqueue failure is the publisher's and propagates.
 template <class E>
-inline void publish(BusCore& core, const E& event, const Attributes* attributes, const PublishMeta* parent) {
+[[gnu::always_inline]] inline void dispatch(BusCore& core, ReadSection& section, const Snapshot& snap, const E& event,
+                                            const PublishMeta& meta) {
+  const Entry* it = snap.entries();
+  const Entry* const end = it + snap.count;
+  for (; it != end; ++it) {
+    section.enter(it->sub);
+    if (!it->sub->active.load(std::memory_order_relaxed)) [[unlikely]]
+      continue;
+    try {
+      it->deliver(it->sub, &event, meta);
+    } catch (...) {
+      core.delivery_failed(*it->sub);
+    }
+  }
+}
+
+// The slower path taken when some subscriber's handler asks for a Delivery: the envelope
+// attributes (id, time, correlation) are made once and shared by every subscriber.
+template <class E>
+[[gnu::noinline]] void dispatch_with_meta(BusCore& core, ReadSection& section, const Snapshot& snap, const E& event,
+                                          const Attributes* attributes, const PublishMeta* parent) {
+  PublishMeta meta;
+  core.fill_meta(meta, attributes, parent);
+  dispatch(core, section, snap, event, meta);
+}
+
+template <class E>
+[[gnu::always_inline]] inline void publish(BusCore& core, const E& event, const Attributes* attributes,
+                                           const PublishMeta* parent) {
   static_assert(Event<E>,
                 "crier: this type has no event type name; declare one next to the type with "
                 "CRIER_EVENT(Type, \"com.example.thing.happened\")");
@@ -31,29 +61,14 @@ inline void publish(BusCore& core, const E& event, const Attributes* attributes,
   ReadSection section;
   if (core.closed.load(std::memory_order_relaxed)) [[unlikely]]
     core.refuse_if_closed(section.nested() || core.on_worker_thread());
-  if (attributes) validate(*attributes);
+  if (attributes) [[unlikely]]
+    validate(*attributes);
   const Snapshot* snap = core.snapshot(index);
   if (snap == nullptr) return;
-  PublishMeta meta;
-  if (snap->needs_meta) core.fill_meta(meta, attributes, parent);
-  const Entry* it = snap->entries();
-  const Entry* const end = it + snap->count;
-  for (; it != end; ++it) {
-    section.enter(it->sub);
-    if (!it->sub->active.load(std::memory_order_relaxed)) [[unlikely]]
-      continue;
-    if (it->sub->mode == DeliveryMode::Inline) {
-      try {
-        it->deliver(it->sub, &event, meta);
-      } catch (...) {
-        core.handler_failed(*it->sub, 1);
-      }
-    } else {
-      // Enqueueing is the publisher's own work: its failures (a full queue at shutdown)
-      // are the publisher's errors, not the subscriber's.
-      it->deliver(it->sub, &event, meta);
-    }
-  }
+  if (snap->needs_meta) [[unlikely]]
+    dispatch_with_meta(core, section, *snap, event, attributes, parent);
+  else
+    dispatch(core, section, *snap, event, kNoMeta);
 }
 
 }  // namespace detail
@@ -84,13 +99,13 @@ class CRIER_EXPORT Bus {
   /// it. Throws Error(Errc::bus_closed) after drain() began, except when called from a
   /// handler of this bus (a cascade is let through while draining). Allocates nothing.
   template <class E>
-  void publish(const E& event) {
+  [[gnu::always_inline]] void publish(const E& event) {
     detail::publish(*core_, event, nullptr, nullptr);
   }
   /// As publish(event), with CloudEvents attributes (subject, partition key, extensions).
   /// Throws Error(Errc::invalid_name) for a malformed extension name.
   template <class E>
-  void publish(const E& event, const Attributes& attributes) {
+  [[gnu::always_inline]] void publish(const E& event, const Attributes& attributes) {
     detail::publish(*core_, event, &attributes, nullptr);
   }
 

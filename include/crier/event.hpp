@@ -11,10 +11,12 @@
 // subscribing to a type without a name is a compile-time error that says how to declare one.
 #pragma once
 
+#include <atomic>
 #include <concepts>
 #include <cstdint>
 #include <string_view>
 #include <type_traits>
+#include <typeinfo>
 
 #include "crier/export.hpp"
 
@@ -79,17 +81,27 @@ namespace detail {
 /// two different C++ types with one name raise Errc::type_conflict.
 CRIER_EXPORT std::uint32_t register_event_type(std::string_view type_name, const char* cpp_type_name);
 
+inline constexpr std::uint32_t kNoIndex = 0xffffffffu;
+
+// Constant-initialised, so reading it needs no initialisation guard: one relaxed load.
+template <class E>
+inline std::atomic<std::uint32_t> cached_event_index{kNoIndex};
+
 template <Event E>
-std::uint32_t event_index() {
-  // A function-local static: one guarded load per call, no hashing, no lock.
-  static const std::uint32_t index = register_event_type(event_type_v<E>, typeid(E).name());
+[[gnu::noinline]] std::uint32_t first_event_index() {
+  const std::uint32_t index = register_event_type(event_type_v<E>, typeid(E).name());
+  cached_event_index<E>.store(index, std::memory_order_relaxed);
   return index;
+}
+
+template <Event E>
+inline std::uint32_t event_index() {
+  const std::uint32_t index = cached_event_index<E>.load(std::memory_order_relaxed);
+  return index != kNoIndex ? index : first_event_index<E>();
 }
 }  // namespace detail
 
 }  // namespace crier
-
-#include <typeinfo>
 
 /// Declares the CloudEvents type name of `Type`. Use at namespace scope in the namespace of
 /// `Type` (the name is found by argument-dependent lookup). An invalid name fails to compile.

@@ -67,6 +67,7 @@ BusCore::~BusCore() {
   std::lock_guard lock(writer_mu_);
   reclaim(true);
   for (SubscriberBase* sub : subscribers_) release_ref(sub);
+  for (auto& slot : direct_) free_snapshot(slot.load(std::memory_order_relaxed));
   for (auto& chunk : chunks_) {
     Chunk* c = chunk.load(std::memory_order_relaxed);
     if (c == nullptr) continue;
@@ -118,6 +119,11 @@ void BusCore::handler_failed(SubscriberBase& sub, int attempt) noexcept {
   }
 }
 
+void BusCore::delivery_failed(SubscriberBase& sub) {
+  if (sub.mode == DeliveryMode::Async) throw;
+  handler_failed(sub, 1);
+}
+
 void BusCore::try_schedule(SubscriberBase& sub) {
   int r = sub.runners.load(std::memory_order_seq_cst);
   for (;;) {
@@ -154,13 +160,7 @@ void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub,
     if (s->event_type == sub->event_type && s->name == sub->name)
       throw Error(Errc::invalid_argument,
                   "subscriber '" + sub->name + "' is already subscribed to " + std::string(sub->event_type));
-  auto& chunk_slot = chunks_[type_index >> kChunkBits];
-  Chunk* chunk = chunk_slot.load(std::memory_order_relaxed);
-  if (chunk == nullptr) {
-    chunk = new Chunk;
-    chunk_slot.store(chunk, std::memory_order_release);
-  }
-  auto& slot = chunk->slots[type_index & kChunkMask];
+  auto& slot = slot_of(type_index);
   Snapshot* old = slot.load(std::memory_order_relaxed);
   const std::uint32_t n = old ? old->count : 0;
   Snapshot* next = make_snapshot(n + 1);
@@ -178,6 +178,17 @@ void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub,
   reclaim(false);
 }
 
+std::atomic<Snapshot*>& BusCore::slot_of(std::uint32_t type_index) {
+  if (type_index < kDirect) return direct_[type_index];
+  auto& chunk_slot = chunks_[type_index >> kChunkBits];
+  Chunk* chunk = chunk_slot.load(std::memory_order_relaxed);
+  if (chunk == nullptr) {
+    chunk = new Chunk;
+    chunk_slot.store(chunk, std::memory_order_release);
+  }
+  return chunk->slots[type_index & kChunkMask];
+}
+
 std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
   {
     std::lock_guard lock(writer_mu_);
@@ -185,7 +196,7 @@ std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
     if (it == subscribers_.end()) return 0;
     subscribers_.erase(it);
     sub->active.store(false, std::memory_order_seq_cst);
-    auto& slot = chunks_[sub->type_index >> kChunkBits].load(std::memory_order_relaxed)->slots[sub->type_index & kChunkMask];
+    auto& slot = slot_of(sub->type_index);
     Snapshot* old = slot.load(std::memory_order_relaxed);
     Snapshot* next = nullptr;
     if (old->count > 1) {

@@ -116,15 +116,17 @@ Grace Grace::capture(bool include_self) {
   const ReaderRecord* self = include_self ? nullptr : tls_reader;
   for_each_record([&](const ReaderRecord& r) {
     if (&r == self) return;
-    const std::uint64_t s = r.seq.load(std::memory_order_acquire);
-    if (s & 1) g.open_.emplace_back(&r, s);
+    const std::uint64_t s = r.state.load(std::memory_order_acquire);
+    if (s & kDepthMask) g.open_.emplace_back(&r, s);
   });
   return g;
 }
 
 bool Grace::passed() const noexcept {
-  for (const auto& [record, seq] : open_)
-    if (record->seq.load(std::memory_order_acquire) == seq) return false;
+  // Within one outermost section the state can return to a captured value (nested sections
+  // restore it); once that section ends the generation has moved on for good.
+  for (const auto& [record, state] : open_)
+    if (record->state.load(std::memory_order_acquire) == state) return false;
   return true;
 }
 

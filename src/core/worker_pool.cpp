@@ -15,6 +15,24 @@ constexpr std::size_t kBatch = 256;
 constexpr auto kLinger = std::chrono::microseconds(50);
 }  // namespace
 
+void ReadyQueue::push(SubscriberBase* sub) {
+  if (size_ == ring_.size()) {
+    std::vector<SubscriberBase*> bigger(ring_.size() * 2);
+    for (std::size_t i = 0; i < size_; ++i) bigger[i] = ring_[(head_ + i) % ring_.size()];
+    ring_.swap(bigger);
+    head_ = 0;
+  }
+  ring_[(head_ + size_) % ring_.size()] = sub;
+  ++size_;
+}
+
+SubscriberBase* ReadyQueue::pop() noexcept {
+  SubscriberBase* sub = ring_[head_];
+  head_ = (head_ + 1) % ring_.size();
+  --size_;
+  return sub;
+}
+
 WorkerPool::WorkerPool(BusCore& core, unsigned threads) : core_(core) {
   threads_.reserve(threads);
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
@@ -26,7 +44,7 @@ void WorkerPool::submit(SubscriberBase* sub) {
   bool wake;
   {
     std::lock_guard lock(mu_);
-    ready_.push_back(sub);
+    ready_.push(sub);
     ready_count_.fetch_add(1, std::memory_order_relaxed);
     wake = idle_ > 0;
   }
@@ -34,7 +52,7 @@ void WorkerPool::submit(SubscriberBase* sub) {
 }
 
 void WorkerPool::stop_and_join() {
-  std::deque<SubscriberBase*> abandoned;
+  std::vector<SubscriberBase*> abandoned;
   {
     std::lock_guard lock(mu_);
     if (stop_ && threads_.empty()) return;
@@ -50,7 +68,7 @@ void WorkerPool::stop_and_join() {
   threads_.clear();
   {
     std::lock_guard lock(mu_);
-    abandoned.swap(ready_);
+    while (!ready_.empty()) abandoned.push_back(ready_.pop());
     ready_count_.store(0, std::memory_order_relaxed);
   }
   for (SubscriberBase* sub : abandoned) {
@@ -71,8 +89,7 @@ void WorkerPool::loop() {
       continue;
     }
     if (stop_) break;
-    SubscriberBase* sub = ready_.front();
-    ready_.pop_front();
+    SubscriberBase* sub = ready_.pop();
     ready_count_.fetch_sub(1, std::memory_order_relaxed);
     lock.unlock();
     run(sub);

@@ -6,7 +6,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -15,6 +14,21 @@ namespace crier::detail {
 
 class BusCore;
 class SubscriberBase;
+
+/// A FIFO of subscribers ready to run: a ring that grows when full and never shrinks, so that
+/// scheduling allocates nothing once the bus has warmed up.
+class ReadyQueue {
+ public:
+  bool empty() const noexcept { return size_ == 0; }
+  std::size_t size() const noexcept { return size_; }
+  void push(SubscriberBase* sub);
+  SubscriberBase* pop() noexcept;
+
+ private:
+  std::vector<SubscriberBase*> ring_ = std::vector<SubscriberBase*>(64);
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
+};
 
 class WorkerPool {
  public:
@@ -35,7 +49,7 @@ class WorkerPool {
   BusCore& core_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<SubscriberBase*> ready_;  // guarded by mu_
+  ReadyQueue ready_;                   // guarded by mu_
   unsigned idle_ = 0;                  // guarded by mu_
   bool stop_ = false;                  // guarded by mu_
   std::atomic<std::size_t> ready_count_{0};

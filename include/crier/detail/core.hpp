@@ -30,6 +30,9 @@ struct PublishMeta {
   std::shared_ptr<const Attributes> attributes;
 };
 
+/// What handlers that take no Delivery are given: nothing is read from it.
+inline const PublishMeta kNoMeta{};
+
 /// One subscriber: its identity, counters and (for async ones) its queue. Type-erased; the
 /// typed parts live in InlineSubscriber / AsyncSubscriber. Lifetime: reference-counted by its
 /// registration and by each pending run on the worker pool; freed only after every dispatch
@@ -97,6 +100,8 @@ class CRIER_EXPORT BusCore {
   /// The current subscribers of an event type, or null. Valid while the caller's
   /// ReadSection lasts.
   const Snapshot* snapshot(std::uint32_t type_index) const noexcept {
+    if (type_index < kDirect) [[likely]]
+      return direct_[type_index].load(std::memory_order_acquire);
     const auto* chunk = chunks_[type_index >> kChunkBits].load(std::memory_order_acquire);
     return chunk ? chunk->slots[type_index & kChunkMask].load(std::memory_order_acquire) : nullptr;
   }
@@ -110,6 +115,9 @@ class CRIER_EXPORT BusCore {
 
   /// Records a handler's exception: counts it and tells on_error. Call inside a catch block.
   void handler_failed(SubscriberBase& sub, int attempt) noexcept;
+  /// Inside the publish loop's catch block: an Inline subscriber's handler failed (recorded),
+  /// or enqueueing for an Async one failed, which is the publisher's error (rethrown).
+  [[gnu::cold]] void delivery_failed(SubscriberBase& sub);
 
   /// Makes sure an async subscriber with queued events has a run on the pool.
   void try_schedule(SubscriberBase& sub);
@@ -140,9 +148,12 @@ class CRIER_EXPORT BusCore {
   static constexpr unsigned kChunkBits = 8;
   static constexpr std::uint32_t kChunkMask = (1u << kChunkBits) - 1;
   static constexpr std::size_t kChunks = 256;  // 65,536 event types per process
+  static constexpr std::uint32_t kDirect = 256;  // the first types skip the chunk lookup
   struct Chunk {
     std::atomic<Snapshot*> slots[1u << kChunkBits] = {};
   };
+
+  std::atomic<Snapshot*>& slot_of(std::uint32_t type_index);
 
   void retire_snapshot(Snapshot* s);
   void reclaim(bool wait_all);
@@ -150,7 +161,8 @@ class CRIER_EXPORT BusCore {
 
   BusOptions options_;
   std::string source_;
-  std::atomic<Chunk*> chunks_[kChunks] = {};
+  std::atomic<Snapshot*> direct_[kDirect] = {};
+  std::atomic<Chunk*> chunks_[kChunks] = {};  // chunk 0 unused: its types are direct_
 
   mutable std::mutex writer_mu_;
   std::vector<SubscriberBase*> subscribers_;      // guarded by writer_mu_

@@ -3,8 +3,9 @@
 // Publishers read an immutable subscriber array with no lock and no shared atomic
 // read-modify-write. Each thread owns a ReaderRecord and announces, with plain stores to
 // its own cache line:
-//   - `seq` odd while it is inside a dispatch section (so retired arrays and subscribers are
-//     freed only after every section that could see them has ended), and
+//   - `state`: the nesting depth of its dispatch sections in the low bits and, above them, a
+//     generation that grows each time an outermost section ends (so retired arrays and
+//     subscribers are freed only after every section that could see them has ended), and
 //   - `running[depth]`, the subscriber whose handler it is about to call or is calling (so
 //     unsubscribe can wait for exactly that handler to return, and for nothing else).
 // Writers (subscribe, unsubscribe, drain) are rare; they pay with a process-wide heavy
@@ -25,9 +26,13 @@ namespace crier::detail {
 /// unbounded recursion and fails with Errc::nesting_too_deep.
 inline constexpr int kMaxDispatchDepth = 32;
 
+inline constexpr std::uint64_t kDepthMask = 0xff;
+inline constexpr std::uint64_t kGeneration = 0x100;
+
 struct alignas(64) ReaderRecord {
-  std::atomic<std::uint64_t> seq{0};  // odd: inside a section. Written by the owner only.
-  int depth = 0;                      // owner only
+  // depth | generation. Written by the owner only; one word, so a publish costs one
+  // load-store pair on it (a second word would add a store-to-load chain per publish).
+  std::atomic<std::uint64_t> state{0};
   std::atomic<const void*> running[kMaxDispatchDepth] = {};
   const void* worker_of = nullptr;  // owner only: the bus core whose worker this thread is
   // Registry links (guarded by the registry mutex); records are reused, never freed.
@@ -60,38 +65,43 @@ inline void reader_order_point() noexcept {
 /// one's `seq` announcement and each own one `running` slot.
 class ReadSection {
  public:
-  ReadSection() : r_(this_thread_reader()), depth_(r_.depth) {
-    if (depth_ >= kMaxDispatchDepth) [[unlikely]]
+  ReadSection() : r_(this_thread_reader()), entry_state_(r_.state.load(std::memory_order_relaxed)) {
+    const auto depth = static_cast<int>(entry_state_ & kDepthMask);
+    if (depth >= kMaxDispatchDepth) [[unlikely]]
       throw Error(Errc::nesting_too_deep, "publish nested inside handlers more than 32 deep");
-    ++r_.depth;
-    if (depth_ == 0) {
-      r_.seq.store(r_.seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      reader_order_point();
-    }
+    r_.state.store(entry_state_ + 1, std::memory_order_relaxed);
+    running_ = &r_.running[depth];
+    if (depth == 0) reader_order_point();
   }
   ReadSection(const ReadSection&) = delete;
   ReadSection& operator=(const ReadSection&) = delete;
   ~ReadSection() {
-    // Release: the handler's accesses happen-before a writer that sees these stores.
-    r_.running[depth_].store(nullptr, std::memory_order_release);
-    if (depth_ == 0) r_.seq.store(r_.seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    --r_.depth;
+    // Release: the handler's accesses happen-before a writer that sees these stores. An
+    // outermost section ends by advancing the generation; a nested one restores its parent's
+    // state.
+    running_->store(nullptr, std::memory_order_release);
+    r_.state.store(nested() ? entry_state_ : entry_state_ + kGeneration, std::memory_order_release);
   }
 
   /// Announces the subscriber about to be called. The caller must then check that the
   /// subscriber is still active before calling it.
   void enter(const void* subscriber) noexcept {
-    r_.running[depth_].store(subscriber, std::memory_order_relaxed);
-    reader_order_point();
+    running_->store(subscriber, std::memory_order_relaxed);
+    if (fence_) [[unlikely]]
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    else
+      std::atomic_signal_fence(std::memory_order_seq_cst);
   }
 
   ReaderRecord& record() const noexcept { return r_; }
   /// True when this section is nested inside a handler on this thread.
-  bool nested() const noexcept { return depth_ > 0; }
+  bool nested() const noexcept { return (entry_state_ & kDepthMask) != 0; }
 
  private:
   ReaderRecord& r_;
-  int depth_;
+  const std::uint64_t entry_state_;
+  std::atomic<const void*>* running_;
+  const bool fence_ = g_reader_fence;
 };
 
 }  // namespace crier::detail

@@ -1,0 +1,14 @@
+#pragma once
+
+#include <cstdint>
+
+#include <crier/crier.hpp>
+
+namespace bench {
+
+struct Tick {
+  std::int64_t value = 1;
+};
+CRIER_EVENT(Tick, "com.example.bench.tick");
+
+}  // namespace bench
