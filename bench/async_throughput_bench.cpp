@@ -42,7 +42,11 @@ void wait_for(const std::vector<std::unique_ptr<Handled>>& handled, std::int64_t
 // append "/real_time").
 template <class Publish>
 void run(benchmark::State& state, const std::vector<std::unique_ptr<Handled>>& handled, Publish&& publish) {
-  std::int64_t target = 0;
+  // One untimed round first: queues and lanes are allocated on first use, not per event.
+  Tick warm{1};
+  for (std::int64_t i = 0; i < kEventsPerIteration; ++i) publish(warm);
+  std::int64_t target = kEventsPerIteration;
+  wait_for(handled, target);
   std::uint64_t allocs = 0;
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {

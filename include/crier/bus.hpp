@@ -129,7 +129,7 @@ class CRIER_EXPORT Bus {
       sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
     } else {
-      using S = detail::AsyncSubscriber<E, Handler>;
+      using S = detail::AsyncSubscriber<E, Handler, detail::DeliveryHandler<Handler, E>>;
       sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
     }

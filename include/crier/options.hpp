@@ -27,8 +27,9 @@ struct SubscribeOptions {
   /// Async only: how many of this subscriber's handlers may run at once. 1 (the default)
   /// delivers one publisher thread's events in publish order.
   int concurrency = 1;
-  /// Async only: capacity of the subscriber's queue, rounded up to a power of two.
-  /// Default 65536. A publisher that finds the queue full waits for room.
+  /// Async only: capacity of the subscriber's queue per publishing thread (each thread that
+  /// publishes to the subscriber gets its own lane, so publishers never contend), rounded up
+  /// to a power of two. Default 65536. A publisher that finds its lane full waits for room.
   std::size_t queue_capacity = 65536;
 };
 

@@ -139,7 +139,9 @@ void BusCore::try_schedule(SubscriberBase& sub) {
 
 void BusCore::run_finished(SubscriberBase& sub) {
   sub.runners.fetch_sub(1, std::memory_order_seq_cst);
-  // A publisher may have enqueued after our last look and seen us still running.
+  // A publisher may have pushed after our last look and seen us still running: after the
+  // barrier, either we see its push or it sees our decrement.
+  heavy_barrier();
   if (sub.queued() != 0) try_schedule(sub);
   if (draining_.load(std::memory_order_acquire)) {
     std::lock_guard lock(drain_mu_);

@@ -80,6 +80,7 @@ ReaderRecord* register_reader() {
     }
     if (mine == nullptr) {
       mine = new ReaderRecord;  // lives for the process: writers may be scanning it
+      mine->index = registry_head ? registry_head->index + 1 : 0;
       mine->in_use.store(true, std::memory_order_relaxed);
       mine->next = registry_head;
       registry_head = mine;

@@ -1,5 +1,6 @@
 #include "worker_pool.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "crier/detail/core.hpp"
@@ -112,20 +113,26 @@ void WorkerPool::run(SubscriberBase* sub) {
       submit(sub);  // others are waiting: go to the back, keeping our runner count
       return;
     }
-    if (n > 0) continue;
-    // The queue looks empty: linger briefly while nobody else needs this thread.
+    if (n > 0) {
+      // A short batch means we caught up with the publishers: reading the slot they are
+      // writing would bounce its cache line between the cores for every event. Give them
+      // a moment to fill whole lines.
+      if (n < kBatch / 4)
+        for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
+      continue;
+    }
+    // The queue looks empty: linger briefly while nobody else needs this thread. Each look
+    // pulls the publishers' cache lines over, so look less often the longer it stays empty.
     if (sub->active.load(std::memory_order_relaxed) && ready_count_.load(std::memory_order_relaxed) == 0) {
       const auto until = std::chrono::steady_clock::now() + kLinger;
       bool more = false;
-      for (unsigned i = 0;; ++i) {
+      for (unsigned pauses = 16;; pauses = std::min(pauses * 2, 512u)) {
+        for (unsigned i = 0; i < pauses; ++i) __builtin_ia32_pause();
         if (sub->queued() != 0) {
           more = true;
           break;
         }
-        if ((i & 63) == 63 &&
-            (std::chrono::steady_clock::now() >= until || ready_count_.load(std::memory_order_relaxed) != 0))
-          break;
-        __builtin_ia32_pause();
+        if (std::chrono::steady_clock::now() >= until || ready_count_.load(std::memory_order_relaxed) != 0) break;
       }
       if (more) continue;
     }

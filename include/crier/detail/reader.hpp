@@ -35,6 +35,7 @@ struct alignas(64) ReaderRecord {
   std::atomic<std::uint64_t> state{0};
   std::atomic<const void*> running[kMaxDispatchDepth] = {};
   const void* worker_of = nullptr;  // owner only: the bus core whose worker this thread is
+  std::uint32_t index = 0;           // dense, fixed at creation: picks the thread's queue lanes
   // Registry links (guarded by the registry mutex); records are reused, never freed.
   ReaderRecord* next = nullptr;
   std::atomic<bool> in_use{false};
