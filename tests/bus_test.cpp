@@ -119,7 +119,7 @@ TEST(Bus, NonStandardExceptionIsReportedNotFatal) {
 
 TEST(Bus, ThrowingErrorHookIsSwallowed) {
   crier::BusOptions o;
-  o.on_error = [](const crier::HandlerFailure&) { throw std::runtime_error("hook"); };
+  o.on_error = [](const crier::Report&) { throw std::runtime_error("hook"); };
   Bus bus(o);
   auto sub = bus.subscribe<Ping>("x", [](const Ping&) { throw std::runtime_error("h"); }, kInline);
   EXPECT_NO_THROW(bus.publish(Ping{}));
@@ -205,8 +205,8 @@ TEST(Bus, DrainPastItsDeadlineSaysHowManyWereLeft) {
   std::latch release(1);
   crier::BusOptions o;
   o.worker_threads = 1;
-  o.on_error = [&](const crier::HandlerFailure& f) {
-    if (f.message.find("deadline") != std::string_view::npos) release.count_down();
+  o.on_error = [&](const crier::Report& r) {
+    if (r.kind == crier::Report::Kind::drain_deadline) release.count_down();
   };
   Bus bus(o);
   std::latch first_started(1);

@@ -1,6 +1,7 @@
 // Event types and helpers shared by the tests.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -32,23 +33,33 @@ inline void from_json(const nlohmann::json& j, Order& o) {
   j.at("quantity").get_to(o.quantity);
 }
 
-/// Collects handler failures reported to BusOptions::on_error.
+/// Collects what the bus reports to BusOptions::on_error: handler failures in `messages`
+/// and `subscribers`, every report's kind in `kinds`.
 struct Failures {
   std::mutex mu;
   std::vector<std::string> messages;
   std::vector<std::string> subscribers;
+  std::vector<crier::Report::Kind> kinds;
+  std::vector<std::string> all;  // every report's message
   crier::BusOptions options() {
     crier::BusOptions o;
-    o.on_error = [this](const crier::HandlerFailure& f) {
+    o.on_error = [this](const crier::Report& r) {
       std::lock_guard lock(mu);
-      messages.emplace_back(f.message);
-      subscribers.emplace_back(f.subscriber);
+      kinds.push_back(r.kind);
+      all.emplace_back(r.message);
+      if (r.kind != crier::Report::Kind::handler_failed) return;
+      messages.emplace_back(r.message);
+      subscribers.emplace_back(r.subscriber);
     };
     return o;
   }
   std::size_t size() {
     std::lock_guard lock(mu);
     return messages.size();
+  }
+  std::size_t count(crier::Report::Kind k) {
+    std::lock_guard lock(mu);
+    return static_cast<std::size_t>(std::count(kinds.begin(), kinds.end(), k));
   }
 };
 
@@ -79,9 +90,10 @@ class Counter {
 
 inline const crier::SubscribeOptions kInline{.mode = crier::DeliveryMode::Inline};
 
-inline crier::SubscriberStats stats_of(const crier::Bus& bus, std::string_view name) {
-  for (auto& s : bus.stats())
-    if (s.name == name) return s;
+inline crier::SubscriberMetrics stats_of(const crier::Bus& bus, std::string_view name,
+                                         std::string_view type = {}) {
+  for (auto& s : bus.metrics().subscribers)
+    if (s.name == name && (type.empty() || s.event_type == type)) return s;
   return {};
 }
 

@@ -145,10 +145,11 @@ int main(int argc, char** argv) {
   long reports_total = 0;
   crier::BusOptions options;
   options.source = "/shop/orders";
-  options.on_error = [&](const crier::HandlerFailure& f) {
+  options.on_error = [&](const crier::Report& r) {
+    if (r.kind != crier::Report::Kind::handler_failed) return;
     std::lock_guard lock(report_mu);
     if (++reports_total <= 3)
-      reports.push_back(std::string(f.subscriber) + ": " + std::string(f.message) + " (" + std::string(f.event_type) + ")");
+      reports.push_back(std::string(r.subscriber) + ": " + std::string(r.message) + " (" + std::string(r.event_type) + ")");
   };
   crier::Bus bus(options);
 
@@ -175,7 +176,7 @@ int main(int argc, char** argv) {
               std::chrono::duration<double, std::milli>(placing).count(), down_for);
   std::printf("  %-10s %10s %8s %12s\n", "subscriber", "delivered", "failed", "handler ms");
   std::printf("  %-10s %10s %8s %12s\n", "----------", "---------", "------", "----------");
-  for (const auto& s : bus.stats())
+  for (const auto& s : bus.metrics().subscribers)
     std::printf("  %-10s %10llu %8llu %12.2f\n", s.name.c_str(), static_cast<unsigned long long>(s.delivered),
                 static_cast<unsigned long long>(s.failed),
                 std::chrono::duration<double, std::milli>(s.handler_time).count());

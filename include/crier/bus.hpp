@@ -9,12 +9,14 @@
 #include <utility>
 #include <vector>
 
+#include "crier/dead_letter.hpp"
 #include "crier/delivery.hpp"
 #include "crier/detail/core.hpp"
 #include "crier/detail/reader.hpp"
 #include "crier/detail/subscribers.hpp"
 #include "crier/error.hpp"
 #include "crier/event.hpp"
+#include "crier/metrics.hpp"
 #include "crier/options.hpp"
 #include "crier/subscription.hpp"
 
@@ -22,23 +24,33 @@ namespace crier {
 
 namespace detail {
 
-// Calls each subscriber of one snapshot. Handlers' exceptions are recorded per subscriber;
-// an async subscriber's enqueue failure is the publisher's and propagates.
-template <class E>
-[[gnu::always_inline]] inline void dispatch(BusCore& core, ReadSection& section, const Snapshot& snap, const E& event,
-                                            const PublishMeta& meta) {
+// Calls each subscriber of one snapshot. Handlers' failures are their subscribers' business;
+// an async subscriber's enqueue failure (a full queue) is the publisher's, raised after every
+// other subscriber had the event. `Fence`: readers fence themselves (no membarrier).
+template <bool Fence, class E>
+[[gnu::always_inline]] inline void dispatch_entries(ReadSection& section, const Snapshot& snap, const E& event,
+                                                    const PublishMeta& meta) {
   const Entry* it = snap.entries();
   const Entry* const end = it + snap.count;
+  bool refused = false;
   for (; it != end; ++it) {
-    section.enter(it->sub);
+    section.enter<Fence>(it->sub);
     if (!it->sub->active.load(std::memory_order_relaxed)) [[unlikely]]
       continue;
-    try {
-      it->deliver(it->sub, &event, meta);
-    } catch (...) {
-      core.delivery_failed(*it->sub);
-    }
+    refused |= !it->deliver(it->sub, &event, meta);
   }
+  if (refused) [[unlikely]]
+    rethrow_publish_error();
+}
+
+template <class E>
+[[gnu::always_inline]] inline void dispatch(ReadSection& section, const Snapshot& snap, const E& event,
+                                            const PublishMeta& meta) {
+  bump_counter(section.record(), snap.published_slot);
+  if (section.fenced()) [[unlikely]]
+    dispatch_entries<true>(section, snap, event, meta);
+  else
+    dispatch_entries<false>(section, snap, event, meta);
 }
 
 // The slower path taken when some subscriber's handler asks for a Delivery: the envelope
@@ -48,7 +60,7 @@ template <class E>
                                           const Attributes* attributes, const PublishMeta* parent) {
   PublishMeta meta;
   core.fill_meta(meta, attributes, parent);
-  dispatch(core, section, snap, event, meta);
+  dispatch(section, snap, event, meta);
 }
 
 template <class E>
@@ -64,11 +76,12 @@ template <class E>
   if (attributes) [[unlikely]]
     validate(*attributes);
   const Snapshot* snap = core.snapshot(index);
-  if (snap == nullptr) return;
+  if (snap == nullptr) [[unlikely]]
+    snap = &core.first_publish(index, event_type_v<E>);
   if (snap->needs_meta) [[unlikely]]
     dispatch_with_meta(core, section, *snap, event, attributes, parent);
   else
-    dispatch(core, section, *snap, event, kNoMeta);
+    dispatch(section, *snap, event, kNoMeta);
 }
 
 }  // namespace detail
@@ -81,8 +94,9 @@ template <class E>
 /// concurrency 1 sees one publisher thread's events in publish order; an Inline subscriber
 /// sees them in the order of the publish calls on each thread.
 /// Failures: a handler's exception never reaches the publisher or another subscriber; it is
-/// counted (stats()) and reported to BusOptions::on_error. The publisher sees only its own
-/// failures, as crier::Error: an invalid name, a closed bus.
+/// counted (metrics()), reported to BusOptions::on_error and handled by the subscriber's
+/// RetryPolicy, BreakerPolicy and dead letters. The publisher sees only its own failures, as
+/// crier::Error: an invalid name, a closed bus, a subscriber's queue full past its deadline.
 class CRIER_EXPORT Bus {
  public:
   /// An in-process bus with default options.
@@ -128,8 +142,13 @@ class CRIER_EXPORT Bus {
       using S = detail::InlineSubscriber<E, Handler>;
       sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
+    } else if (detail::DeliveryHandler<Handler, E> || options.ordering == Ordering::ordered) {
+      // Queued events carry their envelope attributes: the handler or the key order needs them.
+      using S = detail::AsyncSubscriber<E, Handler, true>;
+      sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
+      deliver = &S::deliver;
     } else {
-      using S = detail::AsyncSubscriber<E, Handler, detail::DeliveryHandler<Handler, E>>;
+      using S = detail::AsyncSubscriber<E, Handler, false>;
       sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
     }
@@ -145,8 +164,18 @@ class CRIER_EXPORT Bus {
   /// this bus's workers.
   DrainResult drain(std::chrono::milliseconds timeout = std::chrono::milliseconds(30000));
 
-  /// Counters of every current subscriber.
-  std::vector<SubscriberStats> stats() const;
+  /// Counters of every event type and current subscriber. See to_prometheus().
+  MetricsSnapshot metrics() const;
+
+  /// Dead letters matching `filter` (all by default), oldest first.
+  std::vector<DeadLetter> dead_letters(const DeadLetterFilter& filter = {}) const;
+  std::size_t dead_letter_count(const DeadLetterFilter& filter = {}) const;
+  /// Sends matching dead letters back to their subscriber (by name and event type) with a
+  /// fresh attempt count, and removes them. Those whose subscriber is gone stay. Returns
+  /// how many were sent.
+  std::size_t redrive(const DeadLetterFilter& filter = {});
+  /// Deletes matching dead letters; returns how many.
+  std::size_t purge(const DeadLetterFilter& filter = {});
 
   /// The CloudEvents source of this bus's events.
   const std::string& source() const noexcept;

@@ -9,10 +9,14 @@
 #pragma once
 
 #include "crier/bus.hpp"
+#include "crier/clock.hpp"
 #include "crier/codec.hpp"
+#include "crier/dead_letter.hpp"
 #include "crier/delivery.hpp"
 #include "crier/envelope.hpp"
 #include "crier/error.hpp"
 #include "crier/event.hpp"
+#include "crier/metrics.hpp"
 #include "crier/options.hpp"
+#include "crier/policy.hpp"
 #include "crier/subscription.hpp"

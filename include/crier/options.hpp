@@ -6,7 +6,11 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <memory>
 #include <string_view>
+
+#include "crier/clock.hpp"
+#include "crier/policy.hpp"
 
 namespace crier {
 
@@ -29,18 +33,47 @@ struct SubscribeOptions {
   int concurrency = 1;
   /// Async only: capacity of the subscriber's queue per publishing thread (each thread that
   /// publishes to the subscriber gets its own lane, so publishers never contend), rounded up
-  /// to a power of two. Default 65536. A publisher that finds its lane full waits for room.
+  /// to a power of two. Default 65536.
   std::size_t queue_capacity = 65536;
+  /// Async only: what publish does when the lane is full. Default Overflow::block.
+  Overflow overflow = Overflow::block;
+  /// With Overflow::block: how long publish waits for room (wall time). Default 10 s.
+  std::chrono::milliseconds block_timeout{10000};
+  /// Retries of failed events. Default: one attempt, then dead letters. An Inline
+  /// subscriber's first attempts run on the publisher's thread; its delayed retries run on
+  /// the worker pool.
+  RetryPolicy retry;
+  /// Async only. Default: none.
+  BreakerPolicy breaker;
+  /// Async only. Default Ordering::unordered.
+  Ordering ordering = Ordering::unordered;
+  /// A handler call longer than this is counted and reported (Report::Kind::slow_handler);
+  /// it cannot be stopped. Measured with the bus's clock. Async only. Default 0: no budget.
+  std::chrono::nanoseconds handler_budget{0};
 };
 
-/// A handler failure, as reported to BusOptions::on_error. The views are valid only
-/// during the call.
-struct HandlerFailure {
-  std::string_view subscriber;  ///< the subscriber's name
-  std::string_view event_type;  ///< the event's type name
-  std::string_view message;     ///< the exception's what(), or a note for non-std exceptions
-  int attempt = 1;              ///< which attempt failed
+/// Something the bus tells the application: BusOptions::on_error receives these. The views
+/// are valid only during the call.
+struct Report {
+  enum class Kind {
+    handler_failed,      ///< a handler threw; `message` is the exception's text
+    dead_lettered,       ///< an event was given up on and moved to the dead letters
+    breaker_opened,      ///< a subscriber's breaker opened
+    breaker_half_open,   ///< its cool-down ended: a probe event will be tried
+    breaker_closed,      ///< the probe succeeded
+    slow_handler,        ///< a handler call ran past its budget
+    events_discarded,    ///< unsubscribe discarded queued events
+    drain_deadline,      ///< drain's deadline passed with events left
+  };
+  Kind kind = Kind::handler_failed;
+  std::string_view subscriber;  ///< the subscriber's name, when there is one
+  std::string_view event_type;  ///< the event's type name, when there is one
+  std::string_view message;     ///< what happened, for people
+  int attempt = 0;              ///< which attempt failed (handler_failed, dead_lettered)
 };
+
+/// Short name of a report kind ("handler_failed", ...).
+const char* to_string(Report::Kind kind) noexcept;
 
 /// Bus-wide options.
 struct BusOptions {
@@ -48,28 +81,23 @@ struct BusOptions {
   std::string source;
   /// Threads of the async worker pool. Default 0: one per hardware thread.
   unsigned worker_threads = 0;
-  /// Called on the failing thread for each handler failure and for shutdown reports.
-  /// Must not throw (exceptions it throws are swallowed). Default: none.
-  std::function<void(const HandlerFailure&)> on_error;
+  /// Told about handler failures, dead letters, breaker changes, slow handlers and shutdown
+  /// problems, on the thread where they happen. Must not throw (what it throws is
+  /// swallowed) and should be quick. Default: none.
+  std::function<void(const Report&)> on_error;
   /// How long the destructor waits for queued events to be handled. Default 30 s.
   std::chrono::milliseconds drain_timeout{30000};
+  /// Time for retries, breakers, budgets and timestamps. Default Clock::system().
+  std::shared_ptr<Clock> clock;
+  /// Dead letters kept in memory; when full the oldest is evicted (and counted). Default
+  /// 10000.
+  std::size_t dead_letter_capacity = 10000;
 };
 
 /// What drain() achieved.
 struct DrainResult {
   bool complete = true;         ///< every queued event was handled before the deadline
   std::size_t undelivered = 0;  ///< events still queued when the deadline passed
-};
-
-/// Counters of one subscriber, from Bus::stats().
-struct SubscriberStats {
-  std::string name;
-  std::string event_type;
-  DeliveryMode mode = DeliveryMode::Async;
-  std::uint64_t delivered = 0;  ///< handler calls that returned normally
-  std::uint64_t failed = 0;     ///< handler calls that threw
-  std::size_t queued = 0;       ///< events waiting in its queue (async)
-  std::chrono::nanoseconds handler_time{0};  ///< time spent in its handler (async)
 };
 
 }  // namespace crier

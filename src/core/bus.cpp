@@ -1,5 +1,7 @@
 #include "crier/bus.hpp"
 
+#include "envelope_build.hpp"
+
 #include <string>
 
 namespace crier {
@@ -19,22 +21,42 @@ Bus::~Bus() {
 
 DrainResult Bus::drain(std::chrono::milliseconds timeout) { return core_->drain(timeout); }
 
-std::vector<SubscriberStats> Bus::stats() const { return core_->stats(); }
+MetricsSnapshot Bus::metrics() const { return core_->metrics(); }
+
+std::vector<DeadLetter> Bus::dead_letters(const DeadLetterFilter& filter) const { return core_->dead_letters(filter); }
+
+std::size_t Bus::dead_letter_count(const DeadLetterFilter& filter) const { return core_->dead_letter_count(filter); }
+
+std::size_t Bus::redrive(const DeadLetterFilter& filter) { return core_->redrive(filter); }
+
+std::size_t Bus::purge(const DeadLetterFilter& filter) { return core_->purge(filter); }
 
 const std::string& Bus::source() const noexcept { return core_->source(); }
 
-void Bus::check_subscription(std::string_view name, std::string_view type, const SubscribeOptions& options) {
+void Bus::check_subscription(std::string_view name, std::string_view type, const SubscribeOptions& o) {
+  const std::string who = "subscriber '" + std::string(name) + "' of " + std::string(type);
   if (!is_valid_subscriber_name(name))
     throw Error(Errc::invalid_name, "subscriber name '" + std::string(name) + "' for " + std::string(type) +
                                         " (want 1-128 characters of [A-Za-z0-9_-], starting with a letter or digit)");
-  if (options.concurrency < 1 || options.concurrency > 1024)
-    throw Error(Errc::invalid_argument, "subscriber '" + std::string(name) + "': concurrency must be 1..1024, not " +
-                                            std::to_string(options.concurrency));
-  if (options.queue_capacity < 1 || options.queue_capacity > (std::size_t{1} << 30))
-    throw Error(Errc::invalid_argument, "subscriber '" + std::string(name) + "': queue_capacity must be 1..2^30");
-  if (options.mode == DeliveryMode::Inline && options.concurrency != 1)
-    throw Error(Errc::invalid_argument,
-                "subscriber '" + std::string(name) + "': concurrency applies to async subscribers only");
+  auto bad = [&](const std::string& why) { return Error(Errc::invalid_argument, who + ": " + why); };
+  if (o.concurrency < 1 || o.concurrency > 1024)
+    throw bad("concurrency must be 1..1024, not " + std::to_string(o.concurrency));
+  if (o.queue_capacity < 1 || o.queue_capacity > (std::size_t{1} << 30)) throw bad("queue_capacity must be 1..2^30");
+  if (o.retry.max_attempts < 1) throw bad("retry.max_attempts must be at least 1");
+  if (o.retry.immediate_attempts < 1) throw bad("retry.immediate_attempts must be at least 1");
+  if (o.retry.initial_delay.count() < 0 || o.retry.max_delay.count() < 0 || o.retry.multiplier < 1)
+    throw bad("retry delays must not be negative and the multiplier not below 1");
+  if (o.breaker.consecutive_failures < 0 || o.breaker.failure_rate < 0 || o.breaker.failure_rate > 1 ||
+      o.breaker.window < 1 || o.breaker.cooldown.count() < 0)
+    throw bad("breaker: consecutive_failures >= 0, 0 <= failure_rate <= 1, window >= 1, cooldown >= 0");
+  if (o.block_timeout.count() < 0 || o.handler_budget.count() < 0) throw bad("timeouts must not be negative");
+  if (o.mode == DeliveryMode::Inline) {
+    if (o.concurrency != 1) throw bad("concurrency applies to async subscribers only");
+    if (o.breaker.consecutive_failures > 0 || o.breaker.failure_rate > 0)
+      throw bad("a circuit breaker needs an async subscriber (an inline one has no backlog to hold)");
+    if (o.ordering == Ordering::ordered) throw bad("ordering applies to async subscribers only");
+    if (o.handler_budget.count() > 0) throw bad("handler_budget applies to async subscribers only");
+  }
 }
 
 Subscription::Subscription(Subscription&& other) noexcept
@@ -67,25 +89,11 @@ std::string_view Delivery::subject() const noexcept {
   return meta_->attributes ? std::string_view(meta_->attributes->subject) : std::string_view();
 }
 
-std::string_view Delivery::partition_key() const noexcept {
-  return meta_->attributes ? std::string_view(meta_->attributes->partition_key) : std::string_view();
-}
+std::string_view Delivery::partition_key() const noexcept { return meta_->partition_key(); }
 
 Envelope Delivery::envelope() const {
-  Envelope e;
-  e.id = meta_->id.to_string();
-  e.source = source();
-  e.type = std::string(type());
-  e.time = format_time(meta_->time);
+  Envelope e = detail::build_envelope(*meta_, source(), type());
   e.datacontenttype = std::string(codec_.content_type);
-  e.extensions["correlationid"] = meta_->correlation_id.to_string();
-  if (!meta_->causation_id.is_nil()) e.extensions["causationid"] = meta_->causation_id.to_string();
-  if (const Attributes* a = meta_->attributes.get()) {
-    e.subject = a->subject;
-    e.dataschema = a->dataschema;
-    if (!a->partition_key.empty()) e.extensions["partitionkey"] = a->partition_key;
-    for (const auto& [k, v] : a->extensions) e.extensions[k] = v;
-  }
   e.data = codec_.encode(event_);
   return e;
 }

@@ -9,7 +9,9 @@
 
 #include "crier/error.hpp"
 #include "crier/event.hpp"
+#include "dead_letters.hpp"
 #include "rcu.hpp"
+#include "timers.hpp"
 #include "worker_pool.hpp"
 
 namespace crier::detail {
@@ -23,6 +25,8 @@ struct Retired {
 };
 
 namespace {
+
+thread_local std::exception_ptr tls_publish_error;
 
 Snapshot* make_snapshot(std::uint32_t count) {
   void* mem = ::operator new(sizeof(Snapshot) + count * sizeof(Entry));
@@ -45,16 +49,11 @@ std::string default_source() {
 
 }  // namespace
 
-SubscriberBase::SubscriberBase(BusCore& c, std::string n, std::string_view type, const SubscribeOptions& o,
-                               bool meta)
-    : core(c), name(std::move(n)), event_type(type), mode(o.mode), concurrency(o.concurrency), wants_meta(meta) {}
-SubscriberBase::~SubscriberBase() = default;
-std::size_t SubscriberBase::run_batch(std::size_t) { return 0; }
-std::size_t SubscriberBase::queued() const noexcept { return 0; }
-void SubscriberBase::wake_blocked_publishers() noexcept {}
-
 BusCore::BusCore(BusOptions options)
-    : options_(std::move(options)), source_(options_.source.empty() ? default_source() : options_.source) {
+    : options_(std::move(options)),
+      source_(options_.source.empty() ? default_source() : options_.source),
+      clock_(options_.clock ? options_.clock : Clock::system()),
+      dead_letters_(std::make_unique<DeadLetterStore>(options_.dead_letter_capacity)) {
   unsigned threads = options_.worker_threads ? options_.worker_threads : std::thread::hardware_concurrency();
   pool_ = std::make_unique<WorkerPool>(*this, std::max(1u, threads));
 }
@@ -62,18 +61,39 @@ BusCore::BusCore(BusOptions options)
 BusCore::~BusCore() {
   stopped_.store(true, std::memory_order_release);
   pool_->stop_and_join();
+  if (timers_) timers_->stop();  // drops waiting retries, returning their references
   // No dispatch section of this bus can be open now: destroying a bus while publishing on
   // it is a contract violation. Free everything.
   std::lock_guard lock(writer_mu_);
   reclaim(true);
   for (SubscriberBase* sub : subscribers_) release_ref(sub);
-  for (auto& slot : direct_) free_snapshot(slot.load(std::memory_order_relaxed));
+  auto free_slot = [](std::atomic<Snapshot*>& slot) {
+    if (Snapshot* s = slot.load(std::memory_order_relaxed)) {
+      release_counter_slot(s->published_slot);
+      free_snapshot(s);
+    }
+  };
+  for (auto& slot : direct_) free_slot(slot);
   for (auto& chunk : chunks_) {
     Chunk* c = chunk.load(std::memory_order_relaxed);
     if (c == nullptr) continue;
-    for (auto& slot : c->slots) free_snapshot(slot.load(std::memory_order_relaxed));
+    for (auto& slot : c->slots) free_slot(slot);
     delete c;
   }
+}
+
+void BusCore::at(Clock::time_point due, std::function<void()> fn) {
+  std::call_once(timers_once_, [this] { timers_ = std::make_unique<TimerService>(*clock_); });
+  timers_->at(due, std::move(fn));
+}
+
+void hold_publish_error() noexcept {
+  if (!tls_publish_error) tls_publish_error = std::current_exception();
+}
+
+void rethrow_publish_error() {
+  std::exception_ptr e = std::exchange(tls_publish_error, nullptr);
+  std::rethrow_exception(e);
 }
 
 bool BusCore::on_worker_thread() const noexcept {
@@ -94,41 +114,21 @@ void BusCore::fill_meta(PublishMeta& meta, const Attributes* attributes, const P
   if (attributes) meta.attributes = std::make_shared<const Attributes>(*attributes);
 }
 
-void BusCore::report(std::string_view subscriber, std::string_view type, std::string_view message,
+void BusCore::report(Report::Kind kind, std::string_view subscriber, std::string_view type, std::string_view message,
                      int attempt) const noexcept {
   if (!options_.on_error) return;
   try {
-    options_.on_error(HandlerFailure{subscriber, type, message, attempt});
+    options_.on_error(Report{kind, subscriber, type, message, attempt});
   } catch (...) {
-    // The hook must not throw; if it does, the failure it reported is still counted.
+    // The hook must not throw; if it does, what it reported is still counted.
   }
-}
-
-void BusCore::handler_failed(SubscriberBase& sub, int attempt) noexcept {
-  sub.failed.fetch_add(1, std::memory_order_relaxed);
-  if (!options_.on_error) return;
-  try {
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      report(sub.name, sub.event_type, e.what(), attempt);
-    } catch (...) {
-      report(sub.name, sub.event_type, "handler threw an exception not derived from std::exception", attempt);
-    }
-  } catch (...) {
-  }
-}
-
-void BusCore::delivery_failed(SubscriberBase& sub) {
-  if (sub.mode == DeliveryMode::Async) throw;
-  handler_failed(sub, 1);
 }
 
 void BusCore::try_schedule(SubscriberBase& sub) {
   int r = sub.runners.load(std::memory_order_seq_cst);
   for (;;) {
-    if (r >= sub.concurrency || static_cast<std::size_t>(r) >= sub.queued() || stopped() ||
-        !sub.active.load(std::memory_order_relaxed))
+    if (r >= sub.concurrency || static_cast<std::size_t>(r) >= sub.runnable() || stopped() ||
+        !sub.active.load(std::memory_order_relaxed) || !sub.breaker_admits_runs())
       return;
     if (sub.runners.compare_exchange_weak(r, r + 1, std::memory_order_seq_cst)) break;
   }
@@ -142,7 +142,7 @@ void BusCore::run_finished(SubscriberBase& sub) {
   // A publisher may have pushed after our last look and seen us still running: after the
   // barrier, either we see its push or it sees our decrement.
   heavy_barrier();
-  if (sub.queued() != 0) try_schedule(sub);
+  if (sub.runnable() != 0) try_schedule(sub);
   if (draining_.load(std::memory_order_acquire)) {
     std::lock_guard lock(drain_mu_);
     drain_cv_.notify_all();
@@ -152,6 +152,17 @@ void BusCore::run_finished(SubscriberBase& sub) {
 
 void BusCore::release_ref(SubscriberBase* sub) noexcept {
   if (sub->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete sub;
+}
+
+const Snapshot& BusCore::first_publish(std::uint32_t type_index, std::string_view type_name) {
+  std::lock_guard lock(writer_mu_);
+  auto& slot = slot_of(type_index);
+  if (const Snapshot* existing = slot.load(std::memory_order_acquire)) return *existing;
+  Snapshot* s = make_snapshot(0);
+  s->published_slot = acquire_counter_slot();
+  type_names_.emplace(type_index, std::string(type_name));
+  slot.store(s, std::memory_order_release);
+  return *s;
 }
 
 void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver) {
@@ -169,6 +180,9 @@ void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub,
   if (old) std::copy_n(old->entries(), n, next->entries());
   next->entries()[n] = Entry{deliver, sub.get()};
   next->needs_meta = (old && old->needs_meta) || sub->wants_meta;
+  next->published_slot = old ? old->published_slot : acquire_counter_slot();
+  sub->published_before = counter_total(next->published_slot);
+  type_names_.emplace(type_index, std::string(sub->event_type));
   sub->type_index = type_index;
   subscribers_.push_back(sub.get());
   slot.store(next, std::memory_order_release);
@@ -200,16 +214,14 @@ std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
     sub->active.store(false, std::memory_order_seq_cst);
     auto& slot = slot_of(sub->type_index);
     Snapshot* old = slot.load(std::memory_order_relaxed);
-    Snapshot* next = nullptr;
-    if (old->count > 1) {
-      next = make_snapshot(old->count - 1);
-      Entry* out = next->entries();
-      for (std::uint32_t i = 0; i < old->count; ++i) {
-        const Entry& e = old->entries()[i];
-        if (e.sub == sub) continue;
-        *out++ = e;
-        next->needs_meta = next->needs_meta || e.sub->wants_meta;
-      }
+    Snapshot* next = make_snapshot(old->count - 1);
+    next->published_slot = old->published_slot;
+    Entry* out = next->entries();
+    for (std::uint32_t i = 0; i < old->count; ++i) {
+      const Entry& e = old->entries()[i];
+      if (e.sub == sub) continue;
+      *out++ = e;
+      next->needs_meta = next->needs_meta || e.sub->wants_meta;
     }
     slot.store(next, std::memory_order_release);
     heavy_barrier();
@@ -219,7 +231,7 @@ std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
   wait_until_not_running(sub);
   const std::size_t discarded = sub->queued();
   if (discarded != 0)
-    report(sub->name, sub->event_type,
+    report(Report::Kind::events_discarded, sub->name, sub->event_type,
            "unsubscribed with " + std::to_string(discarded) + " events still queued; they were discarded", 0);
   std::lock_guard lock(writer_mu_);
   heavy_barrier();
@@ -275,27 +287,18 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
     lock.unlock();
     stopped_.store(true, std::memory_order_release);  // runs end after their current batch
     if (!idle)
-      report("", "", "drain deadline passed with " + std::to_string(left) +
-                         " events queued; waiting for running handlers to return", 0);
+      report(Report::Kind::drain_deadline, "", "",
+             "drain deadline passed with " + std::to_string(left) +
+                 " events queued or waiting for a retry; waiting for running handlers to return",
+             0);
     pool_->stop_and_join();
+    if (timers_) timers_->stop();
     draining_.store(false, std::memory_order_release);
   }
   left = queued_total(idle);
   std::lock_guard lock(writer_mu_);
   for (SubscriberBase* s : subscribers_) s->wake_blocked_publishers();
   return DrainResult{left == 0, left};
-}
-
-std::vector<SubscriberStats> BusCore::stats() const {
-  std::vector<SubscriberStats> out;
-  std::lock_guard lock(writer_mu_);
-  out.reserve(subscribers_.size());
-  for (const SubscriberBase* s : subscribers_) {
-    out.push_back(SubscriberStats{s->name, std::string(s->event_type), s->mode,
-                                  s->delivered.load(std::memory_order_relaxed), s->failed.load(std::memory_order_relaxed),
-                                  s->queued(), std::chrono::nanoseconds(s->busy_ns.load(std::memory_order_relaxed))});
-  }
-  return out;
 }
 
 }  // namespace crier::detail

@@ -92,6 +92,35 @@ ReaderRecord* register_reader() {
   return mine;
 }
 
+namespace {
+std::mutex slots_mu;
+std::vector<std::uint32_t> free_slots;  // guarded by slots_mu
+std::uint32_t next_slot = 1;            // guarded by slots_mu; slot 0 is the sink
+}  // namespace
+
+std::uint32_t acquire_counter_slot() {
+  std::lock_guard lock(slots_mu);
+  if (!free_slots.empty()) {
+    const std::uint32_t s = free_slots.back();
+    free_slots.pop_back();
+    return s;
+  }
+  return next_slot < kCounterSlots ? next_slot++ : 0;
+}
+
+void release_counter_slot(std::uint32_t slot) noexcept {
+  if (slot == 0) return;
+  for_each_record([&](ReaderRecord& r) { r.counters[slot].store(0, std::memory_order_relaxed); });
+  std::lock_guard lock(slots_mu);
+  free_slots.push_back(slot);
+}
+
+std::uint64_t counter_total(std::uint32_t slot) noexcept {
+  std::uint64_t total = 0;
+  for_each_record([&](const ReaderRecord& r) { total += r.counters[slot].load(std::memory_order_relaxed); });
+  return total;
+}
+
 void heavy_barrier() noexcept {
   init_barrier_once();
   if (membarrier_ok) {

@@ -128,7 +128,7 @@ void WorkerPool::run(SubscriberBase* sub) {
       bool more = false;
       for (unsigned pauses = 16;; pauses = std::min(pauses * 2, 512u)) {
         for (unsigned i = 0; i < pauses; ++i) __builtin_ia32_pause();
-        if (sub->queued() != 0) {
+        if (sub->runnable() != 0) {
           more = true;
           break;
         }

@@ -6,15 +6,19 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "crier/dead_letter.hpp"
 #include "crier/envelope.hpp"
 #include "crier/export.hpp"
+#include "crier/metrics.hpp"
 #include "crier/options.hpp"
 
 namespace crier::detail {
@@ -28,30 +32,93 @@ struct PublishMeta {
   Uuid correlation_id;
   Uuid causation_id;
   std::shared_ptr<const Attributes> attributes;
+
+  std::string_view partition_key() const noexcept {
+    return attributes ? std::string_view(attributes->partition_key) : std::string_view();
+  }
 };
 
 /// What handlers that take no Delivery are given: nothing is read from it.
 inline const PublishMeta kNoMeta{};
 
-/// One subscriber: its identity, counters and (for async ones) its queue. Type-erased; the
-/// typed parts live in InlineSubscriber / AsyncSubscriber. Lifetime: reference-counted by its
-/// registration and by each pending run on the worker pool; freed only after every dispatch
-/// section that could still read it has ended.
+/// An event that failed at least once and now waits: for a delayed retry (on the timer), for
+/// its turn (behind a failing event of its key, or for a closed breaker), or for an operator
+/// (as a dead letter). Typed by the event only (ParkedEvent<E>), so any subscriber of the
+/// type can take it back.
+class Parked {
+ public:
+  virtual ~Parked() = default;
+  virtual const void* event() const noexcept = 0;
+  /// The event's data by its codec; throws Error(Errc::codec_error) when it has none.
+  virtual std::string encode() const = 0;
+  virtual std::string_view content_type() const noexcept = 0;
+
+  PublishMeta meta;  // always filled: an id is assigned when the event is first parked
+  int next_attempt = 1;
+  int attempts = 0;
+  std::string first_error;
+  std::string last_error;
+  Timestamp first_failure{};
+  Timestamp last_failure{};
+  bool owns_key = false;  // ordered subscribers: this event is its key's head
+};
+
+/// Copies an event into a Parked.
+using MakeParked = std::unique_ptr<Parked> (*)(const void* event, const PublishMeta& meta);
+/// Calls a subscriber's handler once; fails by throwing.
+using AttemptFn = void (*)(class SubscriberBase& sub, const void* event, const PublishMeta& meta, int attempt);
+
+/// One subscriber: its identity, policies, counters, and the events of it that wait (ready
+/// to run again, behind a key, on the timer). Type-erased; the typed parts live in
+/// InlineSubscriber / AsyncSubscriber. Lifetime: reference-counted by its registration, by
+/// each pending run on the worker pool and by each timer holding one of its events; freed
+/// only after every dispatch section that could still read it has ended.
 class CRIER_EXPORT SubscriberBase {
  public:
   SubscriberBase(BusCore& core, std::string name, std::string_view event_type, const SubscribeOptions& options,
-                 bool wants_meta);
+                 bool wants_meta, MakeParked make_parked, AttemptFn attempt);
   virtual ~SubscriberBase();
   SubscriberBase(const SubscriberBase&) = delete;
   SubscriberBase& operator=(const SubscriberBase&) = delete;
 
-  /// Async: handles up to `max` queued events on the calling worker; returns how many it
-  /// took from the queue.
-  virtual std::size_t run_batch(std::size_t max);
-  /// Async: events waiting in the queue (seq_cst loads: a run that ends re-checks with it).
-  virtual std::size_t queued() const noexcept;
-  /// Async: wakes publishers blocked on a full queue (at shutdown).
+  /// On a worker: handles up to `max` events, those ready to run again first. Returns how
+  /// many it took.
+  std::size_t run_batch(std::size_t max);
+  /// Events that a run could take now (queue lanes and ready list).
+  std::size_t runnable() const noexcept { return lanes_queued() + ready_count_.load(std::memory_order_seq_cst); }
+  /// Everything waiting: runnable, on the timer, behind a key.
+  std::size_t queued() const noexcept { return runnable() + waiting_.load(std::memory_order_relaxed); }
+  /// Async: wakes publishers blocked on a full lane (at shutdown).
   virtual void wake_blocked_publishers() noexcept;
+
+  /// Queues a parked event to be run again by a worker.
+  void push_ready(std::unique_ptr<Parked> p);
+  /// Runs the attempts of a parked event (a retry, a redrive, a held event's turn).
+  void run_parked(std::unique_ptr<Parked> p);
+
+  // Ordered subscribers: whether an event may run now (else it is parked behind its key),
+  // and that the running event of a key finished (its successor, if any, gets ready).
+  bool ordered_admit(const void* event, const PublishMeta& meta);
+  void ordered_done(std::string_view key);
+  void ordered_block(std::string_view key);
+
+  // Circuit breaker.
+  bool breaker_allows() noexcept {
+    return breaker_state_.load(std::memory_order_acquire) == BreakerState::closed || breaker_probe();
+  }
+  bool breaker_admits_runs() const noexcept;
+  void breaker_success() noexcept {
+    if (consecutive_failures_.load(std::memory_order_relaxed) != 0 ||
+        breaker_state_.load(std::memory_order_relaxed) != BreakerState::closed || breaker.failure_rate > 0)
+      breaker_success_slow();
+  }
+  /// Counts a failure; returns true when the breaker is (now) open.
+  bool breaker_failure();
+  BreakerState breaker_state() const noexcept { return breaker_state_.load(std::memory_order_acquire); }
+  void breaker_half_open();
+
+  /// Records a handler call's duration; reports it when over budget.
+  void observe_latency(std::chrono::nanoseconds d) noexcept;
 
   BusCore& core;
   const std::string name;
@@ -59,20 +126,71 @@ class CRIER_EXPORT SubscriberBase {
   const DeliveryMode mode;
   const int concurrency;
   const bool wants_meta;
-  std::uint32_t type_index = 0;  // set by BusCore::add
+  const RetryPolicy retry;
+  const BreakerPolicy breaker;
+  const Ordering ordering;
+  const Overflow overflow;
+  const std::chrono::milliseconds block_timeout;
+  const std::chrono::nanoseconds handler_budget;
+  const MakeParked make_parked;
+  const AttemptFn attempt_fn;
+  std::uint32_t type_index = 0;         // set by BusCore::add
+  std::uint64_t published_before = 0;  // inline: the type's publish count when subscribed
 
   // Read by every publish: kept apart from the counters that runs write.
   std::atomic<bool> active{true};  // cleared first by unsubscribe
-  std::atomic<int> runners{0};     // async: runs scheduled or running on the pool
-  std::atomic<int> refs{1};        // registration + pending runs
+  std::atomic<int> runners{0};     // runs scheduled or running on the pool
+  std::atomic<int> refs{1};        // registration + pending runs + timers
 
   alignas(64) std::atomic<std::uint64_t> delivered{0};
   std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> first_attempt_failures{0};  // inline
+  std::atomic<std::uint64_t> retried{0};
+  std::atomic<std::uint64_t> dead_lettered{0};
+  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> slow_calls{0};
+  std::atomic<std::uint64_t> breaker_opened{0};
   std::atomic<std::uint64_t> busy_ns{0};
+  std::atomic<std::uint64_t> latency_buckets[LatencyHistogram::kBuckets] = {};
+  std::atomic<std::uint64_t> latency_count{0};
+  std::atomic<std::uint64_t> latency_sum_ns{0};
+  std::atomic<std::uint64_t> latency_max_ns{0};
+  std::atomic<std::size_t> waiting_{0};  // on the timer or behind a key
+
+ protected:
+  /// Async: handles up to `max` events from the queue lanes.
+  virtual std::size_t run_lanes(std::size_t max);
+  virtual std::size_t lanes_queued() const noexcept;
+
+ private:
+  bool breaker_probe() noexcept;
+  void breaker_success_slow() noexcept;
+
+  std::mutex ready_mu_;
+  std::deque<std::unique_ptr<Parked>> ready_;  // guarded by ready_mu_
+  std::atomic<std::size_t> ready_count_{0};
+
+  std::mutex keys_mu_;
+  std::map<std::string, std::deque<std::unique_ptr<Parked>>, std::less<>> keys_;  // guarded by keys_mu_
+
+  std::atomic<BreakerState> breaker_state_{BreakerState::closed};
+  std::atomic<int> consecutive_failures_{0};
+  std::atomic<bool> probe_in_flight_{false};
+  std::mutex window_mu_;
+  std::vector<bool> window_;  // last attempts' outcomes (true: failed), guarded by window_mu_
+  std::size_t window_next_ = 0;
 };
 
-/// How a snapshot calls one subscriber: typed code behind a plain function pointer.
-using DeliverFn = void (*)(SubscriberBase*, const void* event, const PublishMeta& meta);
+/// How a snapshot calls one subscriber: typed code behind a plain function pointer. Returns
+/// false when the publish failed for this subscriber (its queue refused the event); the error
+/// is then held by hold_publish_error() until the publish loop raises it.
+using DeliverFn = bool (*)(SubscriberBase*, const void* event, const PublishMeta& meta);
+
+/// Keeps the current exception for the publish under way on this thread.
+CRIER_EXPORT void hold_publish_error() noexcept;
+/// Throws the exception kept by hold_publish_error().
+[[noreturn]] CRIER_EXPORT void rethrow_publish_error();
 
 struct Entry {
   DeliverFn deliver;
@@ -83,11 +201,14 @@ struct Entry {
 struct Snapshot {
   std::uint32_t count = 0;
   bool needs_meta = false;
+  std::uint32_t published_slot = 0;  // per-thread counter of publishes (reader.hpp)
   Entry* entries() noexcept { return reinterpret_cast<Entry*>(this + 1); }
   const Entry* entries() const noexcept { return reinterpret_cast<const Entry*>(this + 1); }
 };
 
 class WorkerPool;
+class TimerService;
+class DeadLetterStore;
 struct Retired;
 
 /// Everything a Bus owns. Thread-safe: publish paths read it without locks; writers
@@ -99,14 +220,16 @@ class CRIER_EXPORT BusCore {
   BusCore(const BusCore&) = delete;
   BusCore& operator=(const BusCore&) = delete;
 
-  /// The current subscribers of an event type, or null. Valid while the caller's
-  /// ReadSection lasts.
+  /// The current subscribers of an event type, or null before its first publish or
+  /// subscribe. Valid while the caller's ReadSection lasts.
   const Snapshot* snapshot(std::uint32_t type_index) const noexcept {
     if (type_index < kDirect) [[likely]]
       return direct_[type_index].load(std::memory_order_acquire);
     const auto* chunk = chunks_[type_index >> kChunkBits].load(std::memory_order_acquire);
     return chunk ? chunk->slots[type_index & kChunkMask].load(std::memory_order_acquire) : nullptr;
   }
+  /// Makes the (empty) snapshot of a type published before anyone subscribed to it.
+  const Snapshot& first_publish(std::uint32_t type_index, std::string_view type_name);
 
   /// Set once drain() begins; publish checks it with a relaxed load.
   std::atomic<bool> closed{false};
@@ -115,13 +238,15 @@ class CRIER_EXPORT BusCore {
   /// that drain lets through). Called only when `closed` is set.
   void refuse_if_closed(bool nested_in_handler) const;
 
-  /// Records a handler's exception: counts it and tells on_error. Call inside a catch block.
-  void handler_failed(SubscriberBase& sub, int attempt) noexcept;
-  /// Inside the publish loop's catch block: an Inline subscriber's handler failed (recorded),
-  /// or enqueueing for an Async one failed, which is the publisher's error (rethrown).
-  [[gnu::cold]] void delivery_failed(SubscriberBase& sub);
+  /// Inside the catch block of a handler's attempt: runs the subscriber's failure policy
+  /// (immediate retries, a delayed retry, or the dead letters). `parked` is the event when
+  /// it is already parked; otherwise it is copied only if it must wait.
+  void attempt_failed(SubscriberBase& sub, int attempt, const void* event, const PublishMeta& meta,
+                      std::unique_ptr<Parked> parked) noexcept;
+  /// After a successful attempt: breaker and ordering bookkeeping.
+  void attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta) noexcept;
 
-  /// Makes sure an async subscriber with queued events has a run on the pool.
+  /// Makes sure a subscriber with runnable events has a run on the pool.
   void try_schedule(SubscriberBase& sub);
 
   /// Fills a PublishMeta (id, time, correlation) for a publish.
@@ -134,17 +259,30 @@ class CRIER_EXPORT BusCore {
   std::size_t remove(SubscriberBase* sub) noexcept;
 
   DrainResult drain(std::chrono::nanoseconds timeout);
-  std::vector<SubscriberStats> stats() const;
+  MetricsSnapshot metrics() const;
   const std::string& source() const noexcept { return source_; }
   std::chrono::milliseconds drain_timeout() const noexcept { return options_.drain_timeout; }
+  Clock& clock() const noexcept { return *clock_; }
   /// True when the calling thread is one of this bus's workers.
   bool on_worker_thread() const noexcept;
   /// True once the worker pool has stopped (after drain).
   bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
 
+  // Dead letters.
+  std::vector<DeadLetter> dead_letters(const DeadLetterFilter& filter) const;
+  std::size_t dead_letter_count(const DeadLetterFilter& filter) const;
+  std::size_t redrive(const DeadLetterFilter& filter);
+  std::size_t purge(const DeadLetterFilter& filter);
+
+  /// Runs `fn` on the bus's timer thread at `due` (by the bus's clock).
+  void at(Clock::time_point due, std::function<void()> fn);
+
   /// Called by the pool when a run ends; re-schedules if events arrived meanwhile.
   void run_finished(SubscriberBase& sub);
   void release_ref(SubscriberBase* sub) noexcept;
+  /// Tells on_error. Never throws.
+  void report(Report::Kind kind, std::string_view subscriber, std::string_view type, std::string_view message,
+              int attempt) const noexcept;
 
  private:
   static constexpr unsigned kChunkBits = 8;
@@ -156,20 +294,25 @@ class CRIER_EXPORT BusCore {
   };
 
   std::atomic<Snapshot*>& slot_of(std::uint32_t type_index);
-
-  void retire_snapshot(Snapshot* s);
   void reclaim(bool wait_all);
-  void report(std::string_view subscriber, std::string_view type, std::string_view message, int attempt) const noexcept;
+  void dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexcept;
+  Clock::duration retry_delay(const RetryPolicy& policy, int delayed_retry) const;
+  void park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Clock::duration delay);
 
   BusOptions options_;
   std::string source_;
+  std::shared_ptr<Clock> clock_;
   std::atomic<Snapshot*> direct_[kDirect] = {};
   std::atomic<Chunk*> chunks_[kChunks] = {};  // chunk 0 unused: its types are direct_
 
   mutable std::mutex writer_mu_;
   std::vector<SubscriberBase*> subscribers_;      // guarded by writer_mu_
+  std::map<std::uint32_t, std::string> type_names_;  // guarded by writer_mu_: for metrics
   std::vector<std::unique_ptr<Retired>> retired_;  // guarded by writer_mu_
+  std::unique_ptr<DeadLetterStore> dead_letters_;
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<TimerService> timers_;  // started on first use
+  std::once_flag timers_once_;
   std::atomic<bool> stopped_{false};
   std::atomic<std::uint64_t> schedule_epoch_{0};  // counts runs scheduled: drain's quiescence check
   std::atomic<bool> draining_{false};

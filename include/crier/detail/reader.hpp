@@ -26,6 +26,11 @@ namespace crier::detail {
 /// unbounded recursion and fails with Errc::nesting_too_deep.
 inline constexpr int kMaxDispatchDepth = 32;
 
+/// Per-thread counters (inline deliveries, publishes) live in each ReaderRecord: a thread
+/// bumps its own with a plain load and store, and a metrics reader sums over all records. Slot
+/// 0 is a sink for counters beyond the last slot.
+inline constexpr std::uint32_t kCounterSlots = 4096;
+
 inline constexpr std::uint64_t kDepthMask = 0xff;
 inline constexpr std::uint64_t kGeneration = 0x100;
 
@@ -36,6 +41,7 @@ struct alignas(64) ReaderRecord {
   std::atomic<const void*> running[kMaxDispatchDepth] = {};
   const void* worker_of = nullptr;  // owner only: the bus core whose worker this thread is
   std::uint32_t index = 0;           // dense, fixed at creation: picks the thread's queue lanes
+  std::atomic<std::uint64_t> counters[kCounterSlots] = {};  // written by the owner only
   // Registry links (guarded by the registry mutex); records are reused, never freed.
   ReaderRecord* next = nullptr;
   std::atomic<bool> in_use{false};
@@ -54,6 +60,19 @@ inline ReaderRecord& this_thread_reader() {
   ReaderRecord* r = tls_reader;
   return r ? *r : *register_reader();
 }
+
+/// Takes a counter slot (0 when all are taken) / returns one after zeroing it in every record.
+/// Call release only when no thread can bump the slot any more.
+CRIER_EXPORT std::uint32_t acquire_counter_slot();
+CRIER_EXPORT void release_counter_slot(std::uint32_t slot) noexcept;
+/// The sum of a slot over every thread.
+CRIER_EXPORT std::uint64_t counter_total(std::uint32_t slot) noexcept;
+
+inline void bump_counter(ReaderRecord& r, std::uint32_t slot) noexcept {
+  auto& c = r.counters[slot];
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+inline void bump_counter(std::uint32_t slot) noexcept { bump_counter(*tls_reader, slot); }
 
 inline void reader_order_point() noexcept {
   if (g_reader_fence) [[unlikely]]
@@ -86,13 +105,22 @@ class ReadSection {
 
   /// Announces the subscriber about to be called. The caller must then check that the
   /// subscriber is still active before calling it.
+  template <bool Fence>
   void enter(const void* subscriber) noexcept {
     running_->store(subscriber, std::memory_order_relaxed);
-    if (fence_) [[unlikely]]
+    if constexpr (Fence)
       std::atomic_thread_fence(std::memory_order_seq_cst);
     else
       std::atomic_signal_fence(std::memory_order_seq_cst);
   }
+  void enter(const void* subscriber) noexcept {
+    if (fence_) [[unlikely]]
+      enter<true>(subscriber);
+    else
+      enter<false>(subscriber);
+  }
+  /// True when readers must fence themselves (no membarrier on this system).
+  bool fenced() const noexcept { return fence_; }
 
   ReaderRecord& record() const noexcept { return r_; }
   /// True when this section is nested inside a handler on this thread.

@@ -7,6 +7,10 @@
 #include <bit>
 #include <chrono>
 #include <concepts>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -39,20 +43,62 @@ inline void call_handler(H& handler, SubscriberBase& sub, const E& event, const 
   }
 }
 
-/// A subscriber whose handler runs on the publisher's thread.
-template <class E, class H>
-class InlineSubscriber final : public SubscriberBase {
+/// A copy of a failed event of type E, waiting to be tried again.
+template <class E>
+class ParkedEvent final : public Parked {
  public:
-  InlineSubscriber(BusCore& core, std::string name, const SubscribeOptions& o, H h)
-      : SubscriberBase(core, std::move(name), event_type_v<E>, o, DeliveryHandler<H, E>), handler_(std::move(h)) {}
+  explicit ParkedEvent(const E& e) : event_(e) {}
+  const void* event() const noexcept override { return &event_; }
+  std::string encode() const override { return Codec<E>::encode(event_); }
+  std::string_view content_type() const noexcept override { return Codec<E>::content_type; }
 
-  static void deliver(SubscriberBase* base, const void* event, const PublishMeta& meta) {
-    auto* self = static_cast<InlineSubscriber*>(base);
-    call_handler<E>(self->handler_, *self, *static_cast<const E*>(event), meta, 1);
+  static std::unique_ptr<Parked> make(const void* event, const PublishMeta& meta) {
+    auto p = std::make_unique<ParkedEvent>(*static_cast<const E*>(event));
+    p->meta = meta;
+    return p;
   }
 
  private:
+  E event_;
+};
+
+/// The typed parts every subscriber shares: how one attempt calls the handler.
+template <class E, class H>
+class TypedSubscriber : public SubscriberBase {
+ protected:
+  TypedSubscriber(BusCore& core, std::string name, const SubscribeOptions& o, H h, bool wants_meta)
+      : SubscriberBase(core, std::move(name), event_type_v<E>, o, wants_meta, &ParkedEvent<E>::make, &attempt),
+        handler_(std::move(h)) {}
+
+  static void attempt(SubscriberBase& base, const void* event, const PublishMeta& meta, int n) {
+    auto& self = static_cast<TypedSubscriber&>(base);
+    call_handler<E>(self.handler_, self, *static_cast<const E*>(event), meta, n);
+  }
+
   H handler_;
+};
+
+/// A subscriber whose handler runs on the publisher's thread.
+template <class E, class H>
+class InlineSubscriber final : public TypedSubscriber<E, H> {
+  using Base = TypedSubscriber<E, H>;
+
+ public:
+  InlineSubscriber(BusCore& core, std::string name, const SubscribeOptions& o, H h)
+      : Base(core, std::move(name), o, std::move(h), DeliveryHandler<H, E>) {}
+
+  static bool deliver(SubscriberBase* base, const void* event, const PublishMeta& meta) {
+    auto* self = static_cast<InlineSubscriber*>(base);
+    // Deliveries are not counted here (that would cost every publish): metrics derive them
+    // from the type's publish count and the first-attempt failures.
+    try {
+      call_handler<E>(self->handler_, *self, *static_cast<const E*>(event), meta, 1);
+    } catch (...) {
+      self->first_attempt_failures.fetch_add(1, std::memory_order_relaxed);
+      self->core.attempt_failed(*self, 1, event, meta, nullptr);
+    }
+    return true;
+  }
 };
 
 template <class E, bool WithMeta>
@@ -78,27 +124,41 @@ struct QueuedEvent<E, false> {
 /// re-reads the lanes. The barrier orders every publisher's push before its load, so one of
 /// the two always sees the other; publishers pay nothing for it.
 template <class E, class H, bool WithMeta>
-class AsyncSubscriber final : public SubscriberBase {
+class AsyncSubscriber final : public TypedSubscriber<E, H> {
+  using Base = TypedSubscriber<E, H>;
   using Item = QueuedEvent<E, WithMeta>;
   using Q = Lane<Item>;
   static constexpr std::uint32_t kMaxLanes = 1024;
 
  public:
   AsyncSubscriber(BusCore& core, std::string name, const SubscribeOptions& o, H h)
-      : SubscriberBase(core, std::move(name), event_type_v<E>, o, WithMeta),
+      : Base(core, std::move(name), o, std::move(h), WithMeta),
         capacity_(std::bit_ceil(std::max<std::size_t>(o.queue_capacity, 2))),
         lanes_(new std::atomic<Q*>[kMaxLanes]{}),
-        handler_(std::move(h)) {}
+        // Lanes are also consumed by publishers dropping their oldest event.
+        lane_locks_(o.concurrency > 1 || o.overflow == Overflow::drop_oldest) {}
 
   ~AsyncSubscriber() override {
     for (std::uint32_t i = 0; i < kMaxLanes; ++i) delete lanes_[i].load(std::memory_order_relaxed);
   }
 
-  static void deliver(SubscriberBase* base, const void* event, const PublishMeta& meta) {
-    static_cast<AsyncSubscriber*>(base)->enqueue(*static_cast<const E*>(event), meta);
+  static bool deliver(SubscriberBase* base, const void* event, const PublishMeta& meta) {
+    try {
+      static_cast<AsyncSubscriber*>(base)->enqueue(*static_cast<const E*>(event), meta);
+      return true;
+    } catch (...) {
+      hold_publish_error();
+      return false;
+    }
   }
 
-  std::size_t run_batch(std::size_t max) override {
+  void wake_blocked_publishers() noexcept override {
+    std::lock_guard lock(space_mu_);
+    space_cv_.notify_all();
+  }
+
+ protected:
+  std::size_t run_lanes(std::size_t max) override {
     const std::uint32_t count = lane_count_.load(std::memory_order_acquire);
     const std::uint32_t start = next_lane_.load(std::memory_order_relaxed);
     std::size_t taken = 0;
@@ -106,25 +166,22 @@ class AsyncSubscriber final : public SubscriberBase {
       const std::uint32_t i = (start + k) % count;
       Q* lane = lanes_[i].load(std::memory_order_acquire);
       if (lane == nullptr) continue;
-      if (concurrency > 1 && lane->busy.exchange(true, std::memory_order_acquire)) continue;
-      taken += drain_lane(*lane, max - taken);
-      if (concurrency > 1) lane->busy.store(false, std::memory_order_release);
+      if (lane_locks_ && lane->busy.exchange(true, std::memory_order_acquire)) continue;
+      bool stop = false;
+      taken += drain_lane(*lane, max - taken, stop);
+      if (lane_locks_) lane->busy.store(false, std::memory_order_release);
+      if (stop) break;
     }
-    next_lane_.store(count ? (start + 1) % count : 0, std::memory_order_relaxed);
+    next_lane_.store(count ? (start + 1) % count : 0, std::memory_order_relaxed);  // fairness
     return taken;
   }
 
-  std::size_t queued() const noexcept override {
+  std::size_t lanes_queued() const noexcept override {
     std::size_t total = 0;
     const std::uint32_t count = lane_count_.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < count; ++i)
       if (const Q* lane = lanes_[i].load(std::memory_order_acquire)) total += lane->size();
     return total;
-  }
-
-  void wake_blocked_publishers() noexcept override {
-    space_epoch_.fetch_add(1, std::memory_order_seq_cst);
-    space_epoch_.notify_all();
   }
 
  private:
@@ -135,33 +192,51 @@ class AsyncSubscriber final : public SubscriberBase {
       return kNoMeta;
   }
 
-  std::size_t drain_lane(Q& lane, std::size_t max) {
+  // Handles up to `max` events of one lane; sets `stop` when the breaker says no more.
+  std::size_t drain_lane(Q& lane, std::size_t max, bool& stop) {
     std::uint64_t first = 0;
     const std::size_t n = lane.ready(max, first);
     if (n == 0) return 0;
-    const auto start = std::chrono::steady_clock::now();
+    Clock& clock = this->core.clock();
+    const bool time_all = this->handler_budget.count() > 0;
+    const auto start = clock.now();
     std::uint64_t ok = 0;
-    for (std::uint64_t pos = first; pos != first + n; ++pos) {
+    std::uint64_t pos = first;
+    for (; pos != first + n; ++pos) {
       Item& item = lane.at(pos);
-      if (active.load(std::memory_order_relaxed)) [[likely]] {
+      if (this->active.load(std::memory_order_relaxed)) [[likely]] {
+        if (!this->breaker_allows()) [[unlikely]] {
+          stop = true;
+          break;
+        }
+        if (this->ordering == Ordering::ordered && !this->ordered_admit(&item.event, meta_of(item))) {
+          item.~Item();
+          continue;
+        }
+        // Latency is sampled (every call when a budget is set) to keep clock reads off most
+        // events.
+        const bool timed = time_all || ((pos - first) & 15) == 0;
+        const auto t0 = timed ? clock.now() : Clock::time_point{};
         try {
-          call_handler<E>(handler_, *this, item.event, meta_of(item), 1);
+          call_handler<E>(this->handler_, *this, item.event, meta_of(item), 1);
           ++ok;
+          if (timed) this->observe_latency(clock.now() - t0);
+          this->breaker_success();
+          if (this->ordering == Ordering::ordered) this->ordered_done(meta_of(item).partition_key());
         } catch (...) {
-          core.handler_failed(*this, 1);
+          if (timed) this->observe_latency(clock.now() - t0);
+          this->core.attempt_failed(*this, 1, &item.event, meta_of(item), nullptr);
         }
       }
       item.~Item();
     }
-    lane.release_until(first + n);
-    delivered.fetch_add(ok, std::memory_order_relaxed);
-    busy_ns.fetch_add(
-        static_cast<std::uint64_t>((std::chrono::steady_clock::now() - start) / std::chrono::nanoseconds(1)),
-        std::memory_order_relaxed);
-    // Pairs with the publisher's increment of space_waiters_ in wait_for_space().
+    lane.release_until(pos);
+    this->delivered.fetch_add(ok, std::memory_order_relaxed);
+    this->busy_ns.fetch_add(static_cast<std::uint64_t>((clock.now() - start).count()), std::memory_order_relaxed);
+    // Pairs with the publisher's increment of space_waiters_ in enqueue_slow().
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (space_waiters_.load(std::memory_order_relaxed) != 0) wake_blocked_publishers();
-    return n;
+    return static_cast<std::size_t>(pos - first);
   }
 
   void enqueue(const E& event, const PublishMeta& meta) {
@@ -170,13 +245,13 @@ class AsyncSubscriber final : public SubscriberBase {
     if (lane == nullptr || !lane->try_push(event, meta)) [[unlikely]]
       enqueue_slow(me, event, meta);
     reader_order_point();  // the push before the load below (see the class comment)
-    if (runners.load(std::memory_order_relaxed) < concurrency) [[unlikely]]
-      core.try_schedule(*this);
+    if (this->runners.load(std::memory_order_relaxed) < this->concurrency) [[unlikely]]
+      this->core.try_schedule(*this);
   }
 
   [[gnu::noinline]] void enqueue_slow(const ReaderRecord& me, const E& event, const PublishMeta& meta) {
     if (me.index >= kMaxLanes)
-      throw Error(Errc::invalid_argument, "more than 1024 threads publish at once to subscriber '" + name + "'");
+      throw Error(Errc::invalid_argument, "more than 1024 threads publish at once to subscriber '" + this->name + "'");
     Q* lane = lanes_[me.index].load(std::memory_order_acquire);
     if (lane == nullptr) {
       lane = new Q(capacity_);  // once per publishing thread
@@ -187,33 +262,60 @@ class AsyncSubscriber final : public SubscriberBase {
       }
     }
     if (lane->try_push(event, meta)) return;
-    if (me.worker_of == &core && me.running[0].load(std::memory_order_relaxed) == this)
-      throw Error(Errc::queue_full, "subscriber '" + name + "' published to its own full queue (" +
-                                        std::to_string(capacity_) + " events): waiting would deadlock");
+    // Full.
+    if (this->overflow == Overflow::drop_oldest) {
+      drop_oldest(*lane);
+      if (lane->try_push(event, meta)) return;
+    }
+    auto full = [&](const char* why) {
+      this->rejected.fetch_add(1, std::memory_order_relaxed);
+      return Error(Errc::queue_full, "subscriber '" + this->name + "' of " + std::string(this->event_type) + ": " +
+                                         why + " (" + std::to_string(capacity_) + " events per publishing thread)");
+    };
+    if (me.worker_of == &this->core && me.running[0].load(std::memory_order_relaxed) == this)
+      throw full("published to its own full queue: waiting would deadlock");
+    if (this->overflow == Overflow::reject) throw full("queue full");
     space_waiters_.fetch_add(1, std::memory_order_seq_cst);
     struct Leave {
       std::atomic<int>& w;
       ~Leave() { w.fetch_sub(1, std::memory_order_relaxed); }
     } leave{space_waiters_};
+    const auto deadline = std::chrono::steady_clock::now() + this->block_timeout;
+    std::unique_lock lock(space_mu_);
     for (;;) {
-      const std::uint32_t epoch = space_epoch_.load(std::memory_order_seq_cst);
       if (lane->try_push(event, meta)) return;
-      if (core.stopped())
-        throw Error(Errc::bus_closed, "subscriber '" + name + "' stopped while its queue was full");
-      core.try_schedule(*this);
-      space_epoch_.wait(epoch, std::memory_order_seq_cst);
+      if (this->core.stopped())
+        throw Error(Errc::bus_closed, "subscriber '" + this->name + "' stopped while its queue was full");
+      this->core.try_schedule(*this);
+      if (space_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        if (lane->try_push(event, meta)) return;
+        throw full("queue stayed full past the publish deadline");
+      }
     }
+  }
+
+  // Takes the lane's consumer role for a moment to discard its oldest event.
+  void drop_oldest(Q& lane) {
+    while (lane.busy.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
+    std::uint64_t first = 0;
+    if (lane.ready(1, first) == 1) {
+      lane.at(first).~Item();
+      lane.release_until(first + 1);
+      this->dropped.fetch_add(1, std::memory_order_relaxed);
+    }
+    lane.busy.store(false, std::memory_order_release);
   }
 
   // Read by publishers.
   const std::size_t capacity_;
   std::unique_ptr<std::atomic<Q*>[]> lanes_;  // indexed by ReaderRecord::index
   std::atomic<std::uint32_t> lane_count_{0};  // lanes_[0, lane_count_) may be set
+  const bool lane_locks_;                     // lanes may have more than one consumer
   // Used by runs: on another cache line, so runs never invalidate what publishers read.
-  alignas(64) H handler_;
-  std::atomic<std::uint32_t> next_lane_{0};  // where the next run starts: fairness
-  alignas(64) std::atomic<int> space_waiters_{0};
-  std::atomic<std::uint32_t> space_epoch_{0};
+  alignas(64) std::atomic<std::uint32_t> next_lane_{0};  // where the next run starts: fairness
+  std::atomic<int> space_waiters_{0};                    // publishers blocked on a full lane
+  std::mutex space_mu_;
+  std::condition_variable space_cv_;
 };
 
 }  // namespace crier::detail

@@ -1,0 +1,74 @@
+// Counters of a bus, as a snapshot, and their Prometheus text exposition.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "crier/export.hpp"
+#include "crier/options.hpp"
+
+namespace crier {
+
+/// Handler latency in log2 buckets: bucket b counts durations d (ns) with 2^(b-1) <= d < 2^b.
+struct CRIER_EXPORT LatencyHistogram {
+  static constexpr int kBuckets = 48;
+  std::array<std::uint64_t, kBuckets> buckets{};
+  std::uint64_t count = 0;
+  std::uint64_t sum_ns = 0;
+  std::uint64_t max_ns = 0;
+
+  /// An upper bound of the p-quantile (0 < p <= 1), from the buckets; 0 when empty.
+  std::chrono::nanoseconds quantile(double p) const noexcept;
+};
+
+/// State of a subscriber's circuit breaker.
+enum class BreakerState { closed, open, half_open };
+CRIER_EXPORT const char* to_string(BreakerState s) noexcept;
+
+/// One subscriber's counters.
+struct SubscriberMetrics {
+  std::string name;
+  std::string event_type;
+  DeliveryMode mode = DeliveryMode::Async;
+  /// Handler calls that returned normally. For an Inline subscriber, first attempts are
+  /// derived from the type's publish count (counting each call would cost every publish), so
+  /// a publish racing the subscribe call itself may be counted without reaching it.
+  std::uint64_t delivered = 0;
+  std::uint64_t failed = 0;          ///< handler calls that threw
+  std::uint64_t retried = 0;         ///< attempts after the first
+  std::uint64_t dead_lettered = 0;   ///< events given up on
+  std::uint64_t dropped = 0;         ///< dropped by Overflow::drop_oldest
+  std::uint64_t rejected = 0;        ///< publishes refused because its queue was full
+  std::uint64_t slow_calls = 0;      ///< handler calls longer than its budget
+  std::uint64_t breaker_opened = 0;  ///< times the breaker opened
+  BreakerState breaker = BreakerState::closed;
+  std::size_t queued = 0;            ///< waiting in its queue, for a retry, or behind a key
+  std::size_t in_flight = 0;         ///< runs scheduled or under way
+  /// Handler time (async subscribers; sampled: every call when a budget is set, else one
+  /// call in 16 and the first of every batch).
+  LatencyHistogram latency;
+  std::chrono::nanoseconds handler_time{0};  ///< total time in its handler runs (async)
+};
+
+/// One event type's counters.
+struct EventTypeMetrics {
+  std::string event_type;
+  std::uint64_t published = 0;
+};
+
+/// Everything at one moment.
+struct MetricsSnapshot {
+  std::vector<EventTypeMetrics> event_types;
+  std::vector<SubscriberMetrics> subscribers;
+  std::uint64_t dead_letters = 0;          ///< held now
+  std::uint64_t dead_letters_dropped = 0;  ///< evicted because the store was full
+};
+
+/// Renders a snapshot in the Prometheus text exposition format (version 0.0.4): metrics named
+/// crier_*, labelled event_type and subscriber.
+CRIER_EXPORT std::string to_prometheus(const MetricsSnapshot& snapshot);
+
+}  // namespace crier

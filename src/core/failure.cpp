@@ -1,0 +1,240 @@
+// What happens when a handler throws: immediate retries, delayed retries on the timer, the
+// circuit breaker, and the dead letters.
+#include <cmath>
+#include <random>
+
+#include "crier/bus.hpp"
+#include "dead_letters.hpp"
+#include "envelope_build.hpp"
+
+namespace crier::detail {
+
+namespace {
+
+std::string describe(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "handler threw an exception not derived from std::exception";
+  }
+}
+
+bool is_permanent(const SubscriberBase& sub, const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const PermanentError&) {
+    return true;
+  } catch (...) {
+  }
+  if (!sub.retry.permanent) return false;
+  try {
+    return sub.retry.permanent(e);
+  } catch (...) {
+    return false;  // a classifier that throws says nothing
+  }
+}
+
+// A parked event on the timer. Dropped unrun (the bus stopped), it still returns its
+// subscriber's reference.
+struct RetryTimer {
+  RetryTimer(BusCore* c, SubscriberBase* s, std::unique_ptr<Parked> e) : core(c), sub(s), event(std::move(e)) {}
+  RetryTimer(const RetryTimer&) = delete;
+  RetryTimer& operator=(const RetryTimer&) = delete;
+  BusCore* core;
+  SubscriberBase* sub;
+  std::unique_ptr<Parked> event;
+  ~RetryTimer() {
+    if (event) {
+      sub->waiting_.fetch_sub(1, std::memory_order_relaxed);
+      core->release_ref(sub);
+    }
+  }
+};
+
+}  // namespace
+
+Clock::duration BusCore::retry_delay(const RetryPolicy& policy, int delayed_retry) const {
+  const double base = static_cast<double>(std::chrono::nanoseconds(policy.initial_delay).count()) *
+                      std::pow(std::max(1.0, policy.multiplier), std::max(0, delayed_retry - 1));
+  const double cap = std::min(base, static_cast<double>(std::chrono::nanoseconds(policy.max_delay).count()));
+  if (!policy.jitter || cap <= 0) return Clock::duration(static_cast<std::int64_t>(cap));
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return Clock::duration(static_cast<std::int64_t>(std::uniform_real_distribution<double>(0, cap)(rng)));
+}
+
+void BusCore::park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Clock::duration delay) {
+  sub.waiting_.fetch_add(1, std::memory_order_relaxed);
+  sub.refs.fetch_add(1, std::memory_order_relaxed);
+  auto timer = std::make_shared<RetryTimer>(this, &sub, std::move(p));
+  at(clock_->now() + delay, [timer] {
+    SubscriberBase& s = *timer->sub;
+    s.waiting_.fetch_sub(1, std::memory_order_relaxed);
+    s.push_ready(std::move(timer->event));
+    timer->core->try_schedule(s);
+    timer->core->release_ref(&s);
+  });
+}
+
+void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event, const PublishMeta& meta,
+                             std::unique_ptr<Parked> parked) noexcept {
+  std::exception_ptr error = std::current_exception();
+  try {
+    if (!parked) {
+      // The event leaves the queue (or the publisher's stack) from here on: copy it once.
+      parked = sub.make_parked(event, meta);
+      if (parked->meta.id.is_nil()) {  // nobody asked for an id at publish time
+        parked->meta.id = Uuid::v7();
+        parked->meta.time = clock_->wall_now();
+        parked->meta.correlation_id = parked->meta.id;
+      }
+    }
+    Parked& p = *parked;
+    for (;;) {
+      const std::string message = describe(error);
+      const Timestamp now = clock_->wall_now();
+      sub.failed.fetch_add(1, std::memory_order_relaxed);
+      if (p.first_error.empty()) {
+        p.first_error = message;
+        p.first_failure = now;
+      }
+      p.last_error = message;
+      p.last_failure = now;
+      p.attempts = attempt;
+      report(Report::Kind::handler_failed, sub.name, sub.event_type, message, attempt);
+      const bool open = sub.mode == DeliveryMode::Async && sub.breaker_failure();
+
+      if (is_permanent(sub, error) || attempt >= sub.retry.max_attempts) {
+        const std::string key(p.meta.partition_key());
+        dead_letter(sub, std::move(parked));
+        if (sub.ordering == Ordering::ordered) sub.ordered_done(key);
+        return;
+      }
+      p.next_attempt = attempt + 1;
+      if (sub.ordering == Ordering::ordered) {
+        sub.ordered_block(p.meta.partition_key());
+        p.owns_key = true;
+      }
+      if (open) {  // no attempt is spent while the breaker is open: wait for it in line
+        sub.push_ready(std::move(parked));
+        return;
+      }
+      if (attempt < sub.retry.immediate_attempts) {
+        ++attempt;
+        sub.retried.fetch_add(1, std::memory_order_relaxed);
+        try {
+          sub.attempt_fn(sub, p.event(), p.meta, attempt);
+          sub.delivered.fetch_add(1, std::memory_order_relaxed);
+          attempt_succeeded(sub, p.meta);
+          return;
+        } catch (...) {
+          error = std::current_exception();
+          continue;
+        }
+      }
+      sub.retried.fetch_add(1, std::memory_order_relaxed);
+      const Clock::duration delay = retry_delay(sub.retry, attempt - std::max(1, sub.retry.immediate_attempts) + 1);
+      park_for_retry(sub, std::move(parked), delay);
+      return;
+    }
+  } catch (...) {
+    // Out of memory while handling a failure. The failure is counted; nothing more can be
+    // done for this event, and the bus must not die of it.
+  }
+}
+
+void BusCore::attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta) noexcept {
+  sub.breaker_success();
+  if (sub.ordering == Ordering::ordered) {
+    try {
+      sub.ordered_done(meta.partition_key());
+    } catch (...) {
+    }
+  }
+}
+
+void BusCore::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexcept {
+  sub.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  try {
+    DeadLetter letter;
+    letter.envelope = build_envelope(p->meta, source_, sub.event_type);
+    try {
+      letter.envelope.data = p->encode();
+      letter.envelope.datacontenttype = std::string(p->content_type());
+    } catch (const Error&) {
+      // The type has no codec: the letter keeps the attributes, the typed event is kept for
+      // redrive.
+    }
+    letter.subscriber = sub.name;
+    letter.attempts = p->attempts;
+    letter.first_error = p->first_error;
+    letter.last_error = p->last_error;
+    letter.first_failure = p->first_failure;
+    letter.last_failure = p->last_failure;
+    const std::string event_id = letter.envelope.id;
+    const int attempts = p->attempts;
+    const std::string last_error = p->last_error;
+    const PublishMeta cause = p->meta;
+    const std::uint64_t id = dead_letters_->add(DeadLetterStore::Entry{std::move(letter), std::move(p)});
+    report(Report::Kind::dead_lettered, sub.name, sub.event_type,
+           "gave up after " + std::to_string(attempts) + " attempts: " + last_error, attempts);
+    // Announce it, unless it is one of the announcements itself (no loops).
+    if (sub.event_type != event_type_v<DeadLettered>) {
+      try {
+        publish(*this, DeadLettered{id, sub.name, std::string(sub.event_type), event_id, attempts, last_error}, nullptr,
+                &cause);
+      } catch (const Error&) {
+        // The bus is closed or nested too deep: the letter is kept all the same.
+      }
+    }
+  } catch (...) {
+  }
+}
+
+std::vector<DeadLetter> BusCore::dead_letters(const DeadLetterFilter& filter) const {
+  return dead_letters_->list(filter);
+}
+
+std::size_t BusCore::dead_letter_count(const DeadLetterFilter& filter) const {
+  return dead_letters_->count(filter);
+}
+
+std::size_t BusCore::purge(const DeadLetterFilter& filter) { return dead_letters_->take(filter).size(); }
+
+std::size_t BusCore::redrive(const DeadLetterFilter& filter) {
+  std::vector<DeadLetterStore::Entry> orphans;
+  std::size_t sent = 0;
+  for (auto& entry : dead_letters_->take(filter)) {
+    SubscriberBase* target = nullptr;
+    {
+      std::lock_guard lock(writer_mu_);
+      for (SubscriberBase* s : subscribers_)
+        if (s->name == entry.letter.subscriber && s->event_type == entry.letter.envelope.type &&
+            s->active.load(std::memory_order_relaxed)) {
+          target = s;
+          target->refs.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+    }
+    if (target == nullptr || stopped()) {
+      if (target) release_ref(target);
+      orphans.push_back(std::move(entry));
+      continue;
+    }
+    Parked& p = *entry.event;
+    p.next_attempt = 1;  // a fresh attempt count
+    p.attempts = 0;
+    p.first_error.clear();
+    p.last_error.clear();
+    p.owns_key = false;
+    target->push_ready(std::move(entry.event));
+    try_schedule(*target);
+    release_ref(target);
+    ++sent;
+  }
+  if (!orphans.empty()) dead_letters_->restore(std::move(orphans));
+  return sent;
+}
+
+}  // namespace crier::detail

@@ -1,0 +1,244 @@
+// The transport-independent half of a subscriber: events that wait to run again, key
+// ordering, the circuit breaker and latency accounting.
+#include <algorithm>
+#include <bit>
+
+#include "crier/detail/core.hpp"
+#include "crier/detail/reader.hpp"
+
+namespace crier::detail {
+
+SubscriberBase::SubscriberBase(BusCore& c, std::string n, std::string_view type, const SubscribeOptions& o,
+                               bool meta, MakeParked make, AttemptFn attempt)
+    : core(c),
+      name(std::move(n)),
+      event_type(type),
+      mode(o.mode),
+      concurrency(o.concurrency),
+      wants_meta(meta),
+      retry(o.retry),
+      breaker(o.breaker),
+      ordering(o.ordering),
+      overflow(o.overflow),
+      block_timeout(o.block_timeout),
+      handler_budget(o.handler_budget),
+      make_parked(make),
+      attempt_fn(attempt) {
+  if (breaker.failure_rate > 0) window_.assign(static_cast<std::size_t>(std::max(1, breaker.window)), false);
+}
+
+SubscriberBase::~SubscriberBase() = default;
+
+std::size_t SubscriberBase::run_lanes(std::size_t) { return 0; }
+std::size_t SubscriberBase::lanes_queued() const noexcept { return 0; }
+void SubscriberBase::wake_blocked_publishers() noexcept {}
+
+std::size_t SubscriberBase::run_batch(std::size_t max) {
+  std::size_t n = 0;
+  // Parked events first: they are older than anything in the lanes.
+  while (n < max && ready_count_.load(std::memory_order_relaxed) != 0) {
+    std::unique_ptr<Parked> p;
+    {
+      std::lock_guard lock(ready_mu_);
+      if (ready_.empty()) break;
+      if (!breaker_allows()) return n;
+      p = std::move(ready_.front());
+      ready_.pop_front();
+      ready_count_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    ++n;
+    run_parked(std::move(p));
+  }
+  if (n < max) n += run_lanes(max - n);
+  return n;
+}
+
+void SubscriberBase::push_ready(std::unique_ptr<Parked> p) {
+  std::lock_guard lock(ready_mu_);
+  ready_.push_back(std::move(p));
+  ready_count_.fetch_add(1, std::memory_order_seq_cst);
+}
+
+void SubscriberBase::run_parked(std::unique_ptr<Parked> p) {
+  if (!active.load(std::memory_order_relaxed)) return;
+  if (ordering == Ordering::ordered && !p->owns_key) {
+    const std::string_view key = p->meta.partition_key();
+    std::lock_guard lock(keys_mu_);
+    auto it = keys_.find(key);
+    if (it != keys_.end()) {  // its key is busy: wait behind it
+      it->second.push_back(std::move(p));
+      waiting_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (concurrency > 1) keys_.try_emplace(std::string(key));
+  }
+  Parked* raw = p.get();
+  const int attempt = raw->next_attempt;
+  const auto t0 = core.clock().now();
+  try {
+    attempt_fn(*this, raw->event(), raw->meta, attempt);
+    observe_latency(core.clock().now() - t0);
+    delivered.fetch_add(1, std::memory_order_relaxed);
+    core.attempt_succeeded(*this, raw->meta);
+  } catch (...) {
+    observe_latency(core.clock().now() - t0);
+    core.attempt_failed(*this, attempt, raw->event(), raw->meta, std::move(p));
+  }
+}
+
+bool SubscriberBase::ordered_admit(const void* event, const PublishMeta& meta) {
+  const std::string_view key = meta.partition_key();
+  std::lock_guard lock(keys_mu_);
+  auto it = keys_.find(key);
+  if (it != keys_.end()) {
+    it->second.push_back(make_parked(event, meta));
+    waiting_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (concurrency > 1) keys_.try_emplace(std::string(key));  // in flight: later ones wait
+  return true;
+}
+
+void SubscriberBase::ordered_block(std::string_view key) {
+  std::lock_guard lock(keys_mu_);
+  keys_.try_emplace(std::string(key));
+}
+
+void SubscriberBase::ordered_done(std::string_view key) {
+  std::unique_ptr<Parked> next;
+  {
+    std::lock_guard lock(keys_mu_);
+    auto it = keys_.find(key);
+    if (it == keys_.end()) return;
+    if (it->second.empty()) {
+      keys_.erase(it);
+      return;
+    }
+    next = std::move(it->second.front());
+    it->second.pop_front();
+    waiting_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  next->owns_key = true;  // the key stays taken: it is this event's turn
+  push_ready(std::move(next));
+  core.try_schedule(*this);
+}
+
+bool SubscriberBase::breaker_probe() noexcept {
+  return breaker_state_.load(std::memory_order_acquire) == BreakerState::half_open &&
+         !probe_in_flight_.exchange(true, std::memory_order_acq_rel);
+}
+
+bool SubscriberBase::breaker_admits_runs() const noexcept {
+  const BreakerState s = breaker_state_.load(std::memory_order_acquire);
+  return s == BreakerState::closed || (s == BreakerState::half_open && !probe_in_flight_.load(std::memory_order_acquire));
+}
+
+void SubscriberBase::breaker_success_slow() noexcept {
+  consecutive_failures_.store(0, std::memory_order_relaxed);
+  bool closed_now = false;
+  {
+    std::lock_guard lock(window_mu_);
+    if (!window_.empty()) {
+      window_[window_next_ % window_.size()] = false;
+      ++window_next_;
+    }
+    if (breaker_state_.load(std::memory_order_relaxed) == BreakerState::half_open) {
+      breaker_state_.store(BreakerState::closed, std::memory_order_release);
+      probe_in_flight_.store(false, std::memory_order_release);
+      std::fill(window_.begin(), window_.end(), false);
+      window_next_ = 0;
+      closed_now = true;
+    }
+  }
+  if (closed_now) {
+    core.report(Report::Kind::breaker_closed, name, event_type, "probe succeeded: circuit closed", 0);
+    core.try_schedule(*this);
+  }
+}
+
+bool SubscriberBase::breaker_failure() {
+  if (breaker.consecutive_failures <= 0 && breaker.failure_rate <= 0) return false;
+  const int consecutive = consecutive_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::string why;
+  {
+    std::lock_guard lock(window_mu_);
+    const BreakerState s = breaker_state_.load(std::memory_order_relaxed);
+    bool trip = false;
+    if (!window_.empty()) {
+      window_[window_next_ % window_.size()] = true;
+      ++window_next_;
+    }
+    if (s == BreakerState::open) return true;
+    if (s == BreakerState::half_open) {
+      trip = true;
+      why = "probe failed: circuit open again";
+    } else if (breaker.consecutive_failures > 0 && consecutive >= breaker.consecutive_failures) {
+      trip = true;
+      why = "circuit opened after " + std::to_string(consecutive) + " consecutive failures";
+    } else if (!window_.empty() && window_next_ >= window_.size()) {
+      const auto failures = static_cast<double>(std::count(window_.begin(), window_.end(), true));
+      if (failures / static_cast<double>(window_.size()) >= breaker.failure_rate) {
+        trip = true;
+        why = "circuit opened: " + std::to_string(static_cast<int>(failures)) + " of the last " +
+              std::to_string(window_.size()) + " attempts failed";
+      }
+    }
+    if (!trip) return false;
+    breaker_state_.store(BreakerState::open, std::memory_order_release);
+    probe_in_flight_.store(false, std::memory_order_release);
+  }
+  breaker_opened.fetch_add(1, std::memory_order_relaxed);
+  core.report(Report::Kind::breaker_opened, name, event_type, why, 0);
+  refs.fetch_add(1, std::memory_order_relaxed);  // the timer holds us
+  struct Cooldown {  // dropped unrun (the bus stopped), it still returns our reference
+    explicit Cooldown(SubscriberBase* s) : sub(s) {}
+    Cooldown(const Cooldown&) = delete;
+    Cooldown& operator=(const Cooldown&) = delete;
+    SubscriberBase* sub;
+    bool fired = false;
+    ~Cooldown() {
+      if (!fired) sub->core.release_ref(sub);
+    }
+  };
+  auto hold = std::make_shared<Cooldown>(this);
+  core.at(core.clock().now() + breaker.cooldown, [hold] {
+    hold->fired = true;
+    hold->sub->breaker_half_open();
+    hold->sub->core.release_ref(hold->sub);
+  });
+  return true;
+}
+
+void SubscriberBase::breaker_half_open() {
+  {
+    std::lock_guard lock(window_mu_);
+    if (breaker_state_.load(std::memory_order_relaxed) != BreakerState::open) return;
+    probe_in_flight_.store(false, std::memory_order_release);
+    breaker_state_.store(BreakerState::half_open, std::memory_order_release);
+  }
+  core.report(Report::Kind::breaker_half_open, name, event_type, "cool-down over: trying one probe event", 0);
+  core.try_schedule(*this);
+}
+
+void SubscriberBase::observe_latency(std::chrono::nanoseconds d) noexcept {
+  const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count()));
+  const int bucket = std::min(static_cast<int>(std::bit_width(ns)), LatencyHistogram::kBuckets - 1);
+  latency_buckets[bucket].fetch_add(1, std::memory_order_relaxed);
+  latency_count.fetch_add(1, std::memory_order_relaxed);
+  latency_sum_ns.fetch_add(ns, std::memory_order_relaxed);
+  std::uint64_t max = latency_max_ns.load(std::memory_order_relaxed);
+  while (ns > max && !latency_max_ns.compare_exchange_weak(max, ns, std::memory_order_relaxed)) {
+  }
+  if (handler_budget.count() > 0 && d > handler_budget) {
+    slow_calls.fetch_add(1, std::memory_order_relaxed);
+    try {
+      core.report(Report::Kind::slow_handler, name, event_type,
+                  "handler took " + std::to_string(d.count() / 1000000) + " ms, over its budget of " +
+                      std::to_string(handler_budget.count() / 1000000) + " ms",
+                  0);
+    } catch (...) {  // out of memory for the message: the count stands
+    }
+  }
+}
+
+}  // namespace crier::detail

@@ -1,0 +1,54 @@
+// One thread per bus that runs short callbacks at given times of the bus's clock: delayed
+// retries and breaker cool-downs. A waiting retry is a heap entry, not a thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "crier/clock.hpp"
+
+namespace crier::detail {
+
+class TimerService final : private Clock::Listener {
+ public:
+  explicit TimerService(Clock& clock);
+  ~TimerService();
+  TimerService(const TimerService&) = delete;
+  TimerService& operator=(const TimerService&) = delete;
+
+  /// Runs `fn` on the timer thread once the clock reaches `due`. After stop(), drops it.
+  void at(Clock::time_point due, std::function<void()> fn);
+  /// Timers not yet run.
+  std::size_t pending() const;
+  /// Stops the thread; timers not yet run are destroyed without running.
+  void stop();
+
+ private:
+  struct Timer {
+    Clock::time_point due;
+    std::uint64_t seq;
+    std::function<void()> fn;
+  };
+  struct Later {
+    bool operator()(const Timer& a, const Timer& b) const noexcept {
+      return a.due != b.due ? a.due > b.due : a.seq > b.seq;
+    }
+  };
+
+  void clock_advanced() noexcept override;
+  void loop();
+
+  Clock& clock_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Timer> heap_;  // guarded by mu_; a min-heap on (due, seq)
+  std::uint64_t next_seq_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace crier::detail
