@@ -78,7 +78,7 @@ template <class E>
   const Snapshot* snap = core.snapshot(index);
   if (snap == nullptr) [[unlikely]]
     snap = &core.first_publish(index, event_type_v<E>);
-  if (snap->needs_meta) [[unlikely]]
+  if (snap->needs_meta || attributes) [[unlikely]]
     dispatch_with_meta(core, section, *snap, event, attributes, parent);
   else
     dispatch(section, *snap, event, kNoMeta);
@@ -163,6 +163,12 @@ class CRIER_EXPORT Bus {
   /// how many were left. Idempotent. Throws Error(Errc::would_deadlock) from a handler on
   /// this bus's workers.
   DrainResult drain(std::chrono::milliseconds timeout = std::chrono::milliseconds(30000));
+
+  /// Waits until every event published so far has been handled (or dead-lettered), except
+  /// those waiting for a delayed retry, behind a failing event of their key or for a closed
+  /// breaker; true when that happened before `timeout`. The bus stays open. Throws
+  /// Error(Errc::would_deadlock) from a handler on this bus's workers.
+  bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds(30000));
 
   /// Counters of every event type and current subscriber. See to_prometheus().
   MetricsSnapshot metrics() const;

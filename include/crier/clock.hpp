@@ -42,8 +42,9 @@ class CRIER_EXPORT Clock {
   static std::shared_ptr<Clock> system();
 };
 
-/// A clock that moves only when told to: advance() wakes every timer that became due.
-/// Thread-safe.
+/// A clock that moves only when told to. advance() returns once every bus timer that became
+/// due (retries, breaker cool-downs) has run, so a test can check both what happened and
+/// what did not. Thread-safe; advances are serialised.
 class CRIER_EXPORT ManualClock final : public Clock {
  public:
   /// Starts at an arbitrary fixed point (steady) and at `wall` (wall-clock).
@@ -58,6 +59,7 @@ class CRIER_EXPORT ManualClock final : public Clock {
   void advance(duration d);
 
  private:
+  std::mutex calls_mu_;  // held while listeners are told; taken by remove_listener
   mutable std::mutex mu_;
   time_point now_;
   Timestamp wall_;

@@ -21,6 +21,8 @@ Bus::~Bus() {
 
 DrainResult Bus::drain(std::chrono::milliseconds timeout) { return core_->drain(timeout); }
 
+bool Bus::flush(std::chrono::milliseconds timeout) { return core_->flush(timeout); }
+
 MetricsSnapshot Bus::metrics() const { return core_->metrics(); }
 
 std::vector<DeadLetter> Bus::dead_letters(const DeadLetterFilter& filter) const { return core_->dead_letters(filter); }

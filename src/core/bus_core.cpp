@@ -143,9 +143,9 @@ void BusCore::run_finished(SubscriberBase& sub) {
   // barrier, either we see its push or it sees our decrement.
   heavy_barrier();
   if (sub.runnable() != 0) try_schedule(sub);
-  if (draining_.load(std::memory_order_acquire)) {
-    std::lock_guard lock(drain_mu_);
-    drain_cv_.notify_all();
+  if (quiet_waiters_.load(std::memory_order_seq_cst) != 0) {
+    std::lock_guard lock(quiet_mu_);
+    quiet_cv_.notify_all();
   }
   release_ref(&sub);
 }
@@ -249,6 +249,44 @@ void BusCore::reclaim(bool all) {
   });
 }
 
+std::size_t BusCore::pending(bool count_waiting, bool& idle) const {
+  std::size_t total = 0;
+  idle = true;
+  std::lock_guard lock(writer_mu_);
+  for (const SubscriberBase* s : subscribers_) {
+    // Without count_waiting, what waits for an open breaker waits: it is not pending.
+    total += count_waiting ? s->queued() : (s->breaker_admits_runs() ? s->runnable() : 0);
+    if (s->runners.load(std::memory_order_seq_cst) != 0) idle = false;
+  }
+  if (total != 0) idle = false;
+  return total;
+}
+
+bool BusCore::wait_quiet(std::chrono::steady_clock::time_point deadline, bool count_waiting, std::size_t& left) {
+  bool idle = false;
+  quiet_waiters_.fetch_add(1, std::memory_order_seq_cst);
+  std::unique_lock lock(quiet_mu_);
+  for (;;) {
+    // Nothing left and no run scheduled while we looked: quiet.
+    const auto before = schedule_epoch_.load(std::memory_order_seq_cst);
+    left = pending(count_waiting, idle);
+    if (idle && before == schedule_epoch_.load(std::memory_order_seq_cst)) break;
+    if (stopped() || quiet_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      left = pending(count_waiting, idle);
+      break;
+    }
+  }
+  quiet_waiters_.fetch_sub(1, std::memory_order_relaxed);
+  return idle;
+}
+
+bool BusCore::flush(std::chrono::nanoseconds timeout) {
+  if (on_worker_thread())
+    throw Error(Errc::would_deadlock, "flush() called from a handler running on this bus's workers");
+  std::size_t left = 0;
+  return wait_quiet(std::chrono::steady_clock::now() + timeout, false, left);
+}
+
 DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
   if (on_worker_thread())
     throw Error(Errc::would_deadlock, "drain() called from a handler running on this bus's workers");
@@ -258,33 +296,10 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
   heavy_barrier();
   Grace::capture(false).wait_until(deadline);
 
-  auto queued_total = [this](bool& idle) {
-    std::size_t total = 0;
-    idle = true;
-    std::lock_guard lock(writer_mu_);
-    for (const SubscriberBase* s : subscribers_) {
-      total += s->queued();
-      if (s->runners.load(std::memory_order_seq_cst) != 0) idle = false;
-    }
-    if (total != 0) idle = false;
-    return total;
-  };
-
   bool idle = false;
   std::size_t left = 0;
   if (!stopped()) {
-    draining_.store(true, std::memory_order_release);
-    std::unique_lock lock(drain_mu_);
-    for (;;) {
-      const auto before = schedule_epoch_.load(std::memory_order_acquire);
-      left = queued_total(idle);
-      if (idle && before == schedule_epoch_.load(std::memory_order_acquire)) break;
-      if (drain_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-        left = queued_total(idle);
-        break;
-      }
-    }
-    lock.unlock();
+    idle = wait_quiet(deadline, true, left);
     stopped_.store(true, std::memory_order_release);  // runs end after their current batch
     if (!idle)
       report(Report::Kind::drain_deadline, "", "",
@@ -292,10 +307,11 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
                  " events queued or waiting for a retry; waiting for running handlers to return",
              0);
     pool_->stop_and_join();
+    left = pending(true, idle);   // before the timers go: their retries are left undelivered
     if (timers_) timers_->stop();
-    draining_.store(false, std::memory_order_release);
+  } else {
+    left = pending(true, idle);
   }
-  left = queued_total(idle);
   std::lock_guard lock(writer_mu_);
   for (SubscriberBase* s : subscribers_) s->wake_blocked_publishers();
   return DrainResult{left == 0, left};

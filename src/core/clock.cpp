@@ -39,11 +39,13 @@ void ManualClock::add_listener(Listener* l) {
 }
 
 void ManualClock::remove_listener(Listener* l) noexcept {
+  std::lock_guard calls(calls_mu_);  // not while advance() is telling it
   std::lock_guard lock(mu_);
   std::erase(listeners_, l);
 }
 
 void ManualClock::advance(duration d) {
+  std::lock_guard calls(calls_mu_);
   std::vector<Listener*> listeners;
   {
     std::lock_guard lock(mu_);
@@ -51,8 +53,6 @@ void ManualClock::advance(duration d) {
     wall_ += std::chrono::duration_cast<Timestamp::duration>(d);
     listeners = listeners_;
   }
-  // Listeners stay registered until their owner is destroyed, which removes them under mu_
-  // first; the timer service removes itself only after its thread stopped waiting.
   for (Listener* l : listeners) l->clock_advanced();
 }
 

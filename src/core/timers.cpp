@@ -5,8 +5,8 @@
 namespace crier::detail {
 
 TimerService::TimerService(Clock& clock) : clock_(clock) {
-  clock_.add_listener(this);
   thread_ = std::thread([this] { loop(); });
+  clock_.add_listener(this);  // after thread_ is set: clock_advanced() reads it
 }
 
 TimerService::~TimerService() { stop(); }
@@ -46,33 +46,38 @@ void TimerService::stop() {
 }
 
 void TimerService::clock_advanced() noexcept {
-  { std::lock_guard lock(mu_); }  // a waiter between its check and its wait sees the change
+  std::unique_lock lock(mu_);
+  const std::uint64_t mine = ++advances_;
   cv_.notify_one();
+  if (std::this_thread::get_id() == thread_.get_id()) return;  // a timer moved the clock
+  handled_cv_.wait(lock, [&] { return stop_ || handled_ >= mine; });
 }
 
 void TimerService::loop() {
   std::unique_lock lock(mu_);
   while (!stop_) {
-    if (heap_.empty()) {
-      cv_.wait(lock);
+    const std::uint64_t seen = advances_;
+    if (!heap_.empty() && clock_.now() >= heap_.front().due) {
+      std::pop_heap(heap_.begin(), heap_.end(), Later{});
+      Timer timer = std::move(heap_.back());
+      heap_.pop_back();
+      lock.unlock();
+      timer.fn();
+      timer.fn = nullptr;  // release what it holds before retaking the lock
+      lock.lock();
       continue;
     }
-    const Clock::time_point due = heap_.front().due;
-    if (clock_.now() < due) {
-      if (clock_.manual())
-        cv_.wait(lock);  // woken by ManualClock::advance or a new timer
-      else
-        cv_.wait_until(lock, std::chrono::steady_clock::time_point(due.time_since_epoch()));
-      continue;
+    // Nothing is due: whoever moved the clock may go on.
+    if (handled_ != seen) {
+      handled_ = seen;
+      handled_cv_.notify_all();
     }
-    std::pop_heap(heap_.begin(), heap_.end(), Later{});
-    Timer timer = std::move(heap_.back());
-    heap_.pop_back();
-    lock.unlock();
-    timer.fn();
-    timer.fn = nullptr;  // release what it holds before retaking the lock
-    lock.lock();
+    if (heap_.empty() || clock_.manual())
+      cv_.wait(lock);  // woken by a new timer or by ManualClock::advance
+    else
+      cv_.wait_until(lock, std::chrono::steady_clock::time_point(heap_.front().due.time_since_epoch()));
   }
+  handled_cv_.notify_all();
 }
 
 }  // namespace crier::detail

@@ -1,5 +1,7 @@
 // One thread per bus that runs short callbacks at given times of the bus's clock: delayed
-// retries and breaker cool-downs. A waiting retry is a heap entry, not a thread.
+// retries and breaker cool-downs. A waiting retry is a heap entry, not a thread. With a
+// ManualClock, advance() returns only once every timer due by then has run, so tests can
+// check what did and did not happen.
 #pragma once
 
 #include <condition_variable>
@@ -47,6 +49,9 @@ class TimerService final : private Clock::Listener {
   std::condition_variable cv_;
   std::vector<Timer> heap_;  // guarded by mu_; a min-heap on (due, seq)
   std::uint64_t next_seq_ = 0;
+  std::uint64_t advances_ = 0;  // manual clock moves seen, and handled by the loop
+  std::uint64_t handled_ = 0;
+  std::condition_variable handled_cv_;
   bool stop_ = false;
   std::thread thread_;
 };

@@ -121,15 +121,17 @@ void WorkerPool::run(SubscriberBase* sub) {
         for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
       continue;
     }
-    // The queue looks empty: linger briefly while nobody else needs this thread. Each look
-    // pulls the publishers' cache lines over, so look less often the longer it stays empty.
-    if (sub->active.load(std::memory_order_relaxed) && ready_count_.load(std::memory_order_relaxed) == 0) {
+    // The queue looks empty (or the breaker holds it): linger briefly while nobody else needs
+    // this thread. Each look pulls the publishers' cache lines over, so look less often the
+    // longer it stays empty.
+    if (sub->active.load(std::memory_order_relaxed) && sub->breaker_admits_runs() &&
+        ready_count_.load(std::memory_order_relaxed) == 0) {
       const auto until = std::chrono::steady_clock::now() + kLinger;
       bool more = false;
       for (unsigned pauses = 16;; pauses = std::min(pauses * 2, 512u)) {
         for (unsigned i = 0; i < pauses; ++i) __builtin_ia32_pause();
-        if (sub->runnable() != 0) {
-          more = true;
+        if (sub->runnable() != 0 || !sub->breaker_admits_runs()) {
+          more = sub->breaker_admits_runs();
           break;
         }
         if (std::chrono::steady_clock::now() >= until || ready_count_.load(std::memory_order_relaxed) != 0) break;

@@ -259,6 +259,7 @@ class CRIER_EXPORT BusCore {
   std::size_t remove(SubscriberBase* sub) noexcept;
 
   DrainResult drain(std::chrono::nanoseconds timeout);
+  bool flush(std::chrono::nanoseconds timeout);
   MetricsSnapshot metrics() const;
   const std::string& source() const noexcept { return source_; }
   std::chrono::milliseconds drain_timeout() const noexcept { return options_.drain_timeout; }
@@ -295,6 +296,11 @@ class CRIER_EXPORT BusCore {
 
   std::atomic<Snapshot*>& slot_of(std::uint32_t type_index);
   void reclaim(bool wait_all);
+  // Events left (queued, and if `count_waiting` also on timers or behind keys); `idle` when
+  // nothing is left and no run is scheduled.
+  std::size_t pending(bool count_waiting, bool& idle) const;
+  // Waits until pending() is idle with no run scheduled meanwhile, or the deadline.
+  bool wait_quiet(std::chrono::steady_clock::time_point deadline, bool count_waiting, std::size_t& left);
   void dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexcept;
   Clock::duration retry_delay(const RetryPolicy& policy, int delayed_retry) const;
   void park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Clock::duration delay);
@@ -315,9 +321,9 @@ class CRIER_EXPORT BusCore {
   std::once_flag timers_once_;
   std::atomic<bool> stopped_{false};
   std::atomic<std::uint64_t> schedule_epoch_{0};  // counts runs scheduled: drain's quiescence check
-  std::atomic<bool> draining_{false};
-  std::mutex drain_mu_;
-  std::condition_variable drain_cv_;
+  std::atomic<int> quiet_waiters_{0};  // flush/drain callers waiting for runs to end
+  std::mutex quiet_mu_;
+  std::condition_variable quiet_cv_;
   friend class WorkerPool;
 };
 

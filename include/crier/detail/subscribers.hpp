@@ -107,10 +107,14 @@ struct QueuedEvent {
   PublishMeta meta;
   QueuedEvent(const E& e, const PublishMeta& m) : event(e), meta(m) {}
 };
+// For handlers that take no Delivery: the attributes travel only when the publish had some
+// (a subject, a key, another subscriber's Delivery), for dead letters and ordering.
 template <class E>
 struct QueuedEvent<E, false> {
   E event;
-  QueuedEvent(const E& e, const PublishMeta&) : event(e) {}
+  std::unique_ptr<PublishMeta> meta;
+  QueuedEvent(const E& e, const PublishMeta& m)
+      : event(e), meta(m.id.is_nil() ? nullptr : std::make_unique<PublishMeta>(m)) {}
 };
 
 /// A subscriber with its own bounded queue, drained by the bus's worker pool.
@@ -163,13 +167,10 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     const std::uint32_t start = next_lane_.load(std::memory_order_relaxed);
     std::size_t taken = 0;
     for (std::uint32_t k = 0; k < count && taken < max; ++k) {
-      const std::uint32_t i = (start + k) % count;
-      Q* lane = lanes_[i].load(std::memory_order_acquire);
+      Q* lane = lanes_[(start + k) % count].load(std::memory_order_acquire);
       if (lane == nullptr) continue;
-      if (lane_locks_ && lane->busy.exchange(true, std::memory_order_acquire)) continue;
       bool stop = false;
-      taken += drain_lane(*lane, max - taken, stop);
-      if (lane_locks_) lane->busy.store(false, std::memory_order_release);
+      taken += lane_locks_ ? take_one_by_one(*lane, max - taken, stop) : drain_lane(*lane, max - taken, stop);
       if (stop) break;
     }
     next_lane_.store(count ? (start + 1) % count : 0, std::memory_order_relaxed);  // fairness
@@ -189,10 +190,31 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     if constexpr (WithMeta)
       return item.meta;
     else
-      return kNoMeta;
+      return item.meta ? *item.meta : kNoMeta;
   }
 
-  // Handles up to `max` events of one lane; sets `stop` when the breaker says no more.
+  // Handles one event taken from a lane; true when the handler returned normally. An ordered
+  // subscriber's event must have been admitted (in lane order) first.
+  bool handle(Item& item, bool timed, Clock& clock) {
+    if (!this->active.load(std::memory_order_relaxed)) [[unlikely]]
+      return false;
+    const auto t0 = timed ? clock.now() : Clock::time_point{};
+    try {
+      call_handler<E>(this->handler_, *this, item.event, meta_of(item), 1);
+      if (timed) this->observe_latency(clock.now() - t0);
+      this->breaker_success();
+      if (this->ordering == Ordering::ordered) this->ordered_done(meta_of(item).partition_key());
+      return true;
+    } catch (...) {
+      if (timed) this->observe_latency(clock.now() - t0);
+      this->core.attempt_failed(*this, 1, &item.event, meta_of(item), nullptr);
+      return false;
+    }
+  }
+
+  // The lane's only consumer: handles up to `max` events in place, one claim and one release
+  // per batch. Latency is sampled (every call when a budget is set) to keep clock reads off
+  // most events. Sets `stop` when the breaker says no more.
   std::size_t drain_lane(Q& lane, std::size_t max, bool& stop) {
     std::uint64_t first = 0;
     const std::size_t n = lane.ready(max, first);
@@ -203,40 +225,59 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     std::uint64_t ok = 0;
     std::uint64_t pos = first;
     for (; pos != first + n; ++pos) {
-      Item& item = lane.at(pos);
-      if (this->active.load(std::memory_order_relaxed)) [[likely]] {
-        if (!this->breaker_allows()) [[unlikely]] {
-          stop = true;
-          break;
-        }
-        if (this->ordering == Ordering::ordered && !this->ordered_admit(&item.event, meta_of(item))) {
-          item.~Item();
-          continue;
-        }
-        // Latency is sampled (every call when a budget is set) to keep clock reads off most
-        // events.
-        const bool timed = time_all || ((pos - first) & 15) == 0;
-        const auto t0 = timed ? clock.now() : Clock::time_point{};
-        try {
-          call_handler<E>(this->handler_, *this, item.event, meta_of(item), 1);
-          ++ok;
-          if (timed) this->observe_latency(clock.now() - t0);
-          this->breaker_success();
-          if (this->ordering == Ordering::ordered) this->ordered_done(meta_of(item).partition_key());
-        } catch (...) {
-          if (timed) this->observe_latency(clock.now() - t0);
-          this->core.attempt_failed(*this, 1, &item.event, meta_of(item), nullptr);
-        }
+      if (!this->breaker_allows()) [[unlikely]] {
+        stop = true;
+        break;
       }
+      Item& item = lane.at(pos);
+      if (this->ordering != Ordering::ordered || this->ordered_admit(&item.event, meta_of(item)))
+        ok += handle(item, time_all || ((pos - first) & 15) == 0, clock) ? 1 : 0;
       item.~Item();
     }
     lane.release_until(pos);
+    finish_batch(ok, clock.now() - start);
+    return static_cast<std::size_t>(pos - first);
+  }
+
+  // A lane with other consumers (concurrency > 1, or publishers dropping its oldest event):
+  // each event is moved out under the lane's flag and handled after it is released, so no
+  // handler ever holds a lane.
+  std::size_t take_one_by_one(Q& lane, std::size_t max, bool& stop) {
+    Clock& clock = this->core.clock();
+    const bool time_all = this->handler_budget.count() > 0;
+    const auto start = clock.now();
+    std::size_t n = 0;
+    std::uint64_t ok = 0;
+    while (n < max) {
+      if (!this->breaker_allows()) {
+        stop = true;
+        break;
+      }
+      if (lane.busy.exchange(true, std::memory_order_acquire)) break;
+      std::uint64_t first = 0;
+      if (lane.ready(1, first) == 0) {
+        lane.busy.store(false, std::memory_order_release);
+        break;
+      }
+      Item item(std::move(lane.at(first)));
+      lane.at(first).~Item();
+      lane.release_until(first + 1);
+      // Keys are admitted in lane order, before another run can take the next event.
+      const bool admitted = this->ordering != Ordering::ordered || this->ordered_admit(&item.event, meta_of(item));
+      lane.busy.store(false, std::memory_order_release);
+      if (admitted) ok += handle(item, time_all || (n & 15) == 0, clock) ? 1 : 0;
+      ++n;
+    }
+    if (n != 0) finish_batch(ok, clock.now() - start);
+    return n;
+  }
+
+  void finish_batch(std::uint64_t ok, Clock::duration busy) {
     this->delivered.fetch_add(ok, std::memory_order_relaxed);
-    this->busy_ns.fetch_add(static_cast<std::uint64_t>((clock.now() - start).count()), std::memory_order_relaxed);
+    this->busy_ns.fetch_add(static_cast<std::uint64_t>(busy.count()), std::memory_order_relaxed);
     // Pairs with the publisher's increment of space_waiters_ in enqueue_slow().
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (space_waiters_.load(std::memory_order_relaxed) != 0) wake_blocked_publishers();
-    return static_cast<std::size_t>(pos - first);
   }
 
   void enqueue(const E& event, const PublishMeta& meta) {
