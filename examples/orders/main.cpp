@@ -1,18 +1,22 @@
 // The canonical crier story.
 //
 // An order service places orders and publishes OrderPlaced. Inventory, Email and Audit
-// subscribe; the order service knows none of them. For the first part of the run Inventory
-// is down: its handler throws. Placing orders still succeeds, Email and Audit still see
-// every order, and Inventory's failures stay Inventory's: counted and reported, never the
-// order service's problem.
+// subscribe; the order service knows none of them. For the first part of the run Inventory's
+// database is down: its handler throws. Placing orders still succeeds and Email and Audit see
+// every order. Inventory's events are retried with back-off; after repeated failures its
+// circuit breaker opens and its backlog waits instead of burning attempts; a probe finds the
+// database back, the breaker closes and Inventory catches up. A few "poison" orders (a
+// discontinued product) can never succeed: they go to the dead letters, with the reason.
 //
-//   orders [--orders N] [--down-for N]
+//   orders [--orders N] [--outage-ms N] [--metrics-out FILE]
 #include <crier/crier.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
@@ -55,12 +59,13 @@ class OrderService {
 // --- the subscribers -------------------------------------------------------------------------
 class Inventory {
  public:
-  // Inventory's database is unreachable for its first `outage` requests.
-  explicit Inventory(long outage) : outage_(outage) {}
+  // The database is unreachable until `back_at`.
+  explicit Inventory(std::chrono::steady_clock::time_point back_at) : back_at_(back_at) {}
 
   void reserve(const OrderPlaced& order) {
+    if (order.sku == "discontinued") throw crier::PermanentError("sku 'discontinued' is no longer sold");
+    if (std::chrono::steady_clock::now() < back_at_) throw std::runtime_error("inventory database unreachable");
     std::lock_guard lock(mu_);
-    if (requests_++ < outage_) throw std::runtime_error("inventory database unreachable");
     stock_[order.sku] -= order.quantity;
   }
 
@@ -72,8 +77,7 @@ class Inventory {
   }
 
  private:
-  const long outage_;
-  long requests_ = 0;
+  const std::chrono::steady_clock::time_point back_at_;
   std::mutex mu_;
   std::map<std::string, long> stock_;
 };
@@ -133,61 +137,135 @@ long arg_value(int argc, char** argv, std::string_view name, long fallback) {
   return fallback;
 }
 
+std::string arg_text(int argc, char** argv, std::string_view name) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (name == argv[i]) return argv[i + 1];
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--help") {
+      std::printf("usage: orders [--orders N] [--outage-ms N] [--metrics-out FILE]\n");
+      return 0;
+    }
   const long orders = arg_value(argc, argv, "--orders", 5000);
-  const long down_for = std::min(arg_value(argc, argv, "--down-for", orders * 2 / 5), orders);
+  const long outage_ms = arg_value(argc, argv, "--outage-ms", 300);
+  const std::string metrics_out = arg_text(argc, argv, "--metrics-out");
+  const auto start = std::chrono::steady_clock::now();
+  auto since_start = [&] {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  };
 
-  // Failures are the subscribers' business; we keep the first few reports to show them.
+  // What the bus reports: failures are counted; breaker changes make the timeline.
   std::mutex report_mu;
-  std::vector<std::string> reports;
-  long reports_total = 0;
+  std::vector<std::string> timeline;
+  long failures = 0;
   crier::BusOptions options;
   options.source = "/shop/orders";
   options.on_error = [&](const crier::Report& r) {
-    if (r.kind != crier::Report::Kind::handler_failed) return;
     std::lock_guard lock(report_mu);
-    if (++reports_total <= 3)
-      reports.push_back(std::string(r.subscriber) + ": " + std::string(r.message) + " (" + std::string(r.event_type) + ")");
+    switch (r.kind) {
+      case crier::Report::Kind::handler_failed: ++failures; break;
+      case crier::Report::Kind::breaker_opened:
+      case crier::Report::Kind::breaker_half_open:
+      case crier::Report::Kind::breaker_closed: {
+        char line[256];
+        std::snprintf(line, sizeof line, "  %+8.1f ms  %s: %s", since_start(), std::string(r.subscriber).c_str(),
+                      std::string(r.message).c_str());
+        timeline.emplace_back(line);
+        break;
+      }
+      default: break;
+    }
   };
   crier::Bus bus(options);
 
-  shop::Inventory inventory(down_for);
+  shop::Inventory inventory(start + std::chrono::milliseconds(outage_ms));
   shop::Email email;
   shop::Audit audit;
-  auto s1 = bus.subscribe<shop::OrderPlaced>("inventory", [&](const shop::OrderPlaced& o) { inventory.reserve(o); });
+
+  // Inventory: retried with back-off (up to 10 attempts, 20 ms doubling to at most 400 ms,
+  // with jitter); a breaker opens after 5 consecutive failures and probes every 100 ms.
+  crier::SubscribeOptions resilient;
+  resilient.retry.max_attempts = 10;
+  resilient.retry.initial_delay = std::chrono::milliseconds(20);
+  resilient.retry.max_delay = std::chrono::milliseconds(400);
+  resilient.breaker.consecutive_failures = 5;
+  resilient.breaker.cooldown = std::chrono::milliseconds(100);
+  auto s1 = bus.subscribe<shop::OrderPlaced>("inventory", [&](const shop::OrderPlaced& o) { inventory.reserve(o); },
+                                             resilient);
   auto s2 = bus.subscribe<shop::OrderPlaced>("email", [&](const shop::OrderPlaced& o) { email.send_confirmation(o); });
   auto s3 = bus.subscribe<shop::OrderPlaced>("audit",
                                              [&](const shop::OrderPlaced& o, crier::Delivery& d) { audit.record(o, d); });
+  // Operations hears about every dead letter as it happens.
+  std::atomic<long> alerts{0};
+  auto s4 = bus.subscribe<crier::DeadLettered>("ops-alerts", [&](const crier::DeadLettered&) { alerts.fetch_add(1); });
 
   shop::OrderService service(bus);
   const char* skus[] = {"kettle", "teapot", "mug", "strainer"};
-  const auto start = std::chrono::steady_clock::now();
   long placed = 0;
-  for (long i = 0; i < orders; ++i) {
-    service.place("customer-" + std::to_string(i % 97), skus[i % 4], 1 + static_cast<int>(i % 3), 1250);
+  for (long i = 1; i <= orders; ++i) {
+    const char* sku = i % 1000 == 0 ? "discontinued" : skus[i % 4];  // a poison order now and then
+    service.place("customer-" + std::to_string(i % 97), sku, 1 + static_cast<int>(i % 3), 1250);
     ++placed;
   }
-  const auto placing = std::chrono::steady_clock::now() - start;
+  const double placing_ms = since_start();
   const crier::DrainResult drained = bus.drain(std::chrono::seconds(30));
+  const double done_ms = since_start();
 
-  std::printf("crier orders demo: %ld orders placed in %.1f ms; inventory was down for its first %ld\n\n", placed,
-              std::chrono::duration<double, std::milli>(placing).count(), down_for);
-  std::printf("  %-10s %10s %8s %12s\n", "subscriber", "delivered", "failed", "handler ms");
-  std::printf("  %-10s %10s %8s %12s\n", "----------", "---------", "------", "----------");
-  for (const auto& s : bus.metrics().subscribers)
-    std::printf("  %-10s %10llu %8llu %12.2f\n", s.name.c_str(), static_cast<unsigned long long>(s.delivered),
-                static_cast<unsigned long long>(s.failed),
+  std::printf("crier orders demo: %ld orders placed in %.1f ms while inventory's database was down for %ld ms;\n"
+              "every event handled or dead-lettered after %.0f ms\n\n",
+              placed, placing_ms, outage_ms, done_ms);
+  std::printf("  %-10s %9s %7s %8s %6s %13s %10s\n", "subscriber", "delivered", "failed", "retried", "dead",
+              "breaker opens", "handler ms");
+  std::printf("  %-10s %9s %7s %8s %6s %13s %10s\n", "----------", "---------", "------", "-------", "----",
+              "-------------", "----------");
+  const crier::MetricsSnapshot metrics = bus.metrics();
+  const crier::SubscriberMetrics* inv = nullptr;
+  for (const auto& s : metrics.subscribers) {
+    if (s.event_type != crier::event_type_v<shop::OrderPlaced>) continue;
+    if (s.name == "inventory") inv = &s;
+    std::printf("  %-10s %9llu %7llu %8llu %6llu %13llu %10.2f\n", s.name.c_str(),
+                static_cast<unsigned long long>(s.delivered), static_cast<unsigned long long>(s.failed),
+                static_cast<unsigned long long>(s.retried), static_cast<unsigned long long>(s.dead_lettered),
+                static_cast<unsigned long long>(s.breaker_opened),
                 std::chrono::duration<double, std::milli>(s.handler_time).count());
-  std::printf("\n  first failure reports (%ld in all):\n", reports_total);
-  for (const auto& r : reports) std::printf("    %s\n", r.c_str());
+  }
+  std::printf("\n  inventory's circuit breaker:\n");
+  for (const auto& line : timeline) std::printf("%s\n", line.c_str());
+
+  const auto letters = bus.dead_letters();
+  std::printf("\n  dead letters (%zu; %ld alerts published as %s):\n", letters.size(), alerts.load(),
+              std::string(crier::event_type_v<crier::DeadLettered>).c_str());
+  for (std::size_t i = 0; i < letters.size() && i < 5; ++i)
+    std::printf("    #%llu %s %s: %s (%d attempt%s)\n", static_cast<unsigned long long>(letters[i].id),
+                letters[i].subscriber.c_str(), letters[i].envelope.subject.c_str(), letters[i].last_error.c_str(),
+                letters[i].attempts, letters[i].attempts == 1 ? "" : "s");
+  if (letters.size() > 5) std::printf("    ...\n");
+
   std::printf("\n  audit's first entry: %s\n", audit.first().c_str());
   std::printf("  inventory reserved %ld units; email sent %ld confirmations; audit holds %ld entries\n",
               inventory.reserved_units(), email.sent(), audit.entries());
 
-  const bool ok = drained.complete && email.sent() == placed && audit.entries() == placed;
-  std::printf("\n%s\n", ok ? "every order placed; email and audit saw every one; inventory's failures stayed its own"
+  if (!metrics_out.empty()) {
+    std::FILE* f = std::fopen(metrics_out.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "orders: cannot write metrics to %s: %s\n", metrics_out.c_str(), std::strerror(errno));
+      return 2;
+    }
+    const std::string text = crier::to_prometheus(metrics);
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+    std::printf("  metrics written to %s (Prometheus text format)\n", metrics_out.c_str());
+  }
+
+  const bool ok = drained.complete && email.sent() == placed && audit.entries() == placed && inv != nullptr &&
+                  static_cast<long>(inv->delivered + inv->dead_lettered) == placed;
+  std::printf("\n%s\n", ok ? "every order placed; email and audit saw every one; inventory caught up after its outage, "
+                              "and the orders it can never handle wait in its dead letters"
                            : "SOMETHING WAS LOST: see the table above");
   return ok ? 0 : 1;
 }

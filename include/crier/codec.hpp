@@ -15,6 +15,7 @@
 
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -26,9 +27,12 @@ namespace crier {
 template <class E>
 struct Codec {
   static constexpr std::string_view content_type = "application/json";
+  /// False when E has neither to_json/from_json nor a Codec of its own: envelopes of it then
+  /// carry no data. (Specialisations need not declare it.)
+  static constexpr bool available = std::is_constructible_v<nlohmann::json, const E&>;
 
   static std::string encode(const E& event) {
-    if constexpr (requires(nlohmann::json& j) { nlohmann::to_json(j, event); }) {
+    if constexpr (available) {
       try {
         return nlohmann::json(event).dump();
       } catch (const std::exception& e) {
@@ -53,5 +57,15 @@ struct Codec {
     }
   }
 };
+
+namespace detail {
+template <class E>
+constexpr bool codec_available() {
+  if constexpr (requires { Codec<E>::available; })
+    return Codec<E>::available;
+  else
+    return true;  // a specialisation brought its own
+}
+}  // namespace detail
 
 }  // namespace crier

@@ -133,7 +133,6 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
           continue;
         }
       }
-      sub.retried.fetch_add(1, std::memory_order_relaxed);
       const Clock::duration delay = retry_delay(sub.retry, attempt - std::max(1, sub.retry.immediate_attempts) + 1);
       park_for_retry(sub, std::move(parked), delay);
       return;
@@ -159,17 +158,18 @@ void BusCore::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexce
   try {
     DeadLetter letter;
     letter.envelope = build_envelope(p->meta, source_, sub.event_type);
-    try {
-      letter.envelope.data = p->encode();
-      letter.envelope.datacontenttype = std::string(p->content_type());
-    } catch (const Error&) {
-      // The type has no codec: the letter keeps the attributes, the typed event is kept for
-      // redrive.
+    if (p->encodable()) {  // else the letter has attributes only; the typed event stays for redrive
+      try {
+        letter.envelope.data = p->encode();
+        letter.envelope.datacontenttype = std::string(p->content_type());
+      } catch (const Error& e) {
+        letter.last_error = p->last_error + " (and its data could not be encoded: " + e.what() + ")";
+      }
     }
     letter.subscriber = sub.name;
     letter.attempts = p->attempts;
     letter.first_error = p->first_error;
-    letter.last_error = p->last_error;
+    if (letter.last_error.empty()) letter.last_error = p->last_error;
     letter.first_failure = p->first_failure;
     letter.last_failure = p->last_failure;
     const std::string event_id = letter.envelope.id;

@@ -74,6 +74,7 @@ void SubscriberBase::run_parked(std::unique_ptr<Parked> p) {
   }
   Parked* raw = p.get();
   const int attempt = raw->next_attempt;
+  if (attempt > 1) retried.fetch_add(1, std::memory_order_relaxed);
   const auto t0 = core.clock().now();
   try {
     attempt_fn(*this, raw->event(), raw->meta, attempt);

@@ -49,7 +49,9 @@ class Parked {
  public:
   virtual ~Parked() = default;
   virtual const void* event() const noexcept = 0;
-  /// The event's data by its codec; throws Error(Errc::codec_error) when it has none.
+  /// False when the event's type has no codec: its envelopes carry no data.
+  virtual bool encodable() const noexcept = 0;
+  /// The event's data by its codec; throws Error(Errc::codec_error) when encoding fails.
   virtual std::string encode() const = 0;
   virtual std::string_view content_type() const noexcept = 0;
 

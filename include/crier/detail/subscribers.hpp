@@ -49,6 +49,7 @@ class ParkedEvent final : public Parked {
  public:
   explicit ParkedEvent(const E& e) : event_(e) {}
   const void* event() const noexcept override { return &event_; }
+  bool encodable() const noexcept override { return codec_available<E>(); }
   std::string encode() const override { return Codec<E>::encode(event_); }
   std::string_view content_type() const noexcept override { return Codec<E>::content_type; }
 
