@@ -620,7 +620,9 @@ TEST(Scale, HundredThousandWaitingRetriesCostNoThreadAndLittleMemory) {
   const std::size_t grown = resident_bytes() - std::min(before, resident_bytes());
   EXPECT_EQ(stats_of(bus, "later").queued, static_cast<std::size_t>(kEvents + 1));
   EXPECT_EQ(thread_count(), threads);
-  EXPECT_LT(grown, 200u << 20);
+#if !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+  EXPECT_LT(grown, 200u << 20);  // sanitizers' shadow memory would make this meaningless
+#endif
   std::printf("[ figures  ] %d waiting retries: %.1f MB resident growth, %zu threads\n", kEvents,
               static_cast<double>(grown) / (1 << 20), threads);
   env.clock->advance(std::chrono::hours(1));

@@ -199,8 +199,9 @@ struct Entry {
   SubscriberBase* sub;
 };
 
-/// The immutable, contiguous subscriber array of one event type on one bus.
-struct Snapshot {
+/// The immutable, contiguous subscriber array of one event type on one bus. The entries
+/// follow the header in the same allocation, so the header keeps their alignment.
+struct alignas(alignof(Entry)) Snapshot {
   std::uint32_t count = 0;
   bool needs_meta = false;
   std::uint32_t published_slot = 0;  // per-thread counter of publishes (reader.hpp)
