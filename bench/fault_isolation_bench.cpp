@@ -3,6 +3,11 @@
 // its dead letters. items_per_second counts the events handled by the three healthy
 // subscribers per wall-clock second, up to the moment they are done: how much one failing
 // subscriber costs the others. `all_healthy` is the same-run baseline.
+//
+// Failing is slow (an exception per attempt, an envelope per dead letter): the flaky
+// subscriber handles about a million events a second where the healthy ones handle tens of
+// millions. With the default Overflow::block its queue would fill and make the publisher
+// wait, by design; isolating it means giving it room for its backlog, as here.
 #include <benchmark/benchmark.h>
 
 #include <atomic>
@@ -38,6 +43,7 @@ void fault_isolation(benchmark::State& state, bool one_failing) {
       }));
     }
     crier::SubscribeOptions flaky;
+    flaky.queue_capacity = std::size_t{1} << 20;
     flaky.retry.max_attempts = 3;
     flaky.retry.immediate_attempts = 3;
     subs.push_back(bus.subscribe<Tick>("flaky", [one_failing](const Tick& t) {
@@ -60,8 +66,8 @@ void fault_isolation(benchmark::State& state, bool one_failing) {
 }
 
 const int kRegistered = [] {
-  benchmark::RegisterBenchmark("BM_FaultIsolation/all_healthy", fault_isolation, false)->Iterations(3);
-  benchmark::RegisterBenchmark("BM_FaultIsolation/one_failing", fault_isolation, true)->Iterations(3);
+  benchmark::RegisterBenchmark("BM_FaultIsolation/all_healthy", fault_isolation, false);
+  benchmark::RegisterBenchmark("BM_FaultIsolation/one_failing", fault_isolation, true);
   return 0;
 }();
 

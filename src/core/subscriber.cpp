@@ -18,6 +18,7 @@ SubscriberBase::SubscriberBase(BusCore& c, std::string n, std::string_view type,
       wants_meta(meta),
       retry(o.retry),
       breaker(o.breaker),
+      has_breaker(o.breaker.consecutive_failures > 0 || o.breaker.failure_rate > 0),
       ordering(o.ordering),
       overflow(o.overflow),
       block_timeout(o.block_timeout),
@@ -158,7 +159,7 @@ void SubscriberBase::breaker_success_slow() noexcept {
 }
 
 bool SubscriberBase::breaker_failure() {
-  if (breaker.consecutive_failures <= 0 && breaker.failure_rate <= 0) return false;
+  if (!has_breaker) return false;
   const int consecutive = consecutive_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
   std::string why;
   {

@@ -130,6 +130,7 @@ class CRIER_EXPORT SubscriberBase {
   const bool wants_meta;
   const RetryPolicy retry;
   const BreakerPolicy breaker;
+  const bool has_breaker;  // breaker.consecutive_failures > 0 || breaker.failure_rate > 0
   const Ordering ordering;
   const Overflow overflow;
   const std::chrono::milliseconds block_timeout;

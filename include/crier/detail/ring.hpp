@@ -28,6 +28,9 @@ class Lane {
 
   std::size_t capacity() const noexcept { return mask_ + 1; }
 
+  /// Producer only: the position the next push will take.
+  std::uint64_t next_position() const noexcept { return head_.load(std::memory_order_relaxed); }
+
   /// Producer only: constructs an element at the back; false when full.
   template <class... A>
   bool try_push(A&&... args) {

@@ -7,6 +7,7 @@
 #include <bit>
 #include <chrono>
 #include <concepts>
+#include <deque>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -108,14 +109,39 @@ struct QueuedEvent {
   PublishMeta meta;
   QueuedEvent(const E& e, const PublishMeta& m) : event(e), meta(m) {}
 };
-// For handlers that take no Delivery: the attributes travel only when the publish had some
-// (a subject, a key, another subscriber's Delivery), for dead letters and ordering.
 template <class E>
 struct QueuedEvent<E, false> {
   E event;
-  std::unique_ptr<PublishMeta> meta;
-  QueuedEvent(const E& e, const PublishMeta& m)
-      : event(e), meta(m.id.is_nil() ? nullptr : std::make_unique<PublishMeta>(m)) {}
+  QueuedEvent(const E& e, const PublishMeta&) : event(e) {}
+};
+
+/// One publishing thread's lane of an async subscriber's queue. For handlers that take no
+/// Delivery the queued events are bare; the few publishes that carry envelope attributes (a
+/// subject, a key, an id another subscriber asked for) keep them on the side, by position,
+/// so that dead letters still have them. The common case pays nothing for it.
+template <class Item>
+struct LaneState {
+  explicit LaneState(std::size_t capacity) : ring(capacity) {}
+  Lane<Item> ring;
+  std::mutex side_mu;
+  std::deque<std::pair<std::uint64_t, std::unique_ptr<PublishMeta>>> side;  // guarded by side_mu
+  std::atomic<std::size_t> side_count{0};
+
+  static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+  // Consumer: the position of the first event with attributes on the side, or kNone.
+  std::uint64_t next_side() {
+    if (side_count.load(std::memory_order_acquire) == 0) return kNone;
+    std::lock_guard lock(side_mu);
+    return side.empty() ? kNone : side.front().first;
+  }
+  // Consumer: takes the attributes of the event at `pos` (which next_side() named).
+  std::unique_ptr<PublishMeta> take_side() {
+    std::lock_guard lock(side_mu);
+    auto meta = std::move(side.front().second);
+    side.pop_front();
+    side_count.fetch_sub(1, std::memory_order_relaxed);
+    return meta;
+  }
 };
 
 /// A subscriber with its own bounded queue, drained by the bus's worker pool.
@@ -132,7 +158,7 @@ template <class E, class H, bool WithMeta>
 class AsyncSubscriber final : public TypedSubscriber<E, H> {
   using Base = TypedSubscriber<E, H>;
   using Item = QueuedEvent<E, WithMeta>;
-  using Q = Lane<Item>;
+  using Q = LaneState<Item>;
   static constexpr std::uint32_t kMaxLanes = 1024;
 
  public:
@@ -182,60 +208,75 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     std::size_t total = 0;
     const std::uint32_t count = lane_count_.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < count; ++i)
-      if (const Q* lane = lanes_[i].load(std::memory_order_acquire)) total += lane->size();
+      if (const Q* lane = lanes_[i].load(std::memory_order_acquire)) total += lane->ring.size();
     return total;
   }
 
  private:
-  static const PublishMeta& meta_of(const Item& item) noexcept {
-    if constexpr (WithMeta)
-      return item.meta;
-    else
-      return item.meta ? *item.meta : kNoMeta;
-  }
+  // The envelope attributes of the event at `pos`: in the item, or on the lane's side.
+  struct MetaOf {
+    std::uint64_t next_side = Q::kNone;
+    std::unique_ptr<PublishMeta> held;
+    const PublishMeta& get(Q& lane, const Item& item, std::uint64_t pos) {
+      if constexpr (WithMeta) {
+        return item.meta;
+      } else {
+        if (pos != next_side) [[likely]]
+          return kNoMeta;
+        held = lane.take_side();
+        next_side = lane.next_side();
+        return *held;
+      }
+    }
+  };
 
   // Handles one event taken from a lane; true when the handler returned normally. An ordered
   // subscriber's event must have been admitted (in lane order) first.
-  bool handle(Item& item, bool timed, Clock& clock) {
+  bool handle(Item& item, const PublishMeta& meta, bool timed, Clock& clock) {
     if (!this->active.load(std::memory_order_relaxed)) [[unlikely]]
       return false;
     const auto t0 = timed ? clock.now() : Clock::time_point{};
     try {
-      call_handler<E>(this->handler_, *this, item.event, meta_of(item), 1);
+      call_handler<E>(this->handler_, *this, item.event, meta, 1);
       if (timed) this->observe_latency(clock.now() - t0);
-      this->breaker_success();
-      if (this->ordering == Ordering::ordered) this->ordered_done(meta_of(item).partition_key());
+      if (this->has_breaker) this->breaker_success();
+      if (this->ordering == Ordering::ordered) this->ordered_done(meta.partition_key());
       return true;
     } catch (...) {
       if (timed) this->observe_latency(clock.now() - t0);
-      this->core.attempt_failed(*this, 1, &item.event, meta_of(item), nullptr);
+      this->core.attempt_failed(*this, 1, &item.event, meta, nullptr);
       return false;
     }
   }
 
+  // Latency is sampled, one call in 64 (every call when a budget is set), to keep clock reads
+  // off most events.
+  bool timed(std::uint64_t pos) const noexcept { return this->handler_budget.count() > 0 || (pos & 63) == 0; }
+
   // The lane's only consumer: handles up to `max` events in place, one claim and one release
-  // per batch. Latency is sampled (every call when a budget is set) to keep clock reads off
-  // most events. Sets `stop` when the breaker says no more.
+  // per batch. Sets `stop` when the breaker says no more.
   std::size_t drain_lane(Q& lane, std::size_t max, bool& stop) {
     std::uint64_t first = 0;
-    const std::size_t n = lane.ready(max, first);
+    const std::size_t n = lane.ring.ready(max, first);
     if (n == 0) return 0;
     Clock& clock = this->core.clock();
-    const bool time_all = this->handler_budget.count() > 0;
     const auto start = clock.now();
     std::uint64_t ok = 0;
     std::uint64_t pos = first;
+    MetaOf metas{lane.next_side()};
+    const bool plain = !this->has_breaker && this->ordering == Ordering::unordered;
     for (; pos != first + n; ++pos) {
-      if (!this->breaker_allows()) [[unlikely]] {
+      Item& item = lane.ring.at(pos);
+      if (!plain && !this->breaker_allows()) [[unlikely]] {
         stop = true;
         break;
       }
-      Item& item = lane.at(pos);
-      if (this->ordering != Ordering::ordered || this->ordered_admit(&item.event, meta_of(item)))
-        ok += handle(item, time_all || ((pos - first) & 15) == 0, clock) ? 1 : 0;
+      const PublishMeta& meta = metas.get(lane, item, pos);
+      if (plain || this->ordering != Ordering::ordered || this->ordered_admit(&item.event, meta))
+        ok += handle(item, meta, timed(pos), clock) ? 1 : 0;
       item.~Item();
     }
-    lane.release_until(pos);
+    lane.ring.release_until(pos);
     finish_batch(ok, clock.now() - start);
     return static_cast<std::size_t>(pos - first);
   }
@@ -245,7 +286,6 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   // handler ever holds a lane.
   std::size_t take_one_by_one(Q& lane, std::size_t max, bool& stop) {
     Clock& clock = this->core.clock();
-    const bool time_all = this->handler_budget.count() > 0;
     const auto start = clock.now();
     std::size_t n = 0;
     std::uint64_t ok = 0;
@@ -254,19 +294,21 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
         stop = true;
         break;
       }
-      if (lane.busy.exchange(true, std::memory_order_acquire)) break;
+      if (lane.ring.busy.exchange(true, std::memory_order_acquire)) break;
       std::uint64_t first = 0;
-      if (lane.ready(1, first) == 0) {
-        lane.busy.store(false, std::memory_order_release);
+      if (lane.ring.ready(1, first) == 0) {
+        lane.ring.busy.store(false, std::memory_order_release);
         break;
       }
-      Item item(std::move(lane.at(first)));
-      lane.at(first).~Item();
-      lane.release_until(first + 1);
+      Item item(std::move(lane.ring.at(first)));
+      MetaOf metas{lane.next_side()};
+      const PublishMeta& meta = metas.get(lane, item, first);
+      lane.ring.at(first).~Item();
+      lane.ring.release_until(first + 1);
       // Keys are admitted in lane order, before another run can take the next event.
-      const bool admitted = this->ordering != Ordering::ordered || this->ordered_admit(&item.event, meta_of(item));
-      lane.busy.store(false, std::memory_order_release);
-      if (admitted) ok += handle(item, time_all || (n & 15) == 0, clock) ? 1 : 0;
+      const bool admitted = this->ordering != Ordering::ordered || this->ordered_admit(&item.event, meta);
+      lane.ring.busy.store(false, std::memory_order_release);
+      if (admitted) ok += handle(item, meta, timed(first), clock) ? 1 : 0;
       ++n;
     }
     if (n != 0) finish_batch(ok, clock.now() - start);
@@ -276,19 +318,43 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   void finish_batch(std::uint64_t ok, Clock::duration busy) {
     this->delivered.fetch_add(ok, std::memory_order_relaxed);
     this->busy_ns.fetch_add(static_cast<std::uint64_t>(busy.count()), std::memory_order_relaxed);
-    // Pairs with the publisher's increment of space_waiters_ in enqueue_slow().
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // Publishers waiting for room: no fence here (it would cost every batch); a waiter that
+    // misses this look re-checks within a millisecond.
     if (space_waiters_.load(std::memory_order_relaxed) != 0) wake_blocked_publishers();
   }
 
   void enqueue(const E& event, const PublishMeta& meta) {
     const ReaderRecord& me = *tls_reader;  // set: we run inside the publisher's ReadSection
     Q* lane = me.index < kMaxLanes ? lanes_[me.index].load(std::memory_order_acquire) : nullptr;
-    if (lane == nullptr || !lane->try_push(event, meta)) [[unlikely]]
+    if (lane == nullptr || !push(*lane, event, meta)) [[unlikely]]
       enqueue_slow(me, event, meta);
     reader_order_point();  // the push before the load below (see the class comment)
     if (this->runners.load(std::memory_order_relaxed) < this->concurrency) [[unlikely]]
       this->core.try_schedule(*this);
+  }
+
+  // Pushes an event into a lane, its attributes on the side when it has some and the items do
+  // not carry them. False when the lane is full.
+  bool push(Q& lane, const E& event, const PublishMeta& meta) {
+    if constexpr (!WithMeta) {
+      if (&meta != &kNoMeta) [[unlikely]]
+        return push_with_side(lane, event, meta);
+    }
+    return lane.ring.try_push(event, meta);
+  }
+
+  [[gnu::noinline]] bool push_with_side(Q& lane, const E& event, const PublishMeta& meta) {
+    {
+      // Before the event: a run that sees the event finds its attributes.
+      std::lock_guard lock(lane.side_mu);
+      lane.side.emplace_back(lane.ring.next_position(), std::make_unique<PublishMeta>(meta));
+      lane.side_count.fetch_add(1, std::memory_order_release);
+    }
+    if (lane.ring.try_push(event, meta)) return true;
+    std::lock_guard lock(lane.side_mu);  // full: take them back
+    lane.side.pop_back();
+    lane.side_count.fetch_sub(1, std::memory_order_relaxed);
+    return false;
   }
 
   [[gnu::noinline]] void enqueue_slow(const ReaderRecord& me, const E& event, const PublishMeta& meta) {
@@ -303,11 +369,11 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
              !lane_count_.compare_exchange_weak(count, me.index + 1, std::memory_order_acq_rel)) {
       }
     }
-    if (lane->try_push(event, meta)) return;
+    if (push(*lane, event, meta)) return;
     // Full.
     if (this->overflow == Overflow::drop_oldest) {
       drop_oldest(*lane);
-      if (lane->try_push(event, meta)) return;
+      if (push(*lane, event, meta)) return;
     }
     auto full = [&](const char* why) {
       this->rejected.fetch_add(1, std::memory_order_relaxed);
@@ -317,7 +383,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     if (me.worker_of == &this->core && me.running[0].load(std::memory_order_relaxed) == this)
       throw full("published to its own full queue: waiting would deadlock");
     if (this->overflow == Overflow::reject) throw full("queue full");
-    space_waiters_.fetch_add(1, std::memory_order_seq_cst);
+    space_waiters_.fetch_add(1, std::memory_order_relaxed);
     struct Leave {
       std::atomic<int>& w;
       ~Leave() { w.fetch_sub(1, std::memory_order_relaxed); }
@@ -325,27 +391,28 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     const auto deadline = std::chrono::steady_clock::now() + this->block_timeout;
     std::unique_lock lock(space_mu_);
     for (;;) {
-      if (lane->try_push(event, meta)) return;
+      if (push(*lane, event, meta)) return;
       if (this->core.stopped())
         throw Error(Errc::bus_closed, "subscriber '" + this->name + "' stopped while its queue was full");
       this->core.try_schedule(*this);
-      if (space_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-        if (lane->try_push(event, meta)) return;
-        throw full("queue stayed full past the publish deadline");
-      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) throw full("queue stayed full past the publish deadline");
+      space_cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(1)));
     }
   }
 
   // Takes the lane's consumer role for a moment to discard its oldest event.
   void drop_oldest(Q& lane) {
-    while (lane.busy.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
+    while (lane.ring.busy.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
     std::uint64_t first = 0;
-    if (lane.ready(1, first) == 1) {
-      lane.at(first).~Item();
-      lane.release_until(first + 1);
+    if (lane.ring.ready(1, first) == 1) {
+      if constexpr (!WithMeta)
+        if (lane.next_side() == first) lane.take_side();
+      lane.ring.at(first).~Item();
+      lane.ring.release_until(first + 1);
       this->dropped.fetch_add(1, std::memory_order_relaxed);
     }
-    lane.busy.store(false, std::memory_order_release);
+    lane.ring.busy.store(false, std::memory_order_release);
   }
 
   // Read by publishers.
