@@ -95,14 +95,14 @@ TEST(Concurrency, SubscribeAndUnsubscribeWhilePublishing) {
     for (int round = 0; !stop.load(); ++round) {
       struct State {
         std::atomic<bool> unsubscribed{false};
-        long calls = 0;
+        std::atomic<long> calls{0};  // inline handlers run on several publishers at once
       };
       auto state = std::make_unique<State>();
       State* s = state.get();
       const auto mode = round % 2 ? crier::DeliveryMode::Inline : crier::DeliveryMode::Async;
       auto sub = bus.subscribe<Ping>("churn", [s, &after_unsubscribe](const Ping&) {
         if (s->unsubscribed.load()) after_unsubscribe.fetch_add(1);
-        ++s->calls;  // a data race, or a use-after-free, if called after unsubscribe returned
+        s->calls.fetch_add(1);  // a use-after-free (ASan) if called after unsubscribe returned
       }, {.mode = mode, .concurrency = 1});
       sub.unsubscribe();
       s->unsubscribed.store(true);
