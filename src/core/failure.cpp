@@ -11,26 +11,12 @@ namespace crier::detail {
 
 namespace {
 
-std::string describe(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "handler threw an exception not derived from std::exception";
-  }
-}
-
-bool is_permanent(const SubscriberBase& sub, const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const PermanentError&) {
-    return true;
-  } catch (...) {
-  }
+// Whether the retry policy's own classifier calls the current exception permanent. Called
+// inside the handler's catch block, and only when there is a classifier.
+bool classified_permanent(const SubscriberBase& sub) noexcept {
   if (!sub.retry.permanent) return false;
   try {
-    return sub.retry.permanent(e);
+    return sub.retry.permanent(std::current_exception());
   } catch (...) {
     return false;  // a classifier that throws says nothing
   }
@@ -78,9 +64,10 @@ void BusCore::park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Clo
 }
 
 void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event, const PublishMeta& meta,
-                             std::unique_ptr<Parked> parked) noexcept {
-  std::exception_ptr error = std::current_exception();
+                             std::unique_ptr<Parked> parked, Thrown thrown) noexcept {
   try {
+    std::string message(thrown.message);
+    bool permanent = thrown.permanent || classified_permanent(sub);
     if (!parked) {
       // The event leaves the queue (or the publisher's stack) from here on: copy it once.
       parked = sub.make_parked(event, meta);
@@ -92,7 +79,6 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
     }
     Parked& p = *parked;
     for (;;) {
-      const std::string message = describe(error);
       const Timestamp now = clock_->wall_now();
       sub.failed.fetch_add(1, std::memory_order_relaxed);
       if (p.first_error.empty()) {
@@ -105,7 +91,7 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
       report(Report::Kind::handler_failed, sub.name, sub.event_type, message, attempt);
       const bool open = sub.mode == DeliveryMode::Async && sub.breaker_failure();
 
-      if (is_permanent(sub, error) || attempt >= sub.retry.max_attempts) {
+      if (permanent || attempt >= sub.retry.max_attempts) {
         const std::string key(p.meta.partition_key());
         dead_letter(sub, std::move(parked));
         if (sub.ordering == Ordering::ordered) sub.ordered_done(key);
@@ -128,10 +114,14 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
           sub.delivered.fetch_add(1, std::memory_order_relaxed);
           attempt_succeeded(sub, p.meta);
           return;
+        } catch (const std::exception& e) {
+          message = e.what();
+          permanent = dynamic_cast<const PermanentError*>(&e) != nullptr || classified_permanent(sub);
         } catch (...) {
-          error = std::current_exception();
-          continue;
+          message = Thrown::unknown().message;
+          permanent = classified_permanent(sub);
         }
+        continue;
       }
       const Clock::duration delay = retry_delay(sub.retry, attempt - std::max(1, sub.retry.immediate_attempts) + 1);
       park_for_retry(sub, std::move(parked), delay);

@@ -5,6 +5,7 @@
 
 #include "crier/detail/core.hpp"
 #include "crier/detail/reader.hpp"
+#include "crier/policy.hpp"
 
 namespace crier::detail {
 
@@ -82,9 +83,12 @@ void SubscriberBase::run_parked(std::unique_ptr<Parked> p) {
     observe_latency(core.clock().now() - t0);
     delivered.fetch_add(1, std::memory_order_relaxed);
     core.attempt_succeeded(*this, raw->meta);
+  } catch (const std::exception& e) {
+    observe_latency(core.clock().now() - t0);
+    core.attempt_failed(*this, attempt, raw->event(), raw->meta, std::move(p), Thrown::of(e));
   } catch (...) {
     observe_latency(core.clock().now() - t0);
-    core.attempt_failed(*this, attempt, raw->event(), raw->meta, std::move(p));
+    core.attempt_failed(*this, attempt, raw->event(), raw->meta, std::move(p), Thrown::unknown());
   }
 }
 

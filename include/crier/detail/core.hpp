@@ -65,6 +65,17 @@ class Parked {
   bool owns_key = false;  // ordered subscribers: this event is its key's head
 };
 
+/// What a handler threw, read in its catch block (no rethrow). `message` lives as long as the
+/// exception: use it before the catch block ends.
+struct Thrown {
+  std::string_view message;
+  bool permanent = false;  // a crier::PermanentError
+  static Thrown of(const std::exception& e) noexcept {
+    return {e.what(), dynamic_cast<const PermanentError*>(&e) != nullptr};
+  }
+  static Thrown unknown() noexcept { return {"handler threw an exception not derived from std::exception", false}; }
+};
+
 /// Copies an event into a Parked.
 using MakeParked = std::unique_ptr<Parked> (*)(const void* event, const PublishMeta& meta);
 /// Calls a subscriber's handler once; fails by throwing.
@@ -242,11 +253,12 @@ class CRIER_EXPORT BusCore {
   /// that drain lets through). Called only when `closed` is set.
   void refuse_if_closed(bool nested_in_handler) const;
 
-  /// Inside the catch block of a handler's attempt: runs the subscriber's failure policy
+  /// Inside the catch block of a handler's attempt, with what it threw: runs the subscriber's
+  /// failure policy
   /// (immediate retries, a delayed retry, or the dead letters). `parked` is the event when
   /// it is already parked; otherwise it is copied only if it must wait.
   void attempt_failed(SubscriberBase& sub, int attempt, const void* event, const PublishMeta& meta,
-                      std::unique_ptr<Parked> parked) noexcept;
+                      std::unique_ptr<Parked> parked, Thrown thrown) noexcept;
   /// After a successful attempt: breaker and ordering bookkeeping.
   void attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta) noexcept;
 

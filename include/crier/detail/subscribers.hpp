@@ -95,9 +95,12 @@ class InlineSubscriber final : public TypedSubscriber<E, H> {
     // from the type's publish count and the first-attempt failures.
     try {
       call_handler<E>(self->handler_, *self, *static_cast<const E*>(event), meta, 1);
+    } catch (const std::exception& e) {
+      self->first_attempt_failures.fetch_add(1, std::memory_order_relaxed);
+      self->core.attempt_failed(*self, 1, event, meta, nullptr, Thrown::of(e));
     } catch (...) {
       self->first_attempt_failures.fetch_add(1, std::memory_order_relaxed);
-      self->core.attempt_failed(*self, 1, event, meta, nullptr);
+      self->core.attempt_failed(*self, 1, event, meta, nullptr, Thrown::unknown());
     }
     return true;
   }
@@ -242,11 +245,14 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
       if (this->has_breaker) this->breaker_success();
       if (this->ordering == Ordering::ordered) this->ordered_done(meta.partition_key());
       return true;
+    } catch (const std::exception& e) {
+      if (timed) this->observe_latency(clock.now() - t0);
+      this->core.attempt_failed(*this, 1, &item.event, meta, nullptr, Thrown::of(e));
     } catch (...) {
       if (timed) this->observe_latency(clock.now() - t0);
-      this->core.attempt_failed(*this, 1, &item.event, meta, nullptr);
-      return false;
+      this->core.attempt_failed(*this, 1, &item.event, meta, nullptr, Thrown::unknown());
     }
+    return false;
   }
 
   // Latency is sampled, one call in 64 (every call when a budget is set), to keep clock reads
