@@ -26,7 +26,7 @@ namespace crier::detail {
 /// unbounded recursion and fails with Errc::nesting_too_deep.
 inline constexpr int kMaxDispatchDepth = 32;
 
-/// Per-thread counters (inline deliveries, publishes) live in each ReaderRecord: a thread
+/// Per-thread counters (publishes per event type and bus) live in each ReaderRecord: a thread
 /// bumps its own with a plain load and store, and a metrics reader sums over all records. Slot
 /// 0 is a sink for counters beyond the last slot.
 inline constexpr std::uint32_t kCounterSlots = 4096;
@@ -72,7 +72,6 @@ inline void bump_counter(ReaderRecord& r, std::uint32_t slot) noexcept {
   auto& c = r.counters[slot];
   c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
-inline void bump_counter(std::uint32_t slot) noexcept { bump_counter(*tls_reader, slot); }
 
 inline void reader_order_point() noexcept {
   if (g_reader_fence) [[unlikely]]
