@@ -108,7 +108,7 @@ void BusCore::refuse_if_closed(bool nested_in_handler) const {
 
 void BusCore::fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const {
   meta.id = Uuid::v7();
-  meta.time = std::chrono::system_clock::now();
+  meta.time = clock_->wall_now();  // the bus's clock, like every other timestamp it makes
   meta.correlation_id = parent ? parent->correlation_id : meta.id;
   if (parent) meta.causation_id = parent->id;
   if (attributes) meta.attributes = std::make_shared<const Attributes>(*attributes);

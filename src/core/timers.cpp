@@ -21,11 +21,6 @@ void TimerService::at(Clock::time_point due, std::function<void()> fn) {
   cv_.notify_one();
 }
 
-std::size_t TimerService::pending() const {
-  std::lock_guard lock(mu_);
-  return heap_.size();
-}
-
 void TimerService::stop() {
   std::vector<Timer> dropped;
   {

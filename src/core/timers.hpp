@@ -24,8 +24,6 @@ class TimerService final : private Clock::Listener {
 
   /// Runs `fn` on the timer thread once the clock reaches `due`. After stop(), drops it.
   void at(Clock::time_point due, std::function<void()> fn);
-  /// Timers not yet run.
-  std::size_t pending() const;
   /// Stops the thread; timers not yet run are destroyed without running.
   void stop();
 
@@ -45,7 +43,7 @@ class TimerService final : private Clock::Listener {
   void loop();
 
   Clock& clock_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Timer> heap_;  // guarded by mu_; a min-heap on (due, seq)
   std::uint64_t next_seq_ = 0;

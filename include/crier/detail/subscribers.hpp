@@ -20,7 +20,7 @@
 #include "crier/delivery.hpp"
 #include "crier/detail/core.hpp"
 #include "crier/detail/reader.hpp"
-#include "crier/detail/ring.hpp"
+#include "crier/detail/lane.hpp"
 
 namespace crier::detail {
 

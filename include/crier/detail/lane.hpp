@@ -26,8 +26,6 @@ class Lane {
   Lane(const Lane&) = delete;
   Lane& operator=(const Lane&) = delete;
 
-  std::size_t capacity() const noexcept { return mask_ + 1; }
-
   /// Producer only: the position the next push will take.
   std::uint64_t next_position() const noexcept { return head_.load(std::memory_order_relaxed); }
 
