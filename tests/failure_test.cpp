@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <latch>
+#include <sstream>
 #include <thread>
 
 #include "test_events.hpp"
@@ -586,6 +587,65 @@ TEST(FaultIsolation, CountsAddUpAndThePublisherSeesNothing) {
   EXPECT_EQ(f.delivered + f.dead_lettered, static_cast<std::uint64_t>(kEvents));
   EXPECT_EQ(f.dead_lettered, static_cast<std::uint64_t>(kEvents / 10));
   EXPECT_EQ(f.failed, static_cast<std::uint64_t>(3 * kEvents / 10));
+}
+
+// How many of this process's threads run at the given nice value.
+int threads_at_nice(int nice) {
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream stat(std::string("/proc/self/task/") + e->d_name + "/stat");
+      std::string line;
+      std::getline(stat, line);
+      std::istringstream fields(line.substr(line.rfind(')') + 2));  // after "pid (comm) "
+      std::string field;
+      for (int i = 3; i <= 19 && fields >> field; ++i) {  // field 19 is the nice value
+      }
+      if (field == std::to_string(nice)) ++n;
+    }
+    closedir(d);
+  }
+  return n;
+}
+
+// With a single worker thread, a subscriber whose batches keep failing moves to the background
+// thread: even while one of its handlers is stuck there, a healthy subscriber keeps up. That
+// thread runs at the lowest priority, so it only gets CPU the others leave.
+TEST(FaultIsolation, AFailingSubscriberCannotHoldTheWorkers) {
+  constexpr int kFirst = 300;  // more than one batch: the stuck event is past the first
+  crier::BusOptions options;
+  options.worker_threads = 1;
+  Bus bus(options);
+  std::mutex mu;
+  std::condition_variable cv;
+  int healthy = 0;
+  auto h = bus.subscribe<Ping>("healthy", [&](const Ping&) {
+    std::lock_guard lock(mu);
+    ++healthy;
+    cv.notify_all();
+  });
+  std::latch stuck(1), release(1);
+  auto f = bus.subscribe<Ping>("failing", [&](const Ping& p) {
+    if (p.n == kFirst - 1) {
+      stuck.count_down();
+      release.wait();
+    }
+    throw std::runtime_error("always fails");
+  }, {.retry = immediate(1)});
+  EXPECT_EQ(threads_at_nice(19), 1);
+  for (int i = 0; i < kFirst; ++i) bus.publish(Ping{i});
+  stuck.wait();
+  bus.publish(Ping{kFirst});
+  bool kept_up;
+  {
+    std::unique_lock lock(mu);
+    kept_up = cv.wait_for(lock, 30s, [&] { return healthy == kFirst + 1; });
+  }
+  release.count_down();
+  EXPECT_TRUE(kept_up) << "the healthy subscriber handled " << healthy << " of " << kFirst + 1;
+  ASSERT_TRUE(bus.flush(std::chrono::seconds(30)));
+  EXPECT_EQ(stats_of(bus, "failing").dead_lettered, static_cast<std::uint64_t>(kFirst + 1));
 }
 
 std::size_t thread_count() {

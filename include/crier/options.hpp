@@ -79,7 +79,8 @@ const char* to_string(Report::Kind kind) noexcept;
 struct BusOptions {
   /// CloudEvents `source` of events published on this bus. Default "/crier/<host>/<pid>".
   std::string source;
-  /// Threads of the async worker pool. Default 0: one per hardware thread.
+  /// Threads of the async worker pool. Default 0: one per hardware thread. One more thread,
+  /// at the lowest CPU priority, runs subscribers whose handlers keep failing.
   unsigned worker_threads = 0;
   /// Told about handler failures, dead letters, breaker changes, slow handlers and shutdown
   /// problems, on the thread where they happen. Must not throw (what it throws is

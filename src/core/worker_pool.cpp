@@ -1,7 +1,11 @@
 #include "worker_pool.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <latch>
 
 #include "crier/detail/core.hpp"
 #include "crier/detail/reader.hpp"
@@ -14,6 +18,12 @@ constexpr std::size_t kBatch = 256;
 // How long a run whose queue ran dry keeps watching it before giving its thread back. A
 // publisher that keeps up a steady stream then never pays for a wake-up.
 constexpr auto kLinger = std::chrono::microseconds(50);
+// A batch in which at least one attempt in this many failed counts as failing.
+constexpr std::uint64_t kFailingRatio = 16;
+
+// Lowers the calling thread (not the process) to the weakest CPU share Linux gives a
+// normal thread. Raising it back would need privileges, so the background thread keeps it.
+void lower_priority() noexcept { ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19); }
 }  // namespace
 
 void ReadyQueue::push(SubscriberBase* sub) {
@@ -35,21 +45,29 @@ SubscriberBase* ReadyQueue::pop() noexcept {
 }
 
 WorkerPool::WorkerPool(BusCore& core, unsigned threads) : core_(core) {
-  threads_.reserve(threads);
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+  threads_.reserve(threads + 1);
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(Tier::normal); });
+  std::latch lowered(1);  // the bus starts with its threads as they will stay
+  threads_.emplace_back([this, &lowered] {
+    lower_priority();
+    lowered.count_down();
+    loop(Tier::background);
+  });
+  lowered.wait();
 }
 
 WorkerPool::~WorkerPool() { stop_and_join(); }
 
-void WorkerPool::submit(SubscriberBase* sub) {
+void WorkerPool::submit(SubscriberBase* sub, Tier tier) {
+  Queue& q = queue(tier);
   bool wake;
   {
     std::lock_guard lock(mu_);
-    ready_.push(sub);
-    ready_count_.fetch_add(1, std::memory_order_relaxed);
-    wake = idle_ > 0;
+    q.ready.push(sub);
+    q.count.fetch_add(1, std::memory_order_relaxed);
+    wake = q.idle > 0;
   }
-  if (wake) cv_.notify_one();
+  if (wake) q.cv.notify_one();
 }
 
 void WorkerPool::stop_and_join() {
@@ -59,7 +77,8 @@ void WorkerPool::stop_and_join() {
     if (stop_ && threads_.empty()) return;
     stop_ = true;
   }
-  cv_.notify_all();
+  normal_.cv.notify_all();
+  background_.cv.notify_all();
   for (auto& t : threads_) {
     if (t.get_id() == std::this_thread::get_id())
       t.detach();  // the bus is being destroyed from one of its own handlers
@@ -69,8 +88,10 @@ void WorkerPool::stop_and_join() {
   threads_.clear();
   {
     std::lock_guard lock(mu_);
-    while (!ready_.empty()) abandoned.push_back(ready_.pop());
-    ready_count_.store(0, std::memory_order_relaxed);
+    for (Queue* q : {&normal_, &background_}) {
+      while (!q->ready.empty()) abandoned.push_back(q->ready.pop());
+      q->count.store(0, std::memory_order_relaxed);
+    }
   }
   for (SubscriberBase* sub : abandoned) {
     sub->runners.fetch_sub(1, std::memory_order_seq_cst);
@@ -78,39 +99,48 @@ void WorkerPool::stop_and_join() {
   }
 }
 
-void WorkerPool::loop() {
+void WorkerPool::loop(Tier tier) {
   this_thread_reader().worker_of = &core_;
+  Queue& q = queue(tier);
   std::unique_lock lock(mu_);
   for (;;) {
-    if (ready_.empty()) {
+    if (q.ready.empty()) {
       if (stop_) break;
-      ++idle_;
-      cv_.wait(lock, [this] { return stop_ || !ready_.empty(); });
-      --idle_;
+      ++q.idle;
+      q.cv.wait(lock, [&] { return stop_ || !q.ready.empty(); });
+      --q.idle;
       continue;
     }
     if (stop_) break;
-    SubscriberBase* sub = ready_.pop();
-    ready_count_.fetch_sub(1, std::memory_order_relaxed);
+    SubscriberBase* sub = q.ready.pop();
+    q.count.fetch_sub(1, std::memory_order_relaxed);
     lock.unlock();
-    run(sub);
+    run(sub, tier);
     lock.lock();
   }
   this_thread_reader().worker_of = nullptr;
 }
 
-void WorkerPool::run(SubscriberBase* sub) {
+void WorkerPool::run(SubscriberBase* sub, Tier tier) {
+  const std::atomic<std::size_t>& others = queue(tier).count;
   for (;;) {
     if (core_.stopped()) break;  // runs under way end after their current batch
     std::size_t n = 0;
+    const std::uint64_t failed_before = sub->failed.load(std::memory_order_relaxed);
     {
       ReadSection section;
       section.enter(sub);
       if (sub->active.load(std::memory_order_relaxed)) n = sub->run_batch(kBatch);
     }
+    const std::uint64_t failures = sub->failed.load(std::memory_order_relaxed) - failed_before;
+    const Tier belongs = failures != 0 && failures * kFailingRatio >= n ? Tier::background : Tier::normal;
+    if (n > 0 && belongs != tier) {
+      submit(sub, belongs);  // keeping our runner count
+      return;
+    }
     if (n == kBatch) {
-      if (ready_count_.load(std::memory_order_relaxed) == 0) continue;
-      submit(sub);  // others are waiting: go to the back, keeping our runner count
+      if (others.load(std::memory_order_relaxed) == 0) continue;
+      submit(sub, tier);  // others are waiting: go to the back, keeping our runner count
       return;
     }
     if (n > 0) {
@@ -125,7 +155,7 @@ void WorkerPool::run(SubscriberBase* sub) {
     // this thread. Each look pulls the publishers' cache lines over, so look less often the
     // longer it stays empty.
     if (sub->active.load(std::memory_order_relaxed) && sub->breaker_admits_runs() &&
-        ready_count_.load(std::memory_order_relaxed) == 0) {
+        others.load(std::memory_order_relaxed) == 0) {
       const auto until = std::chrono::steady_clock::now() + kLinger;
       bool more = false;
       for (unsigned pauses = 16;; pauses = std::min(pauses * 2, 512u)) {
@@ -134,7 +164,7 @@ void WorkerPool::run(SubscriberBase* sub) {
           more = sub->breaker_admits_runs();
           break;
         }
-        if (std::chrono::steady_clock::now() >= until || ready_count_.load(std::memory_order_relaxed) != 0) break;
+        if (std::chrono::steady_clock::now() >= until || others.load(std::memory_order_relaxed) != 0) break;
       }
       if (more) continue;
     }

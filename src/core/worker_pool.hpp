@@ -1,6 +1,10 @@
 // The threads that run async subscribers. A subscriber is queued here when it has events
 // and fewer runs than its concurrency; a run handles batches until its queue is empty, so
 // the pool's lock is taken per run, not per event.
+//
+// A subscriber that spends its batches failing moves to one background thread at the
+// lowest CPU priority until a batch goes well: it still makes progress with spare CPU, but
+// it can no longer take the cores that publishers and healthy subscribers need.
 #pragma once
 
 #include <atomic>
@@ -37,22 +41,31 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
+  /// Where a run is queued: the pool's threads, or the low-priority background thread.
+  enum class Tier { normal, background };
+
   /// Queues a run of `sub`. The caller has counted it in sub.runners and sub.refs.
-  void submit(SubscriberBase* sub);
+  void submit(SubscriberBase* sub, Tier tier = Tier::normal);
   /// Lets the runs under way finish, abandons queued ones and joins the threads.
   void stop_and_join();
 
  private:
-  void loop();
-  void run(SubscriberBase* sub);
+  struct Queue {
+    std::condition_variable cv;
+    ReadyQueue ready;  // guarded by mu_
+    unsigned idle = 0;  // guarded by mu_
+    std::atomic<std::size_t> count{0};
+  };
+
+  Queue& queue(Tier tier) noexcept { return tier == Tier::normal ? normal_ : background_; }
+  void loop(Tier tier);
+  void run(SubscriberBase* sub, Tier tier);
 
   BusCore& core_;
   std::mutex mu_;
-  std::condition_variable cv_;
-  ReadyQueue ready_;                   // guarded by mu_
-  unsigned idle_ = 0;                  // guarded by mu_
-  bool stop_ = false;                  // guarded by mu_
-  std::atomic<std::size_t> ready_count_{0};
+  Queue normal_;
+  Queue background_;
+  bool stop_ = false;  // guarded by mu_
   std::vector<std::thread> threads_;
 };
 
