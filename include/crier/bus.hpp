@@ -12,6 +12,7 @@
 #include "crier/dead_letter.hpp"
 #include "crier/delivery.hpp"
 #include "crier/detail/core.hpp"
+#include "crier/detail/durable.hpp"
 #include "crier/detail/reader.hpp"
 #include "crier/detail/subscribers.hpp"
 #include "crier/error.hpp"
@@ -55,11 +56,17 @@ template <class E>
 
 // The slower path taken when some subscriber's handler asks for a Delivery: the envelope
 // attributes (id, time, correlation) are made once and shared by every subscriber.
+// A durable bus's snapshots all take this path too: the event goes to the transport.
 template <class E>
 [[gnu::noinline]] void dispatch_with_meta(BusCore& core, ReadSection& section, const Snapshot& snap, const E& event,
                                           const Attributes* attributes, const PublishMeta* parent) {
   PublishMeta meta;
   core.fill_meta(meta, attributes, parent);
+  if (snap.durable) {
+    core.append(meta, event_type_v<E>, Codec<E>::encode(event), Codec<E>::content_type);
+    bump_counter(section.record(), snap.published_slot);
+    return;
+  }
   dispatch(section, snap, event, meta);
 }
 
@@ -87,7 +94,10 @@ template <class E>
 }  // namespace detail
 
 /// An event bus. `crier::Bus bus;` is an in-process bus: subscribers are called with the
-/// published C++ object itself, never serialised.
+/// published C++ object itself, never serialised. `crier::Bus bus{transport};` (e.g.
+/// `crier::sqlite::open("orders.db")`) stores every event in the transport before publish
+/// returns and feeds subscribers from there: at-least-once delivery that survives a crash,
+/// with the same API, policies and metrics. Event types then need a codec (JSON by default).
 ///
 /// Thread-safety: every member may be called from any thread at once, and from inside
 /// handlers (publish, subscribe, unsubscribe). Ordering: an Async subscriber with
@@ -102,6 +112,9 @@ class CRIER_EXPORT Bus {
   /// An in-process bus with default options.
   Bus();
   explicit Bus(BusOptions options);
+  /// A bus whose events live in `transport` (see crier/transport.hpp). Throws
+  /// Error(Errc::invalid_argument) for a null transport.
+  explicit Bus(std::shared_ptr<Transport> transport, BusOptions options = {});
   /// Drains (BusOptions::drain_timeout), then stops the workers. Events still queued after
   /// the deadline are reported to on_error with their count.
   ~Bus();
@@ -112,6 +125,10 @@ class CRIER_EXPORT Bus {
   /// Async ones through their queues. A subscriber added while this runs is not called by
   /// it. Throws Error(Errc::bus_closed) after drain() began, except when called from a
   /// handler of this bus (a cascade is let through while draining). Allocates nothing.
+  /// On a durable bus: returns once the event is stored as durably as the transport
+  /// promises, for every subscriber of E in any process, now or later; throws
+  /// Error(Errc::transport_error) when it could not be stored (then it is not), and
+  /// Error(Errc::codec_error) when E cannot be encoded.
   template <class E>
   [[gnu::always_inline]] void publish(const E& event) {
     detail::publish(*core_, event, nullptr, nullptr);
@@ -137,8 +154,12 @@ class CRIER_EXPORT Bus {
                   "crier: a handler must be callable as void(const E&) or void(const E&, crier::Delivery&)");
     check_subscription(name, event_type_v<E>, options);
     std::unique_ptr<detail::SubscriberBase> sub;
-    detail::DeliverFn deliver;
-    if (options.mode == DeliveryMode::Inline) {
+    detail::DeliverFn deliver = nullptr;
+    if (core_->transport()) {
+      check_durable(name, event_type_v<E>, options);
+      using S = detail::DurableSubscriber<E, Handler>;
+      sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
+    } else if (options.mode == DeliveryMode::Inline) {
       using S = detail::InlineSubscriber<E, Handler>;
       sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
@@ -154,7 +175,9 @@ class CRIER_EXPORT Bus {
     }
     detail::SubscriberBase* raw = sub.get();
     core_->add(detail::event_index<E>(), std::move(sub), deliver);
-    return Subscription(core_, raw);
+    Subscription subscription(core_, raw);
+    raw->start_feed();
+    return subscription;
   }
 
   /// Stops accepting publishes from outside the bus's handlers, waits until every queued
@@ -188,6 +211,7 @@ class CRIER_EXPORT Bus {
 
  private:
   static void check_subscription(std::string_view name, std::string_view type, const SubscribeOptions& options);
+  static void check_durable(std::string_view name, std::string_view type, const SubscribeOptions& options);
   std::shared_ptr<detail::BusCore> core_;
 };
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "crier/envelope.hpp"
 #include "crier/event.hpp"
 
@@ -40,5 +42,7 @@ struct DeadLettered {
   std::string last_error;
 };
 CRIER_EVENT(DeadLettered, "crier.deadlettered")
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DeadLettered, dead_letter_id, subscriber, event_type, event_id, attempts,
+                                   last_error)
 
 }  // namespace crier

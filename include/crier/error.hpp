@@ -22,6 +22,8 @@ enum class Errc {
   type_conflict,         ///< two different C++ types declared with one event type name
   invalid_envelope,      ///< a CloudEvents envelope is missing or has malformed attributes
   codec_error,           ///< an event could not be encoded or decoded
+  transport_error,       ///< the transport could not store or read events (disk full, locked, down)
+  store_error,           ///< a store file is not a crier store, is newer, or is corrupt
 };
 
 /// Short, stable name of an error code ("invalid_name", ...).

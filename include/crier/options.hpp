@@ -11,6 +11,7 @@
 
 #include "crier/clock.hpp"
 #include "crier/policy.hpp"
+#include "crier/transport.hpp"
 
 namespace crier {
 
@@ -50,6 +51,9 @@ struct SubscribeOptions {
   /// A handler call longer than this is counted and reported (Report::Kind::slow_handler);
   /// it cannot be stopped. Measured with the bus's clock. Async only. Default 0: no budget.
   std::chrono::nanoseconds handler_budget{0};
+  /// Durable buses: where a subscriber name the transport has never seen starts reading.
+  /// Default: every event the transport still holds.
+  StartFrom start;
 };
 
 /// Something the bus tells the application: BusOptions::on_error receives these. The views
@@ -64,6 +68,7 @@ struct Report {
     slow_handler,        ///< a handler call ran past its budget
     events_discarded,    ///< unsubscribe discarded queued events
     drain_deadline,      ///< drain's deadline passed with events left
+    transport_failed,    ///< a durable subscriber could not read its transport (retried)
   };
   Kind kind = Kind::handler_failed;
   std::string_view subscriber;  ///< the subscriber's name, when there is one

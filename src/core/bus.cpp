@@ -10,6 +10,11 @@ Bus::Bus() : Bus(BusOptions{}) {}
 
 Bus::Bus(BusOptions options) : core_(std::make_shared<detail::BusCore>(std::move(options))) {}
 
+Bus::Bus(std::shared_ptr<Transport> transport, BusOptions options) {
+  if (!transport) throw Error(Errc::invalid_argument, "Bus: the transport is null");
+  core_ = std::make_shared<detail::BusCore>(std::move(options), std::move(transport));
+}
+
 Bus::~Bus() {
   if (!core_) return;  // moved from
   try {
@@ -61,6 +66,13 @@ void Bus::check_subscription(std::string_view name, std::string_view type, const
   }
 }
 
+void Bus::check_durable(std::string_view name, std::string_view type, const SubscribeOptions& o) {
+  if (o.mode == DeliveryMode::Inline)
+    throw Error(Errc::invalid_argument, "subscriber '" + std::string(name) + "' of " + std::string(type) +
+                                            ": inline delivery runs inside publish and cannot be durable; "
+                                            "subscribe with the default DeliveryMode::Async");
+}
+
 Subscription::Subscription(Subscription&& other) noexcept
     : core_(std::move(other.core_)), sub_(std::exchange(other.sub_, nullptr)) {}
 
@@ -85,7 +97,9 @@ std::size_t Subscription::unsubscribe() noexcept {
 
 bool Subscription::active() const noexcept { return sub_ != nullptr && !core_.expired(); }
 
-const std::string& Delivery::source() const noexcept { return sub_->core.source(); }
+const std::string& Delivery::source() const noexcept {
+  return meta_->stored ? meta_->stored->source : sub_->core.source();
+}
 
 std::string_view Delivery::subject() const noexcept {
   return meta_->attributes ? std::string_view(meta_->attributes->subject) : std::string_view();
@@ -94,6 +108,7 @@ std::string_view Delivery::subject() const noexcept {
 std::string_view Delivery::partition_key() const noexcept { return meta_->partition_key(); }
 
 Envelope Delivery::envelope() const {
+  if (meta_->stored) return *meta_->stored;  // as stored, data and all
   Envelope e = detail::build_envelope(*meta_, source(), type());
   e.datacontenttype = std::string(codec_.content_type);
   e.data = codec_.encode(event_);

@@ -10,6 +10,7 @@
 #include "crier/error.hpp"
 #include "crier/event.hpp"
 #include "dead_letters.hpp"
+#include "envelope_build.hpp"
 #include "rcu.hpp"
 #include "timers.hpp"
 #include "worker_pool.hpp"
@@ -49,8 +50,9 @@ std::string default_source() {
 
 }  // namespace
 
-BusCore::BusCore(BusOptions options)
+BusCore::BusCore(BusOptions options, std::shared_ptr<Transport> transport)
     : options_(std::move(options)),
+      transport_(std::move(transport)),
       source_(options_.source.empty() ? default_source() : options_.source),
       clock_(options_.clock ? options_.clock : Clock::system()),
       dead_letters_(std::make_unique<DeadLetterStore>(options_.dead_letter_capacity)) {
@@ -114,6 +116,13 @@ void BusCore::fill_meta(PublishMeta& meta, const Attributes* attributes, const P
   if (attributes) meta.attributes = std::make_shared<const Attributes>(*attributes);
 }
 
+void BusCore::append(const PublishMeta& meta, std::string_view type, std::string data, std::string_view content_type) {
+  Envelope e = build_envelope(meta, source_, type);
+  e.datacontenttype = std::string(content_type);
+  e.data = std::move(data);
+  transport_->append(std::span<const Envelope>(&e, 1));
+}
+
 void BusCore::report(Report::Kind kind, std::string_view subscriber, std::string_view type, std::string_view message,
                      int attempt) const noexcept {
   if (!options_.on_error) return;
@@ -160,6 +169,7 @@ const Snapshot& BusCore::first_publish(std::uint32_t type_index, std::string_vie
   if (const Snapshot* existing = slot.load(std::memory_order_acquire)) return *existing;
   Snapshot* s = make_snapshot(0);
   s->published_slot = acquire_counter_slot();
+  s->durable = s->needs_meta = transport_ != nullptr;
   type_names_.emplace(type_index, std::string(type_name));
   slot.store(s, std::memory_order_release);
   return *s;
@@ -173,6 +183,12 @@ void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub,
     if (s->event_type == sub->event_type && s->name == sub->name)
       throw Error(Errc::invalid_argument,
                   "subscriber '" + sub->name + "' is already subscribed to " + std::string(sub->event_type));
+  type_names_.emplace(type_index, std::string(sub->event_type));
+  sub->type_index = type_index;
+  if (transport_) {  // fed by the transport: publishes never see it
+    subscribers_.push_back(sub.release());
+    return;
+  }
   auto& slot = slot_of(type_index);
   Snapshot* old = slot.load(std::memory_order_relaxed);
   const std::uint32_t n = old ? old->count : 0;
@@ -182,8 +198,6 @@ void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub,
   next->needs_meta = (old && old->needs_meta) || sub->wants_meta;
   next->published_slot = old ? old->published_slot : acquire_counter_slot();
   sub->published_before = counter_total(next->published_slot);
-  type_names_.emplace(type_index, std::string(sub->event_type));
-  sub->type_index = type_index;
   subscribers_.push_back(sub.get());
   slot.store(next, std::memory_order_release);
   sub.release();
@@ -212,6 +226,7 @@ std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
     if (it == subscribers_.end()) return 0;
     subscribers_.erase(it);
     sub->active.store(false, std::memory_order_seq_cst);
+    if (!sub->consumer) {  // durable subscribers are in no snapshot
     auto& slot = slot_of(sub->type_index);
     Snapshot* old = slot.load(std::memory_order_relaxed);
     Snapshot* next = make_snapshot(old->count - 1);
@@ -226,10 +241,13 @@ std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
     slot.store(next, std::memory_order_release);
     heavy_barrier();
     retired_.push_back(std::make_unique<Retired>(Retired{Grace::capture(true), old, nullptr}));
+    }
   }
   // Outside the lock: the handler we wait for may itself subscribe or unsubscribe.
   wait_until_not_running(sub);
-  const std::size_t discarded = sub->queued();
+  // A durable subscriber's unsettled events go back to the transport: nothing is discarded.
+  sub->stop_feed();
+  const std::size_t discarded = sub->consumer ? 0 : sub->queued();
   if (discarded != 0)
     report(Report::Kind::events_discarded, sub->name, sub->event_type,
            "unsubscribed with " + std::to_string(discarded) + " events still queued; they were discarded", 0);
@@ -253,9 +271,10 @@ std::size_t BusCore::pending(bool count_waiting, bool& idle) const {
   std::size_t total = 0;
   idle = true;
   std::lock_guard lock(writer_mu_);
-  for (const SubscriberBase* s : subscribers_) {
+  for (SubscriberBase* s : subscribers_) {
     // Without count_waiting, what waits for an open breaker waits: it is not pending.
     total += count_waiting ? s->queued() : (s->breaker_admits_runs() ? s->runnable() : 0);
+    if (s->source_pending()) ++total;
     if (s->runners.load(std::memory_order_seq_cst) != 0) idle = false;
   }
   if (total != 0) idle = false;
@@ -271,7 +290,10 @@ bool BusCore::wait_quiet(std::chrono::steady_clock::time_point deadline, bool co
     const auto before = schedule_epoch_.load(std::memory_order_seq_cst);
     left = pending(count_waiting, idle);
     if (idle && before == schedule_epoch_.load(std::memory_order_seq_cst)) break;
-    if (stopped() || quiet_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+    // Durable subscribers' feeds do not signal: look again every few milliseconds.
+    const auto until = transport_ ? std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(5))
+                                  : deadline;
+    if (stopped() || (quiet_cv_.wait_until(lock, until) == std::cv_status::timeout && until == deadline)) {
       left = pending(count_waiting, idle);
       break;
     }
@@ -300,6 +322,14 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
   std::size_t left = 0;
   if (!stopped()) {
     idle = wait_quiet(deadline, true, left);
+    if (transport_) {  // what is still stored stays stored, for the next start
+      std::vector<SubscriberBase*> subs;
+      {
+        std::lock_guard lock(writer_mu_);
+        subs = subscribers_;
+      }
+      for (SubscriberBase* s : subs) s->stop_feed();
+    }
     stopped_.store(true, std::memory_order_release);  // runs end after their current batch
     if (!idle)
       report(Report::Kind::drain_deadline, "", "",

@@ -1,5 +1,7 @@
 #include "envelope_build.hpp"
 
+#include "crier/error.hpp"
+
 namespace crier::detail {
 
 Envelope build_envelope(const PublishMeta& meta, std::string_view source, std::string_view type) {
@@ -17,6 +19,48 @@ Envelope build_envelope(const PublishMeta& meta, std::string_view source, std::s
     for (const auto& [k, v] : a->extensions) e.extensions[k] = v;
   }
   return e;
+}
+
+}  // namespace crier::detail
+
+namespace crier::detail {
+
+namespace {
+Uuid uuid_or_nil(std::string_view text) noexcept {
+  try {
+    return Uuid::parse(text);
+  } catch (...) {
+    return Uuid{};
+  }
+}
+}  // namespace
+
+PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored, std::uint64_t sequence) {
+  PublishMeta meta;
+  const Envelope& e = *stored;
+  meta.id = uuid_or_nil(e.id);
+  try {
+    meta.time = e.time.empty() ? Timestamp{} : parse_time(e.time);
+  } catch (const Error&) {
+    meta.time = Timestamp{};
+  }
+  auto attributes = std::make_shared<Attributes>();
+  attributes->subject = e.subject;
+  attributes->dataschema = e.dataschema;
+  for (const auto& [name, value] : e.extensions) {
+    if (name == "correlationid")
+      meta.correlation_id = uuid_or_nil(value);
+    else if (name == "causationid")
+      meta.causation_id = uuid_or_nil(value);
+    else if (name == "partitionkey")
+      attributes->partition_key = value;
+    else
+      attributes->extensions.emplace_back(name, value);
+  }
+  meta.attributes = std::move(attributes);
+  meta.stored = std::move(stored);
+  meta.sequence = sequence;
+  return meta;
 }
 
 }  // namespace crier::detail

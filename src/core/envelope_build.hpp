@@ -13,3 +13,11 @@ namespace crier::detail {
 Envelope build_envelope(const PublishMeta& meta, std::string_view source, std::string_view type);
 
 }  // namespace crier::detail
+
+namespace crier::detail {
+
+/// The inverse, for events a transport delivers: the publish attributes of a stored envelope,
+/// which the meta keeps. Ids that are not UUIDs (foreign publishers) read as nil.
+PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored, std::uint64_t sequence);
+
+}  // namespace crier::detail

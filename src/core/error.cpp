@@ -13,6 +13,8 @@ const char* to_string(Errc code) noexcept {
     case Errc::type_conflict: return "type_conflict";
     case Errc::invalid_envelope: return "invalid_envelope";
     case Errc::codec_error: return "codec_error";
+    case Errc::transport_error: return "transport_error";
+    case Errc::store_error: return "store_error";
   }
   return "unknown";
 }

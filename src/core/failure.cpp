@@ -124,6 +124,14 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
         continue;
       }
       const Clock::duration delay = retry_delay(sub.retry, attempt - std::max(1, sub.retry.immediate_attempts) + 1);
+      if (sub.consumer) {  // durable: the attempt count and the retry time survive a restart
+        try {
+          sub.consumer->failed(p.meta.sequence, p.attempts, p.first_error, p.first_failure,
+                               clock_->wall_now() + std::chrono::duration_cast<Timestamp::duration>(delay));
+        } catch (const std::exception&) {
+          // Not recorded: after a restart the event is tried again from its last recorded count.
+        }
+      }
       park_for_retry(sub, std::move(parked), delay);
       return;
     }
@@ -135,6 +143,13 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
 
 void BusCore::attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta) noexcept {
   sub.breaker_success();
+  if (sub.consumer) {
+    try {
+      sub.consumer->ack(meta.sequence);
+    } catch (const std::exception&) {
+      // Not recorded as done: the transport hands the event out again (at least once).
+    }
+  }
   if (sub.ordering == Ordering::ordered) {
     try {
       sub.ordered_done(meta.partition_key());
@@ -147,8 +162,12 @@ void BusCore::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexce
   sub.dead_lettered.fetch_add(1, std::memory_order_relaxed);
   try {
     DeadLetter letter;
-    letter.envelope = build_envelope(p->meta, source_, sub.event_type);
-    if (p->encodable()) {  // else the letter has attributes only; the typed event stays for redrive
+    if (p->meta.stored) {
+      letter.envelope = *p->meta.stored;
+    } else {
+      letter.envelope = build_envelope(p->meta, source_, sub.event_type);
+    }
+    if (!p->meta.stored && p->encodable()) {  // else the letter has attributes only; the typed event stays for redrive
       try {
         letter.envelope.data = p->encode();
         letter.envelope.datacontenttype = std::string(p->content_type());
@@ -166,7 +185,9 @@ void BusCore::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexce
     const int attempts = p->attempts;
     const std::string last_error = p->last_error;
     const PublishMeta cause = p->meta;
-    const std::uint64_t id = dead_letters_->add(DeadLetterStore::Entry{std::move(letter), std::move(p)});
+    const std::uint64_t sequence = p->meta.sequence;
+    const std::uint64_t id = sub.consumer ? sub.consumer->dead_letter(sequence, letter)
+                                          : dead_letters_->add(DeadLetterStore::Entry{std::move(letter), std::move(p)});
     report(Report::Kind::dead_lettered, sub.name, sub.event_type,
            "gave up after " + std::to_string(attempts) + " attempts: " + last_error, attempts);
     // Announce it, unless it is one of the announcements itself (no loops).
@@ -183,16 +204,19 @@ void BusCore::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexce
 }
 
 std::vector<DeadLetter> BusCore::dead_letters(const DeadLetterFilter& filter) const {
-  return dead_letters_->list(filter);
+  return transport_ ? transport_->dead_letters(filter) : dead_letters_->list(filter);
 }
 
 std::size_t BusCore::dead_letter_count(const DeadLetterFilter& filter) const {
-  return dead_letters_->count(filter);
+  return transport_ ? transport_->dead_letter_count(filter) : dead_letters_->count(filter);
 }
 
-std::size_t BusCore::purge(const DeadLetterFilter& filter) { return dead_letters_->take(filter).size(); }
+std::size_t BusCore::purge(const DeadLetterFilter& filter) {
+  return transport_ ? transport_->purge(filter) : dead_letters_->take(filter).size();
+}
 
 std::size_t BusCore::redrive(const DeadLetterFilter& filter) {
+  if (transport_) return transport_->redrive(filter);  // the feeds fetch them again
   std::vector<DeadLetterStore::Entry> orphans;
   std::size_t sent = 0;
   for (auto& entry : dead_letters_->take(filter)) {

@@ -30,6 +30,7 @@ const char* to_string(Report::Kind kind) noexcept {
     case Report::Kind::slow_handler: return "slow_handler";
     case Report::Kind::events_discarded: return "events_discarded";
     case Report::Kind::drain_deadline: return "drain_deadline";
+    case Report::Kind::transport_failed: return "transport_failed";
   }
   return "unknown";
 }

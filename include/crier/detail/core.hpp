@@ -20,6 +20,7 @@
 #include "crier/export.hpp"
 #include "crier/metrics.hpp"
 #include "crier/options.hpp"
+#include "crier/transport.hpp"
 
 namespace crier::detail {
 
@@ -32,6 +33,10 @@ struct PublishMeta {
   Uuid correlation_id;
   Uuid causation_id;
   std::shared_ptr<const Attributes> attributes;
+  // Events a transport delivered: their stored envelope (its source may be another
+  // process) and position, which the transport needs to settle them.
+  std::shared_ptr<const Envelope> stored;
+  std::uint64_t sequence = 0;
 
   std::string_view partition_key() const noexcept {
     return attributes ? std::string_view(attributes->partition_key) : std::string_view();
@@ -103,6 +108,11 @@ class CRIER_EXPORT SubscriberBase {
   std::size_t queued() const noexcept { return runnable() + waiting_.load(std::memory_order_relaxed); }
   /// Async: wakes publishers blocked on a full lane (at shutdown).
   virtual void wake_blocked_publishers() noexcept;
+  /// Durable: true while the transport holds events this subscriber has not fetched yet.
+  virtual bool source_pending() { return false; }
+  /// Durable: starts fetching (after registration) and stops (at unsubscribe or drain).
+  virtual void start_feed() {}
+  virtual void stop_feed() noexcept {}
 
   /// Queues a parked event to be run again by a worker.
   void push_ready(std::unique_ptr<Parked> p);
@@ -148,6 +158,7 @@ class CRIER_EXPORT SubscriberBase {
   const std::chrono::nanoseconds handler_budget;
   const MakeParked make_parked;
   const AttemptFn attempt_fn;
+  Consumer* consumer = nullptr;          // durable: settles events with the transport
   std::uint32_t type_index = 0;         // set by BusCore::add
   std::uint64_t published_before = 0;  // inline: the type's publish count when subscribed
 
@@ -216,6 +227,7 @@ struct Entry {
 struct alignas(alignof(Entry)) Snapshot {
   std::uint32_t count = 0;
   bool needs_meta = false;
+  bool durable = false;  // publishes go to the transport (and never to entries)
   std::uint32_t published_slot = 0;  // per-thread counter of publishes (reader.hpp)
   Entry* entries() noexcept { return reinterpret_cast<Entry*>(this + 1); }
   const Entry* entries() const noexcept { return reinterpret_cast<const Entry*>(this + 1); }
@@ -230,7 +242,7 @@ struct Retired;
 /// (subscribe, unsubscribe, drain) serialise on `writer_mu_`.
 class CRIER_EXPORT BusCore {
  public:
-  explicit BusCore(BusOptions options);
+  explicit BusCore(BusOptions options, std::shared_ptr<Transport> transport = nullptr);
   ~BusCore();
   BusCore(const BusCore&) = delete;
   BusCore& operator=(const BusCore&) = delete;
@@ -265,6 +277,12 @@ class CRIER_EXPORT BusCore {
   /// Makes sure a subscriber with runnable events has a run on the pool.
   void try_schedule(SubscriberBase& sub);
 
+  /// The transport events are stored in, or null for the in-process bus.
+  Transport* transport() const noexcept { return transport_.get(); }
+  /// Durable publish: stores one event's envelope (attributes from `meta`, `data` encoded
+  /// by its codec) and returns once the transport made it durable.
+  void append(const PublishMeta& meta, std::string_view type, std::string data, std::string_view content_type);
+
   /// Fills a PublishMeta (id, time, correlation) for a publish.
   void fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const;
 
@@ -290,6 +308,9 @@ class CRIER_EXPORT BusCore {
   std::size_t dead_letter_count(const DeadLetterFilter& filter) const;
   std::size_t redrive(const DeadLetterFilter& filter);
   std::size_t purge(const DeadLetterFilter& filter);
+
+  /// Puts a parked event on the timer; it becomes ready after `delay`.
+  void park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Clock::duration delay);
 
   /// Runs `fn` on the bus's timer thread at `due` (by the bus's clock).
   void at(Clock::time_point due, std::function<void()> fn);
@@ -319,9 +340,9 @@ class CRIER_EXPORT BusCore {
   bool wait_quiet(std::chrono::steady_clock::time_point deadline, bool count_waiting, std::size_t& left);
   void dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexcept;
   Clock::duration retry_delay(const RetryPolicy& policy, int delayed_retry) const;
-  void park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Clock::duration delay);
 
   BusOptions options_;
+  std::shared_ptr<Transport> transport_;
   std::string source_;
   std::shared_ptr<Clock> clock_;
   std::atomic<Snapshot*> direct_[kDirect] = {};

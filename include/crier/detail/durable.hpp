@@ -1,0 +1,70 @@
+// Subscribers of a durable bus: a feed thread fetches the subscriber's stored events from the
+// transport and queues them as ready events; the bus's workers then run them with the same
+// retry, breaker, ordering and dead-letter code as any async subscriber, and settle each with
+// the transport (ack, a persisted failure, a dead letter). Internal.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "crier/codec.hpp"
+#include "crier/detail/core.hpp"
+#include "crier/detail/subscribers.hpp"
+#include "crier/transport.hpp"
+
+namespace crier::detail {
+
+/// Turns a stored envelope's data back into a typed, parked event. Throws on bad data.
+using DecodeFn = std::unique_ptr<Parked> (*)(const Envelope& envelope);
+
+/// The non-template half of a durable subscriber: its consumer and the thread feeding it.
+class CRIER_EXPORT Feed {
+ public:
+  Feed(SubscriberBase& sub, std::unique_ptr<Consumer> consumer, DecodeFn decode);
+  ~Feed();
+  Feed(const Feed&) = delete;
+  Feed& operator=(const Feed&) = delete;
+
+  void start();
+  /// Closes the consumer (its unsettled events go back to the transport) and joins.
+  void stop() noexcept;
+  /// True while the transport or this feed still holds events not yet queued.
+  bool pending();
+
+ private:
+  void loop();
+  void take(StoredEvent&& stored);
+
+  SubscriberBase& sub_;
+  std::unique_ptr<Consumer> consumer_;
+  DecodeFn decode_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::size_t> in_hand_{0};  // fetched, not yet queued
+};
+
+template <class E, class H>
+class DurableSubscriber final : public TypedSubscriber<E, H> {
+  using Base = TypedSubscriber<E, H>;
+
+ public:
+  DurableSubscriber(BusCore& core, std::string name, const SubscribeOptions& o, H h)
+      : Base(core, std::move(name), o, std::move(h), true),
+        feed_(*this, core.transport()->consume(ConsumerSpec{this->name, std::string(event_type_v<E>), o.start}),
+              &decode) {}
+  ~DurableSubscriber() override { feed_.stop(); }
+
+  void start_feed() override { feed_.start(); }
+  void stop_feed() noexcept override { feed_.stop(); }
+  bool source_pending() override { return feed_.pending(); }
+
+ private:
+  static std::unique_ptr<Parked> decode(const Envelope& envelope) {
+    return std::make_unique<ParkedEvent<E>>(Codec<E>::decode(envelope.data));
+  }
+
+  Feed feed_;
+};
+
+}  // namespace crier::detail

@@ -1,0 +1,131 @@
+// crier's embedded durable transport: one SQLite file, no server.
+//
+//   auto store = crier::sqlite::open("orders.db");
+//   crier::Bus bus{store};  // the rest of the program is unchanged
+//
+// publish() returns once the event is committed to the file (group commit: concurrent
+// publishers share one transaction). Every subscriber, in this process or in another one that
+// opens the same file, then gets the event at least once, even if a process is killed at any
+// instant: an event is done for a subscriber only after its handler returned. Subscribers with
+// the same name share the work (competing consumers); each name gets every event.
+//
+// Link crier::sqlite. The core library never includes sqlite3.h.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crier/codec.hpp"
+#include "crier/envelope.hpp"
+#include "crier/event.hpp"
+#include "crier/export.hpp"
+#include "crier/transport.hpp"
+
+struct sqlite3;
+
+namespace crier::sqlite {
+
+/// How durable an acknowledged publish is.
+enum class Durability {
+  /// WAL with synchronous=NORMAL: survives the process being killed at any instant; a power
+  /// loss may take the last commits.
+  normal,
+  /// WAL with synchronous=FULL: every commit is on the disk (fsync) before publish returns;
+  /// survives power loss.
+  full,
+};
+
+/// What the store may delete. An event is only ever deleted once every subscriber that knows
+/// of it has finished it (handled or dead-lettered and purged); dead letters keep their event.
+struct Retention {
+  /// Keep finished events at most this long. 0: no age limit.
+  std::chrono::milliseconds max_age{0};
+  /// Keep at most this many finished events. 0: no count limit.
+  std::uint64_t max_events = 0;
+  /// How often publishes prune (every this many commits). 0: only prune() prunes.
+  std::uint64_t every_commits = 1000;
+};
+
+struct Options {
+  Durability durability = Durability::normal;
+  /// How long a write waits for another process holding the file's write lock before
+  /// publish fails with Errc::transport_error.
+  std::chrono::milliseconds busy_timeout{5000};
+  /// How long a consumer's claim on events lasts without renewal. A process that dies holding
+  /// events has them handed to another consumer of the same name after this.
+  std::chrono::milliseconds lease{30000};
+  /// How many fetched events a subscriber holds in memory at most.
+  std::size_t window = 1024;
+  Retention retention;
+  /// Upper bound of the file in bytes (0: none). Past it, publish fails as on a full disk.
+  std::uint64_t max_bytes = 0;
+  /// Run SQLite's quick_check when opening, so a corrupt file is refused up front.
+  bool verify_on_open = true;
+};
+
+/// Counts of a store, for tools and tests.
+struct StoreStats {
+  std::uint64_t head = 0;          ///< the sequence of the newest event (0: none yet)
+  std::uint64_t events = 0;        ///< events stored
+  std::uint64_t dead_letters = 0;  ///< dead letters stored
+  std::uint64_t commits = 0;       ///< publish transactions by this store object
+  std::uint64_t appended = 0;      ///< events appended by this store object
+};
+
+/// A SQLite store: a crier::Transport. Thread-safe. Obtain one with open().
+class CRIER_EXPORT Store final : public Transport {
+ public:
+  struct Impl;
+  explicit Store(std::shared_ptr<Impl> impl);
+  ~Store() override;
+
+  std::string_view name() const noexcept override { return "sqlite"; }
+  void append(std::span<const Envelope> events) override;
+  std::unique_ptr<Consumer> consume(const ConsumerSpec& spec) override;
+  std::vector<DeadLetter> dead_letters(const DeadLetterFilter& filter) override;
+  std::size_t dead_letter_count(const DeadLetterFilter& filter) override;
+  std::size_t redrive(const DeadLetterFilter& filter) override;
+  std::size_t purge(const DeadLetterFilter& filter) override;
+
+  /// Deletes finished events by the retention rules; returns how many.
+  std::uint64_t prune();
+  /// Deletes finished events by the given rules; returns how many.
+  std::uint64_t prune(const Retention& rules);
+  StoreStats stats();
+  const std::string& path() const noexcept;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+/// Opens (creating if needed) the store in the file at `path`. Throws
+/// Error(Errc::store_error) naming the file and the reason when it is not a crier store, was
+/// written by a newer crier, or is corrupt (the file is then not modified), and
+/// Error(Errc::transport_error) when it cannot be opened at all.
+CRIER_EXPORT std::shared_ptr<Store> open(const std::string& path, const Options& options = {});
+
+namespace detail {
+CRIER_EXPORT void append_in(sqlite3* db, const Envelope& envelope);
+CRIER_EXPORT Envelope outbox_envelope(std::string_view type, const Attributes* attributes, std::string data,
+                                      std::string_view content_type);
+}  // namespace detail
+
+/// Transactional outbox: stores `event` through the application's own connection `db` to a
+/// crier store file, inside whatever transaction is open on it. If the application commits,
+/// the event is published (to every subscriber, in every process); if it rolls back, it never
+/// existed. Throws Error(Errc::store_error) when the file has no crier store,
+/// Errc::transport_error when the insert fails (the application's transaction stays usable).
+template <class E>
+void publish_in(sqlite3* db, const E& event, const Attributes& attributes = {}) {
+  static_assert(Event<E>, "crier: declare the event type with CRIER_EVENT(Type, \"name\")");
+  validate(attributes);
+  detail::append_in(db, detail::outbox_envelope(event_type_v<E>, &attributes, Codec<E>::encode(event),
+                                                Codec<E>::content_type));
+}
+
+}  // namespace crier::sqlite

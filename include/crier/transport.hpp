@@ -1,0 +1,105 @@
+// The seam between the bus and where events live. The default bus keeps them in memory and
+// needs no transport; a durable or distributed transport (crier::sqlite, and later NATS
+// JetStream, Redis Streams) implements these two interfaces, and the bus's retry, breaker,
+// dead-letter and metrics code runs unchanged on top of it.
+//
+// What a transport promises: append() returns once the events are as durable as the
+// transport says; a Consumer hands each stored event of its (subscriber, type) to the bus
+// until the bus settles it (ack, a persisted failure, or a dead letter), and hands it again
+// (to any consumer of the same subscriber name) if the bus that had it goes away first.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crier/dead_letter.hpp"
+#include "crier/envelope.hpp"
+#include "crier/export.hpp"
+
+namespace crier {
+
+/// Where a subscriber that the transport has never seen starts reading. Ignored once the
+/// subscriber has a position (it resumes where it left off), and by the memory bus.
+struct StartFrom {
+  enum class Kind { beginning, now, sequence, time };
+  Kind kind = Kind::beginning;
+  std::uint64_t sequence = 0;  ///< Kind::sequence: the first sequence to deliver
+  Timestamp time{};            ///< Kind::time: the first event published at or after this
+
+  /// Every event the transport still holds (the default): nothing published before the
+  /// subscriber first came is missed.
+  static StartFrom beginning() noexcept { return {}; }
+  /// Only events published from now on.
+  static StartFrom now() noexcept { return {Kind::now, 0, {}}; }
+  /// From the event with this sequence (replay).
+  static StartFrom at_sequence(std::uint64_t s) noexcept { return {Kind::sequence, s, {}}; }
+  /// From the first event published at or after `t` (replay).
+  static StartFrom at_time(Timestamp t) noexcept { return {Kind::time, 0, t}; }
+};
+
+/// One stored event handed to a consumer.
+struct StoredEvent {
+  std::uint64_t sequence = 0;  ///< the transport's position of the event, increasing
+  Envelope envelope;
+  int attempts = 0;            ///< attempts already failed (persisted across restarts)
+  std::string first_error;     ///< when attempts > 0: the first failure's message
+  Timestamp first_failure{};
+  Timestamp retry_at{};        ///< when attempts > 0: not to be tried before this
+};
+
+/// What a consumer is for.
+struct ConsumerSpec {
+  std::string subscriber;  ///< consumers with the same subscriber name share the work
+  std::string event_type;
+  StartFrom start;
+};
+
+/// Hands one subscriber's stored events to the bus, and records what became of them. Called
+/// from the bus's threads: fetch from one, the others from any.
+class CRIER_EXPORT Consumer {
+ public:
+  virtual ~Consumer() = default;
+  /// Up to `max` events for this consumer, waiting up to `wait` for some to arrive. Each
+  /// returned event is leased to this consumer until it is settled or the consumer closes.
+  virtual std::vector<StoredEvent> fetch(std::size_t max, std::chrono::milliseconds wait) = 0;
+  /// The handler succeeded: the event is done for this subscriber.
+  virtual void ack(std::uint64_t sequence) = 0;
+  /// An attempt failed and another waits until `retry_at`: the state survives a restart.
+  virtual void failed(std::uint64_t sequence, int attempts, std::string_view first_error, Timestamp first_failure,
+                      Timestamp retry_at) = 0;
+  /// The event is given up on: stored as a dead letter of this subscriber and done.
+  /// Returns the letter's id.
+  virtual std::uint64_t dead_letter(std::uint64_t sequence, const DeadLetter& letter) = 0;
+  /// True when every event stored up to now has been fetched by this subscriber name.
+  virtual bool caught_up() = 0;
+  /// Makes a fetch under way return at once; later fetches return nothing.
+  virtual void close() noexcept = 0;
+};
+
+/// Stores events and hands them to consumers. Shared by every Bus that uses it.
+class CRIER_EXPORT Transport {
+ public:
+  virtual ~Transport() = default;
+  /// A short name for errors and metrics: "sqlite", "nats", ...
+  virtual std::string_view name() const noexcept = 0;
+  /// Stores the events (validated envelopes with their data). Returns once they are as
+  /// durable as the transport promises; throws crier::Error (Errc::transport_error) when
+  /// they could not be stored, in which case none of them is.
+  virtual void append(std::span<const Envelope> events) = 0;
+  /// A consumer of one subscriber's events.
+  virtual std::unique_ptr<Consumer> consume(const ConsumerSpec& spec) = 0;
+
+  // Dead letters, persisted by the transport: ids are the transport's.
+  virtual std::vector<DeadLetter> dead_letters(const DeadLetterFilter& filter) = 0;
+  virtual std::size_t dead_letter_count(const DeadLetterFilter& filter) = 0;
+  /// Sends matching letters back to their subscriber with a fresh attempt count.
+  virtual std::size_t redrive(const DeadLetterFilter& filter) = 0;
+  virtual std::size_t purge(const DeadLetterFilter& filter) = 0;
+};
+
+}  // namespace crier

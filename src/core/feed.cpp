@@ -1,0 +1,97 @@
+// The feed of a durable subscriber: fetches its stored events and queues them as ready.
+#include "crier/detail/durable.hpp"
+
+#include "envelope_build.hpp"
+
+namespace crier::detail {
+
+namespace {
+constexpr std::size_t kFetch = 256;
+constexpr auto kFetchWait = std::chrono::milliseconds(100);  // how soon a stop is noticed at worst
+}  // namespace
+
+Feed::Feed(SubscriberBase& sub, std::unique_ptr<Consumer> consumer, DecodeFn decode)
+    : sub_(sub), consumer_(std::move(consumer)), decode_(decode) {
+  sub_.consumer = consumer_.get();
+}
+
+Feed::~Feed() { stop(); }
+
+void Feed::start() {
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Feed::stop() noexcept {
+  stopping_.store(true, std::memory_order_release);
+  consumer_->close();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+bool Feed::pending() {
+  if (in_hand_.load(std::memory_order_acquire) != 0) return true;
+  try {
+    return !consumer_->caught_up();
+  } catch (const std::exception&) {
+    return true;  // cannot tell: not caught up
+  }
+}
+
+void Feed::loop() {
+  while (!stopping_.load(std::memory_order_acquire)) {
+    std::vector<StoredEvent> batch;
+    try {
+      batch = consumer_->fetch(kFetch, kFetchWait);
+    } catch (const std::exception& e) {
+      // The store is unreachable for now (locked, I/O error): say so and try again; the
+      // events stay stored.
+      sub_.core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type, e.what(), 0);
+      continue;
+    }
+    in_hand_.store(batch.size(), std::memory_order_release);
+    for (StoredEvent& stored : batch) {
+      take(std::move(stored));
+      in_hand_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+    if (!batch.empty()) sub_.core.try_schedule(sub_);
+  }
+}
+
+void Feed::take(StoredEvent&& stored) {
+  auto envelope = std::make_shared<const Envelope>(std::move(stored.envelope));
+  std::unique_ptr<Parked> parked;
+  try {
+    parked = decode_(*envelope);
+  } catch (const std::exception& e) {
+    // Data this subscriber cannot read will not become readable by retrying: it goes to the
+    // dead letters at once, where it can be inspected, and nothing else is held up.
+    DeadLetter letter;
+    letter.envelope = *envelope;
+    letter.subscriber = sub_.name;
+    letter.attempts = stored.attempts;
+    letter.first_error = letter.last_error = std::string("could not decode the event's data: ") + e.what();
+    letter.first_failure = letter.last_failure = sub_.core.clock().wall_now();
+    sub_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    try {
+      consumer_->dead_letter(stored.sequence, letter);
+    } catch (const std::exception&) {
+      // Not settled: the store hands it out again later.
+    }
+    sub_.core.report(Report::Kind::dead_lettered, sub_.name, sub_.event_type, letter.last_error, stored.attempts);
+    return;
+  }
+  parked->meta = meta_of_stored(std::move(envelope), stored.sequence);
+  if (stored.attempts > 0) {  // failed before, perhaps in a process that is gone
+    parked->attempts = stored.attempts;
+    parked->next_attempt = stored.attempts + 1;
+    parked->first_error = stored.first_error;
+    parked->first_failure = stored.first_failure;
+    const auto wait = stored.retry_at - sub_.core.clock().wall_now();
+    if (wait > Timestamp::duration::zero()) {
+      sub_.core.park_for_retry(sub_, std::move(parked), std::chrono::duration_cast<Clock::duration>(wait));
+      return;
+    }
+  }
+  sub_.push_ready(std::move(parked));
+}
+
+}  // namespace crier::detail

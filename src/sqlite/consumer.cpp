@@ -1,0 +1,430 @@
+// A consumer of one subscriber name's events in a SQLite store.
+//
+// Reading: each subscriber (name, type) has a cursor. A fetch moves the cursor over the next
+// events and records them as one claim (a range owned by this consumer until its lease
+// expires), in one transaction, so consumers of the same name in other processes take the
+// next range: competing consumers. A claim is deleted once every event in it is settled; a
+// claim whose owner died expires and is taken over, and its events are delivered again.
+// An event that fails moves out of its claim into its own row (attempts, retry time); redriven
+// dead letters come back the same way.
+#include <map>
+
+#include "crier/detail/core.hpp"
+#include "store_impl.hpp"
+
+namespace crier::sqlite {
+
+namespace {
+
+// How many sequences one fetch looks at: the cursor moves past other types' events in steps
+// of this size.
+constexpr std::int64_t kScan = 4096;
+
+class SqliteConsumer final : public Consumer {
+ public:
+  SqliteConsumer(std::shared_ptr<Store::Impl> store, ConsumerSpec spec)
+      : s_(std::move(store)), spec_(std::move(spec)), owner_(Uuid::v7().to_string()) {
+    if (!is_valid_subscriber_name(spec_.subscriber))
+      throw Error(Errc::invalid_name, s_->path + ": subscriber name '" + spec_.subscriber + "'");
+  }
+
+  ~SqliteConsumer() override { close(); }
+
+  std::vector<StoredEvent> fetch(std::size_t max, std::chrono::milliseconds wait) override {
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+      std::size_t room;
+      {
+        std::unique_lock lock(mu_);
+        space_cv_.wait_until(lock, deadline, [&] { return closed_ || outstanding_ < s_->options.window; });
+        if (closed_) return {};
+        room = outstanding_ < s_->options.window ? std::min(max, s_->options.window - outstanding_) : 0;
+      }
+      if (room == 0) {  // the window stayed full: keep the leases fresh and come back
+        housekeeping();
+        return {};
+      }
+      const std::uint64_t seen = s_->changes.load(std::memory_order_acquire);
+      std::vector<StoredEvent> got = claim(room);
+      if (!got.empty()) return got;
+      if (std::chrono::steady_clock::now() >= deadline) return {};
+      s_->wait_change(seen, deadline, [this] { return closed_.load(std::memory_order_acquire); });
+    }
+  }
+
+  void ack(std::uint64_t sequence) override { settle(sequence, true); }
+
+  void failed(std::uint64_t sequence, int attempts, std::string_view first_error, Timestamp first_failure,
+              Timestamp retry_at) override {
+    if (closed_.load(std::memory_order_acquire)) return;
+    {
+      std::lock_guard lock(s_->db_mu);
+      Stmt q(s_->db, s_->path,
+             "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, retry_at_ms, "
+             "owner, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO UPDATE SET "
+             "attempts = ?4, first_error = ?5, first_failure_ms = ?6, retry_at_ms = ?7, owner = ?8, expires_ms = ?9");
+      q.bind(1, spec_.subscriber)
+          .bind(2, spec_.event_type)
+          .bind(3, static_cast<std::int64_t>(sequence))
+          .bind(4, attempts)
+          .bind(5, first_error)
+          .bind(6, to_ms(first_failure))
+          .bind(7, to_ms(retry_at))
+          .bind(8, owner_)
+          .bind(9, wall_ms() + s_->options.lease.count());
+      q.run();
+    }
+    // The event now has its own row, which this consumer holds: its claim no longer waits
+    // for it, and it no longer counts against the window.
+    std::lock_guard lock(mu_);
+    auto it = held_.find(sequence);
+    if (it == held_.end()) return;
+    release_claim(it->second.claim);
+    if (it->second.counted) --outstanding_;
+    it->second = Held{0, false};
+    space_cv_.notify_all();
+  }
+
+  std::uint64_t dead_letter(std::uint64_t sequence, const DeadLetter& letter) override {
+    std::uint64_t id = 0;
+    {
+      std::lock_guard lock(s_->db_mu);
+      Transaction t(s_->db, s_->path);
+      Stmt ins(s_->db, s_->path,
+               "INSERT INTO crier_dead_letters (subscriber, type, seq, attempts, first_error, last_error, "
+               "first_failure, last_failure) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+      const std::string first = format_time(letter.first_failure), last = format_time(letter.last_failure);
+      ins.bind(1, spec_.subscriber)
+          .bind(2, spec_.event_type)
+          .bind(3, static_cast<std::int64_t>(sequence))
+          .bind(4, letter.attempts)
+          .bind(5, letter.first_error)
+          .bind(6, letter.last_error)
+          .bind(7, first)
+          .bind(8, last);
+      ins.run();
+      id = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(s_->db));
+      Stmt del(s_->db, s_->path, "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3");
+      del.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, static_cast<std::int64_t>(sequence));
+      del.run();
+      t.commit();
+    }
+    settle(sequence, false);
+    return id;
+  }
+
+  bool caught_up() override {
+    std::lock_guard lock(s_->db_mu);
+    const std::int64_t head = s_->head();
+    Stmt cursor(s_->db, s_->path, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
+    cursor.bind(1, spec_.subscriber).bind(2, spec_.event_type);
+    if (!cursor.step()) return head == 0;
+    if (cursor.int64(0) < head) return false;
+    const std::int64_t now = wall_ms();
+    Stmt open(s_->db, s_->path,
+              "SELECT (SELECT count(*) FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND expires_ms < ?3) + "
+              "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND expires_ms < ?3 "
+              "AND retry_at_ms <= ?3)");
+    open.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, now);
+    return open.step() && open.int64(0) == 0;
+  }
+
+  void close() noexcept override {
+    if (closed_.exchange(true, std::memory_order_acq_rel)) return;
+    {
+      std::lock_guard lock(mu_);
+      space_cv_.notify_all();
+    }
+    s_->wake_all();
+    // Settled claims go; what is still held goes back to the store at once, for the next
+    // consumer of this name (or this one's next start).
+    try {
+      std::lock_guard lock(s_->db_mu);
+      Transaction t(s_->db, s_->path);
+      flush_settled();
+      Stmt claims(s_->db, s_->path, "UPDATE crier_claims SET expires_ms = 0 WHERE owner = ?1");
+      claims.bind(1, owner_);
+      claims.run();
+      Stmt retries(s_->db, s_->path, "UPDATE crier_retries SET expires_ms = 0 WHERE owner = ?1");
+      retries.bind(1, owner_);
+      retries.run();
+      t.commit();
+    } catch (const std::exception&) {
+      // The leases then simply expire.
+    }
+  }
+
+ private:
+  struct Held {
+    std::int64_t claim;  // the first sequence of its claim; 0: it has its own retries row
+    bool counted;        // counts against the window
+  };
+
+  static std::int64_t to_ms(Timestamp t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  }
+  static Timestamp from_ms(std::int64_t ms) { return Timestamp(std::chrono::milliseconds(ms)); }
+
+  // Under mu_: one event of claim `first` is settled or moved out.
+  void release_claim(std::int64_t first) {
+    if (first == 0) return;
+    auto c = claims_.find(first);
+    if (c != claims_.end() && --c->second == 0) {
+      claims_.erase(c);
+      done_claims_.push_back(first);
+    }
+  }
+
+  void settle(std::uint64_t sequence, bool own_row_done) {
+    std::lock_guard lock(mu_);
+    auto it = held_.find(sequence);
+    if (it == held_.end()) return;
+    if (it->second.claim == 0) {
+      if (own_row_done) done_retries_.push_back(static_cast<std::int64_t>(sequence));
+    } else {
+      release_claim(it->second.claim);
+    }
+    if (it->second.counted) --outstanding_;
+    held_.erase(it);
+    space_cv_.notify_all();
+  }
+
+  // Caller holds db_mu inside a transaction: deletes the claims and retry rows that are done.
+  void flush_settled() {
+    std::vector<std::int64_t> claims, retries;
+    {
+      std::lock_guard lock(mu_);
+      claims.swap(done_claims_);
+      retries.swap(done_retries_);
+    }
+    try {
+      Stmt dc(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
+      for (std::int64_t first : claims) {
+        dc.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, first);
+        dc.run();
+      }
+      Stmt dr(s_->db, s_->path,
+              "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3 AND owner = ?4");
+      for (std::int64_t seq : retries) {
+        dr.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, seq).bind(4, owner_);
+        dr.run();
+      }
+    } catch (...) {
+      std::lock_guard lock(mu_);  // not deleted: try again next time
+      done_claims_.insert(done_claims_.end(), claims.begin(), claims.end());
+      done_retries_.insert(done_retries_.end(), retries.begin(), retries.end());
+      throw;
+    }
+  }
+
+  // Caller holds db_mu inside a transaction: extends this consumer's leases when due.
+  void renew(std::int64_t now) {
+    if (now - renewed_ms_ < s_->options.lease.count() / 3) return;
+    const std::int64_t expires = now + s_->options.lease.count();
+    Stmt c(s_->db, s_->path, "UPDATE crier_claims SET expires_ms = ?1 WHERE owner = ?2");
+    c.bind(1, expires).bind(2, owner_);
+    c.run();
+    Stmt r(s_->db, s_->path, "UPDATE crier_retries SET expires_ms = ?1 WHERE owner = ?2");
+    r.bind(1, expires).bind(2, owner_);
+    r.run();
+    renewed_ms_ = now;
+  }
+
+  void housekeeping() {
+    std::lock_guard lock(s_->db_mu);
+    Transaction t(s_->db, s_->path);
+    flush_settled();
+    renew(wall_ms());
+    t.commit();
+  }
+
+  // Where a subscriber the store has never seen starts.
+  std::int64_t start_position(std::int64_t head) {
+    const StartFrom& from = spec_.start;
+    switch (from.kind) {
+      case StartFrom::Kind::beginning: return 0;
+      case StartFrom::Kind::now: return head;
+      case StartFrom::Kind::sequence: return from.sequence > 0 ? static_cast<std::int64_t>(from.sequence) - 1 : 0;
+      case StartFrom::Kind::time: {
+        Stmt q(s_->db, s_->path, "SELECT min(seq) FROM crier_events WHERE time >= ?1");
+        const std::string t = format_time(from.time);
+        q.bind(1, t);
+        return q.step() && !q.is_null(0) ? q.int64(0) - 1 : head;
+      }
+    }
+    return 0;
+  }
+
+  StoredEvent read_event(const Stmt& row, int first) {
+    StoredEvent e;
+    e.sequence = static_cast<std::uint64_t>(row.int64(first));
+    e.envelope = read_envelope(row, first);
+    return e;
+  }
+
+  // One transaction: flush what is settled, renew leases, then take (in this order) a claim
+  // whose owner died, retry rows nobody holds, new events after the cursor.
+  std::vector<StoredEvent> claim(std::size_t max) {
+    std::vector<StoredEvent> out;
+    std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>> new_claims;  // first -> its events
+    std::vector<std::int64_t> own_rows;
+    {
+      std::lock_guard lock(s_->db_mu);
+      Transaction t(s_->db, s_->path);
+      const std::int64_t now = wall_ms();
+      const std::int64_t expires = now + s_->options.lease.count();
+      flush_settled();
+      renew(now);
+
+      // 1. A claim whose owner's lease ran out: deliver its events again.
+      Stmt expired(s_->db, s_->path,
+                   "SELECT first_seq, last_seq FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND "
+                   "expires_ms < ?3 LIMIT 1");
+      expired.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, now);
+      if (expired.step()) {
+        const std::int64_t first = expired.int64(0), last = expired.int64(1);
+        expired.reset();
+        Stmt events(s_->db, s_->path,
+                    "SELECT " + std::string(kEventColumns) +
+                        " FROM crier_events e WHERE e.seq BETWEEN ?1 AND ?2 AND e.type = ?3 AND NOT EXISTS "
+                        "(SELECT 1 FROM crier_retries r WHERE r.subscriber = ?4 AND r.type = ?3 AND r.seq = e.seq) "
+                        "AND NOT EXISTS (SELECT 1 FROM crier_dead_letters d WHERE d.seq = e.seq AND "
+                        "d.subscriber = ?4 AND d.type = ?3) ORDER BY e.seq");
+        events.bind(1, first).bind(2, last).bind(3, spec_.event_type).bind(4, spec_.subscriber);
+        std::vector<std::int64_t> seqs;
+        while (events.step()) {
+          out.push_back(read_event(events, 0));
+          seqs.push_back(static_cast<std::int64_t>(out.back().sequence));
+        }
+        if (seqs.empty()) {
+          Stmt del(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
+          del.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, first);
+          del.run();
+        } else {
+          Stmt take(s_->db, s_->path,
+                    "UPDATE crier_claims SET owner = ?1, expires_ms = ?2 WHERE subscriber = ?3 AND type = ?4 AND "
+                    "first_seq = ?5");
+          take.bind(1, owner_).bind(2, expires).bind(3, spec_.subscriber).bind(4, spec_.event_type).bind(5, first);
+          take.run();
+          new_claims.emplace_back(first, std::move(seqs));
+        }
+      }
+
+      // 2. Retry rows nobody holds: failed in a consumer that is gone, or redriven.
+      if (out.size() < max) {
+        Stmt retries(s_->db, s_->path,
+                     "SELECT r.attempts, r.first_error, r.first_failure_ms, r.retry_at_ms, " +
+                         std::string(kEventColumns) +
+                         " FROM crier_retries r JOIN crier_events e ON e.seq = r.seq WHERE r.subscriber = ?1 AND "
+                         "r.type = ?2 AND r.expires_ms < ?3 ORDER BY r.seq LIMIT ?4");
+        retries.bind(1, spec_.subscriber)
+            .bind(2, spec_.event_type)
+            .bind(3, now)
+            .bind(4, static_cast<std::int64_t>(max - out.size()));
+        Stmt take(s_->db, s_->path,
+                  "UPDATE crier_retries SET owner = ?1, expires_ms = ?2 WHERE subscriber = ?3 AND type = ?4 AND "
+                  "seq = ?5");
+        std::vector<StoredEvent> taken;
+        while (retries.step()) {
+          StoredEvent e = read_event(retries, 4);
+          e.attempts = static_cast<int>(retries.int64(0));
+          e.first_error = retries.text(1);
+          e.first_failure = from_ms(retries.int64(2));
+          e.retry_at = from_ms(retries.int64(3));
+          taken.push_back(std::move(e));
+        }
+        retries.reset();
+        for (StoredEvent& e : taken) {
+          take.bind(1, owner_)
+              .bind(2, expires)
+              .bind(3, spec_.subscriber)
+              .bind(4, spec_.event_type)
+              .bind(5, static_cast<std::int64_t>(e.sequence));
+          take.run();
+          own_rows.push_back(static_cast<std::int64_t>(e.sequence));
+          out.push_back(std::move(e));
+        }
+      }
+
+      // 3. New events after the cursor.
+      if (out.size() < max) {
+        const std::int64_t head = s_->head();
+        Stmt cur(s_->db, s_->path, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
+        cur.bind(1, spec_.subscriber).bind(2, spec_.event_type);
+        std::int64_t position;
+        bool known = cur.step();
+        position = known ? cur.int64(0) : start_position(head);
+        cur.reset();
+        std::int64_t moved = position;
+        if (position < head) {
+          const std::int64_t until = std::min(head, position + kScan);
+          Stmt events(s_->db, s_->path,
+                      "SELECT " + std::string(kEventColumns) +
+                          " FROM crier_events e WHERE e.seq > ?1 AND e.seq <= ?2 AND e.type = ?3 ORDER BY e.seq "
+                          "LIMIT ?4");
+          events.bind(1, position).bind(2, until).bind(3, spec_.event_type).bind(4, static_cast<std::int64_t>(max - out.size()));
+          std::vector<std::int64_t> seqs;
+          std::size_t got = 0;
+          const std::size_t want = max - out.size();
+          while (events.step()) {
+            out.push_back(read_event(events, 0));
+            seqs.push_back(static_cast<std::int64_t>(out.back().sequence));
+            ++got;
+          }
+          moved = got == want ? seqs.back() : until;
+          if (!seqs.empty()) {
+            Stmt ins(s_->db, s_->path,
+                     "INSERT INTO crier_claims (subscriber, type, first_seq, last_seq, owner, expires_ms) VALUES "
+                     "(?1, ?2, ?3, ?4, ?5, ?6)");
+            ins.bind(1, spec_.subscriber)
+                .bind(2, spec_.event_type)
+                .bind(3, seqs.front())
+                .bind(4, seqs.back())
+                .bind(5, owner_)
+                .bind(6, expires);
+            ins.run();
+            new_claims.emplace_back(seqs.front(), std::move(seqs));
+          }
+        }
+        if (!known || moved != position) {
+          Stmt upd(s_->db, s_->path,
+                   "INSERT INTO crier_cursors (subscriber, type, position) VALUES (?1, ?2, ?3) "
+                   "ON CONFLICT DO UPDATE SET position = ?3");
+          upd.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, moved);
+          upd.run();
+        }
+      }
+      t.commit();
+    }
+    std::lock_guard lock(mu_);
+    for (auto& [first, seqs] : new_claims) {
+      claims_[first] = seqs.size();
+      for (std::int64_t q : seqs) held_[static_cast<std::uint64_t>(q)] = Held{first, true};
+    }
+    for (std::int64_t q : own_rows) held_[static_cast<std::uint64_t>(q)] = Held{0, true};
+    outstanding_ += out.size();
+    return out;
+  }
+
+  std::shared_ptr<Store::Impl> s_;
+  const ConsumerSpec spec_;
+  const std::string owner_;
+  std::atomic<bool> closed_{false};
+  std::int64_t renewed_ms_ = 0;  // guarded by s_->db_mu
+
+  std::mutex mu_;
+  std::condition_variable space_cv_;
+  std::size_t outstanding_ = 0;                  // guarded by mu_
+  std::map<std::uint64_t, Held> held_;            // guarded by mu_
+  std::map<std::int64_t, std::size_t> claims_;    // first sequence -> events not settled; guarded by mu_
+  std::vector<std::int64_t> done_claims_;         // guarded by mu_
+  std::vector<std::int64_t> done_retries_;        // guarded by mu_
+};
+
+}  // namespace
+
+std::unique_ptr<Consumer> Store::consume(const ConsumerSpec& spec) {
+  return std::make_unique<SqliteConsumer>(impl_, spec);
+}
+
+}  // namespace crier::sqlite

@@ -1,0 +1,62 @@
+#include "db.hpp"
+
+namespace crier::sqlite {
+
+void fail(sqlite3* db, const std::string& path, std::string_view what, Errc code) {
+  const int rc = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
+  std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+  switch (rc & 0xff) {
+    case SQLITE_FULL: why += " (the disk or the store's max_bytes is full)"; break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: why += " (another connection held the write lock past busy_timeout)"; break;
+    case SQLITE_READONLY: why += " (the file or its directory is read-only)"; break;
+    case SQLITE_NOTADB: code = Errc::store_error; why += " (not a SQLite database)"; break;
+    case SQLITE_CORRUPT: code = Errc::store_error; why += " (the file is corrupt)"; break;
+    default: break;
+  }
+  throw Error(code, path + ": " + std::string(what) + ": " + why);
+}
+
+Stmt::Stmt(sqlite3* db, const std::string& path, std::string_view sql) : db_(db), path_(&path) {
+  if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) !=
+      SQLITE_OK)
+    fail(db, path, "preparing " + std::string(sql.substr(0, 40)));
+}
+
+bool Stmt::step() {
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  const std::string sql = sqlite3_sql(stmt_) ? std::string(sqlite3_sql(stmt_)).substr(0, 40) : std::string();
+  sqlite3_reset(stmt_);
+  fail(db_, *path_, sql);
+}
+
+void exec(sqlite3* db, const std::string& path, std::string_view sql, std::string_view what) {
+  if (sqlite3_exec(db, std::string(sql).c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) fail(db, path, what);
+}
+
+Transaction::Transaction(sqlite3* db, const std::string& path) : db_(db), path_(path) {
+  exec(db, path, "BEGIN IMMEDIATE", "starting a transaction");
+}
+
+Transaction::~Transaction() {
+  if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void Transaction::commit() {
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) {
+    done_ = true;
+    return;
+  }
+  // A failed COMMIT may leave the transaction open: roll it back so the connection is usable.
+  try {
+    fail(db_, path_, "commit");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    done_ = true;
+    throw;
+  }
+}
+
+}  // namespace crier::sqlite

@@ -1,0 +1,95 @@
+// A thin RAII layer over the SQLite C API: a connection, prepared statements, and errors that
+// say which file and what went wrong.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "crier/error.hpp"
+
+namespace crier::sqlite {
+
+/// Error(code) "<path>: <what>: <SQLite's message>" for the connection's last error.
+[[noreturn]] void fail(sqlite3* db, const std::string& path, std::string_view what, Errc code = Errc::transport_error);
+
+/// A prepared statement, reset after each use.
+class Stmt {
+ public:
+  Stmt() = default;
+  Stmt(sqlite3* db, const std::string& path, std::string_view sql);
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(Stmt&& o) noexcept : db_(o.db_), path_(o.path_), stmt_(std::exchange(o.stmt_, nullptr)) {}
+  Stmt& operator=(Stmt&& o) noexcept {
+    std::swap(db_, o.db_);
+    std::swap(path_, o.path_);
+    std::swap(stmt_, o.stmt_);
+    return *this;
+  }
+
+  Stmt& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& bind_blob(int i, std::string_view v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& bind_null(int i) {
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  /// Steps once: true when a row is ready. Throws on error (after resetting).
+  bool step();
+  /// Steps to the end (a statement without rows) and resets.
+  void run() {
+    while (step()) {
+    }
+    reset();
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
+  }
+  std::string blob(int col) const {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  const std::string* path_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+/// Runs SQL without results (several statements allowed). Throws naming `what`.
+void exec(sqlite3* db, const std::string& path, std::string_view sql, std::string_view what);
+
+/// A transaction on a connection: BEGIN IMMEDIATE (the write lock up front, so two processes
+/// never deadlock upgrading), rolled back unless committed.
+class Transaction {
+ public:
+  Transaction(sqlite3* db, const std::string& path);
+  ~Transaction();
+  void commit();
+
+ private:
+  sqlite3* db_;
+  const std::string& path_;
+  bool done_ = false;
+};
+
+}  // namespace crier::sqlite

@@ -1,0 +1,117 @@
+// The insides of a SQLite store, shared by the store (publish, dead letters, retention) and
+// its consumers.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "crier/sqlite.hpp"
+#include "db.hpp"
+
+namespace crier::sqlite {
+
+/// The schema version this build writes, and reads up to.
+constexpr int kSchemaVersion = 1;
+
+/// Milliseconds since the Unix epoch: lease expiry and retry times are compared across
+/// processes, so they are wall-clock.
+inline std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// The columns every query of events selects, in this order, read by read_envelope().
+constexpr std::string_view kEventColumns =
+    "e.seq, e.id, e.type, e.source, e.time, e.datacontenttype, e.dataschema, e.subject, e.extensions, e.data";
+
+/// Reads the kEventColumns starting at column `first` of the current row.
+Envelope read_envelope(const Stmt& row, int first);
+/// The extension attributes as stored (a JSON object of strings).
+std::string encode_extensions(const Envelope& e);
+
+/// Checks that the file is a crier store this build can read (or an empty one) and brings
+/// its schema up to kSchemaVersion. Modifies nothing when it throws.
+void open_schema(sqlite3* db, const std::string& path, const Options& options);
+
+struct Store::Impl {
+  Impl(std::string path, Options options);
+  ~Impl();
+
+  /// Writes one group-commit batch in one transaction.
+  void write(const std::vector<const Envelope*>& rows);
+  /// The newest sequence ever given out (0: none). Caller holds db_mu.
+  std::int64_t head();
+  /// Waits until someone (this process or another) may have committed since `seen`, or
+  /// `deadline`, or `stop()` is true. Returns the current change count.
+  template <class Stop>
+  std::uint64_t wait_change(std::uint64_t seen, std::chrono::steady_clock::time_point deadline, Stop stop);
+  /// Wakes every wait_change (a consumer is closing).
+  void wake_all();
+  std::uint64_t prune(const Retention& rules);
+
+  const std::string path;
+  const Options options;
+
+  std::mutex db_mu;  // guards db and the statements on it
+  sqlite3* db = nullptr;
+  Stmt insert_event;
+
+  // Group commit: publishers join the open batch; one of them (the leader) writes it while
+  // the next batch fills.
+  struct Batch {
+    std::vector<const Envelope*> rows;
+    bool done = false;
+    bool failed = false;
+    Errc code = Errc::transport_error;
+    std::string error;
+  };
+  std::mutex commit_mu;
+  std::condition_variable commit_cv;
+  std::shared_ptr<Batch> open_batch = std::make_shared<Batch>();  // guarded by commit_mu
+  bool leader = false;                                              // guarded by commit_mu
+
+  // Change notification: local commits bump `changes` at once; commits by other connections
+  // are noticed by polling PRAGMA data_version on `watch`.
+  std::mutex change_mu;
+  std::condition_variable change_cv;
+  std::atomic<std::uint64_t> changes{0};
+  std::mutex watch_mu;
+  sqlite3* watch = nullptr;
+  std::int64_t watch_version = -1;  // guarded by watch_mu
+
+  std::atomic<std::uint64_t> commits{0};
+  std::atomic<std::uint64_t> appended{0};
+};
+
+template <class Stop>
+std::uint64_t Store::Impl::wait_change(std::uint64_t seen, std::chrono::steady_clock::time_point deadline, Stop stop) {
+  // Another process's commit is only seen by polling: look every millisecond.
+  constexpr auto kPoll = std::chrono::milliseconds(1);
+  for (;;) {
+    const std::uint64_t now_changes = changes.load(std::memory_order_acquire);
+    if (now_changes != seen || stop()) return now_changes;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return now_changes;
+    {
+      std::unique_lock lock(change_mu);
+      change_cv.wait_until(lock, std::min(deadline, now + kPoll), [&] {
+        return changes.load(std::memory_order_acquire) != seen || stop();
+      });
+    }
+    std::lock_guard lock(watch_mu);
+    Stmt version(watch, path, "PRAGMA data_version");
+    if (version.step()) {
+      const std::int64_t v = version.int64(0);
+      if (watch_version >= 0 && v != watch_version) changes.fetch_add(1, std::memory_order_acq_rel);
+      watch_version = v;
+    }
+  }
+}
+
+}  // namespace crier::sqlite

@@ -1,0 +1,251 @@
+// One suite, every transport: what any crier bus does whatever carries its events. The memory
+// bus runs the parts that need no durability; each durable transport runs all of it.
+#include <gtest/gtest.h>
+
+#include <crier/sqlite.hpp>
+
+#include <functional>
+#include <latch>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "durable_events.hpp"
+#include "test_events.hpp"
+
+using namespace test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Transport {
+  std::string name;
+  bool durable;
+  // A bus on the transport. Calls with the same `where` reach the same events (for durable
+  // transports, as another process would: a connection of its own).
+  std::function<std::unique_ptr<crier::Bus>(const ScratchDir& where, crier::BusOptions)> make;
+};
+
+void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
+
+std::vector<Transport> transports() {
+  return {
+      {"memory", false, [](const ScratchDir&, crier::BusOptions o) { return std::make_unique<crier::Bus>(std::move(o)); }},
+      {"sqlite", true,
+       [](const ScratchDir& where, crier::BusOptions o) {
+         crier::sqlite::Options so;
+         so.window = 8;  // small, so that competing consumers must share
+         return std::make_unique<crier::Bus>(crier::sqlite::open(where.file("bus.db"), so), std::move(o));
+       }},
+  };
+}
+
+class Conformance : public ::testing::TestWithParam<Transport> {
+ protected:
+  std::unique_ptr<crier::Bus> bus(crier::BusOptions o = {}) { return GetParam().make(dir_, std::move(o)); }
+  ScratchDir dir_;
+};
+
+crier::RetryPolicy immediate(int attempts) {
+  crier::RetryPolicy r;
+  r.max_attempts = attempts;
+  r.immediate_attempts = attempts;
+  return r;
+}
+
+TEST_P(Conformance, OneSubscriberSeesOnePublishersEventsInOrder) {
+  constexpr int kEvents = 2000;
+  auto b = bus();
+  std::mutex mu;
+  std::vector<int> seen;
+  Counter done;
+  auto sub = b->subscribe<Job>("ordered", [&](const Job& j) {
+    {
+      std::lock_guard lock(mu);
+      seen.push_back(j.n);
+    }
+    done.add();
+  });
+  for (int i = 0; i < kEvents; ++i) b->publish(Job{i, "x"});
+  done.wait_for(kEvents);
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(kEvents));
+  for (int i = 0; i < kEvents; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], i);
+}
+
+TEST_P(Conformance, EverySubscriberNameGetsEveryEvent) {
+  constexpr int kEvents = 500;
+  auto b = bus();
+  Counter a, c, d;
+  auto s1 = b->subscribe<Job>("billing", [&](const Job&) { a.add(); });
+  auto s2 = b->subscribe<Job>("shipping", [&](const Job&) { c.add(); });
+  auto s3 = b->subscribe<Job>("audit", [&](const Job&) { d.add(); });
+  for (int i = 0; i < kEvents; ++i) b->publish(Job{i, ""});
+  a.wait_for(kEvents);
+  c.wait_for(kEvents);
+  d.wait_for(kEvents);
+  ASSERT_TRUE(b->flush(30s));
+  EXPECT_EQ(a.value(), kEvents);
+  EXPECT_EQ(c.value(), kEvents);
+  EXPECT_EQ(d.value(), kEvents);
+}
+
+TEST_P(Conformance, TheEnvelopeTravelsWithTheEvent) {
+  auto b = bus();
+  std::mutex mu;
+  crier::Envelope got;
+  std::string key;
+  Counter done;
+  auto sub = b->subscribe<Job>("reader", [&](const Job&, crier::Delivery& d) {
+    std::lock_guard lock(mu);
+    got = d.envelope();
+    key = std::string(d.partition_key());
+    done.add();
+  });
+  crier::Attributes attrs;
+  attrs.subject = "order-7";
+  attrs.partition_key = "customer-3";
+  attrs.extensions = {{"traceparent", "00-abc-def-01"}};
+  b->publish(Job{7, "seven"}, attrs);
+  done.wait_for(1);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(got.type, "com.example.test.job");
+  EXPECT_EQ(got.source, b->source());
+  EXPECT_EQ(got.subject, "order-7");
+  EXPECT_EQ(key, "customer-3");
+  EXPECT_EQ(got.extensions["traceparent"], "00-abc-def-01");
+  EXPECT_EQ(nlohmann::json::parse(got.data), nlohmann::json({{"n", 7}, {"note", "seven"}}));
+  EXPECT_NO_THROW(got.validate());
+}
+
+TEST_P(Conformance, FailedAttemptsAreRetriedWithTheAttemptNumber) {
+  auto b = bus();
+  std::mutex mu;
+  std::vector<int> attempts;
+  Counter done;
+  auto sub = b->subscribe<Job>("flaky", [&](const Job&, crier::Delivery& d) {
+    {
+      std::lock_guard lock(mu);
+      attempts.push_back(d.attempt());
+    }
+    if (d.attempt() < 3) throw std::runtime_error("not yet");
+    done.add();
+  }, {.retry = immediate(3)});
+  b->publish(Job{1, ""});
+  done.wait_for(1);
+  ASSERT_TRUE(b->flush(30s));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(attempts, (std::vector<int>{1, 2, 3}));
+}
+
+TEST_P(Conformance, DeadLettersKeepTheEventAndCanBeRedrivenOrPurged) {
+  auto b = bus();
+  std::atomic<bool> healthy{false};
+  Counter handled;
+  auto sub = b->subscribe<Job>("fragile", [&](const Job& j) {
+    if (!healthy && j.n % 2 == 0) throw std::runtime_error("even jobs fail: " + std::to_string(j.n));
+    handled.add();
+  }, {.retry = immediate(2)});
+  for (int i = 0; i < 10; ++i) b->publish(Job{i, ""});
+  ASSERT_TRUE(b->flush(30s));
+  EXPECT_EQ(handled.value(), 5);
+  auto letters = b->dead_letters({.subscriber = "fragile"});
+  ASSERT_EQ(letters.size(), 5u);
+  EXPECT_EQ(letters[0].attempts, 2);
+  EXPECT_EQ(letters[0].first_error, "even jobs fail: 0");
+  EXPECT_EQ(letters[0].envelope.type, "com.example.test.job");
+  EXPECT_EQ(nlohmann::json::parse(letters[0].envelope.data).at("n"), 0);
+  EXPECT_EQ(b->dead_letter_count({.event_type = "com.example.test.job"}), 5u);
+
+  EXPECT_EQ(b->purge({.ids = {letters[0].id}}), 1u);
+  healthy = true;
+  EXPECT_EQ(b->redrive({.subscriber = "fragile"}), 4u);
+  handled.wait_for(9);
+  ASSERT_TRUE(b->flush(30s));
+  EXPECT_EQ(handled.value(), 9);
+  EXPECT_EQ(b->dead_letter_count(), 0u);
+}
+
+TEST_P(Conformance, DrainHandlesEverythingPublishedBeforeIt) {
+  constexpr int kEvents = 1000;
+  auto b = bus();
+  Counter handled;
+  auto sub = b->subscribe<Job>("worker", [&](const Job&) { handled.add(); });
+  for (int i = 0; i < kEvents; ++i) b->publish(Job{i, ""});
+  const crier::DrainResult r = b->drain(30s);
+  EXPECT_TRUE(r.complete);
+  EXPECT_EQ(handled.value(), kEvents);
+  EXPECT_THROW(b->publish(Job{}), crier::Error);
+}
+
+TEST_P(Conformance, CompetingConsumersSplitTheWorkWithoutDuplicates) {
+  if (!GetParam().durable) GTEST_SKIP() << "the memory bus has no shared subscriber across buses";
+  constexpr int kEvents = 400;
+  auto publisher = bus();
+  auto one = bus();
+  auto two = bus();
+  std::mutex mu;
+  std::multiset<int> seen;
+  std::atomic<int> by_one{0}, by_two{0};
+  Counter done;
+  std::latch both(2);
+  std::atomic<bool> one_started{false}, two_started{false};
+  auto record = [&](int n) {
+    std::lock_guard lock(mu);
+    seen.insert(n);
+  };
+  // Each holds its first event until the other has one too: with a window of 8 events, one
+  // consumer cannot take them all.
+  auto s1 = one->subscribe<Job>("workers", [&](const Job& j) {
+    if (!one_started.exchange(true)) {
+      both.count_down();
+      both.wait();
+    }
+    ++by_one;
+    record(j.n);
+    done.add();
+  });
+  auto s2 = two->subscribe<Job>("workers", [&](const Job& j) {
+    if (!two_started.exchange(true)) {
+      both.count_down();
+      both.wait();
+    }
+    ++by_two;
+    record(j.n);
+    done.add();
+  });
+  for (int i = 0; i < kEvents; ++i) publisher->publish(Job{i, ""});
+  done.wait_for(kEvents);
+  ASSERT_TRUE(one->flush(30s));
+  ASSERT_TRUE(two->flush(30s));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kEvents));
+  for (int i = 0; i < kEvents; ++i) EXPECT_EQ(seen.count(i), 1u) << i;
+  EXPECT_GT(by_one.load(), 0);
+  EXPECT_GT(by_two.load(), 0);
+}
+
+TEST_P(Conformance, EventsWaitForASubscriberThatComesLater) {
+  if (!GetParam().durable) GTEST_SKIP() << "the memory bus keeps no events for absent subscribers";
+  {
+    auto b = bus();
+    auto first = b->subscribe<Job>("late", [](const Job&) { throw std::runtime_error("down"); },
+                                   {.retry = immediate(1)});
+    first.unsubscribe();  // the name is now known; it missed nothing yet
+  }
+  {
+    auto b = bus();
+    for (int i = 0; i < 50; ++i) b->publish(Job{i, ""});
+  }
+  auto b = bus();
+  Counter handled;
+  auto sub = b->subscribe<Job>("late", [&](const Job&) { handled.add(); });
+  handled.wait_for(50);
+  ASSERT_TRUE(b->flush(30s));
+  EXPECT_EQ(handled.value(), 50);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, Conformance, ::testing::ValuesIn(transports()),
+                         [](const ::testing::TestParamInfo<Transport>& info) { return info.param.name; });
+
+}  // namespace
