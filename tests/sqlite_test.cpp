@@ -4,7 +4,393 @@
 #include <crier/sqlite.hpp>
 #include <sqlite3.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "durable_events.hpp"
 #include "test_events.hpp"
 
 using namespace test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void spit(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+// Runs SQL on a connection of its own (as another program would).
+void raw_sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  const std::string why = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << why;
+}
+
+// The error open() throws, or "" when it opened.
+crier::Error open_error(const std::string& path) {
+  try {
+    crier::sqlite::open(path);
+  } catch (const crier::Error& e) {
+    return e;
+  }
+  return crier::Error(crier::Errc::invalid_argument, "no error");
+}
+
+crier::RetryPolicy immediate(int attempts) {
+  crier::RetryPolicy r;
+  r.max_attempts = attempts;
+  r.immediate_attempts = attempts;
+  return r;
+}
+
+// --- files it refuses ---------------------------------------------------------------------
+
+TEST(SqliteOpen, RefusesAFileThatIsNoDatabaseAndLeavesItAlone) {
+  ScratchDir dir;
+  const std::string path = dir.file("notes.txt");
+  const std::string text(8192, 'x');
+  spit(path, text);
+  const crier::Error e = open_error(path);
+  EXPECT_EQ(e.code(), crier::Errc::store_error);
+  EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("not a SQLite database"), std::string::npos) << e.what();
+  EXPECT_EQ(slurp(path), text);
+}
+
+TEST(SqliteOpen, RefusesAnotherApplicationsDatabase) {
+  ScratchDir dir;
+  const std::string path = dir.file("app.db");
+  raw_sql(path, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)");
+  const std::string before = slurp(path);
+  const crier::Error e = open_error(path);
+  EXPECT_EQ(e.code(), crier::Errc::store_error);
+  EXPECT_NE(std::string(e.what()).find("not a crier store (its tables: customers)"), std::string::npos) << e.what();
+  EXPECT_EQ(slurp(path), before);
+}
+
+TEST(SqliteOpen, RefusesAStoreFromANewerVersion) {
+  ScratchDir dir;
+  const std::string path = dir.file("new.db");
+  crier::sqlite::open(path);
+  raw_sql(path, "PRAGMA journal_mode = DELETE; UPDATE crier_meta SET value = '99' WHERE key = 'schema_version'");
+  const std::string before = slurp(path);
+  const crier::Error e = open_error(path);
+  EXPECT_EQ(e.code(), crier::Errc::store_error);
+  EXPECT_NE(std::string(e.what()).find("newer crier (schema version 99; this build reads up to 1)"),
+            std::string::npos)
+      << e.what();
+  EXPECT_EQ(slurp(path), before);
+}
+
+TEST(SqliteOpen, RefusesACorruptStore) {
+  ScratchDir dir;
+  const std::string path = dir.file("corrupt.db");
+  {
+    crier::Bus bus{crier::sqlite::open(path)};
+    for (int i = 0; i < 2000; ++i) bus.publish(Job{i, std::string(100, 'j')});
+  }
+  raw_sql(path, "PRAGMA journal_mode = DELETE");  // everything in the main file
+  std::string bytes = slurp(path);
+  ASSERT_GT(bytes.size(), 64u * 1024);
+  for (std::size_t i = 16 * 1024; i < 48 * 1024; ++i) bytes[i] = static_cast<char>(i * 7);  // pages 5 to 12
+  spit(path, bytes);
+  const crier::Error e = open_error(path);
+  EXPECT_EQ(e.code(), crier::Errc::store_error) << e.what();
+  EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  EXPECT_EQ(slurp(path), bytes);
+}
+
+TEST(SqliteOpen, AnEmptyFileBecomesAStore) {
+  ScratchDir dir;
+  const std::string path = dir.file("empty.db");
+  spit(path, "");
+  auto store = crier::sqlite::open(path);
+  EXPECT_EQ(store->stats().head, 0u);
+}
+
+// --- restarts -----------------------------------------------------------------------------
+
+TEST(SqliteRestart, AcknowledgedPublishesAndDeadLettersOutliveTheProcess) {
+  ScratchDir dir;
+  const std::string path = dir.file("orders.db");
+  {
+    crier::Bus bus{crier::sqlite::open(path)};
+    auto sub = bus.subscribe<Job>("picky", [](const Job& j) {
+      if (j.n == 3) throw std::runtime_error("three is poison");
+    }, {.retry = immediate(2)});
+    for (int i = 0; i < 5; ++i) bus.publish(Job{i, ""});
+    ASSERT_TRUE(bus.flush(30s));
+    EXPECT_EQ(bus.dead_letter_count(), 1u);
+    for (int i = 5; i < 10; ++i) bus.publish(Job{i, ""});  // nobody consumes these now
+    sub.unsubscribe();
+  }
+  crier::Bus bus{crier::sqlite::open(path)};
+  auto letters = bus.dead_letters();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].subscriber, "picky");
+  EXPECT_EQ(letters[0].last_error, "three is poison");
+  EXPECT_EQ(letters[0].attempts, 2);
+  Counter handled;
+  std::mutex mu;
+  std::vector<int> seen;
+  auto sub = bus.subscribe<Job>("picky", [&](const Job& j) {
+    {
+      std::lock_guard lock(mu);
+      seen.push_back(j.n);
+    }
+    handled.add();
+  });
+  handled.wait_for(5);
+  EXPECT_EQ(bus.redrive(), 1u);
+  handled.wait_for(6);
+  ASSERT_TRUE(bus.flush(30s));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(seen, (std::vector<int>{5, 6, 7, 8, 9, 3}));
+  EXPECT_EQ(bus.dead_letter_count(), 0u);
+}
+
+TEST(SqliteRestart, ADelayedRetryKeepsItsAttemptCountAcrossARestart) {
+  ScratchDir dir;
+  const std::string path = dir.file("retry.db");
+  crier::RetryPolicy later;
+  later.max_attempts = 5;
+  later.initial_delay = 1ms;
+  later.jitter = false;
+  {
+    crier::Bus bus{crier::sqlite::open(path)};
+    Counter failed;
+    auto sub = bus.subscribe<Job>("slow", [&](const Job&) {
+      failed.add();
+      throw std::runtime_error("down for now");
+    }, {.retry = later});
+    bus.publish(Job{1, ""});
+    failed.wait_for(2);  // two attempts failed: the third waits
+    sub.unsubscribe();
+  }
+  crier::Bus bus{crier::sqlite::open(path)};
+  std::atomic<int> attempt{0};
+  Counter handled;
+  auto sub = bus.subscribe<Job>("slow", [&](const Job&, crier::Delivery& d) {
+    attempt = d.attempt();
+    handled.add();
+  }, {.retry = later});
+  handled.wait_for(1);
+  EXPECT_GE(attempt.load(), 3);  // it went on counting where the first process left off
+  EXPECT_LE(attempt.load(), 5);
+}
+
+// --- failures it survives -----------------------------------------------------------------
+
+TEST(SqliteFailures, AFullDiskFailsThePublishAndLosesNothingAcknowledged) {
+  ScratchDir dir;
+  const std::string path = dir.file("full.db");
+  int acknowledged = 0;
+  {
+    crier::sqlite::Options small;
+    small.max_bytes = 256 * 1024;
+    crier::Bus bus{crier::sqlite::open(path, small)};
+    bool full = false;
+    for (int i = 0; i < 100000 && !full; ++i) {
+      try {
+        bus.publish(Job{i, std::string(200, 'f')});
+        ++acknowledged;
+      } catch (const crier::Error& e) {
+        EXPECT_EQ(e.code(), crier::Errc::transport_error);
+        EXPECT_NE(std::string(e.what()).find("full"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+        full = true;
+      }
+    }
+    ASSERT_TRUE(full);
+    EXPECT_THROW(bus.publish(Job{-1, std::string(200, 'f')}), crier::Error);  // still full, still clear
+  }
+  // Space returns (no cap): everything acknowledged is there, and publishing works again.
+  crier::Bus bus{crier::sqlite::open(path)};
+  Counter handled;
+  std::atomic<int> max_seen{-1};
+  auto sub = bus.subscribe<Job>("reader", [&](const Job& j) {
+    if (j.n > max_seen) max_seen = j.n;
+    handled.add();
+  });
+  EXPECT_NO_THROW(bus.publish(Job{acknowledged, ""}));
+  handled.wait_for(acknowledged + 1);
+  ASSERT_TRUE(bus.flush(30s));
+  EXPECT_EQ(handled.value(), acknowledged + 1);
+  EXPECT_EQ(max_seen.load(), acknowledged);
+}
+
+TEST(SqliteFailures, ALockedFileFailsThePublishClearlyThenWorksAgain) {
+  ScratchDir dir;
+  const std::string path = dir.file("locked.db");
+  crier::sqlite::Options quick;
+  quick.busy_timeout = 50ms;
+  crier::Bus bus{crier::sqlite::open(path, quick)};
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  try {
+    bus.publish(Job{1, ""});
+    ADD_FAILURE() << "publish succeeded while another connection held the lock";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::transport_error);
+    EXPECT_NE(std::string(e.what()).find("write lock"), std::string::npos) << e.what();
+  }
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  Counter handled;
+  auto sub = bus.subscribe<Job>("reader", [&](const Job&) { handled.add(); });
+  EXPECT_NO_THROW(bus.publish(Job{2, ""}));
+  handled.wait_for(1);
+  ASSERT_TRUE(bus.flush(30s));
+  EXPECT_EQ(handled.value(), 1);  // the refused publish left nothing behind
+}
+
+TEST(SqliteFailures, DataASubscriberCannotDecodeIsDeadLetteredAndOthersFlow) {
+  ScratchDir dir;
+  const std::string path = dir.file("garbled.db");
+  crier::Bus bus{crier::sqlite::open(path)};
+  raw_sql(path,
+          "INSERT INTO crier_events (id, type, source, time, datacontenttype, dataschema, subject, extensions, data, "
+          "stored_ms) VALUES ('x-1', 'com.example.test.job', '/elsewhere', '2026-11-27T09:00:00.000000Z', "
+          "'application/json', '', '', '{}', '{not json', 0)");
+  Counter handled;
+  auto sub = bus.subscribe<Job>("reader", [&](const Job&) { handled.add(); });
+  bus.publish(Job{1, ""});
+  handled.wait_for(1);
+  ASSERT_TRUE(bus.flush(30s));
+  auto letters = bus.dead_letters();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].envelope.id, "x-1");
+  EXPECT_NE(letters[0].last_error.find("could not decode"), std::string::npos) << letters[0].last_error;
+  EXPECT_EQ(handled.value(), 1);
+}
+
+TEST(SqliteFailures, InlineSubscribersAreRefusedOnADurableBus) {
+  ScratchDir dir;
+  crier::Bus bus{crier::sqlite::open(dir.file("inline.db"))};
+  EXPECT_THROW((void)bus.subscribe<Job>("now", [](const Job&) {}, kInline), crier::Error);
+}
+
+// --- the outbox ---------------------------------------------------------------------------
+
+TEST(SqliteOutbox, TheEventCommitsOrRollsBackWithTheBusinessRow) {
+  ScratchDir dir;
+  const std::string path = dir.file("shop.db");
+  crier::Bus bus{crier::sqlite::open(path)};
+  std::mutex mu;
+  std::vector<std::string> seen;
+  Counter handled;
+  auto sub = bus.subscribe<Job>("mailer", [&](const Job& j) {
+    {
+      std::lock_guard lock(mu);
+      seen.push_back(j.note);
+    }
+    handled.add();
+  });
+  sqlite3* app = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &app), SQLITE_OK);
+  sqlite3_busy_timeout(app, 5000);
+  ASSERT_EQ(sqlite3_exec(app, "CREATE TABLE orders (id TEXT PRIMARY KEY)", nullptr, nullptr, nullptr), SQLITE_OK);
+
+  ASSERT_EQ(sqlite3_exec(app, "BEGIN IMMEDIATE; INSERT INTO orders VALUES ('o-1')", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  crier::sqlite::publish_in(app, Job{1, "committed"});
+  ASSERT_EQ(sqlite3_exec(app, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+
+  ASSERT_EQ(sqlite3_exec(app, "BEGIN IMMEDIATE; INSERT INTO orders VALUES ('o-2')", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  crier::sqlite::publish_in(app, Job{2, "rolled back"});
+  ASSERT_EQ(sqlite3_exec(app, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+
+  bus.publish(Job{3, "marker"});  // later than both: once it is handled, so is anything before it
+  handled.wait_for(2);
+  ASSERT_TRUE(bus.flush(30s));
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(app, "SELECT count(*) FROM orders", -1, &count, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(count, 0), 1);
+  sqlite3_finalize(count);
+  sqlite3_close(app);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(seen, (std::vector<std::string>{"committed", "marker"}));
+}
+
+TEST(SqliteOutbox, RefusesAFileWithoutAStore) {
+  ScratchDir dir;
+  sqlite3* app = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.file("plain.db").c_str(), &app), SQLITE_OK);
+  try {
+    crier::sqlite::publish_in(app, Job{1, ""});
+    ADD_FAILURE() << "no error";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::store_error);
+  }
+  sqlite3_close(app);
+}
+
+// --- retention and start positions --------------------------------------------------------
+
+TEST(SqliteRetention, PrunesOnlyWhatEverySubscriberFinished) {
+  ScratchDir dir;
+  const std::string path = dir.file("keep.db");
+  auto store = crier::sqlite::open(path);
+  crier::Bus bus{store};
+  Counter fast;
+  auto a = bus.subscribe<Job>("fast", [&](const Job&) { fast.add(); });
+  for (int i = 0; i < 100; ++i) bus.publish(Job{i, ""});
+  fast.wait_for(100);
+  ASSERT_TRUE(bus.flush(30s));
+  EXPECT_EQ(store->prune({.max_events = 10}), 90u);
+  EXPECT_EQ(store->stats().events, 10u);
+
+  // A subscriber that has read nothing of the next events holds them.
+  auto b = bus.subscribe<Job>("slow", [&](const Job&) { throw std::runtime_error("never done"); },
+                              {.retry = immediate(1)});
+  ASSERT_TRUE(bus.flush(30s));  // "slow" dead-lettered the 10 it found: they stay as its letters
+  b.unsubscribe();
+  for (int i = 100; i < 150; ++i) bus.publish(Job{i, ""});
+  fast.wait_for(150);
+  ASSERT_TRUE(bus.flush(30s));
+  store->prune({.max_events = 1});
+  EXPECT_EQ(store->stats().events, 60u);  // 10 dead letters + 50 "slow" has not read
+}
+
+TEST(SqliteStart, ANewSubscriberChoosesWhereToStart) {
+  ScratchDir dir;
+  crier::Bus bus{crier::sqlite::open(dir.file("start.db"))};
+  for (int i = 1; i <= 10; ++i) bus.publish(Job{i, ""});
+  auto first_of = [&](const char* name, crier::StartFrom from) {
+    std::mutex mu;
+    std::vector<int> seen;
+    Counter got;
+    auto sub = bus.subscribe<Job>(name, [&](const Job& j) {
+      {
+        std::lock_guard lock(mu);
+        seen.push_back(j.n);
+      }
+      got.add();
+    }, {.start = from});
+    bus.publish(Job{100, ""});  // the one every start position includes
+    std::unique_lock lock(mu);
+    lock.unlock();
+    EXPECT_TRUE(bus.flush(30s));
+    lock.lock();
+    return seen;
+  };
+  EXPECT_EQ(first_of("from-now", crier::StartFrom::now()), (std::vector<int>{100}));
+  EXPECT_EQ(first_of("from-seven", crier::StartFrom::at_sequence(7)), (std::vector<int>{7, 8, 9, 10, 100, 100}));
+  EXPECT_EQ(first_of("from-start", crier::StartFrom::beginning()).size(), 13u);
+}
+
+}  // namespace

@@ -26,6 +26,15 @@ class SqliteConsumer final : public Consumer {
       : s_(std::move(store)), spec_(std::move(spec)), owner_(Uuid::v7().to_string()) {
     if (!is_valid_subscriber_name(spec_.subscriber))
       throw Error(Errc::invalid_name, s_->path + ": subscriber name '" + spec_.subscriber + "'");
+    // A new name's start is fixed now, not at its first fetch: StartFrom::now() means the
+    // moment of subscribe.
+    std::lock_guard lock(s_->db_mu);
+    Transaction t(s_->db, s_->path);
+    Stmt cursor(s_->db, s_->path,
+                "INSERT INTO crier_cursors (subscriber, type, position) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
+    cursor.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, start_position(s_->head()));
+    cursor.run();
+    t.commit();
   }
 
   ~SqliteConsumer() override { close(); }
@@ -48,7 +57,9 @@ class SqliteConsumer final : public Consumer {
       std::vector<StoredEvent> got = claim(room);
       if (!got.empty()) return got;
       if (std::chrono::steady_clock::now() >= deadline) return {};
-      s_->wait_change(seen, deadline, [this] { return closed_.load(std::memory_order_acquire); });
+      s_->wait_change(seen, deadline, [this] {
+        return closed_.load(std::memory_order_acquire) || settled_claims_.load(std::memory_order_acquire);
+      });
     }
   }
 
@@ -172,6 +183,9 @@ class SqliteConsumer final : public Consumer {
     if (c != claims_.end() && --c->second == 0) {
       claims_.erase(c);
       done_claims_.push_back(first);
+      // Wake the fetch to delete it: retention and other processes see it finished soon.
+      settled_claims_.store(true, std::memory_order_release);
+      s_->wake_all();
     }
   }
 
@@ -194,6 +208,7 @@ class SqliteConsumer final : public Consumer {
     std::vector<std::int64_t> claims, retries;
     {
       std::lock_guard lock(mu_);
+      settled_claims_.store(false, std::memory_order_relaxed);
       claims.swap(done_claims_);
       retries.swap(done_retries_);
     }
@@ -270,6 +285,9 @@ class SqliteConsumer final : public Consumer {
     std::vector<std::int64_t> own_rows;
     {
       std::lock_guard lock(s_->db_mu);
+      // close() releases this consumer's claims under db_mu after setting closed_: a claim
+      // made after that would be held by nobody until its lease ran out.
+      if (closed_.load(std::memory_order_acquire)) return out;
       Transaction t(s_->db, s_->path);
       const std::int64_t now = wall_ms();
       const std::int64_t expires = now + s_->options.lease.count();
@@ -410,6 +428,7 @@ class SqliteConsumer final : public Consumer {
   const ConsumerSpec spec_;
   const std::string owner_;
   std::atomic<bool> closed_{false};
+  std::atomic<bool> settled_claims_{false};  // done_claims_ has claims to delete
   std::int64_t renewed_ms_ = 0;  // guarded by s_->db_mu
 
   std::mutex mu_;
