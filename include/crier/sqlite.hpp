@@ -73,6 +73,7 @@ struct StoreStats {
   std::uint64_t head = 0;          ///< the sequence of the newest event (0: none yet)
   std::uint64_t events = 0;        ///< events stored
   std::uint64_t dead_letters = 0;  ///< dead letters stored
+  std::uint64_t in_flight = 0;     ///< claims and retry rows: events read but not finished
   std::uint64_t commits = 0;       ///< publish transactions by this store object
   std::uint64_t appended = 0;      ///< events appended by this store object
 };

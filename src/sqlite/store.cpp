@@ -345,6 +345,8 @@ StoreStats Store::stats() {
   if (events.step()) st.events = static_cast<std::uint64_t>(events.int64(0));
   Stmt letters(s.db, s.path, "SELECT count(*) FROM crier_dead_letters");
   if (letters.step()) st.dead_letters = static_cast<std::uint64_t>(letters.int64(0));
+  Stmt held(s.db, s.path, "SELECT (SELECT count(*) FROM crier_claims) + (SELECT count(*) FROM crier_retries)");
+  if (held.step()) st.in_flight = static_cast<std::uint64_t>(held.int64(0));
   return st;
 }
 
