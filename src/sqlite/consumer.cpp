@@ -125,6 +125,7 @@ class SqliteConsumer final : public Consumer {
   }
 
   bool caught_up() override {
+    if (s_->backlog() != 0) return false;  // journaled here, not yet in the database
     std::lock_guard lock(s_->db_mu);
     const std::int64_t head = s_->head();
     Stmt cursor(s_->db, s_->path, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");

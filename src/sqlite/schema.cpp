@@ -17,7 +17,7 @@ CREATE TABLE crier_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWI
 INSERT INTO crier_meta (key, value) VALUES ('format', 'crier'), ('schema_version', '0');
 -- Every event ever published, in commit order. Append only; retention deletes the oldest.
 CREATE TABLE crier_events (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq INTEGER PRIMARY KEY,  -- max + 1: retention always keeps the newest row
   id TEXT NOT NULL,
   type TEXT NOT NULL,
   source TEXT NOT NULL,
@@ -49,6 +49,8 @@ CREATE TABLE crier_dead_letters (
   attempts INTEGER NOT NULL, first_error TEXT NOT NULL, last_error TEXT NOT NULL,
   first_failure TEXT NOT NULL, last_failure TEXT NOT NULL);
 CREATE INDEX crier_dead_letters_event ON crier_dead_letters (seq);
+-- How far each publish journal has been moved into crier_events: its next journal sequence.
+CREATE TABLE crier_journals (name TEXT PRIMARY KEY, next_jseq INTEGER NOT NULL) WITHOUT ROWID;
 )sql",
 };
 

@@ -95,9 +95,17 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     insert_event = Stmt(db, path,
                         "INSERT INTO crier_events (id, type, source, time, datacontenttype, dataschema, subject, "
                         "extensions, data, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    save_progress = Stmt(db, path,
+                         "INSERT INTO crier_journals (name, next_jseq) VALUES (?1, ?2) "
+                         "ON CONFLICT DO UPDATE SET next_jseq = ?2");
     watch = open_connection(path, SQLITE_OPEN_READONLY, options);
+    // Events a killed process journaled but did not move are stored before anyone reads.
+    recover_orphans(path + "-journal.d", [this](const std::string& n, std::string_view b) { return finish_orphan(n, b); });
+    journal_ = std::make_unique<Journal>(path + "-journal.d", options.durability == Durability::full);
+    mover_ = std::thread([this] { mover_loop(); });
   } catch (...) {
     insert_event = Stmt();
+    save_progress = Stmt();
     sqlite3_close(watch);
     sqlite3_close(db);
     throw;
@@ -105,38 +113,193 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
 }
 
 Store::Impl::~Impl() {
+  shutdown();
   insert_event = Stmt();
+  save_progress = Stmt();
   sqlite3_close(watch);
   sqlite3_close(db);
 }
 
-std::int64_t Store::Impl::head() {
-  Stmt q(db, path, "SELECT seq FROM sqlite_sequence WHERE name = 'crier_events'");
-  return q.step() ? q.int64(0) : 0;
+void Store::Impl::shutdown() noexcept {
+  {
+    std::lock_guard lock(queue_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (mover_.joinable()) mover_.join();
+  if (backlog() == 0 && journal_) {
+    // All of it is in the database: the journal and its progress row can go.
+    const std::string name = journal_->name();
+    journal_->remove();
+    try {
+      std::lock_guard lock(db_mu);
+      Stmt del(db, path, "DELETE FROM crier_journals WHERE name = ?1");
+      del.bind(1, name);
+      del.run();
+    } catch (const Error&) {
+    }
+  }
+  // Otherwise the journal stays, unlocked: the next store to open the file finishes it.
 }
 
-void Store::Impl::write(const std::vector<const Envelope*>& rows) {
+std::int64_t Store::Impl::head() {
+  Stmt q(db, path, "SELECT max(seq) FROM crier_events");
+  return q.step() && !q.is_null(0) ? q.int64(0) : 0;
+}
+
+void Store::Impl::append(std::span<const Envelope> events) {
   {
-    std::lock_guard lock(db_mu);
-    Transaction t(db, path);
-    const std::int64_t now = wall_ms();
-    for (const Envelope* e : rows) {
-      const std::string ext = encode_extensions(*e);
-      insert_event.bind(1, e->id)
-          .bind(2, e->type)
-          .bind(3, e->source)
-          .bind(4, e->time)
-          .bind(5, e->datacontenttype)
-          .bind(6, e->dataschema)
-          .bind(7, e->subject)
-          .bind(8, ext)
-          .bind_blob(9, e->data)
-          .bind(10, now);
-      insert_event.run();
-    }
-    t.commit();
+    std::lock_guard lock(queue_mu_);
+    if (stopping_) throw Error(Errc::transport_error, path + ": the store is closing; the event was not stored");
+    if (!mover_error_.empty())  // the database refuses events: do not pile up more
+      throw Error(mover_code_, "publish not stored: " + mover_error_ + "; " + std::to_string(backlog()) +
+                                   " acknowledged events wait in the journal and are not lost");
   }
-  appended.fetch_add(rows.size(), std::memory_order_relaxed);
+  std::size_t next = 0;
+  journal_->append(
+      events.size(),
+      [&](std::uint64_t jseq) {
+        const Envelope& e = events[next++];
+        return encode_record(e, encode_extensions(e), jseq);
+      },
+      [this](std::uint64_t first, std::vector<std::string>&& records) {
+        std::size_t real = 0;
+        {
+          std::lock_guard lock(queue_mu_);
+          for (std::size_t i = 0; i < records.size(); ++i) {
+            real += records[i].empty() ? 0 : 1;
+            queue_.emplace_back(first + i, std::move(records[i]));
+          }
+          backlog_.fetch_add(real, std::memory_order_acq_rel);
+          if (!mover_idle_) return;
+          mover_idle_ = false;
+        }
+        queue_cv_.notify_one();
+      });
+  appended.fetch_add(events.size(), std::memory_order_relaxed);
+}
+
+void Store::Impl::mover_loop() {
+  // Journal sequences arrive out of order (publishers race between taking one and queueing
+  // it); records go into the database strictly in order, so that a journal's progress is
+  // one number.
+  std::map<std::uint64_t, std::string> waiting;
+  std::uint64_t next = 1;
+  const std::string journal = journal_->name();
+  std::string current = journal;
+  auto last_scan = std::chrono::steady_clock::now();
+  constexpr auto kScanEvery = std::chrono::milliseconds(500);
+  constexpr std::uint64_t kRotateBytes = 64ull << 20;
+  for (;;) {
+    std::vector<std::pair<std::uint64_t, std::string>> taken;
+    bool stop;
+    {
+      std::unique_lock lock(queue_mu_);
+      if (queue_.empty() && !stopping_) {
+        mover_idle_ = true;
+        queue_cv_.wait_for(lock, mover_error_.empty() ? kScanEvery : std::chrono::milliseconds(100),
+                           [&] { return !queue_.empty() || stopping_; });
+        mover_idle_ = false;
+      }
+      taken.swap(queue_);
+      stop = stopping_;
+    }
+    for (auto& [jseq, record] : taken) waiting.emplace(jseq, std::move(record));
+    std::vector<RecordView> batch;
+    std::uint64_t upto = next;
+    for (auto it = waiting.begin(); it != waiting.end() && it->first == upto; ++it, ++upto) {
+      RecordView r;
+      if (!it->second.empty() && decode_record(it->second, r) != 0) batch.push_back(r);
+    }
+    if (upto != next) {
+      try {
+        {
+          std::lock_guard lock(db_mu);
+          insert_records(batch, current, upto);
+        }
+        waiting.erase(waiting.begin(), waiting.lower_bound(upto));
+        next = upto;
+        backlog_.fetch_sub(batch.size(), std::memory_order_acq_rel);
+        {
+          std::lock_guard lock(queue_mu_);
+          mover_error_.clear();
+        }
+        after_commit(batch.size());
+      } catch (const Error& e) {
+        // The events are safe in the journal; publishes are refused until this works again.
+        std::lock_guard lock(queue_mu_);
+        mover_error_ = e.what();
+        mover_code_ = e.code();
+      }
+    }
+    if (waiting.empty() && journal_->size() > kRotateBytes) {
+      const std::string old = journal_->rotate([&] {
+        std::lock_guard lock(queue_mu_);
+        return queue_.empty() && backlog() == 0;
+      });
+      if (!old.empty()) current = journal_->name();
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_scan >= kScanEvery) {  // a process may have died with journaled events
+      last_scan = now;
+      recover_orphans(path + "-journal.d",
+                      [this](const std::string& n, std::string_view b) { return finish_orphan(n, b); });
+    }
+    if (stop && (waiting.empty() || !mover_error_.empty())) return;
+  }
+}
+
+void Store::Impl::insert_records(const std::vector<RecordView>& records, const std::string& journal,
+                                 std::uint64_t progress) {
+  Transaction t(db, path);
+  const std::int64_t now = wall_ms();
+  for (const RecordView& r : records) {
+    insert_event.bind(1, r.id)
+        .bind(2, r.type)
+        .bind(3, r.source)
+        .bind(4, r.time)
+        .bind(5, r.datacontenttype)
+        .bind(6, r.dataschema)
+        .bind(7, r.subject)
+        .bind(8, r.extensions)
+        .bind_blob(9, r.data)
+        .bind(10, now);
+    insert_event.run();
+  }
+  save_progress.bind(1, journal).bind(2, static_cast<std::int64_t>(progress));
+  save_progress.run();
+  t.commit();
+}
+
+bool Store::Impl::finish_orphan(const std::string& name, std::string_view bytes) {
+  std::vector<RecordView> records = scan_records(bytes);
+  std::sort(records.begin(), records.end(), [](const RecordView& a, const RecordView& b) { return a.jseq < b.jseq; });
+  try {
+    std::lock_guard lock(db_mu);
+    std::uint64_t next = 1;
+    {
+      Stmt q(db, path, "SELECT next_jseq FROM crier_journals WHERE name = ?1");
+      q.bind(1, name);
+      if (q.step()) next = static_cast<std::uint64_t>(q.int64(0));
+    }
+    std::vector<RecordView> missing;
+    std::uint64_t progress = next;
+    for (const RecordView& r : records) {
+      if (r.jseq < progress) continue;  // in the database already, or a duplicate
+      missing.push_back(r);
+      progress = r.jseq + 1;
+    }
+    insert_records(missing, name, progress);
+  } catch (const Error&) {
+    return false;  // try again later
+  }
+  after_commit(records.size());
+  return true;
+}
+
+void Store::Impl::after_commit(std::size_t rows) {
+  (void)rows;
   const std::uint64_t n = commits.fetch_add(1, std::memory_order_relaxed) + 1;
   {
     std::lock_guard lock(change_mu);
@@ -163,8 +326,9 @@ std::uint64_t Store::Impl::prune(const Retention& rules) {
   std::lock_guard lock(db_mu);
   Transaction t(db, path);
   const std::int64_t top = head();
-  // Everything up to `finished` is claimed by every cursor and held by no claim.
-  std::int64_t finished = top;
+  // Everything up to `finished` is claimed by every cursor and held by no claim. The newest
+  // event always stays: sequences continue from it.
+  std::int64_t finished = top - 1;
   {
     Stmt q(db, path, "SELECT min(position) FROM crier_cursors");
     if (q.step() && !q.is_null(0)) finished = std::min(finished, q.int64(0));
@@ -198,43 +362,7 @@ Store::~Store() = default;
 const std::string& Store::path() const noexcept { return impl_->path; }
 
 void Store::append(std::span<const Envelope> events) {
-  if (events.empty()) return;
-  Impl& s = *impl_;
-  std::unique_lock lock(s.commit_mu);
-  std::shared_ptr<Impl::Batch> batch = s.open_batch;
-  for (const Envelope& e : events) batch->rows.push_back(&e);
-  while (!batch->done) {
-    if (s.leader) {
-      s.commit_cv.wait(lock);
-      continue;
-    }
-    // Nobody is writing: lead. Our batch is the open one; the next fills while we write.
-    s.leader = true;
-    s.open_batch = std::make_shared<Impl::Batch>();
-    lock.unlock();
-    bool failed = false;
-    Errc code = Errc::transport_error;
-    std::string error;
-    try {
-      s.write(batch->rows);
-    } catch (const Error& e) {
-      failed = true;
-      code = e.code();
-      error = e.what();
-    } catch (const std::exception& e) {
-      failed = true;
-      error = e.what();
-    }
-    lock.lock();
-    batch->failed = failed;
-    batch->code = code;
-    batch->error = std::move(error);
-    batch->done = true;
-    s.leader = false;
-    s.commit_cv.notify_all();
-  }
-  if (batch->failed)
-    throw Error(batch->code, "publish not stored (" + batch->error + ")");
+  if (!events.empty()) impl_->append(events);
 }
 
 std::vector<DeadLetter> Store::dead_letters(const DeadLetterFilter& filter) {

@@ -11,8 +11,12 @@
 #include <string>
 #include <vector>
 
+#include <map>
+#include <thread>
+
 #include "crier/sqlite.hpp"
 #include "db.hpp"
+#include "journal.hpp"
 
 namespace crier::sqlite {
 
@@ -43,10 +47,14 @@ struct Store::Impl {
   Impl(std::string path, Options options);
   ~Impl();
 
-  /// Writes one group-commit batch in one transaction.
-  void write(const std::vector<const Envelope*>& rows);
-  /// The newest sequence ever given out (0: none). Caller holds db_mu.
+  /// Journals the events (publish's durability point) and queues them for the mover.
+  void append(std::span<const Envelope> events);
+  /// The newest sequence (0: none). Caller holds db_mu.
   std::int64_t head();
+  /// Events journaled by this store and not yet in the database.
+  std::uint64_t backlog() const noexcept { return backlog_.load(std::memory_order_acquire); }
+  /// Stops the mover after it moved what it can; deletes the journal if it is all moved.
+  void shutdown() noexcept;
   /// Waits until someone (this process or another) may have committed since `seen`, or
   /// `deadline`, or `stop()` is true. Returns the current change count.
   template <class Stop>
@@ -61,20 +69,7 @@ struct Store::Impl {
   std::mutex db_mu;  // guards db and the statements on it
   sqlite3* db = nullptr;
   Stmt insert_event;
-
-  // Group commit: publishers join the open batch; one of them (the leader) writes it while
-  // the next batch fills.
-  struct Batch {
-    std::vector<const Envelope*> rows;
-    bool done = false;
-    bool failed = false;
-    Errc code = Errc::transport_error;
-    std::string error;
-  };
-  std::mutex commit_mu;
-  std::condition_variable commit_cv;
-  std::shared_ptr<Batch> open_batch = std::make_shared<Batch>();  // guarded by commit_mu
-  bool leader = false;                                              // guarded by commit_mu
+  Stmt save_progress;  // a journal's next_jseq
 
   // Change notification: local commits bump `changes` at once; commits by other connections
   // are noticed by polling PRAGMA data_version on `watch`.
@@ -87,6 +82,26 @@ struct Store::Impl {
 
   std::atomic<std::uint64_t> commits{0};
   std::atomic<std::uint64_t> appended{0};
+
+ private:
+  void mover_loop();
+  // Inserts the records in one transaction and records `progress` as the journal's next
+  // sequence. Caller holds db_mu.
+  void insert_records(const std::vector<RecordView>& records, const std::string& journal, std::uint64_t progress);
+  // Finishes a dead process's journal; true when it is all in the database.
+  bool finish_orphan(const std::string& name, std::string_view bytes);
+  void after_commit(std::size_t rows);
+
+  std::unique_ptr<Journal> journal_;
+  std::thread mover_;
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::vector<std::pair<std::uint64_t, std::string>> queue_;  // guarded by queue_mu_
+  bool stopping_ = false;                                      // guarded by queue_mu_
+  bool mover_idle_ = false;                                    // guarded by queue_mu_
+  std::string mover_error_;  // guarded by queue_mu_: why the last move failed ("" when it worked)
+  Errc mover_code_ = Errc::transport_error;
+  std::atomic<std::uint64_t> backlog_{0};
 };
 
 template <class Stop>
