@@ -35,11 +35,31 @@ const std::array<std::uint32_t, 256>& crc_table() {
   return table;
 }
 
-std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc = 0) {
+std::uint32_t crc32c_table(std::string_view bytes) {
   const auto& t = crc_table();
-  crc = ~crc;
+  std::uint32_t crc = ~0u;
   for (unsigned char b : bytes) crc = t[(crc ^ b) & 0xff] ^ (crc >> 8);
   return ~crc;
+}
+
+// The same with SSE 4.2's crc32 instruction, eight bytes at a time.
+[[gnu::target("sse4.2")]] std::uint32_t crc32c_sse42(std::string_view bytes) {
+  std::uint64_t crc = ~0u;
+  const char* p = bytes.data();
+  std::size_t n = bytes.size();
+  for (; n >= 8; n -= 8, p += 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    crc = __builtin_ia32_crc32di(crc, v);
+  }
+  auto c = static_cast<std::uint32_t>(crc);
+  for (; n > 0; --n, ++p) c = __builtin_ia32_crc32qi(c, static_cast<unsigned char>(*p));
+  return ~c;
+}
+
+std::uint32_t crc32c(std::string_view bytes) {
+  static const bool hardware = __builtin_cpu_supports("sse4.2");
+  return hardware ? crc32c_sse42(bytes) : crc32c_table(bytes);
 }
 
 void put32(std::string& out, std::uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
@@ -76,12 +96,12 @@ std::string encode_record(const Envelope& e, std::string_view extensions, std::u
   return out;
 }
 
-std::size_t decode_record(std::string_view bytes, RecordView& out) {
+std::size_t decode_record(std::string_view bytes, RecordView& out, bool verify) {
   if (bytes.size() < kHeader || get32(bytes.data()) != kMagic) return 0;
   const std::size_t payload = get32(bytes.data() + 4);
   if (bytes.size() < kHeader + payload) return 0;
   const std::string_view body = bytes.substr(12, 8 + payload);
-  if (crc32c(body) != get32(bytes.data() + 8)) return 0;
+  if (verify && crc32c(body) != get32(bytes.data() + 8)) return 0;
   std::memcpy(&out.jseq, bytes.data() + 12, 8);
   std::string_view* fields[kFields] = {&out.id,         &out.type,    &out.source,     &out.time, &out.datacontenttype,
                                        &out.dataschema, &out.subject, &out.extensions, &out.data};
@@ -103,11 +123,14 @@ std::vector<RecordView> scan_records(std::string_view bytes) {
   std::size_t pos = 0;
   while (pos + kHeader <= bytes.size()) {
     RecordView r;
-    if (const std::size_t n = decode_record(bytes.substr(pos), r)) {
+    if (const std::size_t n = decode_record(bytes.substr(pos), r, true)) {
       out.push_back(r);
       pos += n;
     } else {
-      ++pos;  // torn by a kill mid-write: look for the next intact record
+      // Torn by a kill mid-write, or the unwritten tail: look for the next record's magic.
+      const std::size_t next = bytes.find('C', pos + 1);
+      if (next == std::string_view::npos) break;
+      pos = next;
     }
   }
   return out;

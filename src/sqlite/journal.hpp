@@ -32,8 +32,8 @@ struct RecordView {
 /// each field as a 32-bit length and its bytes.
 std::string encode_record(const Envelope& e, std::string_view extensions, std::uint64_t jseq);
 /// Decodes the record at the start of `bytes` (as encode_record made it). Returns its length,
-/// or 0 when the bytes there are not one whole, intact record.
-std::size_t decode_record(std::string_view bytes, RecordView& out);
+/// or 0 when the bytes there are not one whole record (or, with `verify`, not intact).
+std::size_t decode_record(std::string_view bytes, RecordView& out, bool verify);
 /// Every intact record in a journal file's bytes, skipping torn or garbled stretches.
 std::vector<RecordView> scan_records(std::string_view bytes);
 
