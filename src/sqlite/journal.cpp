@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <sched.h>
 
 #include "crier/error.hpp"
 
@@ -20,6 +21,7 @@ namespace {
 constexpr std::uint32_t kMagic = 0x45495243;  // "CRIE" little-endian
 constexpr std::size_t kHeader = 4 + 4 + 4 + 8;  // magic, payload length, crc, jseq
 constexpr std::size_t kFields = 9;
+constexpr std::uint64_t kGrowBy = 8 << 20;  // zero-filled ahead of a syncing journal's writers
 
 // CRC-32C (Castagnoli), table-driven.
 const std::array<std::uint32_t, 256>& crc_table() {
@@ -149,7 +151,7 @@ void Journal::open_new() {
   // Named by process and a fresh id; the flock says whether the process is alive.
   std::string name = std::to_string(::getpid()) + "-" + Uuid::v7().to_string() + ".log";
   const std::string path = dir_ + "/" + name;
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (sync_each_ ? 0 : O_APPEND), 0644);
   if (fd < 0) io_error(path + ": cannot create the journal");
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     ::close(fd);
@@ -159,6 +161,32 @@ void Journal::open_new() {
   fd_ = fd;
   name_ = std::move(name);
   size_.store(0, std::memory_order_relaxed);
+  capacity_.store(0, std::memory_order_relaxed);
+  if (sync_each_) grow_to(kGrowBy);
+}
+
+void Journal::grow_to(std::uint64_t bytes) {
+  std::lock_guard lock(grow_mu_);
+  static const std::string zeros(1 << 20, '\0');
+  std::uint64_t at = capacity_.load(std::memory_order_acquire);
+  if (at >= bytes) return;
+  while (at < bytes) {
+    const ssize_t n = ::pwrite(fd_, zeros.data(), zeros.size(), static_cast<off_t>(at));
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      io_error(dir_ + "/" + name_ + ": cannot extend the journal");
+    }
+    at += static_cast<std::uint64_t>(n);
+  }
+  if (::fdatasync(fd_) != 0) io_error(dir_ + "/" + name_ + ": cannot sync the journal");
+  capacity_.store(at, std::memory_order_release);
+}
+
+void Journal::prepare() {
+  if (!sync_each_) return;
+  std::shared_lock lock(rotate_mu_);
+  if (size_.load(std::memory_order_relaxed) + kGrowBy / 2 > capacity_.load(std::memory_order_acquire))
+    grow_to(capacity_.load(std::memory_order_acquire) + kGrowBy);
 }
 
 std::string Journal::name() const {
@@ -174,6 +202,11 @@ void Journal::append(std::size_t count, const std::function<std::string(std::uin
   std::uint64_t ticket = 0;
   {
     std::shared_lock lock(rotate_mu_);
+    writing_.fetch_add(1, std::memory_order_acq_rel);
+    struct Done {
+      std::atomic<int>& n;
+      ~Done() { n.fetch_sub(1, std::memory_order_acq_rel); }
+    } done_writing{writing_};
     const std::uint64_t first = next_jseq_.fetch_add(count, std::memory_order_acq_rel);
     std::string joined;
     try {
@@ -189,9 +222,21 @@ void Journal::append(std::size_t count, const std::function<std::string(std::uin
       for (const auto& r : records) joined += r;
       bytes = joined;
     }
+    // Appending journals write at the end (O_APPEND); syncing ones at a reserved offset.
+    const std::uint64_t offset = sync_each_ ? size_.fetch_add(bytes.size(), std::memory_order_acq_rel) : 0;
+    if (sync_each_ && offset + bytes.size() > capacity_.load(std::memory_order_acquire)) {
+      try {
+        grow_to(offset + bytes.size() + kGrowBy);
+      } catch (...) {
+        queue(first, std::vector<std::string>(count));
+        throw;
+      }
+    }
     std::size_t done = 0;
     while (done < bytes.size()) {
-      const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+      const ssize_t n = sync_each_ ? ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
+                                              static_cast<off_t>(offset + done))
+                                   : ::write(fd_, bytes.data() + done, bytes.size() - done);
       if (n < 0) {
         if (errno == EINTR) continue;
         const int saved = errno;
@@ -201,7 +246,7 @@ void Journal::append(std::size_t count, const std::function<std::string(std::uin
       }
       done += static_cast<std::size_t>(n);
     }
-    size_.fetch_add(bytes.size(), std::memory_order_relaxed);
+    if (!sync_each_) size_.fetch_add(bytes.size(), std::memory_order_relaxed);
     ticket = written_.fetch_add(1, std::memory_order_acq_rel) + 1;
     queue(first, std::move(records));
   }
@@ -209,26 +254,31 @@ void Journal::append(std::size_t count, const std::function<std::string(std::uin
 }
 
 void Journal::sync_through(std::uint64_t ticket) {
-  std::unique_lock lock(sync_mu_);
-  while (synced_ < ticket) {
-    if (syncing_) {
-      sync_cv_.wait(lock);
+  for (;;) {
+    const std::uint64_t round = round_.load(std::memory_order_acquire);
+    if (synced_.load(std::memory_order_acquire) >= ticket) return;
+    if (syncing_.exchange(true, std::memory_order_acq_rel)) {
+      round_.wait(round, std::memory_order_acquire);  // the leader's round ends
       continue;
     }
-    // Lead one fdatasync for every write completed so far.
-    syncing_ = true;
+    // Lead: let writers already under way finish (they share this fdatasync), then sync
+    // every write completed so far.
+    for (int i = 0; i < 64 && writing_.load(std::memory_order_acquire) > 0; ++i) sched_yield();
     const std::uint64_t covered = written_.load(std::memory_order_acquire);
-    lock.unlock();
     int rc;
     {
       std::shared_lock file(rotate_mu_);
       rc = ::fdatasync(fd_);
     }
     const int saved = errno;
-    lock.lock();
-    syncing_ = false;
-    if (rc == 0) synced_ = std::max(synced_, covered);
-    sync_cv_.notify_all();
+    if (rc == 0) {
+      std::uint64_t s = synced_.load(std::memory_order_relaxed);
+      while (s < covered && !synced_.compare_exchange_weak(s, covered, std::memory_order_acq_rel)) {
+      }
+    }
+    syncing_.store(false, std::memory_order_release);
+    round_.fetch_add(1, std::memory_order_acq_rel);
+    round_.notify_all();
     if (rc != 0) {
       errno = saved;
       io_error(dir_ + ": journal fdatasync failed; the event may not be durable");

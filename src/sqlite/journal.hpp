@@ -63,11 +63,16 @@ class Journal {
   std::string rotate(const std::function<bool()>& ready);
   /// Deletes the current file (after everything in it was moved) and closes it.
   void remove() noexcept;
+  /// A syncing journal: makes sure zero-filled space lies ahead of the writers, so that their
+  /// fdatasync writes data blocks only (called by the mover, off the publish path).
+  void prepare();
   const std::string& dir() const noexcept { return dir_; }
 
  private:
   void open_new();
   void sync_through(std::uint64_t ticket);
+  // Zero-fills the file up to `bytes` and syncs that. Caller holds rotate_mu_ (either way).
+  void grow_to(std::uint64_t bytes);
 
   const std::string dir_;
   const bool sync_each_;
@@ -75,14 +80,19 @@ class Journal {
   int fd_ = -1;                  // guarded by rotate_mu_
   std::string name_;             // guarded by rotate_mu_
   std::atomic<std::uint64_t> next_jseq_{1};
-  std::atomic<std::uint64_t> size_{0};
+  std::atomic<std::uint64_t> size_{0};  // bytes written, or reserved (syncing journals)
+  // Syncing journals write at reserved offsets into zero-filled space: a file that does not
+  // grow needs no metadata written by each fdatasync.
+  std::mutex grow_mu_;
+  std::atomic<std::uint64_t> capacity_{0};
 
-  // Group fdatasync: a write's ticket is covered once `synced_` reaches it.
+  // Group fdatasync: a write's ticket is covered once `synced_` reaches it. One writer leads
+  // each round; the others sleep on `round_` (a futex: no lock to fight over on wake-up).
   std::atomic<std::uint64_t> written_{0};
-  std::mutex sync_mu_;
-  std::condition_variable sync_cv_;
-  std::uint64_t synced_ = 0;  // guarded by sync_mu_
-  bool syncing_ = false;      // guarded by sync_mu_
+  std::atomic<int> writing_{0};  // writers between taking a sequence and finishing their write
+  std::atomic<std::uint64_t> synced_{0};
+  std::atomic<std::uint64_t> round_{0};
+  std::atomic<bool> syncing_{false};
 };
 
 /// Journal files in `dir` whose process is gone (not locked): calls `finish(name, bytes)` for

@@ -258,6 +258,11 @@ void Store::Impl::mover_loop() {
         mover_code_ = e.code();
       }
     }
+    try {
+      journal_->prepare();
+    } catch (const Error&) {
+      // Writers grow the file themselves, and report what fails there.
+    }
     if (waiting.empty() && journal_->size() > kRotateBytes) {
       const std::string old = journal_->rotate([&] {
         std::lock_guard lock(queue_mu_);
