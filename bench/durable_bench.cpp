@@ -10,15 +10,24 @@
 // BM_DurableEndToEnd/crier_normal: publish -> handled by one subscriber; items_per_second and
 //   p50/p99 latency (publish call to handler start, microseconds).
 //
+// BM_DurableWakeup/cross_process: a subscriber in another process (forked), events published
+//   one every 200 us; p50/p99 of publish call -> handler start, microseconds (the steady
+//   clock is shared by the processes). The subscriber learns of other processes' commits by
+//   polling the file's data_version every millisecond.
+//
 // Files go to $CRIER_BENCH_DIR (default: the current directory), on the disk being measured.
 #include <benchmark/benchmark.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <condition_variable>
+#include <cstdio>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -165,6 +174,69 @@ void durable_end_to_end(benchmark::State& state) {
   state.counters["p99_us"] = at(0.99);
 }
 
+double quantile_us(std::vector<std::int64_t>& ns, double q) {
+  if (ns.empty()) return 0;
+  std::sort(ns.begin(), ns.end());
+  return static_cast<double>(ns[static_cast<std::size_t>(q * static_cast<double>(ns.size() - 1))]) / 1e3;
+}
+
+void durable_wakeup_cross_process(benchmark::State& state) {
+  constexpr int kEvents = 2000;
+  std::vector<std::int64_t> latencies;
+  for (auto _ : state) {
+    BenchDir dir;
+    const std::string db = dir.file("wakeup.db"), out = dir.file("latencies");
+    crier::sqlite::open(db);  // the schema exists before either side starts
+    int ready[2];
+    if (pipe(ready) != 0) state.SkipWithError("pipe failed");
+    const pid_t child = fork();
+    if (child == 0) {  // the subscribing process
+      close(ready[0]);
+      std::vector<std::int64_t> seen;
+      seen.reserve(kEvents);
+      {
+        crier::Bus bus{crier::sqlite::open(db)};
+        std::mutex mu;
+        std::condition_variable cv;
+        auto sub = bus.subscribe<Stamped>("remote", [&](const Stamped& s) {
+          const std::int64_t now = Clock::now().time_since_epoch().count();
+          std::lock_guard lock(mu);
+          seen.push_back(now - s.sent_ns);
+          cv.notify_all();
+        });
+        if (write(ready[1], "r", 1) != 1) _exit(2);
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return seen.size() >= kEvents; });
+      }
+      FILE* f = std::fopen(out.c_str(), "w");
+      for (std::int64_t v : seen) std::fprintf(f, "%lld\n", static_cast<long long>(v));
+      std::fclose(f);
+      _exit(0);
+    }
+    close(ready[1]);
+    char c;
+    if (read(ready[0], &c, 1) != 1) state.SkipWithError("the subscribing process did not start");
+    close(ready[0]);
+    {
+      crier::Bus bus{crier::sqlite::open(db)};
+      for (int i = 0; i < kEvents; ++i) {
+        bus.publish(Stamped{Clock::now().time_since_epoch().count()});
+        std::this_thread::sleep_for(std::chrono::microseconds(200));  // the pace of the experiment
+      }
+      int status = 0;
+      waitpid(child, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) state.SkipWithError("the subscribing process failed");
+    }
+    FILE* f = std::fopen(out.c_str(), "r");
+    long long v;
+    while (f && std::fscanf(f, "%lld", &v) == 1) latencies.push_back(v);
+    if (f) std::fclose(f);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(latencies.size()));
+  state.counters["p50_us"] = quantile_us(latencies, 0.50);
+  state.counters["p99_us"] = quantile_us(latencies, 0.99);
+}
+
 const int kRegistered = [] {
   using crier::sqlite::Durability;
   for (int threads : {1, 8, 64})
@@ -185,6 +257,10 @@ const int kRegistered = [] {
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("BM_DurableEndToEnd/crier_normal", durable_end_to_end)
       ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_DurableWakeup/cross_process", durable_wakeup_cross_process)
+      ->UseRealTime()
+      ->Iterations(1)
       ->Unit(benchmark::kMillisecond);
   return 0;
 }();
