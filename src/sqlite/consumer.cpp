@@ -10,6 +10,7 @@
 #include <map>
 
 #include "crier/detail/core.hpp"
+#include "owner.hpp"
 #include "store_impl.hpp"
 
 namespace crier::sqlite {
@@ -23,11 +24,12 @@ constexpr std::int64_t kScan = 4096;
 class SqliteConsumer final : public Consumer {
  public:
   SqliteConsumer(std::shared_ptr<Store::Impl> store, ConsumerSpec spec)
-      : s_(std::move(store)), spec_(std::move(spec)), owner_(Uuid::v7().to_string()) {
+      : s_(std::move(store)), spec_(std::move(spec)), owner_(new_owner_id()) {
     if (!is_valid_subscriber_name(spec_.subscriber))
       throw Error(Errc::invalid_name, s_->path + ": subscriber name '" + spec_.subscriber + "'");
     // A new name's start is fixed now, not at its first fetch: StartFrom::now() means the
-    // moment of subscribe.
+    // moment of subscribe, after what this store journaled is in the database.
+    s_->wait_moved();
     std::lock_guard lock(s_->db_mu);
     Transaction t(s_->db, s_->path);
     Stmt cursor(s_->db, s_->path,
@@ -127,6 +129,8 @@ class SqliteConsumer final : public Consumer {
   bool caught_up() override {
     if (s_->backlog() != 0) return false;  // journaled here, not yet in the database
     std::lock_guard lock(s_->db_mu);
+    flush_settled();  // a caught-up subscriber leaves no finished claim behind
+    release_dead_owners(wall_ms());
     const std::int64_t head = s_->head();
     Stmt cursor(s_->db, s_->path, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
     cursor.bind(1, spec_.subscriber).bind(2, spec_.event_type);
@@ -246,6 +250,30 @@ class SqliteConsumer final : public Consumer {
     renewed_ms_ = now;
   }
 
+  // Caller holds db_mu: ends at once the leases of this subscriber's claims and retry rows
+  // whose process died on this host.
+  void release_dead_owners(std::int64_t now) {
+    Stmt owners(s_->db, s_->path,
+                "SELECT owner FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND expires_ms >= ?3 AND "
+                "owner != ?4 UNION SELECT owner FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND "
+                "expires_ms >= ?3 AND owner != ?4 AND owner != ''");
+    owners.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, now).bind(4, owner_);
+    std::vector<std::string> dead;
+    while (owners.step()) {
+      std::string o = owners.text(0);
+      if (!owner_alive(o)) dead.push_back(std::move(o));
+    }
+    owners.reset();
+    for (const std::string& o : dead) {
+      Stmt c(s_->db, s_->path, "UPDATE crier_claims SET expires_ms = 0 WHERE owner = ?1");
+      c.bind(1, o);
+      c.run();
+      Stmt r(s_->db, s_->path, "UPDATE crier_retries SET expires_ms = 0 WHERE owner = ?1");
+      r.bind(1, o);
+      r.run();
+    }
+  }
+
   void housekeeping() {
     std::lock_guard lock(s_->db_mu);
     Transaction t(s_->db, s_->path);
@@ -294,8 +322,9 @@ class SqliteConsumer final : public Consumer {
       const std::int64_t expires = now + s_->options.lease.count();
       flush_settled();
       renew(now);
+      release_dead_owners(now);
 
-      // 1. A claim whose owner's lease ran out: deliver its events again.
+      // 1. A claim whose owner's lease ran out (or whose process died): deliver its events again.
       Stmt expired(s_->db, s_->path,
                    "SELECT first_seq, last_seq FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND "
                    "expires_ms < ?3 LIMIT 1");

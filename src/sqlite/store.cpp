@@ -346,6 +346,17 @@ void Store::Impl::after_commit(std::size_t rows) {
   }
 }
 
+void Store::Impl::wait_moved() {
+  for (;;) {
+    {
+      std::lock_guard lock(queue_mu_);
+      if (backlog() == 0 || !mover_error_.empty() || stopping_) return;
+    }
+    const std::uint64_t seen = changes.load(std::memory_order_acquire);
+    wait_change(seen, std::chrono::steady_clock::now() + std::chrono::milliseconds(10), [] { return false; });
+  }
+}
+
 void Store::Impl::wake_all() {
   { std::lock_guard lock(change_mu); }
   change_cv.notify_all();

@@ -53,6 +53,8 @@ struct Store::Impl {
   std::int64_t head();
   /// Events journaled by this store and not yet in the database.
   std::uint64_t backlog() const noexcept { return backlog_.load(std::memory_order_acquire); }
+  /// Waits until everything journaled so far is in the database (or moving it fails).
+  void wait_moved();
   /// Stops the mover after it moved what it can; deletes the journal if it is all moved.
   void shutdown() noexcept;
   /// Waits until someone (this process or another) may have committed since `seen`, or
