@@ -46,13 +46,6 @@ class Conformance : public ::testing::TestWithParam<Transport> {
   ScratchDir dir_;
 };
 
-crier::RetryPolicy immediate(int attempts) {
-  crier::RetryPolicy r;
-  r.max_attempts = attempts;
-  r.immediate_attempts = attempts;
-  return r;
-}
-
 TEST_P(Conformance, OneSubscriberSeesOnePublishersEventsInOrder) {
   constexpr int kEvents = 2000;
   auto b = bus();

@@ -30,13 +30,6 @@ struct Env {
   }
 };
 
-crier::RetryPolicy immediate(int attempts) {
-  crier::RetryPolicy r;
-  r.max_attempts = attempts;
-  r.immediate_attempts = attempts;
-  return r;
-}
-
 crier::RetryPolicy delayed(int attempts, std::chrono::milliseconds first, std::chrono::milliseconds cap) {
   crier::RetryPolicy r;
   r.max_attempts = attempts;

@@ -47,13 +47,6 @@ crier::Error open_error(const std::string& path) {
   return crier::Error(crier::Errc::invalid_argument, "no error");
 }
 
-crier::RetryPolicy immediate(int attempts) {
-  crier::RetryPolicy r;
-  r.max_attempts = attempts;
-  r.immediate_attempts = attempts;
-  return r;
-}
-
 // --- files it refuses ---------------------------------------------------------------------
 
 TEST(SqliteOpen, RefusesAFileThatIsNoDatabaseAndLeavesItAlone) {

@@ -90,6 +90,14 @@ class Counter {
 
 inline const crier::SubscribeOptions kInline{.mode = crier::DeliveryMode::Inline};
 
+/// `attempts` attempts, back to back.
+inline crier::RetryPolicy immediate(int attempts) {
+  crier::RetryPolicy r;
+  r.max_attempts = attempts;
+  r.immediate_attempts = attempts;
+  return r;
+}
+
 inline crier::SubscriberMetrics stats_of(const crier::Bus& bus, std::string_view name,
                                          std::string_view type = {}) {
   for (auto& s : bus.metrics().subscribers)

@@ -158,12 +158,7 @@ class SqliteConsumer final : public Consumer {
       std::lock_guard lock(s_->db_mu);
       Transaction t(s_->db, s_->path);
       flush_settled();
-      Stmt claims(s_->db, s_->path, "UPDATE crier_claims SET expires_ms = 0 WHERE owner = ?1");
-      claims.bind(1, owner_);
-      claims.run();
-      Stmt retries(s_->db, s_->path, "UPDATE crier_retries SET expires_ms = 0 WHERE owner = ?1");
-      retries.bind(1, owner_);
-      retries.run();
+      release_owner(owner_);
       t.commit();
     } catch (const std::exception&) {
       // The leases then simply expire.
@@ -264,13 +259,16 @@ class SqliteConsumer final : public Consumer {
       if (!owner_alive(o)) dead.push_back(std::move(o));
     }
     owners.reset();
-    for (const std::string& o : dead) {
-      Stmt c(s_->db, s_->path, "UPDATE crier_claims SET expires_ms = 0 WHERE owner = ?1");
-      c.bind(1, o);
-      c.run();
-      Stmt r(s_->db, s_->path, "UPDATE crier_retries SET expires_ms = 0 WHERE owner = ?1");
-      r.bind(1, o);
-      r.run();
+    for (const std::string& o : dead) release_owner(o);
+  }
+
+  // Caller holds db_mu: ends the leases of everything `owner` holds, for others to take.
+  void release_owner(const std::string& owner) {
+    for (const char* sql : {"UPDATE crier_claims SET expires_ms = 0 WHERE owner = ?1",
+                            "UPDATE crier_retries SET expires_ms = 0 WHERE owner = ?1"}) {
+      Stmt release(s_->db, s_->path, sql);
+      release.bind(1, owner);
+      release.run();
     }
   }
 

@@ -49,21 +49,9 @@ void append_in(sqlite3* db, const Envelope& e) {
     if (!ok)
       throw Error(Errc::store_error, path + ": has no crier store; open it with crier::sqlite::open() once first");
   }
-  Stmt insert(db, path,
-              "INSERT INTO crier_events (id, type, source, time, datacontenttype, dataschema, subject, extensions, "
-              "data, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
-  const std::string ext = encode_extensions(e);
-  insert.bind(1, e.id)
-      .bind(2, e.type)
-      .bind(3, e.source)
-      .bind(4, e.time)
-      .bind(5, e.datacontenttype)
-      .bind(6, e.dataschema)
-      .bind(7, e.subject)
-      .bind(8, ext)
-      .bind_blob(9, e.data)
-      .bind(10, wall_ms());
-  insert.run();
+  Stmt insert(db, path, kInsertEvent);
+  const std::string extensions = encode_extensions(e);
+  insert_event_row(insert, view_of(e, extensions), wall_ms());
 }
 
 }  // namespace crier::sqlite::detail

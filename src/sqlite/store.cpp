@@ -74,6 +74,34 @@ Envelope read_envelope(const Stmt& row, int c) {
   return e;
 }
 
+void insert_event_row(Stmt& insert, const RecordView& r, std::int64_t stored_ms) {
+  insert.bind(1, r.id)
+      .bind(2, r.type)
+      .bind(3, r.source)
+      .bind(4, r.time)
+      .bind(5, r.datacontenttype)
+      .bind(6, r.dataschema)
+      .bind(7, r.subject)
+      .bind(8, r.extensions)
+      .bind_blob(9, r.data)
+      .bind(10, stored_ms);
+  insert.run();
+}
+
+RecordView view_of(const Envelope& e, std::string_view extensions) {
+  RecordView r;
+  r.id = e.id;
+  r.type = e.type;
+  r.source = e.source;
+  r.time = e.time;
+  r.datacontenttype = e.datacontenttype;
+  r.dataschema = e.dataschema;
+  r.subject = e.subject;
+  r.extensions = extensions;
+  r.data = e.data;
+  return r;
+}
+
 std::string encode_extensions(const Envelope& e) {
   // A JSON object of strings, written directly: this runs for every publish.
   std::string out = "{";
@@ -116,9 +144,7 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
       exec(db, path, "PRAGMA max_page_count = " + std::to_string(std::max<std::uint64_t>(1, options.max_bytes / page_size)),
            "setting max_bytes");
     }
-    insert_event = Stmt(db, path,
-                        "INSERT INTO crier_events (id, type, source, time, datacontenttype, dataschema, subject, "
-                        "extensions, data, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    insert_event = Stmt(db, path, kInsertEvent);
     save_progress = Stmt(db, path,
                          "INSERT INTO crier_journals (name, next_jseq) VALUES (?1, ?2) "
                          "ON CONFLICT DO UPDATE SET next_jseq = ?2");
@@ -284,19 +310,7 @@ void Store::Impl::insert_records(const std::vector<RecordView>& records, const s
                                  std::uint64_t progress) {
   Transaction t(db, path);
   const std::int64_t now = wall_ms();
-  for (const RecordView& r : records) {
-    insert_event.bind(1, r.id)
-        .bind(2, r.type)
-        .bind(3, r.source)
-        .bind(4, r.time)
-        .bind(5, r.datacontenttype)
-        .bind(6, r.dataschema)
-        .bind(7, r.subject)
-        .bind(8, r.extensions)
-        .bind_blob(9, r.data)
-        .bind(10, now);
-    insert_event.run();
-  }
+  for (const RecordView& r : records) insert_event_row(insert_event, r, now);
   save_progress.bind(1, journal).bind(2, static_cast<std::int64_t>(progress));
   save_progress.run();
   t.commit();

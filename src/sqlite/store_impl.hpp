@@ -34,6 +34,15 @@ inline std::int64_t wall_ms() {
 constexpr std::string_view kEventColumns =
     "e.seq, e.id, e.type, e.source, e.time, e.datacontenttype, e.dataschema, e.subject, e.extensions, e.data";
 
+/// The statement that stores one event, whoever writes it (mover, recovery, outbox).
+constexpr std::string_view kInsertEvent =
+    "INSERT INTO crier_events (id, type, source, time, datacontenttype, dataschema, subject, extensions, data, "
+    "stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+/// Binds a record's columns to a kInsertEvent statement and runs it.
+void insert_event_row(Stmt& insert, const RecordView& r, std::int64_t stored_ms);
+/// A record's view of an envelope (its extensions already encoded).
+RecordView view_of(const Envelope& e, std::string_view extensions);
+
 /// Reads the kEventColumns starting at column `first` of the current row.
 Envelope read_envelope(const Stmt& row, int first);
 /// The extension attributes as stored (a JSON object of strings).
