@@ -66,6 +66,31 @@ TEST_P(Conformance, OneSubscriberSeesOnePublishersEventsInOrder) {
   for (int i = 0; i < kEvents; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], i);
 }
 
+TEST_P(Conformance, ABatchArrivesWholeAndInOrder) {
+  auto b = bus();
+  std::mutex mu;
+  std::vector<int> seen;
+  Counter done;
+  auto sub = b->subscribe<Job>("batched", [&](const Job& j) {
+    {
+      std::lock_guard lock(mu);
+      seen.push_back(j.n);
+    }
+    done.add();
+  });
+  std::vector<Job> batch;
+  for (int i = 0; i < 300; ++i) batch.push_back(Job{i, "b"});
+  b->publish_batch(batch);
+  done.wait_for(300);
+  ASSERT_TRUE(b->flush(30s));
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), 300u);
+  for (int i = 0; i < 300; ++i) EXPECT_EQ(seen[static_cast<std::size_t>(i)], i);
+  const auto m = b->metrics();
+  ASSERT_FALSE(m.event_types.empty());
+  EXPECT_EQ(m.event_types[0].published, 300u);
+}
+
 TEST_P(Conformance, EverySubscriberNameGetsEveryEvent) {
   constexpr int kEvents = 500;
   auto b = bus();

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -138,6 +139,30 @@ class CRIER_EXPORT Bus {
   template <class E>
   [[gnu::always_inline]] void publish(const E& event, const Attributes& attributes) {
     detail::publish(*core_, event, &attributes, nullptr);
+  }
+
+  /// Publishes several events of one type, in order. On a durable bus they are stored
+  /// together (one journal write) and this returns once all of them are durable; when it
+  /// throws, none was stored. On the memory bus it is publish() for each.
+  template <class E>
+  void publish_batch(std::span<const E> events) {
+    static_assert(Event<E>, "crier: declare the event type with CRIER_EVENT(Type, \"name\")");
+    if (core_->transport() == nullptr) {
+      for (const E& e : events) publish(e);
+      return;
+    }
+    if (events.empty()) return;
+    if (core_->closed.load(std::memory_order_relaxed)) core_->refuse_if_closed(core_->on_worker_thread());
+    std::vector<Envelope> envelopes;
+    envelopes.reserve(events.size());
+    for (const E& e : events)
+      envelopes.push_back(core_->stored_envelope(event_type_v<E>, Codec<E>::encode(e), Codec<E>::content_type));
+    core_->transport()->append(envelopes);
+    core_->count_published(detail::event_index<E>(), event_type_v<E>, envelopes.size());
+  }
+  template <class E>
+  void publish_batch(const std::vector<E>& events) {
+    publish_batch(std::span<const E>(events));
   }
 
   /// Subscribes `handler` to events of type E under `name` (see is_valid_subscriber_name).

@@ -123,6 +123,22 @@ void BusCore::append(const PublishMeta& meta, std::string_view type, std::string
   transport_->append(std::span<const Envelope>(&e, 1));
 }
 
+void BusCore::count_published(std::uint32_t type_index, std::string_view type_name, std::size_t n) {
+  const Snapshot* snap = snapshot(type_index);
+  if (snap == nullptr) snap = &first_publish(type_index, type_name);
+  auto& c = this_thread_reader().counters[snap->published_slot];
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+Envelope BusCore::stored_envelope(std::string_view type, std::string data, std::string_view content_type) const {
+  PublishMeta meta;
+  fill_meta(meta, nullptr, nullptr);
+  Envelope e = build_envelope(meta, source_, type);
+  e.datacontenttype = std::string(content_type);
+  e.data = std::move(data);
+  return e;
+}
+
 void BusCore::report(Report::Kind kind, std::string_view subscriber, std::string_view type, std::string_view message,
                      int attempt) const noexcept {
   if (!options_.on_error) return;

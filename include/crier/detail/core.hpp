@@ -282,6 +282,11 @@ class CRIER_EXPORT BusCore {
   /// Durable publish: stores one event's envelope (attributes from `meta`, `data` encoded
   /// by its codec) and returns once the transport made it durable.
   void append(const PublishMeta& meta, std::string_view type, std::string data, std::string_view content_type);
+  /// Counts `n` publishes of a type that did not go through a snapshot (a batch).
+  void count_published(std::uint32_t type_index, std::string_view type_name, std::size_t n);
+  /// Durable batch publish: the envelope of one event (a fresh id and time), to be stored
+  /// with the others by transport()->append.
+  Envelope stored_envelope(std::string_view type, std::string data, std::string_view content_type) const;
 
   /// Fills a PublishMeta (id, time, correlation) for a publish.
   void fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const;
