@@ -88,12 +88,12 @@ std::uint64_t Uuid::unix_ms() const noexcept {
 
 std::string Uuid::to_string() const {
   static constexpr char digits[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(36);
+  std::string s(36, '-');
+  std::size_t at = 0;
   for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s.push_back('-');
-    s.push_back(digits[bytes[i] >> 4]);
-    s.push_back(digits[bytes[i] & 0x0f]);
+    if (i == 4 || i == 6 || i == 8 || i == 10) ++at;  // the dash is already there
+    s[at++] = digits[bytes[i] >> 4];
+    s[at++] = digits[bytes[i] & 0x0f];
   }
   return s;
 }
