@@ -4,6 +4,9 @@
 #include <crier/sqlite.hpp>
 #include <sqlite3.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <iterator>
 
@@ -259,6 +262,44 @@ TEST(SqliteFailures, ALockedFileFailsThePublishClearlyThenWorksAgain) {
   EXPECT_EQ(handled.value(), acknowledged + 1);  // the refused publish left nothing behind
 }
 
+TEST(SqliteFailures, AReadOnlyFileFailsThePublishAndLosesNothingAcknowledged) {
+  if (geteuid() == 0) GTEST_SKIP() << "root writes to read-only files: run as another user to test this";
+  ScratchDir dir;
+  const std::string path = dir.file("readonly.db");
+  crier::sqlite::open(path);  // create it, then take write permission away
+  ASSERT_EQ(chmod(path.c_str(), 0444), 0);
+  int acknowledged = 0;
+  std::shared_ptr<crier::sqlite::Store> store;
+  try {
+    store = crier::sqlite::open(path);
+  } catch (const crier::Error& e) {  // refusing at once is as good, if it says why
+    EXPECT_NE(std::string(e.what()).find("read-only"), std::string::npos) << e.what();
+  }
+  if (store) {
+    crier::Bus bus{std::exchange(store, nullptr)};
+    bool refused = false;
+    for (int i = 0; i < 10'000'000 && !refused; ++i) {
+      try {
+        bus.publish(Job{i, ""});
+        ++acknowledged;
+      } catch (const crier::Error& e) {
+        EXPECT_EQ(e.code(), crier::Errc::transport_error);
+        EXPECT_NE(std::string(e.what()).find("read-only"), std::string::npos) << e.what();
+        refused = true;
+      }
+    }
+    ASSERT_TRUE(refused);
+  }
+  // Write permission back, for the file and the WAL files SQLite made like it.
+  for (const char* suffix : {"", "-wal", "-shm"}) chmod((path + suffix).c_str(), 0644);
+  crier::Bus bus{crier::sqlite::open(path)};  // finishes the journal the first store left
+  Counter handled;
+  auto sub = bus.subscribe<Job>("reader", [&](const Job&) { handled.add(); });
+  handled.wait_for(acknowledged);
+  ASSERT_TRUE(bus.flush(30s));
+  EXPECT_EQ(handled.value(), acknowledged);
+}
+
 TEST(SqliteFailures, DataASubscriberCannotDecodeIsDeadLetteredAndOthersFlow) {
   ScratchDir dir;
   const std::string path = dir.file("garbled.db");
@@ -394,6 +435,9 @@ TEST(SqliteStart, ANewSubscriberChoosesWhereToStart) {
   EXPECT_EQ(first_of("from-now", crier::StartFrom::now()), (std::vector<int>{100}));
   EXPECT_EQ(first_of("from-seven", crier::StartFrom::at_sequence(7)), (std::vector<int>{7, 8, 9, 10, 100, 100}));
   EXPECT_EQ(first_of("from-start", crier::StartFrom::beginning()).size(), 13u);
+  const crier::Timestamp later = std::chrono::system_clock::now();
+  for (int i = 200; i < 203; ++i) bus.publish(Job{i, ""});
+  EXPECT_EQ(first_of("from-then", crier::StartFrom::at_time(later)), (std::vector<int>{200, 201, 202, 100}));
 }
 
 }  // namespace
