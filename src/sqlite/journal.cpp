@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,8 +10,6 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <map>
-#include <sched.h>
 
 #include "crier/error.hpp"
 
@@ -190,8 +189,7 @@ void Journal::prepare() {
 }
 
 std::string Journal::name() const {
-  auto& self = const_cast<Journal&>(*this);
-  std::shared_lock lock(self.rotate_mu_);
+  std::shared_lock lock(rotate_mu_);
   return name_;
 }
 

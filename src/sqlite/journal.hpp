@@ -9,7 +9,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -76,7 +75,7 @@ class Journal {
 
   const std::string dir_;
   const bool sync_each_;
-  std::shared_mutex rotate_mu_;  // shared: appends; exclusive: switching files
+  mutable std::shared_mutex rotate_mu_;  // shared: appends; exclusive: switching files
   int fd_ = -1;                  // guarded by rotate_mu_
   std::string name_;             // guarded by rotate_mu_
   std::atomic<std::uint64_t> next_jseq_{1};

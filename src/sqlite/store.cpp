@@ -276,7 +276,7 @@ void Store::Impl::mover_loop() {
           std::lock_guard lock(queue_mu_);
           mover_error_.clear();
         }
-        after_commit(batch.size());
+        after_commit();
       } catch (const Error& e) {
         // The events are safe in the journal; publishes are refused until this works again.
         std::lock_guard lock(queue_mu_);
@@ -338,12 +338,11 @@ bool Store::Impl::finish_orphan(const std::string& name, std::string_view bytes)
   } catch (const Error&) {
     return false;  // try again later
   }
-  after_commit(records.size());
+  after_commit();
   return true;
 }
 
-void Store::Impl::after_commit(std::size_t rows) {
-  (void)rows;
+void Store::Impl::after_commit() {
   const std::uint64_t n = commits.fetch_add(1, std::memory_order_relaxed) + 1;
   {
     std::lock_guard lock(change_mu);

@@ -101,7 +101,8 @@ struct Store::Impl {
   void insert_records(const std::vector<RecordView>& records, const std::string& journal, std::uint64_t progress);
   // Finishes a dead process's journal; true when it is all in the database.
   bool finish_orphan(const std::string& name, std::string_view bytes);
-  void after_commit(std::size_t rows);
+  // Wakes consumers after a commit of events, and prunes every so many commits.
+  void after_commit();
 
   std::unique_ptr<Journal> journal_;
   std::thread mover_;
