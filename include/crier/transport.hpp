@@ -75,7 +75,10 @@ class CRIER_EXPORT Consumer {
   /// The event is given up on: stored as a dead letter of this subscriber and done.
   /// Returns the letter's id.
   virtual std::uint64_t dead_letter(std::uint64_t sequence, const DeadLetter& letter) = 0;
-  /// True when every event stored up to now has been fetched by this subscriber name.
+  /// The caller has handed `n` fetched events to the bus (queued or settled them).
+  virtual void taken(std::size_t n) = 0;
+  /// True when every event stored up to now has been fetched by this subscriber name and
+  /// taken by the bus.
   virtual bool caught_up() = 0;
   /// Makes a fetch under way return at once; later fetches return nothing.
   virtual void close() noexcept = 0;

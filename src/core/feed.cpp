@@ -28,7 +28,6 @@ void Feed::stop() noexcept {
 }
 
 bool Feed::pending() {
-  if (in_hand_.load(std::memory_order_acquire) != 0) return true;
   try {
     return !consumer_->caught_up();
   } catch (const std::exception&) {
@@ -47,12 +46,10 @@ void Feed::loop() {
       sub_.core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type, e.what(), 0);
       continue;
     }
-    in_hand_.store(batch.size(), std::memory_order_release);
-    for (StoredEvent& stored : batch) {
-      take(std::move(stored));
-      in_hand_.fetch_sub(1, std::memory_order_acq_rel);
-    }
-    if (!batch.empty()) sub_.core.try_schedule(sub_);
+    for (StoredEvent& stored : batch) take(std::move(stored));
+    if (batch.empty()) continue;
+    consumer_->taken(batch.size());  // after queueing: until then the consumer counts them
+    sub_.core.try_schedule(sub_);
   }
 }
 

@@ -126,8 +126,17 @@ class SqliteConsumer final : public Consumer {
     return id;
   }
 
+  void taken(std::size_t n) override {
+    std::lock_guard lock(mu_);
+    untaken_ -= std::min(n, untaken_);
+  }
+
   bool caught_up() override {
     if (s_->backlog() != 0) return false;  // journaled here, not yet in the database
+    {
+      std::lock_guard lock(mu_);  // claimed, not yet in the bus's hands
+      if (untaken_ != 0) return false;
+    }
     std::lock_guard lock(s_->db_mu);
     flush_settled();  // a caught-up subscriber leaves no finished claim behind
     release_dead_owners(wall_ms());
@@ -449,6 +458,7 @@ class SqliteConsumer final : public Consumer {
     }
     for (std::int64_t q : own_rows) held_[static_cast<std::uint64_t>(q)] = Held{0, true};
     outstanding_ += out.size();
+    untaken_ += out.size();
     return out;
   }
 
@@ -462,6 +472,7 @@ class SqliteConsumer final : public Consumer {
   std::mutex mu_;
   std::condition_variable space_cv_;
   std::size_t outstanding_ = 0;                  // guarded by mu_
+  std::size_t untaken_ = 0;                      // fetched, not yet taken(); guarded by mu_
   std::map<std::uint64_t, Held> held_;            // guarded by mu_
   std::map<std::int64_t, std::size_t> claims_;    // first sequence -> events not settled; guarded by mu_
   std::vector<std::int64_t> done_claims_;         // guarded by mu_

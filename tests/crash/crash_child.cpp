@@ -2,8 +2,8 @@
 // and publishes numbered events from four threads until it is killed; `crash_child DB DIR
 // drain`: subscribes the same three and exits once nothing is left to deliver.
 //
-// It keeps its own record in DIR, with one write(2) per line so that a kill never leaves half
-// a line: attempted.log (before each publish), acked.log (after publish returned), and
+// It keeps its own record in DIR, one 32-byte write(2) per line so that a kill never leaves
+// half a line: attempted.log (before each publish), acked.log (after publish returned), and
 // handled-<subscriber>.log (each handler call).
 #include <fcntl.h>
 #include <unistd.h>
@@ -33,10 +33,12 @@ class Log {
       std::exit(2);
     }
   }
+  // Every line is 32 bytes, so that no line straddles a page of the file: a kill can cut a
+  // write short only between pages, and a torn line would run into the next one.
   void line(long long n) const {
-    char buf[32];
-    const int len = std::snprintf(buf, sizeof buf, "%lld\n", n);
-    if (::write(fd_, buf, static_cast<std::size_t>(len)) != len) std::exit(2);
+    char buf[33];
+    std::snprintf(buf, sizeof buf, "%031lld\n", n);
+    if (::write(fd_, buf, 32) != 32) std::exit(2);
   }
 
  private:

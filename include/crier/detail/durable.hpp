@@ -29,7 +29,7 @@ class CRIER_EXPORT Feed {
   void start();
   /// Closes the consumer (its unsettled events go back to the transport) and joins.
   void stop() noexcept;
-  /// True while the transport or this feed still holds events not yet queued.
+  /// True while the transport still holds events not yet queued here.
   bool pending();
 
  private:
@@ -41,7 +41,6 @@ class CRIER_EXPORT Feed {
   DecodeFn decode_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
-  std::atomic<std::size_t> in_hand_{0};  // fetched, not yet queued
 };
 
 template <class E, class H>
