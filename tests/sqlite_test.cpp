@@ -145,8 +145,8 @@ TEST(SqliteRestart, AcknowledgedPublishesAndDeadLettersOutliveTheProcess) {
     for (int i = 0; i < 5; ++i) bus.publish(Job{i, ""});
     ASSERT_TRUE(bus.flush(30s));
     EXPECT_EQ(bus.dead_letter_count(), 1u);
-    for (int i = 5; i < 10; ++i) bus.publish(Job{i, ""});  // nobody consumes these now
     sub.unsubscribe();
+    for (int i = 5; i < 10; ++i) bus.publish(Job{i, ""});  // nobody consumes these now
   }
   crier::Bus bus{crier::sqlite::open(path)};
   auto letters = bus.dead_letters();
