@@ -142,29 +142,31 @@ void durable_end_to_end(benchmark::State& state) {
   std::mutex mu;
   std::vector<std::int64_t> latencies;
   latencies.reserve(static_cast<std::size_t>(kEvents) * 4);
-  std::atomic<std::int64_t> handled{0};
+  std::int64_t handled = 0, target = 0;  // guarded by mu
+  std::condition_variable all_handled;
   auto sub = bus.subscribe<Stamped>("consumer", [&](const Stamped& s) {
     const std::int64_t now = Clock::now().time_since_epoch().count();
+    std::lock_guard lock(mu);
+    latencies.push_back(now - s.sent_ns);
+    if (++handled == target) all_handled.notify_one();
+  });
+  for (auto _ : state) {
     {
       std::lock_guard lock(mu);
-      latencies.push_back(now - s.sent_ns);
+      target += kEvents;
     }
-    handled.fetch_add(1, std::memory_order_release);
-  });
-  std::int64_t target = 0;
-  for (auto _ : state) {
-    target += kEvents;
-    // Two publishing threads: publish waits for its commit, and the subscriber reads behind.
+    // Two publishing threads; the subscriber reads behind them.
     std::vector<std::thread> publishers;
     for (int t = 0; t < 2; ++t)
       publishers.emplace_back([&bus] {
         for (std::int64_t i = 0; i < kEvents / 2; ++i) bus.publish(Stamped{Clock::now().time_since_epoch().count()});
       });
     for (auto& p : publishers) p.join();
-    while (handled.load(std::memory_order_acquire) < target) std::this_thread::yield();
+    std::unique_lock lock(mu);  // not a spin: the two cores belong to the publishers and the subscriber
+    all_handled.wait(lock, [&] { return handled >= target; });
   }
-  state.SetItemsProcessed(target);
   std::lock_guard lock(mu);
+  state.SetItemsProcessed(target);
   std::sort(latencies.begin(), latencies.end());
   auto at = [&](double q) {
     return latencies.empty() ? 0.0

@@ -7,8 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <thread>
 
 #include "durable_events.hpp"
 #include "test_events.hpp"
@@ -201,6 +203,43 @@ TEST(SqliteRestart, ADelayedRetryKeepsItsAttemptCountAcrossARestart) {
   handled.wait_for(1);
   EXPECT_GE(attempt.load(), 3);  // it went on counting where the first process left off
   EXPECT_LE(attempt.load(), 5);
+}
+
+// --- the publish journal --------------------------------------------------------------------
+
+// Publishers far ahead of the database fill the journal's files; past max_journal_bytes they
+// wait for the mover instead of taking more disk. Every event arrives, and the files go.
+TEST(SqliteJournal, ABurstLargerThanTheJournalArrivesWholeAndTheFilesGo) {
+  ScratchDir dir;
+  const std::string path = dir.file("burst.db");
+  constexpr int kThreads = 4, kPerThread = 5000;  // about 6 MB of journal: three times the bound
+  std::vector<int> seen(kThreads * kPerThread, 0);
+  {
+    crier::sqlite::Options small;
+    small.max_journal_bytes = 2 << 20;
+    crier::Bus bus{crier::sqlite::open(path, small)};
+    std::mutex mu;
+    Counter handled;
+    auto sub = bus.subscribe<Job>("reader", [&](const Job& j) {
+      {
+        std::lock_guard lock(mu);
+        ++seen.at(static_cast<std::size_t>(j.n));
+      }
+      handled.add();
+    });
+    std::vector<std::thread> publishers;
+    for (int t = 0; t < kThreads; ++t)
+      publishers.emplace_back([&bus, t] {
+        for (int i = 0; i < kPerThread; ++i) bus.publish(Job{t * kPerThread + i, std::string(250, 'j')});
+      });
+    for (auto& p : publishers) p.join();
+    handled.wait_for(kThreads * kPerThread);
+    ASSERT_TRUE(bus.flush(30s));
+  }
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 0), 0) << "events missing";
+  std::size_t left = 0;
+  for (const auto& f : std::filesystem::directory_iterator(path + "-journal.d")) left += f.path().extension() == ".log";
+  EXPECT_EQ(left, 0u) << "a store that moved everything leaves no journal behind";
 }
 
 // --- failures it survives -----------------------------------------------------------------

@@ -133,11 +133,11 @@ class SqliteConsumer final : public Consumer {
 
   bool caught_up() override {
     if (s_->backlog() != 0) return false;  // journaled here, not yet in the database
+    std::lock_guard lock(s_->db_mu);
     {
-      std::lock_guard lock(mu_);  // claimed, not yet in the bus's hands
+      std::lock_guard held(mu_);  // claimed, not yet in the bus's hands
       if (untaken_ != 0) return false;
     }
-    std::lock_guard lock(s_->db_mu);
     flush_settled();  // a caught-up subscriber leaves no finished claim behind
     release_dead_owners(wall_ms());
     const std::int64_t head = s_->head();
@@ -450,15 +450,17 @@ class SqliteConsumer final : public Consumer {
         }
       }
       t.commit();
+      // Counted before db_mu is let go: caught_up() must never see the cursor moved past
+      // events that are neither counted here nor in the bus's hands.
+      std::lock_guard counts(mu_);
+      for (auto& [first, seqs] : new_claims) {
+        claims_[first] = seqs.size();
+        for (std::int64_t q : seqs) held_[static_cast<std::uint64_t>(q)] = Held{first, true};
+      }
+      for (std::int64_t q : own_rows) held_[static_cast<std::uint64_t>(q)] = Held{0, true};
+      outstanding_ += out.size();
+      untaken_ += out.size();
     }
-    std::lock_guard lock(mu_);
-    for (auto& [first, seqs] : new_claims) {
-      claims_[first] = seqs.size();
-      for (std::int64_t q : seqs) held_[static_cast<std::uint64_t>(q)] = Held{first, true};
-    }
-    for (std::int64_t q : own_rows) held_[static_cast<std::uint64_t>(q)] = Held{0, true};
-    outstanding_ += out.size();
-    untaken_ += out.size();
     return out;
   }
 

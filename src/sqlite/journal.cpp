@@ -4,13 +4,17 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <map>
 
+#include "crier/envelope.hpp"
 #include "crier/error.hpp"
 
 namespace crier::sqlite {
@@ -20,7 +24,7 @@ namespace {
 constexpr std::uint32_t kMagic = 0x45495243;  // "CRIE" little-endian
 constexpr std::size_t kHeader = 4 + 4 + 4 + 8;  // magic, payload length, crc, jseq
 constexpr std::size_t kFields = 9;
-constexpr std::uint64_t kGrowBy = 8 << 20;  // zero-filled ahead of a syncing journal's writers
+constexpr std::uint64_t kGrowBy = 8 << 20;         // allocated ahead of the writers
 
 // CRC-32C (Castagnoli), table-driven.
 const std::array<std::uint32_t, 256>& crc_table() {
@@ -70,6 +74,20 @@ std::uint32_t get32(const char* p) {
   return v;
 }
 
+constexpr std::size_t padded(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
+
+// Computes and stores the CRC of the record at `p` (over its sequence and fields).
+void set_crc(char* p) {
+  const std::uint32_t crc = crc32c(std::string_view(p + 12, 8 + get32(p + 4)));
+  std::memcpy(p + 8, &crc, 4);
+}
+
+// A record's first word: its magic once the record is whole. Stored last by the writer and
+// read first by the mover, atomically, so a record the mover sees is a whole one.
+std::atomic_ref<std::uint32_t> magic_word(char* p) {
+  return std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(p));
+}
+
 [[noreturn]] void io_error(const std::string& what) {
   throw Error(Errc::transport_error, what + ": " + std::strerror(errno) +
                                          (errno == ENOSPC ? " (the disk is full)" : ""));
@@ -77,24 +95,24 @@ std::uint32_t get32(const char* p) {
 
 }  // namespace
 
-std::string encode_record(const Envelope& e, std::string_view extensions, std::uint64_t jseq) {
-  const std::string_view fields[kFields] = {e.id,         e.type,    e.source,     e.time, e.datacontenttype,
-                                            e.dataschema, e.subject, extensions, e.data};
+std::size_t encode_record(const RecordView& r, std::string& out) {
+  const std::string_view fields[kFields] = {r.id,         r.type,    r.source,     r.time,      r.datacontenttype,
+                                            r.dataschema, r.subject, r.extensions, r.data};
   std::size_t payload = 0;
   for (auto f : fields) payload += 4 + f.size();
-  std::string out;
-  out.reserve(kHeader + payload);
+  const std::size_t at = out.size();
+  out.reserve(at + padded(kHeader + payload));
   put32(out, kMagic);
   put32(out, static_cast<std::uint32_t>(payload));
   put32(out, 0);  // the CRC, below
-  out.append(reinterpret_cast<const char*>(&jseq), 8);
+  out.append(reinterpret_cast<const char*>(&r.jseq), 8);
   for (auto f : fields) {
     put32(out, static_cast<std::uint32_t>(f.size()));
     out.append(f);
   }
-  const std::uint32_t crc = crc32c(std::string_view(out).substr(12));
-  std::memcpy(out.data() + 8, &crc, 4);
-  return out;
+  set_crc(out.data() + at);
+  out.resize(at + padded(kHeader + payload), '\0');
+  return at;
 }
 
 std::size_t decode_record(std::string_view bytes, RecordView& out, bool verify) {
@@ -137,118 +155,346 @@ std::vector<RecordView> scan_records(std::string_view bytes) {
   return out;
 }
 
-Journal::Journal(std::string dir, bool sync_each) : dir_(std::move(dir)), sync_each_(sync_each) {
-  if (::mkdir(dir_.c_str(), 0755) != 0 && errno != EEXIST) io_error(dir_ + ": cannot create the journal directory");
-  open_new();
-}
+// One journal file, mapped into memory. Writers take room with one atomic add on `reserved`;
+// the file is allocated ahead of them up to `capacity` (so a write into the mapping can never
+// meet a full disk), and a record that does not fit seals the file at its offset: nothing is
+// written there or after, and the next file takes over.
+//
+// A normal journal's writers copy records into the mapping and store each record's magic last;
+// the mover reads them there. A syncing journal's writers use pwrite instead (writes through
+// the mapping made every fdatasync round twice as slow) and then set the record's bit in
+// `whole`, which the mover reads in place of the magic.
+struct Journal::Segment {
+  static constexpr std::uint64_t kOpen = ~std::uint64_t{0};
 
-Journal::~Journal() {
-  if (fd_ >= 0) ::close(fd_);
-}
+  std::string name;
+  int fd = -1;
+  char* map = nullptr;
+  std::uint64_t map_bytes = 0;
+  std::atomic<std::uint64_t> reserved{0};
+  std::atomic<std::uint64_t> capacity{0};
+  std::atomic<std::uint64_t> seal{kOpen};  // changed under grow_mu_
+  std::atomic<bool> synced_final{false};   // a syncing journal's old file, synced after its last write
+  std::unique_ptr<std::atomic<std::uint64_t>[]> whole;  // syncing: a bit per 8 bytes, set at record starts
+  // Records whose pwrite failed (offset -> bytes): the mover steps over them.
+  std::mutex holes_mu;
+  std::map<std::uint64_t, std::uint64_t> holes;
+  std::atomic<bool> has_holes{false};
 
-void Journal::open_new() {
-  // Named by process and a fresh id; the flock says whether the process is alive.
-  std::string name = std::to_string(::getpid()) + "-" + Uuid::v7().to_string() + ".log";
-  const std::string path = dir_ + "/" + name;
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (sync_each_ ? 0 : O_APPEND), 0644);
-  if (fd < 0) io_error(path + ": cannot create the journal");
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd);
-    io_error(path + ": cannot lock the journal");
+  ~Segment() {
+    if (map != nullptr) ::munmap(map, map_bytes);
+    if (fd >= 0) ::close(fd);
   }
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-  name_ = std::move(name);
-  size_.store(0, std::memory_order_relaxed);
-  capacity_.store(0, std::memory_order_relaxed);
-  if (sync_each_) grow_to(kGrowBy);
-}
-
-void Journal::grow_to(std::uint64_t bytes) {
-  std::lock_guard lock(grow_mu_);
-  static const std::string zeros(1 << 20, '\0');
-  std::uint64_t at = capacity_.load(std::memory_order_acquire);
-  if (at >= bytes) return;
-  while (at < bytes) {
-    const ssize_t n = ::pwrite(fd_, zeros.data(), zeros.size(), static_cast<off_t>(at));
-    if (n <= 0) {
-      if (n < 0 && errno == EINTR) continue;
-      io_error(dir_ + "/" + name_ + ": cannot extend the journal");
+  void seal_at(std::uint64_t offset) {
+    if (offset < seal.load(std::memory_order_relaxed)) seal.store(offset, std::memory_order_release);
+  }
+  void mark_whole(std::uint64_t offset) {
+    const std::uint64_t bit = offset / 8;
+    whole[bit / 64].fetch_or(std::uint64_t{1} << (bit % 64), std::memory_order_seq_cst);
+  }
+  // Whether a whole record starts at `offset`.
+  bool whole_at(std::uint64_t offset) const {
+    if (offset + kHeader > capacity.load(std::memory_order_acquire)) return false;
+    if (whole) {
+      const std::uint64_t bit = offset / 8;
+      return (whole[bit / 64].load(std::memory_order_seq_cst) >> (bit % 64)) & 1;
     }
-    at += static_cast<std::uint64_t>(n);
+    return magic_word(map + offset).load(std::memory_order_seq_cst) == kMagic;
   }
-  if (::fdatasync(fd_) != 0) io_error(dir_ + "/" + name_ + ": cannot sync the journal");
-  capacity_.store(at, std::memory_order_release);
+  // The length of a failed write at `offset`, or 0.
+  std::uint64_t hole_at(std::uint64_t offset) {
+    if (!has_holes.load(std::memory_order_acquire)) return 0;
+    std::lock_guard lock(holes_mu);
+    const auto it = holes.find(offset);
+    return it == holes.end() ? 0 : it->second;
+  }
+  void add_hole(std::uint64_t offset, std::uint64_t bytes) {
+    std::lock_guard lock(holes_mu);
+    holes.emplace(offset, bytes);
+    has_holes.store(true, std::memory_order_release);
+  }
+};
+
+Journal::Journal(std::string dir, Limits limits)
+    : dir_(std::move(dir)), limits_(limits), sync_each_(limits.sync_each) {
+  if (::mkdir(dir_.c_str(), 0755) != 0 && errno != EEXIST) io_error(dir_ + ": cannot create the journal directory");
+  segments_.push_back(open_segment(0));
+  current_ = segments_.back().get();
+}
+
+Journal::~Journal() = default;
+
+std::unique_ptr<Journal::Segment> Journal::open_segment(std::uint64_t at_least) {
+  // Named by process and a fresh id; the flock says whether the process is alive.
+  auto s = std::make_unique<Segment>();
+  s->name = std::to_string(::getpid()) + "-" + Uuid::v7().to_string() + ".log";
+  const std::string path = dir_ + "/" + s->name;
+  s->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (s->fd < 0) io_error(path + ": cannot create the journal");
+  try {
+    if (::flock(s->fd, LOCK_EX | LOCK_NB) != 0) io_error(path + ": cannot lock the journal");
+    const std::uint64_t page = 4096;
+    s->map_bytes = std::max(limits_.file_bytes, (at_least + page - 1) / page * page);
+    void* map = ::mmap(nullptr, s->map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+    if (map == MAP_FAILED) io_error(path + ": cannot map the journal");
+    s->map = static_cast<char*>(map);
+    if (sync_each_) s->whole = std::make_unique<std::atomic<std::uint64_t>[]>(s->map_bytes / 8 / 64 + 1);
+    std::lock_guard lock(grow_mu_);
+    grow_to(*s, std::min(s->map_bytes, std::max(kGrowBy, at_least)));
+  } catch (...) {
+    ::unlink(path.c_str());
+    throw;
+  }
+  return s;
+}
+
+void Journal::grow_to(Segment& s, std::uint64_t bytes) {
+  std::uint64_t at = s.capacity.load(std::memory_order_acquire);
+  if (at >= bytes) return;
+  // A syncing journal writes zeros and syncs them, so that its writers' fdatasync writes data
+  // blocks only (no allocation, no size change); otherwise allocating the blocks is enough.
+  int rc = sync_each_ ? EOPNOTSUPP : ::posix_fallocate(s.fd, static_cast<off_t>(at), static_cast<off_t>(bytes - at));
+  if (rc == EOPNOTSUPP || rc == EINVAL) {
+    static const std::string zeros(1 << 20, '\0');
+    for (std::uint64_t done = at; done < bytes;) {
+      const ssize_t n = ::pwrite(s.fd, zeros.data(), std::min<std::uint64_t>(zeros.size(), bytes - done),
+                                 static_cast<off_t>(done));
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        io_error(dir_ + "/" + s.name + ": cannot extend the journal; the event was not stored");
+      }
+      done += static_cast<std::uint64_t>(n);
+    }
+    rc = sync_each_ && ::fdatasync(s.fd) != 0 ? errno : 0;
+  }
+  if (rc != 0) {
+    errno = rc;
+    io_error(dir_ + "/" + s.name + ": cannot extend the journal; the event was not stored");
+  }
+  s.capacity.store(bytes, std::memory_order_release);
+}
+
+bool Journal::make_room(Segment& s, std::uint64_t offset, std::uint64_t bytes) {
+  std::lock_guard lock(grow_mu_);
+  if (offset >= s.seal.load(std::memory_order_acquire)) return false;
+  if (offset + bytes <= s.capacity.load(std::memory_order_acquire)) return true;  // grown meanwhile
+  if (offset + bytes > s.map_bytes) {
+    s.seal_at(offset);
+    return false;
+  }
+  try {
+    grow_to(s, std::min(s.map_bytes, offset + bytes + kGrowBy));
+  } catch (...) {
+    s.seal_at(offset);  // the next write goes to a new file (and fails while the disk is full)
+    throw;
+  }
+  return true;
+}
+
+void Journal::rotate_from(const Segment* full, std::uint64_t at_least) {
+  {
+    std::unique_lock files(rotate_mu_);
+    if (current_ != full) return;  // another writer did
+    if (segments_.size() < max_files()) {
+      segments_.push_back(open_segment(at_least));
+      current_ = segments_.back().get();
+      return;
+    }
+  }
+  // The database is not keeping up with the publishers: wait for the mover to finish a file.
+  std::unique_lock lock(wake_mu_);
+  const bool room = room_cv_.wait_for(lock, limits_.wait_for_room, [this] {
+    std::shared_lock files(rotate_mu_);
+    return waits_stopped_ || segments_.size() < max_files();
+  });
+  if (waits_stopped_) throw Error(Errc::transport_error, dir_ + ": the store is closing; the event was not stored");
+  if (!room)
+    throw Error(Errc::transport_error,
+                dir_ + ": " + std::to_string(max_files()) + " journal files (" +
+                    std::to_string(backlog()) +
+                    " events) wait for the database, which is not keeping up; the event was not stored");
 }
 
 void Journal::prepare() {
-  if (!sync_each_) return;
-  std::shared_lock lock(rotate_mu_);
-  if (size_.load(std::memory_order_relaxed) + kGrowBy / 2 > capacity_.load(std::memory_order_acquire))
-    grow_to(capacity_.load(std::memory_order_acquire) + kGrowBy);
+  std::shared_lock files(rotate_mu_);
+  if (current_ == nullptr) return;
+  Segment& s = *current_;
+  std::lock_guard lock(grow_mu_);
+  const std::uint64_t cap = s.capacity.load(std::memory_order_acquire);
+  if (s.seal.load(std::memory_order_acquire) == Segment::kOpen && cap < s.map_bytes &&
+      s.reserved.load(std::memory_order_acquire) + kGrowBy / 2 > cap)
+    grow_to(s, std::min(s.map_bytes, cap + kGrowBy));
 }
 
-std::string Journal::name() const {
-  std::shared_lock lock(rotate_mu_);
-  return name_;
-}
-
-void Journal::append(std::size_t count, const std::function<std::string(std::uint64_t)>& make,
-                     const std::function<void(std::uint64_t, std::vector<std::string>&&)>& queue) {
-  std::vector<std::string> records;
-  records.reserve(count);
+void Journal::append(std::span<const RecordView> records) {
+  // Encoded before room is taken, so that nothing between taking room and filling it can fail.
+  thread_local std::string bytes;
+  thread_local std::vector<std::size_t> starts;
+  bytes.clear();
+  starts.clear();
+  for (const RecordView& r : records) starts.push_back(encode_record(r, bytes));
+  const std::uint64_t size = bytes.size();
   std::uint64_t ticket = 0;
-  {
-    std::shared_lock lock(rotate_mu_);
-    writing_.fetch_add(1, std::memory_order_acq_rel);
+  for (;;) {
+    std::shared_lock files(rotate_mu_);
+    if (current_ == nullptr) throw Error(Errc::transport_error, dir_ + ": the journal is closed; the event was not stored");
+    Segment& s = *current_;
+    if (sync_each_) writing_.fetch_add(1, std::memory_order_acq_rel);
     struct Done {
-      std::atomic<int>& n;
-      ~Done() { n.fetch_sub(1, std::memory_order_acq_rel); }
-    } done_writing{writing_};
-    const std::uint64_t first = next_jseq_.fetch_add(count, std::memory_order_acq_rel);
-    std::string joined;
-    try {
-      for (std::size_t i = 0; i < count; ++i) records.push_back(make(first + i));
-    } catch (...) {
-      queue(first, std::vector<std::string>(count));
-      throw;
+      std::atomic<int>* n;
+      ~Done() {
+        if (n) n->fetch_sub(1, std::memory_order_acq_rel);
+      }
+    } done_writing{sync_each_ ? &writing_ : nullptr};
+    const std::uint64_t offset = s.reserved.fetch_add(size, std::memory_order_acq_rel);
+    if (offset + size > s.capacity.load(std::memory_order_acquire) && !make_room(s, offset, size)) {
+      files.unlock();
+      rotate_from(&s, size);
+      continue;
     }
-    std::string_view bytes;
-    if (count == 1) {
-      bytes = records[0];
+    for (const std::size_t at : starts) {
+      const std::uint64_t jseq = offset + at + 1;  // increasing through the file
+      std::memcpy(bytes.data() + at + 12, &jseq, 8);
+      set_crc(bytes.data() + at);
+    }
+    if (sync_each_) {
+      write_at(s, offset, bytes);  // throws, leaving a hole, when the write fails
+      appended_.fetch_add(records.size(), std::memory_order_acq_rel);
+      for (const std::size_t at : starts) s.mark_whole(offset + at);
+      ticket = written_.fetch_add(1, std::memory_order_acq_rel) + 1;
     } else {
-      for (const auto& r : records) joined += r;
-      bytes = joined;
-    }
-    // Appending journals write at the end (O_APPEND); syncing ones at a reserved offset.
-    const std::uint64_t offset = sync_each_ ? size_.fetch_add(bytes.size(), std::memory_order_acq_rel) : 0;
-    if (sync_each_ && offset + bytes.size() > capacity_.load(std::memory_order_acquire)) {
-      try {
-        grow_to(offset + bytes.size() + kGrowBy);
-      } catch (...) {
-        queue(first, std::vector<std::string>(count));
-        throw;
+      // Each record but its magic (the file holds zeros there), then the magics, atomically:
+      // the mover reads a magic only that way, and then finds the whole record behind it.
+      char* to = s.map + offset;
+      for (std::size_t i = 0; i < starts.size(); ++i) {
+        const std::size_t end = i + 1 < starts.size() ? starts[i + 1] : size;
+        std::memcpy(to + starts[i] + 4, bytes.data() + starts[i] + 4, end - starts[i] - 4);
       }
+      appended_.fetch_add(records.size(), std::memory_order_acq_rel);
+      for (const std::size_t at : starts) magic_word(to + at).store(kMagic, std::memory_order_seq_cst);
     }
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = sync_each_ ? ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
-                                              static_cast<off_t>(offset + done))
-                                   : ::write(fd_, bytes.data() + done, bytes.size() - done);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        const int saved = errno;
-        queue(first, std::vector<std::string>(count));  // a torn tail is skipped on recovery
-        errno = saved;
-        io_error(dir_ + "/" + name_ + ": journal write failed; the event was not stored");
-      }
-      done += static_cast<std::size_t>(n);
-    }
-    if (!sync_each_) size_.fetch_add(bytes.size(), std::memory_order_relaxed);
-    ticket = written_.fetch_add(1, std::memory_order_acq_rel) + 1;
-    queue(first, std::move(records));
+    break;
   }
+  if (bytes.capacity() > (1 << 20)) std::string().swap(bytes);  // after an unusually large event
+  if (mover_waiting_.load(std::memory_order_seq_cst)) wake_mover();
   if (sync_each_) sync_through(ticket);
+}
+
+void Journal::write_at(Segment& s, std::uint64_t offset, std::string_view bytes) {
+  for (std::size_t done = 0; done < bytes.size();) {
+    const ssize_t n = ::pwrite(s.fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int saved = errno;
+      s.add_hole(offset, bytes.size());  // a torn record there fails its CRC on recovery
+      errno = saved;
+      io_error(dir_ + "/" + s.name + ": journal write failed; the event was not stored");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+bool Journal::ready_locked() const {
+  if (segments_.empty()) return false;
+  Segment& s = *segments_.front();
+  if (s.whole_at(read_at_) || s.hole_at(read_at_) != 0) return true;
+  return &s != current_ && read_at_ >= s.seal.load(std::memory_order_acquire);
+}
+
+bool Journal::take(Batch& batch, std::size_t max) {
+  batch.records.clear();
+  batch.finishes_file = false;
+  std::shared_lock files(rotate_mu_);
+  if (segments_.empty()) return false;
+  Segment& s = *segments_.front();
+  batch.file = s.name;
+  std::uint64_t at = read_at_;
+  while (batch.records.size() < max) {
+    if (!s.whole_at(at)) {
+      const std::uint64_t hole = s.hole_at(at);
+      if (hole == 0) break;
+      at += hole;
+      continue;
+    }
+    RecordView r;
+    // Written by this process: whole, and not checked again.
+    const std::size_t n =
+        decode_record(std::string_view(s.map + at, s.capacity.load(std::memory_order_acquire) - at), r, false);
+    if (n == 0) break;
+    batch.records.push_back(r);
+    at += padded(n);
+  }
+  batch.end = at;
+  batch.progress = at + 1;
+  batch.finishes_file = &s != current_ && at >= s.seal.load(std::memory_order_acquire);
+  return !batch.records.empty() || batch.finishes_file;
+}
+
+void Journal::moved(const Batch& batch) {
+  moved_.fetch_add(batch.records.size(), std::memory_order_acq_rel);
+  read_at_ = batch.end;
+  if (!batch.finishes_file) return;
+  std::unique_ptr<Segment> done;
+  {
+    std::unique_lock files(rotate_mu_);
+    done = std::move(segments_.front());
+    segments_.pop_front();
+    read_at_ = 0;
+  }
+  ::unlink((dir_ + "/" + done->name).c_str());
+  {
+    std::lock_guard lock(wake_mu_);
+  }
+  room_cv_.notify_all();
+}
+
+void Journal::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(wake_mu_);
+  mover_waiting_.store(true, std::memory_order_seq_cst);
+  bool ready;
+  {
+    std::shared_lock files(rotate_mu_);
+    ready = ready_locked();
+  }
+  if (!ready)
+    wake_cv_.wait_for(lock, timeout,
+                      [this] { return waits_stopped_ || !mover_waiting_.load(std::memory_order_acquire); });
+  mover_waiting_.store(false, std::memory_order_release);
+}
+
+void Journal::pause(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(wake_mu_);
+  wake_cv_.wait_for(lock, timeout, [this] { return waits_stopped_; });
+}
+
+void Journal::wake_mover() {
+  {
+    std::lock_guard lock(wake_mu_);
+    mover_waiting_.store(false, std::memory_order_release);
+  }
+  wake_cv_.notify_all();
+}
+
+void Journal::stop_waits() {
+  {
+    std::lock_guard lock(wake_mu_);
+    waits_stopped_ = true;
+  }
+  wake_cv_.notify_all();
+  room_cv_.notify_all();
+}
+
+std::vector<std::string> Journal::close() noexcept {
+  std::unique_lock files(rotate_mu_);  // no writer is between taking room and counting its record
+  current_ = nullptr;
+  std::vector<std::string> names;
+  if (backlog() != 0) return names;
+  for (const auto& s : segments_) {
+    ::unlink((dir_ + "/" + s->name).c_str());
+    names.push_back(s->name);
+  }
+  segments_.clear();
+  return names;
 }
 
 void Journal::sync_through(std::uint64_t ticket) {
@@ -260,15 +506,25 @@ void Journal::sync_through(std::uint64_t ticket) {
       continue;
     }
     // Lead: let writers already under way finish (they share this fdatasync), then sync
-    // every write completed so far.
+    // every write completed so far: the current file and any older one not synced since its
+    // last write.
     for (int i = 0; i < 64 && writing_.load(std::memory_order_acquire) > 0; ++i) sched_yield();
     const std::uint64_t covered = written_.load(std::memory_order_acquire);
-    int rc;
+    int rc = 0;
+    std::string failed;
     {
-      std::shared_lock file(rotate_mu_);
-      rc = ::fdatasync(fd_);
+      std::shared_lock files(rotate_mu_);
+      for (const auto& s : segments_) {
+        if (s->synced_final.load(std::memory_order_acquire)) continue;
+        const bool old = s.get() != current_;  // rotated away: its writers are done
+        if (::fdatasync(s->fd) != 0) {
+          rc = errno;
+          failed = s->name;
+          break;
+        }
+        if (old) s->synced_final.store(true, std::memory_order_release);
+      }
     }
-    const int saved = errno;
     if (rc == 0) {
       std::uint64_t s = synced_.load(std::memory_order_relaxed);
       while (s < covered && !synced_.compare_exchange_weak(s, covered, std::memory_order_acq_rel)) {
@@ -278,28 +534,10 @@ void Journal::sync_through(std::uint64_t ticket) {
     round_.fetch_add(1, std::memory_order_acq_rel);
     round_.notify_all();
     if (rc != 0) {
-      errno = saved;
-      io_error(dir_ + ": journal fdatasync failed; the event may not be durable");
+      errno = rc;
+      io_error(dir_ + "/" + failed + ": journal fdatasync failed; the event may not be durable");
     }
   }
-}
-
-std::string Journal::rotate(const std::function<bool()>& ready) {
-  std::unique_lock lock(rotate_mu_);
-  if (!ready()) return {};
-  std::string old = dir_ + "/" + name_;
-  const std::string old_name = name_;
-  open_new();
-  ::unlink(old.c_str());
-  return old_name;
-}
-
-void Journal::remove() noexcept {
-  std::unique_lock lock(rotate_mu_);
-  if (fd_ < 0) return;
-  ::unlink((dir_ + "/" + name_).c_str());
-  ::close(fd_);
-  fd_ = -1;
 }
 
 void recover_orphans(const std::string& dir,

@@ -50,7 +50,8 @@ void append_in(sqlite3* db, const Envelope& e) {
       throw Error(Errc::store_error, path + ": has no crier store; open it with crier::sqlite::open() once first");
   }
   Stmt insert(db, path, kInsertEvent);
-  const std::string extensions = encode_extensions(e);
+  std::string extensions;
+  encode_extensions(e, extensions);
   insert_event_row(insert, view_of(e, extensions), wall_ms());
 }
 

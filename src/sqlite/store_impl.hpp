@@ -9,10 +9,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
-
-#include <map>
 #include <thread>
+#include <vector>
 
 #include "crier/sqlite.hpp"
 #include "db.hpp"
@@ -45,8 +43,8 @@ RecordView view_of(const Envelope& e, std::string_view extensions);
 
 /// Reads the kEventColumns starting at column `first` of the current row.
 Envelope read_envelope(const Stmt& row, int first);
-/// The extension attributes as stored (a JSON object of strings).
-std::string encode_extensions(const Envelope& e);
+/// The extension attributes as stored (a JSON object of strings), into `out`.
+void encode_extensions(const Envelope& e, std::string& out);
 
 /// Checks that the file is a crier store this build can read (or an empty one) and brings
 /// its schema up to kSchemaVersion. Modifies nothing when it throws.
@@ -56,12 +54,12 @@ struct Store::Impl {
   Impl(std::string path, Options options);
   ~Impl();
 
-  /// Journals the events (publish's durability point) and queues them for the mover.
+  /// Journals the events: publish's durability point; the mover takes them from there.
   void append(std::span<const Envelope> events);
   /// The newest sequence (0: none). Caller holds db_mu.
   std::int64_t head();
   /// Events journaled by this store and not yet in the database.
-  std::uint64_t backlog() const noexcept { return backlog_.load(std::memory_order_acquire); }
+  std::uint64_t backlog() const noexcept { return journal_ ? journal_->backlog() : 0; }
   /// Waits until everything journaled so far is in the database (or moving it fails).
   void wait_moved();
   /// Stops the mover after it moved what it can; deletes the journal if it is all moved.
@@ -99,21 +97,23 @@ struct Store::Impl {
   // Inserts the records in one transaction and records `progress` as the journal's next
   // sequence. Caller holds db_mu.
   void insert_records(const std::vector<RecordView>& records, const std::string& journal, std::uint64_t progress);
+  // Deletes the progress row of a journal file that was deleted.
+  void forget_journal(const std::string& name) noexcept;
   // Finishes a dead process's journal; true when it is all in the database.
   bool finish_orphan(const std::string& name, std::string_view bytes);
   // Wakes consumers after a commit of events, and prunes every so many commits.
   void after_commit();
 
+  // Publishes fail fast while the store is closing or the mover cannot write the database.
+  void refuse_if_needed() const;
+
   std::unique_ptr<Journal> journal_;
   std::thread mover_;
-  std::mutex queue_mu_;
-  std::condition_variable queue_cv_;
-  std::vector<std::pair<std::uint64_t, std::string>> queue_;  // guarded by queue_mu_
-  bool stopping_ = false;                                      // guarded by queue_mu_
-  bool mover_idle_ = false;                                    // guarded by queue_mu_
-  std::string mover_error_;  // guarded by queue_mu_: why the last move failed ("" when it worked)
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> refusing_{false};  // stopping_, or mover_error_ is set
+  mutable std::mutex error_mu_;
+  std::string mover_error_;  // guarded by error_mu_: why the last move failed ("" when it worked)
   Errc mover_code_ = Errc::transport_error;
-  std::atomic<std::uint64_t> backlog_{0};
 };
 
 template <class Stop>
