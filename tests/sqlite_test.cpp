@@ -217,7 +217,8 @@ TEST(SqliteJournal, ABurstLargerThanTheJournalArrivesWholeAndTheFilesGo) {
   {
     crier::sqlite::Options small;
     small.max_journal_bytes = 2 << 20;
-    crier::Bus bus{crier::sqlite::open(path, small)};
+    const auto store = crier::sqlite::open(path, small);
+    crier::Bus bus{store};
     std::mutex mu;
     Counter handled;
     auto sub = bus.subscribe<Job>("reader", [&](const Job& j) {
@@ -235,6 +236,9 @@ TEST(SqliteJournal, ABurstLargerThanTheJournalArrivesWholeAndTheFilesGo) {
     for (auto& p : publishers) p.join();
     handled.wait_for(kThreads * kPerThread);
     ASSERT_TRUE(bus.flush(30s));
+    const crier::sqlite::StoreStats stats = store->stats();
+    EXPECT_EQ(stats.appended, static_cast<std::uint64_t>(kThreads * kPerThread));
+    EXPECT_EQ(stats.journaled, 0u) << "flush waits for the move";
   }
   EXPECT_EQ(std::count(seen.begin(), seen.end(), 0), 0) << "events missing";
   std::size_t left = 0;

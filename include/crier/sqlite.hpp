@@ -84,6 +84,7 @@ struct StoreStats {
   std::uint64_t in_flight = 0;     ///< claims and retry rows: events read but not finished
   std::uint64_t commits = 0;       ///< publish transactions by this store object
   std::uint64_t appended = 0;      ///< events appended by this store object
+  std::uint64_t journaled = 0;     ///< of those, events in its journal not yet in the database
 };
 
 /// A SQLite store: a crier::Transport. Thread-safe. Obtain one with open().

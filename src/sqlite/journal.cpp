@@ -24,7 +24,7 @@ namespace {
 constexpr std::uint32_t kMagic = 0x45495243;  // "CRIE" little-endian
 constexpr std::size_t kHeader = 4 + 4 + 4 + 8;  // magic, payload length, crc, jseq
 constexpr std::size_t kFields = 9;
-constexpr std::uint64_t kGrowBy = 8 << 20;         // allocated ahead of the writers
+constexpr std::uint64_t kGrowBy = 8 << 20;  // allocated ahead of the writers
 
 // CRC-32C (Castagnoli), table-driven.
 const std::array<std::uint32_t, 256>& crc_table() {

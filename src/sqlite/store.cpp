@@ -176,8 +176,11 @@ Store::Impl::~Impl() {
 }
 
 void Store::Impl::shutdown() noexcept {
-  if (stopping_.exchange(true, std::memory_order_acq_rel)) return;
-  refusing_.store(true, std::memory_order_release);
+  {
+    std::lock_guard lock(error_mu_);  // the mover sets refusing_ under it too
+    if (stopping_.exchange(true, std::memory_order_acq_rel)) return;
+    refusing_.store(true, std::memory_order_release);
+  }
   if (!journal_) return;
   journal_->stop_waits();
   if (mover_.joinable()) mover_.join();
@@ -504,6 +507,7 @@ StoreStats Store::stats() {
   StoreStats st;
   st.commits = s.commits.load(std::memory_order_relaxed);
   st.appended = s.appended.load(std::memory_order_relaxed);
+  st.journaled = s.backlog();
   std::lock_guard lock(s.db_mu);
   st.head = static_cast<std::uint64_t>(s.head());
   Stmt events(s.db, s.path, "SELECT count(*) FROM crier_events");

@@ -1,6 +1,7 @@
 // The process the crash test kills. `crash_child DB DIR run N`: subscribes three subscribers
 // and publishes numbered events from four threads until it is killed; `crash_child DB DIR
-// drain`: subscribes the same three and exits once nothing is left to deliver.
+// drain`: subscribes the same three and exits once nothing is left to deliver. The store's
+// durability level is normal, or full when $CRIER_CRASH_DURABILITY is "full".
 //
 // It keeps its own record in DIR, one 32-byte write(2) per line so that a kill never leaves
 // half a line: attempted.log (before each publish), acked.log (after publish returned), and
@@ -55,7 +56,10 @@ int main(int argc, char** argv) {
   const std::string db = argv[1], dir = argv[2], mode = argv[3];
   // The default lease (30 s): a killed child's claims are taken over because its process is
   // gone, not because the lease ran out.
-  auto store = crier::sqlite::open(db);
+  crier::sqlite::Options options;
+  const char* level = std::getenv("CRIER_CRASH_DURABILITY");
+  if (level != nullptr && std::string(level) == "full") options.durability = crier::sqlite::Durability::full;
+  auto store = crier::sqlite::open(db, options);
   crier::Bus bus{store};
 
   const Log alpha(dir + "/handled-alpha.log"), beta(dir + "/handled-beta.log"), gamma(dir + "/handled-gamma.log");
