@@ -2,7 +2,7 @@
 //
 // BM_DurablePublish/<impl>/<threads>: events per second that publish acknowledged.
 //   crier_normal, crier_full: crier::Bus on crier::sqlite at Durability::normal / full, from
-//     1, 8 and 64 threads publishing at once (group commit shares their transactions).
+//     1, 8 and 64 threads publishing at once (they share the journal and its fdatasync rounds).
 //   sqlite_raw_batched/1: one thread, prepared INSERTs of the envelope columns, one
 //     transaction per 1,000 rows, WAL, synchronous=NORMAL: a ceiling without fsync.
 //   sqlite_raw_per_row/1: the same, one transaction per row, synchronous=FULL: what a naive

@@ -1,4 +1,4 @@
-// The SQLite store: opening, group-committed publish, dead letters and retention.
+// The SQLite store: opening, journaled publish and the mover, dead letters and retention.
 #include <unistd.h>
 
 #include <algorithm>
