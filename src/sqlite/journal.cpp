@@ -339,13 +339,6 @@ void Journal::append(std::span<const RecordView> records) {
     std::shared_lock files(rotate_mu_);
     if (current_ == nullptr) throw Error(Errc::transport_error, dir_ + ": the journal is closed; the event was not stored");
     Segment& s = *current_;
-    if (sync_each_) writing_.fetch_add(1, std::memory_order_acq_rel);
-    struct Done {
-      std::atomic<int>* n;
-      ~Done() {
-        if (n) n->fetch_sub(1, std::memory_order_acq_rel);
-      }
-    } done_writing{sync_each_ ? &writing_ : nullptr};
     const std::uint64_t offset = s.reserved.fetch_add(size, std::memory_order_acq_rel);
     if (offset + size > s.capacity.load(std::memory_order_acquire) && !make_room(s, offset, size)) {
       files.unlock();
@@ -358,6 +351,11 @@ void Journal::append(std::span<const RecordView> records) {
       set_crc(bytes.data() + at);
     }
     if (sync_each_) {
+      writing_.fetch_add(1, std::memory_order_acq_rel);  // the next fdatasync round waits a moment for it
+      struct Done {
+        std::atomic<int>& n;
+        ~Done() { n.fetch_sub(1, std::memory_order_acq_rel); }
+      } done_writing{writing_};
       write_at(s, offset, bytes);  // throws, leaving a hole, when the write fails
       appended_.fetch_add(records.size(), std::memory_order_acq_rel);
       for (const std::size_t at : starts) s.mark_whole(offset + at);

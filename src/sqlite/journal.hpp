@@ -145,7 +145,7 @@ class Journal {
   // Group fdatasync: a write's ticket is covered once `synced_` reaches it. One writer leads
   // each round; the others sleep on `round_` (a futex: no lock to fight over on wake-up).
   std::atomic<std::uint64_t> written_{0};
-  std::atomic<int> writing_{0};  // writers between taking room and finishing their copy
+  std::atomic<int> writing_{0};  // writers between taking room and finishing their pwrite
   std::atomic<std::uint64_t> synced_{0};
   std::atomic<std::uint64_t> round_{0};
   std::atomic<bool> syncing_{false};
