@@ -89,7 +89,8 @@ class Journal {
 
   /// Records appended and not yet moved.
   std::uint64_t backlog() const noexcept {
-    return appended_.load(std::memory_order_acquire) - moved_.load(std::memory_order_acquire);
+    const std::uint64_t moved = moved_.load(std::memory_order_acquire);  // first: never above appended
+    return appended_.load(std::memory_order_acquire) - moved;
   }
   /// Makes sure room lies ahead of the writers, so that they rarely have to make it themselves
   /// (called by the mover, off the publish path).
