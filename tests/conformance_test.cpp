@@ -49,41 +49,25 @@ class Conformance : public ::testing::TestWithParam<Transport> {
 TEST_P(Conformance, OneSubscriberSeesOnePublishersEventsInOrder) {
   constexpr int kEvents = 2000;
   auto b = bus();
-  std::mutex mu;
-  std::vector<int> seen;
-  Counter done;
-  auto sub = b->subscribe<Job>("ordered", [&](const Job& j) {
-    {
-      std::lock_guard lock(mu);
-      seen.push_back(j.n);
-    }
-    done.add();
-  });
+  SeenJobs jobs;
+  auto sub = b->subscribe<Job>("ordered", [&](const Job& j) { jobs.add(j); });
   for (int i = 0; i < kEvents; ++i) b->publish(Job{i, "x"});
-  done.wait_for(kEvents);
-  std::lock_guard lock(mu);
+  jobs.wait_for(kEvents);
+  const std::vector<int> seen = jobs.values();
   ASSERT_EQ(seen.size(), static_cast<std::size_t>(kEvents));
   for (int i = 0; i < kEvents; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], i);
 }
 
 TEST_P(Conformance, ABatchArrivesWholeAndInOrder) {
   auto b = bus();
-  std::mutex mu;
-  std::vector<int> seen;
-  Counter done;
-  auto sub = b->subscribe<Job>("batched", [&](const Job& j) {
-    {
-      std::lock_guard lock(mu);
-      seen.push_back(j.n);
-    }
-    done.add();
-  });
+  SeenJobs jobs;
+  auto sub = b->subscribe<Job>("batched", [&](const Job& j) { jobs.add(j); });
   std::vector<Job> batch;
   for (int i = 0; i < 300; ++i) batch.push_back(Job{i, "b"});
   b->publish_batch(batch);
-  done.wait_for(300);
+  jobs.wait_for(300);
   ASSERT_TRUE(b->flush(30s));
-  std::lock_guard lock(mu);
+  const std::vector<int> seen = jobs.values();
   ASSERT_EQ(seen.size(), 300u);
   for (int i = 0; i < 300; ++i) EXPECT_EQ(seen[static_cast<std::size_t>(i)], i);
   const auto m = b->metrics();

@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include <crier/crier.hpp>
 
@@ -17,6 +20,32 @@ struct Job {
 };
 CRIER_EVENT(Job, "com.example.test.job");
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Job, n, note)
+
+/// The `n` of each Job a handler was given, in the order given: a handler calls add().
+class SeenJobs {
+ public:
+  void add(const Job& j) {
+    {
+      std::lock_guard lock(mu_);
+      ns_.push_back(j.n);
+    }
+    cv_.notify_all();
+  }
+  /// Blocks until at least `count` were seen.
+  void wait_for(std::size_t count) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return ns_.size() >= count; });
+  }
+  std::vector<int> values() const {
+    std::lock_guard lock(mu_);
+    return ns_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int> ns_;
+};
 
 /// A fresh directory under $TMPDIR, removed with everything in it when the object goes.
 class ScratchDir {

@@ -252,7 +252,6 @@ TEST(Journal, ScanningSkipsARecordLeftHalfWrittenOrDamaged) {
   EXPECT_EQ(ids, (std::vector<std::string>{"first", "second", "third"}));
 }
 
-
 // Files may not grow past `bytes` while it lives (how a full disk looks to a writer).
 class FileSizeLimit {
  public:

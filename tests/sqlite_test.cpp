@@ -156,22 +156,13 @@ TEST(SqliteRestart, AcknowledgedPublishesAndDeadLettersOutliveTheProcess) {
   EXPECT_EQ(letters[0].subscriber, "picky");
   EXPECT_EQ(letters[0].last_error, "three is poison");
   EXPECT_EQ(letters[0].attempts, 2);
-  Counter handled;
-  std::mutex mu;
-  std::vector<int> seen;
-  auto sub = bus.subscribe<Job>("picky", [&](const Job& j) {
-    {
-      std::lock_guard lock(mu);
-      seen.push_back(j.n);
-    }
-    handled.add();
-  });
-  handled.wait_for(5);
+  SeenJobs jobs;
+  auto sub = bus.subscribe<Job>("picky", [&](const Job& j) { jobs.add(j); });
+  jobs.wait_for(5);
   EXPECT_EQ(bus.redrive(), 1u);
-  handled.wait_for(6);
+  jobs.wait_for(6);
   ASSERT_TRUE(bus.flush(30s));
-  std::lock_guard lock(mu);
-  EXPECT_EQ(seen, (std::vector<int>{5, 6, 7, 8, 9, 3}));
+  EXPECT_EQ(jobs.values(), (std::vector<int>{5, 6, 7, 8, 9, 3}));
   EXPECT_EQ(bus.dead_letter_count(), 0u);
 }
 
@@ -453,22 +444,11 @@ TEST(SqliteStart, ANewSubscriberChoosesWhereToStart) {
   crier::Bus bus{crier::sqlite::open(dir.file("start.db"))};
   for (int i = 1; i <= 10; ++i) bus.publish(Job{i, ""});
   auto first_of = [&](const char* name, crier::StartFrom from) {
-    std::mutex mu;
-    std::vector<int> seen;
-    Counter got;
-    auto sub = bus.subscribe<Job>(name, [&](const Job& j) {
-      {
-        std::lock_guard lock(mu);
-        seen.push_back(j.n);
-      }
-      got.add();
-    }, {.start = from});
+    SeenJobs jobs;
+    auto sub = bus.subscribe<Job>(name, [&](const Job& j) { jobs.add(j); }, {.start = from});
     bus.publish(Job{100, ""});  // the one every start position includes
-    std::unique_lock lock(mu);
-    lock.unlock();
     EXPECT_TRUE(bus.flush(30s));
-    lock.lock();
-    return seen;
+    return jobs.values();
   };
   EXPECT_EQ(first_of("from-now", crier::StartFrom::now()), (std::vector<int>{100}));
   EXPECT_EQ(first_of("from-seven", crier::StartFrom::at_sequence(7)), (std::vector<int>{7, 8, 9, 10, 100, 100}));

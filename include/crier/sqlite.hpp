@@ -5,9 +5,9 @@
 //
 // publish() returns once the event is in the store's journal (a memory-mapped file beside the
 // database; at Durability::full, after an fdatasync shared by concurrent publishers), from
-// where a background thread moves it into the database in large transactions. Every subscriber, in this process or in another one that
-// opens the same file, then gets the event at least once, even if a process is killed at any
-// instant: an event is done for a subscriber only after its handler returned. Subscribers with
+// where a background thread moves it into the database in large transactions. Every
+// subscriber, in this process or in another one that opens the same file, then gets the event
+// at least once, even if a process is killed at any instant: an event is done for a subscriber only after its handler returned. Subscribers with
 // the same name share the work (competing consumers); each name gets every event.
 //
 // Link crier::sqlite. The core library never includes sqlite3.h.
@@ -68,9 +68,10 @@ struct Options {
   /// Upper bound of the file in bytes (0: none). Past it, publish fails as on a full disk.
   std::uint64_t max_bytes = 0;
   /// How far publishers may run ahead of the database: bytes journaled and not yet moved into
-  /// the file (in journal files of a quarter of this, 1 to 64 MiB, at least two). Past it, publish waits for the move
-  /// (back-pressure) up to busy_timeout, then fails with Errc::transport_error. It bounds the
-  /// disk and page cache a burst can take when SQLite cannot keep up.
+  /// the file (in journal files of a quarter of this, 1 to 64 MiB, at least two). Past it,
+  /// publish waits for the move (back-pressure) up to busy_timeout, then fails with
+  /// Errc::transport_error. It bounds the disk and page cache a burst can take when SQLite
+  /// cannot keep up.
   std::uint64_t max_journal_bytes = 256ull << 20;
   /// Run SQLite's quick_check when opening, so a corrupt file is refused up front.
   bool verify_on_open = true;
