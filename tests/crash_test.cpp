@@ -1,6 +1,6 @@
 // Kill -9 at random moments: every event whose publish returned is delivered to every
 // subscriber at least once, across restarts. The child (crash/crash_child.cpp) publishes from
-// four threads and consumes with three subscribers; it is killed CRIER_CRASH_CYCLES times
+// four threads and consumes with four subscribers, one of them ordered by key; it is killed CRIER_CRASH_CYCLES times
 // (default 50; scripts/crash-test runs 1,000), then restarted to drain, and its own logs are
 // checked. The moment of each kill is random on purpose: it is the experiment, not a wait.
 #include <gtest/gtest.h>
@@ -76,6 +76,31 @@ int cycles() {
   return env ? std::max(1, std::atoi(env)) : 50;
 }
 
+// The key of a crash child's event: its publishing thread (the child's partition key).
+long long key_of(long long n) { return n / 10'000'000 % 10; }
+
+// Goes through a handler's log in handling order and counts the events handled while an
+// acknowledged event published before them on their key (their publishing thread, whose
+// numbers grow run after run) had not been handled yet. Redeliveries of events already
+// handled are duplicates, not disorder.
+std::size_t key_order_violations(const std::vector<long long>& acked, const std::vector<long long>& handled_log) {
+  std::unordered_map<long long, std::vector<long long>> acked_by_key;
+  for (long long v : acked) acked_by_key[key_of(v)].push_back(v);
+  for (auto& [key, list] : acked_by_key) std::sort(list.begin(), list.end());
+  std::unordered_map<long long, std::size_t> prefix;  // per key: acked events handled in a row from the first
+  std::unordered_set<long long> handled;
+  std::size_t violations = 0;
+  for (long long v : handled_log) {
+    const auto& list = acked_by_key[key_of(v)];
+    std::size_t& done = prefix[key_of(v)];
+    const auto before = static_cast<std::size_t>(std::lower_bound(list.begin(), list.end(), v) - list.begin());
+    if (done < before) ++violations;
+    handled.insert(v);
+    while (done < list.size() && handled.count(list[done])) ++done;
+  }
+  return violations;
+}
+
 // Kills the child `n` times with the store at `durability`, drains, and checks the logs.
 void kill_and_check(const char* durability, int n) {
   ScratchDir dir;
@@ -109,7 +134,7 @@ void kill_and_check(const char* durability, int n) {
   const std::unordered_set<long long> attempted(attempted_list.begin(), attempted_list.end());
   ASSERT_GT(acked.size(), 0u);
   std::size_t lost_total = 0, duplicates_total = 0;
-  for (const char* sub : {"alpha", "beta", "gamma"}) {
+  for (const char* sub : {"alpha", "beta", "gamma", "delta"}) {
     std::unordered_map<long long, int> handled;
     for (long long v : read_numbers(dir.file(std::string("handled-") + sub + ".log"))) ++handled[v];
     std::size_t lost = 0, duplicates = 0, invented = 0;
@@ -125,6 +150,8 @@ void kill_and_check(const char* durability, int n) {
     duplicates_total += duplicates;
     std::printf("[ figures  ] %s: %zu handled, %zu duplicates\n", sub, handled.size(), duplicates);
   }
+  const std::size_t out_of_order = key_order_violations(acked, read_numbers(dir.file("handled-delta.log")));
+  EXPECT_EQ(out_of_order, 0u) << "delta: events handled before an earlier acknowledged event of their key";
   std::printf("[ figures  ] %s: %d kill cycles (%d while starting): %zu acknowledged publishes, %zu lost, "
               "%zu duplicate deliveries\n",
               durability, n, killed_starting, acked.size(), lost_total, duplicates_total);

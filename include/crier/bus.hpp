@@ -26,6 +26,9 @@ namespace crier {
 
 namespace detail {
 
+/// Throws Error(Errc::invalid_argument): the Bus was moved from.
+[[noreturn]] CRIER_EXPORT void bus_moved_from();
+
 // Calls each subscriber of one snapshot. Handlers' failures are their subscribers' business;
 // an async subscriber's enqueue failure (a full queue) is the publisher's, raised after every
 // other subscriber had the event. `Fence`: readers fence themselves (no membarrier).
@@ -117,10 +120,23 @@ class CRIER_EXPORT Bus {
   /// Error(Errc::invalid_argument) for a null transport.
   explicit Bus(std::shared_ptr<Transport> transport, BusOptions options = {});
   /// Drains (BusOptions::drain_timeout), then stops the workers. Events still queued after
-  /// the deadline are reported to on_error with their count.
+  /// the deadline are reported to on_error with their count. Destroyed from inside one of
+  /// its own handlers (async, inline or a retry), it cannot wait for that handler: it closes
+  /// the bus to outside publishes and returns at once, and a background thread drains the
+  /// bus (with the same deadline) once that handler returned, then frees it. Threads still
+  /// draining such buses are joined when the program exits.
   ~Bus();
-  Bus(Bus&&) noexcept = default;
-  Bus& operator=(Bus&&) noexcept = default;
+  /// Moving leaves `other` empty: every later call on it (other than destruction and
+  /// assignment) throws Error(Errc::invalid_argument) saying it was moved from.
+  Bus(Bus&& other) noexcept = default;
+  /// Drains and stops this bus's own events first, as the destructor does.
+  Bus& operator=(Bus&& other) noexcept {
+    if (this != &other) {
+      Bus gone(std::move(*this));
+      core_ = std::move(other.core_);
+    }
+    return *this;
+  }
 
   /// Delivers `event` to every current subscriber of E: Inline ones before this returns,
   /// Async ones through their queues. A subscriber added while this runs is not called by
@@ -132,12 +148,16 @@ class CRIER_EXPORT Bus {
   /// Error(Errc::codec_error) when E cannot be encoded.
   template <class E>
   [[gnu::always_inline]] void publish(const E& event) {
+    if (core_ == nullptr) [[unlikely]]
+      detail::bus_moved_from();
     detail::publish(*core_, event, nullptr, nullptr);
   }
   /// As publish(event), with CloudEvents attributes (subject, partition key, extensions).
   /// Throws Error(Errc::invalid_name) for a malformed extension name.
   template <class E>
   [[gnu::always_inline]] void publish(const E& event, const Attributes& attributes) {
+    if (core_ == nullptr) [[unlikely]]
+      detail::bus_moved_from();
     detail::publish(*core_, event, &attributes, nullptr);
   }
 
@@ -147,18 +167,19 @@ class CRIER_EXPORT Bus {
   template <class E>
   void publish_batch(std::span<const E> events) {
     static_assert(Event<E>, "crier: declare the event type with CRIER_EVENT(Type, \"name\")");
-    if (core_->transport() == nullptr) {
+    detail::BusCore& c = core();
+    if (c.transport() == nullptr) {
       for (const E& e : events) publish(e);
       return;
     }
     if (events.empty()) return;
-    if (core_->closed.load(std::memory_order_relaxed)) core_->refuse_if_closed(core_->on_worker_thread());
+    if (c.closed.load(std::memory_order_relaxed)) c.refuse_if_closed(c.on_worker_thread());
     std::vector<Envelope> envelopes;
     envelopes.reserve(events.size());
     for (const E& e : events)
-      envelopes.push_back(core_->stored_envelope(event_type_v<E>, Codec<E>::encode(e), Codec<E>::content_type));
-    core_->transport()->append(envelopes);
-    core_->count_published(detail::event_index<E>(), event_type_v<E>, envelopes.size());
+      envelopes.push_back(c.stored_envelope(event_type_v<E>, Codec<E>::encode(e), Codec<E>::content_type));
+    c.transport()->append(envelopes);
+    c.count_published(detail::event_index<E>(), event_type_v<E>, envelopes.size());
   }
   template <class E>
   void publish_batch(const std::vector<E>& events) {
@@ -178,28 +199,29 @@ class CRIER_EXPORT Bus {
     static_assert(detail::PlainHandler<Handler, E> || detail::DeliveryHandler<Handler, E>,
                   "crier: a handler must be callable as void(const E&) or void(const E&, crier::Delivery&)");
     check_subscription(name, event_type_v<E>, options);
+    detail::BusCore& c = core();
     std::unique_ptr<detail::SubscriberBase> sub;
     detail::DeliverFn deliver = nullptr;
-    if (core_->transport()) {
+    if (c.transport()) {
       check_durable(name, event_type_v<E>, options);
       using S = detail::DurableSubscriber<E, Handler>;
-      sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
+      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
     } else if (options.mode == DeliveryMode::Inline) {
       using S = detail::InlineSubscriber<E, Handler>;
-      sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
+      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
     } else if (detail::DeliveryHandler<Handler, E> || options.ordering == Ordering::ordered) {
       // Queued events carry their envelope attributes: the handler or the key order needs them.
       using S = detail::AsyncSubscriber<E, Handler, true>;
-      sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
+      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
     } else {
       using S = detail::AsyncSubscriber<E, Handler, false>;
-      sub = std::make_unique<S>(*core_, std::string(name), options, std::forward<H>(handler));
+      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
     }
     detail::SubscriberBase* raw = sub.get();
-    core_->add(detail::event_index<E>(), std::move(sub), deliver);
+    c.add(detail::event_index<E>(), std::move(sub), deliver);
     Subscription subscription(core_, raw);
     raw->start_feed();
     return subscription;
@@ -232,9 +254,11 @@ class CRIER_EXPORT Bus {
   std::size_t purge(const DeadLetterFilter& filter = {});
 
   /// The CloudEvents source of this bus's events.
-  const std::string& source() const noexcept;
+  const std::string& source() const;
 
  private:
+  // The core; throws when this bus was moved from.
+  detail::BusCore& core() const;
   static void check_subscription(std::string_view name, std::string_view type, const SubscribeOptions& options);
   static void check_durable(std::string_view name, std::string_view type, const SubscribeOptions& options);
   std::shared_ptr<detail::BusCore> core_;

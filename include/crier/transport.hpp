@@ -57,6 +57,11 @@ struct ConsumerSpec {
   std::string subscriber;  ///< consumers with the same subscriber name share the work
   std::string event_type;
   StartFrom start;
+  /// The subscriber keeps per-key order (Ordering::ordered). The bus orders the events one
+  /// consumer hands it; the transport must then never hand an event to one consumer while
+  /// an earlier event of the same subscriber is unfinished (in flight or waiting for a
+  /// retry) in another consumer, and must hand a consumer's events over in sequence order.
+  bool ordered = false;
 };
 
 /// Hands one subscriber's stored events to the bus, and records what became of them. Called

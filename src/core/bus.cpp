@@ -2,9 +2,67 @@
 
 #include "envelope_build.hpp"
 
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace crier {
+
+namespace {
+
+// Buses destroyed from inside one of their own handlers cannot be drained by the thread that
+// destroys them: that thread is in the middle of a handler the drain must wait for. A reaper
+// thread drains and frees each of them instead; the reapers still running when the program
+// exits are joined then, so a drain is never cut short by static destruction.
+class Reapers {
+ public:
+  void reap(std::shared_ptr<detail::BusCore> core) {
+    std::lock_guard lock(mu_);
+    std::erase_if(threads_, [](Reaper& r) {
+      if (!r.done->load(std::memory_order_acquire)) return false;
+      r.thread.join();
+      return true;
+    });
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    threads_.push_back(Reaper{std::thread([core = std::move(core), done]() mutable {
+                                try {
+                                  core->drain(core->drain_timeout());
+                                } catch (...) {  // out of memory: the core still stops below
+                                }
+                                core.reset();
+                                done->store(true, std::memory_order_release);
+                              }),
+                              done});
+  }
+  ~Reapers() {
+    std::lock_guard lock(mu_);
+    for (Reaper& r : threads_) r.thread.join();
+  }
+
+ private:
+  struct Reaper {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::mutex mu_;
+  std::vector<Reaper> threads_;  // guarded by mu_
+};
+
+Reapers& reapers() {
+  static Reapers r;
+  return r;
+}
+
+[[noreturn]] void throw_moved_from() {
+  throw Error(Errc::invalid_argument, "this crier::Bus was moved from: use the Bus it was moved to");
+}
+
+}  // namespace
+
+namespace detail {
+void bus_moved_from() { throw_moved_from(); }
+}  // namespace detail
 
 Bus::Bus() : Bus(BusOptions{}) {}
 
@@ -17,28 +75,39 @@ Bus::Bus(std::shared_ptr<Transport> transport, BusOptions options) {
 
 Bus::~Bus() {
   if (!core_) return;  // moved from
+  if (core_->inside_own_handler()) {
+    // Refuse outside publishes at once; a reaper drains once this handler has returned.
+    core_->closed.store(true, std::memory_order_seq_cst);
+    reapers().reap(std::move(core_));
+    return;
+  }
   try {
     core_->drain(core_->drain_timeout());
-  } catch (const Error&) {
-    // Destroyed from one of its own handlers: the core stops without waiting for itself.
+  } catch (...) {  // out of memory while reporting: the core still stops when freed
   }
 }
 
-DrainResult Bus::drain(std::chrono::milliseconds timeout) { return core_->drain(timeout); }
+detail::BusCore& Bus::core() const {
+  if (!core_) [[unlikely]]
+    throw_moved_from();
+  return *core_;
+}
 
-bool Bus::flush(std::chrono::milliseconds timeout) { return core_->flush(timeout); }
+DrainResult Bus::drain(std::chrono::milliseconds timeout) { return core().drain(timeout); }
 
-MetricsSnapshot Bus::metrics() const { return core_->metrics(); }
+bool Bus::flush(std::chrono::milliseconds timeout) { return core().flush(timeout); }
 
-std::vector<DeadLetter> Bus::dead_letters(const DeadLetterFilter& filter) const { return core_->dead_letters(filter); }
+MetricsSnapshot Bus::metrics() const { return core().metrics(); }
 
-std::size_t Bus::dead_letter_count(const DeadLetterFilter& filter) const { return core_->dead_letter_count(filter); }
+std::vector<DeadLetter> Bus::dead_letters(const DeadLetterFilter& filter) const { return core().dead_letters(filter); }
 
-std::size_t Bus::redrive(const DeadLetterFilter& filter) { return core_->redrive(filter); }
+std::size_t Bus::dead_letter_count(const DeadLetterFilter& filter) const { return core().dead_letter_count(filter); }
 
-std::size_t Bus::purge(const DeadLetterFilter& filter) { return core_->purge(filter); }
+std::size_t Bus::redrive(const DeadLetterFilter& filter) { return core().redrive(filter); }
 
-const std::string& Bus::source() const noexcept { return core_->source(); }
+std::size_t Bus::purge(const DeadLetterFilter& filter) { return core().purge(filter); }
+
+const std::string& Bus::source() const { return core().source(); }
 
 void Bus::check_subscription(std::string_view name, std::string_view type, const SubscribeOptions& o) {
   const std::string who = "subscriber '" + std::string(name) + "' of " + std::string(type);

@@ -103,6 +103,20 @@ bool BusCore::on_worker_thread() const noexcept {
   return r != nullptr && r->worker_of == this;
 }
 
+bool BusCore::inside_own_handler() const noexcept {
+  const ReaderRecord* r = tls_reader;
+  if (r == nullptr) return false;
+  if (r->worker_of == this) return true;
+  // An inline handler runs on the publisher's thread: its open sections name the subscribers
+  // being called, which stay alive while those sections are open.
+  const auto depth = static_cast<int>(r->state.load(std::memory_order_relaxed) & kDepthMask);
+  for (int i = 0; i < depth; ++i) {
+    const auto* sub = static_cast<const SubscriberBase*>(r->running[i].load(std::memory_order_relaxed));
+    if (sub != nullptr && &sub->core == this) return true;
+  }
+  return false;
+}
+
 void BusCore::refuse_if_closed(bool nested_in_handler) const {
   if (stopped() || !nested_in_handler)
     throw Error(Errc::bus_closed, "publish on a bus that is draining or drained (source " + source_ + ")");
@@ -319,15 +333,15 @@ bool BusCore::wait_quiet(std::chrono::steady_clock::time_point deadline, bool co
 }
 
 bool BusCore::flush(std::chrono::nanoseconds timeout) {
-  if (on_worker_thread())
-    throw Error(Errc::would_deadlock, "flush() called from a handler running on this bus's workers");
+  if (inside_own_handler())
+    throw Error(Errc::would_deadlock, "flush() called from a handler of this bus: it would wait for itself");
   std::size_t left = 0;
   return wait_quiet(std::chrono::steady_clock::now() + timeout, false, left);
 }
 
 DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
-  if (on_worker_thread())
-    throw Error(Errc::would_deadlock, "drain() called from a handler running on this bus's workers");
+  if (inside_own_handler())
+    throw Error(Errc::would_deadlock, "drain() called from a handler of this bus: it would wait for itself");
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   closed.store(true, std::memory_order_seq_cst);
   // Publishes that began before they could see `closed` finish first.

@@ -84,6 +84,12 @@ void Feed::take(StoredEvent&& stored) {
     parked->first_failure = stored.first_failure;
     const auto wait = stored.retry_at - sub_.core.clock().wall_now();
     if (wait > Timestamp::duration::zero()) {
+      if (sub_.ordering == Ordering::ordered) {
+        // It is its key's head, as it was in the process that failed it: later events of the
+        // key (handed over after it, in sequence order) wait behind it.
+        sub_.ordered_block(parked->meta.partition_key());
+        parked->owns_key = true;
+      }
       sub_.core.park_for_retry(sub_, std::move(parked), std::chrono::duration_cast<Clock::duration>(wait));
       return;
     }

@@ -80,16 +80,21 @@ void SubscriberBase::run_parked(std::unique_ptr<Parked> p) {
   const auto t0 = core.clock().now();
   try {
     attempt_fn(*this, raw->event(), raw->meta, attempt);
-    observe_latency(core.clock().now() - t0);
+    observe_handler_time(core.clock().now() - t0);
     delivered.fetch_add(1, std::memory_order_relaxed);
     core.attempt_succeeded(*this, raw->meta);
   } catch (const std::exception& e) {
-    observe_latency(core.clock().now() - t0);
+    observe_handler_time(core.clock().now() - t0);
     core.attempt_failed(*this, attempt, raw->event(), raw->meta, std::move(p), Thrown::of(e));
   } catch (...) {
-    observe_latency(core.clock().now() - t0);
+    observe_handler_time(core.clock().now() - t0);
     core.attempt_failed(*this, attempt, raw->event(), raw->meta, std::move(p), Thrown::unknown());
   }
+}
+
+void SubscriberBase::observe_handler_time(std::chrono::nanoseconds d) noexcept {
+  busy_ns.fetch_add(static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count())), std::memory_order_relaxed);
+  observe_latency(d);
 }
 
 bool SubscriberBase::ordered_admit(const void* event, const PublishMeta& meta) {

@@ -7,6 +7,8 @@
 // claim whose owner died expires and is taken over, and its events are delivered again.
 // An event that fails moves out of its claim into its own row (attempts, retry time); redriven
 // dead letters come back the same way.
+#include <algorithm>
+#include <limits>
 #include <map>
 
 #include "crier/detail/core.hpp"
@@ -271,6 +273,19 @@ class SqliteConsumer final : public Consumer {
     for (const std::string& o : dead) release_owner(o);
   }
 
+  // Caller holds db_mu: true while another live consumer of this subscriber holds events
+  // (claimed or waiting for a retry). An ordered subscriber's consumers take turns: one
+  // consumer at a time holds unfinished events, so no key's event can run in one process
+  // while an earlier one is unfinished in another.
+  bool held_by_another(std::int64_t now) {
+    Stmt q(s_->db, s_->path,
+           "SELECT EXISTS (SELECT 1 FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND owner != ?3 AND "
+           "expires_ms >= ?4) OR EXISTS (SELECT 1 FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND "
+           "owner != ?3 AND expires_ms >= ?4)");
+    q.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, owner_).bind(4, now);
+    return q.step() && q.int64(0) != 0;
+  }
+
   // Caller holds db_mu: ends the leases of everything `owner` holds, for others to take.
   void release_owner(const std::string& owner) {
     for (const char* sql : {"UPDATE crier_claims SET expires_ms = 0 WHERE owner = ?1",
@@ -330,15 +345,60 @@ class SqliteConsumer final : public Consumer {
       flush_settled();
       renew(now);
       release_dead_owners(now);
+      if (spec_.ordered && held_by_another(now)) {
+        t.commit();  // what was settled is deleted; the events wait for the other consumer
+        return out;
+      }
 
-      // 1. A claim whose owner's lease ran out (or whose process died): deliver its events again.
+      // 1. Events older than the cursor that nobody holds, in sequence order: the claims of
+      // consumers whose lease ran out (or whose process died), and retry rows (failed in a
+      // consumer that is gone, or redriven). A claim is taken whole, with every retry row up
+      // to its end (its own failed events among them), so that neither overtakes the other;
+      // new events wait until all of them are taken, so that nothing overtakes them either.
+      bool older_left = false;
+      Stmt retries(s_->db, s_->path,
+                   "SELECT r.attempts, r.first_error, r.first_failure_ms, r.retry_at_ms, " +
+                       std::string(kEventColumns) +
+                       " FROM crier_retries r JOIN crier_events e ON e.seq = r.seq WHERE r.subscriber = ?1 AND "
+                       "r.type = ?2 AND r.expires_ms < ?3 AND r.seq <= ?4 ORDER BY r.seq LIMIT ?5");
+      Stmt take_retry(s_->db, s_->path,
+                      "UPDATE crier_retries SET owner = ?1, expires_ms = ?2 WHERE subscriber = ?3 AND type = ?4 AND "
+                      "seq = ?5");
+      // Takes up to `limit` retry rows up to sequence `last`; returns how many.
+      auto take_retries = [&](std::int64_t last, std::int64_t limit) {
+        retries.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, now).bind(4, last).bind(5, limit);
+        std::vector<StoredEvent> taken;
+        while (retries.step()) {
+          StoredEvent e = read_event(retries, 4);
+          e.attempts = static_cast<int>(retries.int64(0));
+          e.first_error = retries.text(1);
+          e.first_failure = from_ms(retries.int64(2));
+          e.retry_at = from_ms(retries.int64(3));
+          taken.push_back(std::move(e));
+        }
+        retries.reset();
+        for (StoredEvent& e : taken) {
+          take_retry.bind(1, owner_)
+              .bind(2, expires)
+              .bind(3, spec_.subscriber)
+              .bind(4, spec_.event_type)
+              .bind(5, static_cast<std::int64_t>(e.sequence));
+          take_retry.run();
+          own_rows.push_back(static_cast<std::int64_t>(e.sequence));
+          out.push_back(std::move(e));
+        }
+        return taken.size();
+      };
+      constexpr std::int64_t kAll = std::numeric_limits<std::int64_t>::max();
       Stmt expired(s_->db, s_->path,
                    "SELECT first_seq, last_seq FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND "
-                   "expires_ms < ?3 LIMIT 1");
-      expired.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, now);
-      if (expired.step()) {
+                   "expires_ms < ?3 ORDER BY first_seq LIMIT 1");
+      while (out.size() < max) {
+        expired.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, now);
+        if (!expired.step()) break;
         const std::int64_t first = expired.int64(0), last = expired.int64(1);
         expired.reset();
+        take_retries(last, kAll);
         Stmt events(s_->db, s_->path,
                     "SELECT " + std::string(kEventColumns) +
                         " FROM crier_events e WHERE e.seq BETWEEN ?1 AND ?2 AND e.type = ?3 AND NOT EXISTS "
@@ -364,45 +424,15 @@ class SqliteConsumer final : public Consumer {
           new_claims.emplace_back(first, std::move(seqs));
         }
       }
-
-      // 2. Retry rows nobody holds: failed in a consumer that is gone, or redriven.
-      if (out.size() < max) {
-        Stmt retries(s_->db, s_->path,
-                     "SELECT r.attempts, r.first_error, r.first_failure_ms, r.retry_at_ms, " +
-                         std::string(kEventColumns) +
-                         " FROM crier_retries r JOIN crier_events e ON e.seq = r.seq WHERE r.subscriber = ?1 AND "
-                         "r.type = ?2 AND r.expires_ms < ?3 ORDER BY r.seq LIMIT ?4");
-        retries.bind(1, spec_.subscriber)
-            .bind(2, spec_.event_type)
-            .bind(3, now)
-            .bind(4, static_cast<std::int64_t>(max - out.size()));
-        Stmt take(s_->db, s_->path,
-                  "UPDATE crier_retries SET owner = ?1, expires_ms = ?2 WHERE subscriber = ?3 AND type = ?4 AND "
-                  "seq = ?5");
-        std::vector<StoredEvent> taken;
-        while (retries.step()) {
-          StoredEvent e = read_event(retries, 4);
-          e.attempts = static_cast<int>(retries.int64(0));
-          e.first_error = retries.text(1);
-          e.first_failure = from_ms(retries.int64(2));
-          e.retry_at = from_ms(retries.int64(3));
-          taken.push_back(std::move(e));
-        }
-        retries.reset();
-        for (StoredEvent& e : taken) {
-          take.bind(1, owner_)
-              .bind(2, expires)
-              .bind(3, spec_.subscriber)
-              .bind(4, spec_.event_type)
-              .bind(5, static_cast<std::int64_t>(e.sequence));
-          take.run();
-          own_rows.push_back(static_cast<std::int64_t>(e.sequence));
-          out.push_back(std::move(e));
-        }
+      if (out.size() >= max) {
+        older_left = true;  // perhaps more claims
+      } else {
+        const auto room = static_cast<std::int64_t>(max - out.size());
+        if (static_cast<std::int64_t>(take_retries(kAll, room)) == room) older_left = true;  // perhaps more
       }
 
       // 3. New events after the cursor.
-      if (out.size() < max) {
+      if (out.size() < max && !older_left) {
         const std::int64_t head = s_->head();
         Stmt cur(s_->db, s_->path, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
         cur.bind(1, spec_.subscriber).bind(2, spec_.event_type);
@@ -450,6 +480,10 @@ class SqliteConsumer final : public Consumer {
         }
       }
       t.commit();
+      // In sequence order: a retry row taken over may be older than a claim's events, and
+      // per-key order needs the older first.
+      std::sort(out.begin(), out.end(),
+                [](const StoredEvent& a, const StoredEvent& b) { return a.sequence < b.sequence; });
       // Counted before db_mu is let go: caught_up() must never see the cursor moved past
       // events that are neither counted here nor in the bus's hands.
       std::lock_guard counts(mu_);

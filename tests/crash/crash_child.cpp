@@ -1,6 +1,6 @@
-// The process the crash test kills. `crash_child DB DIR run N`: subscribes three subscribers
+// The process the crash test kills. `crash_child DB DIR run N`: subscribes four subscribers
 // and publishes numbered events from four threads until it is killed; `crash_child DB DIR
-// drain`: subscribes the same three and exits once nothing is left to deliver. The store's
+// drain`: subscribes the same four and exits once nothing is left to deliver. The store's
 // durability level is normal, or full when $CRIER_CRASH_DURABILITY is "full".
 //
 // It keeps its own record in DIR, one 32-byte write(2) per line so that a kill never leaves
@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
   auto store = crier::sqlite::open(db, options);
   crier::Bus bus{store};
 
-  const Log alpha(dir + "/handled-alpha.log"), beta(dir + "/handled-beta.log"), gamma(dir + "/handled-gamma.log");
+  const Log alpha(dir + "/handled-alpha.log"), beta(dir + "/handled-beta.log"), gamma(dir + "/handled-gamma.log"),
+      delta(dir + "/handled-delta.log");
   crier::SubscribeOptions plain;
   auto a = bus.subscribe<Numbered>("alpha", [&](const Numbered& e) { alpha.line(e.n); }, plain);
   // beta fails the first attempt of every seventh event: its retries live in the store.
@@ -77,6 +78,14 @@ int main(int argc, char** argv) {
   crier::SubscribeOptions parallel;
   parallel.concurrency = 2;
   auto c = bus.subscribe<Numbered>("gamma", [&](const Numbered& e) { gamma.line(e.n); }, parallel);
+  // delta keeps per-key order (the key is the publishing thread) and fails the first attempt
+  // of every fifth event: later events of its key wait behind it, across kills too.
+  crier::SubscribeOptions ordered = retrying;
+  ordered.ordering = crier::Ordering::ordered;
+  auto d = bus.subscribe<Numbered>("delta", [&](const Numbered& e, crier::Delivery& dl) {
+    if (e.n % 5 == 0 && dl.attempt() == 1) throw std::runtime_error("first attempts of every fifth event fail");
+    delta.line(e.n);
+  }, ordered);
 
   if (mode == "drain") {
     // Until every event is delivered and nothing is held. The long mode leaves millions of
@@ -96,10 +105,12 @@ int main(int argc, char** argv) {
   std::vector<std::thread> publishers;
   for (long long t = 0; t < 4; ++t)
     publishers.emplace_back([&, t] {
+      crier::Attributes key;
+      key.partition_key = "t" + std::to_string(t);
       for (long long i = 0;; ++i) {
         const long long n = run * 100'000'000 + t * 10'000'000 + i;
         attempted.line(n);
-        bus.publish(Numbered{n});
+        bus.publish(Numbered{n}, key);
         acked.line(n);
       }
     });

@@ -142,6 +142,8 @@ class CRIER_EXPORT SubscriberBase {
 
   /// Records a handler call's duration; reports it when over budget.
   void observe_latency(std::chrono::nanoseconds d) noexcept;
+  /// observe_latency(), and adds the call to the handler time (one call, not a batch).
+  void observe_handler_time(std::chrono::nanoseconds d) noexcept;
 
   BusCore& core;
   const std::string name;
@@ -305,6 +307,9 @@ class CRIER_EXPORT BusCore {
   Clock& clock() const noexcept { return *clock_; }
   /// True when the calling thread is one of this bus's workers.
   bool on_worker_thread() const noexcept;
+  /// True when the calling thread is inside a handler of this bus (async, inline, a retry),
+  /// or is one of its workers: waiting for the bus to go quiet there would wait for itself.
+  bool inside_own_handler() const noexcept;
   /// True once the worker pool has stopped (after drain).
   bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
 
