@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <latch>
 #include <thread>
 
 #include "durable_events.hpp"
@@ -124,6 +125,18 @@ TEST(SqliteOpen, RefusesACorruptStore) {
   EXPECT_EQ(e.code(), crier::Errc::store_error) << e.what();
   EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
   EXPECT_EQ(slurp(path), bytes);
+}
+
+TEST(SqliteOpen, ADirectoryOrAMissingDirectoryIsRefusedInWords) {
+  ScratchDir dir;
+  const crier::Error is_dir = open_error(dir.file(""));
+  EXPECT_EQ(is_dir.code(), crier::Errc::transport_error);
+  EXPECT_NE(std::string(is_dir.what()).find("is a directory"), std::string::npos) << is_dir.what();
+  const std::string missing = dir.file("no/such/place/store.db");
+  const crier::Error no_dir = open_error(missing);
+  EXPECT_NE(std::string(no_dir.what()).find("no such directory: " + dir.file("no/such/place")), std::string::npos)
+      << no_dir.what();
+  EXPECT_NE(std::string(no_dir.what()).find(missing + ": cannot open the store"), std::string::npos) << no_dir.what();
 }
 
 TEST(SqliteOpen, AnEmptyFileBecomesAStore) {
@@ -301,32 +314,77 @@ TEST(SqliteFailures, ALockedFileFailsThePublishClearlyThenWorksAgain) {
   EXPECT_EQ(handled.value(), acknowledged + 1);  // the refused publish left nothing behind
 }
 
-TEST(SqliteFailures, AReadOnlyFileFailsThePublishAndLosesNothingAcknowledged) {
+TEST(SqliteFailures, AReadOnlyFileIsRefusedAtOpenInWords) {
   if (geteuid() == 0) GTEST_SKIP() << "root writes to read-only files: run as another user to test this";
   ScratchDir dir;
   const std::string path = dir.file("readonly.db");
-  crier::sqlite::open(path);  // create it, then take write permission away
+  {
+    crier::Bus bus{crier::sqlite::open(path)};
+    bus.publish(Job{1, "before"});
+  }
   ASSERT_EQ(chmod(path.c_str(), 0444), 0);
-  int acknowledged = 0;
-  std::shared_ptr<crier::sqlite::Store> store;
-  try {
-    store = crier::sqlite::open(path);
-  } catch (const crier::Error& e) {  // refusing at once is as good, if it says why
-    EXPECT_NE(std::string(e.what()).find("read-only"), std::string::npos) << e.what();
-  }
-  if (store) {
-    crier::Bus bus{std::exchange(store, nullptr)};
-    acknowledged = publish_until_refused(bus, "read-only");
-    ASSERT_GE(acknowledged, 0);
-  }
-  // Write permission back, for the file and the WAL files SQLite made like it.
-  for (const char* suffix : {"", "-wal", "-shm"}) chmod((path + suffix).c_str(), 0644);
-  crier::Bus bus{crier::sqlite::open(path)};  // finishes the journal the first store left
+  // Opening it would accept publishes that could never reach the file: refused.
+  const crier::Error e = open_error(path);
+  EXPECT_EQ(e.code(), crier::Errc::transport_error) << e.what();
+  EXPECT_NE(std::string(e.what()).find("read-only for this user"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  crier::Bus bus{crier::sqlite::open(path)};  // writable again: the event is there
   Counter handled;
   auto sub = bus.subscribe<Job>("reader", [&](const Job&) { handled.add(); });
-  handled.wait_for(acknowledged);
-  ASSERT_TRUE(bus.flush(30s));
-  EXPECT_EQ(handled.value(), acknowledged);
+  handled.wait_for(1);
+}
+
+TEST(SqliteFailures, AReadOnlyDirectoryIsRefusedAtOpenInWords) {
+  if (geteuid() == 0) GTEST_SKIP() << "root writes to read-only directories: run as another user to test this";
+  ScratchDir dir;
+  const std::string existing = dir.file("store.db");
+  crier::sqlite::open(existing);
+  ASSERT_EQ(chmod(dir.file("").c_str(), 0555), 0);
+  const crier::Error e = open_error(existing);
+  EXPECT_NE(std::string(e.what()).find("is read-only for this user"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("journal and WAL files"), std::string::npos) << e.what();
+  const crier::Error fresh = open_error(dir.file("new.db"));
+  EXPECT_NE(std::string(fresh.what()).find("cannot create the file in"), std::string::npos) << fresh.what();
+  EXPECT_NE(std::string(fresh.what()).find("ermission denied"), std::string::npos) << fresh.what();
+  ASSERT_EQ(chmod(dir.file("").c_str(), 0755), 0);
+}
+
+TEST(SqliteDrain, ADrainCutShortCountsTheEventsLeftAndTheNextBusDeliversThem) {
+  constexpr int kEvents = 3000;
+  ScratchDir dir;
+  const std::string path = dir.file("drain.db");
+  {
+    // The handler holds its first event until drain's deadline passed: then every event is
+    // still unfinished.
+    std::latch deadline_passed(1);
+    crier::BusOptions o;
+    o.on_error = [&](const crier::Report& r) {
+      if (r.kind == crier::Report::Kind::drain_deadline) deadline_passed.count_down();
+    };
+    crier::Bus bus{crier::sqlite::open(path), o};
+    std::latch started(1);
+    auto slow = bus.subscribe<Job>("slow", [&](const Job&) {
+      started.count_down();
+      deadline_passed.wait();
+    });
+    for (int i = 0; i < kEvents; ++i) bus.publish(Job{i, ""});
+    started.wait();
+    const crier::DrainResult r = bus.drain(50ms);
+    EXPECT_FALSE(r.complete);
+    EXPECT_EQ(r.undelivered, static_cast<std::size_t>(kEvents));  // events, not subscribers
+  }
+  crier::Bus bus{crier::sqlite::open(path)};
+  SeenJobs seen;
+  auto slow = bus.subscribe<Job>("slow", [&](const Job& j) { seen.add(j); });
+  seen.wait_for(kEvents);
+  const crier::DrainResult r = bus.drain(30s);
+  EXPECT_TRUE(r.complete);
+  EXPECT_EQ(r.undelivered, 0u);
+  auto values = seen.values();
+  std::sort(values.begin(), values.end());
+  values.erase(std::unique(values.begin(), values.end()), values.end());
+  EXPECT_EQ(values.size(), static_cast<std::size_t>(kEvents));
 }
 
 TEST(SqliteFailures, DataASubscriberCannotDecodeIsDeadLetteredAndOthersFlow) {

@@ -103,7 +103,11 @@ struct BusOptions {
 /// What drain() achieved.
 struct DrainResult {
   bool complete = true;         ///< every queued event was handled before the deadline
-  std::size_t undelivered = 0;  ///< events still queued when the deadline passed
+  /// Events left when the deadline passed. In-process: events still queued, on the retry
+  /// timer or behind a failing key, which are lost with the bus. Durable: the events its
+  /// subscribers had not finished; they stay stored, and the next bus that subscribes under
+  /// the same names delivers them.
+  std::size_t undelivered = 0;
 };
 
 }  // namespace crier

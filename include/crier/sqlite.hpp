@@ -108,6 +108,10 @@ class CRIER_EXPORT Store final : public Transport {
   /// Deletes finished events by the given rules; returns how many.
   std::uint64_t prune(const Retention& rules);
   StoreStats stats();
+  /// How many stored events of `event_type` the subscriber `subscriber` has not finished:
+  /// not yet read, held by a consumer (in any process), or waiting for a retry. They are
+  /// delivered by the next bus that subscribes under that name.
+  std::uint64_t backlog(std::string_view subscriber, std::string_view event_type);
   const std::string& path() const noexcept;
 
  private:

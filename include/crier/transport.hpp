@@ -85,6 +85,10 @@ class CRIER_EXPORT Consumer {
   /// True when every event stored up to now has been fetched by this subscriber name and
   /// taken by the bus.
   virtual bool caught_up() = 0;
+  /// How many stored events this subscriber has not finished (neither handled nor
+  /// dead-lettered), wherever they wait: not yet fetched, held by a consumer, or waiting for
+  /// a retry. After close(), this includes what this consumer held. May read the store.
+  virtual std::uint64_t backlog() = 0;
   /// Makes a fetch under way return at once; later fetches return nothing.
   virtual void close() noexcept = 0;
 };

@@ -311,6 +311,19 @@ std::size_t BusCore::pending(bool count_waiting, bool& idle) const {
   return total;
 }
 
+std::size_t BusCore::durable_backlog() {
+  // The consumers are closed: whatever this bus held went back to the transport, which now
+  // counts every event left, once.
+  std::vector<SubscriberBase*> subs;
+  {
+    std::lock_guard lock(writer_mu_);
+    subs = subscribers_;
+  }
+  std::uint64_t total = 0;
+  for (SubscriberBase* s : subs) total += s->source_backlog();
+  return static_cast<std::size_t>(total);
+}
+
 bool BusCore::wait_quiet(std::chrono::steady_clock::time_point deadline, bool count_waiting, std::size_t& left) {
   bool idle = false;
   quiet_waiters_.fetch_add(1, std::memory_order_seq_cst);
@@ -367,10 +380,13 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
                  " events queued or waiting for a retry; waiting for running handlers to return",
              0);
     pool_->stop_and_join();
+    const bool quiet = idle;
     left = pending(true, idle);   // before the timers go: their retries are left undelivered
     if (timers_) timers_->stop();
+    // Durable: nothing is lost; what this bus did not finish waits in the transport.
+    if (transport_) left = quiet ? 0 : durable_backlog();
   } else {
-    left = pending(true, idle);
+    left = transport_ ? durable_backlog() : pending(true, idle);
   }
   std::lock_guard lock(writer_mu_);
   for (SubscriberBase* s : subscribers_) s->wake_blocked_publishers();

@@ -35,6 +35,16 @@ bool Feed::pending() {
   }
 }
 
+std::uint64_t Feed::backlog() noexcept {
+  try {
+    return consumer_->backlog();
+  } catch (const std::exception& e) {
+    sub_.core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
+                     std::string("cannot count the events left: ") + e.what(), 0);
+    return 0;
+  }
+}
+
 void Feed::loop() {
   while (!stopping_.load(std::memory_order_acquire)) {
     std::vector<StoredEvent> batch;

@@ -39,6 +39,7 @@ std::size_t SubscriberBase::run_batch(std::size_t max) {
   std::size_t n = 0;
   // Parked events first: they are older than anything in the lanes.
   while (n < max && ready_count_.load(std::memory_order_relaxed) != 0) {
+    if (core.stopped()) return n;  // drain's deadline passed: what is left stays counted
     std::unique_ptr<Parked> p;
     {
       std::lock_guard lock(ready_mu_);
@@ -51,7 +52,7 @@ std::size_t SubscriberBase::run_batch(std::size_t max) {
     ++n;
     run_parked(std::move(p));
   }
-  if (n < max) n += run_lanes(max - n);
+  if (n < max && !core.stopped()) n += run_lanes(max - n);
   return n;
 }
 

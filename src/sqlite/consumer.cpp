@@ -156,6 +156,8 @@ class SqliteConsumer final : public Consumer {
     return open.step() && open.int64(0) == 0;
   }
 
+  std::uint64_t backlog() override { return s_->unfinished(spec_.subscriber, spec_.event_type); }
+
   void close() noexcept override {
     if (closed_.exchange(true, std::memory_order_acq_rel)) return;
     {

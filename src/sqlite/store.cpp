@@ -1,7 +1,11 @@
 // The SQLite store: opening, journaled publish and the mover, dead letters and retention.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "store_impl.hpp"
@@ -345,6 +349,20 @@ void Store::Impl::after_commit() {
   }
 }
 
+std::uint64_t Store::Impl::unfinished(std::string_view subscriber, std::string_view event_type) {
+  if (backlog() != 0) wait_moved();  // journaled events count once they are in the database
+  std::lock_guard lock(db_mu);
+  Stmt q(db, path,
+         "SELECT (SELECT count(*) FROM crier_events WHERE type = ?2 AND seq > coalesce((SELECT position FROM "
+         "crier_cursors WHERE subscriber = ?1 AND type = ?2), 0)) + (SELECT count(*) FROM crier_retries WHERE "
+         "subscriber = ?1 AND type = ?2) + (SELECT count(*) FROM crier_claims c JOIN crier_events e ON e.seq "
+         "BETWEEN c.first_seq AND c.last_seq AND e.type = c.type WHERE c.subscriber = ?1 AND c.type = ?2 AND NOT "
+         "EXISTS (SELECT 1 FROM crier_retries r WHERE r.subscriber = ?1 AND r.type = ?2 AND r.seq = e.seq) AND NOT "
+         "EXISTS (SELECT 1 FROM crier_dead_letters d WHERE d.subscriber = ?1 AND d.type = ?2 AND d.seq = e.seq))");
+  q.bind(1, subscriber).bind(2, event_type);
+  return q.step() ? static_cast<std::uint64_t>(q.int64(0)) : 0;
+}
+
 void Store::Impl::wait_moved() {
   for (;;) {
     {
@@ -519,8 +537,44 @@ StoreStats Store::stats() {
   return st;
 }
 
+std::uint64_t Store::backlog(std::string_view subscriber, std::string_view event_type) {
+  return impl_->unfinished(subscriber, event_type);
+}
+
+namespace {
+
+// Says in words why a store cannot be opened or written at `path`, before SQLite would say
+// only "unable to open database file". The store writes its file, a WAL and shared-memory
+// file and a journal directory beside it, so both the file and its directory must be
+// writable.
+void check_writable(const std::string& path) {
+  auto fail = [&](const std::string& why) { throw Error(Errc::transport_error, path + ": cannot open the store: " + why); };
+  const std::filesystem::path p(path);
+  const std::string dir = p.has_parent_path() ? p.parent_path().string() : std::string(".");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) fail("it is a directory, not a file");
+    if (::access(path.c_str(), R_OK | W_OK) != 0)
+      fail(errno == EROFS ? "the file system is read-only"
+                          : "the file is read-only for this user (" + std::string(std::strerror(errno)) +
+                                "): the store writes to it");
+    if (::access(dir.c_str(), W_OK | X_OK) != 0)
+      fail("the directory " + dir + " is read-only for this user (" + std::strerror(errno) +
+           "): the store needs to create its journal and WAL files there");
+    return;
+  }
+  if (errno != ENOENT) fail(std::strerror(errno));
+  if (::stat(dir.c_str(), &st) != 0) fail("no such directory: " + dir);
+  if (!S_ISDIR(st.st_mode)) fail(dir + " is not a directory");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    fail("cannot create the file in " + dir + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
 std::shared_ptr<Store> open(const std::string& path, const Options& options) {
   if (path.empty()) throw Error(Errc::invalid_argument, "crier::sqlite::open: the path is empty");
+  check_writable(path);
   if (options.window == 0) throw Error(Errc::invalid_argument, path + ": options.window must be at least 1");
   if (options.lease.count() <= 0) throw Error(Errc::invalid_argument, path + ": options.lease must be positive");
   return std::make_shared<Store>(std::make_shared<Store::Impl>(path, options));

@@ -62,6 +62,8 @@ struct Store::Impl {
   std::uint64_t backlog() const noexcept { return journal_ ? journal_->backlog() : 0; }
   /// Waits until everything journaled so far is in the database (or moving it fails).
   void wait_moved();
+  /// Stored events of `event_type` that `subscriber` has not finished (see Store::backlog).
+  std::uint64_t unfinished(std::string_view subscriber, std::string_view event_type);
   /// Stops the mover after it moved what it can; deletes the journal if it is all moved.
   void shutdown() noexcept;
   /// Waits until someone (this process or another) may have committed since `seen`, or

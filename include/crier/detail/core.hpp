@@ -110,6 +110,8 @@ class CRIER_EXPORT SubscriberBase {
   virtual void wake_blocked_publishers() noexcept;
   /// Durable: true while the transport holds events this subscriber has not fetched yet.
   virtual bool source_pending() { return false; }
+  /// Durable: stored events this subscriber has not finished (after stop_feed: all of them).
+  virtual std::uint64_t source_backlog() { return 0; }
   /// Durable: starts fetching (after registration) and stops (at unsubscribe or drain).
   virtual void start_feed() {}
   virtual void stop_feed() noexcept {}
@@ -348,6 +350,8 @@ class CRIER_EXPORT BusCore {
   std::size_t pending(bool count_waiting, bool& idle) const;
   // Waits until pending() is idle with no run scheduled meanwhile, or the deadline.
   bool wait_quiet(std::chrono::steady_clock::time_point deadline, bool count_waiting, std::size_t& left);
+  // Durable, after the feeds stopped: the events every subscriber left in the transport.
+  std::size_t durable_backlog();
   void dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexcept;
   Clock::duration retry_delay(const RetryPolicy& policy, int delayed_retry) const;
 

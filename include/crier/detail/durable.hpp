@@ -31,6 +31,9 @@ class CRIER_EXPORT Feed {
   void stop() noexcept;
   /// True while the transport still holds events not yet queued here.
   bool pending();
+  /// The transport's count of events this subscriber has not finished; 0 when it cannot
+  /// tell (the error is reported).
+  std::uint64_t backlog() noexcept;
 
  private:
   void loop();
@@ -59,6 +62,7 @@ class DurableSubscriber final : public TypedSubscriber<E, H> {
   void start_feed() override { feed_.start(); }
   void stop_feed() noexcept override { feed_.stop(); }
   bool source_pending() override { return feed_.pending(); }
+  std::uint64_t source_backlog() override { return feed_.backlog(); }
 
  private:
   static std::unique_ptr<Parked> decode(const Envelope& envelope) {

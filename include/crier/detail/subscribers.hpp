@@ -273,8 +273,8 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     const bool plain = !this->has_breaker && this->ordering == Ordering::unordered;
     for (; pos != first + n; ++pos) {
       Item& item = lane.ring.at(pos);
-      if (!plain && !this->breaker_allows()) [[unlikely]] {
-        stop = true;
+      if (this->core.stopped() || (!plain && !this->breaker_allows())) [[unlikely]] {
+        stop = true;  // the breaker holds the rest, or drain's deadline passed
         break;
       }
       const PublishMeta& meta = metas.get(lane, item, pos);
@@ -296,7 +296,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     std::size_t n = 0;
     std::uint64_t ok = 0;
     while (n < max) {
-      if (!this->breaker_allows()) {
+      if (this->core.stopped() || !this->breaker_allows()) {
         stop = true;
         break;
       }
