@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <latch>
 #include <thread>
@@ -405,6 +406,27 @@ TEST(SqliteFailures, DataASubscriberCannotDecodeIsDeadLetteredAndOthersFlow) {
   EXPECT_EQ(letters[0].envelope.id, "x-1");
   EXPECT_NE(letters[0].last_error.find("could not decode"), std::string::npos) << letters[0].last_error;
   EXPECT_EQ(handled.value(), 1);
+}
+
+TEST(SqliteFailures, AnEventTypeWithoutACodecIsRefusedSayingWhatToAdd) {
+  ScratchDir dir;
+  crier::Bus bus{crier::sqlite::open(dir.file("codec.db"))};
+  auto expect_no_codec = [](const std::function<void()>& call, const char* what) {
+    try {
+      call();
+      ADD_FAILURE() << what << " did not throw";
+    } catch (const crier::Error& e) {
+      const std::string m = e.what();
+      EXPECT_EQ(e.code(), crier::Errc::codec_error) << what;
+      EXPECT_NE(m.find("test::Ping"), std::string::npos) << what << ": " << m;  // the C++ type
+      EXPECT_NE(m.find("com.example.test.ping"), std::string::npos) << what << ": " << m;
+      EXPECT_NE(m.find("NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Ping,"), std::string::npos) << what << ": " << m;
+    }
+  };
+  expect_no_codec([&] { (void)bus.subscribe<Ping>("reader", [](const Ping&) {}); }, "subscribe");
+  expect_no_codec([&] { bus.publish(Ping{1}); }, "publish");
+  expect_no_codec([&] { bus.publish_batch(std::vector<Ping>{Ping{1}, Ping{2}}); }, "publish_batch");
+  EXPECT_EQ(bus.metrics().subscribers.size(), 0u);
 }
 
 TEST(SqliteFailures, InlineSubscribersAreRefusedOnADurableBus) {

@@ -26,6 +26,22 @@ namespace crier {
 
 namespace detail {
 
+/// True when E can be published and subscribed to; when not, says why at compile time (one
+/// message, in place of pages of template errors: callers instantiate nothing more).
+template <class E>
+constexpr bool check_event_type() {
+  static_assert(Event<E>,
+                "crier: this type has no event type name that crier can see. Declare one with "
+                "CRIER_EVENT(Type, \"com.example.thing.happened\") at namespace scope in the namespace that "
+                "declares the type: crier finds it by argument-dependent lookup, so a CRIER_EVENT written in "
+                "another namespace (the global one, for a type in namespace shop) is not seen");
+  static_assert(!Event<E> || std::is_copy_constructible_v<E>,
+                "crier: event types must be copyable: a published event is copied into each async "
+                "subscriber's queue, and kept for retries and dead letters. Give the type a copy constructor "
+                "(or publish a copyable handle to it, e.g. std::shared_ptr<const T> inside a small struct)");
+  return Event<E> && std::is_copy_constructible_v<E>;
+}
+
 /// Throws Error(Errc::invalid_argument): the Bus was moved from.
 [[noreturn]] CRIER_EXPORT void bus_moved_from();
 
@@ -67,6 +83,7 @@ template <class E>
   PublishMeta meta;
   core.fill_meta(meta, attributes, parent);
   if (snap.durable) {
+    if constexpr (!codec_available<E>()) throw_no_codec(event_type_v<E>, typeid(E).name());
     core.append(meta, event_type_v<E>, Codec<E>::encode(event), Codec<E>::content_type);
     bump_counter(section.record(), snap.published_slot);
     return;
@@ -75,11 +92,8 @@ template <class E>
 }
 
 template <class E>
-[[gnu::always_inline]] inline void publish(BusCore& core, const E& event, const Attributes* attributes,
-                                           const PublishMeta* parent) {
-  static_assert(Event<E>,
-                "crier: this type has no event type name; declare one next to the type with "
-                "CRIER_EVENT(Type, \"com.example.thing.happened\")");
+[[gnu::always_inline]] inline void publish_checked(BusCore& core, const E& event, const Attributes* attributes,
+                                                   const PublishMeta* parent) {
   const std::uint32_t index = event_index<E>();
   ReadSection section;
   if (core.closed.load(std::memory_order_relaxed)) [[unlikely]]
@@ -93,6 +107,12 @@ template <class E>
     dispatch_with_meta(core, section, *snap, event, attributes, parent);
   else
     dispatch(section, *snap, event, kNoMeta);
+}
+
+template <class E>
+[[gnu::always_inline]] inline void publish(BusCore& core, const E& event, const Attributes* attributes,
+                                           const PublishMeta* parent) {
+  if constexpr (check_event_type<E>()) publish_checked(core, event, attributes, parent);
 }
 
 }  // namespace detail
@@ -166,20 +186,7 @@ class CRIER_EXPORT Bus {
   /// throws, none was stored. On the memory bus it is publish() for each.
   template <class E>
   void publish_batch(std::span<const E> events) {
-    static_assert(Event<E>, "crier: declare the event type with CRIER_EVENT(Type, \"name\")");
-    detail::BusCore& c = core();
-    if (c.transport() == nullptr) {
-      for (const E& e : events) publish(e);
-      return;
-    }
-    if (events.empty()) return;
-    if (c.closed.load(std::memory_order_relaxed)) c.refuse_if_closed(c.on_worker_thread());
-    std::vector<Envelope> envelopes;
-    envelopes.reserve(events.size());
-    for (const E& e : events)
-      envelopes.push_back(c.stored_envelope(event_type_v<E>, Codec<E>::encode(e), Codec<E>::content_type));
-    c.transport()->append(envelopes);
-    c.count_published(detail::event_index<E>(), event_type_v<E>, envelopes.size());
+    if constexpr (detail::check_event_type<E>()) publish_batch_checked(events);
   }
   template <class E>
   void publish_batch(const std::vector<E>& events) {
@@ -189,42 +196,18 @@ class CRIER_EXPORT Bus {
   /// Subscribes `handler` to events of type E under `name` (see is_valid_subscriber_name).
   /// The handler is `void(const E&)` or `void(const E&, crier::Delivery&)` and fails by
   /// throwing. Throws Error(Errc::invalid_name) for a bad name, Errc::invalid_argument for a
-  /// name already subscribed to E on this bus or bad options, Errc::bus_closed after drain.
+  /// name already subscribed to E on this bus or bad options, Errc::bus_closed after drain;
+  /// on a durable bus, Errc::codec_error when E has no codec (saying what to add).
   template <class E, class H>
   [[nodiscard]] Subscription subscribe(std::string_view name, H&& handler, SubscribeOptions options = {}) {
-    static_assert(Event<E>,
-                  "crier: this type has no event type name; declare one next to the type with "
-                  "CRIER_EVENT(Type, \"com.example.thing.happened\")");
     using Handler = std::decay_t<H>;
-    static_assert(detail::PlainHandler<Handler, E> || detail::DeliveryHandler<Handler, E>,
-                  "crier: a handler must be callable as void(const E&) or void(const E&, crier::Delivery&)");
-    check_subscription(name, event_type_v<E>, options);
-    detail::BusCore& c = core();
-    std::unique_ptr<detail::SubscriberBase> sub;
-    detail::DeliverFn deliver = nullptr;
-    if (c.transport()) {
-      check_durable(name, event_type_v<E>, options);
-      using S = detail::DurableSubscriber<E, Handler>;
-      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
-    } else if (options.mode == DeliveryMode::Inline) {
-      using S = detail::InlineSubscriber<E, Handler>;
-      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
-      deliver = &S::deliver;
-    } else if (detail::DeliveryHandler<Handler, E> || options.ordering == Ordering::ordered) {
-      // Queued events carry their envelope attributes: the handler or the key order needs them.
-      using S = detail::AsyncSubscriber<E, Handler, true>;
-      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
-      deliver = &S::deliver;
-    } else {
-      using S = detail::AsyncSubscriber<E, Handler, false>;
-      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
-      deliver = &S::deliver;
+    if constexpr (detail::check_event_type<E>()) {
+      static_assert(detail::PlainHandler<Handler, E> || detail::DeliveryHandler<Handler, E>,
+                    "crier: a handler must be callable as void(const E&) or void(const E&, crier::Delivery&)");
+      if constexpr (detail::PlainHandler<Handler, E> || detail::DeliveryHandler<Handler, E>)
+        return subscribe_checked<E>(name, std::forward<H>(handler), options);
     }
-    detail::SubscriberBase* raw = sub.get();
-    c.add(detail::event_index<E>(), std::move(sub), deliver);
-    Subscription subscription(core_, raw);
-    raw->start_feed();
-    return subscription;
+    return Subscription();
   }
 
   /// Stops accepting publishes from outside the bus's handlers, waits until every queued
@@ -257,6 +240,57 @@ class CRIER_EXPORT Bus {
   const std::string& source() const;
 
  private:
+  template <class E>
+  void publish_batch_checked(std::span<const E> events) {
+    detail::BusCore& c = core();
+    if (c.transport() == nullptr) {
+      for (const E& e : events) publish(e);
+      return;
+    }
+    if (events.empty()) return;
+    if constexpr (!detail::codec_available<E>()) detail::throw_no_codec(event_type_v<E>, typeid(E).name());
+    if (c.closed.load(std::memory_order_relaxed)) c.refuse_if_closed(c.on_worker_thread());
+    std::vector<Envelope> envelopes;
+    envelopes.reserve(events.size());
+    for (const E& e : events)
+      envelopes.push_back(c.stored_envelope(event_type_v<E>, Codec<E>::encode(e), Codec<E>::content_type));
+    c.transport()->append(envelopes);
+    c.count_published(detail::event_index<E>(), event_type_v<E>, envelopes.size());
+  }
+
+  template <class E, class H>
+  Subscription subscribe_checked(std::string_view name, H&& handler, const SubscribeOptions& options) {
+    using Handler = std::decay_t<H>;
+    check_subscription(name, event_type_v<E>, options);
+    detail::BusCore& c = core();
+    std::unique_ptr<detail::SubscriberBase> sub;
+    detail::DeliverFn deliver = nullptr;
+    if (c.transport()) {
+      check_durable(name, event_type_v<E>, options);
+      if constexpr (!detail::codec_round_trips<E>()) detail::throw_no_codec(event_type_v<E>, typeid(E).name());
+      using S = detail::DurableSubscriber<E, Handler>;
+      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
+    } else if (options.mode == DeliveryMode::Inline) {
+      using S = detail::InlineSubscriber<E, Handler>;
+      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
+      deliver = &S::deliver;
+    } else if (detail::DeliveryHandler<Handler, E> || options.ordering == Ordering::ordered) {
+      // Queued events carry their envelope attributes: the handler or the key order needs them.
+      using S = detail::AsyncSubscriber<E, Handler, true>;
+      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
+      deliver = &S::deliver;
+    } else {
+      using S = detail::AsyncSubscriber<E, Handler, false>;
+      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
+      deliver = &S::deliver;
+    }
+    detail::SubscriberBase* raw = sub.get();
+    c.add(detail::event_index<E>(), std::move(sub), deliver);
+    Subscription subscription(core_, raw);
+    raw->start_feed();
+    return subscription;
+  }
+
   // The core; throws when this bus was moved from.
   detail::BusCore& core() const;
   static void check_subscription(std::string_view name, std::string_view type, const SubscribeOptions& options);

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crier/error.hpp"
+#include "crier/export.hpp"
 
 namespace crier {
 
@@ -30,6 +31,8 @@ struct Codec {
   /// False when E has neither to_json/from_json nor a Codec of its own: envelopes of it then
   /// carry no data. (Specialisations need not declare it.)
   static constexpr bool available = std::is_constructible_v<nlohmann::json, const E&>;
+  /// False when E cannot be read back from JSON (it has no from_json).
+  static constexpr bool decodable = requires(const nlohmann::json& j, E& e) { nlohmann::from_json(j, e); };
 
   static std::string encode(const E& event) {
     if constexpr (available) {
@@ -45,7 +48,7 @@ struct Codec {
   }
 
   static E decode(std::string_view data) {
-    if constexpr (requires(const nlohmann::json& j, E& e) { nlohmann::from_json(j, e); }) {
+    if constexpr (decodable) {
       try {
         return nlohmann::json::parse(data).template get<E>();
       } catch (const std::exception& e) {
@@ -66,6 +69,19 @@ constexpr bool codec_available() {
   else
     return true;  // a specialisation brought its own
 }
+
+/// True when E's codec both encodes and decodes: what a durable subscriber needs.
+template <class E>
+constexpr bool codec_round_trips() {
+  if constexpr (requires { Codec<E>::decodable; })
+    return codec_available<E>() && Codec<E>::decodable;
+  else
+    return codec_available<E>();
+}
+
+/// Throws Error(Errc::codec_error) saying that the C++ type (by its typeid name) declared as
+/// `type_name` has no codec, which a durable bus needs, and what to add.
+[[noreturn]] CRIER_EXPORT void throw_no_codec(std::string_view type_name, const char* cpp_type_name);
 }  // namespace detail
 
 }  // namespace crier

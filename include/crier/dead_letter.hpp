@@ -15,31 +15,31 @@ namespace crier {
 /// One dead-lettered event of one subscriber.
 struct DeadLetter {
   std::uint64_t id = 0;     ///< unique within the bus; what redrive and purge take
-  Envelope envelope;        ///< the event; data encoded by its codec (empty if it has none)
-  std::string subscriber;   ///< whose handler failed
+  Envelope envelope{};        ///< the event; data encoded by its codec (empty if it has none)
+  std::string subscriber{};   ///< whose handler failed
   int attempts = 0;         ///< attempts made
-  std::string first_error;  ///< the first failure's message
-  std::string last_error;   ///< the last failure's message
-  Timestamp first_failure;
-  Timestamp last_failure;
+  std::string first_error{};  ///< the first failure's message
+  std::string last_error{};   ///< the last failure's message
+  Timestamp first_failure{};
+  Timestamp last_failure{};
 };
 
 /// Selects dead letters. Empty fields match everything.
 struct DeadLetterFilter {
-  std::string subscriber;
-  std::string event_type;
-  std::vector<std::uint64_t> ids;
+  std::string subscriber{};
+  std::string event_type{};
+  std::vector<std::uint64_t> ids{};
 };
 
 /// Published on the bus whenever an event is dead-lettered, so that an application can alert
 /// on it. (Failures of this event's own subscribers are dead-lettered without a new one.)
 struct DeadLettered {
   std::uint64_t dead_letter_id = 0;
-  std::string subscriber;
-  std::string event_type;
-  std::string event_id;
+  std::string subscriber{};
+  std::string event_type{};
+  std::string event_id{};
   int attempts = 0;
-  std::string last_error;
+  std::string last_error{};
 };
 CRIER_EVENT(DeadLettered, "crier.deadlettered")
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DeadLettered, dead_letter_id, subscriber, event_type, event_id, attempts,

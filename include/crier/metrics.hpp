@@ -30,8 +30,8 @@ CRIER_EXPORT const char* to_string(BreakerState s) noexcept;
 
 /// One subscriber's counters.
 struct SubscriberMetrics {
-  std::string name;
-  std::string event_type;
+  std::string name{};
+  std::string event_type{};
   DeliveryMode mode = DeliveryMode::Async;
   /// Handler calls that returned normally. For an Inline subscriber, first attempts are
   /// derived from the type's publish count (counting each call would cost every publish), so
@@ -49,20 +49,20 @@ struct SubscriberMetrics {
   std::size_t in_flight = 0;         ///< runs scheduled or under way
   /// Handler time (async subscribers; sampled: every call when a budget is set, else one
   /// call in 16 and the first of every batch).
-  LatencyHistogram latency;
+  LatencyHistogram latency{};
   std::chrono::nanoseconds handler_time{0};  ///< total time in its handler runs (async)
 };
 
 /// One event type's counters.
 struct EventTypeMetrics {
-  std::string event_type;
+  std::string event_type{};
   std::uint64_t published = 0;
 };
 
 /// Everything at one moment.
 struct MetricsSnapshot {
-  std::vector<EventTypeMetrics> event_types;
-  std::vector<SubscriberMetrics> subscribers;
+  std::vector<EventTypeMetrics> event_types{};
+  std::vector<SubscriberMetrics> subscribers{};
   std::uint64_t dead_letters = 0;          ///< held now
   std::uint64_t dead_letters_dropped = 0;  ///< evicted because the store was full
 };

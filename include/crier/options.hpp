@@ -43,9 +43,9 @@ struct SubscribeOptions {
   /// Retries of failed events. Default: one attempt, then dead letters. An Inline
   /// subscriber's first attempts run on the publisher's thread; its delayed retries run on
   /// the worker pool.
-  RetryPolicy retry;
+  RetryPolicy retry{};
   /// Async only. Default: none.
-  BreakerPolicy breaker;
+  BreakerPolicy breaker{};
   /// Async only. Default Ordering::unordered.
   Ordering ordering = Ordering::unordered;
   /// A handler call longer than this is counted and reported (Report::Kind::slow_handler);
@@ -53,7 +53,7 @@ struct SubscribeOptions {
   std::chrono::nanoseconds handler_budget{0};
   /// Durable buses: where a subscriber name the transport has never seen starts reading.
   /// Default: every event the transport still holds.
-  StartFrom start;
+  StartFrom start{};
 };
 
 /// Something the bus tells the application: BusOptions::on_error receives these. The views
@@ -71,9 +71,9 @@ struct Report {
     transport_failed,    ///< a durable subscriber could not read its transport (retried)
   };
   Kind kind = Kind::handler_failed;
-  std::string_view subscriber;  ///< the subscriber's name, when there is one
-  std::string_view event_type;  ///< the event's type name, when there is one
-  std::string_view message;     ///< what happened, for people
+  std::string_view subscriber{};  ///< the subscriber's name, when there is one
+  std::string_view event_type{};  ///< the event's type name, when there is one
+  std::string_view message{};     ///< what happened, for people
   int attempt = 0;              ///< which attempt failed (handler_failed, dead_lettered)
 };
 
@@ -83,18 +83,18 @@ const char* to_string(Report::Kind kind) noexcept;
 /// Bus-wide options.
 struct BusOptions {
   /// CloudEvents `source` of events published on this bus. Default "/crier/<host>/<pid>".
-  std::string source;
+  std::string source{};
   /// Threads of the async worker pool. Default 0: one per hardware thread. One more thread,
   /// at the lowest CPU priority, runs subscribers whose handlers keep failing.
   unsigned worker_threads = 0;
   /// Told about handler failures, dead letters, breaker changes, slow handlers and shutdown
   /// problems, on the thread where they happen. Must not throw (what it throws is
   /// swallowed) and should be quick. Default: none.
-  std::function<void(const Report&)> on_error;
+  std::function<void(const Report&)> on_error{};
   /// How long the destructor waits for queued events to be handled. Default 30 s.
   std::chrono::milliseconds drain_timeout{30000};
   /// Time for retries, breakers, budgets and timestamps. Default Clock::system().
-  std::shared_ptr<Clock> clock;
+  std::shared_ptr<Clock> clock{};
   /// Dead letters kept in memory; when full the oldest is evicted (and counted). Default
   /// 10000.
   std::size_t dead_letter_capacity = 10000;

@@ -34,7 +34,7 @@ struct RetryPolicy {
   bool jitter = true;
   /// Says which failures are permanent (no retry, straight to dead letters), given the
   /// handler's exception. PermanentError always is. Default: none other.
-  std::function<bool(const std::exception_ptr&)> permanent;
+  std::function<bool(const std::exception_ptr&)> permanent{};
 };
 
 /// When a subscriber stops trying while a dependency is down. Closed: events flow. Open: no

@@ -64,7 +64,7 @@ struct Options {
   std::chrono::milliseconds lease{30000};
   /// How many fetched events a subscriber holds in memory at most.
   std::size_t window = 1024;
-  Retention retention;
+  Retention retention{};
   /// Upper bound of the file in bytes (0: none). Past it, publish fails as on a full disk.
   std::uint64_t max_bytes = 0;
   /// How far publishers may run ahead of the database: bytes journaled and not yet moved into

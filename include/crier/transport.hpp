@@ -45,18 +45,18 @@ struct StartFrom {
 /// One stored event handed to a consumer.
 struct StoredEvent {
   std::uint64_t sequence = 0;  ///< the transport's position of the event, increasing
-  Envelope envelope;
+  Envelope envelope{};
   int attempts = 0;            ///< attempts already failed (persisted across restarts)
-  std::string first_error;     ///< when attempts > 0: the first failure's message
+  std::string first_error{};     ///< when attempts > 0: the first failure's message
   Timestamp first_failure{};
   Timestamp retry_at{};        ///< when attempts > 0: not to be tried before this
 };
 
 /// What a consumer is for.
 struct ConsumerSpec {
-  std::string subscriber;  ///< consumers with the same subscriber name share the work
-  std::string event_type;
-  StartFrom start;
+  std::string subscriber{};  ///< consumers with the same subscriber name share the work
+  std::string event_type{};
+  StartFrom start{};
   /// The subscriber keeps per-key order (Ordering::ordered). The bus orders the events one
   /// consumer hands it; the transport must then never hand an event to one consumer while
   /// an earlier event of the same subscriber is unfinished (in flight or waiting for a

@@ -51,10 +51,10 @@ class DurableSubscriber final : public TypedSubscriber<E, H> {
   using Base = TypedSubscriber<E, H>;
 
  public:
-  DurableSubscriber(BusCore& core, std::string name, const SubscribeOptions& o, H h)
-      : Base(core, std::move(name), o, std::move(h), true),
+  DurableSubscriber(BusCore& bus, std::string sub_name, const SubscribeOptions& o, H h)
+      : Base(bus, std::move(sub_name), o, std::move(h), true),
         feed_(*this,
-              core.transport()->consume(ConsumerSpec{this->name, std::string(event_type_v<E>), o.start,
+              bus.transport()->consume(ConsumerSpec{this->name, std::string(event_type_v<E>), o.start,
                                                      o.ordering == Ordering::ordered}),
               &decode) {}
   ~DurableSubscriber() override { feed_.stop(); }

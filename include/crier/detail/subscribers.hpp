@@ -68,8 +68,8 @@ class ParkedEvent final : public Parked {
 template <class E, class H>
 class TypedSubscriber : public SubscriberBase {
  protected:
-  TypedSubscriber(BusCore& core, std::string name, const SubscribeOptions& o, H h, bool wants_meta)
-      : SubscriberBase(core, std::move(name), event_type_v<E>, o, wants_meta, &ParkedEvent<E>::make, &attempt),
+  TypedSubscriber(BusCore& bus, std::string sub_name, const SubscribeOptions& o, H h, bool meta)
+      : SubscriberBase(bus, std::move(sub_name), event_type_v<E>, o, meta, &ParkedEvent<E>::make, &attempt),
         handler_(std::move(h)) {}
 
   static void attempt(SubscriberBase& base, const void* event, const PublishMeta& meta, int n) {
@@ -86,8 +86,8 @@ class InlineSubscriber final : public TypedSubscriber<E, H> {
   using Base = TypedSubscriber<E, H>;
 
  public:
-  InlineSubscriber(BusCore& core, std::string name, const SubscribeOptions& o, H h)
-      : Base(core, std::move(name), o, std::move(h), DeliveryHandler<H, E>) {}
+  InlineSubscriber(BusCore& bus, std::string sub_name, const SubscribeOptions& o, H h)
+      : Base(bus, std::move(sub_name), o, std::move(h), DeliveryHandler<H, E>) {}
 
   static bool deliver(SubscriberBase* base, const void* event, const PublishMeta& meta) {
     auto* self = static_cast<InlineSubscriber*>(base);
@@ -165,8 +165,8 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   static constexpr std::uint32_t kMaxLanes = 1024;
 
  public:
-  AsyncSubscriber(BusCore& core, std::string name, const SubscribeOptions& o, H h)
-      : Base(core, std::move(name), o, std::move(h), WithMeta),
+  AsyncSubscriber(BusCore& bus, std::string sub_name, const SubscribeOptions& o, H h)
+      : Base(bus, std::move(sub_name), o, std::move(h), WithMeta),
         capacity_(std::bit_ceil(std::max<std::size_t>(o.queue_capacity, 2))),
         lanes_(new std::atomic<Q*>[kMaxLanes]{}),
         // Lanes are also consumed by publishers dropping their oldest event.
@@ -219,7 +219,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   // The envelope attributes of the event at `pos`: in the item, or on the lane's side.
   struct MetaOf {
     std::uint64_t next_side = Q::kNone;
-    std::unique_ptr<PublishMeta> held;
+    std::unique_ptr<PublishMeta> held{};
     const PublishMeta& get(Q& lane, const Item& item, std::uint64_t pos) {
       if constexpr (WithMeta) {
         return item.meta;
@@ -279,7 +279,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
       }
       const PublishMeta& meta = metas.get(lane, item, pos);
       if (plain || this->ordering != Ordering::ordered || this->ordered_admit(&item.event, meta))
-        ok += handle(item, meta, timed(pos), clock) ? 1 : 0;
+        ok += handle(item, meta, timed(pos), clock) ? 1u : 0u;
       item.~Item();
     }
     lane.ring.release_until(pos);
@@ -314,7 +314,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
       // Keys are admitted in lane order, before another run can take the next event.
       const bool admitted = this->ordering != Ordering::ordered || this->ordered_admit(&item.event, meta);
       lane.ring.busy.store(false, std::memory_order_release);
-      if (admitted) ok += handle(item, meta, timed(first), clock) ? 1 : 0;
+      if (admitted) ok += handle(item, meta, timed(first), clock) ? 1u : 0u;
       ++n;
     }
     if (n != 0) finish_batch(ok, clock.now() - start);
