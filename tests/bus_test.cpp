@@ -139,6 +139,20 @@ TEST(Bus, InvalidSubscriberNamesAreRejected) {
   }
 }
 
+TEST(Bus, AnOverLongNameIsCutInTheError) {
+  Bus bus;
+  const std::string name(300, 'n');
+  try {
+    auto s = bus.subscribe<Ping>(name, [](const Ping&) {});
+    ADD_FAILURE() << "accepted a 300-character name";
+  } catch (const crier::Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.find(name), std::string::npos) << "the whole name is echoed: " << m;
+    EXPECT_NE(m.find("(300 characters)"), std::string::npos) << m;
+    EXPECT_LT(m.size(), 250u) << m;
+  }
+}
+
 TEST(Bus, DuplicateSubscriberForOneTypeIsRejected) {
   Bus bus;
   auto a = bus.subscribe<Ping>("dup", [](const Ping&) {});
@@ -157,6 +171,18 @@ TEST(Bus, BadOptionsAreRejected) {
               auto s = bus.subscribe<Ping>("i", [](const Ping&) {}, {.mode = DeliveryMode::Inline, .concurrency = 2});
             }),
             Errc::invalid_argument);
+  crier::SubscribeOptions more_immediate_than_all;
+  more_immediate_than_all.retry.max_attempts = 2;
+  more_immediate_than_all.retry.immediate_attempts = 3;
+  try {
+    auto s = bus.subscribe<Ping>("r", [](const Ping&) {}, more_immediate_than_all);
+    ADD_FAILURE() << "immediate_attempts > max_attempts accepted";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), Errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("retry.immediate_attempts (3) must not exceed retry.max_attempts (2)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Bus, InvalidExtensionNameIsRejectedBeforeDelivery) {

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <concepts>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <typeinfo>
@@ -64,6 +65,16 @@ constexpr bool is_valid_subscriber_name(std::string_view name) noexcept {
     if (!detail::is_name_char(c)) return false;
   return true;
 }
+
+namespace detail {
+/// A name for an error message: quoted, and cut after 40 characters (with its length), so an
+/// over-long name does not flood the message.
+inline std::string quoted_name(std::string_view name) {
+  constexpr std::size_t kShown = 40;
+  if (name.size() <= kShown) return "'" + std::string(name) + "'";
+  return "'" + std::string(name.substr(0, kShown)) + "...' (" + std::to_string(name.size()) + " characters)";
+}
+}  // namespace detail
 
 /// Satisfied by a type declared with CRIER_EVENT.
 template <class E>

@@ -27,18 +27,20 @@ enum class DeliveryMode {
 
 /// Per-subscriber options.
 struct SubscribeOptions {
-  /// Default Async.
+  /// Default Async. Inline: memory bus only (a durable bus refuses it).
   DeliveryMode mode = DeliveryMode::Async;
   /// Async only: how many of this subscriber's handlers may run at once. 1 (the default)
   /// delivers one publisher thread's events in publish order.
   int concurrency = 1;
-  /// Async only: capacity of the subscriber's queue per publishing thread (each thread that
-  /// publishes to the subscriber gets its own lane, so publishers never contend), rounded up
-  /// to a power of two. Default 65536.
+  /// Memory bus, async only: capacity of the subscriber's queue per publishing thread (each
+  /// thread that publishes to the subscriber gets its own lane, so publishers never
+  /// contend), rounded up to a power of two. Default 65536.
   std::size_t queue_capacity = 65536;
-  /// Async only: what publish does when the lane is full. Default Overflow::block.
+  /// Memory bus, async only: what publish does when the lane is full. Default
+  /// Overflow::block. (A durable subscriber's backlog waits in the store.)
   Overflow overflow = Overflow::block;
-  /// With Overflow::block: how long publish waits for room (wall time). Default 10 s.
+  /// Memory bus, with Overflow::block: how long publish waits for room (wall time). Default
+  /// 10 s.
   std::chrono::milliseconds block_timeout{10000};
   /// Retries of failed events. Default: one attempt, then dead letters. An Inline
   /// subscriber's first attempts run on the publisher's thread; its delayed retries run on

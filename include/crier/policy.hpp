@@ -22,7 +22,8 @@ class PermanentError : public std::runtime_error {
 struct RetryPolicy {
   /// Attempts in all, the first included. Default 1: no retry.
   int max_attempts = 1;
-  /// How many of them run back to back, the first included. Default 1.
+  /// How many of them run back to back, the first included; at most max_attempts (subscribe
+  /// rejects more). Default 1.
   int immediate_attempts = 1;
   /// First delayed retry's delay. Default 100 ms.
   std::chrono::milliseconds initial_delay{100};

@@ -110,16 +110,20 @@ std::size_t Bus::purge(const DeadLetterFilter& filter) { return core().purge(fil
 const std::string& Bus::source() const { return core().source(); }
 
 void Bus::check_subscription(std::string_view name, std::string_view type, const SubscribeOptions& o) {
-  const std::string who = "subscriber '" + std::string(name) + "' of " + std::string(type);
   if (!is_valid_subscriber_name(name))
-    throw Error(Errc::invalid_name, "subscriber name '" + std::string(name) + "' for " + std::string(type) +
+    throw Error(Errc::invalid_name, "subscriber name " + detail::quoted_name(name) + " for " + std::string(type) +
                                         " (want 1-128 characters of [A-Za-z0-9_-], starting with a letter or digit)");
+  const std::string who = "subscriber '" + std::string(name) + "' of " + std::string(type);
   auto bad = [&](const std::string& why) { return Error(Errc::invalid_argument, who + ": " + why); };
   if (o.concurrency < 1 || o.concurrency > 1024)
     throw bad("concurrency must be 1..1024, not " + std::to_string(o.concurrency));
   if (o.queue_capacity < 1 || o.queue_capacity > (std::size_t{1} << 30)) throw bad("queue_capacity must be 1..2^30");
   if (o.retry.max_attempts < 1) throw bad("retry.max_attempts must be at least 1");
   if (o.retry.immediate_attempts < 1) throw bad("retry.immediate_attempts must be at least 1");
+  if (o.retry.immediate_attempts > o.retry.max_attempts)
+    throw bad("retry.immediate_attempts (" + std::to_string(o.retry.immediate_attempts) +
+              ") must not exceed retry.max_attempts (" + std::to_string(o.retry.max_attempts) +
+              "): immediate attempts are counted among all attempts");
   if (o.retry.initial_delay.count() < 0 || o.retry.max_delay.count() < 0 || o.retry.multiplier < 1)
     throw bad("retry delays must not be negative and the multiplier not below 1");
   if (o.breaker.consecutive_failures < 0 || o.breaker.failure_rate < 0 || o.breaker.failure_rate > 1 ||
