@@ -108,7 +108,7 @@ TEST_P(Conformance, TheEnvelopeTravelsWithTheEvent) {
   crier::Attributes attrs;
   attrs.subject = "order-7";
   attrs.partition_key = "customer-3";
-  attrs.extensions = {{"traceparent", "00-abc-def-01"}};
+  attrs.extensions = {{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}};
   b->publish(Job{7, "seven"}, attrs);
   done.wait_for(1);
   std::lock_guard lock(mu);
@@ -116,9 +116,61 @@ TEST_P(Conformance, TheEnvelopeTravelsWithTheEvent) {
   EXPECT_EQ(got.source, b->source());
   EXPECT_EQ(got.subject, "order-7");
   EXPECT_EQ(key, "customer-3");
-  EXPECT_EQ(got.extensions["traceparent"], "00-abc-def-01");
+  EXPECT_EQ(got.extensions["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
   EXPECT_EQ(nlohmann::json::parse(got.data), nlohmann::json({{"n", 7}, {"note", "seven"}}));
   EXPECT_NO_THROW(got.validate());
+}
+
+TEST_P(Conformance, ChildEventsCarryTheTraceContextOfTheEventBeingHandled) {
+  const std::string traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  auto b = bus();
+  std::mutex mu;
+  std::map<int, crier::Envelope> seen;  // Job n -> its envelope
+  Counter done;
+  auto sub = b->subscribe<Job>("relay", [&](const Job& j, crier::Delivery& d) {
+    {
+      std::lock_guard lock(mu);
+      seen[j.n] = d.envelope();
+    }
+    if (j.n == 1) d.publish(Job{2, "child"});  // no attributes of its own
+    if (j.n == 2) {                            // a grandchild with its own subject
+      crier::Attributes a;
+      a.subject = "grandchild";
+      d.publish(Job{3, ""}, a);
+    }
+    done.add();
+  });
+  crier::Attributes root;
+  root.extensions = {{"traceparent", traceparent}, {"tracestate", "congo=t61rcWkgMzE"}};
+  b->publish(Job{1, "root"}, root);
+  done.wait_for(3);
+  std::lock_guard lock(mu);
+  for (int n : {2, 3}) {
+    EXPECT_EQ(seen[n].extensions["traceparent"], traceparent) << "Job " << n;
+    EXPECT_EQ(seen[n].extensions["tracestate"], "congo=t61rcWkgMzE") << "Job " << n;
+  }
+  EXPECT_EQ(seen[3].subject, "grandchild");
+  EXPECT_EQ(seen[3].extensions["correlationid"], seen[1].id);
+}
+
+TEST_P(Conformance, AMalformedTraceContextIsRefusedAtPublish) {
+  auto b = bus();
+  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"traceparent", "not a traceparent"},
+           {"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"},
+           {"traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"},
+           {"tracestate", "no equals sign"}}) {
+    crier::Attributes a;
+    a.extensions = {{name, value}};
+    try {
+      b->publish(Job{1, ""}, a);
+      ADD_FAILURE() << name << " '" << value << "' accepted";
+    } catch (const crier::Error& e) {
+      EXPECT_EQ(e.code(), crier::Errc::invalid_argument);
+      EXPECT_NE(std::string(e.what()).find(name + " '" + value), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("W3C"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST_P(Conformance, FailedAttemptsAreRetriedWithTheAttemptNumber) {

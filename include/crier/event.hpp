@@ -67,12 +67,11 @@ constexpr bool is_valid_subscriber_name(std::string_view name) noexcept {
 }
 
 namespace detail {
-/// A name for an error message: quoted, and cut after 40 characters (with its length), so an
-/// over-long name does not flood the message.
-inline std::string quoted_name(std::string_view name) {
-  constexpr std::size_t kShown = 40;
-  if (name.size() <= kShown) return "'" + std::string(name) + "'";
-  return "'" + std::string(name.substr(0, kShown)) + "...' (" + std::to_string(name.size()) + " characters)";
+/// A name for an error message: quoted, and cut after `shown` characters (with its length),
+/// so an over-long name does not flood the message.
+inline std::string quoted_name(std::string_view name, std::size_t shown = 40) {
+  if (name.size() <= shown) return "'" + std::string(name) + "'";
+  return "'" + std::string(name.substr(0, shown)) + "...' (" + std::to_string(name.size()) + " characters)";
 }
 }  // namespace detail
 

@@ -128,6 +128,24 @@ void BusCore::fill_meta(PublishMeta& meta, const Attributes* attributes, const P
   meta.correlation_id = parent ? parent->correlation_id : meta.id;
   if (parent) meta.causation_id = parent->id;
   if (attributes) meta.attributes = std::make_shared<const Attributes>(*attributes);
+  if (parent && parent->attributes) inherit_trace_context(meta, *parent->attributes);
+}
+
+void BusCore::inherit_trace_context(PublishMeta& meta, const Attributes& parent) const {
+  // An event published from a handler belongs to the trace of the event being handled, as
+  // OpenTelemetry's propagators carry a context: the same traceparent (trace id and parent
+  // span) and tracestate, unless the publisher set its own.
+  auto has = [](const Attributes* a, std::string_view name) {
+    return a && std::any_of(a->extensions.begin(), a->extensions.end(), [&](const auto& x) { return x.first == name; });
+  };
+  std::shared_ptr<Attributes> merged;
+  for (const auto& [name, value] : parent.extensions) {
+    if ((name != "traceparent" && name != "tracestate") || has(meta.attributes.get(), name)) continue;
+    if (name == "tracestate" && has(meta.attributes.get(), "traceparent")) continue;  // another trace's state
+    if (!merged) merged = meta.attributes ? std::make_shared<Attributes>(*meta.attributes) : std::make_shared<Attributes>();
+    merged->extensions.emplace_back(name, value);
+  }
+  if (merged) meta.attributes = std::move(merged);
 }
 
 void BusCore::append(const PublishMeta& meta, std::string_view type, std::string data, std::string_view content_type) {

@@ -1,5 +1,6 @@
 #include "crier/envelope.hpp"
 
+#include <algorithm>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
@@ -80,12 +81,67 @@ std::string base64_decode(std::string_view in) {
 
 }  // namespace
 
+namespace {
+
+bool lower_hex(std::string_view s) noexcept {
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// W3C Trace Context, version 00 and later versions' leading fields:
+// version "-" trace-id "-" parent-id "-" trace-flags, lower-case hex, ids not all zero.
+bool valid_traceparent(std::string_view v) noexcept {
+  if (v.size() < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-') return false;
+  const std::string_view version = v.substr(0, 2), trace = v.substr(3, 32), parent = v.substr(36, 16),
+                         flags = v.substr(53, 2);
+  if (!lower_hex(version) || version == "ff" || !lower_hex(trace) || !lower_hex(parent) || !lower_hex(flags))
+    return false;
+  if (trace.find_first_not_of('0') == std::string_view::npos || parent.find_first_not_of('0') == std::string_view::npos)
+    return false;
+  if (version == "00") return v.size() == 55;
+  return v.size() == 55 || v[55] == '-';  // a later version may append fields
+}
+
+// W3C tracestate: up to 32 comma-separated key=value members, at most 512 characters.
+bool valid_tracestate(std::string_view v) noexcept {
+  if (v.size() > 512) return false;
+  int members = 0;
+  while (!v.empty()) {
+    const std::size_t comma = v.find(',');
+    std::string_view member = v.substr(0, comma);
+    v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+    while (!member.empty() && (member.front() == ' ' || member.front() == '\t')) member.remove_prefix(1);
+    while (!member.empty() && (member.back() == ' ' || member.back() == '\t')) member.remove_suffix(1);
+    if (member.empty()) continue;  // empty members are allowed and ignored
+    const std::size_t eq = member.find('=');
+    if (eq == 0 || eq == std::string_view::npos || eq > 256 || ++members > 32) return false;
+    for (char c : member.substr(0, eq))
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*' || c == '/' ||
+            c == '@'))
+        return false;
+    const std::string_view value = member.substr(eq + 1);
+    if (value.empty() || value.size() > 256) return false;
+    for (char c : value)
+      if (c < 0x20 || c > 0x7e || c == ',' || c == '=') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 void validate(const Attributes& a) {
   for (const auto& [name, value] : a.extensions) {
     if (!valid_extension_name(name))
-      throw Error(Errc::invalid_name, "extension attribute name '" + name +
-                                          "' (want 1-20 characters of [a-z0-9], not a core attribute name)");
-    (void)value;
+      throw Error(Errc::invalid_name, "extension attribute name " + detail::quoted_name(name) +
+                                          " (want 1-20 characters of [a-z0-9], not a core attribute name)");
+    if (name == "traceparent" && !valid_traceparent(value))
+      throw Error(Errc::invalid_argument,
+                  "traceparent " + detail::quoted_name(value, 80) +
+                      " is not a W3C trace context (want 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>, "
+                      "lower case, ids not all zero)");
+    if (name == "tracestate" && !valid_tracestate(value))
+      throw Error(Errc::invalid_argument, "tracestate " + detail::quoted_name(value, 80) +
+                                              " is not a W3C tracestate (want up to 32 key=value members, "
+                                              "comma-separated, at most 512 characters)");
   }
 }
 

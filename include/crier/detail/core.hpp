@@ -292,7 +292,7 @@ class CRIER_EXPORT BusCore {
   /// with the others by transport()->append.
   Envelope stored_envelope(std::string_view type, std::string data, std::string_view content_type) const;
 
-  /// Fills a PublishMeta (id, time, correlation) for a publish.
+  /// Fills a PublishMeta (id, time, correlation, the parent's trace context) for a publish.
   void fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const;
 
   /// Registers a subscriber; throws on a duplicate name for the type or a closed bus.
@@ -353,6 +353,7 @@ class CRIER_EXPORT BusCore {
   // Durable, after the feeds stopped: the events every subscriber left in the transport.
   std::size_t durable_backlog();
   void dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexcept;
+  void inherit_trace_context(PublishMeta& meta, const Attributes& parent) const;
   Clock::duration retry_delay(const RetryPolicy& policy, int delayed_retry) const;
 
   BusOptions options_;
