@@ -121,7 +121,9 @@ class CRIER_EXPORT Store final : public Transport {
 /// Opens (creating if needed) the store in the file at `path`. Throws
 /// Error(Errc::store_error) naming the file and the reason when it is not a crier store, was
 /// written by a newer crier, or is corrupt (the file is then not modified), and
-/// Error(Errc::transport_error) when it cannot be opened at all.
+/// Error(Errc::transport_error) when it cannot be opened or written, saying why: the path is
+/// a directory, its directory does not exist, or this user may not write the file or its
+/// directory (the store creates its WAL and journal files beside the file).
 CRIER_EXPORT std::shared_ptr<Store> open(const std::string& path, const Options& options = {});
 
 namespace detail {
