@@ -307,6 +307,32 @@ TEST(Bus, SubscriptionDestructorUnsubscribes) {
   EXPECT_EQ(calls, 1);
 }
 
+TEST(Bus, UnsubscribeMidBatchLeavesEveryEventHandledOrCounted) {
+  constexpr int kEvents = 500;
+  for (int round = 0; round < 20; ++round) {
+    Bus bus;
+    std::atomic<int> handled{0};
+    std::latch second_started(1), unsubscribing(1);
+    crier::Subscription sub = bus.subscribe<Ping>("slow", [&](const Ping& p) {
+      if (p.n == 1) {
+        second_started.count_down();
+        unsubscribing.wait();  // the batch is under way when unsubscribe begins
+      }
+      handled.fetch_add(1);
+    });
+    for (int i = 0; i < kEvents; ++i) bus.publish(Ping{i});
+    second_started.wait();
+    std::size_t discarded = 0;
+    std::thread t([&] {
+      unsubscribing.count_down();
+      discarded = sub.unsubscribe();
+    });
+    t.join();
+    EXPECT_EQ(static_cast<std::size_t>(handled.load()) + discarded, static_cast<std::size_t>(kEvents))
+        << "handled " << handled.load() << ", discarded " << discarded;
+  }
+}
+
 TEST(Bus, SubscriptionMovesKeepOneRegistration) {
   Bus bus;
   int calls = 0;

@@ -39,7 +39,7 @@ std::size_t SubscriberBase::run_batch(std::size_t max) {
   std::size_t n = 0;
   // Parked events first: they are older than anything in the lanes.
   while (n < max && ready_count_.load(std::memory_order_relaxed) != 0) {
-    if (core.stopped()) return n;  // drain's deadline passed: what is left stays counted
+    if (!taking()) return n;  // unsubscribed, or drain's deadline passed: the rest stays counted
     std::unique_ptr<Parked> p;
     {
       std::lock_guard lock(ready_mu_);
@@ -52,7 +52,7 @@ std::size_t SubscriberBase::run_batch(std::size_t max) {
     ++n;
     run_parked(std::move(p));
   }
-  if (n < max && !core.stopped()) n += run_lanes(max - n);
+  if (n < max && taking()) n += run_lanes(max - n);
   return n;
 }
 
@@ -63,7 +63,6 @@ void SubscriberBase::push_ready(std::unique_ptr<Parked> p) {
 }
 
 void SubscriberBase::run_parked(std::unique_ptr<Parked> p) {
-  if (!active.load(std::memory_order_relaxed)) return;
   if (ordering == Ordering::ordered && !p->owns_key) {
     const std::string_view key = p->meta.partition_key();
     std::lock_guard lock(keys_mu_);

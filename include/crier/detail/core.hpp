@@ -102,6 +102,9 @@ class CRIER_EXPORT SubscriberBase {
   /// On a worker: handles up to `max` events, those ready to run again first. Returns how
   /// many it took.
   std::size_t run_batch(std::size_t max);
+  /// False once the subscriber is unsubscribed or the bus stopped: runs then take no further
+  /// event, so that every event is either handled or still queued (and counted).
+  bool taking() const noexcept;
   /// Events that a run could take now (queue lanes and ready list).
   std::size_t runnable() const noexcept { return lanes_queued() + ready_count_.load(std::memory_order_seq_cst); }
   /// Everything waiting: runnable, on the timer, behind a key.
@@ -378,5 +381,9 @@ class CRIER_EXPORT BusCore {
   std::condition_variable quiet_cv_;
   friend class WorkerPool;
 };
+
+inline bool SubscriberBase::taking() const noexcept {
+  return active.load(std::memory_order_relaxed) && !core.stopped();
+}
 
 }  // namespace crier::detail

@@ -236,8 +236,6 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   // Handles one event taken from a lane; true when the handler returned normally. An ordered
   // subscriber's event must have been admitted (in lane order) first.
   bool handle(Item& item, const PublishMeta& meta, bool timed, Clock& clock) {
-    if (!this->active.load(std::memory_order_relaxed)) [[unlikely]]
-      return false;
     const auto t0 = timed ? clock.now() : Clock::time_point{};
     try {
       call_handler<E>(this->handler_, *this, item.event, meta, 1);
@@ -273,8 +271,10 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     const bool plain = !this->has_breaker && this->ordering == Ordering::unordered;
     for (; pos != first + n; ++pos) {
       Item& item = lane.ring.at(pos);
-      if (this->core.stopped() || (!plain && !this->breaker_allows())) [[unlikely]] {
-        stop = true;  // the breaker holds the rest, or drain's deadline passed
+      if (!this->taking() || (!plain && !this->breaker_allows())) [[unlikely]] {
+        // Unsubscribed, drain's deadline passed, or the breaker holds the rest: what is not
+        // released stays queued, and counted.
+        stop = true;
         break;
       }
       const PublishMeta& meta = metas.get(lane, item, pos);
@@ -296,7 +296,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     std::size_t n = 0;
     std::uint64_t ok = 0;
     while (n < max) {
-      if (this->core.stopped() || !this->breaker_allows()) {
+      if (!this->taking() || !this->breaker_allows()) {
         stop = true;
         break;
       }
