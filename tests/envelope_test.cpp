@@ -60,6 +60,32 @@ TEST(Time, FormatsAndParsesRfc3339) {
     EXPECT_THROW(crier::parse_time(bad), crier::Error) << bad;
 }
 
+TEST(Time, TimesATimestampCannotHoldAreRefusedNotWrapped) {
+  for (const char* far : {"9999-12-31T23:59:59Z", "2262-04-12T00:00:00Z", "1677-09-21T00:00:00Z", "0001-01-01T00:00:00Z"}) {
+    try {
+      (void)crier::parse_time(far);
+      ADD_FAILURE() << far << " was accepted";
+    } catch (const crier::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("outside the representable range"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(far), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(crier::format_time(crier::parse_time("2262-04-10T23:59:59.999999Z")), "2262-04-10T23:59:59.999999Z");
+  EXPECT_EQ(crier::format_time(crier::parse_time("1677-09-22T00:00:00Z")), "1677-09-22T00:00:00.000000Z");
+  crier::Envelope e;
+  e.id = "x";
+  e.source = "/elsewhere";
+  e.type = "com.example.far";
+  e.time = "9999-12-31T23:59:59Z";
+  try {
+    e.validate();
+    ADD_FAILURE() << "an envelope with a time in 9999 validated";
+  } catch (const crier::Error& err) {
+    EXPECT_EQ(err.code(), crier::Errc::invalid_envelope);
+    EXPECT_NE(std::string(err.what()).find("time: "), std::string::npos) << err.what();
+  }
+}
+
 crier::Envelope sample() {
   crier::Envelope e;
   e.id = crier::Uuid::v7().to_string();

@@ -408,6 +408,27 @@ TEST(SqliteFailures, DataASubscriberCannotDecodeIsDeadLetteredAndOthersFlow) {
   EXPECT_EQ(handled.value(), 1);
 }
 
+TEST(SqliteFailures, AForeignEventWithATimeOutOfRangeIsDeadLetteredWithTheReason) {
+  ScratchDir dir;
+  const std::string path = dir.file("far.db");
+  crier::Bus bus{crier::sqlite::open(path)};
+  raw_sql(path,
+          "INSERT INTO crier_events (id, type, source, time, datacontenttype, dataschema, subject, extensions, data, "
+          "stored_ms) VALUES ('far-1', 'com.example.test.job', '/elsewhere', '9999-12-31T23:59:59Z', "
+          "'application/json', '', '', '{}', '{\"n\":7,\"note\":\"\"}', 0)");
+  Counter handled;
+  auto sub = bus.subscribe<Job>("reader", [&](const Job&) { handled.add(); });
+  bus.publish(Job{1, ""});
+  handled.wait_for(1);
+  ASSERT_TRUE(bus.flush(30s));
+  auto letters = bus.dead_letters();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].envelope.id, "far-1");
+  EXPECT_NE(letters[0].last_error.find("time attribute is invalid"), std::string::npos) << letters[0].last_error;
+  EXPECT_NE(letters[0].last_error.find("9999-12-31T23:59:59Z"), std::string::npos) << letters[0].last_error;
+  EXPECT_EQ(handled.value(), 1);
+}
+
 TEST(SqliteFailures, AnEventTypeWithoutACodecIsRefusedSayingWhatToAdd) {
   ScratchDir dir;
   crier::Bus bus{crier::sqlite::open(dir.file("codec.db"))};

@@ -233,7 +233,12 @@ Timestamp parse_time(std::string_view s) {
     throw fail("time zone expected");
   }
   if (pos != s.size()) throw fail("trailing characters");
-  const std::time_t secs = timegm(&tm) - offset;
+  // A Timestamp counts nanoseconds in 64 bits: 1677-09-21 to 2262-04-11. Outside, refuse
+  // instead of wrapping around.
+  constexpr auto kMax = std::chrono::duration_cast<std::chrono::seconds>(Timestamp::duration::max()).count() - 1;
+  constexpr auto kMin = std::chrono::duration_cast<std::chrono::seconds>(Timestamp::duration::min()).count() + 1;
+  const long long secs = static_cast<long long>(timegm(&tm)) - offset;
+  if (secs > kMax || secs < kMin) throw fail("outside the representable range, 1677-09-22 to 2262-04-11");
   return Timestamp(std::chrono::duration_cast<Timestamp::duration>(std::chrono::seconds(secs) +
                                                                    std::chrono::nanoseconds(nanos)));
 }

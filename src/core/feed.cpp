@@ -66,16 +66,29 @@ void Feed::loop() {
 void Feed::take(StoredEvent&& stored) {
   auto envelope = std::make_shared<const Envelope>(std::move(stored.envelope));
   std::unique_ptr<Parked> parked;
-  try {
-    parked = decode_(*envelope);
-  } catch (const std::exception& e) {
-    // Data this subscriber cannot read will not become readable by retrying: it goes to the
-    // dead letters at once, where it can be inspected, and nothing else is held up.
+  std::string unreadable;
+  if (!envelope->time.empty()) {  // written by another program, perhaps
+    try {
+      (void)parse_time(envelope->time);
+    } catch (const std::exception& e) {
+      unreadable = std::string("the event's CloudEvents time attribute is invalid: ") + e.what();
+    }
+  }
+  if (unreadable.empty()) {
+    try {
+      parked = decode_(*envelope);
+    } catch (const std::exception& e) {
+      unreadable = std::string("could not decode the event's data: ") + e.what();
+    }
+  }
+  if (!parked) {
+    // An event this subscriber cannot read will not become readable by retrying: it goes to
+    // the dead letters at once, where it can be inspected, and nothing else is held up.
     DeadLetter letter;
     letter.envelope = *envelope;
     letter.subscriber = sub_.name;
     letter.attempts = stored.attempts;
-    letter.first_error = letter.last_error = std::string("could not decode the event's data: ") + e.what();
+    letter.first_error = letter.last_error = unreadable;
     letter.first_failure = letter.last_failure = sub_.core.clock().wall_now();
     sub_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
     try {
