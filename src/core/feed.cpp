@@ -3,11 +3,17 @@
 
 #include "envelope_build.hpp"
 
+#include <algorithm>
+#include <string>
+
 namespace crier::detail {
 
 namespace {
 constexpr std::size_t kFetch = 256;
 constexpr auto kFetchWait = std::chrono::milliseconds(100);  // how soon a stop is noticed at worst
+// Waits between fetches that failed: doubling from the first to the last.
+constexpr auto kFirstBackoff = std::chrono::milliseconds(10);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
 }  // namespace
 
 Feed::Feed(SubscriberBase& sub, std::unique_ptr<Consumer> consumer, DecodeFn decode)
@@ -22,7 +28,11 @@ void Feed::start() {
 }
 
 void Feed::stop() noexcept {
-  stopping_.store(true, std::memory_order_release);
+  {
+    std::lock_guard lock(mu_);
+    stopping_.store(true, std::memory_order_release);
+  }
+  stop_cv_.notify_all();
   consumer_->close();
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
@@ -46,15 +56,36 @@ std::uint64_t Feed::backlog() noexcept {
 }
 
 void Feed::loop() {
+  // While the store refuses (full disk, locked, I/O error), fetches are tried again with
+  // back-off, and reported once per change of state: when they start failing (or fail
+  // differently), and when they work again. The events stay stored meanwhile.
+  int failures = 0;
+  std::string failing_with;
+  auto backoff = kFirstBackoff;
   while (!stopping_.load(std::memory_order_acquire)) {
     std::vector<StoredEvent> batch;
     try {
       batch = consumer_->fetch(kFetch, kFetchWait);
     } catch (const std::exception& e) {
-      // The store is unreachable for now (locked, I/O error): say so and try again; the
-      // events stay stored.
-      sub_.core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type, e.what(), 0);
+      ++failures;
+      if (failing_with != e.what()) {
+        failing_with = e.what();
+        sub_.core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
+                         "cannot fetch from the store: " + failing_with + "; trying again with back-off", 0);
+      }
+      std::unique_lock lock(mu_);
+      stop_cv_.wait_for(lock, backoff, [&] { return stopping_.load(std::memory_order_acquire); });
+      backoff = std::min(backoff * 2, kMaxBackoff);
       continue;
+    }
+    if (failures != 0) {
+      sub_.core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
+                       "fetching from the store works again after " + std::to_string(failures) +
+                           " failed attempts (" + failing_with + ")",
+                       0);
+      failures = 0;
+      failing_with.clear();
+      backoff = kFirstBackoff;
     }
     for (StoredEvent& stored : batch) take(std::move(stored));
     if (batch.empty()) continue;

@@ -140,7 +140,7 @@ class SqliteConsumer final : public Consumer {
       std::lock_guard held(mu_);  // claimed, not yet in the bus's hands
       if (untaken_ != 0) return false;
     }
-    flush_settled();  // a caught-up subscriber leaves no finished claim behind
+    flush_settled()->committed();  // no transaction: each deletion commits on its own
     release_dead_owners(wall_ms());
     const std::int64_t head = s_->head();
     Stmt cursor(s_->db, s_->path, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
@@ -170,9 +170,10 @@ class SqliteConsumer final : public Consumer {
     try {
       std::lock_guard lock(s_->db_mu);
       Transaction t(s_->db, s_->path);
-      flush_settled();
+      auto flushed = flush_settled();
       release_owner(owner_);
       t.commit();
+      flushed->committed();
     } catch (const std::exception&) {
       // The leases then simply expire.
     }
@@ -216,33 +217,52 @@ class SqliteConsumer final : public Consumer {
     space_cv_.notify_all();
   }
 
-  // Caller holds db_mu inside a transaction: deletes the claims and retry rows that are done.
-  void flush_settled() {
+  // Claims and retry rows deleted by a transaction not yet committed. If the commit fails
+  // (a full disk), the deletions roll back, so they go back on the lists to be deleted again:
+  // forgotten, they would keep finished events claimed and deliver them again after a restart.
+  class Flushed {
+   public:
+    explicit Flushed(SqliteConsumer& c) : c_(c) {}
+    Flushed(const Flushed&) = delete;
+    Flushed& operator=(const Flushed&) = delete;
+    ~Flushed() {
+      if (committed_ || (claims.empty() && retries.empty())) return;
+      std::lock_guard lock(c_.mu_);
+      c_.done_claims_.insert(c_.done_claims_.end(), claims.begin(), claims.end());
+      c_.done_retries_.insert(c_.done_retries_.end(), retries.begin(), retries.end());
+      c_.settled_claims_.store(true, std::memory_order_release);
+    }
+    /// The transaction that deleted them committed.
+    void committed() noexcept { committed_ = true; }
     std::vector<std::int64_t> claims, retries;
+
+   private:
+    SqliteConsumer& c_;
+    bool committed_ = false;
+  };
+
+  // Caller holds db_mu: deletes the claims and retry rows that are done, in the caller's
+  // transaction; the result puts them back unless told that the transaction committed.
+  [[nodiscard]] std::unique_ptr<Flushed> flush_settled() {
+    auto f = std::make_unique<Flushed>(*this);
     {
       std::lock_guard lock(mu_);
       settled_claims_.store(false, std::memory_order_relaxed);
-      claims.swap(done_claims_);
-      retries.swap(done_retries_);
+      f->claims.swap(done_claims_);
+      f->retries.swap(done_retries_);
     }
-    try {
-      Stmt dc(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
-      for (std::int64_t first : claims) {
-        dc.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, first);
-        dc.run();
-      }
-      Stmt dr(s_->db, s_->path,
-              "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3 AND owner = ?4");
-      for (std::int64_t seq : retries) {
-        dr.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, seq).bind(4, owner_);
-        dr.run();
-      }
-    } catch (...) {
-      std::lock_guard lock(mu_);  // not deleted: try again next time
-      done_claims_.insert(done_claims_.end(), claims.begin(), claims.end());
-      done_retries_.insert(done_retries_.end(), retries.begin(), retries.end());
-      throw;
+    Stmt dc(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
+    for (std::int64_t first : f->claims) {
+      dc.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, first);
+      dc.run();
     }
+    Stmt dr(s_->db, s_->path,
+            "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3 AND owner = ?4");
+    for (std::int64_t seq : f->retries) {
+      dr.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, seq).bind(4, owner_);
+      dr.run();
+    }
+    return f;
   }
 
   // Caller holds db_mu inside a transaction: extends this consumer's leases when due.
@@ -301,9 +321,10 @@ class SqliteConsumer final : public Consumer {
   void housekeeping() {
     std::lock_guard lock(s_->db_mu);
     Transaction t(s_->db, s_->path);
-    flush_settled();
+    auto flushed = flush_settled();
     renew(wall_ms());
     t.commit();
+    flushed->committed();
   }
 
   // Where a subscriber the store has never seen starts.
@@ -344,11 +365,12 @@ class SqliteConsumer final : public Consumer {
       Transaction t(s_->db, s_->path);
       const std::int64_t now = wall_ms();
       const std::int64_t expires = now + s_->options.lease.count();
-      flush_settled();
+      auto flushed = flush_settled();
       renew(now);
       release_dead_owners(now);
       if (spec_.ordered && held_by_another(now)) {
         t.commit();  // what was settled is deleted; the events wait for the other consumer
+        flushed->committed();
         return out;
       }
 
@@ -482,6 +504,7 @@ class SqliteConsumer final : public Consumer {
         }
       }
       t.commit();
+      flushed->committed();
       // In sequence order: a retry row taken over may be older than a claim's events, and
       // per-key order needs the older first.
       std::sort(out.begin(), out.end(),

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <thread>
 
@@ -43,6 +45,8 @@ class CRIER_EXPORT Feed {
   std::unique_ptr<Consumer> consumer_;
   DecodeFn decode_;
   std::thread thread_;
+  std::mutex mu_;  // with stop_cv_: a back-off wait ends at once when the feed stops
+  std::condition_variable stop_cv_;
   std::atomic<bool> stopping_{false};
 };
 
