@@ -70,8 +70,10 @@ namespace detail {
 /// A name for an error message: quoted, and cut after `shown` characters (with its length),
 /// so an over-long name does not flood the message.
 inline std::string quoted_name(std::string_view name, std::size_t shown = 40) {
-  if (name.size() <= shown) return "'" + std::string(name) + "'";
-  return "'" + std::string(name.substr(0, shown)) + "...' (" + std::to_string(name.size()) + " characters)";
+  std::string out(1, '\'');
+  out.append(name.substr(0, shown));
+  if (name.size() <= shown) return out.append(1, '\'');
+  return out.append("...' (").append(std::to_string(name.size())).append(" characters)");
 }
 }  // namespace detail
 

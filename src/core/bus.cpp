@@ -54,14 +54,12 @@ Reapers& reapers() {
   return r;
 }
 
-[[noreturn]] void throw_moved_from() {
-  throw Error(Errc::invalid_argument, "this crier::Bus was moved from: use the Bus it was moved to");
-}
-
 }  // namespace
 
 namespace detail {
-void bus_moved_from() { throw_moved_from(); }
+void bus_moved_from() {
+  throw Error(Errc::invalid_argument, "this crier::Bus was moved from: use the Bus it was moved to");
+}
 }  // namespace detail
 
 Bus::Bus() : Bus(BusOptions{}) {}
@@ -89,7 +87,7 @@ Bus::~Bus() {
 
 detail::BusCore& Bus::core() const {
   if (!core_) [[unlikely]]
-    throw_moved_from();
+    detail::bus_moved_from();
   return *core_;
 }
 
