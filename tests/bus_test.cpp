@@ -253,6 +253,35 @@ TEST(Bus, DrainPastItsDeadlineSaysHowManyWereLeft) {
   EXPECT_EQ(r.undelivered + static_cast<std::size_t>(handled.load()), 10u);  // nothing vanished
 }
 
+TEST(Bus, DrainStopsBetweenEventsOnceItsDeadlinePassed) {
+  // The handler is held inside the first event of a full batch until the deadline passed:
+  // drain then waits for that one call only, and counts every other event as left.
+  constexpr int kEvents = 1000;
+  std::latch release(1);
+  crier::BusOptions o;
+  o.worker_threads = 1;
+  o.on_error = [&](const crier::Report& r) {
+    if (r.kind == crier::Report::Kind::drain_deadline) release.count_down();
+  };
+  Bus bus(o);
+  std::latch published(1);
+  std::atomic<int> handled{0};
+  // The only worker waits in `gate` until every Ping is queued, so the Pings' run takes a
+  // whole batch at once.
+  auto gate = bus.subscribe<Pong>("gate", [&](const Pong&) { published.wait(); });
+  auto sub = bus.subscribe<Ping>("stuck", [&](const Ping& p) {
+    if (p.n == 0) release.wait();
+    handled.fetch_add(1);
+  });
+  bus.publish(Pong{0});
+  for (int i = 0; i < kEvents; ++i) bus.publish(Ping{i});
+  published.count_down();
+  const auto r = bus.drain(std::chrono::milliseconds(50));
+  EXPECT_FALSE(r.complete);
+  EXPECT_EQ(handled.load(), 1);  // not the rest of its batch of 256
+  EXPECT_EQ(r.undelivered, static_cast<std::size_t>(kEvents - 1));
+}
+
 TEST(Bus, DestructorDrainsBeforeSubscriptionsGo) {
   std::atomic<int> handled{0};
   crier::Subscription keep;
