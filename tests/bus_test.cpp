@@ -26,6 +26,17 @@ Errc error_code_of(F&& f) {
   return Errc::invalid_argument;
 }
 
+// A bus with one worker whose drain-deadline report counts `release` down: a handler held on
+// it returns only once drain has given up waiting.
+crier::BusOptions one_worker_released_at_drain_deadline(std::latch& release) {
+  crier::BusOptions o;
+  o.worker_threads = 1;
+  o.on_error = [&release](const crier::Report& r) {
+    if (r.kind == crier::Report::Kind::drain_deadline) release.count_down();
+  };
+  return o;
+}
+
 TEST(Bus, InlineSubscriberRunsOnThePublishersThread) {
   Bus bus;
   std::thread::id seen;
@@ -229,12 +240,7 @@ TEST(Bus, DrainLetsCascadesFromHandlersThrough) {
 
 TEST(Bus, DrainPastItsDeadlineSaysHowManyWereLeft) {
   std::latch release(1);
-  crier::BusOptions o;
-  o.worker_threads = 1;
-  o.on_error = [&](const crier::Report& r) {
-    if (r.kind == crier::Report::Kind::drain_deadline) release.count_down();
-  };
-  Bus bus(o);
+  Bus bus(one_worker_released_at_drain_deadline(release));
   std::latch first_started(1);
   std::atomic<int> handled{0};
   auto sub = bus.subscribe<Ping>("stuck", [&](const Ping& p) {
@@ -258,12 +264,7 @@ TEST(Bus, DrainStopsBetweenEventsOnceItsDeadlinePassed) {
   // drain then waits for that one call only, and counts every other event as left.
   constexpr int kEvents = 1000;
   std::latch release(1);
-  crier::BusOptions o;
-  o.worker_threads = 1;
-  o.on_error = [&](const crier::Report& r) {
-    if (r.kind == crier::Report::Kind::drain_deadline) release.count_down();
-  };
-  Bus bus(o);
+  Bus bus(one_worker_released_at_drain_deadline(release));
   std::latch published(1);
   std::atomic<int> handled{0};
   // The only worker waits in `gate` until every Ping is queued, so the Pings' run takes a
