@@ -294,7 +294,10 @@ bool Journal::make_room(Segment& s, std::uint64_t offset, std::uint64_t bytes) {
 void Journal::rotate_from(const Segment* full, std::uint64_t at_least) {
   {
     std::unique_lock files(rotate_mu_);
-    if (current_ != full) return;  // another writer did
+    // Another writer rotated already; or `full` was moved, deleted, and its address reused
+    // by the segment now current, which is still open: rotating away from an open segment
+    // would leave it unsealed, never finished by the mover, and the journal stuck full.
+    if (current_ != full || current_->seal.load(std::memory_order_acquire) == Segment::kOpen) return;
     if (segments_.size() < max_files()) {
       segments_.push_back(open_segment(at_least));
       current_ = segments_.back().get();
