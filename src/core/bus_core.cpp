@@ -398,11 +398,13 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
                  " events queued or waiting for a retry; waiting for running handlers to return",
              0);
     pool_->stop_and_join();
-    const bool quiet = idle;
-    left = pending(true, idle);   // before the timers go: their retries are left undelivered
+    // Durable: nothing is lost; what this bus did not finish waits in the transport. In
+    // process: what is queued, before the timers go (their retries are left undelivered).
+    if (transport_)
+      left = idle ? 0 : durable_backlog();
+    else
+      left = pending(true, idle);
     if (timers_) timers_->stop();
-    // Durable: nothing is lost; what this bus did not finish waits in the transport.
-    if (transport_) left = quiet ? 0 : durable_backlog();
   } else {
     left = transport_ ? durable_backlog() : pending(true, idle);
   }

@@ -79,10 +79,6 @@ std::string base64_decode(std::string_view in) {
   return out;
 }
 
-}  // namespace
-
-namespace {
-
 bool lower_hex(std::string_view s) noexcept {
   return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }

@@ -25,7 +25,8 @@ std::string readable(const char* mangled) {
 
 void throw_no_codec(std::string_view type_name, const char* cpp_type_name) {
   const std::string cpp = readable(cpp_type_name);
-  std::string bare = cpp.substr(cpp.rfind("::") == std::string::npos ? 0 : cpp.rfind("::") + 2);
+  const std::size_t scope = cpp.rfind("::");
+  const std::string bare = scope == std::string::npos ? cpp : cpp.substr(scope + 2);
   throw Error(Errc::codec_error,
               "event type " + cpp + " (\"" + std::string(type_name) +
                   "\") has no codec, and a durable bus stores every event as data: next to its CRIER_EVENT, add "

@@ -140,7 +140,9 @@ class SqliteConsumer final : public Consumer {
       std::lock_guard held(mu_);  // claimed, not yet in the bus's hands
       if (untaken_ != 0) return false;
     }
-    flush_settled()->committed();  // no transaction: each deletion commits on its own
+    Flushed flushed(*this);
+    flush_settled(flushed);
+    flushed.committed();  // no transaction: each deletion committed on its own
     release_dead_owners(wall_ms());
     const std::int64_t head = s_->head();
     Stmt cursor(s_->db, s_->path, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
@@ -170,10 +172,11 @@ class SqliteConsumer final : public Consumer {
     try {
       std::lock_guard lock(s_->db_mu);
       Transaction t(s_->db, s_->path);
-      auto flushed = flush_settled();
+      Flushed flushed(*this);
+      flush_settled(flushed);
       release_owner(owner_);
       t.commit();
-      flushed->committed();
+      flushed.committed();
     } catch (const std::exception&) {
       // The leases then simply expire.
     }
@@ -242,27 +245,25 @@ class SqliteConsumer final : public Consumer {
   };
 
   // Caller holds db_mu: deletes the claims and retry rows that are done, in the caller's
-  // transaction; the result puts them back unless told that the transaction committed.
-  [[nodiscard]] std::unique_ptr<Flushed> flush_settled() {
-    auto f = std::make_unique<Flushed>(*this);
+  // transaction; `f` puts them back unless told that the transaction committed.
+  void flush_settled(Flushed& f) {
     {
       std::lock_guard lock(mu_);
       settled_claims_.store(false, std::memory_order_relaxed);
-      f->claims.swap(done_claims_);
-      f->retries.swap(done_retries_);
+      f.claims.swap(done_claims_);
+      f.retries.swap(done_retries_);
     }
     Stmt dc(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
-    for (std::int64_t first : f->claims) {
+    for (std::int64_t first : f.claims) {
       dc.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, first);
       dc.run();
     }
     Stmt dr(s_->db, s_->path,
             "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3 AND owner = ?4");
-    for (std::int64_t seq : f->retries) {
+    for (std::int64_t seq : f.retries) {
       dr.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, seq).bind(4, owner_);
       dr.run();
     }
-    return f;
   }
 
   // Caller holds db_mu inside a transaction: extends this consumer's leases when due.
@@ -321,10 +322,11 @@ class SqliteConsumer final : public Consumer {
   void housekeeping() {
     std::lock_guard lock(s_->db_mu);
     Transaction t(s_->db, s_->path);
-    auto flushed = flush_settled();
+    Flushed flushed(*this);
+    flush_settled(flushed);
     renew(wall_ms());
     t.commit();
-    flushed->committed();
+    flushed.committed();
   }
 
   // Where a subscriber the store has never seen starts.
@@ -365,12 +367,13 @@ class SqliteConsumer final : public Consumer {
       Transaction t(s_->db, s_->path);
       const std::int64_t now = wall_ms();
       const std::int64_t expires = now + s_->options.lease.count();
-      auto flushed = flush_settled();
+      Flushed flushed(*this);
+      flush_settled(flushed);
       renew(now);
       release_dead_owners(now);
       if (spec_.ordered && held_by_another(now)) {
         t.commit();  // what was settled is deleted; the events wait for the other consumer
-        flushed->committed();
+        flushed.committed();
         return out;
       }
 
@@ -504,7 +507,7 @@ class SqliteConsumer final : public Consumer {
         }
       }
       t.commit();
-      flushed->committed();
+      flushed.committed();
       // In sequence order: a retry row taken over may be older than a claim's events, and
       // per-key order needs the older first.
       std::sort(out.begin(), out.end(),
