@@ -44,6 +44,7 @@ struct SubscriberMetrics {
   std::uint64_t rejected = 0;        ///< publishes refused because its queue was full
   std::uint64_t slow_calls = 0;      ///< handler calls longer than its budget
   std::uint64_t breaker_opened = 0;  ///< times the breaker opened
+  std::uint64_t corrupt = 0;         ///< stored events found damaged (also counted dead_lettered)
   BreakerState breaker = BreakerState::closed;
   std::size_t queued = 0;            ///< waiting in its queue, for a retry, or behind a key
   std::size_t in_flight = 0;         ///< runs scheduled or under way

@@ -71,6 +71,7 @@ struct Report {
     events_discarded,    ///< unsubscribe discarded queued events
     drain_deadline,      ///< drain's deadline passed with events left
     transport_failed,    ///< a durable subscriber could not read its transport (retried)
+    corrupt_event,       ///< a stored event was found damaged; it was dead-lettered with the reason
   };
   Kind kind = Kind::handler_failed;
   std::string_view subscriber{};  ///< the subscriber's name, when there is one

@@ -88,6 +88,16 @@ struct StoreStats {
   std::uint64_t journaled = 0;     ///< of those, events in its journal not yet in the database
 };
 
+/// What Store::verify() found.
+struct VerifyResult {
+  std::uint64_t events = 0;              ///< events checked
+  std::vector<std::uint64_t> corrupt{};  ///< the sequences of the damaged events, ascending
+  /// One line per finding, for people: SQLite's integrity_check (the file's structure), then
+  /// each damaged event ("sequence N: why").
+  std::vector<std::string> problems{};
+  bool ok() const noexcept { return problems.empty(); }
+};
+
 /// A SQLite store: a crier::Transport. Thread-safe. Obtain one with open().
 class CRIER_EXPORT Store final : public Transport {
  public:
@@ -112,6 +122,10 @@ class CRIER_EXPORT Store final : public Transport {
   /// not yet read, held by a consumer (in any process), or waiting for a retry. They are
   /// delivered by the next bus that subscribes under that name.
   std::uint64_t backlog(std::string_view subscriber, std::string_view event_type);
+  /// Checks the whole file: SQLite's integrity_check, then every event's checksum. Reads one
+  /// snapshot on a connection of its own: publishing and consuming go on meanwhile. A
+  /// damaged event is also dead-lettered, with the reason, when a subscriber reaches it.
+  VerifyResult verify();
   const std::string& path() const noexcept;
 
  private:

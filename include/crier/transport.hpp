@@ -50,6 +50,12 @@ struct StoredEvent {
   std::string first_error{};     ///< when attempts > 0: the first failure's message
   Timestamp first_failure{};
   Timestamp retry_at{};        ///< when attempts > 0: not to be tried before this
+  /// Not empty when the transport found the stored event damaged (a checksum that does not
+  /// match, a column of the wrong kind): what and where, e.g. "corrupt event in FILE at
+  /// sequence N: ...". The bus then dead-letters it with this reason and reports it; it never
+  /// reaches a handler. A transport hands such an event to every consumer whose type it may
+  /// be (all of them, when its type cannot be trusted), so that it is never skipped unseen.
+  std::string corrupt{};
 };
 
 /// What a consumer is for.

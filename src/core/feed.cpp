@@ -97,8 +97,9 @@ void Feed::loop() {
 void Feed::take(StoredEvent&& stored) {
   auto envelope = std::make_shared<const Envelope>(std::move(stored.envelope));
   std::unique_ptr<Parked> parked;
-  std::string unreadable;
-  if (!envelope->time.empty()) {  // written by another program, perhaps
+  const bool corrupt = !stored.corrupt.empty();
+  std::string unreadable = std::move(stored.corrupt);
+  if (unreadable.empty() && !envelope->time.empty()) {  // written by another program, perhaps
     try {
       (void)parse_time(envelope->time);
     } catch (const std::exception& e) {
@@ -113,8 +114,9 @@ void Feed::take(StoredEvent&& stored) {
     }
   }
   if (!parked) {
-    // An event this subscriber cannot read will not become readable by retrying: it goes to
-    // the dead letters at once, where it can be inspected, and nothing else is held up.
+    // An event this subscriber cannot read (damaged, or not in a form it reads) will not
+    // become readable by retrying: it goes to the dead letters at once, where it can be
+    // inspected, and nothing else is held up.
     DeadLetter letter;
     letter.envelope = *envelope;
     letter.subscriber = sub_.name;
@@ -122,12 +124,14 @@ void Feed::take(StoredEvent&& stored) {
     letter.first_error = letter.last_error = unreadable;
     letter.first_failure = letter.last_failure = sub_.core.clock().wall_now();
     sub_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    if (corrupt) sub_.corrupt.fetch_add(1, std::memory_order_relaxed);
     try {
       consumer_->dead_letter(stored.sequence, letter);
     } catch (const std::exception&) {
       // Not settled: the store hands it out again later.
     }
-    sub_.core.report(Report::Kind::dead_lettered, sub_.name, sub_.event_type, letter.last_error, stored.attempts);
+    sub_.core.report(corrupt ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub_.name, sub_.event_type,
+                     letter.last_error, stored.attempts);
     return;
   }
   parked->meta = meta_of_stored(std::move(envelope), stored.sequence);

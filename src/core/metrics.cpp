@@ -31,6 +31,7 @@ const char* to_string(Report::Kind kind) noexcept {
     case Report::Kind::events_discarded: return "events_discarded";
     case Report::Kind::drain_deadline: return "drain_deadline";
     case Report::Kind::transport_failed: return "transport_failed";
+    case Report::Kind::corrupt_event: return "corrupt_event";
   }
   return "unknown";
 }
@@ -110,6 +111,7 @@ std::string to_prometheus(const MetricsSnapshot& m) {
       {"crier_rejected_total", "Publishes refused because the subscriber's queue was full.", &SubscriberMetrics::rejected},
       {"crier_slow_calls_total", "Handler calls longer than the subscriber's budget.", &SubscriberMetrics::slow_calls},
       {"crier_breaker_opened_total", "Times the subscriber's circuit breaker opened.", &SubscriberMetrics::breaker_opened},
+      {"crier_corrupt_total", "Stored events found damaged (and dead-lettered).", &SubscriberMetrics::corrupt},
   };
   for (const Counter& c : counters) {
     header(out, c.name, "counter", c.help);
@@ -171,6 +173,7 @@ MetricsSnapshot BusCore::metrics() const {
     x.rejected = s->rejected.load(std::memory_order_relaxed);
     x.slow_calls = s->slow_calls.load(std::memory_order_relaxed);
     x.breaker_opened = s->breaker_opened.load(std::memory_order_relaxed);
+    x.corrupt = s->corrupt.load(std::memory_order_relaxed);
     x.breaker = s->breaker_state();
     x.queued = s->queued();
     x.in_flight = static_cast<std::size_t>(std::max(0, s->runners.load(std::memory_order_relaxed)));

@@ -346,9 +346,14 @@ class SqliteConsumer final : public Consumer {
     return 0;
   }
 
+  // Reads and verifies the event at column `first`: a damaged one is handed over marked, for
+  // the bus to dead-letter (never skipped: the cursor moves past it like past any other).
   StoredEvent read_event(const Stmt& row, int first) {
     StoredEvent e;
     e.sequence = static_cast<std::uint64_t>(row.int64(first));
+    const std::string damage = row_damage(row, first);
+    if (!damage.empty())
+      e.corrupt = "corrupt event in " + s_->path + " at sequence " + std::to_string(e.sequence) + ": " + damage;
     e.envelope = read_envelope(row, first);
     return e;
   }
@@ -428,7 +433,7 @@ class SqliteConsumer final : public Consumer {
         take_retries(last, kAll);
         Stmt events(s_->db, s_->path,
                     "SELECT " + std::string(kEventColumns) +
-                        " FROM crier_events e WHERE e.seq BETWEEN ?1 AND ?2 AND e.type = ?3 AND NOT EXISTS "
+                        " FROM crier_events e WHERE e.seq BETWEEN ?1 AND ?2 AND " + of_type_or_damaged(3) + " AND NOT EXISTS "
                         "(SELECT 1 FROM crier_retries r WHERE r.subscriber = ?4 AND r.type = ?3 AND r.seq = e.seq) "
                         "AND NOT EXISTS (SELECT 1 FROM crier_dead_letters d WHERE d.seq = e.seq AND "
                         "d.subscriber = ?4 AND d.type = ?3) ORDER BY e.seq");
@@ -472,7 +477,7 @@ class SqliteConsumer final : public Consumer {
           const std::int64_t until = std::min(head, position + kScan);
           Stmt events(s_->db, s_->path,
                       "SELECT " + std::string(kEventColumns) +
-                          " FROM crier_events e WHERE e.seq > ?1 AND e.seq <= ?2 AND e.type = ?3 ORDER BY e.seq "
+                          " FROM crier_events e WHERE e.seq > ?1 AND e.seq <= ?2 AND " + of_type_or_damaged(3) + " ORDER BY e.seq "
                           "LIMIT ?4");
           events.bind(1, position).bind(2, until).bind(3, spec_.event_type).bind(4, static_cast<std::int64_t>(max - out.size()));
           std::vector<std::int64_t> seqs;

@@ -17,6 +17,18 @@ void fail(sqlite3* db, const std::string& path, std::string_view what, Errc code
   throw Error(code, path + ": " + std::string(what) + ": " + why);
 }
 
+sqlite3* open_connection(const std::string& path, int flags, std::chrono::milliseconds busy_timeout) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    const std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    throw Error(Errc::transport_error, path + ": cannot open: " + why);
+  }
+  sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
+  sqlite3_extended_result_codes(db, 1);
+  return db;
+}
+
 Stmt::Stmt(sqlite3* db, const std::string& path, std::string_view sql) : db_(db), path_(&path) {
   if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) !=
       SQLITE_OK)

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,6 +16,10 @@ namespace crier::sqlite {
 
 /// Error(code) "<path>: <what>: <SQLite's message>" for the connection's last error.
 [[noreturn]] void fail(sqlite3* db, const std::string& path, std::string_view what, Errc code = Errc::transport_error);
+
+/// Opens a connection to `path` (sqlite3_open_v2 `flags`) with extended result codes and the
+/// busy timeout. Throws Error(transport_error) saying why it cannot.
+sqlite3* open_connection(const std::string& path, int flags, std::chrono::milliseconds busy_timeout);
 
 /// A prepared statement, reset after each use.
 class Stmt {
@@ -59,6 +64,15 @@ class Stmt {
     sqlite3_clear_bindings(stmt_);
   }
   std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  /// The column's storage class: SQLITE_INTEGER, SQLITE_TEXT, SQLITE_BLOB, SQLITE_NULL...
+  int kind(int col) const { return sqlite3_column_type(stmt_, col); }
+  /// A TEXT or BLOB column's bytes as stored, valid until the next step or reset.
+  std::string_view bytes(int col) const {
+    const void* p = kind(col) == SQLITE_TEXT ? static_cast<const void*>(sqlite3_column_text(stmt_, col))
+                                             : sqlite3_column_blob(stmt_, col);
+    return p ? std::string_view(static_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string_view();
+  }
   bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::string text(int col) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));

@@ -16,6 +16,7 @@
 
 #include "crier/envelope.hpp"
 #include "crier/error.hpp"
+#include "crc32c.hpp"
 
 namespace crier::sqlite {
 
@@ -25,47 +26,6 @@ constexpr std::uint32_t kMagic = 0x45495243;  // "CRIE" little-endian
 constexpr std::size_t kHeader = 4 + 4 + 4 + 8;  // magic, payload length, crc, jseq
 constexpr std::size_t kFields = 9;
 constexpr std::uint64_t kGrowBy = 8 << 20;  // allocated ahead of the writers
-
-// CRC-32C (Castagnoli), table-driven.
-const std::array<std::uint32_t, 256>& crc_table() {
-  static const std::array<std::uint32_t, 256> table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  return table;
-}
-
-std::uint32_t crc32c_table(std::string_view bytes) {
-  const auto& t = crc_table();
-  std::uint32_t crc = ~0u;
-  for (unsigned char b : bytes) crc = t[(crc ^ b) & 0xff] ^ (crc >> 8);
-  return ~crc;
-}
-
-// The same with SSE 4.2's crc32 instruction, eight bytes at a time.
-[[gnu::target("sse4.2")]] std::uint32_t crc32c_sse42(std::string_view bytes) {
-  std::uint64_t crc = ~0u;
-  const char* p = bytes.data();
-  std::size_t n = bytes.size();
-  for (; n >= 8; n -= 8, p += 8) {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    crc = __builtin_ia32_crc32di(crc, v);
-  }
-  auto c = static_cast<std::uint32_t>(crc);
-  for (; n > 0; --n, ++p) c = __builtin_ia32_crc32qi(c, static_cast<unsigned char>(*p));
-  return ~c;
-}
-
-std::uint32_t crc32c(std::string_view bytes) {
-  static const bool hardware = __builtin_cpu_supports("sse4.2");
-  return hardware ? crc32c_sse42(bytes) : crc32c_table(bytes);
-}
 
 void put32(std::string& out, std::uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
 std::uint32_t get32(const char* p) {

@@ -52,6 +52,13 @@ CREATE INDEX crier_dead_letters_event ON crier_dead_letters (seq);
 -- How far each publish journal has been moved into crier_events: its next journal sequence.
 CREATE TABLE crier_journals (name TEXT PRIMARY KEY, next_jseq INTEGER NOT NULL) WITHOUT ROWID;
 )sql",
+    // 1 -> 2: every event carries a checksum (see event_row.hpp); the events already stored
+    // get theirs now.
+    R"sql(
+ALTER TABLE crier_events ADD COLUMN crc INTEGER;
+UPDATE crier_events SET crc = crier_event_checksum(seq, id, type, source, time, datacontenttype, dataschema,
+  subject, extensions, data, stored_ms);
+)sql",
 };
 
 std::vector<std::string> table_names(sqlite3* db, const std::string& path) {

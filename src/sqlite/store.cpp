@@ -14,18 +14,6 @@ namespace crier::sqlite {
 
 namespace {
 
-sqlite3* open_connection(const std::string& path, int flags, const Options& options) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
-    const std::string why = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    throw Error(Errc::transport_error, path + ": cannot open: " + why);
-  }
-  sqlite3_busy_timeout(db, static_cast<int>(options.busy_timeout.count()));
-  sqlite3_extended_result_codes(db, 1);
-  return db;
-}
-
 Timestamp from_text(const std::string& text) {
   try {
     return text.empty() ? Timestamp{} : parse_time(text);
@@ -58,84 +46,10 @@ struct LetterQuery {
 
 }  // namespace
 
-Envelope read_envelope(const Stmt& row, int c) {
-  Envelope e;
-  e.id = row.text(c + 1);
-  e.type = row.text(c + 2);
-  e.source = row.text(c + 3);
-  e.time = row.text(c + 4);
-  e.datacontenttype = row.text(c + 5);
-  e.dataschema = row.text(c + 6);
-  e.subject = row.text(c + 7);
-  const std::string ext = row.text(c + 8);
-  if (!ext.empty() && ext != "{}") {
-    auto j = nlohmann::json::parse(ext, nullptr, false);
-    if (j.is_object())
-      for (auto it = j.begin(); it != j.end(); ++it)
-        if (it->is_string()) e.extensions.emplace(it.key(), it->get<std::string>());
-  }
-  e.data = row.blob(c + 9);
-  return e;
-}
-
-void insert_event_row(Stmt& insert, const RecordView& r, std::int64_t stored_ms) {
-  insert.bind(1, r.id)
-      .bind(2, r.type)
-      .bind(3, r.source)
-      .bind(4, r.time)
-      .bind(5, r.datacontenttype)
-      .bind(6, r.dataschema)
-      .bind(7, r.subject)
-      .bind(8, r.extensions)
-      .bind_blob(9, r.data)
-      .bind(10, stored_ms);
-  insert.run();
-}
-
-RecordView view_of(const Envelope& e, std::string_view extensions) {
-  RecordView r;
-  r.id = e.id;
-  r.type = e.type;
-  r.source = e.source;
-  r.time = e.time;
-  r.datacontenttype = e.datacontenttype;
-  r.dataschema = e.dataschema;
-  r.subject = e.subject;
-  r.extensions = extensions;
-  r.data = e.data;
-  return r;
-}
-
-void encode_extensions(const Envelope& e, std::string& out) {
-  // A JSON object of strings, written directly: this runs for every publish.
-  out.assign(1, '{');
-  for (const auto& [name, value] : e.extensions) {
-    if (out.size() > 1) out += ',';
-    out += '"';
-    out += name;  // extension names are [a-z0-9]
-    out += "\":\"";
-    for (const char c : value) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-          } else {
-            out += c;
-          }
-      }
-    }
-    out += '"';
-  }
-  out += '}';
-}
-
 Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::move(o)) {
-  db = open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options);
+  db = open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.busy_timeout);
   try {
+    register_row_functions(db, path);
     open_schema(db, path, options);
     exec(db, path, "PRAGMA journal_mode = WAL", "switching to WAL");
     exec(db, path,
@@ -151,7 +65,7 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     save_progress = Stmt(db, path,
                          "INSERT INTO crier_journals (name, next_jseq) VALUES (?1, ?2) "
                          "ON CONFLICT DO UPDATE SET next_jseq = ?2");
-    watch = open_connection(path, SQLITE_OPEN_READONLY, options);
+    watch = open_connection(path, SQLITE_OPEN_READONLY, options.busy_timeout);
     // Events a killed process journaled but did not move are stored before anyone reads.
     recover_orphans(path + "-journal.d", [this](const std::string& n, std::string_view b) { return finish_orphan(n, b); });
     Journal::Limits limits;
@@ -300,7 +214,8 @@ void Store::Impl::insert_records(const std::vector<RecordView>& records, const s
                                  std::uint64_t progress) {
   Transaction t(db, path);
   const std::int64_t now = wall_ms();
-  for (const RecordView& r : records) insert_event_row(insert_event, r, now);
+  std::int64_t seq = head();
+  for (const RecordView& r : records) insert_event_row(insert_event, r, ++seq, now);
   save_progress.bind(1, journal).bind(2, static_cast<std::int64_t>(progress));
   save_progress.run();
   t.commit();

@@ -14,12 +14,13 @@
 
 #include "crier/sqlite.hpp"
 #include "db.hpp"
+#include "event_row.hpp"
 #include "journal.hpp"
 
 namespace crier::sqlite {
 
 /// The schema version this build writes, and reads up to.
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 /// Milliseconds since the Unix epoch: lease expiry and retry times are compared across
 /// processes, so they are wall-clock.
@@ -27,24 +28,6 @@ inline std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-/// The columns every query of events selects, in this order, read by read_envelope().
-constexpr std::string_view kEventColumns =
-    "e.seq, e.id, e.type, e.source, e.time, e.datacontenttype, e.dataschema, e.subject, e.extensions, e.data";
-
-/// The statement that stores one event, whoever writes it (mover, recovery, outbox).
-constexpr std::string_view kInsertEvent =
-    "INSERT INTO crier_events (id, type, source, time, datacontenttype, dataschema, subject, extensions, data, "
-    "stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-/// Binds a record's columns to a kInsertEvent statement and runs it.
-void insert_event_row(Stmt& insert, const RecordView& r, std::int64_t stored_ms);
-/// A record's view of an envelope (its extensions already encoded).
-RecordView view_of(const Envelope& e, std::string_view extensions);
-
-/// Reads the kEventColumns starting at column `first` of the current row.
-Envelope read_envelope(const Stmt& row, int first);
-/// The extension attributes as stored (a JSON object of strings), into `out`.
-void encode_extensions(const Envelope& e, std::string& out);
 
 /// Checks that the file is a crier store this build can read (or an empty one) and brings
 /// its schema up to kSchemaVersion. Modifies nothing when it throws.

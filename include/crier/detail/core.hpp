@@ -183,6 +183,7 @@ class CRIER_EXPORT SubscriberBase {
   std::atomic<std::uint64_t> rejected{0};
   std::atomic<std::uint64_t> slow_calls{0};
   std::atomic<std::uint64_t> breaker_opened{0};
+  std::atomic<std::uint64_t> corrupt{0};
   std::atomic<std::uint64_t> busy_ns{0};
   std::atomic<std::uint64_t> latency_buckets[LatencyHistogram::kBuckets] = {};
   std::atomic<std::uint64_t> latency_count{0};
