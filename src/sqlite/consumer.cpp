@@ -58,8 +58,19 @@ class SqliteConsumer final : public Consumer {
         return {};
       }
       const std::uint64_t seen = s_->changes.load(std::memory_order_acquire);
-      std::vector<StoredEvent> got = claim(room);
-      if (!got.empty()) return got;
+      // Nothing committed since a claim found nothing: only time can make events due (a lease
+      // that ran out, a retry row's time), so look again only after a while. A claim is a
+      // write transaction: one every fetch would cost an idle subscriber CPU all the time.
+      const auto now = std::chrono::steady_clock::now();
+      if (seen != quiet_at_changes_ || settled_claims_.load(std::memory_order_acquire) || now >= quiet_until_) {
+        std::vector<StoredEvent> got = claim(room);
+        if (!got.empty()) {
+          quiet_until_ = {};
+          return got;
+        }
+        quiet_at_changes_ = seen;
+        quiet_until_ = now + idle_look_;
+      }
       if (std::chrono::steady_clock::now() >= deadline) return {};
       s_->wait_change(seen, deadline, [this] {
         return closed_.load(std::memory_order_acquire) || settled_claims_.load(std::memory_order_acquire);
@@ -177,6 +188,7 @@ class SqliteConsumer final : public Consumer {
       release_owner(owner_);
       t.commit();
       flushed.committed();
+      s_->note_change();  // the other consumers of this name take them at once
     } catch (const std::exception&) {
       // The leases then simply expire.
     }
@@ -235,8 +247,12 @@ class SqliteConsumer final : public Consumer {
       c_.done_retries_.insert(c_.done_retries_.end(), retries.begin(), retries.end());
       c_.settled_claims_.store(true, std::memory_order_release);
     }
-    /// The transaction that deleted them committed.
-    void committed() noexcept { committed_ = true; }
+    /// The transaction that deleted them committed. Consumers that wait for this subscriber's
+    /// events to be finished (an ordered subscriber's other consumers) look again.
+    void committed() noexcept {
+      committed_ = true;
+      if (!claims.empty() || !retries.empty()) c_.s_->note_change();
+    }
     std::vector<std::int64_t> claims, retries;
 
    private:
@@ -537,6 +553,12 @@ class SqliteConsumer final : public Consumer {
   std::atomic<bool> closed_{false};
   std::atomic<bool> settled_claims_{false};  // done_claims_ has claims to delete
   std::int64_t renewed_ms_ = 0;  // guarded by s_->db_mu
+  // Used by fetch only (one thread): the change count when a claim last found nothing, and
+  // until when no claim is needed unless something is committed.
+  std::uint64_t quiet_at_changes_ = 0;
+  std::chrono::steady_clock::time_point quiet_until_{};
+  const std::chrono::milliseconds idle_look_ =
+      std::min(std::chrono::milliseconds(1000), std::max(std::chrono::milliseconds(1), s_->options.lease / 4));
 
   std::mutex mu_;
   std::condition_variable space_cv_;

@@ -65,7 +65,18 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     save_progress = Stmt(db, path,
                          "INSERT INTO crier_journals (name, next_jseq) VALUES (?1, ?2) "
                          "ON CONFLICT DO UPDATE SET next_jseq = ?2");
-    watch = open_connection(path, SQLITE_OPEN_READONLY, options.busy_timeout);
+    watch = std::make_unique<ChangeWatch>(
+        path,
+        [this]() -> std::optional<std::int64_t> {
+          try {
+            std::lock_guard lock(db_mu);
+            Stmt q(db, path, "PRAGMA data_version");
+            if (q.step()) return q.int64(0);
+          } catch (const Error&) {
+          }
+          return std::nullopt;
+        },
+        [this] { note_change(); });
     // Events a killed process journaled but did not move are stored before anyone reads.
     recover_orphans(path + "-journal.d", [this](const std::string& n, std::string_view b) { return finish_orphan(n, b); });
     Journal::Limits limits;
@@ -79,7 +90,7 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
   } catch (...) {
     insert_event = Stmt();
     save_progress = Stmt();
-    sqlite3_close(watch);
+    watch.reset();
     sqlite3_close(db);
     throw;
   }
@@ -89,7 +100,7 @@ Store::Impl::~Impl() {
   shutdown();
   insert_event = Stmt();
   save_progress = Stmt();
-  sqlite3_close(watch);
+  watch.reset();
   sqlite3_close(db);
 }
 
@@ -156,6 +167,14 @@ void Store::Impl::mover_loop() {
   // this often, unless it is falling behind (measured: +20% publish rate at 64 threads).
   constexpr auto kFullCommitEvery = std::chrono::milliseconds(2);
   const bool pace = options.durability == Durability::full;
+  // Once the database refused (a full disk), a try moves one record, and each success doubles
+  // that; a failure waits twice as long as the last one, until a full batch (or all that was
+  // journaled) went in. So a store on a full disk with events to move costs next to nothing,
+  // and one where a little space comes back does not try 16,384 records at a time.
+  constexpr auto kFirstRetry = std::chrono::milliseconds(100);
+  constexpr auto kMaxRetry = std::chrono::milliseconds(1000);
+  auto retry_in = kFirstRetry;
+  std::size_t batch_limit = kMaxBatch;
   auto last_scan = std::chrono::steady_clock::now();
   Journal::Batch batch;
   for (;;) {
@@ -165,7 +184,7 @@ void Store::Impl::mover_loop() {
       failing = !mover_error_.empty();
     }
     const bool stop = stopping_.load(std::memory_order_acquire);
-    if (journal_->take(batch, kMaxBatch)) {
+    if (journal_->take(batch, batch_limit)) {
       try {
         {
           std::lock_guard lock(db_mu);
@@ -180,6 +199,8 @@ void Store::Impl::mover_loop() {
         }
         if (!batch.records.empty()) after_commit();
         failing = false;
+        batch_limit = std::min(batch_limit * 2, kMaxBatch);
+        if (batch_limit == kMaxBatch || journal_->backlog() == 0) retry_in = kFirstRetry;
         if (pace && !stop && batch.records.size() < kMaxBatch) journal_->pause(kFullCommitEvery);
       } catch (const Error& e) {
         // The events are safe in the journal; publishes are refused until this works again.
@@ -188,6 +209,7 @@ void Store::Impl::mover_loop() {
         mover_code_ = e.code();
         refusing_.store(true, std::memory_order_release);
         failing = true;
+        batch_limit = 1;
       }
     } else if (!stop) {
       journal_->wait(kScanEvery);
@@ -195,7 +217,10 @@ void Store::Impl::mover_loop() {
       std::this_thread::yield();  // closing: a writer is finishing its record
     }
     if (stop && (failing || journal_->backlog() == 0)) return;
-    if (failing) journal_->pause(std::chrono::milliseconds(100));  // before trying the database again
+    if (failing) {  // before trying the database again
+      journal_->pause(retry_in);
+      retry_in = std::min(retry_in * 2, kMaxRetry);
+    }
     try {
       journal_->prepare();
     } catch (const Error&) {
@@ -249,11 +274,7 @@ bool Store::Impl::finish_orphan(const std::string& name, std::string_view bytes)
 
 void Store::Impl::after_commit() {
   const std::uint64_t n = commits.fetch_add(1, std::memory_order_relaxed) + 1;
-  {
-    std::lock_guard lock(change_mu);
-    changes.fetch_add(1, std::memory_order_acq_rel);
-  }
-  change_cv.notify_all();
+  note_change();
   const Retention& r = options.retention;
   if (r.every_commits > 0 && (r.max_age.count() > 0 || r.max_events > 0) && n % r.every_commits == 0) {
     try {
@@ -287,6 +308,14 @@ void Store::Impl::wait_moved() {
     const std::uint64_t seen = changes.load(std::memory_order_acquire);
     wait_change(seen, std::chrono::steady_clock::now() + std::chrono::milliseconds(10), [] { return false; });
   }
+}
+
+void Store::Impl::note_change() {
+  {
+    std::lock_guard lock(change_mu);
+    changes.fetch_add(1, std::memory_order_acq_rel);
+  }
+  change_cv.notify_all();
 }
 
 void Store::Impl::wake_all() {
@@ -403,11 +432,7 @@ std::size_t Store::redrive(const DeadLetterFilter& filter) {
     }
     t.commit();
   }
-  {
-    std::lock_guard lock(s.change_mu);
-    s.changes.fetch_add(1, std::memory_order_acq_rel);
-  }
-  s.change_cv.notify_all();
+  s.note_change();
   return n;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "crier/sqlite.hpp"
+#include "change_watch.hpp"
 #include "db.hpp"
 #include "event_row.hpp"
 #include "journal.hpp"
@@ -53,6 +54,8 @@ struct Store::Impl {
   /// `deadline`, or `stop()` is true. Returns the current change count.
   template <class Stop>
   std::uint64_t wait_change(std::uint64_t seen, std::chrono::steady_clock::time_point deadline, Stop stop);
+  /// Something was committed: wakes every wait_change.
+  void note_change();
   /// Wakes every wait_change (a consumer is closing).
   void wake_all();
   std::uint64_t prune(const Retention& rules);
@@ -66,13 +69,11 @@ struct Store::Impl {
   Stmt save_progress;  // a journal's next_jseq
 
   // Change notification: local commits bump `changes` at once; commits by other connections
-  // are noticed by polling PRAGMA data_version on `watch`.
+  // when the change watch sees them.
   std::mutex change_mu;
   std::condition_variable change_cv;
   std::atomic<std::uint64_t> changes{0};
-  std::mutex watch_mu;
-  sqlite3* watch = nullptr;
-  std::int64_t watch_version = -1;  // guarded by watch_mu
+  std::unique_ptr<ChangeWatch> watch;
 
   std::atomic<std::uint64_t> commits{0};
   std::atomic<std::uint64_t> appended{0};
@@ -103,27 +104,9 @@ struct Store::Impl {
 
 template <class Stop>
 std::uint64_t Store::Impl::wait_change(std::uint64_t seen, std::chrono::steady_clock::time_point deadline, Stop stop) {
-  // Another process's commit is only seen by polling: look every millisecond.
-  constexpr auto kPoll = std::chrono::milliseconds(1);
-  for (;;) {
-    const std::uint64_t now_changes = changes.load(std::memory_order_acquire);
-    if (now_changes != seen || stop()) return now_changes;
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return now_changes;
-    {
-      std::unique_lock lock(change_mu);
-      change_cv.wait_until(lock, std::min(deadline, now + kPoll), [&] {
-        return changes.load(std::memory_order_acquire) != seen || stop();
-      });
-    }
-    std::lock_guard lock(watch_mu);
-    Stmt version(watch, path, "PRAGMA data_version");
-    if (version.step()) {
-      const std::int64_t v = version.int64(0);
-      if (watch_version >= 0 && v != watch_version) changes.fetch_add(1, std::memory_order_acq_rel);
-      watch_version = v;
-    }
-  }
+  std::unique_lock lock(change_mu);
+  change_cv.wait_until(lock, deadline, [&] { return changes.load(std::memory_order_acquire) != seen || stop(); });
+  return changes.load(std::memory_order_acquire);
 }
 
 }  // namespace crier::sqlite
