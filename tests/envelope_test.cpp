@@ -60,6 +60,13 @@ TEST(Time, FormatsAndParsesRfc3339) {
     EXPECT_THROW(crier::parse_time(bad), crier::Error) << bad;
 }
 
+// Found by fuzzing: before 1970, formatting rounded to the later microsecond.
+TEST(Time, ATimeBefore1970IsFormattedDownToItsMicrosecond) {
+  const crier::Timestamp t = crier::parse_time("1777-09-21T00:12:43.145224192+01:30");
+  EXPECT_EQ(crier::format_time(t), "1777-09-20T22:42:43.145224Z");
+  EXPECT_EQ(crier::parse_time(crier::format_time(t)), std::chrono::floor<std::chrono::microseconds>(t));
+}
+
 TEST(Time, TimesATimestampCannotHoldAreRefusedNotWrapped) {
   for (const char* far : {"9999-12-31T23:59:59Z", "2262-04-12T00:00:00Z", "1677-09-21T00:00:00Z", "0001-01-01T00:00:00Z"}) {
     try {
@@ -124,6 +131,19 @@ TEST(Envelope, BinaryDataTravelsAsBase64) {
   EXPECT_EQ(crier::Envelope::from_json(e.to_json()).data, e.data);
 }
 
+// Found by fuzzing: bytes that are not JSON under a JSON content type (or none) made to_json
+// throw (invalid UTF-8), or come back quoted.
+TEST(Envelope, DataThatIsNotJsonTravelsAsBase64WhateverTheContentType) {
+  for (const char* type : {"", "application/json"}) {
+    crier::Envelope e = sample();
+    e.datacontenttype = type;
+    e.data = std::string("\x00\xff not json", 11);
+    const auto j = nlohmann::json::parse(e.to_json());
+    EXPECT_TRUE(j.contains("data_base64")) << type;
+    EXPECT_EQ(crier::Envelope::from_json(e.to_json()).data, e.data) << type;
+  }
+}
+
 TEST(Envelope, MalformedInputGetsAClearError) {
   struct Case {
     const char* json;
@@ -141,6 +161,9 @@ TEST(Envelope, MalformedInputGetsAClearError) {
       {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","Bad_Ext":"x"})", "Bad_Ext"},
       {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","ext":{"a":1}})", "'ext'"},
       {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","data_base64":"***"})", "data_base64"},
+      // Found by fuzzing: "data" was read before the content type was checked.
+      {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","data":"x","datacontenttype":5})",
+       "'datacontenttype' must be a string"},
   };
   for (const auto& c : cases) {
     try {

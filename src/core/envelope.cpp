@@ -142,7 +142,8 @@ void validate(const Attributes& a) {
 }
 
 std::string format_time(Timestamp t) {
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  // floor, not duration_cast: before 1970 the latter rounds up to the next microsecond.
+  const auto us = std::chrono::floor<std::chrono::microseconds>(t.time_since_epoch()).count();
   std::time_t secs = static_cast<std::time_t>(us / 1000000);
   long frac = static_cast<long>(us % 1000000);
   if (frac < 0) {
@@ -270,15 +271,14 @@ std::string Envelope::to_json() const {
   if (!time.empty()) j["time"] = time;
   for (const auto& [name, value] : extensions) j[name] = value;
   if (!data.empty()) {
-    if (is_json_content(datacontenttype)) {
-      auto parsed = nlohmann::ordered_json::parse(data, nullptr, false);
-      if (parsed.is_discarded())
-        j["data"] = data;
-      else
-        j["data"] = std::move(parsed);
-    } else {
+    // JSON data is embedded as a value; anything else (other content, or bytes that are not
+    // JSON although the content type says so) travels as base64, byte for byte.
+    auto parsed = is_json_content(datacontenttype) ? nlohmann::ordered_json::parse(data, nullptr, false)
+                                                   : nlohmann::ordered_json(nlohmann::ordered_json::value_t::discarded);
+    if (!parsed.is_discarded())
+      j["data"] = std::move(parsed);
+    else
       j["data_base64"] = base64_encode(data);
-    }
   }
   return j.dump();
 }
@@ -289,6 +289,10 @@ Envelope Envelope::from_json(std::string_view text) {
   if (!j.is_object()) throw Error(Errc::invalid_envelope, "a CloudEvent in JSON must be an object");
   Envelope e;
   e.specversion.clear();
+  // (A datacontenttype that is not a string is refused below, as every core attribute.)
+  const auto content_type = j.find("datacontenttype");
+  const bool json_data = content_type == j.end() || !content_type->is_string() ||
+                         is_json_content(content_type->get_ref<const std::string&>());
   std::string* fields[] = {&e.specversion, &e.id, &e.source, &e.type, &e.datacontenttype, &e.dataschema, &e.subject,
                            &e.time};
   for (auto& [key, value] : j.items()) {
@@ -299,8 +303,7 @@ Envelope Envelope::from_json(std::string_view text) {
       if (!value.is_string()) throw Error(Errc::invalid_envelope, "attribute '" + key + "' must be a string");
       *fields[k] = value.get<std::string>();
     } else if (key == "data") {
-      e.data = value.is_string() && !is_json_content(j.value("datacontenttype", "")) ? value.get<std::string>()
-                                                                                      : value.dump();
+      e.data = value.is_string() && !json_data ? value.get<std::string>() : value.dump();
     } else if (key == "data_base64") {
       if (!value.is_string()) throw Error(Errc::invalid_envelope, "data_base64 must be a string");
       e.data = base64_decode(value.get<std::string>());
