@@ -374,11 +374,18 @@ TEST(SqliteFailures, AReadOnlyDirectoryIsRefusedAtOpenInWords) {
 
 TEST(SqliteDrain, ADrainCutShortCountsTheEventsLeftAndTheNextBusDeliversThem) {
   constexpr int kEvents = 3000;
+  constexpr int kRetrying = 30;  // "waiting" fails these once, and waits 2 s to try again
+  const crier::RetryPolicy later{.max_attempts = 2, .initial_delay = 2s, .jitter = false};
+  auto distinct = [](std::vector<int> v) {
+    std::sort(v.begin(), v.end());
+    return static_cast<std::size_t>(std::unique(v.begin(), v.end()) - v.begin());
+  };
   ScratchDir dir;
   const std::string path = dir.file("drain.db");
+  SeenJobs finished_first;  // what "slow" finished on the first bus
   {
-    // The handler holds its first event until drain's deadline passed: then every event is
-    // still unfinished.
+    // "slow" holds its first event until drain's deadline passed, and finishes it: every
+    // other event of it is left. "waiting" handled all but the ones waiting for their retry.
     std::latch deadline_passed(1);
     crier::BusOptions o;
     o.on_error = [&](const crier::Report& r) {
@@ -386,27 +393,42 @@ TEST(SqliteDrain, ADrainCutShortCountsTheEventsLeftAndTheNextBusDeliversThem) {
     };
     crier::Bus bus{crier::sqlite::open(path), o};
     std::latch started(1);
-    auto slow = bus.subscribe<Job>("slow", [&](const Job&) {
+    auto slow = bus.subscribe<Job>("slow", [&](const Job& j) {
       started.count_down();
       deadline_passed.wait();
+      finished_first.add(j);
     });
+    Counter settled;  // handled, or failed once and waiting
+    auto waiting = bus.subscribe<Job>("waiting", [&](const Job& j) {
+      settled.add();
+      if (j.n < kRetrying) throw std::runtime_error("not yet");
+    }, {.retry = later});
     for (int i = 0; i < kEvents; ++i) bus.publish(Job{i, ""});
     started.wait();
+    settled.wait_for(kEvents);
     const crier::DrainResult r = bus.drain(50ms);
     EXPECT_FALSE(r.complete);
-    EXPECT_EQ(r.undelivered, static_cast<std::size_t>(kEvents));  // events, not subscribers
+    // Events, not subscribers: what "slow" did not finish, and "waiting"'s retries.
+    ASSERT_EQ(finished_first.values().size(), 1u);
+    EXPECT_EQ(r.undelivered, static_cast<std::size_t>(kEvents - 1 + kRetrying));
   }
+  // Nothing left is lost, and nothing finished comes back: the next bus delivers exactly what
+  // the first one counted.
   crier::Bus bus{crier::sqlite::open(path)};
-  SeenJobs seen;
+  SeenJobs seen, retried;
   auto slow = bus.subscribe<Job>("slow", [&](const Job& j) { seen.add(j); });
-  seen.wait_for(kEvents);
+  auto waiting = bus.subscribe<Job>("waiting", [&](const Job& j) { retried.add(j); }, {.retry = later});
+  seen.wait_for(kEvents - 1);
+  retried.wait_for(kRetrying);
   const crier::DrainResult r = bus.drain(30s);
   EXPECT_TRUE(r.complete);
   EXPECT_EQ(r.undelivered, 0u);
-  auto values = seen.values();
-  std::sort(values.begin(), values.end());
-  values.erase(std::unique(values.begin(), values.end()), values.end());
-  EXPECT_EQ(values.size(), static_cast<std::size_t>(kEvents));
+  std::vector<int> all = seen.values();
+  all.push_back(finished_first.values()[0]);
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kEvents)) << "an event finished by the first bus came back";
+  EXPECT_EQ(distinct(all), static_cast<std::size_t>(kEvents));
+  EXPECT_EQ(retried.values().size(), static_cast<std::size_t>(kRetrying));
+  for (int n : retried.values()) EXPECT_LT(n, kRetrying) << "handled by the first bus, delivered again";
 }
 
 // Stores a Job row as another program would (with `time` and `data` as given), subscribes,

@@ -383,7 +383,16 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
   std::size_t left = 0;
   if (!stopped()) {
     idle = wait_quiet(deadline, true, left);
-    if (transport_) {  // what is still stored stays stored, for the next start
+    stopped_.store(true, std::memory_order_release);  // runs end after their current event
+    if (!idle)
+      report(Report::Kind::drain_deadline, "", "",
+             "drain deadline passed with " + std::to_string(left) +
+                 " events queued or waiting for a retry; waiting for running handlers to return",
+             0);
+    pool_->stop_and_join();
+    if (transport_) {
+      // Once the handlers returned, so every event they finished is settled: what is left
+      // goes back to the transport, for the next start, and it counts exactly that.
       std::vector<SubscriberBase*> subs;
       {
         std::lock_guard lock(writer_mu_);
@@ -391,13 +400,6 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
       }
       for (SubscriberBase* s : subs) s->stop_feed();
     }
-    stopped_.store(true, std::memory_order_release);  // runs end after their current batch
-    if (!idle)
-      report(Report::Kind::drain_deadline, "", "",
-             "drain deadline passed with " + std::to_string(left) +
-                 " events queued or waiting for a retry; waiting for running handlers to return",
-             0);
-    pool_->stop_and_join();
     // Durable: nothing is lost; what this bus did not finish waits in the transport. In
     // process: what is queued, before the timers go (their retries are left undelivered).
     if (transport_)

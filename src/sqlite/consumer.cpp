@@ -185,6 +185,7 @@ class SqliteConsumer final : public Consumer {
       Transaction t(s_->db, s_->path);
       Flushed flushed(*this);
       flush_settled(flushed);
+      return_partly_settled_claims();
       release_owner(owner_);
       t.commit();
       flushed.committed();
@@ -209,7 +210,7 @@ class SqliteConsumer final : public Consumer {
   void release_claim(std::int64_t first) {
     if (first == 0) return;
     auto c = claims_.find(first);
-    if (c != claims_.end() && --c->second == 0) {
+    if (c != claims_.end() && --c->second.left == 0) {
       claims_.erase(c);
       done_claims_.push_back(first);
       // Wake the fetch to delete it: retention and other processes see it finished soon.
@@ -279,6 +280,36 @@ class SqliteConsumer final : public Consumer {
     for (std::int64_t seq : f.retries) {
       dr.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, seq).bind(4, owner_);
       dr.run();
+    }
+  }
+
+  // Caller holds db_mu inside a transaction (closing): a claim of which some events were
+  // settled cannot go back whole, or they would be delivered again: its unsettled events go
+  // back one by one, as retry rows due now that any consumer takes, and the claim goes. A
+  // bus that drains thus leaves exactly the events it did not finish.
+  void return_partly_settled_claims() {
+    std::map<std::int64_t, std::vector<std::int64_t>> unsettled;  // claim -> its held events
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [first, count] : claims_)
+        if (count.left < count.events) unsettled[first];
+      if (unsettled.empty()) return;
+      for (const auto& [seq, held] : held_) {
+        auto it = unsettled.find(held.claim);
+        if (it != unsettled.end()) it->second.push_back(static_cast<std::int64_t>(seq));
+      }
+    }
+    Stmt retry(s_->db, s_->path,
+               "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, "
+               "retry_at_ms, owner, expires_ms) VALUES (?1, ?2, ?3, 0, '', 0, 0, '', 0) ON CONFLICT DO NOTHING");
+    Stmt drop(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
+    for (const auto& [first, seqs] : unsettled) {
+      for (std::int64_t seq : seqs) {
+        retry.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, seq);
+        retry.run();
+      }
+      drop.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, first);
+      drop.run();
     }
   }
 
@@ -537,7 +568,7 @@ class SqliteConsumer final : public Consumer {
       // events that are neither counted here nor in the bus's hands.
       std::lock_guard counts(mu_);
       for (auto& [first, seqs] : new_claims) {
-        claims_[first] = seqs.size();
+        claims_[first] = ClaimCount{seqs.size(), seqs.size()};
         for (std::int64_t q : seqs) held_[static_cast<std::uint64_t>(q)] = Held{first, true};
       }
       for (std::int64_t q : own_rows) held_[static_cast<std::uint64_t>(q)] = Held{0, true};
@@ -565,7 +596,11 @@ class SqliteConsumer final : public Consumer {
   std::size_t outstanding_ = 0;                  // guarded by mu_
   std::size_t untaken_ = 0;                      // fetched, not yet taken(); guarded by mu_
   std::map<std::uint64_t, Held> held_;            // guarded by mu_
-  std::map<std::int64_t, std::size_t> claims_;    // first sequence -> events not settled; guarded by mu_
+  struct ClaimCount {
+    std::size_t events;  // in the claim
+    std::size_t left;    // not settled
+  };
+  std::map<std::int64_t, ClaimCount> claims_;     // first sequence -> its counts; guarded by mu_
   std::vector<std::int64_t> done_claims_;         // guarded by mu_
   std::vector<std::int64_t> done_retries_;        // guarded by mu_
 };

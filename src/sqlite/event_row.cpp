@@ -1,6 +1,7 @@
 #include "event_row.hpp"
 
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -89,19 +90,22 @@ std::int64_t event_checksum(std::int64_t seq, const RecordView& r, std::int64_t 
   return pack(crc32c(r.type), crc);
 }
 
+void bind_fields(Stmt& s, int first, const RecordView& r) {
+  s.bind(first, r.id)
+      .bind(first + 1, r.type)
+      .bind(first + 2, r.source)
+      .bind(first + 3, r.time)
+      .bind(first + 4, r.datacontenttype)
+      .bind(first + 5, r.dataschema)
+      .bind(first + 6, r.subject)
+      .bind(first + 7, r.extensions)
+      .bind_blob(first + 8, r.data);
+}
+
 void insert_event_row(Stmt& insert, const RecordView& r, std::int64_t seq, std::int64_t stored_ms) {
-  insert.bind(1, seq)
-      .bind(2, r.id)
-      .bind(3, r.type)
-      .bind(4, r.source)
-      .bind(5, r.time)
-      .bind(6, r.datacontenttype)
-      .bind(7, r.dataschema)
-      .bind(8, r.subject)
-      .bind(9, r.extensions)
-      .bind_blob(10, r.data)
-      .bind(11, stored_ms)
-      .bind(12, event_checksum(seq, r, stored_ms));
+  insert.bind(1, seq);
+  bind_fields(insert, 2, r);
+  insert.bind(11, stored_ms).bind(12, event_checksum(seq, r, stored_ms));
   insert.run();
 }
 

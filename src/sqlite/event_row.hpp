@@ -30,6 +30,8 @@ constexpr std::string_view kInsertEvent =
     "INSERT INTO crier_events (seq, id, type, source, time, datacontenttype, dataschema, subject, extensions, data, "
     "stored_ms, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
+/// Binds a record's nine columns, id to data, to parameters `first`... of `s`.
+void bind_fields(Stmt& s, int first, const RecordView& r);
 /// Stores a record as the event at sequence `seq` (the caller's transaction holds the write
 /// lock and knows the head), with its checksum, through a kInsertEvent statement.
 void insert_event_row(Stmt& insert, const RecordView& r, std::int64_t seq, std::int64_t stored_ms);

@@ -66,16 +66,8 @@ void append_in(sqlite3* db, const Envelope& e) {
               "FROM (SELECT coalesce(max(seq), 0) + 1 AS s FROM crier_events)");
   std::string extensions;
   encode_extensions(e, extensions);
-  insert.bind(1, e.id)
-      .bind(2, e.type)
-      .bind(3, e.source)
-      .bind(4, e.time)
-      .bind(5, e.datacontenttype)
-      .bind(6, e.dataschema)
-      .bind(7, e.subject)
-      .bind(8, extensions)
-      .bind_blob(9, e.data)
-      .bind(10, wall_ms());
+  bind_fields(insert, 1, view_of(e, extensions));
+  insert.bind(10, wall_ms());
   insert.run();
 }
 
