@@ -401,7 +401,10 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
       for (SubscriberBase* s : subs) s->stop_feed();
     }
     // Durable: nothing is lost; what this bus did not finish waits in the transport. In
-    // process: what is queued, before the timers go (their retries are left undelivered).
+    // process: what is queued, counted with the timers halted (a retry moving from its timer
+    // to its queue meanwhile could be counted twice or not at all), before they go (their
+    // retries are left undelivered).
+    if (timers_) timers_->halt();
     if (transport_)
       left = idle ? 0 : durable_backlog();
     else

@@ -56,8 +56,10 @@ void BusCore::park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Clo
   auto timer = std::make_shared<RetryTimer>(this, &sub, std::move(p));
   at(clock_->now() + delay, [timer] {
     SubscriberBase& s = *timer->sub;
-    s.waiting_.fetch_sub(1, std::memory_order_relaxed);
+    // Queued before it stops counting as waiting: drain must never see it nowhere (and so
+    // the bus idle while a retry is on its way).
     s.push_ready(std::move(timer->event));
+    s.waiting_.fetch_sub(1, std::memory_order_seq_cst);
     timer->core->try_schedule(s);
     timer->core->release_ref(&s);
   });

@@ -21,13 +21,10 @@ void TimerService::at(Clock::time_point due, std::function<void()> fn) {
   cv_.notify_one();
 }
 
-void TimerService::stop() {
-  std::vector<Timer> dropped;
+void TimerService::halt() {
   {
     std::lock_guard lock(mu_);
-    if (stop_ && !thread_.joinable()) return;
     stop_ = true;
-    dropped.swap(heap_);
   }
   cv_.notify_one();
   if (thread_.joinable()) {
@@ -36,7 +33,17 @@ void TimerService::stop() {
     else
       thread_.join();
   }
-  clock_.remove_listener(this);
+}
+
+void TimerService::stop() {
+  halt();
+  if (listening_.exchange(false)) clock_.remove_listener(this);  // not under mu_: advance() holds
+                                                                  // the clock's lock, then takes it
+  std::vector<Timer> dropped;
+  {
+    std::lock_guard lock(mu_);
+    dropped.swap(heap_);
+  }
   // `dropped` is destroyed here, outside the lock: its callbacks own parked events.
 }
 

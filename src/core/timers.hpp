@@ -4,6 +4,7 @@
 // check what did and did not happen.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -24,6 +25,9 @@ class TimerService final : private Clock::Listener {
 
   /// Runs `fn` on the timer thread once the clock reaches `due`. After stop(), drops it.
   void at(Clock::time_point due, std::function<void()> fn);
+  /// Stops the thread: no timer runs any more, and those not yet run stay (and keep what they
+  /// hold) until stop(). For counting what waits without it moving meanwhile.
+  void halt();
   /// Stops the thread; timers not yet run are destroyed without running.
   void stop();
 
@@ -51,6 +55,7 @@ class TimerService final : private Clock::Listener {
   std::uint64_t handled_ = 0;
   std::condition_variable handled_cv_;
   bool stop_ = false;
+  std::atomic<bool> listening_{true};  // registered with the clock
   std::thread thread_;
 };
 

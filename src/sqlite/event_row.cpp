@@ -13,7 +13,7 @@ namespace crier::sqlite {
 namespace {
 
 // The columns of kEventColumns after `seq`, in order, with their names for messages.
-constexpr int kId = 1, kType = 2, kData = 9, kStoredMs = 10, kCrc = 11;
+constexpr int kId = 1, kData = 9, kStoredMs = 10, kCrc = 11;
 constexpr const char* kColumnNames[] = {"seq",     "id",         "type",       "source", "time",      "datacontenttype",
                                         "dataschema", "subject", "extensions", "data",   "stored_ms", "crc"};
 
