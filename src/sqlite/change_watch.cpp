@@ -8,24 +8,28 @@
 #include <cstring>
 #include <filesystem>
 
-#include "crier/error.hpp"
+#include "db.hpp"
 
 namespace crier::sqlite {
 
 namespace {
-constexpr int kIdleLookMs = 100;   // how often it looks with no sign of a write
-constexpr int kEagerLooks = 5;     // after a write to the WAL: looks 1 ms apart
+constexpr timespec kIdleLook{0, 100'000'000};  // how often it looks with no sign of a write
+constexpr timespec kEagerLook{0, 250'000};     // after a write to the WAL: this often...
+constexpr int kEagerLooks = 20;                // ...this many times (5 ms)
+constexpr timespec kBlindLook{0, 1'000'000};   // without inotify: always this often
 }  // namespace
 
-ChangeWatch::ChangeWatch(const std::string& path, std::function<std::optional<std::int64_t>()> data_version,
+ChangeWatch::ChangeWatch(const std::string& path, std::chrono::milliseconds busy_timeout,
                          std::function<void()> on_change)
     : path_(path),
       wal_name_(std::filesystem::path(path + "-wal").filename().string()),
-      data_version_(std::move(data_version)),
       on_change_(std::move(on_change)) {
+  db_ = open_connection(path_, SQLITE_OPEN_READONLY, busy_timeout);
   wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_ < 0)
+  if (wake_ < 0) {
+    sqlite3_close(db_);
     throw Error(Errc::transport_error, path_ + ": cannot create an eventfd: " + std::strerror(errno));
+  }
   inotify_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (inotify_ >= 0) {
     const std::filesystem::path dir = std::filesystem::path(path_).has_parent_path()
@@ -45,6 +49,7 @@ ChangeWatch::~ChangeWatch() {
   thread_.join();
   if (inotify_ >= 0) close(inotify_);
   close(wake_);
+  sqlite3_close(db_);
 }
 
 bool ChangeWatch::wal_written() {
@@ -66,17 +71,27 @@ void ChangeWatch::loop() {
   const nfds_t count = inotify_ >= 0 ? 2 : 1;
   std::int64_t version = -1;
   int eager = 0;
+  Stmt data_version(db_, path_, "PRAGMA data_version");
   for (;;) {
-    const int timeout = inotify_ < 0 || eager > 0 ? 1 : kIdleLookMs;
-    if (poll(fds, count, timeout) > 0 && (fds[0].revents & POLLIN)) return;
-    if (count == 2 && (fds[1].revents & POLLIN) && wal_written())
+    // Eager, it looks every 250 us however often the WAL is written (a busy store writes it
+    // thousands of times a second); idle, it waits for a write or the idle period.
+    const bool idle = count == 2 && eager == 0;
+    if (ppoll(fds, idle ? 2 : 1, idle ? &kIdleLook : count == 1 ? &kBlindLook : &kEagerLook, nullptr) > 0 &&
+        (fds[0].revents & POLLIN))
+      return;
+    if (count == 2 && wal_written())
       eager = kEagerLooks;
     else if (eager > 0)
       --eager;
-    const std::optional<std::int64_t> v = data_version_();
-    if (!v) continue;  // cannot be read now: the next look tries again
-    if (version >= 0 && *v != version) on_change_();
-    version = *v;
+    try {
+      const bool read = data_version.step();
+      const std::int64_t v = read ? data_version.int64(0) : version;
+      data_version.reset();
+      if (version >= 0 && v != version) on_change_();
+      version = v;
+    } catch (const Error&) {
+      // Busy or failing: the next look tries again.
+    }
   }
 }
 

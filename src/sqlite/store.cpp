@@ -64,18 +64,7 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     save_progress = Stmt(db, path,
                          "INSERT INTO crier_journals (name, next_jseq) VALUES (?1, ?2) "
                          "ON CONFLICT DO UPDATE SET next_jseq = ?2");
-    watch = std::make_unique<ChangeWatch>(
-        path,
-        [this]() -> std::optional<std::int64_t> {
-          try {
-            std::lock_guard lock(db_mu);
-            Stmt q(db, path, "PRAGMA data_version");
-            if (q.step()) return q.int64(0);
-          } catch (const Error&) {
-          }
-          return std::nullopt;
-        },
-        [this] { note_change(); });
+    watch = std::make_unique<ChangeWatch>(path, options.busy_timeout, [this] { note_change(); });
     // Events a killed process journaled but did not move are stored before anyone reads.
     recover_orphans(path + "-journal.d", [this](const std::string& n, std::string_view b) { return finish_orphan(n, b); });
     Journal::Limits limits;
@@ -87,19 +76,20 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     journal_ = std::make_unique<Journal>(path + "-journal.d", limits);
     mover_ = std::thread([this] { mover_loop(); });
   } catch (...) {
-    insert_event = Stmt();
-    save_progress = Stmt();
-    watch.reset();
-    sqlite3_close(db);
+    close_connection();
     throw;
   }
 }
 
 Store::Impl::~Impl() {
   shutdown();
+  close_connection();
+}
+
+void Store::Impl::close_connection() noexcept {
+  watch.reset();
   insert_event = Stmt();
   save_progress = Stmt();
-  watch.reset();
   sqlite3_close(db);
 }
 

@@ -69,7 +69,7 @@ struct Store::Impl {
   Stmt save_progress;  // a journal's next_jseq
 
   // Change notification: local commits bump `changes` at once; commits by other connections
-  // when the change watch sees them.
+  // when the change watch sees them (it sees local ones too: a spurious wake-up is harmless).
   std::mutex change_mu;
   std::condition_variable change_cv;
   std::atomic<std::uint64_t> changes{0};
@@ -90,6 +90,8 @@ struct Store::Impl {
   // Wakes consumers after a commit of events, and prunes every so many commits.
   void after_commit();
 
+  // Stops the change watch, finalizes the statements and closes the connection.
+  void close_connection() noexcept;
   // Publishes fail fast while the store is closing or the mover cannot write the database.
   void refuse_if_needed() const;
 
