@@ -25,8 +25,15 @@ ChangeWatch::ChangeWatch(const std::string& path, std::chrono::milliseconds busy
       wal_name_(std::filesystem::path(path + "-wal").filename().string()),
       on_change_(std::move(on_change)) {
   db_ = open_connection(path_, SQLITE_OPEN_READONLY, busy_timeout);
+  try {
+    data_version_ = Stmt(db_, path_, "PRAGMA data_version");  // here, where failing can throw
+  } catch (...) {
+    sqlite3_close(db_);
+    throw;
+  }
   wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_ < 0) {
+    data_version_ = Stmt();
     sqlite3_close(db_);
     throw Error(Errc::transport_error, path_ + ": cannot create an eventfd: " + std::strerror(errno));
   }
@@ -49,6 +56,7 @@ ChangeWatch::~ChangeWatch() {
   thread_.join();
   if (inotify_ >= 0) close(inotify_);
   close(wake_);
+  data_version_ = Stmt();
   sqlite3_close(db_);
 }
 
@@ -71,7 +79,6 @@ void ChangeWatch::loop() {
   const nfds_t count = inotify_ >= 0 ? 2 : 1;
   std::int64_t version = -1;
   int eager = 0;
-  Stmt data_version(db_, path_, "PRAGMA data_version");
   for (;;) {
     // Eager, it looks every 250 us however often the WAL is written (a busy store writes it
     // thousands of times a second); idle, it waits for a write or the idle period.
@@ -84,9 +91,9 @@ void ChangeWatch::loop() {
     else if (eager > 0)
       --eager;
     try {
-      const bool read = data_version.step();
-      const std::int64_t v = read ? data_version.int64(0) : version;
-      data_version.reset();
+      const bool read = data_version_.step();
+      const std::int64_t v = read ? data_version_.int64(0) : version;
+      data_version_.reset();
       if (version >= 0 && v != version) on_change_();
       version = v;
     } catch (const Error&) {

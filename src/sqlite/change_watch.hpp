@@ -3,6 +3,8 @@
 
 #include <sqlite3.h>
 
+#include "db.hpp"
+
 #include <chrono>
 #include <functional>
 #include <string>
@@ -33,6 +35,7 @@ class ChangeWatch {
   const std::string wal_name_;  // the WAL file's name within its directory
   std::function<void()> on_change_;
   sqlite3* db_ = nullptr;
+  Stmt data_version_;  // PRAGMA data_version on db_
   int inotify_ = -1;  // -1: not available, poll
   int wake_ = -1;     // an eventfd: the destructor's signal to stop
   std::thread thread_;
