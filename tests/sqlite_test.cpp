@@ -466,6 +466,26 @@ TEST(SqliteFailures, AForeignEventWithATimeOutOfRangeIsDeadLetteredWithTheReason
   EXPECT_NE(letters[0].last_error.find("9999-12-31T23:59:59Z"), std::string::npos) << letters[0].last_error;
 }
 
+// Numbers another program (or damage) wrote into a retry row: an attempt count and times no
+// Timestamp can hold. The event is delivered (its retry read as due now), with no overflow.
+TEST(SqliteFailures, ARetryRowWithNumbersOutOfRangeIsDeliveredWithoutOverflow) {
+  ScratchDir dir;
+  const std::string path = dir.file("numbers.db");
+  crier::Bus bus{crier::sqlite::open(path)};
+  bus.publish(Job{1, ""});
+  ASSERT_TRUE(bus.flush(30s));
+  raw_sql(path,
+          "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, retry_at_ms, "
+          "owner, expires_ms) VALUES ('reader', 'com.example.test.job', 1, 9223372036854775807, 'elsewhere', "
+          "-9223372036854775807, 9223372036854775807, '', 0)");
+  Counter handled;
+  auto sub = bus.subscribe<Job>("reader", [&](const Job&) { handled.add(); }, {.start = crier::StartFrom::now()});
+  handled.wait_for(1);  // its retry time read as long past: at once, not in 292 years
+  ASSERT_TRUE(bus.flush(30s));
+  EXPECT_EQ(handled.value(), 1);
+  for (const auto& l : bus.dead_letters()) ADD_FAILURE() << "dead-lettered: " << l.last_error;
+}
+
 TEST(SqliteFailures, AnEventTypeWithoutACodecIsRefusedSayingWhatToAdd) {
   ScratchDir dir;
   crier::Bus bus{crier::sqlite::open(dir.file("codec.db"))};

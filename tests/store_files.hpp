@@ -24,6 +24,7 @@ inline void spit(const std::string& path, const std::string& bytes) {
 inline void raw_sql(const std::string& path, const std::string& sql) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);  // the store's own connections may hold the lock a moment
   char* err = nullptr;
   const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
   const std::string why = err ? err : "";

@@ -4,6 +4,7 @@
 #include "envelope_build.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 namespace crier::detail {
@@ -136,12 +137,14 @@ void Feed::take(StoredEvent&& stored) {
   }
   parked->meta = meta_of_stored(std::move(envelope), stored.sequence);
   if (stored.attempts > 0) {  // failed before, perhaps in a process that is gone
-    parked->attempts = stored.attempts;
-    parked->next_attempt = stored.attempts + 1;
+    // (Counts and times come from outside: kept where arithmetic on them cannot overflow.)
+    parked->attempts = std::min(stored.attempts, std::numeric_limits<int>::max() - 1);
+    parked->next_attempt = parked->attempts + 1;
     parked->first_error = stored.first_error;
     parked->first_failure = stored.first_failure;
-    const auto wait = stored.retry_at - sub_.core.clock().wall_now();
-    if (wait > Timestamp::duration::zero()) {
+    const Timestamp now = sub_.core.clock().wall_now();
+    if (stored.retry_at > now) {
+      const auto wait = stored.retry_at - now;
       if (sub_.ordering == Ordering::ordered) {
         // It is its key's head, as it was in the process that failed it: later events of the
         // key (handed over after it, in sequence order) wait behind it.

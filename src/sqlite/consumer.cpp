@@ -204,7 +204,18 @@ class SqliteConsumer final : public Consumer {
   static std::int64_t to_ms(Timestamp t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   }
-  static Timestamp from_ms(std::int64_t ms) { return Timestamp(std::chrono::milliseconds(ms)); }
+  // A time read from the file, which another program (or damage) may have written: one a
+  // Timestamp cannot hold (its nanoseconds would overflow) reads as the epoch, i.e. long past:
+  // a retry due at once rather than never, and never undefined behaviour.
+  static Timestamp from_ms(std::int64_t ms) {
+    constexpr std::int64_t kMax = std::chrono::duration_cast<std::chrono::milliseconds>(Timestamp::duration::max()).count();
+    if (ms > kMax || ms < -kMax) return Timestamp{};
+    return Timestamp(std::chrono::milliseconds(ms));
+  }
+  // An attempt count read from the file, kept well within what an int holds.
+  static int attempts_from(std::int64_t n) {
+    return static_cast<int>(std::clamp<std::int64_t>(n, 0, std::numeric_limits<int>::max() / 2));
+  }
 
   // Under mu_: one event of claim `first` is settled or moved out.
   void release_claim(std::int64_t first) {
@@ -449,7 +460,7 @@ class SqliteConsumer final : public Consumer {
         std::vector<StoredEvent> taken;
         while (retries.step()) {
           StoredEvent e = read_event(retries, 4);
-          e.attempts = static_cast<int>(retries.int64(0));
+          e.attempts = attempts_from(retries.int64(0));
           e.first_error = retries.text(1);
           e.first_failure = from_ms(retries.int64(2));
           e.retry_at = from_ms(retries.int64(3));
