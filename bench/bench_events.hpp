@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include <crier/crier.hpp>
+#include <crier/json.hpp>
 
 namespace bench {
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <crier/crier.hpp>
+#include <crier/json.hpp>
 
 namespace test {
 

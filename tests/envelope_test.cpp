@@ -4,6 +4,7 @@
 #include <thread>
 
 #include <crier/crier.hpp>
+#include <crier/json.hpp>
 
 namespace {
 

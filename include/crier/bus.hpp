@@ -274,13 +274,11 @@ class CRIER_EXPORT Bus {
       using S = detail::InlineSubscriber<E, Handler>;
       sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
-    } else if (detail::DeliveryHandler<Handler, E> || options.ordering == Ordering::ordered) {
-      // Queued events carry their envelope attributes: the handler or the key order needs them.
-      using S = detail::AsyncSubscriber<E, Handler, true>;
-      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
-      deliver = &S::deliver;
     } else {
-      using S = detail::AsyncSubscriber<E, Handler, false>;
+      // Events queued for a Delivery handler carry their envelope attributes; for a plain
+      // handler only the few publishes that have some (a key, a subject) keep them, on the
+      // side (see AsyncSubscriber). One instantiation per handler keeps compile times down.
+      using S = detail::AsyncSubscriber<E, Handler, detail::DeliveryHandler<Handler, E>>;
       sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;
     }

@@ -5,10 +5,11 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "crier/envelope.hpp"
 #include "crier/event.hpp"
+#include "crier/export.hpp"
 
 namespace crier {
 
@@ -42,7 +43,8 @@ struct DeadLettered {
   std::string last_error{};
 };
 CRIER_EVENT(DeadLettered, "crier.deadlettered")
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DeadLettered, dead_letter_id, subscriber, event_type, event_id, attempts,
-                                   last_error)
+/// Its JSON form (the default codec), so that a durable bus stores it like any event.
+CRIER_EXPORT void to_json(nlohmann::json& j, const DeadLettered& e);
+CRIER_EXPORT void from_json(const nlohmann::json& j, DeadLettered& e);
 
 }  // namespace crier

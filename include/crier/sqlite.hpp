@@ -25,6 +25,7 @@
 #include "crier/envelope.hpp"
 #include "crier/event.hpp"
 #include "crier/export.hpp"
+#include "crier/json.hpp"
 #include "crier/transport.hpp"
 
 struct sqlite3;

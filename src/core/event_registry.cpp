@@ -31,8 +31,8 @@ void throw_no_codec(std::string_view type_name, const char* cpp_type_name) {
               "event type " + cpp + " (\"" + std::string(type_name) +
                   "\") has no codec, and a durable bus stores every event as data: next to its CRIER_EVENT, add "
                   "NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(" + bare +
-                  ", member1, member2, ...) (or to_json and from_json functions), or specialise crier::Codec<" + cpp +
-                  ">");
+                  ", member1, member2, ...) (or to_json and from_json functions) after #include "
+                  "<crier/json.hpp>, or specialise crier::Codec<" + cpp + ">");
 }
 
 std::uint32_t register_event_type(std::string_view type_name, const char* cpp_type_name) {
