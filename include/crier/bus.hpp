@@ -13,7 +13,6 @@
 #include "crier/dead_letter.hpp"
 #include "crier/delivery.hpp"
 #include "crier/detail/core.hpp"
-#include "crier/detail/durable.hpp"
 #include "crier/detail/reader.hpp"
 #include "crier/detail/subscribers.hpp"
 #include "crier/error.hpp"
@@ -80,14 +79,15 @@ template <class E>
 template <class E>
 [[gnu::noinline]] void dispatch_with_meta(BusCore& core, ReadSection& section, const Snapshot& snap, const E& event,
                                           const Attributes* attributes, const PublishMeta* parent) {
-  PublishMeta meta;
-  core.fill_meta(meta, attributes, parent);
   if (snap.durable) {
     if constexpr (!codec_available<E>()) throw_no_codec(event_type_v<E>, typeid(E).name());
-    core.append(meta, event_type_v<E>, Codec<E>::encode(event), Codec<E>::content_type);
-    bump_counter(section.record(), snap.published_slot);
+    std::string data = Codec<E>::encode(event);
+    core.store(event_index<E>(), event_type_v<E>, std::span<std::string>(&data, 1), Codec<E>::content_type, attributes,
+               parent);
     return;
   }
+  PublishMeta meta;
+  core.fill_meta(meta, attributes, parent);
   dispatch(section, snap, event, meta);
 }
 
@@ -243,19 +243,17 @@ class CRIER_EXPORT Bus {
   template <class E>
   void publish_batch_checked(std::span<const E> events) {
     detail::BusCore& c = core();
-    if (c.transport() == nullptr) {
+    if (!c.durable()) {
       for (const E& e : events) publish(e);
       return;
     }
     if (events.empty()) return;
     if constexpr (!detail::codec_available<E>()) detail::throw_no_codec(event_type_v<E>, typeid(E).name());
     if (c.closed.load(std::memory_order_relaxed)) c.refuse_if_closed(c.on_worker_thread());
-    std::vector<Envelope> envelopes;
-    envelopes.reserve(events.size());
-    for (const E& e : events)
-      envelopes.push_back(c.stored_envelope(event_type_v<E>, Codec<E>::encode(e), Codec<E>::content_type));
-    c.transport()->append(envelopes);
-    c.count_published(detail::event_index<E>(), event_type_v<E>, envelopes.size());
+    std::vector<std::string> data;
+    data.reserve(events.size());
+    for (const E& e : events) data.push_back(Codec<E>::encode(e));
+    c.store(detail::event_index<E>(), event_type_v<E>, data, Codec<E>::content_type, nullptr, nullptr);
   }
 
   template <class E, class H>
@@ -265,11 +263,16 @@ class CRIER_EXPORT Bus {
     detail::BusCore& c = core();
     std::unique_ptr<detail::SubscriberBase> sub;
     detail::DeliverFn deliver = nullptr;
-    if (c.transport()) {
+    detail::DecodeFn decode = nullptr;
+    if (c.durable()) {
       check_durable(name, event_type_v<E>, options);
-      if constexpr (!detail::codec_round_trips<E>()) detail::throw_no_codec(event_type_v<E>, typeid(E).name());
-      using S = detail::DurableSubscriber<E, Handler>;
-      sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
+      if constexpr (!detail::codec_round_trips<E>()) {
+        detail::throw_no_codec(event_type_v<E>, typeid(E).name());
+      } else {
+        using S = detail::DurableSubscriber<E, Handler>;
+        sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
+        decode = &S::decode;
+      }
     } else if (options.mode == DeliveryMode::Inline) {
       using S = detail::InlineSubscriber<E, Handler>;
       sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
@@ -283,10 +286,8 @@ class CRIER_EXPORT Bus {
       deliver = &S::deliver;
     }
     detail::SubscriberBase* raw = sub.get();
-    c.add(detail::event_index<E>(), std::move(sub), deliver);
-    Subscription subscription(core_, raw);
-    raw->start_feed();
-    return subscription;
+    c.add(detail::event_index<E>(), std::move(sub), deliver, decode);
+    return Subscription(core_, raw);
   }
 
   // The core; throws when this bus was moved from.

@@ -10,6 +10,10 @@
 
 namespace crier {
 
+namespace detail {
+struct DeliveryAccess;
+}  // namespace detail
+
 /// The context of one delivery, passed to handlers declared as
 /// `void(const E&, crier::Delivery&)`. Valid only during the handler call; not thread-safe.
 /// Building it costs nothing beyond what the bus already holds: the envelope is encoded only
@@ -50,21 +54,33 @@ class Delivery {
   template <class E>
   void publish(const E& event, const Attributes& attributes);
 
-  // Constructed by the bus only.
+  /// How the bus encodes the event for envelope().
   struct EncodeFn {
     std::string (*encode)(const void*);
     std::string_view content_type;
   };
+
+ private:
+  friend struct detail::DeliveryAccess;  // constructed by the bus only
   Delivery(detail::SubscriberBase& sub, const detail::PublishMeta& meta, const void* event, EncodeFn codec,
            int attempt) noexcept
       : sub_(&sub), meta_(&meta), event_(event), codec_(codec), attempt_(attempt) {}
 
- private:
   detail::SubscriberBase* sub_;
   const detail::PublishMeta* meta_;
   const void* event_;
   EncodeFn codec_;
   int attempt_;
 };
+
+namespace detail {
+/// Makes the Delivery of one handler call: the bus's typed code only.
+struct DeliveryAccess {
+  static Delivery make(SubscriberBase& sub, const PublishMeta& meta, const void* event, Delivery::EncodeFn codec,
+                       int attempt) noexcept {
+    return Delivery(sub, meta, event, codec, attempt);
+  }
+};
+}  // namespace detail
 
 }  // namespace crier

@@ -9,6 +9,8 @@
 
 namespace crier {
 
+class Bus;
+
 namespace detail {
 class BusCore;
 class SubscriberBase;
@@ -38,11 +40,11 @@ class CRIER_EXPORT Subscription {
   /// True until unsubscribe() or the bus's destruction.
   bool active() const noexcept;
 
-  // Made by Bus::subscribe.
+ private:
+  friend class Bus;  // made by Bus::subscribe
   Subscription(std::weak_ptr<detail::BusCore> core, detail::SubscriberBase* sub) noexcept
       : core_(std::move(core)), sub_(sub) {}
 
- private:
   std::weak_ptr<detail::BusCore> core_;
   detail::SubscriberBase* sub_ = nullptr;
 };

@@ -1,5 +1,6 @@
 #include "crier/bus.hpp"
 
+#include "core_impl.hpp"
 #include "envelope_build.hpp"
 
 #include <mutex>
@@ -27,7 +28,8 @@ class Reapers {
     auto done = std::make_shared<std::atomic<bool>>(false);
     threads_.push_back(Reaper{std::thread([core = std::move(core), done]() mutable {
                                 try {
-                                  core->drain(core->drain_timeout());
+                                  auto& c = detail::CoreImpl::of(*core);
+                                  c.drain(c.drain_timeout());
                                 } catch (...) {  // out of memory: the core still stops below
                                 }
                                 core.reset();
@@ -64,23 +66,23 @@ void bus_moved_from() {
 
 Bus::Bus() : Bus(BusOptions{}) {}
 
-Bus::Bus(BusOptions options) : core_(std::make_shared<detail::BusCore>(std::move(options))) {}
+Bus::Bus(BusOptions options) : core_(std::make_shared<detail::CoreImpl>(std::move(options), nullptr)) {}
 
 Bus::Bus(std::shared_ptr<Transport> transport, BusOptions options) {
   if (!transport) throw Error(Errc::invalid_argument, "Bus: the transport is null");
-  core_ = std::make_shared<detail::BusCore>(std::move(options), std::move(transport));
+  core_ = std::make_shared<detail::CoreImpl>(std::move(options), std::move(transport));
 }
 
 Bus::~Bus() {
   if (!core_) return;  // moved from
-  if (core_->inside_own_handler()) {
+  if (detail::CoreImpl::of(*core_).inside_own_handler()) {
     // Refuse outside publishes at once; a reaper drains once this handler has returned.
     core_->closed.store(true, std::memory_order_seq_cst);
     reapers().reap(std::move(core_));
     return;
   }
   try {
-    core_->drain(core_->drain_timeout());
+    detail::CoreImpl::of(*core_).drain(detail::CoreImpl::of(*core_).drain_timeout());
   } catch (...) {  // out of memory while reporting: the core still stops when freed
   }
 }
@@ -91,21 +93,21 @@ detail::BusCore& Bus::core() const {
   return *core_;
 }
 
-DrainResult Bus::drain(std::chrono::milliseconds timeout) { return core().drain(timeout); }
+DrainResult Bus::drain(std::chrono::milliseconds timeout) { return detail::CoreImpl::of(core()).drain(timeout); }
 
-bool Bus::flush(std::chrono::milliseconds timeout) { return core().flush(timeout); }
+bool Bus::flush(std::chrono::milliseconds timeout) { return detail::CoreImpl::of(core()).flush(timeout); }
 
-MetricsSnapshot Bus::metrics() const { return core().metrics(); }
+MetricsSnapshot Bus::metrics() const { return detail::CoreImpl::of(core()).metrics(); }
 
-std::vector<DeadLetter> Bus::dead_letters(const DeadLetterFilter& filter) const { return core().dead_letters(filter); }
+std::vector<DeadLetter> Bus::dead_letters(const DeadLetterFilter& filter) const { return detail::CoreImpl::of(core()).dead_letters(filter); }
 
-std::size_t Bus::dead_letter_count(const DeadLetterFilter& filter) const { return core().dead_letter_count(filter); }
+std::size_t Bus::dead_letter_count(const DeadLetterFilter& filter) const { return detail::CoreImpl::of(core()).dead_letter_count(filter); }
 
-std::size_t Bus::redrive(const DeadLetterFilter& filter) { return core().redrive(filter); }
+std::size_t Bus::redrive(const DeadLetterFilter& filter) { return detail::CoreImpl::of(core()).redrive(filter); }
 
-std::size_t Bus::purge(const DeadLetterFilter& filter) { return core().purge(filter); }
+std::size_t Bus::purge(const DeadLetterFilter& filter) { return detail::CoreImpl::of(core()).purge(filter); }
 
-const std::string& Bus::source() const { return core().source(); }
+const std::string& Bus::source() const { return detail::CoreImpl::of(core()).source(); }
 
 void Bus::check_subscription(std::string_view name, std::string_view type, const SubscribeOptions& o) {
   if (!is_valid_subscriber_name(name))
@@ -163,13 +165,13 @@ std::size_t Subscription::unsubscribe() noexcept {
   if (sub == nullptr) return 0;
   auto core = core_.lock();
   core_.reset();
-  return core ? core->remove(sub) : 0;
+  return core ? detail::CoreImpl::of(*core).remove(sub) : 0;
 }
 
 bool Subscription::active() const noexcept { return sub_ != nullptr && !core_.expired(); }
 
 const std::string& Delivery::source() const noexcept {
-  return meta_->stored ? meta_->stored->source : sub_->core.source();
+  return meta_->stored ? meta_->stored->source : detail::CoreImpl::of(sub_->core).source();
 }
 
 std::string_view Delivery::subject() const noexcept {

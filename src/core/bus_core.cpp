@@ -1,4 +1,4 @@
-#include "crier/detail/core.hpp"
+#include "core_impl.hpp"
 
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 #include "crier/event.hpp"
 #include "dead_letters.hpp"
 #include "envelope_build.hpp"
+#include "feed.hpp"
 #include "rcu.hpp"
 #include "timers.hpp"
 #include "worker_pool.hpp"
@@ -50,17 +51,18 @@ std::string default_source() {
 
 }  // namespace
 
-BusCore::BusCore(BusOptions options, std::shared_ptr<Transport> transport)
-    : options_(std::move(options)),
+CoreImpl::CoreImpl(BusOptions options, std::shared_ptr<Transport> transport)
+    : BusCore(options.clock ? *options.clock : *Clock::system(), transport != nullptr),
+      options_(std::move(options)),
       transport_(std::move(transport)),
       source_(options_.source.empty() ? default_source() : options_.source),
-      clock_(options_.clock ? options_.clock : Clock::system()),
+      clock_owner_(options_.clock ? options_.clock : Clock::system()),
       dead_letters_(std::make_unique<DeadLetterStore>(options_.dead_letter_capacity)) {
   unsigned threads = options_.worker_threads ? options_.worker_threads : std::thread::hardware_concurrency();
   pool_ = std::make_unique<WorkerPool>(*this, std::max(1u, threads));
 }
 
-BusCore::~BusCore() {
+CoreImpl::~CoreImpl() {
   stopped_.store(true, std::memory_order_release);
   pool_->stop_and_join();
   if (timers_) timers_->stop();  // drops waiting retries, returning their references
@@ -84,7 +86,7 @@ BusCore::~BusCore() {
   }
 }
 
-void BusCore::at(Clock::time_point due, std::function<void()> fn) {
+void CoreImpl::at(Clock::time_point due, std::function<void()> fn) {
   std::call_once(timers_once_, [this] { timers_ = std::make_unique<TimerService>(*clock_); });
   timers_->at(due, std::move(fn));
 }
@@ -98,12 +100,12 @@ void rethrow_publish_error() {
   std::rethrow_exception(e);
 }
 
-bool BusCore::on_worker_thread() const noexcept {
+bool CoreImpl::on_worker_thread() const noexcept {
   const ReaderRecord* r = tls_reader;
   return r != nullptr && r->worker_of == this;
 }
 
-bool BusCore::inside_own_handler() const noexcept {
+bool CoreImpl::inside_own_handler() const noexcept {
   const ReaderRecord* r = tls_reader;
   if (r == nullptr) return false;
   if (r->worker_of == this) return true;
@@ -117,12 +119,12 @@ bool BusCore::inside_own_handler() const noexcept {
   return false;
 }
 
-void BusCore::refuse_if_closed(bool nested_in_handler) const {
+void CoreImpl::refuse_if_closed(bool nested_in_handler) const {
   if (stopped() || !nested_in_handler)
     throw Error(Errc::bus_closed, "publish on a bus that is draining or drained (source " + source_ + ")");
 }
 
-void BusCore::fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const {
+void CoreImpl::fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const {
   meta.id = Uuid::v7();
   meta.time = clock_->wall_now();  // the bus's clock, like every other timestamp it makes
   meta.correlation_id = parent ? parent->correlation_id : meta.id;
@@ -131,7 +133,7 @@ void BusCore::fill_meta(PublishMeta& meta, const Attributes* attributes, const P
   if (parent && parent->attributes) inherit_trace_context(meta, *parent->attributes);
 }
 
-void BusCore::inherit_trace_context(PublishMeta& meta, const Attributes& parent) const {
+void CoreImpl::inherit_trace_context(PublishMeta& meta, const Attributes& parent) const {
   // An event published from a handler belongs to the trace of the event being handled, as
   // OpenTelemetry's propagators carry a context: the same traceparent (trace id and parent
   // span) and tracestate, unless the publisher set its own.
@@ -148,30 +150,29 @@ void BusCore::inherit_trace_context(PublishMeta& meta, const Attributes& parent)
   if (merged) meta.attributes = std::move(merged);
 }
 
-void BusCore::append(const PublishMeta& meta, std::string_view type, std::string data, std::string_view content_type) {
-  Envelope e = build_envelope(meta, source_, type);
-  e.datacontenttype = std::string(content_type);
-  e.data = std::move(data);
-  transport_->append(std::span<const Envelope>(&e, 1));
+void CoreImpl::store(std::uint32_t type_index, std::string_view type, std::span<std::string> data,
+                     std::string_view content_type, const Attributes* attributes, const PublishMeta* parent) {
+  std::vector<Envelope> envelopes;
+  envelopes.reserve(data.size());
+  for (std::string& d : data) {
+    PublishMeta meta;
+    fill_meta(meta, attributes, parent);
+    Envelope& e = envelopes.emplace_back(build_envelope(meta, source_, type));
+    e.datacontenttype = std::string(content_type);
+    e.data = std::move(d);
+  }
+  transport_->append(envelopes);
+  count_published(type_index, type, envelopes.size());
 }
 
-void BusCore::count_published(std::uint32_t type_index, std::string_view type_name, std::size_t n) {
+void CoreImpl::count_published(std::uint32_t type_index, std::string_view type_name, std::size_t n) {
   const Snapshot* snap = snapshot(type_index);
   if (snap == nullptr) snap = &first_publish(type_index, type_name);
   auto& c = this_thread_reader().counters[snap->published_slot];
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
-Envelope BusCore::stored_envelope(std::string_view type, std::string data, std::string_view content_type) const {
-  PublishMeta meta;
-  fill_meta(meta, nullptr, nullptr);
-  Envelope e = build_envelope(meta, source_, type);
-  e.datacontenttype = std::string(content_type);
-  e.data = std::move(data);
-  return e;
-}
-
-void BusCore::report(Report::Kind kind, std::string_view subscriber, std::string_view type, std::string_view message,
+void CoreImpl::report(Report::Kind kind, std::string_view subscriber, std::string_view type, std::string_view message,
                      int attempt) const noexcept {
   if (!options_.on_error) return;
   try {
@@ -181,25 +182,25 @@ void BusCore::report(Report::Kind kind, std::string_view subscriber, std::string
   }
 }
 
-void BusCore::try_schedule(SubscriberBase& sub) {
+void CoreImpl::try_schedule(SubscriberBase& sub) {
   int r = sub.runners.load(std::memory_order_seq_cst);
   for (;;) {
-    if (r >= sub.concurrency || static_cast<std::size_t>(r) >= sub.runnable() || stopped() ||
-        !sub.active.load(std::memory_order_relaxed) || !sub.breaker_admits_runs())
+    if (r >= sub.concurrency || static_cast<std::size_t>(r) >= sub.state().runnable() || stopped() ||
+        !sub.active.load(std::memory_order_relaxed) || !sub.state().admits_runs())
       return;
     if (sub.runners.compare_exchange_weak(r, r + 1, std::memory_order_seq_cst)) break;
   }
-  sub.refs.fetch_add(1, std::memory_order_relaxed);
+  sub.state().refs.fetch_add(1, std::memory_order_relaxed);
   schedule_epoch_.fetch_add(1, std::memory_order_relaxed);
   pool_->submit(&sub);
 }
 
-void BusCore::run_finished(SubscriberBase& sub) {
+void CoreImpl::run_finished(SubscriberBase& sub) {
   sub.runners.fetch_sub(1, std::memory_order_seq_cst);
   // A publisher may have pushed after our last look and seen us still running: after the
   // barrier, either we see its push or it sees our decrement.
   heavy_barrier();
-  if (sub.runnable() != 0) try_schedule(sub);
+  if (sub.state().runnable() != 0) try_schedule(sub);
   if (quiet_waiters_.load(std::memory_order_seq_cst) != 0) {
     std::lock_guard lock(quiet_mu_);
     quiet_cv_.notify_all();
@@ -207,11 +208,11 @@ void BusCore::run_finished(SubscriberBase& sub) {
   release_ref(&sub);
 }
 
-void BusCore::release_ref(SubscriberBase* sub) noexcept {
-  if (sub->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete sub;
+void CoreImpl::release_ref(SubscriberBase* sub) noexcept {
+  if (sub->state().refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete sub;
 }
 
-const Snapshot& BusCore::first_publish(std::uint32_t type_index, std::string_view type_name) {
+const Snapshot& CoreImpl::first_publish(std::uint32_t type_index, std::string_view type_name) {
   std::lock_guard lock(writer_mu_);
   auto& slot = slot_of(type_index);
   if (const Snapshot* existing = slot.load(std::memory_order_acquire)) return *existing;
@@ -223,40 +224,56 @@ const Snapshot& BusCore::first_publish(std::uint32_t type_index, std::string_vie
   return *s;
 }
 
-void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver) {
-  std::lock_guard lock(writer_mu_);
-  if (closed.load(std::memory_order_relaxed))
-    throw Error(Errc::bus_closed, "subscribe '" + sub->name + "' on a bus that is draining or drained");
-  for (const SubscriberBase* s : subscribers_)
-    if (s->event_type == sub->event_type && s->name == sub->name)
-      throw Error(Errc::invalid_argument,
-                  "subscriber '" + sub->name + "' is already subscribed to " + std::string(sub->event_type));
-  type_names_.emplace(type_index, std::string(sub->event_type));
-  sub->type_index = type_index;
-  if (transport_) {  // fed by the transport: publishes never see it
-    subscribers_.push_back(sub.release());
-    return;
+void CoreImpl::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver,
+                   DecodeFn decode) {
+  SubscriberState& st = sub->state();
+  if (transport_)  // fed by the transport: publishes never see it
+    st.feed = std::make_unique<Feed>(*sub, transport_->consume(ConsumerSpec{sub->name, std::string(sub->event_type),
+                                                                          st.start, sub->ordering == Ordering::ordered}),
+                                     decode);
+  SubscriberBase* raw = sub.get();
+  {
+    std::lock_guard lock(writer_mu_);
+    if (closed.load(std::memory_order_relaxed))
+      throw Error(Errc::bus_closed, "subscribe '" + sub->name + "' on a bus that is draining or drained");
+    for (const SubscriberBase* s : subscribers_)
+      if (s->event_type == sub->event_type && s->name == sub->name)
+        throw Error(Errc::invalid_argument,
+                    "subscriber '" + sub->name + "' is already subscribed to " + std::string(sub->event_type));
+    type_names_.emplace(type_index, std::string(sub->event_type));
+    st.type_index = type_index;
+    if (transport_) {
+      subscribers_.push_back(sub.release());
+    } else {
+      auto& slot = slot_of(type_index);
+      Snapshot* old = slot.load(std::memory_order_relaxed);
+      const std::uint32_t n = old ? old->count : 0;
+      Snapshot* next = make_snapshot(n + 1);
+      if (old) std::copy_n(old->entries(), n, next->entries());
+      next->entries()[n] = Entry{deliver, sub.get()};
+      next->needs_meta = (old && old->needs_meta) || st.wants_meta;
+      next->published_slot = old ? old->published_slot : acquire_counter_slot();
+      st.published_before = counter_total(next->published_slot);
+      subscribers_.push_back(sub.get());
+      slot.store(next, std::memory_order_release);
+      sub.release();
+      if (old) {
+        heavy_barrier();
+        retired_.push_back(std::make_unique<Retired>(Retired{Grace::capture(true), old, nullptr}));
+      }
+      reclaim(false);
+      return;
+    }
   }
-  auto& slot = slot_of(type_index);
-  Snapshot* old = slot.load(std::memory_order_relaxed);
-  const std::uint32_t n = old ? old->count : 0;
-  Snapshot* next = make_snapshot(n + 1);
-  if (old) std::copy_n(old->entries(), n, next->entries());
-  next->entries()[n] = Entry{deliver, sub.get()};
-  next->needs_meta = (old && old->needs_meta) || sub->wants_meta;
-  next->published_slot = old ? old->published_slot : acquire_counter_slot();
-  sub->published_before = counter_total(next->published_slot);
-  subscribers_.push_back(sub.get());
-  slot.store(next, std::memory_order_release);
-  sub.release();
-  if (old) {
-    heavy_barrier();
-    retired_.push_back(std::make_unique<Retired>(Retired{Grace::capture(true), old, nullptr}));
+  try {
+    st.start_feed();
+  } catch (...) {
+    remove(raw);
+    throw;
   }
-  reclaim(false);
 }
 
-std::atomic<Snapshot*>& BusCore::slot_of(std::uint32_t type_index) {
+std::atomic<Snapshot*>& CoreImpl::slot_of(std::uint32_t type_index) {
   if (type_index < kDirect) return direct_[type_index];
   auto& chunk_slot = chunks_[type_index >> kChunkBits];
   Chunk* chunk = chunk_slot.load(std::memory_order_relaxed);
@@ -267,15 +284,15 @@ std::atomic<Snapshot*>& BusCore::slot_of(std::uint32_t type_index) {
   return chunk->slots[type_index & kChunkMask];
 }
 
-std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
+std::size_t CoreImpl::remove(SubscriberBase* sub) noexcept {
   {
     std::lock_guard lock(writer_mu_);
     auto it = std::find(subscribers_.begin(), subscribers_.end(), sub);
     if (it == subscribers_.end()) return 0;
     subscribers_.erase(it);
     sub->active.store(false, std::memory_order_seq_cst);
-    if (!sub->consumer) {  // durable subscribers are in no snapshot
-    auto& slot = slot_of(sub->type_index);
+    if (!sub->state().consumer) {  // durable subscribers are in no snapshot
+    auto& slot = slot_of(sub->state().type_index);
     Snapshot* old = slot.load(std::memory_order_relaxed);
     Snapshot* next = make_snapshot(old->count - 1);
     next->published_slot = old->published_slot;
@@ -284,7 +301,7 @@ std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
       const Entry& e = old->entries()[i];
       if (e.sub == sub) continue;
       *out++ = e;
-      next->needs_meta = next->needs_meta || e.sub->wants_meta;
+      next->needs_meta = next->needs_meta || e.sub->state().wants_meta;
     }
     slot.store(next, std::memory_order_release);
     heavy_barrier();
@@ -294,8 +311,8 @@ std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
   // Outside the lock: the handler we wait for may itself subscribe or unsubscribe.
   wait_until_not_running(sub);
   // A durable subscriber's unsettled events go back to the transport: nothing is discarded.
-  sub->stop_feed();
-  const std::size_t discarded = sub->consumer ? 0 : sub->queued();
+  sub->state().stop_feed();
+  const std::size_t discarded = sub->state().consumer ? 0 : sub->state().queued();
   if (discarded != 0)
     report(Report::Kind::events_discarded, sub->name, sub->event_type,
            "unsubscribed with " + std::to_string(discarded) + " events still queued; they were discarded", 0);
@@ -306,7 +323,7 @@ std::size_t BusCore::remove(SubscriberBase* sub) noexcept {
   return discarded;
 }
 
-void BusCore::reclaim(bool all) {
+void CoreImpl::reclaim(bool all) {
   std::erase_if(retired_, [&](const std::unique_ptr<Retired>& r) {
     if (!all && !r->grace.passed()) return false;
     free_snapshot(r->snapshot);
@@ -315,21 +332,21 @@ void BusCore::reclaim(bool all) {
   });
 }
 
-std::size_t BusCore::pending(bool count_waiting, bool& idle) const {
+std::size_t CoreImpl::pending(bool count_waiting, bool& idle) const {
   std::size_t total = 0;
   idle = true;
   std::lock_guard lock(writer_mu_);
   for (SubscriberBase* s : subscribers_) {
     // Without count_waiting, what waits for an open breaker waits: it is not pending.
-    total += count_waiting ? s->queued() : (s->breaker_admits_runs() ? s->runnable() : 0);
-    if (s->source_pending()) ++total;
+    total += count_waiting ? s->state().queued() : (s->state().admits_runs() ? s->state().runnable() : 0);
+    if (s->state().source_pending()) ++total;
     if (s->runners.load(std::memory_order_seq_cst) != 0) idle = false;
   }
   if (total != 0) idle = false;
   return total;
 }
 
-std::size_t BusCore::durable_backlog() {
+std::size_t CoreImpl::durable_backlog() {
   // The consumers are closed: whatever this bus held went back to the transport, which now
   // counts every event left, once.
   std::vector<SubscriberBase*> subs;
@@ -338,11 +355,11 @@ std::size_t BusCore::durable_backlog() {
     subs = subscribers_;
   }
   std::uint64_t total = 0;
-  for (SubscriberBase* s : subs) total += s->source_backlog();
+  for (SubscriberBase* s : subs) total += s->state().source_backlog();
   return static_cast<std::size_t>(total);
 }
 
-bool BusCore::wait_quiet(std::chrono::steady_clock::time_point deadline, bool count_waiting, std::size_t& left) {
+bool CoreImpl::wait_quiet(std::chrono::steady_clock::time_point deadline, bool count_waiting, std::size_t& left) {
   bool idle = false;
   quiet_waiters_.fetch_add(1, std::memory_order_seq_cst);
   std::unique_lock lock(quiet_mu_);
@@ -363,14 +380,14 @@ bool BusCore::wait_quiet(std::chrono::steady_clock::time_point deadline, bool co
   return idle;
 }
 
-bool BusCore::flush(std::chrono::nanoseconds timeout) {
+bool CoreImpl::flush(std::chrono::nanoseconds timeout) {
   if (inside_own_handler())
     throw Error(Errc::would_deadlock, "flush() called from a handler of this bus: it would wait for itself");
   std::size_t left = 0;
   return wait_quiet(std::chrono::steady_clock::now() + timeout, false, left);
 }
 
-DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
+DrainResult CoreImpl::drain(std::chrono::nanoseconds timeout) {
   if (inside_own_handler())
     throw Error(Errc::would_deadlock, "drain() called from a handler of this bus: it would wait for itself");
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -398,7 +415,7 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
         std::lock_guard lock(writer_mu_);
         subs = subscribers_;
       }
-      for (SubscriberBase* s : subs) s->stop_feed();
+      for (SubscriberBase* s : subs) s->state().stop_feed();
     }
     // Durable: nothing is lost; what this bus did not finish waits in the transport. In
     // process: what is queued, counted with the timers halted (a retry moving from its timer
@@ -416,6 +433,30 @@ DrainResult BusCore::drain(std::chrono::nanoseconds timeout) {
   std::lock_guard lock(writer_mu_);
   for (SubscriberBase* s : subscribers_) s->wake_blocked_publishers();
   return DrainResult{left == 0, left};
+}
+
+// The header's BusCore calls, on the CoreImpl every BusCore is.
+const Snapshot& BusCore::first_publish(std::uint32_t type_index, std::string_view type_name) {
+  return CoreImpl::of(*this).first_publish(type_index, type_name);
+}
+void BusCore::refuse_if_closed(bool nested_in_handler) const {
+  CoreImpl::of(*this).refuse_if_closed(nested_in_handler);
+}
+bool BusCore::on_worker_thread() const noexcept { return CoreImpl::of(*this).on_worker_thread(); }
+void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event, const PublishMeta& meta,
+                             std::unique_ptr<Parked> parked, Thrown thrown) noexcept {
+  CoreImpl::of(*this).attempt_failed(sub, attempt, event, meta, std::move(parked), thrown);
+}
+void BusCore::try_schedule(SubscriberBase& sub) { CoreImpl::of(*this).try_schedule(sub); }
+void BusCore::store(std::uint32_t type_index, std::string_view type, std::span<std::string> data,
+                    std::string_view content_type, const Attributes* attributes, const PublishMeta* parent) {
+  CoreImpl::of(*this).store(type_index, type, data, content_type, attributes, parent);
+}
+void BusCore::fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const {
+  CoreImpl::of(*this).fill_meta(meta, attributes, parent);
+}
+void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver, DecodeFn decode) {
+  CoreImpl::of(*this).add(type_index, std::move(sub), deliver, decode);
 }
 
 }  // namespace crier::detail

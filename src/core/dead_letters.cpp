@@ -1,3 +1,4 @@
+#include "core_impl.hpp"
 #include "dead_letters.hpp"
 
 #include <algorithm>

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <random>
 
+#include "core_impl.hpp"
 #include "crier/bus.hpp"
 #include "dead_letters.hpp"
 #include "envelope_build.hpp"
@@ -14,9 +15,9 @@ namespace {
 // Whether the retry policy's own classifier calls the current exception permanent. Called
 // inside the handler's catch block, and only when there is a classifier.
 bool classified_permanent(const SubscriberBase& sub) noexcept {
-  if (!sub.retry.permanent) return false;
+  if (!sub.state().retry.permanent) return false;
   try {
-    return sub.retry.permanent(std::current_exception());
+    return sub.state().retry.permanent(std::current_exception());
   } catch (...) {
     return false;  // a classifier that throws says nothing
   }
@@ -25,15 +26,15 @@ bool classified_permanent(const SubscriberBase& sub) noexcept {
 // A parked event on the timer. Dropped unrun (the bus stopped), it still returns its
 // subscriber's reference.
 struct RetryTimer {
-  RetryTimer(BusCore* c, SubscriberBase* s, std::unique_ptr<Parked> e) : core(c), sub(s), event(std::move(e)) {}
+  RetryTimer(CoreImpl* c, SubscriberBase* s, std::unique_ptr<Parked> e) : core(c), sub(s), event(std::move(e)) {}
   RetryTimer(const RetryTimer&) = delete;
   RetryTimer& operator=(const RetryTimer&) = delete;
-  BusCore* core;
+  CoreImpl* core;
   SubscriberBase* sub;
   std::unique_ptr<Parked> event;
   ~RetryTimer() {
     if (event) {
-      sub->waiting_.fetch_sub(1, std::memory_order_relaxed);
+      sub->state().waiting.fetch_sub(1, std::memory_order_relaxed);
       core->release_ref(sub);
     }
   }
@@ -41,7 +42,7 @@ struct RetryTimer {
 
 }  // namespace
 
-Clock::duration BusCore::retry_delay(const RetryPolicy& policy, int delayed_retry) const {
+Clock::duration CoreImpl::retry_delay(const RetryPolicy& policy, int delayed_retry) const {
   const double base = static_cast<double>(std::chrono::nanoseconds(policy.initial_delay).count()) *
                       std::pow(std::max(1.0, policy.multiplier), std::max(0, delayed_retry - 1));
   const double cap = std::min(base, static_cast<double>(std::chrono::nanoseconds(policy.max_delay).count()));
@@ -50,29 +51,29 @@ Clock::duration BusCore::retry_delay(const RetryPolicy& policy, int delayed_retr
   return Clock::duration(static_cast<std::int64_t>(std::uniform_real_distribution<double>(0, cap)(rng)));
 }
 
-void BusCore::park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Clock::duration delay) {
-  sub.waiting_.fetch_add(1, std::memory_order_relaxed);
-  sub.refs.fetch_add(1, std::memory_order_relaxed);
+void CoreImpl::park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Clock::duration delay) {
+  sub.state().waiting.fetch_add(1, std::memory_order_relaxed);
+  sub.state().refs.fetch_add(1, std::memory_order_relaxed);
   auto timer = std::make_shared<RetryTimer>(this, &sub, std::move(p));
   at(clock_->now() + delay, [timer] {
     SubscriberBase& s = *timer->sub;
     // Queued before it stops counting as waiting: drain must never see it nowhere (and so
     // the bus idle while a retry is on its way).
-    s.push_ready(std::move(timer->event));
-    s.waiting_.fetch_sub(1, std::memory_order_seq_cst);
+    s.state().push_ready(std::move(timer->event));
+    s.state().waiting.fetch_sub(1, std::memory_order_seq_cst);
     timer->core->try_schedule(s);
     timer->core->release_ref(&s);
   });
 }
 
-void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event, const PublishMeta& meta,
+void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* event, const PublishMeta& meta,
                              std::unique_ptr<Parked> parked, Thrown thrown) noexcept {
   try {
     std::string message(thrown.message);
     bool permanent = thrown.permanent || classified_permanent(sub);
     if (!parked) {
       // The event leaves the queue (or the publisher's stack) from here on: copy it once.
-      parked = sub.make_parked(event, meta);
+      parked = sub.state().make_parked(event, meta);
       if (parked->meta.id.is_nil()) {  // nobody asked for an id at publish time
         parked->meta.id = Uuid::v7();
         parked->meta.time = clock_->wall_now();
@@ -82,7 +83,7 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
     Parked& p = *parked;
     for (;;) {
       const Timestamp now = clock_->wall_now();
-      sub.failed.fetch_add(1, std::memory_order_relaxed);
+      sub.state().failed.fetch_add(1, std::memory_order_relaxed);
       if (p.first_error.empty()) {
         p.first_error = message;
         p.first_failure = now;
@@ -91,9 +92,9 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
       p.last_failure = now;
       p.attempts = attempt;
       report(Report::Kind::handler_failed, sub.name, sub.event_type, message, attempt);
-      const bool open = sub.mode == DeliveryMode::Async && sub.breaker_failure();
+      const bool open = sub.state().mode == DeliveryMode::Async && sub.state().breaker_failure();
 
-      if (permanent || attempt >= sub.retry.max_attempts) {
+      if (permanent || attempt >= sub.state().retry.max_attempts) {
         const std::string key(p.meta.partition_key());
         dead_letter(sub, std::move(parked));
         if (sub.ordering == Ordering::ordered) sub.ordered_done(key);
@@ -101,18 +102,18 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
       }
       p.next_attempt = attempt + 1;
       if (sub.ordering == Ordering::ordered) {
-        sub.ordered_block(p.meta.partition_key());
+        sub.state().ordered_block(p.meta.partition_key());
         p.owns_key = true;
       }
       if (open) {  // no attempt is spent while the breaker is open: wait for it in line
-        sub.push_ready(std::move(parked));
+        sub.state().push_ready(std::move(parked));
         return;
       }
-      if (attempt < sub.retry.immediate_attempts) {
+      if (attempt < sub.state().retry.immediate_attempts) {
         ++attempt;
-        sub.retried.fetch_add(1, std::memory_order_relaxed);
+        sub.state().retried.fetch_add(1, std::memory_order_relaxed);
         try {
-          sub.attempt_fn(sub, p.event(), p.meta, attempt);
+          sub.state().attempt_fn(sub, p.event(), p.meta, attempt);
           sub.delivered.fetch_add(1, std::memory_order_relaxed);
           attempt_succeeded(sub, p.meta);
           return;
@@ -125,10 +126,10 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
         }
         continue;
       }
-      const Clock::duration delay = retry_delay(sub.retry, attempt - std::max(1, sub.retry.immediate_attempts) + 1);
-      if (sub.consumer) {  // durable: the attempt count and the retry time survive a restart
+      const Clock::duration delay = retry_delay(sub.state().retry, attempt - std::max(1, sub.state().retry.immediate_attempts) + 1);
+      if (sub.state().consumer) {  // durable: the attempt count and the retry time survive a restart
         try {
-          sub.consumer->failed(p.meta.sequence, p.attempts, p.first_error, p.first_failure,
+          sub.state().consumer->failed(p.meta.sequence, p.attempts, p.first_error, p.first_failure,
                                clock_->wall_now() + std::chrono::duration_cast<Timestamp::duration>(delay));
         } catch (const std::exception&) {
           // Not recorded: after a restart the event is tried again from its last recorded count.
@@ -143,11 +144,11 @@ void BusCore::attempt_failed(SubscriberBase& sub, int attempt, const void* event
   }
 }
 
-void BusCore::attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta) noexcept {
+void CoreImpl::attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta) noexcept {
   sub.breaker_success();
-  if (sub.consumer) {
+  if (sub.state().consumer) {
     try {
-      sub.consumer->ack(meta.sequence);
+      sub.state().consumer->ack(meta.sequence);
     } catch (const std::exception&) {
       // Not recorded as done: the transport hands the event out again (at least once).
     }
@@ -160,8 +161,8 @@ void BusCore::attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta) no
   }
 }
 
-void BusCore::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexcept {
-  sub.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+void CoreImpl::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexcept {
+  sub.state().dead_lettered.fetch_add(1, std::memory_order_relaxed);
   try {
     DeadLetter letter;
     if (p->meta.stored) {
@@ -188,7 +189,7 @@ void BusCore::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexce
     const std::string last_error = p->last_error;
     const PublishMeta cause = p->meta;
     const std::uint64_t sequence = p->meta.sequence;
-    const std::uint64_t id = sub.consumer ? sub.consumer->dead_letter(sequence, letter)
+    const std::uint64_t id = sub.state().consumer ? sub.state().consumer->dead_letter(sequence, letter)
                                           : dead_letters_->add(DeadLetterStore::Entry{std::move(letter), std::move(p)});
     report(Report::Kind::dead_lettered, sub.name, sub.event_type,
            "gave up after " + std::to_string(attempts) + " attempts: " + last_error, attempts);
@@ -205,19 +206,19 @@ void BusCore::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexce
   }
 }
 
-std::vector<DeadLetter> BusCore::dead_letters(const DeadLetterFilter& filter) const {
+std::vector<DeadLetter> CoreImpl::dead_letters(const DeadLetterFilter& filter) const {
   return transport_ ? transport_->dead_letters(filter) : dead_letters_->list(filter);
 }
 
-std::size_t BusCore::dead_letter_count(const DeadLetterFilter& filter) const {
+std::size_t CoreImpl::dead_letter_count(const DeadLetterFilter& filter) const {
   return transport_ ? transport_->dead_letter_count(filter) : dead_letters_->count(filter);
 }
 
-std::size_t BusCore::purge(const DeadLetterFilter& filter) {
+std::size_t CoreImpl::purge(const DeadLetterFilter& filter) {
   return transport_ ? transport_->purge(filter) : dead_letters_->take(filter).size();
 }
 
-std::size_t BusCore::redrive(const DeadLetterFilter& filter) {
+std::size_t CoreImpl::redrive(const DeadLetterFilter& filter) {
   if (transport_) return transport_->redrive(filter);  // the feeds fetch them again
   std::vector<DeadLetterStore::Entry> orphans;
   std::size_t sent = 0;
@@ -229,7 +230,7 @@ std::size_t BusCore::redrive(const DeadLetterFilter& filter) {
         if (s->name == entry.letter.subscriber && s->event_type == entry.letter.envelope.type &&
             s->active.load(std::memory_order_relaxed)) {
           target = s;
-          target->refs.fetch_add(1, std::memory_order_relaxed);
+          target->state().refs.fetch_add(1, std::memory_order_relaxed);
           break;
         }
     }
@@ -244,7 +245,7 @@ std::size_t BusCore::redrive(const DeadLetterFilter& filter) {
     p.first_error.clear();
     p.last_error.clear();
     p.owns_key = false;
-    target->push_ready(std::move(entry.event));
+    target->state().push_ready(std::move(entry.event));
     try_schedule(*target);
     release_ref(target);
     ++sent;

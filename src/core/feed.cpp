@@ -1,5 +1,7 @@
 // The feed of a durable subscriber: fetches its stored events and queues them as ready.
-#include "crier/detail/durable.hpp"
+#include "feed.hpp"
+
+#include "core_impl.hpp"
 
 #include "envelope_build.hpp"
 
@@ -19,7 +21,7 @@ constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
 
 Feed::Feed(SubscriberBase& sub, std::unique_ptr<Consumer> consumer, DecodeFn decode)
     : sub_(sub), consumer_(std::move(consumer)), decode_(decode) {
-  sub_.consumer = consumer_.get();
+  sub_.state().consumer = consumer_.get();
 }
 
 Feed::~Feed() { stop(); }
@@ -50,7 +52,7 @@ std::uint64_t Feed::backlog() noexcept {
   try {
     return consumer_->backlog();
   } catch (const std::exception& e) {
-    sub_.core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
+    sub_.state().core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
                      std::string("cannot count the events left: ") + e.what(), 0);
     return 0;
   }
@@ -71,7 +73,7 @@ void Feed::loop() {
       ++failures;
       if (failing_with != e.what()) {
         failing_with = e.what();
-        sub_.core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
+        sub_.state().core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
                          "cannot fetch from the store: " + failing_with + "; trying again with back-off", 0);
       }
       std::unique_lock lock(mu_);
@@ -80,7 +82,7 @@ void Feed::loop() {
       continue;
     }
     if (failures != 0) {
-      sub_.core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
+      sub_.state().core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
                        "fetching from the store works again after " + std::to_string(failures) +
                            " failed attempts (" + failing_with + ")",
                        0);
@@ -91,7 +93,7 @@ void Feed::loop() {
     for (StoredEvent& stored : batch) take(std::move(stored));
     if (batch.empty()) continue;
     consumer_->taken(batch.size());  // after queueing: until then the consumer counts them
-    sub_.core.try_schedule(sub_);
+    sub_.state().core.try_schedule(sub_);
   }
 }
 
@@ -123,15 +125,15 @@ void Feed::take(StoredEvent&& stored) {
     letter.subscriber = sub_.name;
     letter.attempts = stored.attempts;
     letter.first_error = letter.last_error = unreadable;
-    letter.first_failure = letter.last_failure = sub_.core.clock().wall_now();
-    sub_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-    if (corrupt) sub_.corrupt.fetch_add(1, std::memory_order_relaxed);
+    letter.first_failure = letter.last_failure = sub_.state().core.clock().wall_now();
+    sub_.state().dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    if (corrupt) sub_.state().corrupt.fetch_add(1, std::memory_order_relaxed);
     try {
       consumer_->dead_letter(stored.sequence, letter);
     } catch (const std::exception&) {
       // Not settled: the store hands it out again later.
     }
-    sub_.core.report(corrupt ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub_.name, sub_.event_type,
+    sub_.state().core.report(corrupt ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub_.name, sub_.event_type,
                      letter.last_error, stored.attempts);
     return;
   }
@@ -142,20 +144,20 @@ void Feed::take(StoredEvent&& stored) {
     parked->next_attempt = parked->attempts + 1;
     parked->first_error = stored.first_error;
     parked->first_failure = stored.first_failure;
-    const Timestamp now = sub_.core.clock().wall_now();
+    const Timestamp now = sub_.state().core.clock().wall_now();
     if (stored.retry_at > now) {
       const auto wait = stored.retry_at - now;
       if (sub_.ordering == Ordering::ordered) {
         // It is its key's head, as it was in the process that failed it: later events of the
         // key (handed over after it, in sequence order) wait behind it.
-        sub_.ordered_block(parked->meta.partition_key());
+        sub_.state().ordered_block(parked->meta.partition_key());
         parked->owns_key = true;
       }
-      sub_.core.park_for_retry(sub_, std::move(parked), std::chrono::duration_cast<Clock::duration>(wait));
+      sub_.state().core.park_for_retry(sub_, std::move(parked), std::chrono::duration_cast<Clock::duration>(wait));
       return;
     }
   }
-  sub_.push_ready(std::move(parked));
+  sub_.state().push_ready(std::move(parked));
 }
 
 }  // namespace crier::detail

@@ -1,4 +1,5 @@
 // Metrics snapshots and their Prometheus text exposition.
+#include "core_impl.hpp"
 #include "crier/metrics.hpp"
 
 #include <algorithm>
@@ -148,7 +149,7 @@ std::string to_prometheus(const MetricsSnapshot& m) {
 
 namespace detail {
 
-MetricsSnapshot BusCore::metrics() const {
+MetricsSnapshot CoreImpl::metrics() const {
   MetricsSnapshot m;
   std::lock_guard lock(writer_mu_);
   for (const auto& [index, type] : type_names_) {
@@ -159,29 +160,29 @@ MetricsSnapshot BusCore::metrics() const {
     SubscriberMetrics x;
     x.name = s->name;
     x.event_type = std::string(s->event_type);
-    x.mode = s->mode;
+    x.mode = s->state().mode;
     x.delivered = s->delivered.load(std::memory_order_relaxed);
-    if (s->mode == DeliveryMode::Inline) {  // first attempts are counted by the publish count
-      const Snapshot* snap = snapshot(s->type_index);
-      const std::uint64_t published = snap ? counter_total(snap->published_slot) - s->published_before : 0;
+    if (s->state().mode == DeliveryMode::Inline) {  // first attempts are counted by the publish count
+      const Snapshot* snap = snapshot(s->state().type_index);
+      const std::uint64_t published = snap ? counter_total(snap->published_slot) - s->state().published_before : 0;
       x.delivered += published - std::min(published, s->first_attempt_failures.load(std::memory_order_relaxed));
     }
-    x.failed = s->failed.load(std::memory_order_relaxed);
-    x.retried = s->retried.load(std::memory_order_relaxed);
-    x.dead_lettered = s->dead_lettered.load(std::memory_order_relaxed);
+    x.failed = s->state().failed.load(std::memory_order_relaxed);
+    x.retried = s->state().retried.load(std::memory_order_relaxed);
+    x.dead_lettered = s->state().dead_lettered.load(std::memory_order_relaxed);
     x.dropped = s->dropped.load(std::memory_order_relaxed);
     x.rejected = s->rejected.load(std::memory_order_relaxed);
-    x.slow_calls = s->slow_calls.load(std::memory_order_relaxed);
-    x.breaker_opened = s->breaker_opened.load(std::memory_order_relaxed);
-    x.corrupt = s->corrupt.load(std::memory_order_relaxed);
-    x.breaker = s->breaker_state();
-    x.queued = s->queued();
+    x.slow_calls = s->state().slow_calls.load(std::memory_order_relaxed);
+    x.breaker_opened = s->state().breaker_opened.load(std::memory_order_relaxed);
+    x.corrupt = s->state().corrupt.load(std::memory_order_relaxed);
+    x.breaker = s->state().breaker_state();
+    x.queued = s->state().queued();
     x.in_flight = static_cast<std::size_t>(std::max(0, s->runners.load(std::memory_order_relaxed)));
     for (int b = 0; b < LatencyHistogram::kBuckets; ++b)
-      x.latency.buckets[b] = s->latency_buckets[b].load(std::memory_order_relaxed);
-    x.latency.count = s->latency_count.load(std::memory_order_relaxed);
-    x.latency.sum_ns = s->latency_sum_ns.load(std::memory_order_relaxed);
-    x.latency.max_ns = s->latency_max_ns.load(std::memory_order_relaxed);
+      x.latency.buckets[b] = s->state().latency_buckets[b].load(std::memory_order_relaxed);
+    x.latency.count = s->state().latency_count.load(std::memory_order_relaxed);
+    x.latency.sum_ns = s->state().latency_sum_ns.load(std::memory_order_relaxed);
+    x.latency.max_ns = s->state().latency_max_ns.load(std::memory_order_relaxed);
     x.handler_time = std::chrono::nanoseconds(s->busy_ns.load(std::memory_order_relaxed));
     m.subscribers.push_back(std::move(x));
   }

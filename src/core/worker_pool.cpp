@@ -1,3 +1,4 @@
+#include "core_impl.hpp"
 #include "worker_pool.hpp"
 
 #include <sys/resource.h>
@@ -44,7 +45,7 @@ SubscriberBase* ReadyQueue::pop() noexcept {
   return sub;
 }
 
-WorkerPool::WorkerPool(BusCore& core, unsigned threads) : core_(core) {
+WorkerPool::WorkerPool(CoreImpl& core, unsigned threads) : core_(core) {
   threads_.reserve(threads + 1);
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(Tier::normal); });
   std::latch lowered(1);  // the bus starts with its threads as they will stay
@@ -126,13 +127,13 @@ void WorkerPool::run(SubscriberBase* sub, Tier tier) {
   for (;;) {
     if (core_.stopped()) break;  // runs under way end after their current batch
     std::size_t n = 0;
-    const std::uint64_t failed_before = sub->failed.load(std::memory_order_relaxed);
+    const std::uint64_t failed_before = sub->state().failed.load(std::memory_order_relaxed);
     {
       ReadSection section;
       section.enter(sub);
-      if (sub->active.load(std::memory_order_relaxed)) n = sub->run_batch(kBatch);
+      if (sub->active.load(std::memory_order_relaxed)) n = sub->state().run_batch(kBatch);
     }
-    const std::uint64_t failures = sub->failed.load(std::memory_order_relaxed) - failed_before;
+    const std::uint64_t failures = sub->state().failed.load(std::memory_order_relaxed) - failed_before;
     const Tier belongs = failures != 0 && failures * kFailingRatio >= n ? Tier::background : Tier::normal;
     if (n > 0 && belongs != tier) {
       submit(sub, belongs);  // keeping our runner count
@@ -154,14 +155,14 @@ void WorkerPool::run(SubscriberBase* sub, Tier tier) {
     // The queue looks empty (or the breaker holds it): linger briefly while nobody else needs
     // this thread. Each look pulls the publishers' cache lines over, so look less often the
     // longer it stays empty.
-    if (sub->active.load(std::memory_order_relaxed) && sub->breaker_admits_runs() &&
+    if (sub->active.load(std::memory_order_relaxed) && sub->state().admits_runs() &&
         others.load(std::memory_order_relaxed) == 0) {
       const auto until = std::chrono::steady_clock::now() + kLinger;
       bool more = false;
       for (unsigned pauses = 16;; pauses = std::min(pauses * 2, 512u)) {
         for (unsigned i = 0; i < pauses; ++i) __builtin_ia32_pause();
-        if (sub->runnable() != 0 || !sub->breaker_admits_runs()) {
-          more = sub->breaker_admits_runs();
+        if (sub->state().runnable() != 0 || !sub->state().admits_runs()) {
+          more = sub->state().admits_runs();
           break;
         }
         if (std::chrono::steady_clock::now() >= until || others.load(std::memory_order_relaxed) != 0) break;

@@ -16,7 +16,7 @@
 
 namespace crier::detail {
 
-class BusCore;
+class CoreImpl;
 class SubscriberBase;
 
 /// A FIFO of subscribers ready to run: a ring that grows when full and never shrinks, so that
@@ -36,7 +36,7 @@ class ReadyQueue {
 
 class WorkerPool {
  public:
-  WorkerPool(BusCore& core, unsigned threads);
+  WorkerPool(CoreImpl& core, unsigned threads);
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
@@ -61,7 +61,7 @@ class WorkerPool {
   void loop(Tier tier);
   void run(SubscriberBase* sub, Tier tier);
 
-  BusCore& core_;
+  CoreImpl& core_;
   std::mutex mu_;
   Queue normal_;
   Queue background_;

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <concepts>
 #include <deque>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -29,6 +28,9 @@ concept PlainHandler = std::invocable<H&, const E&>;
 template <class H, class E>
 concept DeliveryHandler = std::invocable<H&, const E&, Delivery&>;
 
+/// Throws Error(Errc::invalid_argument): more publishing threads than an async queue has lanes.
+[[noreturn]] CRIER_EXPORT void too_many_publishers(const std::string& subscriber, std::uint32_t lanes);
+
 template <class E>
 Delivery::EncodeFn encoder_of() noexcept {
   return {[](const void* e) { return Codec<E>::encode(*static_cast<const E*>(e)); }, Codec<E>::content_type};
@@ -37,7 +39,7 @@ Delivery::EncodeFn encoder_of() noexcept {
 template <class E, class H>
 inline void call_handler(H& handler, SubscriberBase& sub, const E& event, const PublishMeta& meta, int attempt) {
   if constexpr (DeliveryHandler<H, E>) {
-    Delivery d(sub, meta, &event, encoder_of<E>(), attempt);
+    Delivery d = DeliveryAccess::make(sub, meta, &event, encoder_of<E>(), attempt);
     handler(event, d);
   } else {
     handler(event);
@@ -186,11 +188,6 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     }
   }
 
-  void wake_blocked_publishers() noexcept override {
-    std::lock_guard lock(space_mu_);
-    space_cv_.notify_all();
-  }
-
  protected:
   std::size_t run_lanes(std::size_t max) override {
     const std::uint32_t count = lane_count_.load(std::memory_order_acquire);
@@ -326,7 +323,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     this->busy_ns.fetch_add(static_cast<std::uint64_t>(busy.count()), std::memory_order_relaxed);
     // Publishers waiting for room: no fence here (it would cost every batch); a waiter that
     // misses this look re-checks within a millisecond.
-    if (space_waiters_.load(std::memory_order_relaxed) != 0) wake_blocked_publishers();
+    if (this->blocked_publishers() != 0) this->wake_blocked_publishers();
   }
 
   void enqueue(const E& event, const PublishMeta& meta) {
@@ -364,8 +361,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   }
 
   [[gnu::noinline]] void enqueue_slow(const ReaderRecord& me, const E& event, const PublishMeta& meta) {
-    if (me.index >= kMaxLanes)
-      throw Error(Errc::invalid_argument, "more than 1024 threads publish at once to subscriber '" + this->name + "'");
+    if (me.index >= kMaxLanes) too_many_publishers(this->name, kMaxLanes);
     Q* lane = lanes_[me.index].load(std::memory_order_acquire);
     if (lane == nullptr) {
       lane = new Q(capacity_);  // once per publishing thread
@@ -381,30 +377,17 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
       drop_oldest(*lane);
       if (push(*lane, event, meta)) return;
     }
-    auto full = [&](const char* why) {
-      this->rejected.fetch_add(1, std::memory_order_relaxed);
-      return Error(Errc::queue_full, "subscriber '" + this->name + "' of " + std::string(this->event_type) + ": " +
-                                         why + " (" + std::to_string(capacity_) + " events per publishing thread)");
-    };
-    if (me.worker_of == &this->core && me.running[0].load(std::memory_order_relaxed) == this)
-      throw full("published to its own full queue: waiting would deadlock");
-    if (this->overflow == Overflow::reject) throw full("queue full");
-    space_waiters_.fetch_add(1, std::memory_order_relaxed);
-    struct Leave {
-      std::atomic<int>& w;
-      ~Leave() { w.fetch_sub(1, std::memory_order_relaxed); }
-    } leave{space_waiters_};
-    const auto deadline = std::chrono::steady_clock::now() + this->block_timeout;
-    std::unique_lock lock(space_mu_);
-    for (;;) {
-      if (push(*lane, event, meta)) return;
-      if (this->core.stopped())
-        throw Error(Errc::bus_closed, "subscriber '" + this->name + "' stopped while its queue was full");
-      this->core.try_schedule(*this);
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= deadline) throw full("queue stayed full past the publish deadline");
-      space_cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(1)));
-    }
+    struct Retry {
+      AsyncSubscriber* self;
+      Q* lane;
+      const E* event;
+      const PublishMeta* meta;
+    } retry{this, lane, &event, &meta};
+    const bool own_worker = me.worker_of == &this->core && me.running[0].load(std::memory_order_relaxed) == this;
+    this->wait_for_room(own_worker, capacity_, [](void* r) {
+      auto& x = *static_cast<Retry*>(r);
+      return x.self->push(*x.lane, *x.event, *x.meta);
+    }, &retry);
   }
 
   // Takes the lane's consumer role for a moment to discard its oldest event.
@@ -428,9 +411,19 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   const bool lane_locks_;                     // lanes may have more than one consumer
   // Used by runs: on another cache line, so runs never invalidate what publishers read.
   alignas(64) std::atomic<std::uint32_t> next_lane_{0};  // where the next run starts: fairness
-  std::atomic<int> space_waiters_{0};                    // publishers blocked on a full lane
-  std::mutex space_mu_;
-  std::condition_variable space_cv_;
+};
+
+/// A subscriber of a durable bus: the bus's feed queues its stored events, decoded here, as
+/// ready events, and its workers run them like any async subscriber's retries.
+template <class E, class H>
+class DurableSubscriber final : public TypedSubscriber<E, H> {
+ public:
+  DurableSubscriber(BusCore& bus, std::string sub_name, const SubscribeOptions& o, H h)
+      : TypedSubscriber<E, H>(bus, std::move(sub_name), o, std::move(h), true) {}
+
+  static std::unique_ptr<Parked> decode(const Envelope& envelope) {
+    return std::make_unique<ParkedEvent<E>>(Codec<E>::decode(envelope.data));
+  }
 };
 
 }  // namespace crier::detail
