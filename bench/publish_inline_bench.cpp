@@ -38,7 +38,7 @@ void crier_inline(benchmark::State& state, int n) {
   std::vector<crier::Subscription> subs;
   for (int i = 0; i < n; ++i)
     subs.push_back(bus.subscribe<Tick>("s" + std::to_string(i), [](const Tick& t) { g_sink += t.value; },
-                                       {.mode = crier::DeliveryMode::Inline}));
+                                       {.mode = crier::DeliveryMode::sync}));
   run(state, [&](const Tick& t) { bus.publish(t); });
 }
 

@@ -179,7 +179,7 @@ TEST(Bus, BadOptionsAreRejected) {
   EXPECT_EQ(error_code_of([&] { auto s = bus.subscribe<Ping>("q", [](const Ping&) {}, {.queue_capacity = 0}); }),
             Errc::invalid_argument);
   EXPECT_EQ(error_code_of([&] {
-              auto s = bus.subscribe<Ping>("i", [](const Ping&) {}, {.mode = DeliveryMode::Inline, .concurrency = 2});
+              auto s = bus.subscribe<Ping>("i", [](const Ping&) {}, {.mode = DeliveryMode::sync, .concurrency = 2});
             }),
             Errc::invalid_argument);
   crier::SubscribeOptions more_immediate_than_all;

@@ -102,7 +102,7 @@ TEST(Concurrency, SubscribeAndUnsubscribeWhilePublishing) {
       };
       auto state = std::make_unique<State>();
       State* s = state.get();
-      const auto mode = round % 2 ? crier::DeliveryMode::Inline : crier::DeliveryMode::Async;
+      const auto mode = round % 2 ? crier::DeliveryMode::sync : crier::DeliveryMode::async;
       auto sub = bus.subscribe<Ping>("churn", [s, &after_unsubscribe](const Ping&) {
         if (s->unsubscribed.load()) after_unsubscribe.fetch_add(1);
         s->calls.fetch_add(1);  // a use-after-free (ASan) if called after unsubscribe returned

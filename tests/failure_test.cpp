@@ -67,7 +67,7 @@ TEST(Retry, ImmediateAttemptsInline) {
   int calls = 0;
   auto sub = bus.subscribe<Ping>("flaky", [&](const Ping&) {
     if (++calls < 2) throw std::runtime_error("once");
-  }, {.mode = crier::DeliveryMode::Inline, .retry = immediate(2)});
+  }, {.mode = crier::DeliveryMode::sync, .retry = immediate(2)});
   bus.publish(Ping{});
   EXPECT_EQ(calls, 2);  // both on the publisher's thread, before publish returned
   EXPECT_EQ(stats_of(bus, "flaky").delivered, 1u);
@@ -237,7 +237,7 @@ TEST(DeadLetters, AreAnnouncedOnTheBus) {
   auto sub = bus.subscribe<Ping>("payments", [&](const Ping&, crier::Delivery& d) {
     failed_id = d.id();
     throw std::runtime_error("card declined");
-  }, {.mode = crier::DeliveryMode::Inline});
+  }, {.mode = crier::DeliveryMode::sync});
   bus.publish(Ping{});
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].subscriber, "payments");

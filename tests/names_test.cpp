@@ -52,7 +52,7 @@ CRIER_EVENT(Same, "com.example.test.same");
 
 TEST(Names, TwoTypesWithOneNameAreRejected) {
   crier::Bus bus;
-  auto s = bus.subscribe<a::Same>("x", [](const a::Same&) {}, {.mode = crier::DeliveryMode::Inline});
+  auto s = bus.subscribe<a::Same>("x", [](const a::Same&) {}, {.mode = crier::DeliveryMode::sync});
   try {
     bus.publish(b::Same{});
     FAIL() << "expected type_conflict";

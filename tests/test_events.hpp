@@ -89,7 +89,7 @@ class Counter {
   int n_ = 0;
 };
 
-inline const crier::SubscribeOptions kInline{.mode = crier::DeliveryMode::Inline};
+inline const crier::SubscribeOptions kInline{.mode = crier::DeliveryMode::sync};
 
 /// `attempts` attempts, back to back.
 inline crier::RetryPolicy immediate(int attempts) {

@@ -273,7 +273,7 @@ class CRIER_EXPORT Bus {
         sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
         decode = &S::decode;
       }
-    } else if (options.mode == DeliveryMode::Inline) {
+    } else if (options.mode == DeliveryMode::sync) {
       using S = detail::InlineSubscriber<E, Handler>;
       sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
       deliver = &S::deliver;

@@ -18,7 +18,7 @@ struct DeliveryAccess;
 /// `void(const E&, crier::Delivery&)`. Valid only during the handler call; not thread-safe.
 /// Building it costs nothing beyond what the bus already holds: the envelope is encoded only
 /// if envelope() is called.
-class Delivery {
+class CRIER_EXPORT Delivery {
  public:
   /// The event's unique, time-ordered id (UUIDv7); the same for every subscriber.
   const Uuid& id() const noexcept { return meta_->id; }

@@ -17,7 +17,7 @@ enum class Errc {
   invalid_argument,      ///< an option or argument is out of range
   bus_closed,            ///< publish or subscribe after drain() began
   queue_full,            ///< an async subscriber's queue stayed full past the deadline
-  nesting_too_deep,      ///< publish nested inside handlers deeper than kMaxDispatchDepth
+  nesting_too_deep,      ///< publish nested inside handlers more than 32 deep (runaway recursion)
   would_deadlock,        ///< e.g. drain() called from a handler running on the bus's workers
   type_conflict,         ///< two different C++ types declared with one event type name
   invalid_envelope,      ///< a CloudEvents envelope is missing or has malformed attributes

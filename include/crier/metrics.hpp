@@ -32,7 +32,7 @@ CRIER_EXPORT const char* to_string(BreakerState s) noexcept;
 struct SubscriberMetrics {
   std::string name{};
   std::string event_type{};
-  DeliveryMode mode = DeliveryMode::Async;
+  DeliveryMode mode = DeliveryMode::async;
   /// Handler calls that returned normally. For an Inline subscriber, first attempts are
   /// derived from the type's publish count (counting each call would cost every publish), so
   /// a publish racing the subscribe call itself may be counted without reaching it.
@@ -49,7 +49,8 @@ struct SubscriberMetrics {
   std::size_t queued = 0;            ///< waiting in its queue, for a retry, or behind a key
   std::size_t in_flight = 0;         ///< runs scheduled or under way
   /// Handler time (async subscribers; sampled: every call when a budget is set, else one
-  /// call in 16 and the first of every batch).
+  /// call in 64 of each publishing thread's queue lane; every call run from the ready list:
+  /// retries, redrives, durable events).
   LatencyHistogram latency{};
   std::chrono::nanoseconds handler_time{0};  ///< total time in its handler runs (async)
 };

@@ -18,17 +18,18 @@ namespace crier {
 /// Where a subscriber's handler runs.
 enum class DeliveryMode {
   /// Queued on the subscriber's bounded queue and run on the bus's worker pool. The
-  /// publisher never waits for the handler. The default.
-  Async,
+  /// publisher never waits for the handler. The default. ("Async subscribers" in the docs.)
+  async,
   /// Run on the publisher's thread, inside publish(). Lowest latency; the publisher waits
-  /// for the handler (but never sees its exceptions). Memory transport only.
-  Inline,
+  /// for the handler (but never sees its exceptions). Memory transport only. ("Inline
+  /// subscribers" in the docs.)
+  sync,
 };
 
 /// Per-subscriber options.
 struct SubscribeOptions {
-  /// Default Async. Inline: memory bus only (a durable bus refuses it).
-  DeliveryMode mode = DeliveryMode::Async;
+  /// Default async. sync: memory bus only (a durable bus refuses it).
+  DeliveryMode mode = DeliveryMode::async;
   /// Async only: how many of this subscriber's handlers may run at once. 1 (the default)
   /// delivers one publisher thread's events in publish order.
   int concurrency = 1;
@@ -81,7 +82,7 @@ struct Report {
 };
 
 /// Short name of a report kind ("handler_failed", ...).
-const char* to_string(Report::Kind kind) noexcept;
+CRIER_EXPORT const char* to_string(Report::Kind kind) noexcept;
 
 /// Bus-wide options.
 struct BusOptions {

@@ -130,7 +130,7 @@ void Bus::check_subscription(std::string_view name, std::string_view type, const
       o.breaker.window < 1 || o.breaker.cooldown.count() < 0)
     throw bad("breaker: consecutive_failures >= 0, 0 <= failure_rate <= 1, window >= 1, cooldown >= 0");
   if (o.block_timeout.count() < 0 || o.handler_budget.count() < 0) throw bad("timeouts must not be negative");
-  if (o.mode == DeliveryMode::Inline) {
+  if (o.mode == DeliveryMode::sync) {
     if (o.concurrency != 1) throw bad("concurrency applies to async subscribers only");
     if (o.breaker.consecutive_failures > 0 || o.breaker.failure_rate > 0)
       throw bad("a circuit breaker needs an async subscriber (an inline one has no backlog to hold)");
@@ -140,10 +140,10 @@ void Bus::check_subscription(std::string_view name, std::string_view type, const
 }
 
 void Bus::check_durable(std::string_view name, std::string_view type, const SubscribeOptions& o) {
-  if (o.mode == DeliveryMode::Inline)
+  if (o.mode == DeliveryMode::sync)
     throw Error(Errc::invalid_argument, "subscriber '" + std::string(name) + "' of " + std::string(type) +
                                             ": inline delivery runs inside publish and cannot be durable; "
-                                            "subscribe with the default DeliveryMode::Async");
+                                            "subscribe with the default DeliveryMode::async");
 }
 
 Subscription::Subscription(Subscription&& other) noexcept

@@ -18,6 +18,8 @@
 
 namespace crier::detail {
 
+const PublishMeta kNoMeta{};
+
 // Something unpublished but possibly still read by a dispatch section: freed once the
 // sections open at retirement have ended.
 struct Retired {

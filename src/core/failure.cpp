@@ -92,7 +92,7 @@ void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* even
       p.last_failure = now;
       p.attempts = attempt;
       report(Report::Kind::handler_failed, sub.name, sub.event_type, message, attempt);
-      const bool open = sub.state().mode == DeliveryMode::Async && sub.state().breaker_failure();
+      const bool open = sub.state().mode == DeliveryMode::async && sub.state().breaker_failure();
 
       if (permanent || attempt >= sub.state().retry.max_attempts) {
         const std::string key(p.meta.partition_key());

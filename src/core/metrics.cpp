@@ -162,7 +162,7 @@ MetricsSnapshot CoreImpl::metrics() const {
     x.event_type = std::string(s->event_type);
     x.mode = s->state().mode;
     x.delivered = s->delivered.load(std::memory_order_relaxed);
-    if (s->state().mode == DeliveryMode::Inline) {  // first attempts are counted by the publish count
+    if (s->state().mode == DeliveryMode::sync) {  // first attempts are counted by the publish count
       const Snapshot* snap = snapshot(s->state().type_index);
       const std::uint64_t published = snap ? counter_total(snap->published_slot) - s->state().published_before : 0;
       x.delivered += published - std::min(published, s->first_attempt_failures.load(std::memory_order_relaxed));

@@ -10,6 +10,7 @@
 namespace crier::detail {
 
 bool g_reader_fence = false;
+constinit thread_local ReaderRecord* tls_reader = nullptr;
 
 namespace {
 

@@ -1,5 +1,9 @@
-# Installs crier from SOURCE_DIR into a scratch prefix, then configures, builds and runs a
-# consumer project that finds it with find_package(crier).
+# Installs crier from SOURCE_DIR into a scratch prefix (static libraries, or shared ones when
+# SHARED is true), then configures, builds and runs a consumer project that finds it with
+# find_package(crier).
+if(NOT DEFINED SHARED)
+  set(SHARED OFF)
+endif()
 file(REMOVE_RECURSE ${WORK_DIR})
 function(step)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
@@ -9,7 +13,7 @@ function(step)
 endfunction()
 step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/crier -G ${GENERATOR}
      -DCMAKE_BUILD_TYPE=Release -DCRIER_BUILD_TESTS=OFF -DCRIER_BUILD_BENCHMARKS=OFF
-     -DCRIER_BUILD_EXAMPLES=OFF -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
+     -DCRIER_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=${SHARED} -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/crier --parallel 2)
 step(${CMAKE_COMMAND} --install ${WORK_DIR}/crier)
 # The README's quick starts, as printed: each block follows a "<!-- quickstart: NAME" line.
@@ -35,4 +39,5 @@ foreach(program consumer quickstart_memory quickstart_sqlite)
   endif()
   message(STATUS "${program}: ${out}")
 endforeach()
-message(STATUS "consumer and README quick starts built against the installed crier (strict warnings) and ran")
+message(STATUS "consumer and README quick starts built against the installed crier (shared: ${SHARED}, strict "
+               "warnings) and ran")

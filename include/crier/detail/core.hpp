@@ -40,8 +40,9 @@ struct PublishMeta {
   }
 };
 
-/// What handlers that take no Delivery are given: nothing is read from it.
-inline const PublishMeta kNoMeta{};
+/// What handlers that take no Delivery are given: nothing is read from it. Compared by
+/// address, so it is one object in the library, whichever shared object publishes.
+CRIER_EXPORT extern const PublishMeta kNoMeta;
 
 /// An event that failed at least once and now waits: for a delayed retry (on the timer), for
 /// its turn (behind a failing event of its key, or for a closed breaker), or for an operator
@@ -169,6 +170,9 @@ class CRIER_EXPORT SubscriberBase {
 /// false when the publish failed for this subscriber (its queue refused the event); the error
 /// is then held by hold_publish_error() until the publish loop raises it.
 using DeliverFn = bool (*)(SubscriberBase*, const void* event, const PublishMeta& meta);
+
+/// Throws Error(Errc::invalid_argument): more publishing threads than an async queue has lanes.
+[[noreturn]] CRIER_EXPORT void too_many_publishers(const std::string& subscriber, std::uint32_t lanes);
 
 /// Keeps the current exception for the publish under way on this thread.
 CRIER_EXPORT void hold_publish_error() noexcept;

@@ -54,7 +54,10 @@ CRIER_EXPORT extern bool g_reader_fence;
 /// Gives the calling thread its record, registering it on first use.
 CRIER_EXPORT ReaderRecord* register_reader();
 
-inline thread_local ReaderRecord* tls_reader = nullptr;
+/// The calling thread's record, or null before its first dispatch section. One variable in
+/// the library (not an inline one per shared object), so that every shared library sees the
+/// same record; constinit tells the compiler it needs no initialisation wrapper.
+CRIER_EXPORT extern constinit thread_local ReaderRecord* tls_reader;
 
 inline ReaderRecord& this_thread_reader() {
   ReaderRecord* r = tls_reader;

@@ -28,9 +28,6 @@ concept PlainHandler = std::invocable<H&, const E&>;
 template <class H, class E>
 concept DeliveryHandler = std::invocable<H&, const E&, Delivery&>;
 
-/// Throws Error(Errc::invalid_argument): more publishing threads than an async queue has lanes.
-[[noreturn]] CRIER_EXPORT void too_many_publishers(const std::string& subscriber, std::uint32_t lanes);
-
 template <class E>
 Delivery::EncodeFn encoder_of() noexcept {
   return {[](const void* e) { return Codec<E>::encode(*static_cast<const E*>(e)); }, Codec<E>::content_type};

@@ -17,7 +17,7 @@ int main() {
   crier::Bus bus;
   int seen = 0;
   auto sub = bus.subscribe<shop::Ping>("counter", [&](const shop::Ping& p) { seen += p.n; },
-                                       {.mode = crier::DeliveryMode::Inline});
+                                       {.mode = crier::DeliveryMode::sync});
   auto keyed = bus.subscribe<shop::Ping>("keyed", [](const shop::Ping&, crier::Delivery& d) { (void)d.attempt(); },
                                          {.retry = {.max_attempts = 3}, .ordering = crier::Ordering::ordered});
   bus.publish(shop::Ping{2});
