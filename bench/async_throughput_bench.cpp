@@ -4,9 +4,9 @@
 // token, bulk dequeue of up to 256) feeding one consumer thread per subscriber.
 #include <benchmark/benchmark.h>
 
+#include <concurrentqueue/concurrentqueue.h>
 #include <atomic>
 #include <chrono>
-#include <concurrentqueue/concurrentqueue.h>
 #include <memory>
 #include <string>
 #include <thread>

@@ -25,9 +25,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -87,16 +87,17 @@ void raw_sqlite(benchmark::State& state, bool batched) {
   crier::sqlite::open(path);  // creates the same schema
   sqlite3* db = nullptr;
   sqlite3_open(path.c_str(), &db);
-  sqlite3_exec(db, batched ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
-                           : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+  sqlite3_exec(db,
+               batched ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
+                       : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
                nullptr, nullptr, nullptr);
   sqlite3_stmt* insert = nullptr;
   sqlite3_prepare_v2(db,
                      "INSERT INTO crier_events (id, type, source, time, datacontenttype, dataschema, subject, "
                      "extensions, data, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                      -1, &insert, nullptr);
-  const std::string id = crier::Uuid::v7().to_string(), type = "com.example.bench.tick",
-                    source = "/crier/bench/1", time = "2026-11-27T09:00:00.000000Z", content = "application/json",
+  const std::string id = crier::Uuid::v7().to_string(), type = "com.example.bench.tick", source = "/crier/bench/1",
+                    time = "2026-11-27T09:00:00.000000Z", content = "application/json",
                     extensions = "{\"correlationid\":\"" + id + "\"}", data = "{\"value\":1}";
   const std::int64_t rows = batched ? 100'000 : 2'000;
   const std::int64_t per_tx = batched ? 1000 : 1;
@@ -169,8 +170,9 @@ void durable_end_to_end(benchmark::State& state) {
   state.SetItemsProcessed(target);
   std::sort(latencies.begin(), latencies.end());
   auto at = [&](double q) {
-    return latencies.empty() ? 0.0
-                             : static_cast<double>(latencies[static_cast<std::size_t>(q * (latencies.size() - 1))]) / 1e3;
+    return latencies.empty()
+               ? 0.0
+               : static_cast<double>(latencies[static_cast<std::size_t>(q * (latencies.size() - 1))]) / 1e3;
   };
   state.counters["p50_us"] = at(0.50);
   state.counters["p99_us"] = at(0.99);
@@ -242,8 +244,8 @@ void durable_wakeup_cross_process(benchmark::State& state) {
 const int kRegistered = [] {
   using crier::sqlite::Durability;
   for (int threads : {1, 8, 64})
-    benchmark::RegisterBenchmark(("BM_DurablePublish/crier_normal/" + std::to_string(threads)).c_str(),
-                                 durable_publish, Durability::normal, threads)
+    benchmark::RegisterBenchmark(("BM_DurablePublish/crier_normal/" + std::to_string(threads)).c_str(), durable_publish,
+                                 Durability::normal, threads)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   for (int threads : {1, 8, 64})

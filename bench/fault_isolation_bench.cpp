@@ -46,9 +46,12 @@ void fault_isolation(benchmark::State& state, bool one_failing) {
     flaky.queue_capacity = std::size_t{1} << 20;
     flaky.retry.max_attempts = 3;
     flaky.retry.immediate_attempts = 3;
-    subs.push_back(bus.subscribe<Tick>("flaky", [one_failing](const Tick& t) {
-      if (one_failing && t.value % 10 == 0) throw std::runtime_error("every tenth event fails");
-    }, flaky));
+    subs.push_back(bus.subscribe<Tick>(
+        "flaky",
+        [one_failing](const Tick& t) {
+          if (one_failing && t.value % 10 == 0) throw std::runtime_error("every tenth event fails");
+        },
+        flaky));
 
     const auto start = std::chrono::steady_clock::now();
     for (std::int64_t i = 0; i < kEvents; ++i) bus.publish(Tick{i});

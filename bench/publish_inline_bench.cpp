@@ -3,9 +3,9 @@
 // std::vector<std::function>, Boost.Signals2, libsigc++ 3.
 #include <benchmark/benchmark.h>
 
+#include <sigc++/sigc++.h>
 #include <boost/signals2/signal.hpp>
 #include <functional>
-#include <sigc++/sigc++.h>
 #include <string>
 #include <vector>
 

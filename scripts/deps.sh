@@ -4,7 +4,7 @@
 
 # Everything a build with tests, benchmarks and examples needs.
 CRIER_PACKAGES=(
-  g++ cmake make pkg-config
+  g++ cmake make pkg-config clang-format
   nlohmann-json3-dev libsqlite3-dev
   googletest libgtest-dev libgmock-dev
   libbenchmark-dev libboost-dev libsigc++-3.0-dev libconcurrentqueue-dev

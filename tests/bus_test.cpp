@@ -41,8 +41,13 @@ TEST(Bus, InlineSubscriberRunsOnThePublishersThread) {
   Bus bus;
   std::thread::id seen;
   int sum = 0;
-  auto sub = bus.subscribe<Ping>("inline", [&](const Ping& p) { sum += p.n; seen = std::this_thread::get_id(); },
-                                 kInline);
+  auto sub = bus.subscribe<Ping>(
+      "inline",
+      [&](const Ping& p) {
+        sum += p.n;
+        seen = std::this_thread::get_id();
+      },
+      kInline);
   bus.publish(Ping{2});
   bus.publish(Ping{5});
   EXPECT_EQ(sum, 7);
@@ -69,8 +74,10 @@ TEST(Bus, AsyncSubscriberRunsOnAWorker) {
 TEST(Bus, EveryTypeReachesOnlyItsSubscribers) {
   Bus bus;
   int pings = 0, pongs = 0;
-  auto a = bus.subscribe<Ping>("p", [&](const Ping&) { ++pings; }, kInline);
-  auto b = bus.subscribe<Pong>("p", [&](const Pong&) { ++pongs; }, kInline);  // same name, other type: fine
+  auto a = bus.subscribe<Ping>(
+      "p", [&](const Ping&) { ++pings; }, kInline);
+  auto b = bus.subscribe<Pong>(
+      "p", [&](const Pong&) { ++pongs; }, kInline);  // same name, other type: fine
   bus.publish(Ping{});
   bus.publish(Ping{});
   bus.publish(Pong{});
@@ -87,10 +94,12 @@ TEST(Bus, ThrowingHandlerIsIsolatedCountedAndReported) {
   Failures failures;
   Bus bus(failures.options());
   int before = 0, after = 0;
-  auto s1 = bus.subscribe<Ping>("before", [&](const Ping&) { ++before; }, kInline);
-  auto s2 = bus.subscribe<Ping>("thrower", [](const Ping& p) { throw std::runtime_error("boom " + std::to_string(p.n)); },
-                                kInline);
-  auto s3 = bus.subscribe<Ping>("after", [&](const Ping&) { ++after; }, kInline);
+  auto s1 = bus.subscribe<Ping>(
+      "before", [&](const Ping&) { ++before; }, kInline);
+  auto s2 = bus.subscribe<Ping>(
+      "thrower", [](const Ping& p) { throw std::runtime_error("boom " + std::to_string(p.n)); }, kInline);
+  auto s3 = bus.subscribe<Ping>(
+      "after", [&](const Ping&) { ++after; }, kInline);
   EXPECT_NO_THROW(bus.publish(Ping{1}));
   EXPECT_NO_THROW(bus.publish(Ping{2}));
   EXPECT_EQ(before, 2);
@@ -122,7 +131,8 @@ TEST(Bus, AsyncThrowingHandlerDoesNotStopItsQueue) {
 TEST(Bus, NonStandardExceptionIsReportedNotFatal) {
   Failures failures;
   Bus bus(failures.options());
-  auto sub = bus.subscribe<Ping>("weird", [](const Ping&) { throw 42; }, kInline);
+  auto sub = bus.subscribe<Ping>(
+      "weird", [](const Ping&) { throw 42; }, kInline);
   EXPECT_NO_THROW(bus.publish(Ping{}));
   ASSERT_EQ(failures.size(), 1u);
   EXPECT_NE(failures.messages[0].find("not derived from std::exception"), std::string::npos);
@@ -132,7 +142,8 @@ TEST(Bus, ThrowingErrorHookIsSwallowed) {
   crier::BusOptions o;
   o.on_error = [](const crier::Report&) { throw std::runtime_error("hook"); };
   Bus bus(o);
-  auto sub = bus.subscribe<Ping>("x", [](const Ping&) { throw std::runtime_error("h"); }, kInline);
+  auto sub = bus.subscribe<Ping>(
+      "x", [](const Ping&) { throw std::runtime_error("h"); }, kInline);
   EXPECT_NO_THROW(bus.publish(Ping{}));
   EXPECT_EQ(stats_of(bus, "x").failed, 1u);
 }
@@ -186,7 +197,8 @@ TEST(Bus, BadOptionsAreRejected) {
   more_immediate_than_all.retry.max_attempts = 2;
   more_immediate_than_all.retry.immediate_attempts = 3;
   try {
-    auto s = bus.subscribe<Ping>("r", [](const Ping&) {}, more_immediate_than_all);
+    auto s = bus.subscribe<Ping>(
+        "r", [](const Ping&) {}, more_immediate_than_all);
     ADD_FAILURE() << "immediate_attempts > max_attempts accepted";
   } catch (const crier::Error& e) {
     EXPECT_EQ(e.code(), Errc::invalid_argument);
@@ -199,7 +211,8 @@ TEST(Bus, BadOptionsAreRejected) {
 TEST(Bus, InvalidExtensionNameIsRejectedBeforeDelivery) {
   Bus bus;
   int calls = 0;
-  auto sub = bus.subscribe<Ping>("x", [&](const Ping&) { ++calls; }, kInline);
+  auto sub = bus.subscribe<Ping>(
+      "x", [&](const Ping&) { ++calls; }, kInline);
   crier::Attributes a;
   a.extensions = {{"Bad-Name", "v"}};
   EXPECT_EQ(error_code_of([&] { bus.publish(Ping{}, a); }), Errc::invalid_name);
@@ -316,7 +329,8 @@ TEST(Bus, DrainFromAWorkerHandlerIsRefused) {
 TEST(Bus, UnsubscribeStopsDelivery) {
   Bus bus;
   int calls = 0;
-  auto sub = bus.subscribe<Ping>("x", [&](const Ping&) { ++calls; }, kInline);
+  auto sub = bus.subscribe<Ping>(
+      "x", [&](const Ping&) { ++calls; }, kInline);
   bus.publish(Ping{});
   EXPECT_TRUE(sub.active());
   sub.unsubscribe();
@@ -330,7 +344,8 @@ TEST(Bus, SubscriptionDestructorUnsubscribes) {
   Bus bus;
   int calls = 0;
   {
-    auto sub = bus.subscribe<Ping>("x", [&](const Ping&) { ++calls; }, kInline);
+    auto sub = bus.subscribe<Ping>(
+        "x", [&](const Ping&) { ++calls; }, kInline);
     bus.publish(Ping{});
   }
   bus.publish(Ping{});
@@ -368,7 +383,8 @@ TEST(Bus, SubscriptionMovesKeepOneRegistration) {
   int calls = 0;
   crier::Subscription outer;
   {
-    auto sub = bus.subscribe<Ping>("x", [&](const Ping&) { ++calls; }, kInline);
+    auto sub = bus.subscribe<Ping>(
+        "x", [&](const Ping&) { ++calls; }, kInline);
     outer = std::move(sub);
     EXPECT_FALSE(sub.active());
   }
@@ -405,11 +421,15 @@ TEST(Bus, UnsubscribeReportsDiscardedQueuedEvents) {
 TEST(Reentrancy, InlineHandlerPublishesAnotherEvent) {
   Bus bus;
   std::vector<std::string> order;
-  auto a = bus.subscribe<Ping>("a", [&](const Ping& p) {
-    order.push_back("ping" + std::to_string(p.n));
-    bus.publish(Pong{p.n});
-  }, kInline);
-  auto b = bus.subscribe<Pong>("b", [&](const Pong& p) { order.push_back("pong" + std::to_string(p.n)); }, kInline);
+  auto a = bus.subscribe<Ping>(
+      "a",
+      [&](const Ping& p) {
+        order.push_back("ping" + std::to_string(p.n));
+        bus.publish(Pong{p.n});
+      },
+      kInline);
+  auto b = bus.subscribe<Pong>(
+      "b", [&](const Pong& p) { order.push_back("pong" + std::to_string(p.n)); }, kInline);
   bus.publish(Ping{1});
   EXPECT_EQ(order, (std::vector<std::string>{"ping1", "pong1"}));
 }
@@ -417,10 +437,13 @@ TEST(Reentrancy, InlineHandlerPublishesAnotherEvent) {
 TEST(Reentrancy, InlineHandlerPublishesItsOwnTypeRecursively) {
   Bus bus;
   int calls = 0;
-  auto a = bus.subscribe<Ping>("a", [&](const Ping& p) {
-    ++calls;
-    if (p.n > 0) bus.publish(Ping{p.n - 1});
-  }, kInline);
+  auto a = bus.subscribe<Ping>(
+      "a",
+      [&](const Ping& p) {
+        ++calls;
+        if (p.n > 0) bus.publish(Ping{p.n - 1});
+      },
+      kInline);
   bus.publish(Ping{10});
   EXPECT_EQ(calls, 11);
 }
@@ -429,10 +452,13 @@ TEST(Reentrancy, UnboundedRecursionFailsCleanly) {
   Failures failures;
   Bus bus(failures.options());
   int calls = 0;
-  auto a = bus.subscribe<Ping>("loop", [&](const Ping& p) {
-    ++calls;
-    bus.publish(Ping{p.n + 1});
-  }, kInline);
+  auto a = bus.subscribe<Ping>(
+      "loop",
+      [&](const Ping& p) {
+        ++calls;
+        bus.publish(Ping{p.n + 1});
+      },
+      kInline);
   EXPECT_NO_THROW(bus.publish(Ping{0}));
   EXPECT_EQ(calls, crier::detail::kMaxDispatchDepth);
   ASSERT_GE(failures.size(), 1u);
@@ -452,9 +478,14 @@ TEST(Reentrancy, SubscriberAddedDuringDispatchIsNotCalledByIt) {
   Bus bus;
   int late_calls = 0;
   crier::Subscription late;
-  auto first = bus.subscribe<Ping>("first", [&](const Ping&) {
-    if (!late.active()) late = bus.subscribe<Ping>("late", [&](const Ping&) { ++late_calls; }, kInline);
-  }, kInline);
+  auto first = bus.subscribe<Ping>(
+      "first",
+      [&](const Ping&) {
+        if (!late.active())
+          late = bus.subscribe<Ping>(
+              "late", [&](const Ping&) { ++late_calls; }, kInline);
+      },
+      kInline);
   bus.publish(Ping{});
   EXPECT_EQ(late_calls, 0);
   bus.publish(Ping{});
@@ -465,10 +496,13 @@ TEST(Reentrancy, HandlerUnsubscribesItselfInline) {
   Bus bus;
   int calls = 0;
   crier::Subscription self;
-  self = bus.subscribe<Ping>("once", [&](const Ping&) {
-    ++calls;
-    self.unsubscribe();  // must not wait for itself
-  }, kInline);
+  self = bus.subscribe<Ping>(
+      "once",
+      [&](const Ping&) {
+        ++calls;
+        self.unsubscribe();  // must not wait for itself
+      },
+      kInline);
   bus.publish(Ping{});
   bus.publish(Ping{});
   EXPECT_EQ(calls, 1);
@@ -499,8 +533,10 @@ TEST(Reentrancy, HandlerUnsubscribesALaterSubscriberOfTheSameDispatch) {
   Bus bus;
   int second_calls = 0;
   crier::Subscription second;
-  auto first = bus.subscribe<Ping>("first", [&](const Ping&) { second.unsubscribe(); }, kInline);
-  second = bus.subscribe<Ping>("second", [&](const Ping&) { ++second_calls; }, kInline);
+  auto first = bus.subscribe<Ping>(
+      "first", [&](const Ping&) { second.unsubscribe(); }, kInline);
+  second = bus.subscribe<Ping>(
+      "second", [&](const Ping&) { ++second_calls; }, kInline);
   bus.publish(Ping{});
   EXPECT_EQ(second_calls, 0);  // unsubscribe returned before its turn came: never called
 }
@@ -509,15 +545,17 @@ TEST(Reentrancy, AsyncQueueFullOfItselfFailsInsteadOfDeadlocking) {
   Failures failures;
   Bus bus(failures.options());
   std::latch done(1);
-  auto sub = bus.subscribe<Ping>("self-feeder", [&](const Ping& p) {
-    if (p.n == 0) {
-      struct Done {
-        std::latch& l;
-        ~Done() { l.count_down(); }
-      } signal{done};
-      for (int i = 1; i <= 4; ++i) bus.publish(Ping{i});
-    }
-  }, {.queue_capacity = 2});
+  auto sub = bus.subscribe<Ping>("self-feeder",
+                                 [&](const Ping& p) {
+                                   if (p.n == 0) {
+                                     struct Done {
+                                       std::latch& l;
+                                       ~Done() { l.count_down(); }
+                                     } signal{done};
+                                     for (int i = 1; i <= 4; ++i) bus.publish(Ping{i});
+                                   }
+                                 },
+                                 {.queue_capacity = 2});
   bus.publish(Ping{0});
   done.wait();
   bus.drain();
@@ -534,23 +572,29 @@ TEST(Delivery, CarriesIdsTimeAndAttributes) {
   int attempt = 0;
   const auto before = std::chrono::system_clock::now();
   crier::Timestamp when;
-  auto a = bus.subscribe<Ping>("a", [&](const Ping&, crier::Delivery& d) {
-    root_id = d.id();
-    subject = std::string(d.subject());
-    key = std::string(d.partition_key());
-    source = d.source();
-    type = std::string(d.type());
-    attempt = d.attempt();
-    when = d.time();
-    EXPECT_EQ(d.correlation_id(), d.id());
-    EXPECT_TRUE(d.causation_id().is_nil());
-    d.publish(Pong{1});
-  }, kInline);
-  auto b = bus.subscribe<Pong>("b", [&](const Pong&, crier::Delivery& d) {
-    child_id = d.id();
-    child_corr = d.correlation_id();
-    child_cause = d.causation_id();
-  }, kInline);
+  auto a = bus.subscribe<Ping>(
+      "a",
+      [&](const Ping&, crier::Delivery& d) {
+        root_id = d.id();
+        subject = std::string(d.subject());
+        key = std::string(d.partition_key());
+        source = d.source();
+        type = std::string(d.type());
+        attempt = d.attempt();
+        when = d.time();
+        EXPECT_EQ(d.correlation_id(), d.id());
+        EXPECT_TRUE(d.causation_id().is_nil());
+        d.publish(Pong{1});
+      },
+      kInline);
+  auto b = bus.subscribe<Pong>(
+      "b",
+      [&](const Pong&, crier::Delivery& d) {
+        child_id = d.id();
+        child_corr = d.correlation_id();
+        child_cause = d.causation_id();
+      },
+      kInline);
   crier::Attributes attrs;
   attrs.subject = "order-7";
   attrs.partition_key = "customer-3";
@@ -570,8 +614,10 @@ TEST(Delivery, CarriesIdsTimeAndAttributes) {
 TEST(Delivery, AllSubscribersSeeOneIdPerEvent) {
   Bus bus;
   std::vector<crier::Uuid> a_ids, b_ids;
-  auto a = bus.subscribe<Ping>("a", [&](const Ping&, crier::Delivery& d) { a_ids.push_back(d.id()); }, kInline);
-  auto b = bus.subscribe<Ping>("b", [&](const Ping&, crier::Delivery& d) { b_ids.push_back(d.id()); }, kInline);
+  auto a = bus.subscribe<Ping>(
+      "a", [&](const Ping&, crier::Delivery& d) { a_ids.push_back(d.id()); }, kInline);
+  auto b = bus.subscribe<Ping>(
+      "b", [&](const Ping&, crier::Delivery& d) { b_ids.push_back(d.id()); }, kInline);
   for (int i = 0; i < 100; ++i) bus.publish(Ping{i});
   EXPECT_EQ(a_ids, b_ids);
   EXPECT_EQ(std::set<crier::Uuid>(a_ids.begin(), a_ids.end()).size(), 100u);
@@ -598,7 +644,8 @@ TEST(Delivery, AsyncHandlerSeesTheSameContext) {
 TEST(Delivery, EnvelopeIsBuiltOnDemand) {
   Bus bus(crier::BusOptions{.source = "/shop"});
   crier::Envelope env;
-  auto a = bus.subscribe<Order>("a", [&](const Order&, crier::Delivery& d) { env = d.envelope(); }, kInline);
+  auto a = bus.subscribe<Order>(
+      "a", [&](const Order&, crier::Delivery& d) { env = d.envelope(); }, kInline);
   crier::Attributes attrs;
   attrs.subject = "o-1";
   attrs.extensions = {{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}};
@@ -616,13 +663,16 @@ TEST(Delivery, EnvelopeIsBuiltOnDemand) {
 TEST(Delivery, EnvelopeWithoutCodecIsAClearError) {
   Bus bus;
   std::string message;
-  auto a = bus.subscribe<Ping>("a", [&](const Ping&, crier::Delivery& d) {
-    try {
-      (void)d.envelope();
-    } catch (const crier::Error& e) {
-      message = e.what();
-    }
-  }, kInline);
+  auto a = bus.subscribe<Ping>(
+      "a",
+      [&](const Ping&, crier::Delivery& d) {
+        try {
+          (void)d.envelope();
+        } catch (const crier::Error& e) {
+          message = e.what();
+        }
+      },
+      kInline);
   bus.publish(Ping{});
   EXPECT_NE(message.find("no codec"), std::string::npos) << message;
 }

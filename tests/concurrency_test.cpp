@@ -25,7 +25,8 @@ TEST(Concurrency, ManyPublishersNoEventLost) {
   Bus bus;
   std::atomic<long> inline_sum{0};
   std::atomic<long> async_sum{0};
-  auto a = bus.subscribe<Ping>("inline", [&](const Ping& p) { inline_sum.fetch_add(p.n); }, kInline);
+  auto a = bus.subscribe<Ping>(
+      "inline", [&](const Ping& p) { inline_sum.fetch_add(p.n); }, kInline);
   auto b = bus.subscribe<Ping>("async", [&](const Ping& p) { async_sum.fetch_add(p.n); });
   auto c = bus.subscribe<Ping>("async4", [&](const Ping&) {}, {.concurrency = 4});
   std::vector<std::jthread> threads;
@@ -49,11 +50,14 @@ TEST(Concurrency, ConcurrencyOneKeepsEachPublishersOrder) {
     int thread;
     int seq;
   };
-  auto sub = bus.subscribe<Pong>("ordered", [&](const Pong& p) {
-    const int t = p.n / kPerThread, seq = p.n % kPerThread;  // one subscriber run at a time
-    if (seq != last[t] + 1) violations.fetch_add(1);
-    last[t] = seq;
-  }, {.queue_capacity = 1024});
+  auto sub = bus.subscribe<Pong>("ordered",
+                                 [&](const Pong& p) {
+                                   const int t = p.n / kPerThread,
+                                             seq = p.n % kPerThread;  // one subscriber run at a time
+                                   if (seq != last[t] + 1) violations.fetch_add(1);
+                                   last[t] = seq;
+                                 },
+                                 {.queue_capacity = 1024});
   std::vector<std::jthread> threads;
   for (int t = 0; t < kThreads; ++t)
     threads.emplace_back([&, t] {
@@ -85,7 +89,8 @@ TEST(Concurrency, FullQueueMakesThePublisherWaitNotDrop) {
 TEST(Concurrency, SubscribeAndUnsubscribeWhilePublishing) {
   Bus bus;
   std::atomic<long> stable{0};
-  auto keep = bus.subscribe<Ping>("stable", [&](const Ping&) { stable.fetch_add(1); }, kInline);
+  auto keep = bus.subscribe<Ping>(
+      "stable", [&](const Ping&) { stable.fetch_add(1); }, kInline);
   auto keep_async = bus.subscribe<Ping>("stable-async", [](const Ping&) {});
   std::atomic<bool> stop{false};
   std::atomic<int> after_unsubscribe{0};
@@ -103,10 +108,13 @@ TEST(Concurrency, SubscribeAndUnsubscribeWhilePublishing) {
       auto state = std::make_unique<State>();
       State* s = state.get();
       const auto mode = round % 2 ? crier::DeliveryMode::sync : crier::DeliveryMode::async;
-      auto sub = bus.subscribe<Ping>("churn", [s, &after_unsubscribe](const Ping&) {
-        if (s->unsubscribed.load()) after_unsubscribe.fetch_add(1);
-        s->calls.fetch_add(1);  // a use-after-free (ASan) if called after unsubscribe returned
-      }, {.mode = mode, .concurrency = 1});
+      auto sub =
+          bus.subscribe<Ping>("churn",
+                              [s, &after_unsubscribe](const Ping&) {
+                                if (s->unsubscribed.load()) after_unsubscribe.fetch_add(1);
+                                s->calls.fetch_add(1);  // a use-after-free (ASan) if called after unsubscribe returned
+                              },
+                              {.mode = mode, .concurrency = 1});
       sub.unsubscribe();
       s->unsubscribed.store(true);
       state.reset();  // freed: ASan catches any later call
@@ -129,11 +137,14 @@ TEST(Concurrency, UnsubscribeWaitsForARunningHandler) {
     std::latch entered(1);
     std::atomic<bool> release{false}, handler_done{false}, unsubscribed{false};
     std::atomic<bool> done_before_unsubscribe_returned{false};
-    auto sub = bus.subscribe<Ping>("slow", [&](const Ping&) {
-      entered.count_down();
-      while (!release.load()) std::this_thread::yield();
-      handler_done.store(true);
-    }, kInline);
+    auto sub = bus.subscribe<Ping>(
+        "slow",
+        [&](const Ping&) {
+          entered.count_down();
+          while (!release.load()) std::this_thread::yield();
+          handler_done.store(true);
+        },
+        kInline);
     std::jthread publisher([&] { bus.publish(Ping{}); });
     entered.wait();
     std::jthread unsubscriber([&] {
@@ -155,7 +166,8 @@ TEST(Concurrency, ManyBusesAndThreadsAtOnce) {
       for (int round = 0; round < 20; ++round) {
         Bus bus(crier::BusOptions{.worker_threads = 1});
         auto a = bus.subscribe<Ping>("a", [&](const Ping&) { total.fetch_add(1); });
-        auto b = bus.subscribe<Ping>("b", [&](const Ping&) { total.fetch_add(1); }, kInline);
+        auto b = bus.subscribe<Ping>(
+            "b", [&](const Ping&) { total.fetch_add(1); }, kInline);
         for (int i = 0; i < 500; ++i) bus.publish(Ping{i});
         bus.drain();  // before the subscriptions go: unsubscribing discards what is queued
       }
@@ -191,22 +203,27 @@ TEST(Concurrency, DrainCountsEveryEventLeftExactlyWhateverTheTiming) {
       std::lock_guard lock(failed_mu);
       return failed_once.emplace(subscriber, n).second;
     };
-    const crier::RetryPolicy retry{.max_attempts = 2, .immediate_attempts = 1, .initial_delay = std::chrono::milliseconds(2)};
+    const crier::RetryPolicy retry{
+        .max_attempts = 2, .immediate_attempts = 1, .initial_delay = std::chrono::milliseconds(2)};
     Bus bus(crier::BusOptions{.worker_threads = 2});
     auto plain = bus.subscribe<Ping>("plain", [&](const Ping&) {
       work();
       handled.fetch_add(1);
     });
-    auto retried = bus.subscribe<Ping>("retried", [&](const Ping& p) {
-      work();
-      if (fails_first(1, p.n)) throw std::runtime_error("first attempt");
-      handled.fetch_add(1);
-    }, {.retry = retry});
-    auto keyed = bus.subscribe<Ping>("keyed", [&](const Ping& p) {
-      work();
-      if (fails_first(2, p.n)) throw std::runtime_error("first attempt");
-      handled.fetch_add(1);
-    }, {.concurrency = 2, .retry = retry, .ordering = crier::Ordering::ordered});
+    auto retried = bus.subscribe<Ping>("retried",
+                                       [&](const Ping& p) {
+                                         work();
+                                         if (fails_first(1, p.n)) throw std::runtime_error("first attempt");
+                                         handled.fetch_add(1);
+                                       },
+                                       {.retry = retry});
+    auto keyed = bus.subscribe<Ping>("keyed",
+                                     [&](const Ping& p) {
+                                       work();
+                                       if (fails_first(2, p.n)) throw std::runtime_error("first attempt");
+                                       handled.fetch_add(1);
+                                     },
+                                     {.concurrency = 2, .retry = retry, .ordering = crier::Ordering::ordered});
     for (int i = 0; i < kEvents; ++i) bus.publish(Ping{i}, {.partition_key = std::to_string(i % 7)});
     const auto start = std::chrono::steady_clock::now();
     const crier::DrainResult r = bus.drain(deadline);

@@ -5,8 +5,8 @@
 #include <crier/sqlite.hpp>
 
 #include <functional>
-#include <map>
 #include <latch>
+#include <map>
 #include <memory>
 #include <set>
 #include <thread>
@@ -31,7 +31,8 @@ void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
 
 std::vector<Transport> transports() {
   return {
-      {"memory", false, [](const ScratchDir&, crier::BusOptions o) { return std::make_unique<crier::Bus>(std::move(o)); }},
+      {"memory", false,
+       [](const ScratchDir&, crier::BusOptions o) { return std::make_unique<crier::Bus>(std::move(o)); }},
       {"sqlite", true,
        [](const ScratchDir& where, crier::BusOptions o) {
          crier::sqlite::Options so;
@@ -178,14 +179,16 @@ TEST_P(Conformance, FailedAttemptsAreRetriedWithTheAttemptNumber) {
   std::mutex mu;
   std::vector<int> attempts;
   Counter done;
-  auto sub = b->subscribe<Job>("flaky", [&](const Job&, crier::Delivery& d) {
-    {
-      std::lock_guard lock(mu);
-      attempts.push_back(d.attempt());
-    }
-    if (d.attempt() < 3) throw std::runtime_error("not yet");
-    done.add();
-  }, {.retry = immediate(3)});
+  auto sub = b->subscribe<Job>("flaky",
+                               [&](const Job&, crier::Delivery& d) {
+                                 {
+                                   std::lock_guard lock(mu);
+                                   attempts.push_back(d.attempt());
+                                 }
+                                 if (d.attempt() < 3) throw std::runtime_error("not yet");
+                                 done.add();
+                               },
+                               {.retry = immediate(3)});
   b->publish(Job{1, ""});
   done.wait_for(1);
   ASSERT_TRUE(b->flush(30s));
@@ -197,10 +200,13 @@ TEST_P(Conformance, DeadLettersKeepTheEventAndCanBeRedrivenOrPurged) {
   auto b = bus();
   std::atomic<bool> healthy{false};
   Counter handled;
-  auto sub = b->subscribe<Job>("fragile", [&](const Job& j) {
-    if (!healthy && j.n % 2 == 0) throw std::runtime_error("even jobs fail: " + std::to_string(j.n));
-    handled.add();
-  }, {.retry = immediate(2)});
+  auto sub = b->subscribe<Job>("fragile",
+                               [&](const Job& j) {
+                                 if (!healthy && j.n % 2 == 0)
+                                   throw std::runtime_error("even jobs fail: " + std::to_string(j.n));
+                                 handled.add();
+                               },
+                               {.retry = immediate(2)});
   for (int i = 0; i < 10; ++i) b->publish(Job{i, ""});
   ASSERT_TRUE(b->flush(30s));
   EXPECT_EQ(handled.value(), 5);
@@ -284,8 +290,8 @@ TEST_P(Conformance, EventsWaitForASubscriberThatComesLater) {
   if (!GetParam().durable) GTEST_SKIP() << "the memory bus keeps no events for absent subscribers";
   {
     auto b = bus();
-    auto first = b->subscribe<Job>("late", [](const Job&) { throw std::runtime_error("down"); },
-                                   {.retry = immediate(1)});
+    auto first =
+        b->subscribe<Job>("late", [](const Job&) { throw std::runtime_error("down"); }, {.retry = immediate(1)});
     first.unsubscribe();  // the name is now known; it missed nothing yet
   }
   {

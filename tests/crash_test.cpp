@@ -152,9 +152,10 @@ void kill_and_check(const char* durability, int n) {
   }
   const std::size_t out_of_order = key_order_violations(acked, read_numbers(dir.file("handled-delta.log")));
   EXPECT_EQ(out_of_order, 0u) << "delta: events handled before an earlier acknowledged event of their key";
-  std::printf("[ figures  ] %s: %d kill cycles (%d while starting): %zu acknowledged publishes, %zu lost, "
-              "%zu duplicate deliveries\n",
-              durability, n, killed_starting, acked.size(), lost_total, duplicates_total);
+  std::printf(
+      "[ figures  ] %s: %d kill cycles (%d while starting): %zu acknowledged publishes, %zu lost, "
+      "%zu duplicate deliveries\n",
+      durability, n, killed_starting, acked.size(), lost_total, duplicates_total);
 }
 
 }  // namespace

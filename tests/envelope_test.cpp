@@ -11,13 +11,13 @@ namespace {
 TEST(Uuid, V7IsVersionedTimeOrderedAndUnique) {
   std::set<crier::Uuid> seen;
   crier::Uuid prev = crier::Uuid::v7();
-  const auto now_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                     std::chrono::system_clock::now().time_since_epoch())
-                                                     .count());
+  const auto now_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
   for (int i = 0; i < 100000; ++i) {
     const crier::Uuid u = crier::Uuid::v7();
-    ASSERT_EQ(u.bytes[6] >> 4, 7);         // version
-    ASSERT_EQ(u.bytes[8] >> 6, 0b10);      // variant
+    ASSERT_EQ(u.bytes[6] >> 4, 7);     // version
+    ASSERT_EQ(u.bytes[8] >> 6, 0b10);  // variant
     ASSERT_GT(u, prev) << "not monotonic within a thread at " << i;
     prev = u;
     seen.insert(u);
@@ -69,7 +69,8 @@ TEST(Time, ATimeBefore1970IsFormattedDownToItsMicrosecond) {
 }
 
 TEST(Time, TimesATimestampCannotHoldAreRefusedNotWrapped) {
-  for (const char* far : {"9999-12-31T23:59:59Z", "2262-04-12T00:00:00Z", "1677-09-21T00:00:00Z", "0001-01-01T00:00:00Z"}) {
+  for (const char* far :
+       {"9999-12-31T23:59:59Z", "2262-04-12T00:00:00Z", "1677-09-21T00:00:00Z", "0001-01-01T00:00:00Z"}) {
     try {
       (void)crier::parse_time(far);
       ADD_FAILURE() << far << " was accepted";
@@ -126,7 +127,10 @@ TEST(Envelope, StructuredJsonRoundTrip) {
 TEST(Envelope, BinaryDataTravelsAsBase64) {
   crier::Envelope e = sample();
   e.datacontenttype = "application/octet-stream";
-  e.data = std::string("\x00\x01\xfe\xff" "abc", 7);
+  e.data = std::string(
+      "\x00\x01\xfe\xff"
+      "abc",
+      7);
   const auto j = nlohmann::json::parse(e.to_json());
   EXPECT_EQ(j["data_base64"], "AAH+/2FiYw==");
   EXPECT_EQ(crier::Envelope::from_json(e.to_json()).data, e.data);

@@ -46,11 +46,13 @@ TEST(Retry, ImmediateAttemptsThenSuccessAsync) {
   Bus bus(env.options());
   std::mutex mu;
   std::vector<int> attempts;
-  auto sub = bus.subscribe<Ping>("flaky", [&](const Ping&, crier::Delivery& d) {
-    std::lock_guard lock(mu);
-    attempts.push_back(d.attempt());
-    if (d.attempt() < 3) throw std::runtime_error("not yet");
-  }, {.retry = immediate(3)});
+  auto sub = bus.subscribe<Ping>("flaky",
+                                 [&](const Ping&, crier::Delivery& d) {
+                                   std::lock_guard lock(mu);
+                                   attempts.push_back(d.attempt());
+                                   if (d.attempt() < 3) throw std::runtime_error("not yet");
+                                 },
+                                 {.retry = immediate(3)});
   bus.publish(Ping{});
   ASSERT_TRUE(bus.flush());
   EXPECT_EQ(attempts, (std::vector<int>{1, 2, 3}));
@@ -65,9 +67,11 @@ TEST(Retry, ImmediateAttemptsInline) {
   Env env;
   Bus bus(env.options());
   int calls = 0;
-  auto sub = bus.subscribe<Ping>("flaky", [&](const Ping&) {
-    if (++calls < 2) throw std::runtime_error("once");
-  }, {.mode = crier::DeliveryMode::sync, .retry = immediate(2)});
+  auto sub = bus.subscribe<Ping>("flaky",
+                                 [&](const Ping&) {
+                                   if (++calls < 2) throw std::runtime_error("once");
+                                 },
+                                 {.mode = crier::DeliveryMode::sync, .retry = immediate(2)});
   bus.publish(Ping{});
   EXPECT_EQ(calls, 2);  // both on the publisher's thread, before publish returned
   EXPECT_EQ(stats_of(bus, "flaky").delivered, 1u);
@@ -78,10 +82,12 @@ TEST(Retry, DelayedAttemptsFollowTheBackoffOnTheClock) {
   Env env;
   Bus bus(env.options());
   std::atomic<int> calls{0};
-  auto sub = bus.subscribe<Ping>("down", [&](const Ping&) {
-    calls.fetch_add(1);
-    throw std::runtime_error("down");
-  }, {.retry = delayed(5, 100ms, 300ms)});
+  auto sub = bus.subscribe<Ping>("down",
+                                 [&](const Ping&) {
+                                   calls.fetch_add(1);
+                                   throw std::runtime_error("down");
+                                 },
+                                 {.retry = delayed(5, 100ms, 300ms)});
   bus.publish(Ping{});
   ASSERT_TRUE(bus.flush());
   EXPECT_EQ(calls.load(), 1);
@@ -108,10 +114,12 @@ TEST(Retry, FullJitterStaysWithinTheCap) {
   std::atomic<int> calls{0};
   auto policy = delayed(2, 1000ms, 1000ms);
   policy.jitter = true;
-  auto sub = bus.subscribe<Ping>("jittery", [&](const Ping&, crier::Delivery& d) {
-    calls.fetch_add(1);
-    if (d.attempt() == 1) throw std::runtime_error("first attempt fails");
-  }, {.concurrency = 4, .retry = policy});
+  auto sub = bus.subscribe<Ping>("jittery",
+                                 [&](const Ping&, crier::Delivery& d) {
+                                   calls.fetch_add(1);
+                                   if (d.attempt() == 1) throw std::runtime_error("first attempt fails");
+                                 },
+                                 {.concurrency = 4, .retry = policy});
   for (int i = 0; i < 50; ++i) bus.publish(Ping{i});
   ASSERT_TRUE(bus.flush());
   env.clock->advance(1000ms);  // every jittered delay is at most the cap
@@ -135,11 +143,13 @@ TEST(Retry, PermanentErrorsGoStraightToDeadLetters) {
     }
   };
   std::atomic<int> calls{0};
-  auto sub = bus.subscribe<Ping>("strict", [&](const Ping& p) {
-    calls.fetch_add(1);
-    if (p.n == 1) throw crier::PermanentError("never valid");
-    throw std::invalid_argument("malformed");
-  }, {.retry = policy});
+  auto sub = bus.subscribe<Ping>("strict",
+                                 [&](const Ping& p) {
+                                   calls.fetch_add(1);
+                                   if (p.n == 1) throw crier::PermanentError("never valid");
+                                   throw std::invalid_argument("malformed");
+                                 },
+                                 {.retry = policy});
   bus.publish(Ping{1});
   bus.publish(Ping{2});
   ASSERT_TRUE(bus.flush());
@@ -157,9 +167,9 @@ TEST(DeadLetters, KeepTheEventTheErrorsAndTheTimes) {
   Env env;
   Bus bus(env.options());
   std::atomic<int> calls{0};
-  auto sub = bus.subscribe<Order>("billing", [&](const Order&) {
-    throw std::runtime_error("boom " + std::to_string(calls.fetch_add(1) + 1));
-  }, {.retry = delayed(2, 1000ms, 1000ms)});
+  auto sub = bus.subscribe<Order>(
+      "billing", [&](const Order&) { throw std::runtime_error("boom " + std::to_string(calls.fetch_add(1) + 1)); },
+      {.retry = delayed(2, 1000ms, 1000ms)});
   crier::Attributes attrs;
   attrs.subject = "o-9";
   const auto first_wall = env.clock->wall_now();
@@ -192,13 +202,15 @@ TEST(DeadLetters, RedriveSendsThemBackWithAFreshAttemptCount) {
   std::atomic<bool> broken{true};
   std::mutex mu;
   std::vector<int> attempts;
-  auto sub = bus.subscribe<Ping>("inventory", [&](const Ping&, crier::Delivery& d) {
-    {
-      std::lock_guard lock(mu);
-      attempts.push_back(d.attempt());
-    }
-    if (broken) throw std::runtime_error("database down");
-  }, {.retry = immediate(2)});
+  auto sub = bus.subscribe<Ping>("inventory",
+                                 [&](const Ping&, crier::Delivery& d) {
+                                   {
+                                     std::lock_guard lock(mu);
+                                     attempts.push_back(d.attempt());
+                                   }
+                                   if (broken) throw std::runtime_error("database down");
+                                 },
+                                 {.retry = immediate(2)});
   for (int i = 0; i < 3; ++i) bus.publish(Ping{i});
   ASSERT_TRUE(bus.flush());
   ASSERT_EQ(bus.dead_letter_count(), 3u);
@@ -230,14 +242,19 @@ TEST(DeadLetters, AreAnnouncedOnTheBus) {
   Bus bus(env.options());
   std::vector<crier::DeadLettered> seen;
   crier::Uuid failed_id, announcement_cause;
-  auto alerts = bus.subscribe<crier::DeadLettered>("alerts", [&](const crier::DeadLettered& d, crier::Delivery& del) {
-    seen.push_back(d);
-    announcement_cause = del.causation_id();
-  }, kInline);
-  auto sub = bus.subscribe<Ping>("payments", [&](const Ping&, crier::Delivery& d) {
-    failed_id = d.id();
-    throw std::runtime_error("card declined");
-  }, {.mode = crier::DeliveryMode::sync});
+  auto alerts = bus.subscribe<crier::DeadLettered>(
+      "alerts",
+      [&](const crier::DeadLettered& d, crier::Delivery& del) {
+        seen.push_back(d);
+        announcement_cause = del.causation_id();
+      },
+      kInline);
+  auto sub = bus.subscribe<Ping>("payments",
+                                 [&](const Ping&, crier::Delivery& d) {
+                                   failed_id = d.id();
+                                   throw std::runtime_error("card declined");
+                                 },
+                                 {.mode = crier::DeliveryMode::sync});
   bus.publish(Ping{});
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].subscriber, "payments");
@@ -254,7 +271,8 @@ TEST(DeadLetters, TheStoreIsBoundedAndCountsEvictions) {
   auto o = env.options();
   o.dead_letter_capacity = 3;
   Bus bus(o);
-  auto sub = bus.subscribe<Ping>("x", [](const Ping& p) { throw std::runtime_error(std::to_string(p.n)); }, kInline);
+  auto sub = bus.subscribe<Ping>(
+      "x", [](const Ping& p) { throw std::runtime_error(std::to_string(p.n)); }, kInline);
   for (int i = 1; i <= 5; ++i) bus.publish(Ping{i});
   const auto letters = bus.dead_letters();
   ASSERT_EQ(letters.size(), 3u);
@@ -271,12 +289,15 @@ std::vector<std::string> run_keyed(crier::Ordering ordering) {
   std::mutex mu;
   std::vector<std::string> handled;
   std::atomic<bool> failed_once{false};
-  auto sub = bus.subscribe<Order>("shipping", [&](const Order& o, crier::Delivery& d) {
-    const std::string tag = std::string(d.partition_key()) + "-" + o.id;
-    if (tag == "A-1" && !failed_once.exchange(true)) throw std::runtime_error("carrier down");
-    std::lock_guard lock(mu);
-    handled.push_back(tag);
-  }, {.retry = delayed(3, 1000ms, 1000ms), .ordering = ordering});
+  auto sub = bus.subscribe<Order>("shipping",
+                                  [&](const Order& o, crier::Delivery& d) {
+                                    const std::string tag = std::string(d.partition_key()) + "-" + o.id;
+                                    if (tag == "A-1" && !failed_once.exchange(true))
+                                      throw std::runtime_error("carrier down");
+                                    std::lock_guard lock(mu);
+                                    handled.push_back(tag);
+                                  },
+                                  {.retry = delayed(3, 1000ms, 1000ms), .ordering = ordering});
   for (auto [key, id] : {std::pair{"A", "1"}, {"A", "2"}, {"B", "1"}, {"A", "3"}, {"B", "2"}}) {
     crier::Attributes a;
     a.partition_key = key;
@@ -301,10 +322,12 @@ TEST(Ordering, OrderedWithConcurrencyKeepsEachKeyInOrder) {
   Bus bus(env.options());
   std::mutex mu;
   std::map<std::string, std::vector<int>> seen;
-  auto sub = bus.subscribe<Ping>("keyed", [&](const Ping& p, crier::Delivery& d) {
-    std::lock_guard lock(mu);
-    seen[std::string(d.partition_key())].push_back(p.n);
-  }, {.concurrency = 4, .ordering = crier::Ordering::ordered});
+  auto sub = bus.subscribe<Ping>("keyed",
+                                 [&](const Ping& p, crier::Delivery& d) {
+                                   std::lock_guard lock(mu);
+                                   seen[std::string(d.partition_key())].push_back(p.n);
+                                 },
+                                 {.concurrency = 4, .ordering = crier::Ordering::ordered});
   for (int i = 0; i < 4000; ++i) {
     crier::Attributes a;
     a.partition_key = "k" + std::to_string(i % 7);
@@ -322,10 +345,12 @@ TEST(Breaker, OpensPausesProbesAndCloses) {
   Bus bus(env.options());
   std::atomic<bool> down{true};
   std::atomic<int> calls{0};
-  auto sub = bus.subscribe<Ping>("inventory", [&](const Ping&) {
-    calls.fetch_add(1);
-    if (down) throw std::runtime_error("database down");
-  }, {.breaker = {.consecutive_failures = 3, .cooldown = 10s}});
+  auto sub = bus.subscribe<Ping>("inventory",
+                                 [&](const Ping&) {
+                                   calls.fetch_add(1);
+                                   if (down) throw std::runtime_error("database down");
+                                 },
+                                 {.breaker = {.consecutive_failures = 3, .cooldown = 10s}});
   for (int i = 0; i < 10; ++i) bus.publish(Ping{i});
   ASSERT_TRUE(bus.flush());
   auto m = stats_of(bus, "inventory");
@@ -360,10 +385,12 @@ TEST(Breaker, OpensOnAFailureRate) {
   Env env;
   Bus bus(env.options());
   std::atomic<int> calls{0};
-  auto sub = bus.subscribe<Ping>("half", [&](const Ping& p) {
-    calls.fetch_add(1);
-    if (p.n % 2) throw std::runtime_error("odd");
-  }, {.breaker = {.failure_rate = 0.5, .window = 4, .cooldown = 1s}});
+  auto sub = bus.subscribe<Ping>("half",
+                                 [&](const Ping& p) {
+                                   calls.fetch_add(1);
+                                   if (p.n % 2) throw std::runtime_error("odd");
+                                 },
+                                 {.breaker = {.failure_rate = 0.5, .window = 4, .cooldown = 1s}});
   for (int i = 1; i <= 10; ++i) bus.publish(Ping{i});
   ASSERT_TRUE(bus.flush());
   EXPECT_EQ(calls.load(), 5);  // f s f s f: 2 of the last 4 failed once the window was full
@@ -374,10 +401,12 @@ TEST(Breaker, RetriesWaitForItInsteadOfSpendingAttempts) {
   Env env;
   Bus bus(env.options());
   std::atomic<int> calls{0};
-  auto sub = bus.subscribe<Ping>("x", [&](const Ping&) {
-    calls.fetch_add(1);
-    throw std::runtime_error("down");
-  }, {.retry = immediate(5), .breaker = {.consecutive_failures = 2, .cooldown = 1s}});
+  auto sub = bus.subscribe<Ping>("x",
+                                 [&](const Ping&) {
+                                   calls.fetch_add(1);
+                                   throw std::runtime_error("down");
+                                 },
+                                 {.retry = immediate(5), .breaker = {.consecutive_failures = 2, .cooldown = 1s}});
   bus.publish(Ping{});
   ASSERT_TRUE(bus.flush());
   EXPECT_EQ(calls.load(), 2);  // the breaker opened mid-retries: attempts 3..5 wait for it
@@ -406,7 +435,8 @@ TEST(Overflow, RejectFailsThePublishAtOnceAndSparesOthers) {
   Blocked slow;
   std::atomic<int> fast_seen{0};
   auto s1 = bus.subscribe<Ping>("slow", std::ref(slow), {.queue_capacity = 4, .overflow = crier::Overflow::reject});
-  auto s2 = bus.subscribe<Ping>("fast", [&](const Ping&) { fast_seen.fetch_add(1); }, kInline);
+  auto s2 = bus.subscribe<Ping>(
+      "fast", [&](const Ping&) { fast_seen.fetch_add(1); }, kInline);
   bus.publish(Ping{0});
   slow.started.wait();
   int accepted = 1, rejected = 0;
@@ -462,7 +492,8 @@ TEST(Overflow, DropOldestKeepsTheNewestAndCounts) {
   Env env;
   Bus bus(env.options());
   Blocked slow;
-  auto s1 = bus.subscribe<Ping>("lossy", std::ref(slow), {.queue_capacity = 4, .overflow = crier::Overflow::drop_oldest});
+  auto s1 =
+      bus.subscribe<Ping>("lossy", std::ref(slow), {.queue_capacity = 4, .overflow = crier::Overflow::drop_oldest});
   bus.publish(Ping{0});
   slow.started.wait();
   for (int i = 1; i <= 20; ++i) EXPECT_NO_THROW(bus.publish(Ping{i}));
@@ -478,9 +509,11 @@ TEST(Overflow, DropOldestKeepsTheNewestAndCounts) {
 TEST(Budget, ASlowHandlerIsCountedAndNamed) {
   Env env;
   Bus bus(env.options());
-  auto sub = bus.subscribe<Ping>("sluggish", [&](const Ping& p) {
-    if (p.n == 1) env.clock->advance(2s);  // the call "takes" two seconds
-  }, {.handler_budget = 1s});
+  auto sub = bus.subscribe<Ping>("sluggish",
+                                 [&](const Ping& p) {
+                                   if (p.n == 1) env.clock->advance(2s);  // the call "takes" two seconds
+                                 },
+                                 {.handler_budget = 1s});
   bus.publish(Ping{0});
   bus.publish(Ping{1});
   ASSERT_TRUE(bus.flush());
@@ -495,9 +528,12 @@ TEST(Budget, ASlowHandlerIsCountedAndNamed) {
 TEST(Metrics, CountEverythingPerTypeAndSubscriber) {
   Env env;
   Bus bus(env.options());
-  auto a = bus.subscribe<Ping>("inline", [](const Ping& p) {
-    if (p.n == 3) throw std::runtime_error("three");
-  }, kInline);
+  auto a = bus.subscribe<Ping>(
+      "inline",
+      [](const Ping& p) {
+        if (p.n == 3) throw std::runtime_error("three");
+      },
+      kInline);
   auto b = bus.subscribe<Ping>("async", [](const Ping&) {}, {.retry = immediate(2)});
   for (int i = 0; i < 10; ++i) bus.publish(Ping{i});
   bus.publish(Pong{});
@@ -533,7 +569,8 @@ TEST(Metrics, HistogramQuantilesAreUpperBounds) {
 TEST(Metrics, PrometheusTextPassesPromtool) {
   Env env;
   Bus bus(env.options());
-  auto a = bus.subscribe<Ping>("audit", [](const Ping&) {}, kInline);
+  auto a = bus.subscribe<Ping>(
+      "audit", [](const Ping&) {}, kInline);
   auto b = bus.subscribe<Order>("billing", [](const Order&) { throw std::runtime_error("x"); });
   bus.publish(Ping{});
   bus.publish(Order{"o", 1});
@@ -566,9 +603,11 @@ TEST(FaultIsolation, CountsAddUpAndThePublisherSeesNothing) {
   std::vector<crier::Subscription> subs;
   for (const char* name : {"healthy-1", "healthy-2", "healthy-3"})
     subs.push_back(bus.subscribe<Ping>(name, [](const Ping&) {}));
-  subs.push_back(bus.subscribe<Ping>("failing", [](const Ping& p) {
-    if (p.n % 10 == 0) throw std::runtime_error("every tenth");
-  }, {.retry = immediate(3)}));
+  subs.push_back(bus.subscribe<Ping>("failing",
+                                     [](const Ping& p) {
+                                       if (p.n % 10 == 0) throw std::runtime_error("every tenth");
+                                     },
+                                     {.retry = immediate(3)}));
   for (int i = 0; i < kEvents; ++i) ASSERT_NO_THROW(bus.publish(Ping{i}));
   ASSERT_TRUE(bus.flush(std::chrono::seconds(120)));
   for (const char* name : {"healthy-1", "healthy-2", "healthy-3"}) {
@@ -619,13 +658,15 @@ TEST(FaultIsolation, AFailingSubscriberCannotHoldTheWorkers) {
     cv.notify_all();
   });
   std::latch stuck(1), release(1);
-  auto f = bus.subscribe<Ping>("failing", [&](const Ping& p) {
-    if (p.n == kFirst - 1) {
-      stuck.count_down();
-      release.wait();
-    }
-    throw std::runtime_error("always fails");
-  }, {.retry = immediate(1)});
+  auto f = bus.subscribe<Ping>("failing",
+                               [&](const Ping& p) {
+                                 if (p.n == kFirst - 1) {
+                                   stuck.count_down();
+                                   release.wait();
+                                 }
+                                 throw std::runtime_error("always fails");
+                               },
+                               {.retry = immediate(1)});
   EXPECT_EQ(threads_at_nice(19), 1);
   for (int i = 0; i < kFirst; ++i) bus.publish(Ping{i});
   stuck.wait();
@@ -661,9 +702,11 @@ TEST(Scale, HundredThousandWaitingRetriesCostNoThreadAndLittleMemory) {
   constexpr int kEvents = 100000;
   Env env;
   Bus bus(env.options());
-  auto sub = bus.subscribe<Ping>("later", [](const Ping&, crier::Delivery& d) {
-    if (d.attempt() == 1) throw std::runtime_error("not now");
-  }, {.retry = delayed(2, std::chrono::hours(1), std::chrono::hours(1))});
+  auto sub = bus.subscribe<Ping>("later",
+                                 [](const Ping&, crier::Delivery& d) {
+                                   if (d.attempt() == 1) throw std::runtime_error("not now");
+                                 },
+                                 {.retry = delayed(2, std::chrono::hours(1), std::chrono::hours(1))});
   bus.publish(Ping{-1});
   ASSERT_TRUE(bus.flush());  // one retry waiting: the timer thread exists now
   const std::size_t threads = thread_count();

@@ -109,8 +109,10 @@ TEST(BusLifetimeInline, AnInlineHandlerMayDestroyTheBus) {
   auto signal = std::make_shared<FreedSignal>(freed);
   std::unique_ptr<crier::Bus>* owner = &bus;
   int after = 0;
-  auto first = bus->subscribe<Ping>("first", [owner, signal](const Ping&) { owner->reset(); }, kInline);
-  auto second = bus->subscribe<Ping>("second", [&after](const Ping&) { ++after; }, kInline);
+  auto first = bus->subscribe<Ping>(
+      "first", [owner, signal](const Ping&) { owner->reset(); }, kInline);
+  auto second = bus->subscribe<Ping>(
+      "second", [&after](const Ping&) { ++after; }, kInline);
   signal.reset();
   bus->publish(Ping{1});  // returns although the bus went away inside it
   freed.wait();

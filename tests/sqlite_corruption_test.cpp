@@ -2,8 +2,8 @@
 // dead-lettered with the file and sequence, and never skipped; verify() lists it.
 #include <gtest/gtest.h>
 
-#include <crier/sqlite.hpp>
 #include <sqlite3.h>
+#include <crier/sqlite.hpp>
 
 #include <cstdio>
 #include <filesystem>
@@ -143,8 +143,9 @@ TEST(SqliteCorruption, AnOlderStoreGetsChecksumsAndTheOutboxWritesThem) {
   ScratchDir dir;
   const std::string path = dir.file("older.db");
   write_store(path, 50);
-  raw_sql(path, "ALTER TABLE crier_events DROP COLUMN crc; UPDATE crier_meta SET value = '1' WHERE key = "
-                "'schema_version'");
+  raw_sql(path,
+          "ALTER TABLE crier_events DROP COLUMN crc; UPDATE crier_meta SET value = '1' WHERE key = "
+          "'schema_version'");
   {
     auto store = crier::sqlite::open(path);
     EXPECT_EQ(raw_query(path, "SELECT count(*) FROM crier_events WHERE crc IS NULL"), "0");

@@ -49,16 +49,16 @@ int run(const std::string& path, FaultyDisk& disk, int fail_at) {
   {
     crier::Bus bus{crier::sqlite::open(path)};
     auto reader = bus.subscribe<Job>("reader", [&](const Job& j) { done.add(done.reader, j.n); });
-    auto flaky = bus.subscribe<Job>(
-        "flaky",
-        [&](const Job& j) {
-          if (j.n % 5 == 0) {
-            std::lock_guard lock(failed_mu);
-            if (failed_once.insert(j.n).second) throw std::runtime_error("first attempt fails");
-          }
-          done.add(done.flaky, j.n);
-        },
-        {.retry = {.max_attempts = 3, .immediate_attempts = 1, .initial_delay = 1ms}});
+    auto flaky = bus.subscribe<Job>("flaky",
+                                    [&](const Job& j) {
+                                      if (j.n % 5 == 0) {
+                                        std::lock_guard lock(failed_mu);
+                                        if (failed_once.insert(j.n).second)
+                                          throw std::runtime_error("first attempt fails");
+                                      }
+                                      done.add(done.flaky, j.n);
+                                    },
+                                    {.retry = {.max_attempts = 3, .immediate_attempts = 1, .initial_delay = 1ms}});
     const int before = disk.writes();
     disk.fail_write(fail_at);
     for (int i = 0; i < kEvents; ++i) {

@@ -1,8 +1,8 @@
 // The SQLite store itself: files it refuses, restarts, failures it survives, the outbox.
 #include <gtest/gtest.h>
 
-#include <crier/sqlite.hpp>
 #include <sqlite3.h>
+#include <crier/sqlite.hpp>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,8 +83,7 @@ TEST(SqliteOpen, RefusesAStoreFromANewerVersion) {
   const std::string before = slurp(path);
   const crier::Error e = open_error(path);
   EXPECT_EQ(e.code(), crier::Errc::store_error);
-  EXPECT_NE(std::string(e.what()).find("newer crier (schema version 99; this build reads up to 2)"),
-            std::string::npos)
+  EXPECT_NE(std::string(e.what()).find("newer crier (schema version 99; this build reads up to 2)"), std::string::npos)
       << e.what();
   EXPECT_EQ(slurp(path), before);
 }
@@ -134,9 +133,11 @@ TEST(SqliteRestart, AcknowledgedPublishesAndDeadLettersOutliveTheProcess) {
   const std::string path = dir.file("orders.db");
   {
     crier::Bus bus{crier::sqlite::open(path)};
-    auto sub = bus.subscribe<Job>("picky", [](const Job& j) {
-      if (j.n == 3) throw std::runtime_error("three is poison");
-    }, {.retry = immediate(2)});
+    auto sub = bus.subscribe<Job>("picky",
+                                  [](const Job& j) {
+                                    if (j.n == 3) throw std::runtime_error("three is poison");
+                                  },
+                                  {.retry = immediate(2)});
     for (int i = 0; i < 5; ++i) bus.publish(Job{i, ""});
     ASSERT_TRUE(bus.flush(30s));
     EXPECT_EQ(bus.dead_letter_count(), 1u);
@@ -169,10 +170,12 @@ TEST(SqliteRestart, ADelayedRetryKeepsItsAttemptCountAcrossARestart) {
   {
     crier::Bus bus{crier::sqlite::open(path)};
     Counter failed;
-    auto sub = bus.subscribe<Job>("slow", [&](const Job&) {
-      failed.add();
-      throw std::runtime_error("down for now");
-    }, {.retry = later});
+    auto sub = bus.subscribe<Job>("slow",
+                                  [&](const Job&) {
+                                    failed.add();
+                                    throw std::runtime_error("down for now");
+                                  },
+                                  {.retry = later});
     bus.publish(Job{1, ""});
     failed.wait_for(2);  // two attempts failed: the third waits
     sub.unsubscribe();
@@ -180,10 +183,12 @@ TEST(SqliteRestart, ADelayedRetryKeepsItsAttemptCountAcrossARestart) {
   crier::Bus bus{crier::sqlite::open(path)};
   std::atomic<int> attempt{0};
   Counter handled;
-  auto sub = bus.subscribe<Job>("slow", [&](const Job&, crier::Delivery& d) {
-    attempt = d.attempt();
-    handled.add();
-  }, {.retry = later});
+  auto sub = bus.subscribe<Job>("slow",
+                                [&](const Job&, crier::Delivery& d) {
+                                  attempt = d.attempt();
+                                  handled.add();
+                                },
+                                {.retry = later});
   handled.wait_for(1);
   EXPECT_GE(attempt.load(), 3);  // it went on counting where the first process left off
   EXPECT_LE(attempt.load(), 5);
@@ -399,10 +404,12 @@ TEST(SqliteDrain, ADrainCutShortCountsTheEventsLeftAndTheNextBusDeliversThem) {
       finished_first.add(j);
     });
     Counter settled;  // handled, or failed once and waiting
-    auto waiting = bus.subscribe<Job>("waiting", [&](const Job& j) {
-      settled.add();
-      if (j.n < kRetrying) throw std::runtime_error("not yet");
-    }, {.retry = later});
+    auto waiting = bus.subscribe<Job>("waiting",
+                                      [&](const Job& j) {
+                                        settled.add();
+                                        if (j.n < kRetrying) throw std::runtime_error("not yet");
+                                      },
+                                      {.retry = later});
     for (int i = 0; i < kEvents; ++i) bus.publish(Job{i, ""});
     started.wait();
     settled.wait_for(kEvents);
@@ -440,8 +447,11 @@ std::vector<crier::DeadLetter> letters_after_a_foreign_row(const std::string& ti
   crier::Bus bus{crier::sqlite::open(path)};
   raw_sql(path,
           "INSERT INTO crier_events (id, type, source, time, datacontenttype, dataschema, subject, extensions, data, "
-          "stored_ms) VALUES ('x-1', 'com.example.test.job', '/elsewhere', '" + time + "', 'application/json', '', "
-          "'', '{}', '" + data + "', 0)");
+          "stored_ms) VALUES ('x-1', 'com.example.test.job', '/elsewhere', '" +
+              time +
+              "', 'application/json', '', "
+              "'', '{}', '" +
+              data + "', 0)");
   Counter handled;
   auto sub = bus.subscribe<Job>("reader", [&](const Job&) { handled.add(); });
   bus.publish(Job{1, ""});
@@ -510,7 +520,9 @@ TEST(SqliteFailures, AnEventTypeWithoutACodecIsRefusedSayingWhatToAdd) {
 TEST(SqliteFailures, InlineSubscribersAreRefusedOnADurableBus) {
   ScratchDir dir;
   crier::Bus bus{crier::sqlite::open(dir.file("inline.db"))};
-  EXPECT_THROW((void)bus.subscribe<Job>("now", [](const Job&) {}, kInline), crier::Error);
+  EXPECT_THROW((void)bus.subscribe<Job>(
+                   "now", [](const Job&) {}, kInline),
+               crier::Error);
 }
 
 // --- the outbox ---------------------------------------------------------------------------
@@ -586,8 +598,8 @@ TEST(SqliteRetention, PrunesOnlyWhatEverySubscriberFinished) {
   EXPECT_EQ(store->stats().events, 10u);
 
   // A subscriber that has read nothing of the next events holds them.
-  auto b = bus.subscribe<Job>("slow", [&](const Job&) { throw std::runtime_error("never done"); },
-                              {.retry = immediate(1)});
+  auto b =
+      bus.subscribe<Job>("slow", [&](const Job&) { throw std::runtime_error("never done"); }, {.retry = immediate(1)});
   ASSERT_TRUE(bus.flush(30s));  // "slow" dead-lettered the 10 it found: they stay as its letters
   b.unsubscribe();
   for (int i = 100; i < 150; ++i) bus.publish(Job{i, ""});

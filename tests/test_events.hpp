@@ -99,8 +99,7 @@ inline crier::RetryPolicy immediate(int attempts) {
   return r;
 }
 
-inline crier::SubscriberMetrics stats_of(const crier::Bus& bus, std::string_view name,
-                                         std::string_view type = {}) {
+inline crier::SubscriberMetrics stats_of(const crier::Bus& bus, std::string_view name, std::string_view type = {}) {
   for (auto& s : bus.metrics().subscribers)
     if (s.name == name && (type.empty() || s.event_type == type)) return s;
   return {};

@@ -13,9 +13,8 @@ CRIER_EVENT(OrderPlaced, "com.example.order.placed");
 int main() {
   crier::Bus bus;
 
-  auto inventory = bus.subscribe<OrderPlaced>("inventory", [](const OrderPlaced& o) {
-    std::printf("reserve %d x %s\n", o.quantity, o.order_id.c_str());
-  });
+  auto inventory = bus.subscribe<OrderPlaced>(
+      "inventory", [](const OrderPlaced& o) { std::printf("reserve %d x %s\n", o.quantity, o.order_id.c_str()); });
   auto audit = bus.subscribe<OrderPlaced>("audit", [](const OrderPlaced& o, crier::Delivery& d) {
     std::printf("audit %s %s\n", d.id().to_string().c_str(), o.order_id.c_str());
   });

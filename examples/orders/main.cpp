@@ -18,9 +18,9 @@
 #include <crier/sqlite.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -194,7 +194,9 @@ int main(int argc, char** argv) {
   options.on_error = [&](const crier::Report& r) {
     std::lock_guard lock(report_mu);
     switch (r.kind) {
-      case crier::Report::Kind::handler_failed: ++failures; break;
+      case crier::Report::Kind::handler_failed:
+        ++failures;
+        break;
       case crier::Report::Kind::breaker_opened:
       case crier::Report::Kind::breaker_half_open:
       case crier::Report::Kind::breaker_closed: {
@@ -204,7 +206,8 @@ int main(int argc, char** argv) {
         timeline.emplace_back(line);
         break;
       }
-      default: break;
+      default:
+        break;
     }
   };
   std::shared_ptr<crier::sqlite::Store> store;
@@ -234,10 +237,13 @@ int main(int argc, char** argv) {
   resilient.retry.max_delay = std::chrono::milliseconds(400);
   resilient.breaker.consecutive_failures = 5;
   resilient.breaker.cooldown = std::chrono::milliseconds(100);
-  auto s1 = bus.subscribe<shop::OrderPlaced>("inventory", [&](const shop::OrderPlaced& o, crier::Delivery& d) {
-    inventory.reserve(o);
-    leftovers["inventory"]->see(d);
-  }, resilient);
+  auto s1 = bus.subscribe<shop::OrderPlaced>(
+      "inventory",
+      [&](const shop::OrderPlaced& o, crier::Delivery& d) {
+        inventory.reserve(o);
+        leftovers["inventory"]->see(d);
+      },
+      resilient);
   auto s2 = bus.subscribe<shop::OrderPlaced>("email", [&](const shop::OrderPlaced& o, crier::Delivery& d) {
     email.send_confirmation(o);
     leftovers["email"]->see(d);
@@ -262,14 +268,15 @@ int main(int argc, char** argv) {
   const crier::DrainResult drained = bus.drain(std::chrono::seconds(30));
   const double done_ms = since_start();
 
-  std::printf("crier orders demo: %ld orders placed in %.1f ms while inventory's database was down for %ld ms;\n"
-              "every event handled or dead-lettered after %.0f ms\n",
-              placed, placing_ms, outage_ms, done_ms);
+  std::printf(
+      "crier orders demo: %ld orders placed in %.1f ms while inventory's database was down for %ld ms;\n"
+      "every event handled or dead-lettered after %.0f ms\n",
+      placed, placing_ms, outage_ms, done_ms);
   if (store)
-    std::printf("events stored in %s (SQLite, survives kill -9); delivered this run from an earlier run: "
-                "inventory %ld, email %ld, audit %ld\n",
-                store_path.c_str(), leftovers["inventory"]->count(), leftovers["email"]->count(),
-                leftovers["audit"]->count());
+    std::printf(
+        "events stored in %s (SQLite, survives kill -9); delivered this run from an earlier run: "
+        "inventory %ld, email %ld, audit %ld\n",
+        store_path.c_str(), leftovers["inventory"]->count(), leftovers["email"]->count(), leftovers["audit"]->count());
   else
     std::printf("events kept in memory (--memory)\n");
   std::printf("\n");
@@ -319,9 +326,10 @@ int main(int argc, char** argv) {
   bool ok = true;
   if (!drained.complete) {
     if (store) {
-      std::printf("\n  %zu events wait in %s for their subscribers (the drain deadline passed); nothing is lost:\n"
-                  "  run again (--orders 0) and they are delivered\n",
-                  drained.undelivered, store_path.c_str());
+      std::printf(
+          "\n  %zu events wait in %s for their subscribers (the drain deadline passed); nothing is lost:\n"
+          "  run again (--orders 0) and they are delivered\n",
+          drained.undelivered, store_path.c_str());
     } else {
       std::printf("\n  drain left %zu events undelivered in memory; they are lost with the process\n",
                   drained.undelivered);
@@ -339,10 +347,12 @@ int main(int argc, char** argv) {
       ok = false;
     }
   }
-  if (!ok) std::printf("\nSOMETHING WAS LOST: see above\n");
+  if (!ok)
+    std::printf("\nSOMETHING WAS LOST: see above\n");
   else if (drained.complete)
-    std::printf("\nevery order placed; email and audit saw every one; inventory caught up after its outage, "
-                "and the orders it can never handle wait in its dead letters\n");
+    std::printf(
+        "\nevery order placed; email and audit saw every one; inventory caught up after its outage, "
+        "and the orders it can never handle wait in its dead letters\n");
   else
     std::printf("\nevery order placed is handled or waits in the store\n");
   return ok ? 0 : 1;

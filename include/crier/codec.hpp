@@ -33,7 +33,9 @@ namespace detail {
 // NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE or by hand, after including crier/json.hpp), so every
 // translation unit that sees the type sees the same answer here.
 template <class E>
-concept JsonWritable = requires(nlohmann::json& j, const E& e) { to_json(j, e); };
+concept JsonWritable = requires(nlohmann::json& j, const E& e) {
+  to_json(j, e);
+};
 template <class E>
 concept JsonReadable = std::is_default_constructible_v<E> && requires(const nlohmann::json& j, E& e) {
   from_json(j, e);
@@ -61,8 +63,8 @@ struct Codec {
 
   static std::string encode(const E& event) {
     if constexpr (available) {
-      return detail::json_encode(
-          [](nlohmann::json& j, const void* e) { to_json(j, *static_cast<const E*>(e)); }, &event);
+      return detail::json_encode([](nlohmann::json& j, const void* e) { to_json(j, *static_cast<const E*>(e)); },
+                                 &event);
     } else {
       detail::throw_no_json_codec(false);
     }

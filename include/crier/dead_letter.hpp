@@ -15,10 +15,10 @@ namespace crier {
 
 /// One dead-lettered event of one subscriber.
 struct DeadLetter {
-  std::uint64_t id = 0;     ///< unique within the bus; what redrive and purge take
+  std::uint64_t id = 0;       ///< unique within the bus; what redrive and purge take
   Envelope envelope{};        ///< the event; data encoded by its codec (empty if it has none)
   std::string subscriber{};   ///< whose handler failed
-  int attempts = 0;         ///< attempts made
+  int attempts = 0;           ///< attempts made
   std::string first_error{};  ///< the first failure's message
   std::string last_error{};   ///< the last failure's message
   Timestamp first_failure{};

@@ -61,15 +61,15 @@ CRIER_EXPORT void validate(const Attributes& attributes);
 /// attributes (correlationid, causationid, partitionkey, traceparent, ...) and the data.
 struct CRIER_EXPORT Envelope {
   std::string specversion = "1.0";
-  std::string id{};               ///< required: unique per source (crier: a UUIDv7)
-  std::string source{};           ///< required: URI-reference of the producer
-  std::string type{};             ///< required: the event type name
-  std::string datacontenttype{};  ///< optional, e.g. "application/json"
-  std::string dataschema{};       ///< optional URI
-  std::string subject{};          ///< optional
-  std::string time{};             ///< optional RFC 3339 timestamp, e.g. 2026-11-27T09:00:00.123456Z
+  std::string id{};                                 ///< required: unique per source (crier: a UUIDv7)
+  std::string source{};                             ///< required: URI-reference of the producer
+  std::string type{};                               ///< required: the event type name
+  std::string datacontenttype{};                    ///< optional, e.g. "application/json"
+  std::string dataschema{};                         ///< optional URI
+  std::string subject{};                            ///< optional
+  std::string time{};                               ///< optional RFC 3339 timestamp, e.g. 2026-11-27T09:00:00.123456Z
   std::map<std::string, std::string> extensions{};  ///< extension attributes, lower-case names
-  std::string data{};             ///< the encoded event (JSON text by default)
+  std::string data{};                               ///< the encoded event (JSON text by default)
 
   /// Throws Error(Errc::invalid_envelope) naming the first attribute that is missing or
   /// malformed (spec version, id, source, type, time format, extension names).

@@ -13,17 +13,17 @@ namespace crier {
 
 /// What went wrong, for programs that branch on failures. Stable across versions.
 enum class Errc {
-  invalid_name,          ///< an event type, subscriber or attribute name is malformed
-  invalid_argument,      ///< an option or argument is out of range
-  bus_closed,            ///< publish or subscribe after drain() began
-  queue_full,            ///< an async subscriber's queue stayed full past the deadline
-  nesting_too_deep,      ///< publish nested inside handlers more than 32 deep (runaway recursion)
-  would_deadlock,        ///< e.g. drain() called from a handler running on the bus's workers
-  type_conflict,         ///< two different C++ types declared with one event type name
-  invalid_envelope,      ///< a CloudEvents envelope is missing or has malformed attributes
-  codec_error,           ///< an event could not be encoded or decoded
-  transport_error,       ///< the transport could not store or read events (disk full, locked, down)
-  store_error,           ///< a store file is not a crier store, is newer, or is corrupt
+  invalid_name,      ///< an event type, subscriber or attribute name is malformed
+  invalid_argument,  ///< an option or argument is out of range
+  bus_closed,        ///< publish or subscribe after drain() began
+  queue_full,        ///< an async subscriber's queue stayed full past the deadline
+  nesting_too_deep,  ///< publish nested inside handlers more than 32 deep (runaway recursion)
+  would_deadlock,    ///< e.g. drain() called from a handler running on the bus's workers
+  type_conflict,     ///< two different C++ types declared with one event type name
+  invalid_envelope,  ///< a CloudEvents envelope is missing or has malformed attributes
+  codec_error,       ///< an event could not be encoded or decoded
+  transport_error,   ///< the transport could not store or read events (disk full, locked, down)
+  store_error,       ///< a store file is not a crier store, is newer, or is corrupt
 };
 
 /// Short, stable name of an error code ("invalid_name", ...).

@@ -117,8 +117,8 @@ inline std::uint32_t event_index() {
 
 /// Declares the CloudEvents type name of `Type`. Use at namespace scope in the namespace of
 /// `Type` (the name is found by argument-dependent lookup). An invalid name fails to compile.
-#define CRIER_EVENT(Type, Name)                                                          \
-  static_assert(::crier::is_valid_event_type(Name),                                      \
-                "crier: invalid event type name for " #Type ": \"" Name                  \
+#define CRIER_EVENT(Type, Name)                                                                   \
+  static_assert(::crier::is_valid_event_type(Name),                                               \
+                "crier: invalid event type name for " #Type ": \"" Name                           \
                 "\" (use reverse-DNS segments of [A-Za-z0-9_-], e.g. com.example.order.placed)"); \
   [[maybe_unused]] constexpr ::std::string_view crier_event_type(const Type*) noexcept { return Name; }

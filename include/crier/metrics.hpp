@@ -46,8 +46,8 @@ struct SubscriberMetrics {
   std::uint64_t breaker_opened = 0;  ///< times the breaker opened
   std::uint64_t corrupt = 0;         ///< stored events found damaged (also counted dead_lettered)
   BreakerState breaker = BreakerState::closed;
-  std::size_t queued = 0;            ///< waiting in its queue, for a retry, or behind a key
-  std::size_t in_flight = 0;         ///< runs scheduled or under way
+  std::size_t queued = 0;     ///< waiting in its queue, for a retry, or behind a key
+  std::size_t in_flight = 0;  ///< runs scheduled or under way
   /// Handler time (async subscribers; sampled: every call when a budget is set, else one
   /// call in 64 of each publishing thread's queue lane; every call run from the ready list:
   /// retries, redrives, durable events).

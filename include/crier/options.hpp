@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <string>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "crier/clock.hpp"
@@ -63,22 +63,22 @@ struct SubscribeOptions {
 /// are valid only during the call.
 struct Report {
   enum class Kind {
-    handler_failed,      ///< a handler threw; `message` is the exception's text
-    dead_lettered,       ///< an event was given up on and moved to the dead letters
-    breaker_opened,      ///< a subscriber's breaker opened
-    breaker_half_open,   ///< its cool-down ended: a probe event will be tried
-    breaker_closed,      ///< the probe succeeded
-    slow_handler,        ///< a handler call ran past its budget
-    events_discarded,    ///< unsubscribe discarded queued events
-    drain_deadline,      ///< drain's deadline passed with events left
-    transport_failed,    ///< a durable subscriber could not read its transport (retried)
-    corrupt_event,       ///< a stored event was found damaged; it was dead-lettered with the reason
+    handler_failed,     ///< a handler threw; `message` is the exception's text
+    dead_lettered,      ///< an event was given up on and moved to the dead letters
+    breaker_opened,     ///< a subscriber's breaker opened
+    breaker_half_open,  ///< its cool-down ended: a probe event will be tried
+    breaker_closed,     ///< the probe succeeded
+    slow_handler,       ///< a handler call ran past its budget
+    events_discarded,   ///< unsubscribe discarded queued events
+    drain_deadline,     ///< drain's deadline passed with events left
+    transport_failed,   ///< a durable subscriber could not read its transport (retried)
+    corrupt_event,      ///< a stored event was found damaged; it was dead-lettered with the reason
   };
   Kind kind = Kind::handler_failed;
   std::string_view subscriber{};  ///< the subscriber's name, when there is one
   std::string_view event_type{};  ///< the event's type name, when there is one
   std::string_view message{};     ///< what happened, for people
-  int attempt = 0;              ///< which attempt failed (handler_failed, dead_lettered)
+  int attempt = 0;                ///< which attempt failed (handler_failed, dead_lettered)
 };
 
 /// Short name of a report kind ("handler_failed", ...).
@@ -106,7 +106,7 @@ struct BusOptions {
 
 /// What drain() achieved.
 struct DrainResult {
-  bool complete = true;         ///< every queued event was handled before the deadline
+  bool complete = true;  ///< every queued event was handled before the deadline
   /// Events left when the deadline passed. In-process: events still queued, on the retry
   /// timer or behind a failing key, which are lost with the bus. Durable: the events its
   /// subscribers had not finished; they stay stored, and the next bus that subscribes under

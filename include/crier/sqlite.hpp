@@ -7,8 +7,8 @@
 // database; at Durability::full, after an fdatasync shared by concurrent publishers), from
 // where a background thread moves it into the database in large transactions. Every
 // subscriber, in this process or in another one that opens the same file, then gets the event
-// at least once, even if a process is killed at any instant: an event is done for a subscriber only after its handler returned. Subscribers with
-// the same name share the work (competing consumers); each name gets every event.
+// at least once, even if a process is killed at any instant: an event is done for a subscriber only after its handler
+// returned. Subscribers with the same name share the work (competing consumers); each name gets every event.
 //
 // Link crier::sqlite. The core library never includes sqlite3.h.
 #pragma once
@@ -156,8 +156,8 @@ template <class E>
 void publish_in(sqlite3* db, const E& event, const Attributes& attributes = {}) {
   static_assert(Event<E>, "crier: declare the event type with CRIER_EVENT(Type, \"name\")");
   validate(attributes);
-  detail::append_in(db, detail::outbox_envelope(event_type_v<E>, &attributes, Codec<E>::encode(event),
-                                                Codec<E>::content_type));
+  detail::append_in(
+      db, detail::outbox_envelope(event_type_v<E>, &attributes, Codec<E>::encode(event), Codec<E>::content_type));
 }
 
 }  // namespace crier::sqlite

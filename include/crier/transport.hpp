@@ -46,10 +46,10 @@ struct StartFrom {
 struct StoredEvent {
   std::uint64_t sequence = 0;  ///< the transport's position of the event, increasing
   Envelope envelope{};
-  int attempts = 0;            ///< attempts already failed (persisted across restarts)
-  std::string first_error{};     ///< when attempts > 0: the first failure's message
+  int attempts = 0;           ///< attempts already failed (persisted across restarts)
+  std::string first_error{};  ///< when attempts > 0: the first failure's message
   Timestamp first_failure{};
-  Timestamp retry_at{};        ///< when attempts > 0: not to be tried before this
+  Timestamp retry_at{};  ///< when attempts > 0: not to be tried before this
   /// Not empty when the transport found the stored event damaged (a checksum that does not
   /// match, a column of the wrong kind): what and where, e.g. "corrupt event in FILE at
   /// sequence N: ...". The bus then dead-letters it with this reason and reports it; it never

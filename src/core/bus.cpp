@@ -99,9 +99,13 @@ bool Bus::flush(std::chrono::milliseconds timeout) { return detail::CoreImpl::of
 
 MetricsSnapshot Bus::metrics() const { return detail::CoreImpl::of(core()).metrics(); }
 
-std::vector<DeadLetter> Bus::dead_letters(const DeadLetterFilter& filter) const { return detail::CoreImpl::of(core()).dead_letters(filter); }
+std::vector<DeadLetter> Bus::dead_letters(const DeadLetterFilter& filter) const {
+  return detail::CoreImpl::of(core()).dead_letters(filter);
+}
 
-std::size_t Bus::dead_letter_count(const DeadLetterFilter& filter) const { return detail::CoreImpl::of(core()).dead_letter_count(filter); }
+std::size_t Bus::dead_letter_count(const DeadLetterFilter& filter) const {
+  return detail::CoreImpl::of(core()).dead_letter_count(filter);
+}
 
 std::size_t Bus::redrive(const DeadLetterFilter& filter) { return detail::CoreImpl::of(core()).redrive(filter); }
 

@@ -146,7 +146,8 @@ void CoreImpl::inherit_trace_context(PublishMeta& meta, const Attributes& parent
   for (const auto& [name, value] : parent.extensions) {
     if ((name != "traceparent" && name != "tracestate") || has(meta.attributes.get(), name)) continue;
     if (name == "tracestate" && has(meta.attributes.get(), "traceparent")) continue;  // another trace's state
-    if (!merged) merged = meta.attributes ? std::make_shared<Attributes>(*meta.attributes) : std::make_shared<Attributes>();
+    if (!merged)
+      merged = meta.attributes ? std::make_shared<Attributes>(*meta.attributes) : std::make_shared<Attributes>();
     merged->extensions.emplace_back(name, value);
   }
   if (merged) meta.attributes = std::move(merged);
@@ -175,7 +176,7 @@ void CoreImpl::count_published(std::uint32_t type_index, std::string_view type_n
 }
 
 void CoreImpl::report(Report::Kind kind, std::string_view subscriber, std::string_view type, std::string_view message,
-                     int attempt) const noexcept {
+                      int attempt) const noexcept {
   if (!options_.on_error) return;
   try {
     options_.on_error(Report{kind, subscriber, type, message, attempt});
@@ -226,12 +227,12 @@ const Snapshot& CoreImpl::first_publish(std::uint32_t type_index, std::string_vi
   return *s;
 }
 
-void CoreImpl::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver,
-                   DecodeFn decode) {
+void CoreImpl::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver, DecodeFn decode) {
   SubscriberState& st = sub->state();
   if (transport_)  // fed by the transport: publishes never see it
-    st.feed = std::make_unique<Feed>(*sub, transport_->consume(ConsumerSpec{sub->name, std::string(sub->event_type),
-                                                                          st.start, sub->ordering == Ordering::ordered}),
+    st.feed = std::make_unique<Feed>(*sub,
+                                     transport_->consume(ConsumerSpec{sub->name, std::string(sub->event_type), st.start,
+                                                                      sub->ordering == Ordering::ordered}),
                                      decode);
   SubscriberBase* raw = sub.get();
   {
@@ -294,20 +295,20 @@ std::size_t CoreImpl::remove(SubscriberBase* sub) noexcept {
     subscribers_.erase(it);
     sub->active.store(false, std::memory_order_seq_cst);
     if (!sub->state().consumer) {  // durable subscribers are in no snapshot
-    auto& slot = slot_of(sub->state().type_index);
-    Snapshot* old = slot.load(std::memory_order_relaxed);
-    Snapshot* next = make_snapshot(old->count - 1);
-    next->published_slot = old->published_slot;
-    Entry* out = next->entries();
-    for (std::uint32_t i = 0; i < old->count; ++i) {
-      const Entry& e = old->entries()[i];
-      if (e.sub == sub) continue;
-      *out++ = e;
-      next->needs_meta = next->needs_meta || e.sub->state().wants_meta;
-    }
-    slot.store(next, std::memory_order_release);
-    heavy_barrier();
-    retired_.push_back(std::make_unique<Retired>(Retired{Grace::capture(true), old, nullptr}));
+      auto& slot = slot_of(sub->state().type_index);
+      Snapshot* old = slot.load(std::memory_order_relaxed);
+      Snapshot* next = make_snapshot(old->count - 1);
+      next->published_slot = old->published_slot;
+      Entry* out = next->entries();
+      for (std::uint32_t i = 0; i < old->count; ++i) {
+        const Entry& e = old->entries()[i];
+        if (e.sub == sub) continue;
+        *out++ = e;
+        next->needs_meta = next->needs_meta || e.sub->state().wants_meta;
+      }
+      slot.store(next, std::memory_order_release);
+      heavy_barrier();
+      retired_.push_back(std::make_unique<Retired>(Retired{Grace::capture(true), old, nullptr}));
     }
   }
   // Outside the lock: the handler we wait for may itself subscribe or unsubscribe.
@@ -371,8 +372,8 @@ bool CoreImpl::wait_quiet(std::chrono::steady_clock::time_point deadline, bool c
     left = pending(count_waiting, idle);
     if (idle && before == schedule_epoch_.load(std::memory_order_seq_cst)) break;
     // Durable subscribers' feeds do not signal: look again every few milliseconds.
-    const auto until = transport_ ? std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(5))
-                                  : deadline;
+    const auto until =
+        transport_ ? std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(5)) : deadline;
     if (stopped() || (quiet_cv_.wait_until(lock, until) == std::cv_status::timeout && until == deadline)) {
       left = pending(count_waiting, idle);
       break;

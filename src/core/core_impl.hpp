@@ -42,11 +42,11 @@ class SubscriberState {
   const BreakerPolicy breaker;
   const MakeParked make_parked;
   const AttemptFn attempt_fn;
-  const StartFrom start;                // durable: where a new subscriber name starts
-  std::uint32_t type_index = 0;         // set by CoreImpl::add
+  const StartFrom start;               // durable: where a new subscriber name starts
+  std::uint32_t type_index = 0;        // set by CoreImpl::add
   std::uint64_t published_before = 0;  // inline: the type's publish count when subscribed
-  std::unique_ptr<Feed> feed;           // durable: fetches its events from the transport
-  Consumer* consumer = nullptr;         // durable: settles events with the transport
+  std::unique_ptr<Feed> feed;          // durable: fetches its events from the transport
+  Consumer* consumer = nullptr;        // durable: settles events with the transport
 
   std::atomic<int> refs{1};  // registration + pending runs + timers
 
@@ -199,7 +199,7 @@ class CoreImpl final : public BusCore {
   std::shared_ptr<Clock> clock_owner_;
 
   mutable std::mutex writer_mu_;
-  std::vector<SubscriberBase*> subscribers_;        // guarded by writer_mu_
+  std::vector<SubscriberBase*> subscribers_;         // guarded by writer_mu_
   std::map<std::uint32_t, std::string> type_names_;  // guarded by writer_mu_: for metrics
   std::vector<std::unique_ptr<Retired>> retired_;    // guarded by writer_mu_
   std::unique_ptr<DeadLetterStore> dead_letters_;
@@ -207,7 +207,7 @@ class CoreImpl final : public BusCore {
   std::unique_ptr<TimerService> timers_;  // started on first use
   std::once_flag timers_once_;
   std::atomic<std::uint64_t> schedule_epoch_{0};  // counts runs scheduled: drain's quiescence check
-  std::atomic<int> quiet_waiters_{0};  // flush/drain callers waiting for runs to end
+  std::atomic<int> quiet_waiters_{0};             // flush/drain callers waiting for runs to end
   std::mutex quiet_mu_;
   std::condition_variable quiet_cv_;
   friend class WorkerPool;

@@ -1,5 +1,5 @@
-#include "core_impl.hpp"
 #include "dead_letters.hpp"
+#include "core_impl.hpp"
 
 #include <algorithm>
 
@@ -46,7 +46,8 @@ std::vector<DeadLetterStore::Entry> DeadLetterStore::take(const DeadLetterFilter
   std::lock_guard lock(mu_);
   std::vector<Entry> out;
   std::deque<Entry> keep;
-  for (Entry& e : entries_) (matches(filter, e.letter) ? out.emplace_back(std::move(e)) : keep.emplace_back(std::move(e)));
+  for (Entry& e : entries_)
+    (matches(filter, e.letter) ? out.emplace_back(std::move(e)) : keep.emplace_back(std::move(e)));
   entries_.swap(keep);
   return out;
 }

@@ -162,7 +162,8 @@ std::string format_time(Timestamp t) {
   // Every durable publish formats a time: digits by hand, not through printf.
   std::string out = "0000-00-00T00:00:00.000000Z";
   auto put = [&](std::size_t pos, long v, int width) {
-    for (int i = width - 1; i >= 0; --i, v /= 10) out[pos + static_cast<std::size_t>(i)] = static_cast<char>('0' + v % 10);
+    for (int i = width - 1; i >= 0; --i, v /= 10)
+      out[pos + static_cast<std::size_t>(i)] = static_cast<char>('0' + v % 10);
   };
   put(0, year, 4);
   put(5, tm.tm_mon + 1, 2);
@@ -236,8 +237,8 @@ Timestamp parse_time(std::string_view s) {
   constexpr auto kMin = std::chrono::duration_cast<std::chrono::seconds>(Timestamp::duration::min()).count() + 1;
   const long long secs = static_cast<long long>(timegm(&tm)) - offset;
   if (secs > kMax || secs < kMin) throw fail("outside the representable range, 1677-09-22 to 2262-04-11");
-  return Timestamp(std::chrono::duration_cast<Timestamp::duration>(std::chrono::seconds(secs) +
-                                                                   std::chrono::nanoseconds(nanos)));
+  return Timestamp(
+      std::chrono::duration_cast<Timestamp::duration>(std::chrono::seconds(secs) + std::chrono::nanoseconds(nanos)));
 }
 
 void Envelope::validate() const {
@@ -293,8 +294,8 @@ Envelope Envelope::from_json(std::string_view text) {
   const auto content_type = j.find("datacontenttype");
   const bool json_data = content_type == j.end() || !content_type->is_string() ||
                          is_json_content(content_type->get_ref<const std::string&>());
-  std::string* fields[] = {&e.specversion, &e.id, &e.source, &e.type, &e.datacontenttype, &e.dataschema, &e.subject,
-                           &e.time};
+  std::string* fields[] = {&e.specversion,     &e.id,         &e.source,  &e.type,
+                           &e.datacontenttype, &e.dataschema, &e.subject, &e.time};
   for (auto& [key, value] : j.items()) {
     std::size_t k = 0;
     for (; k < 8; ++k)

@@ -4,17 +4,28 @@ namespace crier {
 
 const char* to_string(Errc code) noexcept {
   switch (code) {
-    case Errc::invalid_name: return "invalid_name";
-    case Errc::invalid_argument: return "invalid_argument";
-    case Errc::bus_closed: return "bus_closed";
-    case Errc::queue_full: return "queue_full";
-    case Errc::nesting_too_deep: return "nesting_too_deep";
-    case Errc::would_deadlock: return "would_deadlock";
-    case Errc::type_conflict: return "type_conflict";
-    case Errc::invalid_envelope: return "invalid_envelope";
-    case Errc::codec_error: return "codec_error";
-    case Errc::transport_error: return "transport_error";
-    case Errc::store_error: return "store_error";
+    case Errc::invalid_name:
+      return "invalid_name";
+    case Errc::invalid_argument:
+      return "invalid_argument";
+    case Errc::bus_closed:
+      return "bus_closed";
+    case Errc::queue_full:
+      return "queue_full";
+    case Errc::nesting_too_deep:
+      return "nesting_too_deep";
+    case Errc::would_deadlock:
+      return "would_deadlock";
+    case Errc::type_conflict:
+      return "type_conflict";
+    case Errc::invalid_envelope:
+      return "invalid_envelope";
+    case Errc::codec_error:
+      return "codec_error";
+    case Errc::transport_error:
+      return "transport_error";
+    case Errc::store_error:
+      return "store_error";
   }
   return "unknown";
 }

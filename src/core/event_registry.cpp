@@ -30,9 +30,11 @@ void throw_no_codec(std::string_view type_name, const char* cpp_type_name) {
   throw Error(Errc::codec_error,
               "event type " + cpp + " (\"" + std::string(type_name) +
                   "\") has no codec, and a durable bus stores every event as data: next to its CRIER_EVENT, add "
-                  "NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(" + bare +
+                  "NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(" +
+                  bare +
                   ", member1, member2, ...) (or to_json and from_json functions) after #include "
-                  "<crier/json.hpp>, or specialise crier::Codec<" + cpp + ">");
+                  "<crier/json.hpp>, or specialise crier::Codec<" +
+                  cpp + ">");
 }
 
 std::uint32_t register_event_type(std::string_view type_name, const char* cpp_type_name) {
@@ -43,7 +45,8 @@ std::uint32_t register_event_type(std::string_view type_name, const char* cpp_ty
   static std::mutex mu;
   static std::unordered_map<std::string, Known> known;
   std::lock_guard lock(mu);
-  auto [it, inserted] = known.try_emplace(std::string(type_name), Known{static_cast<std::uint32_t>(known.size()), cpp_type_name});
+  auto [it, inserted] =
+      known.try_emplace(std::string(type_name), Known{static_cast<std::uint32_t>(known.size()), cpp_type_name});
   if (!inserted && it->second.cpp_type != cpp_type_name)
     throw Error(Errc::type_conflict, "event type name '" + std::string(type_name) + "' is declared by two C++ types (" +
                                          readable(it->second.cpp_type.c_str()) + " and " + readable(cpp_type_name) +

@@ -67,7 +67,7 @@ void CoreImpl::park_for_retry(SubscriberBase& sub, std::unique_ptr<Parked> p, Cl
 }
 
 void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* event, const PublishMeta& meta,
-                             std::unique_ptr<Parked> parked, Thrown thrown) noexcept {
+                              std::unique_ptr<Parked> parked, Thrown thrown) noexcept {
   try {
     std::string message(thrown.message);
     bool permanent = thrown.permanent || classified_permanent(sub);
@@ -126,11 +126,12 @@ void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* even
         }
         continue;
       }
-      const Clock::duration delay = retry_delay(sub.state().retry, attempt - std::max(1, sub.state().retry.immediate_attempts) + 1);
+      const Clock::duration delay =
+          retry_delay(sub.state().retry, attempt - std::max(1, sub.state().retry.immediate_attempts) + 1);
       if (sub.state().consumer) {  // durable: the attempt count and the retry time survive a restart
         try {
           sub.state().consumer->failed(p.meta.sequence, p.attempts, p.first_error, p.first_failure,
-                               clock_->wall_now() + std::chrono::duration_cast<Timestamp::duration>(delay));
+                                       clock_->wall_now() + std::chrono::duration_cast<Timestamp::duration>(delay));
         } catch (const std::exception&) {
           // Not recorded: after a restart the event is tried again from its last recorded count.
         }
@@ -189,8 +190,9 @@ void CoreImpl::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexc
     const std::string last_error = p->last_error;
     const PublishMeta cause = p->meta;
     const std::uint64_t sequence = p->meta.sequence;
-    const std::uint64_t id = sub.state().consumer ? sub.state().consumer->dead_letter(sequence, letter)
-                                          : dead_letters_->add(DeadLetterStore::Entry{std::move(letter), std::move(p)});
+    const std::uint64_t id = sub.state().consumer
+                                 ? sub.state().consumer->dead_letter(sequence, letter)
+                                 : dead_letters_->add(DeadLetterStore::Entry{std::move(letter), std::move(p)});
     report(Report::Kind::dead_lettered, sub.name, sub.event_type,
            "gave up after " + std::to_string(attempts) + " attempts: " + last_error, attempts);
     // Announce it, unless it is one of the announcements itself (no loops).

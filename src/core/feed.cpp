@@ -53,7 +53,7 @@ std::uint64_t Feed::backlog() noexcept {
     return consumer_->backlog();
   } catch (const std::exception& e) {
     sub_.state().core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
-                     std::string("cannot count the events left: ") + e.what(), 0);
+                             std::string("cannot count the events left: ") + e.what(), 0);
     return 0;
   }
 }
@@ -74,7 +74,7 @@ void Feed::loop() {
       if (failing_with != e.what()) {
         failing_with = e.what();
         sub_.state().core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
-                         "cannot fetch from the store: " + failing_with + "; trying again with back-off", 0);
+                                 "cannot fetch from the store: " + failing_with + "; trying again with back-off", 0);
       }
       std::unique_lock lock(mu_);
       stop_cv_.wait_for(lock, backoff, [&] { return stopping_.load(std::memory_order_acquire); });
@@ -83,9 +83,9 @@ void Feed::loop() {
     }
     if (failures != 0) {
       sub_.state().core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
-                       "fetching from the store works again after " + std::to_string(failures) +
-                           " failed attempts (" + failing_with + ")",
-                       0);
+                               "fetching from the store works again after " + std::to_string(failures) +
+                                   " failed attempts (" + failing_with + ")",
+                               0);
       failures = 0;
       failing_with.clear();
       backoff = kFirstBackoff;
@@ -133,8 +133,8 @@ void Feed::take(StoredEvent&& stored) {
     } catch (const std::exception&) {
       // Not settled: the store hands it out again later.
     }
-    sub_.state().core.report(corrupt ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub_.name, sub_.event_type,
-                     letter.last_error, stored.attempts);
+    sub_.state().core.report(corrupt ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub_.name,
+                             sub_.event_type, letter.last_error, stored.attempts);
     return;
   }
   parked->meta = meta_of_stored(std::move(envelope), stored.sequence);

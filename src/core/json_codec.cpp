@@ -32,18 +32,22 @@ void json_decode(std::string_view data, void (*read)(const nlohmann::json&, void
 }
 
 void throw_no_json_codec(bool decoding) {
-  throw Error(Errc::codec_error, decoding ? "no codec: the event type has no from_json (or is not default-constructible) "
-                                            "and no crier::Codec specialisation"
-                                          : "no codec: give the event type to_json/from_json (include <crier/json.hpp>) "
-                                            "or specialise crier::Codec");
+  throw Error(Errc::codec_error, decoding
+                                     ? "no codec: the event type has no from_json (or is not default-constructible) "
+                                       "and no crier::Codec specialisation"
+                                     : "no codec: give the event type to_json/from_json (include <crier/json.hpp>) "
+                                       "or specialise crier::Codec");
 }
 
 }  // namespace detail
 
 void to_json(nlohmann::json& j, const DeadLettered& e) {
-  j = nlohmann::json{{"dead_letter_id", e.dead_letter_id}, {"subscriber", e.subscriber},
-                     {"event_type", e.event_type},         {"event_id", e.event_id},
-                     {"attempts", e.attempts},             {"last_error", e.last_error}};
+  j = nlohmann::json{{"dead_letter_id", e.dead_letter_id},
+                     {"subscriber", e.subscriber},
+                     {"event_type", e.event_type},
+                     {"event_id", e.event_id},
+                     {"attempts", e.attempts},
+                     {"last_error", e.last_error}};
 }
 
 void from_json(const nlohmann::json& j, DeadLettered& e) {

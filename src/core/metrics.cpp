@@ -1,6 +1,6 @@
 // Metrics snapshots and their Prometheus text exposition.
-#include "core_impl.hpp"
 #include "crier/metrics.hpp"
+#include "core_impl.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -14,25 +14,38 @@ namespace crier {
 
 const char* to_string(BreakerState s) noexcept {
   switch (s) {
-    case BreakerState::closed: return "closed";
-    case BreakerState::open: return "open";
-    case BreakerState::half_open: return "half_open";
+    case BreakerState::closed:
+      return "closed";
+    case BreakerState::open:
+      return "open";
+    case BreakerState::half_open:
+      return "half_open";
   }
   return "unknown";
 }
 
 const char* to_string(Report::Kind kind) noexcept {
   switch (kind) {
-    case Report::Kind::handler_failed: return "handler_failed";
-    case Report::Kind::dead_lettered: return "dead_lettered";
-    case Report::Kind::breaker_opened: return "breaker_opened";
-    case Report::Kind::breaker_half_open: return "breaker_half_open";
-    case Report::Kind::breaker_closed: return "breaker_closed";
-    case Report::Kind::slow_handler: return "slow_handler";
-    case Report::Kind::events_discarded: return "events_discarded";
-    case Report::Kind::drain_deadline: return "drain_deadline";
-    case Report::Kind::transport_failed: return "transport_failed";
-    case Report::Kind::corrupt_event: return "corrupt_event";
+    case Report::Kind::handler_failed:
+      return "handler_failed";
+    case Report::Kind::dead_lettered:
+      return "dead_lettered";
+    case Report::Kind::breaker_opened:
+      return "breaker_opened";
+    case Report::Kind::breaker_half_open:
+      return "breaker_half_open";
+    case Report::Kind::breaker_closed:
+      return "breaker_closed";
+    case Report::Kind::slow_handler:
+      return "slow_handler";
+    case Report::Kind::events_discarded:
+      return "events_discarded";
+    case Report::Kind::drain_deadline:
+      return "drain_deadline";
+    case Report::Kind::transport_failed:
+      return "transport_failed";
+    case Report::Kind::corrupt_event:
+      return "corrupt_event";
   }
   return "unknown";
 }
@@ -96,7 +109,8 @@ std::string to_prometheus(const MetricsSnapshot& m) {
   std::string out;
   header(out, "crier_published_total", "counter", "Events published, per event type.");
   for (const auto& t : m.event_types)
-    out += "crier_published_total{event_type=\"" + escape_label(t.event_type) + "\"} " + std::to_string(t.published) + "\n";
+    out += "crier_published_total{event_type=\"" + escape_label(t.event_type) + "\"} " + std::to_string(t.published) +
+           "\n";
 
   struct Counter {
     const char* name;
@@ -109,14 +123,17 @@ std::string to_prometheus(const MetricsSnapshot& m) {
       {"crier_retried_total", "Attempts after the first.", &SubscriberMetrics::retried},
       {"crier_dead_lettered_total", "Events moved to the dead letters.", &SubscriberMetrics::dead_lettered},
       {"crier_dropped_total", "Events dropped from a full queue (drop_oldest).", &SubscriberMetrics::dropped},
-      {"crier_rejected_total", "Publishes refused because the subscriber's queue was full.", &SubscriberMetrics::rejected},
+      {"crier_rejected_total", "Publishes refused because the subscriber's queue was full.",
+       &SubscriberMetrics::rejected},
       {"crier_slow_calls_total", "Handler calls longer than the subscriber's budget.", &SubscriberMetrics::slow_calls},
-      {"crier_breaker_opened_total", "Times the subscriber's circuit breaker opened.", &SubscriberMetrics::breaker_opened},
+      {"crier_breaker_opened_total", "Times the subscriber's circuit breaker opened.",
+       &SubscriberMetrics::breaker_opened},
       {"crier_corrupt_total", "Stored events found damaged (and dead-lettered).", &SubscriberMetrics::corrupt},
   };
   for (const Counter& c : counters) {
     header(out, c.name, "counter", c.help);
-    for (const auto& s : m.subscribers) out += std::string(c.name) + "{" + labels(s) + "} " + std::to_string(s.*c.field) + "\n";
+    for (const auto& s : m.subscribers)
+      out += std::string(c.name) + "{" + labels(s) + "} " + std::to_string(s.*c.field) + "\n";
   }
   header(out, "crier_queue_depth", "gauge", "Events waiting: queued, for a retry, or behind a key.");
   for (const auto& s : m.subscribers) out += "crier_queue_depth{" + labels(s) + "} " + std::to_string(s.queued) + "\n";
@@ -137,7 +154,8 @@ std::string to_prometheus(const MetricsSnapshot& m) {
       out += "crier_handler_duration_seconds_bucket{" + l + ",le=\"" +
              number(static_cast<double>(std::uint64_t{1} << b) / 1e9) + "\"} " + std::to_string(upto[b + 1]) + "\n";
     out += "crier_handler_duration_seconds_bucket{" + l + ",le=\"+Inf\"} " + std::to_string(s.latency.count) + "\n";
-    out += "crier_handler_duration_seconds_sum{" + l + "} " + number(static_cast<double>(s.latency.sum_ns) / 1e9) + "\n";
+    out +=
+        "crier_handler_duration_seconds_sum{" + l + "} " + number(static_cast<double>(s.latency.sum_ns) / 1e9) + "\n";
     out += "crier_handler_duration_seconds_count{" + l + "} " + std::to_string(s.latency.count) + "\n";
   }
   header(out, "crier_dead_letters", "gauge", "Dead letters held.");

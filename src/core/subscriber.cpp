@@ -4,15 +4,15 @@
 #include <bit>
 
 #include "core_impl.hpp"
-#include "feed.hpp"
 #include "crier/detail/core.hpp"
 #include "crier/detail/reader.hpp"
 #include "crier/policy.hpp"
+#include "feed.hpp"
 
 namespace crier::detail {
 
-SubscriberBase::SubscriberBase(BusCore& c, std::string n, std::string_view type, const SubscribeOptions& o,
-                               bool meta, MakeParked make, AttemptFn attempt)
+SubscriberBase::SubscriberBase(BusCore& c, std::string n, std::string_view type, const SubscribeOptions& o, bool meta,
+                               MakeParked make, AttemptFn attempt)
     : core(c),
       name(std::move(n)),
       event_type(type),
@@ -46,8 +46,8 @@ SubscriberState::SubscriberState(SubscriberBase& s, const SubscribeOptions& o, b
 SubscriberState::~SubscriberState() = default;
 
 void too_many_publishers(const std::string& subscriber, std::uint32_t lanes) {
-  throw Error(Errc::invalid_argument, "more than " + std::to_string(lanes) + " threads publish at once to subscriber '" +
-                                          subscriber + "'");
+  throw Error(Errc::invalid_argument,
+              "more than " + std::to_string(lanes) + " threads publish at once to subscriber '" + subscriber + "'");
 }
 
 void SubscriberBase::wait_for_room(bool own_worker, std::size_t capacity, bool (*try_push)(void*), void* context) {
@@ -68,8 +68,7 @@ void SubscriberBase::wait_for_room(bool own_worker, std::size_t capacity, bool (
   std::unique_lock lock(st.space_mu_);
   for (;;) {
     if (try_push(context)) return;
-    if (core.stopped())
-      throw Error(Errc::bus_closed, "subscriber '" + name + "' stopped while its queue was full");
+    if (core.stopped()) throw Error(Errc::bus_closed, "subscriber '" + name + "' stopped while its queue was full");
     core.try_schedule(*this);
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) throw full("queue stayed full past the publish deadline");
@@ -188,7 +187,8 @@ bool SubscriberBase::breaker_probe() noexcept {
 
 bool SubscriberState::admits_runs() const noexcept {
   const BreakerState s = sub.breaker_state_.load(std::memory_order_acquire);
-  return s == BreakerState::closed || (s == BreakerState::half_open && !probe_in_flight_.load(std::memory_order_acquire));
+  return s == BreakerState::closed ||
+         (s == BreakerState::half_open && !probe_in_flight_.load(std::memory_order_acquire));
 }
 
 void SubscriberBase::breaker_success() noexcept {
@@ -256,7 +256,7 @@ bool SubscriberState::breaker_failure() {
   breaker_opened.fetch_add(1, std::memory_order_relaxed);
   core.report(Report::Kind::breaker_opened, sub.name, sub.event_type, why, 0);
   refs.fetch_add(1, std::memory_order_relaxed);  // the timer holds us
-  struct Cooldown {  // dropped unrun (the bus stopped), it still returns our reference
+  struct Cooldown {                              // dropped unrun (the bus stopped), it still returns our reference
     explicit Cooldown(SubscriberState* s) : st(s) {}
     Cooldown(const Cooldown&) = delete;
     Cooldown& operator=(const Cooldown&) = delete;
@@ -299,9 +299,9 @@ void SubscriberBase::observe_latency(std::chrono::nanoseconds d) noexcept {
     state_->slow_calls.fetch_add(1, std::memory_order_relaxed);
     try {
       state_->core.report(Report::Kind::slow_handler, name, event_type,
-                  "handler took " + std::to_string(d.count() / 1000000) + " ms, over its budget of " +
-                      std::to_string(handler_budget.count() / 1000000) + " ms",
-                  0);
+                          "handler took " + std::to_string(d.count() / 1000000) + " ms, over its budget of " +
+                              std::to_string(handler_budget.count() / 1000000) + " ms",
+                          0);
     } catch (...) {  // out of memory for the message: the count stands
     }
   }

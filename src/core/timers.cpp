@@ -37,8 +37,9 @@ void TimerService::halt() {
 
 void TimerService::stop() {
   halt();
-  if (listening_.exchange(false)) clock_.remove_listener(this);  // not under mu_: advance() holds
-                                                                  // the clock's lock, then takes it
+  if (listening_.exchange(false))
+    clock_.remove_listener(this);  // not under mu_: advance() holds
+                                   // the clock's lock, then takes it
   std::vector<Timer> dropped;
   {
     std::lock_guard lock(mu_);

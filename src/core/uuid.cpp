@@ -21,8 +21,7 @@ struct IdState {
 
   IdState() {
     std::random_device rd;
-    rng = (std::uint64_t{rd()} << 32) ^ rd() ^
-          std::hash<std::thread::id>{}(std::this_thread::get_id()) ^
+    rng = (std::uint64_t{rd()} << 32) ^ rd() ^ std::hash<std::thread::id>{}(std::this_thread::get_id()) ^
           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   }
   std::uint64_t next() noexcept {  // splitmix64
@@ -48,7 +47,8 @@ int hex_value(char c) noexcept {
 Uuid Uuid::v7() noexcept {
   thread_local IdState state;
   auto ms = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
   if (ms > state.last_ms) {
     state.last_ms = ms;
     state.counter = state.next() & (kCounterMax >> 1);  // headroom for increments

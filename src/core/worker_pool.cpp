@@ -1,5 +1,5 @@
-#include "core_impl.hpp"
 #include "worker_pool.hpp"
+#include "core_impl.hpp"
 
 #include <sys/resource.h>
 #include <unistd.h>

@@ -52,7 +52,7 @@ class WorkerPool {
  private:
   struct Queue {
     std::condition_variable cv;
-    ReadyQueue ready;  // guarded by mu_
+    ReadyQueue ready;   // guarded by mu_
     unsigned idle = 0;  // guarded by mu_
     std::atomic<std::size_t> count{0};
   };

@@ -83,7 +83,11 @@ void ChangeWatch::loop() {
     // Eager, it looks every 250 us however often the WAL is written (a busy store writes it
     // thousands of times a second); idle, it waits for a write or the idle period.
     const bool idle = count == 2 && eager == 0;
-    if (ppoll(fds, idle ? 2 : 1, idle ? &kIdleLook : count == 1 ? &kBlindLook : &kEagerLook, nullptr) > 0 &&
+    if (ppoll(fds, idle ? 2 : 1,
+              idle         ? &kIdleLook
+              : count == 1 ? &kBlindLook
+                           : &kEagerLook,
+              nullptr) > 0 &&
         (fds[0].revents & POLLIN))
       return;
     if (count == 2 && wal_written())

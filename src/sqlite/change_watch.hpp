@@ -17,8 +17,8 @@ namespace crier::sqlite {
 /// data_version on a read-only connection of its own, looked at when the database's WAL file
 /// is written (inotify on its directory) and then every 250 us for 5 ms (the commit's last
 /// step updates the shared index after its last write; a busy store writes the WAL thousands
-/// of times a second, and is still looked at only every 250 us), and every 100 ms regardless. An idle store thus costs ten cheap looks a second. Where inotify is not
-/// available it looks every millisecond.
+/// of times a second, and is still looked at only every 250 us), and every 100 ms regardless. An idle store thus costs
+/// ten cheap looks a second. Where inotify is not available it looks every millisecond.
 class ChangeWatch {
  public:
   ChangeWatch(const std::string& path, std::chrono::milliseconds busy_timeout, std::function<void()> on_change);
@@ -36,8 +36,8 @@ class ChangeWatch {
   std::function<void()> on_change_;
   sqlite3* db_ = nullptr;
   Stmt data_version_;  // PRAGMA data_version on db_
-  int inotify_ = -1;  // -1: not available, poll
-  int wake_ = -1;     // an eventfd: the destructor's signal to stop
+  int inotify_ = -1;   // -1: not available, poll
+  int wake_ = -1;      // an eventfd: the destructor's signal to stop
   std::thread thread_;
 };
 

@@ -208,7 +208,8 @@ class SqliteConsumer final : public Consumer {
   // Timestamp cannot hold (its nanoseconds would overflow) reads as the epoch, i.e. long past:
   // a retry due at once rather than never, and never undefined behaviour.
   static Timestamp from_ms(std::int64_t ms) {
-    constexpr std::int64_t kMax = std::chrono::duration_cast<std::chrono::milliseconds>(Timestamp::duration::max()).count();
+    constexpr std::int64_t kMax =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Timestamp::duration::max()).count();
     if (ms > kMax || ms < -kMax) return Timestamp{};
     return Timestamp(std::chrono::milliseconds(ms));
   }
@@ -391,9 +392,12 @@ class SqliteConsumer final : public Consumer {
   std::int64_t start_position(std::int64_t head) {
     const StartFrom& from = spec_.start;
     switch (from.kind) {
-      case StartFrom::Kind::beginning: return 0;
-      case StartFrom::Kind::now: return head;
-      case StartFrom::Kind::sequence: return from.sequence > 0 ? static_cast<std::int64_t>(from.sequence) - 1 : 0;
+      case StartFrom::Kind::beginning:
+        return 0;
+      case StartFrom::Kind::now:
+        return head;
+      case StartFrom::Kind::sequence:
+        return from.sequence > 0 ? static_cast<std::int64_t>(from.sequence) - 1 : 0;
       case StartFrom::Kind::time: {
         Stmt q(s_->db, s_->path, "SELECT min(seq) FROM crier_events WHERE time >= ?1");
         const std::string t = format_time(from.time);
@@ -490,8 +494,9 @@ class SqliteConsumer final : public Consumer {
         expired.reset();
         take_retries(last, kAll);
         Stmt events(s_->db, s_->path,
-                    "SELECT " + std::string(kEventColumns) +
-                        " FROM crier_events e WHERE e.seq BETWEEN ?1 AND ?2 AND " + of_type_or_damaged(3) + " AND NOT EXISTS "
+                    "SELECT " + std::string(kEventColumns) + " FROM crier_events e WHERE e.seq BETWEEN ?1 AND ?2 AND " +
+                        of_type_or_damaged(3) +
+                        " AND NOT EXISTS "
                         "(SELECT 1 FROM crier_retries r WHERE r.subscriber = ?4 AND r.type = ?3 AND r.seq = e.seq) "
                         "AND NOT EXISTS (SELECT 1 FROM crier_dead_letters d WHERE d.seq = e.seq AND "
                         "d.subscriber = ?4 AND d.type = ?3) ORDER BY e.seq");
@@ -535,9 +540,13 @@ class SqliteConsumer final : public Consumer {
           const std::int64_t until = std::min(head, position + kScan);
           Stmt events(s_->db, s_->path,
                       "SELECT " + std::string(kEventColumns) +
-                          " FROM crier_events e WHERE e.seq > ?1 AND e.seq <= ?2 AND " + of_type_or_damaged(3) + " ORDER BY e.seq "
+                          " FROM crier_events e WHERE e.seq > ?1 AND e.seq <= ?2 AND " + of_type_or_damaged(3) +
+                          " ORDER BY e.seq "
                           "LIMIT ?4");
-          events.bind(1, position).bind(2, until).bind(3, spec_.event_type).bind(4, static_cast<std::int64_t>(max - out.size()));
+          events.bind(1, position)
+              .bind(2, until)
+              .bind(3, spec_.event_type)
+              .bind(4, static_cast<std::int64_t>(max - out.size()));
           std::vector<std::int64_t> seqs;
           std::size_t got = 0;
           const std::size_t want = max - out.size();
@@ -594,7 +603,7 @@ class SqliteConsumer final : public Consumer {
   const std::string owner_;
   std::atomic<bool> closed_{false};
   std::atomic<bool> settled_claims_{false};  // done_claims_ has claims to delete
-  std::int64_t renewed_ms_ = 0;  // guarded by s_->db_mu
+  std::int64_t renewed_ms_ = 0;              // guarded by s_->db_mu
   // Used by fetch only (one thread): the change count when a claim last found nothing, and
   // until when no claim is needed unless something is committed.
   std::uint64_t quiet_at_changes_ = 0;
@@ -604,16 +613,16 @@ class SqliteConsumer final : public Consumer {
 
   std::mutex mu_;
   std::condition_variable space_cv_;
-  std::size_t outstanding_ = 0;                  // guarded by mu_
-  std::size_t untaken_ = 0;                      // fetched, not yet taken(); guarded by mu_
-  std::map<std::uint64_t, Held> held_;            // guarded by mu_
+  std::size_t outstanding_ = 0;         // guarded by mu_
+  std::size_t untaken_ = 0;             // fetched, not yet taken(); guarded by mu_
+  std::map<std::uint64_t, Held> held_;  // guarded by mu_
   struct ClaimCount {
     std::size_t events;  // in the claim
     std::size_t left;    // not settled
   };
-  std::map<std::int64_t, ClaimCount> claims_;     // first sequence -> its counts; guarded by mu_
-  std::vector<std::int64_t> done_claims_;         // guarded by mu_
-  std::vector<std::int64_t> done_retries_;        // guarded by mu_
+  std::map<std::int64_t, ClaimCount> claims_;  // first sequence -> its counts; guarded by mu_
+  std::vector<std::int64_t> done_claims_;      // guarded by mu_
+  std::vector<std::int64_t> done_retries_;     // guarded by mu_
 };
 
 }  // namespace

@@ -6,13 +6,26 @@ void fail(sqlite3* db, const std::string& path, std::string_view what, Errc code
   const int rc = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
   std::string why = db ? sqlite3_errmsg(db) : "out of memory";
   switch (rc & 0xff) {
-    case SQLITE_FULL: why += " (the disk or the store's max_bytes is full)"; break;
+    case SQLITE_FULL:
+      why += " (the disk or the store's max_bytes is full)";
+      break;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: why += " (another connection held the write lock past busy_timeout)"; break;
-    case SQLITE_READONLY: why += " (the file or its directory is read-only)"; break;
-    case SQLITE_NOTADB: code = Errc::store_error; why += " (not a SQLite database)"; break;
-    case SQLITE_CORRUPT: code = Errc::store_error; why += " (the file is corrupt)"; break;
-    default: break;
+    case SQLITE_LOCKED:
+      why += " (another connection held the write lock past busy_timeout)";
+      break;
+    case SQLITE_READONLY:
+      why += " (the file or its directory is read-only)";
+      break;
+    case SQLITE_NOTADB:
+      code = Errc::store_error;
+      why += " (not a SQLite database)";
+      break;
+    case SQLITE_CORRUPT:
+      code = Errc::store_error;
+      why += " (the file is corrupt)";
+      break;
+    default:
+      break;
   }
   throw Error(code, path + ": " + std::string(what) + ": " + why);
 }

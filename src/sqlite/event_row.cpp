@@ -14,7 +14,7 @@ namespace {
 
 // The columns of kEventColumns after `seq`, in order, with their names for messages.
 constexpr int kId = 1, kData = 9, kStoredMs = 10, kCrc = 11;
-constexpr const char* kColumnNames[] = {"seq",     "id",         "type",       "source", "time",      "datacontenttype",
+constexpr const char* kColumnNames[] = {"seq",        "id",      "type",       "source", "time",      "datacontenttype",
                                         "dataschema", "subject", "extensions", "data",   "stored_ms", "crc"};
 
 std::uint32_t crc_of_int(std::int64_t v, std::uint32_t crc) noexcept {
@@ -49,8 +49,8 @@ RecordView record_of(Column text) {
 }
 
 std::string_view value_bytes(sqlite3_value* v) {
-  const void* p = sqlite3_value_type(v) == SQLITE_TEXT ? static_cast<const void*>(sqlite3_value_text(v))
-                                                       : sqlite3_value_blob(v);
+  const void* p =
+      sqlite3_value_type(v) == SQLITE_TEXT ? static_cast<const void*>(sqlite3_value_text(v)) : sqlite3_value_blob(v);
   return p ? std::string_view(static_cast<const char*>(p), static_cast<std::size_t>(sqlite3_value_bytes(v)))
            : std::string_view();
 }
@@ -71,11 +71,16 @@ void sql_type_intact(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 
 const char* kind_name(int kind) {
   switch (kind) {
-    case SQLITE_INTEGER: return "an integer";
-    case SQLITE_FLOAT: return "a real number";
-    case SQLITE_TEXT: return "text";
-    case SQLITE_BLOB: return "a blob";
-    default: return "NULL";
+    case SQLITE_INTEGER:
+      return "an integer";
+    case SQLITE_FLOAT:
+      return "a real number";
+    case SQLITE_TEXT:
+      return "text";
+    case SQLITE_BLOB:
+      return "a blob";
+    default:
+      return "NULL";
   }
 }
 
@@ -83,8 +88,8 @@ const char* kind_name(int kind) {
 
 std::int64_t event_checksum(std::int64_t seq, const RecordView& r, std::int64_t stored_ms) noexcept {
   std::uint32_t crc = crc_of_int(seq, 0);
-  for (std::string_view f : {r.id, r.type, r.source, r.time, r.datacontenttype, r.dataschema, r.subject, r.extensions,
-                             r.data})
+  for (std::string_view f :
+       {r.id, r.type, r.source, r.time, r.datacontenttype, r.dataschema, r.subject, r.extensions, r.data})
     crc = crc_of_field(f, crc);
   crc = crc_of_int(stored_ms, crc);
   return pack(crc32c(r.type), crc);
@@ -139,8 +144,8 @@ std::string of_type_or_damaged(int param) {
 
 void register_row_functions(sqlite3* db, const std::string& path) {
   constexpr int kFlags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
-  if (sqlite3_create_function_v2(db, "crier_event_checksum", 11, kFlags, nullptr, sql_event_checksum, nullptr,
-                                 nullptr, nullptr) != SQLITE_OK ||
+  if (sqlite3_create_function_v2(db, "crier_event_checksum", 11, kFlags, nullptr, sql_event_checksum, nullptr, nullptr,
+                                 nullptr) != SQLITE_OK ||
       sqlite3_create_function_v2(db, "crier_type_intact", 2, kFlags, nullptr, sql_type_intact, nullptr, nullptr,
                                  nullptr) != SQLITE_OK)
     fail(db, path, "registering crier's row functions");
@@ -190,8 +195,12 @@ void encode_extensions(const Envelope& e, std::string& out) {
     out += "\":\"";
     for (const char c : value) {
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
         default:
           if (static_cast<unsigned char>(c) < 0x20) {
             char buf[8];

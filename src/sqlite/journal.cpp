@@ -14,15 +14,15 @@
 #include <cstring>
 #include <map>
 
+#include "crc32c.hpp"
 #include "crier/envelope.hpp"
 #include "crier/error.hpp"
-#include "crc32c.hpp"
 
 namespace crier::sqlite {
 
 namespace {
 
-constexpr std::uint32_t kMagic = 0x45495243;  // "CRIE" little-endian
+constexpr std::uint32_t kMagic = 0x45495243;    // "CRIE" little-endian
 constexpr std::size_t kHeader = 4 + 4 + 4 + 8;  // magic, payload length, crc, jseq
 constexpr std::size_t kFields = 9;
 constexpr std::uint64_t kGrowBy = 8 << 20;  // allocated ahead of the writers
@@ -49,14 +49,14 @@ std::atomic_ref<std::uint32_t> magic_word(char* p) {
 }
 
 [[noreturn]] void io_error(const std::string& what) {
-  throw Error(Errc::transport_error, what + ": " + std::strerror(errno) +
-                                         (errno == ENOSPC ? " (the disk is full)" : ""));
+  throw Error(Errc::transport_error,
+              what + ": " + std::strerror(errno) + (errno == ENOSPC ? " (the disk is full)" : ""));
 }
 
 }  // namespace
 
 std::size_t encode_record(const RecordView& r, std::string& out) {
-  const std::string_view fields[kFields] = {r.id,         r.type,    r.source,     r.time,      r.datacontenttype,
+  const std::string_view fields[kFields] = {r.id,         r.type,    r.source,     r.time, r.datacontenttype,
                                             r.dataschema, r.subject, r.extensions, r.data};
   std::size_t payload = 0;
   for (auto f : fields) payload += 4 + f.size();
@@ -133,8 +133,8 @@ struct Journal::Segment {
   std::uint64_t map_bytes = 0;
   std::atomic<std::uint64_t> reserved{0};
   std::atomic<std::uint64_t> capacity{0};
-  std::atomic<std::uint64_t> seal{kOpen};  // changed under grow_mu_
-  std::atomic<bool> synced_final{false};   // a syncing journal's old file, synced after its last write
+  std::atomic<std::uint64_t> seal{kOpen};               // changed under grow_mu_
+  std::atomic<bool> synced_final{false};                // a syncing journal's old file, synced after its last write
   std::unique_ptr<std::atomic<std::uint64_t>[]> whole;  // syncing: a bit per 8 bytes, set at record starts
   // Records whose pwrite failed (offset -> bytes): the mover steps over them.
   std::mutex holes_mu;
@@ -175,8 +175,7 @@ struct Journal::Segment {
   }
 };
 
-Journal::Journal(std::string dir, Limits limits)
-    : dir_(std::move(dir)), limits_(limits), sync_each_(limits.sync_each) {
+Journal::Journal(std::string dir, Limits limits) : dir_(std::move(dir)), limits_(limits), sync_each_(limits.sync_each) {
   if (::mkdir(dir_.c_str(), 0755) != 0 && errno != EEXIST) io_error(dir_ + ": cannot create the journal directory");
   segments_.push_back(open_segment(0));
   current_ = segments_.back().get();
@@ -217,8 +216,8 @@ void Journal::grow_to(Segment& s, std::uint64_t bytes) {
   if (rc == EOPNOTSUPP || rc == EINVAL) {
     static const std::string zeros(1 << 20, '\0');
     for (std::uint64_t done = at; done < bytes;) {
-      const ssize_t n = ::pwrite(s.fd, zeros.data(), std::min<std::uint64_t>(zeros.size(), bytes - done),
-                                 static_cast<off_t>(done));
+      const ssize_t n =
+          ::pwrite(s.fd, zeros.data(), std::min<std::uint64_t>(zeros.size(), bytes - done), static_cast<off_t>(done));
       if (n <= 0) {
         if (n < 0 && errno == EINTR) continue;
         io_error(dir_ + "/" + s.name + ": cannot extend the journal; the event was not stored");
@@ -273,8 +272,7 @@ void Journal::rotate_from(const Segment* full, std::uint64_t at_least) {
   if (waits_stopped_) throw Error(Errc::transport_error, dir_ + ": the store is closing; the event was not stored");
   if (!room)
     throw Error(Errc::transport_error,
-                dir_ + ": " + std::to_string(max_files()) + " journal files (" +
-                    std::to_string(backlog()) +
+                dir_ + ": " + std::to_string(max_files()) + " journal files (" + std::to_string(backlog()) +
                     " events) wait for the database, which is not keeping up; the event was not stored");
 }
 
@@ -300,7 +298,8 @@ void Journal::append(std::span<const RecordView> records) {
   std::uint64_t ticket = 0;
   for (;;) {
     std::shared_lock files(rotate_mu_);
-    if (current_ == nullptr) throw Error(Errc::transport_error, dir_ + ": the journal is closed; the event was not stored");
+    if (current_ == nullptr)
+      throw Error(Errc::transport_error, dir_ + ": the journal is closed; the event was not stored");
     Segment& s = *current_;
     const std::uint64_t offset = s.reserved.fetch_add(size, std::memory_order_acq_rel);
     if (offset + size > s.capacity.load(std::memory_order_acquire) && !make_room(s, offset, size)) {
@@ -403,9 +402,7 @@ void Journal::moved(const Batch& batch) {
     read_at_ = 0;
   }
   ::unlink((dir_ + "/" + done->name).c_str());
-  {
-    std::lock_guard lock(wake_mu_);
-  }
+  { std::lock_guard lock(wake_mu_); }
   room_cv_.notify_all();
 }
 
@@ -501,8 +498,7 @@ void Journal::sync_through(std::uint64_t ticket) {
   }
 }
 
-void recover_orphans(const std::string& dir,
-                     const std::function<bool(const std::string&, std::string_view)>& finish) {
+void recover_orphans(const std::string& dir, const std::function<bool(const std::string&, std::string_view)>& finish) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return;
   std::vector<std::string> names;

@@ -48,9 +48,9 @@ class Journal {
  public:
   /// How a journal behaves.
   struct Limits {
-    bool sync_each = false;                 ///< fdatasync before append returns (Durability::full)
-    std::uint64_t file_bytes = 64 << 20;    ///< a record that does not fit goes to the next file
-    std::size_t max_files = 4;              ///< files written and not yet moved, at most (2 or more)
+    bool sync_each = false;                         ///< fdatasync before append returns (Durability::full)
+    std::uint64_t file_bytes = 64 << 20;            ///< a record that does not fit goes to the next file
+    std::size_t max_files = 4;                      ///< files written and not yet moved, at most (2 or more)
     std::chrono::milliseconds wait_for_room{5000};  ///< how long append waits for the mover then
   };
   /// Creates a new journal file in `dir` (made if missing). Throws Error(transport_error).
@@ -69,11 +69,11 @@ class Journal {
   /// Records for the mover, in file order, from one file. Their views stay valid until the
   /// journal is destroyed or moved() is told of a later batch.
   struct Batch {
-    std::string file;                // the journal file they are in (the progress row's key)
+    std::string file;  // the journal file they are in (the progress row's key)
     std::vector<RecordView> records;
-    std::uint64_t progress = 0;      // the next record's jseq, once these are moved
-    bool finishes_file = false;      // nothing more will be written to that file
-    std::uint64_t end = 0;           // where the mover reads on (internal)
+    std::uint64_t progress = 0;  // the next record's jseq, once these are moved
+    bool finishes_file = false;  // nothing more will be written to that file
+    std::uint64_t end = 0;       // where the mover reads on (internal)
   };
   /// Fills `batch` with up to `max` records appended since the last moved(); false when there
   /// is nothing to move (no record and no finished file).

@@ -105,16 +105,17 @@ void open_schema(sqlite3* db, const std::string& path, const Options& options) {
     if (options.verify_on_open) {
       Stmt check(db, path, "PRAGMA quick_check");
       std::string verdict = check.step() ? check.text(0) : std::string("no answer");
-      if (verdict != "ok") throw Error(Errc::store_error, path + ": the file is corrupt (quick_check: " + verdict + ")");
+      if (verdict != "ok")
+        throw Error(Errc::store_error, path + ": the file is corrupt (quick_check: " + verdict + ")");
     }
   }
   if (version == kSchemaVersion) return;
   // Forward migrations, all in one transaction: a crash leaves the old version intact.
   Transaction t(db, path);
   for (int k = version; k < kSchemaVersion; ++k)
-    exec(db, path, kMigrations[static_cast<std::size_t>(k)], "migrating the schema to version " + std::to_string(k + 1));
-  exec(db, path,
-       "UPDATE crier_meta SET value = '" + std::to_string(kSchemaVersion) + "' WHERE key = 'schema_version'",
+    exec(db, path, kMigrations[static_cast<std::size_t>(k)],
+         "migrating the schema to version " + std::to_string(k + 1));
+  exec(db, path, "UPDATE crier_meta SET value = '" + std::to_string(kSchemaVersion) + "' WHERE key = 'schema_version'",
        "recording the schema version");
   t.commit();
 }

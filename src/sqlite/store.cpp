@@ -51,13 +51,13 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     register_row_functions(db, path);
     open_schema(db, path, options);
     exec(db, path, "PRAGMA journal_mode = WAL", "switching to WAL");
-    exec(db, path,
-         options.durability == Durability::full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+    exec(db, path, options.durability == Durability::full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
          "setting the durability level");
     if (options.max_bytes > 0) {
       Stmt page(db, path, "PRAGMA page_size");
       const std::int64_t page_size = page.step() ? page.int64(0) : 4096;
-      exec(db, path, "PRAGMA max_page_count = " + std::to_string(std::max<std::uint64_t>(1, options.max_bytes / page_size)),
+      exec(db, path,
+           "PRAGMA max_page_count = " + std::to_string(std::max<std::uint64_t>(1, options.max_bytes / page_size)),
            "setting max_bytes");
     }
     insert_event = Stmt(db, path, kInsertEvent);
@@ -66,12 +66,14 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
                          "ON CONFLICT DO UPDATE SET next_jseq = ?2");
     watch = std::make_unique<ChangeWatch>(path, options.busy_timeout, [this] { note_change(); });
     // Events a killed process journaled but did not move are stored before anyone reads.
-    recover_orphans(path + "-journal.d", [this](const std::string& n, std::string_view b) { return finish_orphan(n, b); });
+    recover_orphans(path + "-journal.d",
+                    [this](const std::string& n, std::string_view b) { return finish_orphan(n, b); });
     Journal::Limits limits;
     limits.sync_each = options.durability == Durability::full;
     // Four files of up to 64 MiB, so that the mover deletes a file well before the bound.
     limits.file_bytes = std::clamp<std::uint64_t>(options.max_journal_bytes / 4 / 4096 * 4096, 1 << 20, 64 << 20);
-    limits.max_files = static_cast<std::size_t>((options.max_journal_bytes + limits.file_bytes - 1) / limits.file_bytes);
+    limits.max_files =
+        static_cast<std::size_t>((options.max_journal_bytes + limits.file_bytes - 1) / limits.file_bytes);
     limits.wait_for_room = options.busy_timeout;
     journal_ = std::make_unique<Journal>(path + "-journal.d", limits);
     mover_ = std::thread([this] { mover_loop(); });
@@ -329,7 +331,8 @@ std::uint64_t Store::Impl::prune(const Retention& rules) {
     if (q.step() && !q.is_null(0)) finished = std::min(finished, q.int64(0) - 1);
   }
   std::int64_t allowed = 0;
-  if (rules.max_events > 0) allowed = std::max<std::int64_t>(allowed, top - static_cast<std::int64_t>(rules.max_events));
+  if (rules.max_events > 0)
+    allowed = std::max<std::int64_t>(allowed, top - static_cast<std::int64_t>(rules.max_events));
   if (rules.max_age.count() > 0) {
     Stmt q(db, path, "SELECT max(seq) FROM crier_events WHERE stored_ms < ?1");
     q.bind(1, wall_ms() - rules.max_age.count());
@@ -362,8 +365,8 @@ std::vector<DeadLetter> Store::dead_letters(const DeadLetterFilter& filter) {
   std::lock_guard lock(s.db_mu);
   Stmt q(s.db, s.path,
          "SELECT d.id, d.subscriber, d.attempts, d.first_error, d.last_error, d.first_failure, d.last_failure, " +
-             std::string(kEventColumns) + " FROM crier_dead_letters d JOIN crier_events e ON e.seq = d.seq" +
-             lq.where + " ORDER BY d.id");
+             std::string(kEventColumns) + " FROM crier_dead_letters d JOIN crier_events e ON e.seq = d.seq" + lq.where +
+             " ORDER BY d.id");
   lq.bind(q);
   std::vector<DeadLetter> out;
   while (q.step()) {
@@ -477,7 +480,9 @@ namespace {
 // file and a journal directory beside it, so both the file and its directory must be
 // writable.
 void check_writable(const std::string& path) {
-  auto fail = [&](const std::string& why) { throw Error(Errc::transport_error, path + ": cannot open the store: " + why); };
+  auto fail = [&](const std::string& why) {
+    throw Error(Errc::transport_error, path + ": cannot open the store: " + why);
+  };
   const std::filesystem::path p(path);
   const std::string dir = p.has_parent_path() ? p.parent_path().string() : std::string(".");
   struct stat st {};
@@ -495,8 +500,7 @@ void check_writable(const std::string& path) {
   if (errno != ENOENT) fail(std::strerror(errno));
   if (::stat(dir.c_str(), &st) != 0) fail("no such directory: " + dir);
   if (!S_ISDIR(st.st_mode)) fail(dir + " is not a directory");
-  if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    fail("cannot create the file in " + dir + ": " + std::strerror(errno));
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) fail("cannot create the file in " + dir + ": " + std::strerror(errno));
 }
 
 }  // namespace

@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "crier/sqlite.hpp"
 #include "change_watch.hpp"
+#include "crier/sqlite.hpp"
 #include "db.hpp"
 #include "event_row.hpp"
 #include "journal.hpp"

@@ -65,27 +65,35 @@ int main(int argc, char** argv) {
   const Log alpha(dir + "/handled-alpha.log"), beta(dir + "/handled-beta.log"), gamma(dir + "/handled-gamma.log"),
       delta(dir + "/handled-delta.log");
   crier::SubscribeOptions plain;
-  auto a = bus.subscribe<Numbered>("alpha", [&](const Numbered& e) { alpha.line(e.n); }, plain);
+  auto a = bus.subscribe<Numbered>(
+      "alpha", [&](const Numbered& e) { alpha.line(e.n); }, plain);
   // beta fails the first attempt of every seventh event: its retries live in the store.
   crier::SubscribeOptions retrying;
   retrying.retry.max_attempts = 1000;
   retrying.retry.initial_delay = std::chrono::milliseconds(2);
   retrying.retry.max_delay = std::chrono::milliseconds(20);
-  auto b = bus.subscribe<Numbered>("beta", [&](const Numbered& e, crier::Delivery& d) {
-    if (e.n % 7 == 0 && d.attempt() == 1) throw std::runtime_error("first attempts of every seventh event fail");
-    beta.line(e.n);
-  }, retrying);
+  auto b = bus.subscribe<Numbered>(
+      "beta",
+      [&](const Numbered& e, crier::Delivery& d) {
+        if (e.n % 7 == 0 && d.attempt() == 1) throw std::runtime_error("first attempts of every seventh event fail");
+        beta.line(e.n);
+      },
+      retrying);
   crier::SubscribeOptions parallel;
   parallel.concurrency = 2;
-  auto c = bus.subscribe<Numbered>("gamma", [&](const Numbered& e) { gamma.line(e.n); }, parallel);
+  auto c = bus.subscribe<Numbered>(
+      "gamma", [&](const Numbered& e) { gamma.line(e.n); }, parallel);
   // delta keeps per-key order (the key is the publishing thread) and fails the first attempt
   // of every fifth event: later events of its key wait behind it, across kills too.
   crier::SubscribeOptions ordered = retrying;
   ordered.ordering = crier::Ordering::ordered;
-  auto d = bus.subscribe<Numbered>("delta", [&](const Numbered& e, crier::Delivery& dl) {
-    if (e.n % 5 == 0 && dl.attempt() == 1) throw std::runtime_error("first attempts of every fifth event fail");
-    delta.line(e.n);
-  }, ordered);
+  auto d = bus.subscribe<Numbered>(
+      "delta",
+      [&](const Numbered& e, crier::Delivery& dl) {
+        if (e.n % 5 == 0 && dl.attempt() == 1) throw std::runtime_error("first attempts of every fifth event fail");
+        delta.line(e.n);
+      },
+      ordered);
 
   if (mode == "drain") {
     // Until every event is delivered and nothing is held. The long mode leaves millions of

@@ -26,8 +26,12 @@ sqlite3* store_in_memory() {
 // Binds one fuzzed value of a fuzzed storage class.
 void bind_any(FuzzedDataProvider& in, sqlite3_stmt* s, int i) {
   switch (in.ConsumeIntegralInRange<int>(0, 4)) {
-    case 0: sqlite3_bind_int64(s, i, in.ConsumeIntegral<std::int64_t>()); break;
-    case 1: sqlite3_bind_double(s, i, in.ConsumeFloatingPoint<double>()); break;
+    case 0:
+      sqlite3_bind_int64(s, i, in.ConsumeIntegral<std::int64_t>());
+      break;
+    case 1:
+      sqlite3_bind_double(s, i, in.ConsumeFloatingPoint<double>());
+      break;
     case 2: {
       const std::string t = in.ConsumeRandomLengthString(64);
       sqlite3_bind_text(s, i, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
@@ -38,7 +42,9 @@ void bind_any(FuzzedDataProvider& in, sqlite3_stmt* s, int i) {
       sqlite3_bind_blob(s, i, b.data(), static_cast<int>(b.size()), SQLITE_TRANSIENT);
       break;
     }
-    default: sqlite3_bind_null(s, i); break;
+    default:
+      sqlite3_bind_null(s, i);
+      break;
   }
 }
 
@@ -62,10 +68,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   // A row of anything at all, as another program (or a damaged page) may hold, for columns
   // without constraints; NOT NULL ones refuse NULL, which is then left out.
   sqlite3_stmt* any = nullptr;
-  sqlite3_prepare_v2(db,
-                     "INSERT OR IGNORE INTO crier_events (seq, id, type, source, time, datacontenttype, dataschema, "
-                     "subject, extensions, data, stored_ms, crc) VALUES (2, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                     -1, &any, nullptr);
+  sqlite3_prepare_v2(
+      db,
+      "INSERT OR IGNORE INTO crier_events (seq, id, type, source, time, datacontenttype, dataschema, "
+      "subject, extensions, data, stored_ms, crc) VALUES (2, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+      -1, &any, nullptr);
   for (int i = 1; i <= 11; ++i) bind_any(in, any, i);
   sqlite3_step(any);
   sqlite3_finalize(any);

@@ -26,7 +26,7 @@ void expect_everyone_gets_everything(crier::DeliveryMode mode) {
   auto executable_sub = bus.subscribe<Ping>(
       "executable", [&](const Ping&) { ++in_executable; }, options);
 
-  pinglib::publish_pings(bus, 1, 100);  // from the publisher library
+  pinglib::publish_pings(bus, 1, 100);                    // from the publisher library
   for (int i = 101; i <= 150; ++i) bus.publish(Ping{i});  // from the executable
   ASSERT_TRUE(bus.drain().complete);
 

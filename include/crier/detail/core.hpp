@@ -189,7 +189,7 @@ struct Entry {
 struct alignas(alignof(Entry)) Snapshot {
   std::uint32_t count = 0;
   bool needs_meta = false;
-  bool durable = false;  // publishes go to the transport (and never to entries)
+  bool durable = false;              // publishes go to the transport (and never to entries)
   std::uint32_t published_slot = 0;  // per-thread counter of publishes (reader.hpp)
   Entry* entries() noexcept { return reinterpret_cast<Entry*>(this + 1); }
   const Entry* entries() const noexcept { return reinterpret_cast<const Entry*>(this + 1); }
@@ -253,7 +253,7 @@ class CRIER_EXPORT BusCore {
 
   static constexpr unsigned kChunkBits = 8;
   static constexpr std::uint32_t kChunkMask = (1u << kChunkBits) - 1;
-  static constexpr std::size_t kChunks = 256;  // 65,536 event types per process
+  static constexpr std::size_t kChunks = 256;    // 65,536 event types per process
   static constexpr std::uint32_t kDirect = 256;  // the first types skip the chunk lookup
   struct Chunk {
     std::atomic<Snapshot*> slots[1u << kChunkBits] = {};

@@ -39,8 +39,8 @@ struct alignas(64) ReaderRecord {
   // load-store pair on it (a second word would add a store-to-load chain per publish).
   std::atomic<std::uint64_t> state{0};
   std::atomic<const void*> running[kMaxDispatchDepth] = {};
-  const void* worker_of = nullptr;  // owner only: the bus core whose worker this thread is
-  std::uint32_t index = 0;           // dense, fixed at creation: picks the thread's queue lanes
+  const void* worker_of = nullptr;                          // owner only: the bus core whose worker this thread is
+  std::uint32_t index = 0;                                  // dense, fixed at creation: picks the thread's queue lanes
   std::atomic<std::uint64_t> counters[kCounterSlots] = {};  // written by the owner only
   // Registry links (guarded by the registry mutex); records are reused, never freed.
   ReaderRecord* next = nullptr;

@@ -7,19 +7,19 @@
 #include <bit>
 #include <chrono>
 #include <concepts>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <cstdint>
 #include <type_traits>
 #include <utility>
 
 #include "crier/codec.hpp"
 #include "crier/delivery.hpp"
 #include "crier/detail/core.hpp"
-#include "crier/detail/reader.hpp"
 #include "crier/detail/lane.hpp"
+#include "crier/detail/reader.hpp"
 
 namespace crier::detail {
 
@@ -167,7 +167,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   AsyncSubscriber(BusCore& bus, std::string sub_name, const SubscribeOptions& o, H h)
       : Base(bus, std::move(sub_name), o, std::move(h), WithMeta),
         capacity_(std::bit_ceil(std::max<std::size_t>(o.queue_capacity, 2))),
-        lanes_(new std::atomic<Q*>[kMaxLanes]{}),
+        lanes_(new std::atomic<Q*>[kMaxLanes] {}),
         // Lanes are also consumed by publishers dropping their oldest event.
         lane_locks_(o.concurrency > 1 || o.overflow == Overflow::drop_oldest) {}
 
@@ -381,10 +381,13 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
       const PublishMeta* meta;
     } retry{this, lane, &event, &meta};
     const bool own_worker = me.worker_of == &this->core && me.running[0].load(std::memory_order_relaxed) == this;
-    this->wait_for_room(own_worker, capacity_, [](void* r) {
-      auto& x = *static_cast<Retry*>(r);
-      return x.self->push(*x.lane, *x.event, *x.meta);
-    }, &retry);
+    this->wait_for_room(
+        own_worker, capacity_,
+        [](void* r) {
+          auto& x = *static_cast<Retry*>(r);
+          return x.self->push(*x.lane, *x.event, *x.meta);
+        },
+        &retry);
   }
 
   // Takes the lane's consumer role for a moment to discard its oldest event.
