@@ -83,6 +83,14 @@ struct CRIER_EXPORT Envelope {
   static Envelope from_json(std::string_view text);
 };
 
+/// The envelope of a new event published outside a Bus (a transactional outbox, a tool): a
+/// fresh UUIDv7 id, the current time, this process's default source
+/// ("/crier/HOST/PID"), its own id as correlation id, the publisher's `attributes` (subject,
+/// dataschema, partition key, extensions) and `data` as encoded by the event type's codec.
+/// The attributes are not validated here (see validate()).
+CRIER_EXPORT Envelope new_envelope(std::string_view type, std::string data, std::string_view content_type,
+                                   const Attributes* attributes = nullptr);
+
 /// RFC 3339 text of a timestamp, in UTC with microseconds: 2026-11-27T09:00:00.123456Z.
 CRIER_EXPORT std::string format_time(Timestamp t);
 /// Parses RFC 3339 (any offset, optional fraction); throws Error(Errc::invalid_argument).

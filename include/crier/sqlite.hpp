@@ -141,11 +141,10 @@ class CRIER_EXPORT Store final : public Transport {
 /// directory (the store creates its WAL and journal files beside the file).
 CRIER_EXPORT std::shared_ptr<Store> open(const std::string& path, const Options& options = {});
 
-namespace detail {
-CRIER_EXPORT void append_in(sqlite3* db, const Envelope& envelope);
-CRIER_EXPORT Envelope outbox_envelope(std::string_view type, const Attributes* attributes, std::string data,
-                                      std::string_view content_type);
-}  // namespace detail
+/// Transactional outbox for an envelope built by the caller (crier::new_envelope, or an event
+/// from elsewhere): stores it as publish_in does. Throws Error(Errc::invalid_envelope) when
+/// it is not a valid CloudEvent, and as publish_in otherwise.
+CRIER_EXPORT void publish_envelope_in(sqlite3* db, const Envelope& envelope);
 
 /// Transactional outbox: stores `event` through the application's own connection `db` to a
 /// crier store file, inside whatever transaction is open on it. If the application commits,
@@ -156,8 +155,7 @@ template <class E>
 void publish_in(sqlite3* db, const E& event, const Attributes& attributes = {}) {
   static_assert(Event<E>, "crier: declare the event type with CRIER_EVENT(Type, \"name\")");
   validate(attributes);
-  detail::append_in(
-      db, detail::outbox_envelope(event_type_v<E>, &attributes, Codec<E>::encode(event), Codec<E>::content_type));
+  publish_envelope_in(db, new_envelope(event_type_v<E>, Codec<E>::encode(event), Codec<E>::content_type, &attributes));
 }
 
 }  // namespace crier::sqlite

@@ -45,12 +45,6 @@ void free_snapshot(Snapshot* s) noexcept {
   ::operator delete(s);
 }
 
-std::string default_source() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
-  return "/crier/" + std::string(host) + "/" + std::to_string(getpid());
-}
-
 }  // namespace
 
 CoreImpl::CoreImpl(BusOptions options, std::shared_ptr<Transport> transport)

@@ -1,8 +1,18 @@
 #include "envelope_build.hpp"
 
+#include <unistd.h>
+
+#include <cstring>
+
 #include "crier/error.hpp"
 
 namespace crier::detail {
+
+std::string default_source() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  return "/crier/" + std::string(host) + "/" + std::to_string(getpid());
+}
 
 Envelope build_envelope(const PublishMeta& meta, std::string_view source, std::string_view type) {
   Envelope e;
@@ -64,3 +74,21 @@ PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored, std::uint64_t
 }
 
 }  // namespace crier::detail
+
+namespace crier {
+
+Envelope new_envelope(std::string_view type, std::string data, std::string_view content_type,
+                      const Attributes* attributes) {
+  static const std::string source = detail::default_source();
+  detail::PublishMeta meta;
+  meta.id = Uuid::v7();
+  meta.time = std::chrono::system_clock::now();
+  meta.correlation_id = meta.id;
+  if (attributes) meta.attributes = std::make_shared<const Attributes>(*attributes);
+  Envelope e = detail::build_envelope(meta, source, type);
+  e.datacontenttype = std::string(content_type);
+  e.data = std::move(data);
+  return e;
+}
+
+}  // namespace crier

@@ -8,6 +8,9 @@
 
 namespace crier::detail {
 
+/// The CloudEvents source of this process's events when none is configured: /crier/HOST/PID.
+std::string default_source();
+
 /// Every attribute but the data: id, source, type, time, correlation and causation ids,
 /// subject, dataschema, partition key and the publisher's extensions.
 Envelope build_envelope(const PublishMeta& meta, std::string_view source, std::string_view type);

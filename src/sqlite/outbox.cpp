@@ -1,43 +1,13 @@
 // The transactional outbox: an event written through the application's own connection.
-#include <unistd.h>
-
-#include <cstring>
-
 #include "store_impl.hpp"
 
-namespace crier::sqlite::detail {
+namespace crier::sqlite {
 
-namespace {
-std::string outbox_source() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
-  return "/crier/" + std::string(host) + "/" + std::to_string(getpid());
-}
-}  // namespace
+using namespace detail;
 
-Envelope outbox_envelope(std::string_view type, const Attributes* attributes, std::string data,
-                         std::string_view content_type) {
-  static const std::string source = outbox_source();
-  Envelope e;
-  const Uuid id = Uuid::v7();
-  e.id = id.to_string();
-  e.source = source;
-  e.type = std::string(type);
-  e.time = format_time(std::chrono::system_clock::now());
-  e.datacontenttype = std::string(content_type);
-  e.extensions["correlationid"] = e.id;
-  if (attributes) {
-    e.subject = attributes->subject;
-    e.dataschema = attributes->dataschema;
-    if (!attributes->partition_key.empty()) e.extensions["partitionkey"] = attributes->partition_key;
-    for (const auto& [k, v] : attributes->extensions) e.extensions[k] = v;
-  }
-  e.data = std::move(data);
-  return e;
-}
-
-void append_in(sqlite3* db, const Envelope& e) {
+void publish_envelope_in(sqlite3* db, const Envelope& e) {
   if (db == nullptr) throw Error(Errc::invalid_argument, "crier::sqlite::publish_in: the connection is null");
+  e.validate();
   const char* name = sqlite3_db_filename(db, "main");
   const std::string path = name && *name ? name : std::string("(in-memory database)");
   {
@@ -71,4 +41,4 @@ void append_in(sqlite3* db, const Envelope& e) {
   insert.run();
 }
 
-}  // namespace crier::sqlite::detail
+}  // namespace crier::sqlite
