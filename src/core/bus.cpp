@@ -1,5 +1,6 @@
 #include "crier/bus.hpp"
 
+#include "common/mutex.hpp"
 #include "core_impl.hpp"
 #include "envelope_build.hpp"
 
@@ -19,7 +20,7 @@ namespace {
 class Reapers {
  public:
   void reap(std::shared_ptr<detail::BusCore> core) {
-    std::lock_guard lock(mu_);
+    detail::MutexLock lock(mu_);
     std::erase_if(threads_, [](Reaper& r) {
       if (!r.done->load(std::memory_order_acquire)) return false;
       r.thread.join();
@@ -38,7 +39,7 @@ class Reapers {
                               done});
   }
   ~Reapers() {
-    std::lock_guard lock(mu_);
+    detail::MutexLock lock(mu_);
     for (Reaper& r : threads_) r.thread.join();
   }
 
@@ -47,8 +48,8 @@ class Reapers {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
   };
-  std::mutex mu_;
-  std::vector<Reaper> threads_;  // guarded by mu_
+  detail::Mutex mu_;
+  std::vector<Reaper> threads_ CRIER_GUARDED_BY(mu_);
 };
 
 Reapers& reapers() {

@@ -1,9 +1,6 @@
 #include "core_impl.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstring>
 #include <new>
 #include <thread>
 
@@ -64,7 +61,7 @@ CoreImpl::~CoreImpl() {
   if (timers_) timers_->stop();  // drops waiting retries, returning their references
   // No dispatch section of this bus can be open now: destroying a bus while publishing on
   // it is a contract violation. Free everything.
-  std::lock_guard lock(writer_mu_);
+  MutexLock lock(writer_mu_);
   reclaim(true);
   for (SubscriberBase* sub : subscribers_) release_ref(sub);
   auto free_slot = [](std::atomic<Snapshot*>& slot) {
@@ -199,7 +196,7 @@ void CoreImpl::run_finished(SubscriberBase& sub) {
   heavy_barrier();
   if (sub.state().runnable() != 0) try_schedule(sub);
   if (quiet_waiters_.load(std::memory_order_seq_cst) != 0) {
-    std::lock_guard lock(quiet_mu_);
+    MutexLock lock(quiet_mu_);
     quiet_cv_.notify_all();
   }
   release_ref(&sub);
@@ -210,7 +207,7 @@ void CoreImpl::release_ref(SubscriberBase* sub) noexcept {
 }
 
 const Snapshot& CoreImpl::first_publish(std::uint32_t type_index, std::string_view type_name) {
-  std::lock_guard lock(writer_mu_);
+  MutexLock lock(writer_mu_);
   auto& slot = slot_of(type_index);
   if (const Snapshot* existing = slot.load(std::memory_order_acquire)) return *existing;
   Snapshot* s = make_snapshot(0);
@@ -230,7 +227,7 @@ void CoreImpl::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub
                                      decode);
   SubscriberBase* raw = sub.get();
   {
-    std::lock_guard lock(writer_mu_);
+    MutexLock lock(writer_mu_);
     if (closed.load(std::memory_order_relaxed))
       throw Error(Errc::bus_closed, "subscribe '" + sub->name + "' on a bus that is draining or drained");
     for (const SubscriberBase* s : subscribers_)
@@ -283,7 +280,7 @@ std::atomic<Snapshot*>& CoreImpl::slot_of(std::uint32_t type_index) {
 
 std::size_t CoreImpl::remove(SubscriberBase* sub) noexcept {
   {
-    std::lock_guard lock(writer_mu_);
+    MutexLock lock(writer_mu_);
     auto it = std::find(subscribers_.begin(), subscribers_.end(), sub);
     if (it == subscribers_.end()) return 0;
     subscribers_.erase(it);
@@ -313,7 +310,7 @@ std::size_t CoreImpl::remove(SubscriberBase* sub) noexcept {
   if (discarded != 0)
     report(Report::Kind::events_discarded, sub->name, sub->event_type,
            "unsubscribed with " + std::to_string(discarded) + " events still queued; they were discarded", 0);
-  std::lock_guard lock(writer_mu_);
+  MutexLock lock(writer_mu_);
   heavy_barrier();
   retired_.push_back(std::make_unique<Retired>(Retired{Grace::capture(true), nullptr, sub}));
   reclaim(false);
@@ -332,7 +329,7 @@ void CoreImpl::reclaim(bool all) {
 std::size_t CoreImpl::pending(bool count_waiting, bool& idle) const {
   std::size_t total = 0;
   idle = true;
-  std::lock_guard lock(writer_mu_);
+  MutexLock lock(writer_mu_);
   for (SubscriberBase* s : subscribers_) {
     // Without count_waiting, what waits for an open breaker waits: it is not pending.
     total += count_waiting ? s->state().queued() : (s->state().admits_runs() ? s->state().runnable() : 0);
@@ -348,7 +345,7 @@ std::size_t CoreImpl::durable_backlog() {
   // counts every event left, once.
   std::vector<SubscriberBase*> subs;
   {
-    std::lock_guard lock(writer_mu_);
+    MutexLock lock(writer_mu_);
     subs = subscribers_;
   }
   std::uint64_t total = 0;
@@ -359,7 +356,7 @@ std::size_t CoreImpl::durable_backlog() {
 bool CoreImpl::wait_quiet(std::chrono::steady_clock::time_point deadline, bool count_waiting, std::size_t& left) {
   bool idle = false;
   quiet_waiters_.fetch_add(1, std::memory_order_seq_cst);
-  std::unique_lock lock(quiet_mu_);
+  MutexLock lock(quiet_mu_);
   for (;;) {
     // Nothing left and no run scheduled while we looked: quiet.
     const auto before = schedule_epoch_.load(std::memory_order_seq_cst);
@@ -368,7 +365,7 @@ bool CoreImpl::wait_quiet(std::chrono::steady_clock::time_point deadline, bool c
     // Durable subscribers' feeds do not signal: look again every few milliseconds.
     const auto until =
         transport_ ? std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(5)) : deadline;
-    if (stopped() || (quiet_cv_.wait_until(lock, until) == std::cv_status::timeout && until == deadline)) {
+    if (stopped() || (!quiet_cv_.wait_until(quiet_mu_, until) && until == deadline)) {
       left = pending(count_waiting, idle);
       break;
     }
@@ -409,7 +406,7 @@ DrainResult CoreImpl::drain(std::chrono::nanoseconds timeout) {
       // goes back to the transport, for the next start, and it counts exactly that.
       std::vector<SubscriberBase*> subs;
       {
-        std::lock_guard lock(writer_mu_);
+        MutexLock lock(writer_mu_);
         subs = subscribers_;
       }
       for (SubscriberBase* s : subs) s->state().stop_feed();
@@ -427,7 +424,7 @@ DrainResult CoreImpl::drain(std::chrono::nanoseconds timeout) {
   } else {
     left = transport_ ? durable_backlog() : pending(true, idle);
   }
-  std::lock_guard lock(writer_mu_);
+  MutexLock lock(writer_mu_);
   for (SubscriberBase* s : subscribers_) s->wake_blocked_publishers();
   return DrainResult{left == 0, left};
 }

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "crier/dead_letter.hpp"
 #include "crier/detail/core.hpp"
 #include "crier/metrics.hpp"
@@ -98,21 +99,21 @@ class SubscriberState {
   friend class SubscriberBase;
   void breaker_success_slow() noexcept;
 
-  std::mutex ready_mu_;
-  std::deque<std::unique_ptr<Parked>> ready_;  // guarded by ready_mu_
+  Mutex ready_mu_;
+  std::deque<std::unique_ptr<Parked>> ready_ CRIER_GUARDED_BY(ready_mu_);
   std::atomic<std::size_t> ready_count_{0};
 
-  std::mutex keys_mu_;
-  std::map<std::string, std::deque<std::unique_ptr<Parked>>, std::less<>> keys_;  // guarded by keys_mu_
+  Mutex keys_mu_;
+  std::map<std::string, std::deque<std::unique_ptr<Parked>>, std::less<>> keys_ CRIER_GUARDED_BY(keys_mu_);
 
   std::atomic<int> consecutive_failures_{0};
   std::atomic<bool> probe_in_flight_{false};
-  std::mutex window_mu_;
+  Mutex window_mu_;
   std::vector<bool> window_;  // last attempts' outcomes (true: failed), guarded by window_mu_
   std::size_t window_next_ = 0;
 
-  std::mutex space_mu_;  // with space_cv_: publishers waiting for room in the queue
-  std::condition_variable space_cv_;
+  Mutex space_mu_;  // with space_cv_: publishers waiting for room in the queue
+  CondVar space_cv_;
 };
 
 inline SubscriberState& state_of(SubscriberBase& sub) noexcept { return sub.state(); }
@@ -180,7 +181,7 @@ class CoreImpl final : public BusCore {
 
  private:
   std::atomic<Snapshot*>& slot_of(std::uint32_t type_index);
-  void reclaim(bool wait_all);
+  void reclaim(bool wait_all) CRIER_REQUIRES(writer_mu_);
   // Events left (queued, and if `count_waiting` also on timers or behind keys); `idle` when
   // nothing is left and no run is scheduled.
   std::size_t pending(bool count_waiting, bool& idle) const;
@@ -198,18 +199,18 @@ class CoreImpl final : public BusCore {
   std::string source_;
   std::shared_ptr<Clock> clock_owner_;
 
-  mutable std::mutex writer_mu_;
-  std::vector<SubscriberBase*> subscribers_;         // guarded by writer_mu_
-  std::map<std::uint32_t, std::string> type_names_;  // guarded by writer_mu_: for metrics
-  std::vector<std::unique_ptr<Retired>> retired_;    // guarded by writer_mu_
+  mutable Mutex writer_mu_;
+  std::vector<SubscriberBase*> subscribers_ CRIER_GUARDED_BY(writer_mu_);
+  std::map<std::uint32_t, std::string> type_names_ CRIER_GUARDED_BY(writer_mu_);  // for metrics
+  std::vector<std::unique_ptr<Retired>> retired_ CRIER_GUARDED_BY(writer_mu_);
   std::unique_ptr<DeadLetterStore> dead_letters_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<TimerService> timers_;  // started on first use
   std::once_flag timers_once_;
   std::atomic<std::uint64_t> schedule_epoch_{0};  // counts runs scheduled: drain's quiescence check
   std::atomic<int> quiet_waiters_{0};             // flush/drain callers waiting for runs to end
-  std::mutex quiet_mu_;
-  std::condition_variable quiet_cv_;
+  Mutex quiet_mu_;
+  CondVar quiet_cv_;
   friend class WorkerPool;
 };
 

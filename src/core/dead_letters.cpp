@@ -13,7 +13,7 @@ bool DeadLetterStore::matches(const DeadLetterFilter& f, const DeadLetter& d) no
 }
 
 std::uint64_t DeadLetterStore::add(Entry entry) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   entry.letter.id = next_id_++;
   const std::uint64_t id = entry.letter.id;
   if (capacity_ == 0) {
@@ -29,7 +29,7 @@ std::uint64_t DeadLetterStore::add(Entry entry) {
 }
 
 std::vector<DeadLetter> DeadLetterStore::list(const DeadLetterFilter& filter) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<DeadLetter> out;
   for (const Entry& e : entries_)
     if (matches(filter, e.letter)) out.push_back(e.letter);
@@ -37,13 +37,13 @@ std::vector<DeadLetter> DeadLetterStore::list(const DeadLetterFilter& filter) co
 }
 
 std::size_t DeadLetterStore::count(const DeadLetterFilter& filter) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return static_cast<std::size_t>(
       std::count_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return matches(filter, e.letter); }));
 }
 
 std::vector<DeadLetterStore::Entry> DeadLetterStore::take(const DeadLetterFilter& filter) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<Entry> out;
   std::deque<Entry> keep;
   for (Entry& e : entries_)
@@ -53,18 +53,18 @@ std::vector<DeadLetterStore::Entry> DeadLetterStore::take(const DeadLetterFilter
 }
 
 void DeadLetterStore::restore(std::vector<Entry> entries) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (Entry& e : entries) entries_.push_back(std::move(e));
   std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) { return a.letter.id < b.letter.id; });
 }
 
 std::size_t DeadLetterStore::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return entries_.size();
 }
 
 std::uint64_t DeadLetterStore::evicted() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return evicted_;
 }
 

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "crier/dead_letter.hpp"
 #include "crier/detail/core.hpp"
 
@@ -36,10 +37,10 @@ class DeadLetterStore {
   static bool matches(const DeadLetterFilter& f, const DeadLetter& d) noexcept;
 
   const std::size_t capacity_;
-  mutable std::mutex mu_;
-  std::deque<Entry> entries_;  // guarded by mu_, oldest first
-  std::uint64_t next_id_ = 1;  // guarded by mu_
-  std::uint64_t evicted_ = 0;  // guarded by mu_
+  mutable Mutex mu_;
+  std::deque<Entry> entries_ CRIER_GUARDED_BY(mu_);  // oldest first
+  std::uint64_t next_id_ CRIER_GUARDED_BY(mu_) = 1;
+  std::uint64_t evicted_ CRIER_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace crier::detail

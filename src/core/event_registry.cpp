@@ -6,6 +6,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/mutex.hpp"
 #include "crier/codec.hpp"
 #include "crier/error.hpp"
 #include "crier/event.hpp"
@@ -42,9 +43,9 @@ std::uint32_t register_event_type(std::string_view type_name, const char* cpp_ty
     std::uint32_t index;
     std::string cpp_type;
   };
-  static std::mutex mu;
+  static Mutex mu;
   static std::unordered_map<std::string, Known> known;
-  std::lock_guard lock(mu);
+  MutexLock lock(mu);
   auto [it, inserted] =
       known.try_emplace(std::string(type_name), Known{static_cast<std::uint32_t>(known.size()), cpp_type_name});
   if (!inserted && it->second.cpp_type != cpp_type_name)

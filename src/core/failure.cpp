@@ -227,7 +227,7 @@ std::size_t CoreImpl::redrive(const DeadLetterFilter& filter) {
   for (auto& entry : dead_letters_->take(filter)) {
     SubscriberBase* target = nullptr;
     {
-      std::lock_guard lock(writer_mu_);
+      MutexLock lock(writer_mu_);
       for (SubscriberBase* s : subscribers_)
         if (s->name == entry.letter.subscriber && s->event_type == entry.letter.envelope.type &&
             s->active.load(std::memory_order_relaxed)) {

@@ -32,7 +32,7 @@ void Feed::start() {
 
 void Feed::stop() noexcept {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_.store(true, std::memory_order_release);
   }
   stop_cv_.notify_all();
@@ -76,8 +76,10 @@ void Feed::loop() {
         sub_.state().core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
                                  "cannot fetch from the store: " + failing_with + "; trying again with back-off", 0);
       }
-      std::unique_lock lock(mu_);
-      stop_cv_.wait_for(lock, backoff, [&] { return stopping_.load(std::memory_order_acquire); });
+      MutexLock lock(mu_);
+      const auto until = std::chrono::steady_clock::now() + backoff;
+      while (!stopping_.load(std::memory_order_acquire) && stop_cv_.wait_until(mu_, until)) {
+      }
       backoff = std::min(backoff * 2, kMaxBackoff);
       continue;
     }

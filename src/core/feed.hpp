@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/mutex.hpp"
 #include "crier/detail/core.hpp"
 #include "crier/transport.hpp"
 
@@ -40,8 +41,8 @@ class Feed {
   std::unique_ptr<Consumer> consumer_;
   DecodeFn decode_;
   std::thread thread_;
-  std::mutex mu_;  // with stop_cv_: a back-off wait ends at once when the feed stops
-  std::condition_variable stop_cv_;
+  Mutex mu_;  // with stop_cv_: a back-off wait ends at once when the feed stops
+  CondVar stop_cv_;
   std::atomic<bool> stopping_{false};
 };
 

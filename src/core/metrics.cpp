@@ -169,7 +169,7 @@ namespace detail {
 
 MetricsSnapshot CoreImpl::metrics() const {
   MetricsSnapshot m;
-  std::lock_guard lock(writer_mu_);
+  MutexLock lock(writer_mu_);
   for (const auto& [index, type] : type_names_) {
     const Snapshot* snap = snapshot(index);
     m.event_types.push_back(EventTypeMetrics{type, snap ? counter_total(snap->published_slot) : 0});

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <thread>
 
+#include "common/mutex.hpp"
+
 namespace crier::detail {
 
 bool g_reader_fence = false;
@@ -14,7 +16,7 @@ constinit thread_local ReaderRecord* tls_reader = nullptr;
 
 namespace {
 
-std::mutex registry_mu;
+Mutex registry_mu;
 ReaderRecord* registry_head = nullptr;  // guarded by registry_mu for insertion; never shrinks
 std::atomic<ReaderRecord*> registry_published{nullptr};
 bool membarrier_ok = false;
@@ -71,7 +73,7 @@ ReaderRecord* register_reader() {
   init_barrier_once();
   ReaderRecord* mine = nullptr;
   {
-    std::lock_guard lock(registry_mu);
+    MutexLock lock(registry_mu);
     for (ReaderRecord* r = registry_head; r != nullptr; r = r->next) {
       bool expected = false;
       if (r->in_use.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
@@ -94,13 +96,13 @@ ReaderRecord* register_reader() {
 }
 
 namespace {
-std::mutex slots_mu;
+Mutex slots_mu;
 std::vector<std::uint32_t> free_slots;  // guarded by slots_mu
 std::uint32_t next_slot = 1;            // guarded by slots_mu; slot 0 is the sink
 }  // namespace
 
 std::uint32_t acquire_counter_slot() {
-  std::lock_guard lock(slots_mu);
+  MutexLock lock(slots_mu);
   if (!free_slots.empty()) {
     const std::uint32_t s = free_slots.back();
     free_slots.pop_back();
@@ -112,7 +114,7 @@ std::uint32_t acquire_counter_slot() {
 void release_counter_slot(std::uint32_t slot) noexcept {
   if (slot == 0) return;
   for_each_record([&](ReaderRecord& r) { r.counters[slot].store(0, std::memory_order_relaxed); });
-  std::lock_guard lock(slots_mu);
+  MutexLock lock(slots_mu);
   free_slots.push_back(slot);
 }
 

@@ -65,19 +65,19 @@ void SubscriberBase::wait_for_room(bool own_worker, std::size_t capacity, bool (
   } leave{blocked_publishers_};
   const auto deadline = std::chrono::steady_clock::now() + block_timeout;
   SubscriberState& st = state();
-  std::unique_lock lock(st.space_mu_);
+  MutexLock lock(st.space_mu_);
   for (;;) {
     if (try_push(context)) return;
     if (core.stopped()) throw Error(Errc::bus_closed, "subscriber '" + name + "' stopped while its queue was full");
     core.try_schedule(*this);
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) throw full("queue stayed full past the publish deadline");
-    st.space_cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(1)));
+    st.space_cv_.wait_until(st.space_mu_, std::min(deadline, now + std::chrono::milliseconds(1)));
   }
 }
 
 void SubscriberBase::wake_blocked_publishers() noexcept {
-  std::lock_guard lock(state_->space_mu_);
+  MutexLock lock(state_->space_mu_);
   state_->space_cv_.notify_all();
 }
 
@@ -88,7 +88,7 @@ std::size_t SubscriberState::run_batch(std::size_t max) {
     if (!sub.taking()) return n;  // unsubscribed, or drain's deadline passed: the rest stays counted
     std::unique_ptr<Parked> p;
     {
-      std::lock_guard lock(ready_mu_);
+      MutexLock lock(ready_mu_);
       if (ready_.empty()) break;
       if (!sub.breaker_allows()) return n;
       p = std::move(ready_.front());
@@ -103,7 +103,7 @@ std::size_t SubscriberState::run_batch(std::size_t max) {
 }
 
 void SubscriberState::push_ready(std::unique_ptr<Parked> p) {
-  std::lock_guard lock(ready_mu_);
+  MutexLock lock(ready_mu_);
   ready_.push_back(std::move(p));
   ready_count_.fetch_add(1, std::memory_order_seq_cst);
 }
@@ -111,7 +111,7 @@ void SubscriberState::push_ready(std::unique_ptr<Parked> p) {
 void SubscriberState::run_parked(std::unique_ptr<Parked> p) {
   if (sub.ordering == Ordering::ordered && !p->owns_key) {
     const std::string_view key = p->meta.partition_key();
-    std::lock_guard lock(keys_mu_);
+    MutexLock lock(keys_mu_);
     auto it = keys_.find(key);
     if (it != keys_.end()) {  // its key is busy: wait behind it
       it->second.push_back(std::move(p));
@@ -145,7 +145,7 @@ void SubscriberState::observe_handler_time(std::chrono::nanoseconds d) noexcept 
 
 bool SubscriberBase::ordered_admit(const void* event, const PublishMeta& meta) {
   const std::string_view key = meta.partition_key();
-  std::lock_guard lock(state_->keys_mu_);
+  MutexLock lock(state_->keys_mu_);
   auto it = state_->keys_.find(key);
   if (it != state_->keys_.end()) {
     it->second.push_back(state_->make_parked(event, meta));
@@ -157,14 +157,14 @@ bool SubscriberBase::ordered_admit(const void* event, const PublishMeta& meta) {
 }
 
 void SubscriberState::ordered_block(std::string_view key) {
-  std::lock_guard lock(keys_mu_);
+  MutexLock lock(keys_mu_);
   keys_.try_emplace(std::string(key));
 }
 
 void SubscriberBase::ordered_done(std::string_view key) {
   std::unique_ptr<Parked> next;
   {
-    std::lock_guard lock(state_->keys_mu_);
+    MutexLock lock(state_->keys_mu_);
     auto it = state_->keys_.find(key);
     if (it == state_->keys_.end()) return;
     if (it->second.empty()) {
@@ -203,7 +203,7 @@ void SubscriberState::breaker_success_slow() noexcept {
   consecutive_failures_.store(0, std::memory_order_relaxed);
   bool closed_now = false;
   {
-    std::lock_guard lock(window_mu_);
+    MutexLock lock(window_mu_);
     if (!window_.empty()) {
       window_[window_next_ % window_.size()] = false;
       ++window_next_;
@@ -227,7 +227,7 @@ bool SubscriberState::breaker_failure() {
   const int consecutive = consecutive_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
   std::string why;
   {
-    std::lock_guard lock(window_mu_);
+    MutexLock lock(window_mu_);
     const BreakerState s = sub.breaker_state_.load(std::memory_order_relaxed);
     bool trip = false;
     if (!window_.empty()) {
@@ -277,7 +277,7 @@ bool SubscriberState::breaker_failure() {
 
 void SubscriberState::breaker_half_open() {
   {
-    std::lock_guard lock(window_mu_);
+    MutexLock lock(window_mu_);
     if (sub.breaker_state_.load(std::memory_order_relaxed) != BreakerState::open) return;
     probe_in_flight_.store(false, std::memory_order_release);
     sub.breaker_state_.store(BreakerState::half_open, std::memory_order_release);

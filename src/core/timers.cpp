@@ -13,7 +13,7 @@ TimerService::~TimerService() { stop(); }
 
 void TimerService::at(Clock::time_point due, std::function<void()> fn) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stop_) return;
     heap_.push_back(Timer{due, next_seq_++, std::move(fn)});
     std::push_heap(heap_.begin(), heap_.end(), Later{});
@@ -23,7 +23,7 @@ void TimerService::at(Clock::time_point due, std::function<void()> fn) {
 
 void TimerService::halt() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_one();
@@ -42,22 +42,22 @@ void TimerService::stop() {
                                    // the clock's lock, then takes it
   std::vector<Timer> dropped;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     dropped.swap(heap_);
   }
   // `dropped` is destroyed here, outside the lock: its callbacks own parked events.
 }
 
 void TimerService::clock_advanced() noexcept {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   const std::uint64_t mine = ++advances_;
   cv_.notify_one();
   if (std::this_thread::get_id() == thread_.get_id()) return;  // a timer moved the clock
-  handled_cv_.wait(lock, [&] { return stop_ || handled_ >= mine; });
+  while (!stop_ && handled_ < mine) handled_cv_.wait(mu_);
 }
 
 void TimerService::loop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stop_) {
     const std::uint64_t seen = advances_;
     if (!heap_.empty() && clock_.now() >= heap_.front().due) {
@@ -76,9 +76,9 @@ void TimerService::loop() {
       handled_cv_.notify_all();
     }
     if (heap_.empty() || clock_.manual())
-      cv_.wait(lock);  // woken by a new timer or by ManualClock::advance
+      cv_.wait(mu_);  // woken by a new timer or by ManualClock::advance
     else
-      cv_.wait_until(lock, std::chrono::steady_clock::time_point(heap_.front().due.time_since_epoch()));
+      cv_.wait_until(mu_, std::chrono::steady_clock::time_point(heap_.front().due.time_since_epoch()));
   }
   handled_cv_.notify_all();
 }

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "crier/clock.hpp"
 
 namespace crier::detail {
@@ -47,13 +48,13 @@ class TimerService final : private Clock::Listener {
   void loop();
 
   Clock& clock_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Timer> heap_;  // guarded by mu_; a min-heap on (due, seq)
+  Mutex mu_;
+  CondVar cv_;
+  std::vector<Timer> heap_ CRIER_GUARDED_BY(mu_);  // a min-heap on (due, seq)
   std::uint64_t next_seq_ = 0;
   std::uint64_t advances_ = 0;  // manual clock moves seen, and handled by the loop
   std::uint64_t handled_ = 0;
-  std::condition_variable handled_cv_;
+  CondVar handled_cv_;
   bool stop_ = false;
   std::atomic<bool> listening_{true};  // registered with the clock
   std::thread thread_;

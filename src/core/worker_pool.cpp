@@ -63,7 +63,7 @@ void WorkerPool::submit(SubscriberBase* sub, Tier tier) {
   Queue& q = queue(tier);
   bool wake;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     q.ready.push(sub);
     q.count.fetch_add(1, std::memory_order_relaxed);
     wake = q.idle > 0;
@@ -74,7 +74,7 @@ void WorkerPool::submit(SubscriberBase* sub, Tier tier) {
 void WorkerPool::stop_and_join() {
   std::vector<SubscriberBase*> abandoned;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stop_ && threads_.empty()) return;
     stop_ = true;
   }
@@ -88,7 +88,7 @@ void WorkerPool::stop_and_join() {
   }
   threads_.clear();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (Queue* q : {&normal_, &background_}) {
       while (!q->ready.empty()) abandoned.push_back(q->ready.pop());
       q->count.store(0, std::memory_order_relaxed);
@@ -103,12 +103,12 @@ void WorkerPool::stop_and_join() {
 void WorkerPool::loop(Tier tier) {
   this_thread_reader().worker_of = &core_;
   Queue& q = queue(tier);
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
     if (q.ready.empty()) {
       if (stop_) break;
       ++q.idle;
-      q.cv.wait(lock, [&] { return stop_ || !q.ready.empty(); });
+      while (!stop_ && q.ready.empty()) q.cv.wait(mu_);
       --q.idle;
       continue;
     }

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/mutex.hpp"
+
 namespace crier::detail {
 
 class CoreImpl;
@@ -51,9 +53,9 @@ class WorkerPool {
 
  private:
   struct Queue {
-    std::condition_variable cv;
-    ReadyQueue ready;   // guarded by mu_
-    unsigned idle = 0;  // guarded by mu_
+    CondVar cv;
+    ReadyQueue ready;   // guarded by the pool's mu_ (which the analysis cannot name from here)
+    unsigned idle = 0;  // guarded by the pool's mu_
     std::atomic<std::size_t> count{0};
   };
 
@@ -62,10 +64,10 @@ class WorkerPool {
   void run(SubscriberBase* sub, Tier tier);
 
   CoreImpl& core_;
-  std::mutex mu_;
+  Mutex mu_;
   Queue normal_;
   Queue background_;
-  bool stop_ = false;  // guarded by mu_
+  bool stop_ CRIER_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 

@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 
+#include "common/mutex.hpp"
 #include "crier/detail/core.hpp"
 #include "owner.hpp"
 #include "store_impl.hpp"
@@ -32,7 +33,7 @@ class SqliteConsumer final : public Consumer {
     // A new name's start is fixed now, not at its first fetch: StartFrom::now() means the
     // moment of subscribe, after what this store journaled is in the database.
     s_->wait_moved();
-    std::lock_guard lock(s_->db_mu);
+    MutexLock lock(s_->db_mu);
     Transaction t(s_->db, s_->path);
     Stmt cursor(s_->db, s_->path,
                 "INSERT INTO crier_cursors (subscriber, type, position) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
@@ -48,8 +49,9 @@ class SqliteConsumer final : public Consumer {
     for (;;) {
       std::size_t room;
       {
-        std::unique_lock lock(mu_);
-        space_cv_.wait_until(lock, deadline, [&] { return closed_ || outstanding_ < s_->options.window; });
+        MutexLock lock(mu_);
+        while (!closed_ && outstanding_ >= s_->options.window && space_cv_.wait_until(mu_, deadline)) {
+        }
         if (closed_) return {};
         room = outstanding_ < s_->options.window ? std::min(max, s_->options.window - outstanding_) : 0;
       }
@@ -84,7 +86,7 @@ class SqliteConsumer final : public Consumer {
               Timestamp retry_at) override {
     if (closed_.load(std::memory_order_acquire)) return;
     {
-      std::lock_guard lock(s_->db_mu);
+      MutexLock lock(s_->db_mu);
       Stmt q(s_->db, s_->path,
              "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, retry_at_ms, "
              "owner, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO UPDATE SET "
@@ -102,7 +104,7 @@ class SqliteConsumer final : public Consumer {
     }
     // The event now has its own row, which this consumer holds: its claim no longer waits
     // for it, and it no longer counts against the window.
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = held_.find(sequence);
     if (it == held_.end()) return;
     release_claim(it->second.claim);
@@ -114,7 +116,7 @@ class SqliteConsumer final : public Consumer {
   std::uint64_t dead_letter(std::uint64_t sequence, const DeadLetter& letter) override {
     std::uint64_t id = 0;
     {
-      std::lock_guard lock(s_->db_mu);
+      MutexLock lock(s_->db_mu);
       Transaction t(s_->db, s_->path);
       Stmt ins(s_->db, s_->path,
                "INSERT INTO crier_dead_letters (subscriber, type, seq, attempts, first_error, last_error, "
@@ -140,15 +142,15 @@ class SqliteConsumer final : public Consumer {
   }
 
   void taken(std::size_t n) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     untaken_ -= std::min(n, untaken_);
   }
 
   bool caught_up() override {
     if (s_->backlog() != 0) return false;  // journaled here, not yet in the database
-    std::lock_guard lock(s_->db_mu);
+    MutexLock lock(s_->db_mu);
     {
-      std::lock_guard held(mu_);  // claimed, not yet in the bus's hands
+      MutexLock held(mu_);  // claimed, not yet in the bus's hands
       if (untaken_ != 0) return false;
     }
     Flushed flushed(*this);
@@ -174,14 +176,14 @@ class SqliteConsumer final : public Consumer {
   void close() noexcept override {
     if (closed_.exchange(true, std::memory_order_acq_rel)) return;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       space_cv_.notify_all();
     }
     s_->wake_all();
     // Settled claims go; what is still held goes back to the store at once, for the next
     // consumer of this name (or this one's next start).
     try {
-      std::lock_guard lock(s_->db_mu);
+      MutexLock lock(s_->db_mu);
       Transaction t(s_->db, s_->path);
       Flushed flushed(*this);
       flush_settled(flushed);
@@ -219,7 +221,7 @@ class SqliteConsumer final : public Consumer {
   }
 
   // Under mu_: one event of claim `first` is settled or moved out.
-  void release_claim(std::int64_t first) {
+  void release_claim(std::int64_t first) CRIER_REQUIRES(mu_) {
     if (first == 0) return;
     auto c = claims_.find(first);
     if (c != claims_.end() && --c->second.left == 0) {
@@ -232,7 +234,7 @@ class SqliteConsumer final : public Consumer {
   }
 
   void settle(std::uint64_t sequence, bool own_row_done) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = held_.find(sequence);
     if (it == held_.end()) return;
     if (it->second.claim == 0) {
@@ -255,7 +257,7 @@ class SqliteConsumer final : public Consumer {
     Flushed& operator=(const Flushed&) = delete;
     ~Flushed() {
       if (committed_ || (claims.empty() && retries.empty())) return;
-      std::lock_guard lock(c_.mu_);
+      MutexLock lock(c_.mu_);
       c_.done_claims_.insert(c_.done_claims_.end(), claims.begin(), claims.end());
       c_.done_retries_.insert(c_.done_retries_.end(), retries.begin(), retries.end());
       c_.settled_claims_.store(true, std::memory_order_release);
@@ -275,9 +277,9 @@ class SqliteConsumer final : public Consumer {
 
   // Caller holds db_mu: deletes the claims and retry rows that are done, in the caller's
   // transaction; `f` puts them back unless told that the transaction committed.
-  void flush_settled(Flushed& f) {
+  void flush_settled(Flushed& f) CRIER_REQUIRES(s_->db_mu) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       settled_claims_.store(false, std::memory_order_relaxed);
       f.claims.swap(done_claims_);
       f.retries.swap(done_retries_);
@@ -299,10 +301,10 @@ class SqliteConsumer final : public Consumer {
   // settled cannot go back whole, or they would be delivered again: its unsettled events go
   // back one by one, as retry rows due now that any consumer takes, and the claim goes. A
   // bus that drains thus leaves exactly the events it did not finish.
-  void return_partly_settled_claims() {
+  void return_partly_settled_claims() CRIER_REQUIRES(s_->db_mu) {
     std::map<std::int64_t, std::vector<std::int64_t>> unsettled;  // claim -> its held events
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       for (const auto& [first, count] : claims_)
         if (count.left < count.events) unsettled[first];
       if (unsettled.empty()) return;
@@ -326,7 +328,7 @@ class SqliteConsumer final : public Consumer {
   }
 
   // Caller holds db_mu inside a transaction: extends this consumer's leases when due.
-  void renew(std::int64_t now) {
+  void renew(std::int64_t now) CRIER_REQUIRES(s_->db_mu) {
     if (now - renewed_ms_ < s_->options.lease.count() / 3) return;
     const std::int64_t expires = now + s_->options.lease.count();
     Stmt c(s_->db, s_->path, "UPDATE crier_claims SET expires_ms = ?1 WHERE owner = ?2");
@@ -340,7 +342,7 @@ class SqliteConsumer final : public Consumer {
 
   // Caller holds db_mu: ends at once the leases of this subscriber's claims and retry rows
   // whose process died on this host.
-  void release_dead_owners(std::int64_t now) {
+  void release_dead_owners(std::int64_t now) CRIER_REQUIRES(s_->db_mu) {
     Stmt owners(s_->db, s_->path,
                 "SELECT owner FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND expires_ms >= ?3 AND "
                 "owner != ?4 UNION SELECT owner FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND "
@@ -359,7 +361,7 @@ class SqliteConsumer final : public Consumer {
   // (claimed or waiting for a retry). An ordered subscriber's consumers take turns: one
   // consumer at a time holds unfinished events, so no key's event can run in one process
   // while an earlier one is unfinished in another.
-  bool held_by_another(std::int64_t now) {
+  bool held_by_another(std::int64_t now) CRIER_REQUIRES(s_->db_mu) {
     Stmt q(s_->db, s_->path,
            "SELECT EXISTS (SELECT 1 FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND owner != ?3 AND "
            "expires_ms >= ?4) OR EXISTS (SELECT 1 FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND "
@@ -369,7 +371,7 @@ class SqliteConsumer final : public Consumer {
   }
 
   // Caller holds db_mu: ends the leases of everything `owner` holds, for others to take.
-  void release_owner(const std::string& owner) {
+  void release_owner(const std::string& owner) CRIER_REQUIRES(s_->db_mu) {
     for (const char* sql : {"UPDATE crier_claims SET expires_ms = 0 WHERE owner = ?1",
                             "UPDATE crier_retries SET expires_ms = 0 WHERE owner = ?1"}) {
       Stmt release(s_->db, s_->path, sql);
@@ -379,7 +381,7 @@ class SqliteConsumer final : public Consumer {
   }
 
   void housekeeping() {
-    std::lock_guard lock(s_->db_mu);
+    MutexLock lock(s_->db_mu);
     Transaction t(s_->db, s_->path);
     Flushed flushed(*this);
     flush_settled(flushed);
@@ -389,7 +391,7 @@ class SqliteConsumer final : public Consumer {
   }
 
   // Where a subscriber the store has never seen starts.
-  std::int64_t start_position(std::int64_t head) {
+  std::int64_t start_position(std::int64_t head) CRIER_REQUIRES(s_->db_mu) {
     const StartFrom& from = spec_.start;
     switch (from.kind) {
       case StartFrom::Kind::beginning:
@@ -427,7 +429,7 @@ class SqliteConsumer final : public Consumer {
     std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>> new_claims;  // first -> its events
     std::vector<std::int64_t> own_rows;
     {
-      std::lock_guard lock(s_->db_mu);
+      MutexLock lock(s_->db_mu);
       // close() releases this consumer's claims under db_mu after setting closed_: a claim
       // made after that would be held by nobody until its lease ran out.
       if (closed_.load(std::memory_order_acquire)) return out;
@@ -586,7 +588,7 @@ class SqliteConsumer final : public Consumer {
                 [](const StoredEvent& a, const StoredEvent& b) { return a.sequence < b.sequence; });
       // Counted before db_mu is let go: caught_up() must never see the cursor moved past
       // events that are neither counted here nor in the bus's hands.
-      std::lock_guard counts(mu_);
+      MutexLock counts(mu_);
       for (auto& [first, seqs] : new_claims) {
         claims_[first] = ClaimCount{seqs.size(), seqs.size()};
         for (std::int64_t q : seqs) held_[static_cast<std::uint64_t>(q)] = Held{first, true};
@@ -603,7 +605,7 @@ class SqliteConsumer final : public Consumer {
   const std::string owner_;
   std::atomic<bool> closed_{false};
   std::atomic<bool> settled_claims_{false};  // done_claims_ has claims to delete
-  std::int64_t renewed_ms_ = 0;              // guarded by s_->db_mu
+  std::int64_t renewed_ms_ CRIER_GUARDED_BY(s_->db_mu) = 0;
   // Used by fetch only (one thread): the change count when a claim last found nothing, and
   // until when no claim is needed unless something is committed.
   std::uint64_t quiet_at_changes_ = 0;
@@ -611,18 +613,18 @@ class SqliteConsumer final : public Consumer {
   const std::chrono::milliseconds idle_look_ =
       std::min(std::chrono::milliseconds(1000), std::max(std::chrono::milliseconds(1), s_->options.lease / 4));
 
-  std::mutex mu_;
-  std::condition_variable space_cv_;
-  std::size_t outstanding_ = 0;         // guarded by mu_
-  std::size_t untaken_ = 0;             // fetched, not yet taken(); guarded by mu_
-  std::map<std::uint64_t, Held> held_;  // guarded by mu_
+  Mutex mu_;
+  CondVar space_cv_;
+  std::size_t outstanding_ CRIER_GUARDED_BY(mu_) = 0;
+  std::size_t untaken_ = 0;  // fetched, not yet taken(); guarded by mu_
+  std::map<std::uint64_t, Held> held_ CRIER_GUARDED_BY(mu_);
   struct ClaimCount {
     std::size_t events;  // in the claim
     std::size_t left;    // not settled
   };
-  std::map<std::int64_t, ClaimCount> claims_;  // first sequence -> its counts; guarded by mu_
-  std::vector<std::int64_t> done_claims_;      // guarded by mu_
-  std::vector<std::int64_t> done_retries_;     // guarded by mu_
+  std::map<std::int64_t, ClaimCount> claims_ CRIER_GUARDED_BY(mu_);  // first sequence -> its counts
+  std::vector<std::int64_t> done_claims_ CRIER_GUARDED_BY(mu_);
+  std::vector<std::int64_t> done_retries_ CRIER_GUARDED_BY(mu_);
 };
 
 }  // namespace

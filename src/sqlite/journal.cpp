@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 
+#include "common/mutex.hpp"
 #include "crc32c.hpp"
 #include "crier/envelope.hpp"
 #include "crier/error.hpp"
@@ -137,7 +138,7 @@ struct Journal::Segment {
   std::atomic<bool> synced_final{false};                // a syncing journal's old file, synced after its last write
   std::unique_ptr<std::atomic<std::uint64_t>[]> whole;  // syncing: a bit per 8 bytes, set at record starts
   // Records whose pwrite failed (offset -> bytes): the mover steps over them.
-  std::mutex holes_mu;
+  Mutex holes_mu;
   std::map<std::uint64_t, std::uint64_t> holes;
   std::atomic<bool> has_holes{false};
 
@@ -164,12 +165,12 @@ struct Journal::Segment {
   // The length of a failed write at `offset`, or 0.
   std::uint64_t hole_at(std::uint64_t offset) {
     if (!has_holes.load(std::memory_order_acquire)) return 0;
-    std::lock_guard lock(holes_mu);
+    MutexLock lock(holes_mu);
     const auto it = holes.find(offset);
     return it == holes.end() ? 0 : it->second;
   }
   void add_hole(std::uint64_t offset, std::uint64_t bytes) {
-    std::lock_guard lock(holes_mu);
+    MutexLock lock(holes_mu);
     holes.emplace(offset, bytes);
     has_holes.store(true, std::memory_order_release);
   }
@@ -198,7 +199,7 @@ std::unique_ptr<Journal::Segment> Journal::open_segment(std::uint64_t at_least) 
     if (map == MAP_FAILED) io_error(path + ": cannot map the journal");
     s->map = static_cast<char*>(map);
     if (sync_each_) s->whole = std::make_unique<std::atomic<std::uint64_t>[]>(s->map_bytes / 8 / 64 + 1);
-    std::lock_guard lock(grow_mu_);
+    MutexLock lock(grow_mu_);
     grow_to(*s, std::min(s->map_bytes, std::max(kGrowBy, at_least)));
   } catch (...) {
     ::unlink(path.c_str());
@@ -234,7 +235,7 @@ void Journal::grow_to(Segment& s, std::uint64_t bytes) {
 }
 
 bool Journal::make_room(Segment& s, std::uint64_t offset, std::uint64_t bytes) {
-  std::lock_guard lock(grow_mu_);
+  MutexLock lock(grow_mu_);
   if (offset >= s.seal.load(std::memory_order_acquire)) return false;
   if (offset + bytes <= s.capacity.load(std::memory_order_acquire)) return true;  // grown meanwhile
   if (offset + bytes > s.map_bytes) {
@@ -264,11 +265,15 @@ void Journal::rotate_from(const Segment* full, std::uint64_t at_least) {
     }
   }
   // The database is not keeping up with the publishers: wait for the mover to finish a file.
-  std::unique_lock lock(wake_mu_);
-  const bool room = room_cv_.wait_for(lock, limits_.wait_for_room, [this] {
+  MutexLock lock(wake_mu_);
+  const auto until = std::chrono::steady_clock::now() + limits_.wait_for_room;
+  auto has_room = [this] {
     std::shared_lock files(rotate_mu_);
-    return waits_stopped_ || segments_.size() < max_files();
-  });
+    return segments_.size() < max_files();
+  };
+  bool room = has_room();
+  while (!waits_stopped_ && !room && room_cv_.wait_until(wake_mu_, until)) room = has_room();
+  if (!room) room = has_room();
   if (waits_stopped_) throw Error(Errc::transport_error, dir_ + ": the store is closing; the event was not stored");
   if (!room)
     throw Error(Errc::transport_error,
@@ -280,7 +285,7 @@ void Journal::prepare() {
   std::shared_lock files(rotate_mu_);
   if (current_ == nullptr) return;
   Segment& s = *current_;
-  std::lock_guard lock(grow_mu_);
+  MutexLock lock(grow_mu_);
   const std::uint64_t cap = s.capacity.load(std::memory_order_acquire);
   if (s.seal.load(std::memory_order_acquire) == Segment::kOpen && cap < s.map_bytes &&
       s.reserved.load(std::memory_order_acquire) + kGrowBy / 2 > cap)
@@ -402,32 +407,35 @@ void Journal::moved(const Batch& batch) {
     read_at_ = 0;
   }
   ::unlink((dir_ + "/" + done->name).c_str());
-  { std::lock_guard lock(wake_mu_); }
+  { MutexLock lock(wake_mu_); }
   room_cv_.notify_all();
 }
 
 void Journal::wait(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(wake_mu_);
+  MutexLock lock(wake_mu_);
   mover_waiting_.store(true, std::memory_order_seq_cst);
   bool ready;
   {
     std::shared_lock files(rotate_mu_);
     ready = ready_locked();
   }
-  if (!ready)
-    wake_cv_.wait_for(lock, timeout,
-                      [this] { return waits_stopped_ || !mover_waiting_.load(std::memory_order_acquire); });
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!ready && !waits_stopped_ && mover_waiting_.load(std::memory_order_acquire) &&
+         wake_cv_.wait_until(wake_mu_, until)) {
+  }
   mover_waiting_.store(false, std::memory_order_release);
 }
 
 void Journal::pause(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(wake_mu_);
-  wake_cv_.wait_for(lock, timeout, [this] { return waits_stopped_; });
+  MutexLock lock(wake_mu_);
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!waits_stopped_ && wake_cv_.wait_until(wake_mu_, until)) {
+  }
 }
 
 void Journal::wake_mover() {
   {
-    std::lock_guard lock(wake_mu_);
+    MutexLock lock(wake_mu_);
     mover_waiting_.store(false, std::memory_order_release);
   }
   wake_cv_.notify_all();
@@ -435,7 +443,7 @@ void Journal::wake_mover() {
 
 void Journal::stop_waits() {
   {
-    std::lock_guard lock(wake_mu_);
+    MutexLock lock(wake_mu_);
     waits_stopped_ = true;
   }
   wake_cv_.notify_all();

@@ -24,7 +24,13 @@
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.hpp"
+
 namespace crier::sqlite {
+
+using ::crier::detail::CondVar;
+using ::crier::detail::Mutex;
+using ::crier::detail::MutexLock;
 
 /// A record's fields, viewing the bytes of its encoding.
 struct RecordView {
@@ -131,17 +137,17 @@ class Journal {
   std::deque<std::unique_ptr<Segment>> segments_;  // oldest first; the last is being written
   Segment* current_ = nullptr;
   std::uint64_t read_at_ = 0;  // the mover's position in segments_.front()
-  std::mutex grow_mu_;
+  Mutex grow_mu_;
 
   std::atomic<std::uint64_t> appended_{0};
   std::atomic<std::uint64_t> moved_{0};
 
   // The mover sleeps only after saying so; a writer wakes it only then.
-  std::mutex wake_mu_;
-  std::condition_variable wake_cv_;
-  std::condition_variable room_cv_;  // a file was moved and deleted (with wake_mu_)
+  Mutex wake_mu_;
+  CondVar wake_cv_;
+  CondVar room_cv_;  // a file was moved and deleted (with wake_mu_)
   std::atomic<bool> mover_waiting_{false};
-  bool waits_stopped_ = false;  // guarded by wake_mu_
+  bool waits_stopped_ CRIER_GUARDED_BY(wake_mu_) = false;
 
   // Group fdatasync: a write's ticket is covered once `synced_` reaches it. One writer leads
   // each round; the others sleep on `round_` (a futex: no lock to fight over on wake-up).

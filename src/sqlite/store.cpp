@@ -97,7 +97,7 @@ void Store::Impl::close_connection() noexcept {
 
 void Store::Impl::shutdown() noexcept {
   {
-    std::lock_guard lock(error_mu_);  // the mover sets refusing_ under it too
+    MutexLock lock(error_mu_);  // the mover sets refusing_ under it too
     if (stopping_.exchange(true, std::memory_order_acq_rel)) return;
     refusing_.store(true, std::memory_order_release);
   }
@@ -111,7 +111,7 @@ void Store::Impl::shutdown() noexcept {
 
 void Store::Impl::forget_journal(const std::string& name) noexcept {
   try {
-    std::lock_guard lock(db_mu);
+    MutexLock lock(db_mu);
     Stmt del(db, path, "DELETE FROM crier_journals WHERE name = ?1");
     del.bind(1, name);
     del.run();
@@ -129,7 +129,7 @@ void Store::Impl::refuse_if_needed() const {
   if (!refusing_.load(std::memory_order_acquire)) return;
   if (stopping_.load(std::memory_order_acquire))
     throw Error(Errc::transport_error, path + ": the store is closing; the event was not stored");
-  std::lock_guard lock(error_mu_);
+  MutexLock lock(error_mu_);
   if (!mover_error_.empty())  // the database refuses events: do not pile up more
     throw Error(mover_code_, "publish not stored: " + mover_error_ + "; " + std::to_string(backlog()) +
                                  " acknowledged events wait in the journal and are not lost");
@@ -171,20 +171,20 @@ void Store::Impl::mover_loop() {
   for (;;) {
     bool failing;
     {
-      std::lock_guard lock(error_mu_);
+      MutexLock lock(error_mu_);
       failing = !mover_error_.empty();
     }
     const bool stop = stopping_.load(std::memory_order_acquire);
     if (journal_->take(batch, batch_limit)) {
       try {
         {
-          std::lock_guard lock(db_mu);
+          MutexLock lock(db_mu);
           if (!batch.records.empty()) insert_records(batch.records, batch.file, batch.progress);
         }
         journal_->moved(batch);
         if (batch.finishes_file) forget_journal(batch.file);  // the file is gone
         if (failing) {
-          std::lock_guard lock(error_mu_);
+          MutexLock lock(error_mu_);
           mover_error_.clear();
           refusing_.store(stopping_.load(std::memory_order_acquire), std::memory_order_release);
         }
@@ -195,7 +195,7 @@ void Store::Impl::mover_loop() {
         if (pace && !stop && batch.records.size() < kMaxBatch) journal_->pause(kFullCommitEvery);
       } catch (const Error& e) {
         // The events are safe in the journal; publishes are refused until this works again.
-        std::lock_guard lock(error_mu_);
+        MutexLock lock(error_mu_);
         mover_error_ = e.what();
         mover_code_ = e.code();
         refusing_.store(true, std::memory_order_release);
@@ -241,7 +241,7 @@ bool Store::Impl::finish_orphan(const std::string& name, std::string_view bytes)
   std::vector<RecordView> records = scan_records(bytes);
   std::sort(records.begin(), records.end(), [](const RecordView& a, const RecordView& b) { return a.jseq < b.jseq; });
   try {
-    std::lock_guard lock(db_mu);
+    MutexLock lock(db_mu);
     std::uint64_t next = 1;
     {
       Stmt q(db, path, "SELECT next_jseq FROM crier_journals WHERE name = ?1");
@@ -278,7 +278,7 @@ void Store::Impl::after_commit() {
 
 std::uint64_t Store::Impl::unfinished(std::string_view subscriber, std::string_view event_type) {
   if (backlog() != 0) wait_moved();  // journaled events count once they are in the database
-  std::lock_guard lock(db_mu);
+  MutexLock lock(db_mu);
   Stmt q(db, path,
          "SELECT (SELECT count(*) FROM crier_events WHERE type = ?2 AND seq > coalesce((SELECT position FROM "
          "crier_cursors WHERE subscriber = ?1 AND type = ?2), 0)) + (SELECT count(*) FROM crier_retries WHERE "
@@ -293,7 +293,7 @@ std::uint64_t Store::Impl::unfinished(std::string_view subscriber, std::string_v
 void Store::Impl::wait_moved() {
   for (;;) {
     {
-      std::lock_guard lock(error_mu_);
+      MutexLock lock(error_mu_);
       if (backlog() == 0 || !mover_error_.empty() || stopping_.load(std::memory_order_acquire)) return;
     }
     const std::uint64_t seen = changes.load(std::memory_order_acquire);
@@ -303,20 +303,20 @@ void Store::Impl::wait_moved() {
 
 void Store::Impl::note_change() {
   {
-    std::lock_guard lock(change_mu);
+    MutexLock lock(change_mu);
     changes.fetch_add(1, std::memory_order_acq_rel);
   }
   change_cv.notify_all();
 }
 
 void Store::Impl::wake_all() {
-  { std::lock_guard lock(change_mu); }
+  { MutexLock lock(change_mu); }
   change_cv.notify_all();
 }
 
 std::uint64_t Store::Impl::prune(const Retention& rules) {
   if (rules.max_age.count() <= 0 && rules.max_events == 0) return 0;
-  std::lock_guard lock(db_mu);
+  MutexLock lock(db_mu);
   Transaction t(db, path);
   const std::int64_t top = head();
   // Everything up to `finished` is claimed by every cursor and held by no claim. The newest
@@ -362,7 +362,7 @@ void Store::append(std::span<const Envelope> events) {
 std::vector<DeadLetter> Store::dead_letters(const DeadLetterFilter& filter) {
   Impl& s = *impl_;
   LetterQuery lq(filter);
-  std::lock_guard lock(s.db_mu);
+  MutexLock lock(s.db_mu);
   Stmt q(s.db, s.path,
          "SELECT d.id, d.subscriber, d.attempts, d.first_error, d.last_error, d.first_failure, d.last_failure, " +
              std::string(kEventColumns) + " FROM crier_dead_letters d JOIN crier_events e ON e.seq = d.seq" + lq.where +
@@ -390,7 +390,7 @@ std::size_t Store::dead_letter_count(const DeadLetterFilter& filter) {
   if (!filter.ids.empty()) return dead_letters(filter).size();
   Impl& s = *impl_;
   LetterQuery lq(filter);
-  std::lock_guard lock(s.db_mu);
+  MutexLock lock(s.db_mu);
   Stmt q(s.db, s.path, "SELECT count(*) FROM crier_dead_letters d" + lq.where);
   lq.bind(q);
   return q.step() ? static_cast<std::size_t>(q.int64(0)) : 0;
@@ -401,7 +401,7 @@ std::size_t Store::redrive(const DeadLetterFilter& filter) {
   LetterQuery lq(filter);
   std::size_t n = 0;
   {
-    std::lock_guard lock(s.db_mu);
+    MutexLock lock(s.db_mu);
     Transaction t(s.db, s.path);
     Stmt q(s.db, s.path, "SELECT d.id, d.subscriber, d.type, d.seq FROM crier_dead_letters d" + lq.where);
     lq.bind(q);
@@ -431,7 +431,7 @@ std::size_t Store::redrive(const DeadLetterFilter& filter) {
 std::size_t Store::purge(const DeadLetterFilter& filter) {
   Impl& s = *impl_;
   LetterQuery lq(filter);
-  std::lock_guard lock(s.db_mu);
+  MutexLock lock(s.db_mu);
   Transaction t(s.db, s.path);
   Stmt q(s.db, s.path, "SELECT d.id FROM crier_dead_letters d" + lq.where);
   lq.bind(q);
@@ -458,7 +458,7 @@ StoreStats Store::stats() {
   st.commits = s.commits.load(std::memory_order_relaxed);
   st.appended = s.appended.load(std::memory_order_relaxed);
   st.journaled = s.backlog();
-  std::lock_guard lock(s.db_mu);
+  MutexLock lock(s.db_mu);
   st.head = static_cast<std::uint64_t>(s.head());
   Stmt events(s.db, s.path, "SELECT count(*) FROM crier_events");
   if (events.step()) st.events = static_cast<std::uint64_t>(events.int64(0));

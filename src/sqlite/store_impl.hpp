@@ -13,12 +13,17 @@
 #include <vector>
 
 #include "change_watch.hpp"
+#include "common/mutex.hpp"
 #include "crier/sqlite.hpp"
 #include "db.hpp"
 #include "event_row.hpp"
 #include "journal.hpp"
 
 namespace crier::sqlite {
+
+using ::crier::detail::CondVar;
+using ::crier::detail::Mutex;
+using ::crier::detail::MutexLock;
 
 /// The schema version this build writes, and reads up to.
 constexpr int kSchemaVersion = 2;
@@ -41,7 +46,7 @@ struct Store::Impl {
   /// Journals the events: publish's durability point; the mover takes them from there.
   void append(std::span<const Envelope> events);
   /// The newest sequence (0: none). Caller holds db_mu.
-  std::int64_t head();
+  std::int64_t head() CRIER_REQUIRES(db_mu);
   /// Events journaled by this store and not yet in the database.
   std::uint64_t backlog() const noexcept { return journal_ ? journal_->backlog() : 0; }
   /// Waits until everything journaled so far is in the database (or moving it fails).
@@ -63,15 +68,15 @@ struct Store::Impl {
   const std::string path;
   const Options options;
 
-  std::mutex db_mu;  // guards db and the statements on it
-  sqlite3* db = nullptr;
-  Stmt insert_event;
-  Stmt save_progress;  // a journal's next_jseq
+  Mutex db_mu;
+  sqlite3* db CRIER_GUARDED_BY(db_mu) = nullptr;
+  Stmt insert_event CRIER_GUARDED_BY(db_mu);
+  Stmt save_progress CRIER_GUARDED_BY(db_mu);  // a journal's next_jseq
 
   // Change notification: local commits bump `changes` at once; commits by other connections
   // when the change watch sees them (it sees local ones too: a spurious wake-up is harmless).
-  std::mutex change_mu;
-  std::condition_variable change_cv;
+  Mutex change_mu;
+  CondVar change_cv;
   std::atomic<std::uint64_t> changes{0};
   std::unique_ptr<ChangeWatch> watch;
 
@@ -82,7 +87,8 @@ struct Store::Impl {
   void mover_loop();
   // Inserts the records in one transaction and records `progress` as the journal's next
   // sequence. Caller holds db_mu.
-  void insert_records(const std::vector<RecordView>& records, const std::string& journal, std::uint64_t progress);
+  void insert_records(const std::vector<RecordView>& records, const std::string& journal, std::uint64_t progress)
+      CRIER_REQUIRES(db_mu);
   // Deletes the progress row of a journal file that was deleted.
   void forget_journal(const std::string& name) noexcept;
   // Finishes a dead process's journal; true when it is all in the database.
@@ -91,7 +97,8 @@ struct Store::Impl {
   void after_commit();
 
   // Stops the change watch, finalizes the statements and closes the connection.
-  void close_connection() noexcept;
+  // Only when the store is being built or destroyed: no other thread can use it then.
+  void close_connection() noexcept CRIER_NO_THREAD_SAFETY_ANALYSIS;
   // Publishes fail fast while the store is closing or the mover cannot write the database.
   void refuse_if_needed() const;
 
@@ -99,15 +106,16 @@ struct Store::Impl {
   std::thread mover_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> refusing_{false};  // stopping_, or mover_error_ is set
-  mutable std::mutex error_mu_;
-  std::string mover_error_;  // guarded by error_mu_: why the last move failed ("" when it worked)
+  mutable Mutex error_mu_;
+  std::string mover_error_ CRIER_GUARDED_BY(error_mu_);  // why the last move failed ("" when it worked)
   Errc mover_code_ = Errc::transport_error;
 };
 
 template <class Stop>
 std::uint64_t Store::Impl::wait_change(std::uint64_t seen, std::chrono::steady_clock::time_point deadline, Stop stop) {
-  std::unique_lock lock(change_mu);
-  change_cv.wait_until(lock, deadline, [&] { return changes.load(std::memory_order_acquire) != seen || stop(); });
+  MutexLock lock(change_mu);
+  while (changes.load(std::memory_order_acquire) == seen && !stop() && change_cv.wait_until(change_mu, deadline)) {
+  }
   return changes.load(std::memory_order_acquire);
 }
 
