@@ -1,6 +1,7 @@
 // Events that could not be handled: kept with why, listed, sent again or purged.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -30,6 +31,21 @@ struct DeadLetterFilter {
   std::string subscriber{};
   std::string event_type{};
   std::vector<std::uint64_t> ids{};
+};
+
+/// Dead letters as a durable transport keeps them: what the bus's dead-letter calls and the
+/// tools use. Ids are the transport's. Thread-safe.
+class CRIER_EXPORT DeadLetterQueue {
+ public:
+  virtual ~DeadLetterQueue() = default;
+  /// Matching letters, oldest first.
+  virtual std::vector<DeadLetter> list(const DeadLetterFilter& filter) = 0;
+  virtual std::size_t count(const DeadLetterFilter& filter) = 0;
+  /// Sends matching letters back to their subscriber (any consumer of that name, in any
+  /// process) with a fresh attempt count, and removes them. Returns how many.
+  virtual std::size_t redrive(const DeadLetterFilter& filter) = 0;
+  /// Deletes matching letters; returns how many.
+  virtual std::size_t purge(const DeadLetterFilter& filter) = 0;
 };
 
 /// Published on the bus whenever an event is dead-lettered, so that an application can alert

@@ -99,20 +99,40 @@ struct VerifyResult {
   bool ok() const noexcept { return problems.empty(); }
 };
 
-/// A SQLite store: a crier::Transport. Thread-safe. Obtain one with open().
-class CRIER_EXPORT Store final : public Transport {
+class Store;
+CRIER_EXPORT std::shared_ptr<Store> open(const std::string& path, const Options& options);
+
+/// A SQLite store: a crier::Transport, its dead-letter queue and its inspector (positions are
+/// the events' sequence numbers, printed in decimal). Thread-safe. Obtain one with open().
+class CRIER_EXPORT Store final : public Transport, public DeadLetterQueue, public Inspector {
  public:
   struct Impl;
-  explicit Store(std::shared_ptr<Impl> impl);
+  /// What only open() can make: a Store is never built by hand.
+  class OpenKey {
+    OpenKey() = default;
+    friend std::shared_ptr<Store> open(const std::string& path, const Options& options);
+  };
+  Store(std::shared_ptr<Impl> impl, OpenKey key);
   ~Store() override;
 
   std::string_view name() const noexcept override { return "sqlite"; }
   void append(std::span<const Envelope> events) override;
   std::unique_ptr<Consumer> consume(const ConsumerSpec& spec) override;
-  std::vector<DeadLetter> dead_letters(const DeadLetterFilter& filter) override;
-  std::size_t dead_letter_count(const DeadLetterFilter& filter) override;
+  DeadLetterQueue& dead_letter_queue() override { return *this; }
+  Inspector& inspector() override { return *this; }
+
+  // DeadLetterQueue
+  std::vector<DeadLetter> list(const DeadLetterFilter& filter) override;
+  std::size_t count(const DeadLetterFilter& filter) override;
   std::size_t redrive(const DeadLetterFilter& filter) override;
   std::size_t purge(const DeadLetterFilter& filter) override;
+
+  // Inspector
+  std::vector<SubscriberStatus> subscribers() override;
+  std::vector<EventTypeStatus> event_types() override;
+  std::vector<StoredEnvelope> browse(const BrowseQuery& query) override;
+  void move(std::string_view subscriber, std::string_view event_type, std::string_view position) override;
+  std::string publish_json(std::string_view cloudevent) override;
 
   /// Deletes finished events by the retention rules; returns how many.
   std::uint64_t prune();

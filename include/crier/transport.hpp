@@ -20,6 +20,7 @@
 #include "crier/dead_letter.hpp"
 #include "crier/envelope.hpp"
 #include "crier/export.hpp"
+#include "crier/inspect.hpp"
 
 namespace crier {
 
@@ -111,13 +112,10 @@ class CRIER_EXPORT Transport {
   virtual void append(std::span<const Envelope> events) = 0;
   /// A consumer of one subscriber's events.
   virtual std::unique_ptr<Consumer> consume(const ConsumerSpec& spec) = 0;
-
-  // Dead letters, persisted by the transport: ids are the transport's.
-  virtual std::vector<DeadLetter> dead_letters(const DeadLetterFilter& filter) = 0;
-  virtual std::size_t dead_letter_count(const DeadLetterFilter& filter) = 0;
-  /// Sends matching letters back to their subscriber with a fresh attempt count.
-  virtual std::size_t redrive(const DeadLetterFilter& filter) = 0;
-  virtual std::size_t purge(const DeadLetterFilter& filter) = 0;
+  /// The dead letters it keeps (for the bus's dead-letter calls and the tools).
+  virtual DeadLetterQueue& dead_letter_queue() = 0;
+  /// What the tools see of it, and may change (crier/inspect.hpp).
+  virtual Inspector& inspector() = 0;
 };
 
 }  // namespace crier

@@ -209,19 +209,19 @@ void CoreImpl::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexc
 }
 
 std::vector<DeadLetter> CoreImpl::dead_letters(const DeadLetterFilter& filter) const {
-  return transport_ ? transport_->dead_letters(filter) : dead_letters_->list(filter);
+  return transport_ ? transport_->dead_letter_queue().list(filter) : dead_letters_->list(filter);
 }
 
 std::size_t CoreImpl::dead_letter_count(const DeadLetterFilter& filter) const {
-  return transport_ ? transport_->dead_letter_count(filter) : dead_letters_->count(filter);
+  return transport_ ? transport_->dead_letter_queue().count(filter) : dead_letters_->count(filter);
 }
 
 std::size_t CoreImpl::purge(const DeadLetterFilter& filter) {
-  return transport_ ? transport_->purge(filter) : dead_letters_->take(filter).size();
+  return transport_ ? transport_->dead_letter_queue().purge(filter) : dead_letters_->take(filter).size();
 }
 
 std::size_t CoreImpl::redrive(const DeadLetterFilter& filter) {
-  if (transport_) return transport_->redrive(filter);  // the feeds fetch them again
+  if (transport_) return transport_->dead_letter_queue().redrive(filter);  // the feeds fetch them again
   std::vector<DeadLetterStore::Entry> orphans;
   std::size_t sent = 0;
   for (auto& entry : dead_letters_->take(filter)) {

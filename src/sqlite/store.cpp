@@ -350,7 +350,7 @@ std::uint64_t Store::Impl::prune(const Retention& rules) {
   return n;
 }
 
-Store::Store(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::Store(std::shared_ptr<Impl> impl, OpenKey) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 
 const std::string& Store::path() const noexcept { return impl_->path; }
@@ -359,7 +359,7 @@ void Store::append(std::span<const Envelope> events) {
   if (!events.empty()) impl_->append(events);
 }
 
-std::vector<DeadLetter> Store::dead_letters(const DeadLetterFilter& filter) {
+std::vector<DeadLetter> Store::list(const DeadLetterFilter& filter) {
   Impl& s = *impl_;
   LetterQuery lq(filter);
   MutexLock lock(s.db_mu);
@@ -386,8 +386,8 @@ std::vector<DeadLetter> Store::dead_letters(const DeadLetterFilter& filter) {
   return out;
 }
 
-std::size_t Store::dead_letter_count(const DeadLetterFilter& filter) {
-  if (!filter.ids.empty()) return dead_letters(filter).size();
+std::size_t Store::count(const DeadLetterFilter& filter) {
+  if (!filter.ids.empty()) return list(filter).size();
   Impl& s = *impl_;
   LetterQuery lq(filter);
   MutexLock lock(s.db_mu);
@@ -510,7 +510,7 @@ std::shared_ptr<Store> open(const std::string& path, const Options& options) {
   check_writable(path);
   if (options.window == 0) throw Error(Errc::invalid_argument, path + ": options.window must be at least 1");
   if (options.lease.count() <= 0) throw Error(Errc::invalid_argument, path + ": options.lease must be positive");
-  return std::make_shared<Store>(std::make_shared<Store::Impl>(path, options));
+  return std::make_shared<Store>(std::make_shared<Store::Impl>(path, options), Store::OpenKey{});
 }
 
 }  // namespace crier::sqlite

@@ -1,0 +1,143 @@
+// The SQLite store's Inspector: what the tools see of the file, and the few changes they may
+// make (moving a subscriber's position, publishing a CloudEvent given as JSON). Positions are
+// event sequences in decimal.
+#include <algorithm>
+#include <charconv>
+
+#include "crier/event.hpp"
+#include "event_row.hpp"
+#include "store_impl.hpp"
+
+namespace crier::sqlite {
+
+using namespace detail;
+
+namespace {
+
+std::string position_text(std::int64_t seq) { return seq > 0 ? std::to_string(seq) : std::string(); }
+
+// A position this store printed: a positive decimal sequence.
+std::int64_t parse_position(const std::string& path, std::string_view text) {
+  std::int64_t seq = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seq);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || seq <= 0)
+    throw Error(Errc::invalid_argument,
+                path + ": '" + std::string(text) + "' is not a position of this store (a sequence number, 1 or more)");
+  return seq;
+}
+
+}  // namespace
+
+std::vector<SubscriberStatus> Store::subscribers() {
+  Impl& s = *impl_;
+  if (s.backlog() != 0) s.wait_moved();  // journaled events count once they are in the database
+  std::vector<SubscriberStatus> out;
+  {
+    MutexLock lock(s.db_mu);
+    Stmt names(s.db, s.path,
+               "SELECT subscriber, type FROM crier_cursors UNION SELECT subscriber, type FROM crier_claims "
+               "UNION SELECT subscriber, type FROM crier_retries UNION SELECT subscriber, type FROM "
+               "crier_dead_letters ORDER BY 1, 2");
+    while (names.step()) out.push_back(SubscriberStatus{names.text(0), names.text(1)});
+    Stmt q(s.db, s.path,
+           "SELECT (SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
+           "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2), "
+           "(SELECT count(*) FROM crier_dead_letters WHERE subscriber = ?1 AND type = ?2), "
+           "(SELECT count(*) FROM crier_claims c JOIN crier_events e ON e.seq BETWEEN c.first_seq AND c.last_seq "
+           "AND e.type = c.type WHERE c.subscriber = ?1 AND c.type = ?2 AND NOT EXISTS (SELECT 1 FROM crier_retries "
+           "r WHERE r.subscriber = ?1 AND r.type = ?2 AND r.seq = e.seq) AND NOT EXISTS (SELECT 1 FROM "
+           "crier_dead_letters d WHERE d.subscriber = ?1 AND d.type = ?2 AND d.seq = e.seq)), "
+           // The oldest event that may be unfinished: the first retry, the first claimed, the
+           // first unread.
+           "(SELECT stored_ms FROM crier_events WHERE seq = (SELECT min(m) FROM ("
+           "SELECT min(seq) AS m FROM crier_retries WHERE subscriber = ?1 AND type = ?2 UNION ALL "
+           "SELECT min(first_seq) FROM crier_claims WHERE subscriber = ?1 AND type = ?2 UNION ALL "
+           "SELECT min(seq) FROM crier_events WHERE type = ?2 AND seq > coalesce((SELECT position FROM "
+           "crier_cursors WHERE subscriber = ?1 AND type = ?2), 0))))");
+    const std::int64_t now = wall_ms();
+    for (SubscriberStatus& st : out) {
+      q.bind(1, st.subscriber).bind(2, st.event_type);
+      if (q.step()) {
+        st.position = q.is_null(0) ? std::string() : position_text(q.int64(0));
+        st.retrying = static_cast<std::uint64_t>(q.int64(1));
+        st.dead_letters = static_cast<std::uint64_t>(q.int64(2));
+        st.in_flight = static_cast<std::uint64_t>(q.int64(3));
+        if (!q.is_null(4)) st.oldest_age = std::chrono::milliseconds(std::max<std::int64_t>(0, now - q.int64(4)));
+      }
+      q.reset();
+    }
+  }
+  for (SubscriberStatus& st : out) st.lag = s.unfinished(st.subscriber, st.event_type);
+  for (SubscriberStatus& st : out)
+    if (st.lag == 0) st.oldest_age = std::chrono::milliseconds(0);
+  return out;
+}
+
+std::vector<EventTypeStatus> Store::event_types() {
+  Impl& s = *impl_;
+  if (s.backlog() != 0) s.wait_moved();
+  MutexLock lock(s.db_mu);
+  Stmt q(s.db, s.path,
+         "SELECT t.type, t.n, t.newest, e.time FROM (SELECT type, count(*) AS n, max(seq) AS newest FROM "
+         "crier_events GROUP BY type) t JOIN crier_events e ON e.seq = t.newest ORDER BY t.type");
+  std::vector<EventTypeStatus> out;
+  while (q.step())
+    out.push_back(
+        EventTypeStatus{q.text(0), static_cast<std::uint64_t>(q.int64(1)), position_text(q.int64(2)), q.text(3)});
+  return out;
+}
+
+std::vector<StoredEnvelope> Store::browse(const BrowseQuery& query) {
+  Impl& s = *impl_;
+  const std::int64_t from = query.from.empty() ? 0 : parse_position(s.path, query.from);
+  if (s.backlog() != 0) s.wait_moved();
+  MutexLock lock(s.db_mu);
+  const std::string order = query.newest_first ? "DESC" : "ASC";
+  const std::string from_clause = query.from.empty()   ? ""
+                                  : query.newest_first ? " AND e.seq <= ?3"
+                                                       : " AND e.seq >= ?3";
+  Stmt q(s.db, s.path,
+         "SELECT e.seq, " + std::string(kEventColumns) +
+             " FROM crier_events e WHERE (?1 = '' OR e.type = ?1) AND (?2 = '' OR e.time >= ?2)" + from_clause +
+             " ORDER BY e.seq " + order + " LIMIT ?4");
+  q.bind(1, query.event_type).bind(2, query.since).bind(3, from);
+  q.bind(4, static_cast<std::int64_t>(std::min<std::size_t>(query.limit, 1u << 30)));
+  std::vector<StoredEnvelope> out;
+  while (q.step()) out.push_back(StoredEnvelope{position_text(q.int64(0)), read_envelope(q, 1)});
+  return out;
+}
+
+void Store::move(std::string_view subscriber, std::string_view event_type, std::string_view position) {
+  Impl& s = *impl_;
+  if (!is_valid_subscriber_name(subscriber))
+    throw Error(Errc::invalid_name, s.path + ": subscriber name " + crier::detail::quoted_name(subscriber) +
+                                        " (want 1-128 characters of [A-Za-z0-9_-])");
+  if (!is_valid_event_type(event_type))
+    throw Error(Errc::invalid_name,
+                s.path + ": event type " + crier::detail::quoted_name(event_type) + " is not a valid event type name");
+  const bool to_end = position == "end";
+  const std::int64_t seq = to_end ? 0 : parse_position(s.path, position);
+  if (s.backlog() != 0) s.wait_moved();  // "end" is past what was published before the call
+  {
+    MutexLock lock(s.db_mu);
+    const std::int64_t cursor = to_end ? s.head() : seq - 1;
+    Stmt upsert(s.db, s.path,
+                "INSERT INTO crier_cursors (subscriber, type, position) VALUES (?1, ?2, ?3) "
+                "ON CONFLICT DO UPDATE SET position = ?3");
+    upsert.bind(1, subscriber).bind(2, event_type).bind(3, cursor);
+    upsert.run();
+  }
+  s.note_change();
+}
+
+std::string Store::publish_json(std::string_view cloudevent) {
+  Envelope e = Envelope::from_json(cloudevent);
+  if (!is_valid_event_type(e.type))
+    throw Error(Errc::invalid_name, impl_->path + ": the CloudEvent's type " + crier::detail::quoted_name(e.type) +
+                                        " is not a name crier subscribers can have (dot-separated segments of "
+                                        "[A-Za-z0-9_-], starting with a letter)");
+  impl_->append(std::span<const Envelope>(&e, 1));
+  return e.id;
+}
+
+}  // namespace crier::sqlite
