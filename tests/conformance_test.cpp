@@ -4,10 +4,12 @@
 
 #include <crier/sqlite.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <latch>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -25,6 +27,9 @@ struct Transport {
   // A bus on the transport. Calls with the same `where` reach the same events (for durable
   // transports, as another process would: a connection of its own).
   std::function<std::unique_ptr<crier::Bus>(const ScratchDir& where, crier::BusOptions)> make;
+  // Durable transports: a connection of its own to the events at `where`, whose consumers
+  // hold events for `lease` without renewal.
+  std::function<std::shared_ptr<crier::Transport>(const ScratchDir& where, std::chrono::milliseconds lease)> open;
 };
 
 void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
@@ -38,6 +43,11 @@ std::vector<Transport> transports() {
          crier::sqlite::Options so;
          so.window = 8;  // small, so that competing consumers must share
          return std::make_unique<crier::Bus>(crier::sqlite::open(where.file("bus.db"), so), std::move(o));
+       },
+       [](const ScratchDir& where, std::chrono::milliseconds lease) -> std::shared_ptr<crier::Transport> {
+         crier::sqlite::Options so;
+         so.lease = lease;
+         return crier::sqlite::open(where.file("bus.db"), so);
        }},
   };
 }
@@ -456,6 +466,193 @@ TEST_P(Conformance, HandlerTimeIsMeasured) {
   const auto m = stats_of(*b, "timed");
   EXPECT_GE(m.handler_time, 10ms);
   EXPECT_EQ(m.delivered, 5u);
+}
+
+// --- what a durable transport must do (docs/transports.md) ---------------------------------
+
+// Where a subscriber name the transport has never seen starts: the beginning, now, a position
+// (as the transport's inspector prints it), a time.
+TEST_P(Conformance, ANewSubscriberStartsAtTheBeginningNowAPositionOrATime) {
+  if (!GetParam().durable) GTEST_SKIP() << "the memory bus keeps no events to start from";
+  auto transport = GetParam().open(dir_, 30s);
+  crier::Bus bus{transport};
+  for (int i = 1; i <= 10; ++i) bus.publish(Job{i, ""});
+  const auto stored = transport->inspector().browse({.event_type = "com.example.test.job"});
+  ASSERT_EQ(stored.size(), 10u);
+  auto first_of = [&](const char* name, crier::StartFrom from) {
+    SeenJobs jobs;
+    auto sub = bus.subscribe<Job>(name, [&](const Job& j) { jobs.add(j); }, {.start = from});
+    bus.publish(Job{100, ""});  // the one every start includes
+    EXPECT_TRUE(bus.flush(30s));
+    return jobs.values();
+  };
+  EXPECT_EQ(first_of("from-now", crier::StartFrom::now()), (std::vector<int>{100}));
+  EXPECT_EQ(first_of("from-seventh", crier::StartFrom::at(stored[6].position)),
+            (std::vector<int>{7, 8, 9, 10, 100, 100}));
+  EXPECT_EQ(first_of("from-start", crier::StartFrom::beginning()).size(), 13u);
+  const crier::Timestamp later = std::chrono::system_clock::now();
+  for (int i = 200; i < 203; ++i) bus.publish(Job{i, ""});
+  EXPECT_EQ(first_of("from-then", crier::StartFrom::at_time(later)), (std::vector<int>{200, 201, 202, 100}));
+  EXPECT_THROW((void)bus.subscribe<Job>("nowhere", [](const Job&) {}, {.start = crier::StartFrom::at("no such")}),
+               crier::Error);
+}
+
+// A consumer that goes away without settling or closing (its process died): once its lease
+// lapses, another consumer of the same name gets every event it held.
+TEST_P(Conformance, EventsOfAConsumerThatVanishesGoToAnotherAfterTheLease) {
+  if (!GetParam().durable) GTEST_SKIP() << "the memory bus has no shared subscriber across buses";
+  auto transport = GetParam().open(dir_, 300ms);
+  {
+    crier::Bus publisher{transport};
+    for (int i = 1; i <= 5; ++i) publisher.publish(Job{i, ""});
+  }
+  auto vanished = GetParam().open(dir_, 300ms)->consume({.subscriber = "worker", .event_type = "com.example.test.job"});
+  std::vector<crier::StoredEvent> held;
+  while (held.size() < 5) {
+    auto got = vanished->fetch(5 - held.size(), 1s);
+    for (auto& e : got) held.push_back(std::move(e));
+  }
+  vanished->taken(held.size());  // never settled, never closed: like a process killed here
+  crier::Bus survivor{GetParam().open(dir_, 300ms)};
+  SeenJobs jobs;
+  auto sub = survivor.subscribe<Job>("worker", [&](const Job& j) { jobs.add(j); });
+  jobs.wait_for(5);
+  ASSERT_TRUE(survivor.flush(30s));
+  auto seen = jobs.values();
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3, 4, 5}));
+  vanished.release();  // a vanished consumer is never closed; its connection goes with the test's process
+}
+
+// While the bus holds an event (a slow handler, a retry waiting on its timer) the transport
+// must not hand it to another consumer of the name: the lease is renewed.
+TEST_P(Conformance, AHeldEventIsNotRedeliveredBehindTheBusesBack) {
+  if (!GetParam().durable) GTEST_SKIP() << "the memory bus has no shared subscriber across buses";
+  constexpr auto kLease = 200ms;
+  std::mutex mu;
+  std::map<int, std::vector<int>> attempts;  // event -> the attempt numbers its handlers saw
+  Counter finished;
+  auto handler = [&](const Job& j, crier::Delivery& d) {
+    {
+      std::lock_guard lock(mu);
+      attempts[j.n].push_back(d.attempt());
+    }
+    if (j.n == 1) {  // slow: five leases long
+      const auto until = std::chrono::steady_clock::now() + 5 * kLease;
+      while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    }
+    if (j.n == 2 && d.attempt() == 1) throw std::runtime_error("later");  // its retry waits 5 leases
+    finished.add();
+  };
+  crier::SubscribeOptions o;
+  o.retry.max_attempts = 2;
+  o.retry.initial_delay = 5 * kLease;
+  o.retry.jitter = false;
+  crier::Bus one{GetParam().open(dir_, kLease)};
+  crier::Bus two{GetParam().open(dir_, kLease)};
+  auto a = one.subscribe<Job>("careful", handler, o);
+  auto b = two.subscribe<Job>("careful", handler, o);
+  one.publish(Job{1, ""});
+  one.publish(Job{2, ""});
+  finished.wait_for(2);
+  ASSERT_TRUE(one.flush(30s));
+  ASSERT_TRUE(two.flush(30s));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(attempts[1], (std::vector<int>{1}));
+  EXPECT_EQ(attempts[2], (std::vector<int>{1, 2}));
+}
+
+// Data its subscriber cannot decode (another program wrote it) goes to that subscriber's dead
+// letters with the decoder's reason; the events after it flow.
+TEST_P(Conformance, MalformedDataGoesToDeadLettersWithTheReason) {
+  if (!GetParam().durable) GTEST_SKIP() << "in memory, events are never encoded";
+  auto transport = GetParam().open(dir_, 30s);
+  transport->inspector().publish_json(
+      R"({"specversion":"1.0","id":"bad-1","source":"/elsewhere","type":"com.example.test.job",)"
+      R"("datacontenttype":"application/json","data":{"n":"not a number"}})");
+  crier::Bus bus{transport};
+  SeenJobs jobs;
+  auto sub = bus.subscribe<Job>("reader", [&](const Job& j) { jobs.add(j); });
+  bus.publish(Job{7, ""});
+  jobs.wait_for(1);
+  ASSERT_TRUE(bus.flush(30s));
+  EXPECT_EQ(jobs.values(), (std::vector<int>{7}));
+  const auto letters = bus.dead_letters({.subscriber = "reader"});
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].envelope.id, "bad-1");
+  EXPECT_NE(letters[0].last_error.find("JSON decoding failed"), std::string::npos) << letters[0].last_error;
+}
+
+// A failed attempt's count outlives the bus that made it: the next bus runs attempt 2.
+TEST_P(Conformance, AttemptsSurviveARestart) {
+  if (!GetParam().durable) GTEST_SKIP() << "the memory bus keeps nothing across a restart";
+  crier::SubscribeOptions o;
+  o.retry.max_attempts = 3;
+  o.retry.initial_delay = 50ms;
+  o.retry.jitter = false;
+  {
+    auto b = bus();
+    Counter failed;
+    auto sub = b->subscribe<Job>(
+        "stubborn",
+        [&](const Job&) {
+          failed.add();
+          throw std::runtime_error("not yet");
+        },
+        o);
+    b->publish(Job{1, ""});
+    failed.wait_for(1);
+    (void)b->drain(0ms);  // its retry was waiting: it stays in the transport, with its count
+  }
+  auto b = bus();
+  std::vector<int> seen;
+  Counter done;
+  auto sub = b->subscribe<Job>(
+      "stubborn",
+      [&](const Job&, crier::Delivery& d) {
+        seen.push_back(d.attempt());
+        done.add();
+      },
+      o);
+  done.wait_for(1);
+  ASSERT_TRUE(b->flush(30s));
+  EXPECT_EQ(seen, (std::vector<int>{2}));
+}
+
+// The inspector's counts match what the bus did.
+TEST_P(Conformance, TheInspectorsCountsMatchWhatHappened) {
+  if (!GetParam().durable) GTEST_SKIP() << "the memory bus has no inspector";
+  auto transport = GetParam().open(dir_, 30s);
+  {
+    crier::Bus bus{transport};
+    crier::SubscribeOptions once;
+    once.retry.max_attempts = 1;
+    Counter calls;
+    auto sub = bus.subscribe<Job>(
+        "picky",
+        [&](const Job& j) {
+          calls.add();
+          if (j.n % 2 == 0) throw std::runtime_error("odd ones only");
+        },
+        once);
+    for (int i = 1; i <= 6; ++i) bus.publish(Job{i, ""});
+    calls.wait_for(6);
+    ASSERT_TRUE(bus.flush(30s));
+  }
+  crier::Inspector& inspect = transport->inspector();
+  const auto subs = inspect.subscribers();
+  const auto it = std::find_if(subs.begin(), subs.end(), [](const auto& s) { return s.subscriber == "picky"; });
+  ASSERT_NE(it, subs.end());
+  EXPECT_EQ(it->lag, 0u);
+  EXPECT_EQ(it->in_flight, 0u);
+  EXPECT_EQ(it->retrying, 0u);
+  EXPECT_EQ(it->dead_letters, 3u);
+  EXPECT_EQ(transport->dead_letter_queue().count({.subscriber = "picky"}), 3u);
+  const auto types = inspect.event_types();
+  const auto jobs =
+      std::find_if(types.begin(), types.end(), [](const auto& t) { return t.event_type == "com.example.test.job"; });
+  ASSERT_NE(jobs, types.end());
+  EXPECT_EQ(jobs->events, 6u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, Conformance, ::testing::ValuesIn(transports()),

@@ -609,23 +609,4 @@ TEST(SqliteRetention, PrunesOnlyWhatEverySubscriberFinished) {
   EXPECT_EQ(store->stats().events, 60u);  // 10 dead letters + 50 "slow" has not read
 }
 
-TEST(SqliteStart, ANewSubscriberChoosesWhereToStart) {
-  ScratchDir dir;
-  crier::Bus bus{crier::sqlite::open(dir.file("start.db"))};
-  for (int i = 1; i <= 10; ++i) bus.publish(Job{i, ""});
-  auto first_of = [&](const char* name, crier::StartFrom from) {
-    SeenJobs jobs;
-    auto sub = bus.subscribe<Job>(name, [&](const Job& j) { jobs.add(j); }, {.start = from});
-    bus.publish(Job{100, ""});  // the one every start position includes
-    EXPECT_TRUE(bus.flush(30s));
-    return jobs.values();
-  };
-  EXPECT_EQ(first_of("from-now", crier::StartFrom::now()), (std::vector<int>{100}));
-  EXPECT_EQ(first_of("from-seven", crier::StartFrom::at_sequence(7)), (std::vector<int>{7, 8, 9, 10, 100, 100}));
-  EXPECT_EQ(first_of("from-start", crier::StartFrom::beginning()).size(), 13u);
-  const crier::Timestamp later = std::chrono::system_clock::now();
-  for (int i = 200; i < 203; ++i) bus.publish(Job{i, ""});
-  EXPECT_EQ(first_of("from-then", crier::StartFrom::at_time(later)), (std::vector<int>{200, 201, 202, 100}));
-}
-
 }  // namespace

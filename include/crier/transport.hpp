@@ -27,20 +27,20 @@ namespace crier {
 /// Where a subscriber that the transport has never seen starts reading. Ignored once the
 /// subscriber has a position (it resumes where it left off), and by the memory bus.
 struct StartFrom {
-  enum class Kind { beginning, now, sequence, time };
+  enum class Kind { beginning, now, position, time };
   Kind kind = Kind::beginning;
-  std::uint64_t sequence = 0;  ///< Kind::sequence: the first sequence to deliver
-  Timestamp time{};            ///< Kind::time: the first event published at or after this
+  std::string position{};  ///< Kind::position: the first event to deliver, as the transport prints it
+  Timestamp time{};        ///< Kind::time: the first event published at or after this
 
   /// Every event the transport still holds (the default): nothing published before the
   /// subscriber first came is missed.
-  static StartFrom beginning() noexcept { return {}; }
+  static StartFrom beginning() { return {}; }
   /// Only events published from now on.
-  static StartFrom now() noexcept { return {Kind::now, 0, {}}; }
-  /// From the event with this sequence (replay).
-  static StartFrom at_sequence(std::uint64_t s) noexcept { return {Kind::sequence, s, {}}; }
+  static StartFrom now() { return {Kind::now, {}, {}}; }
+  /// From the event at `position` (replay), in the transport's text (Inspector, browse()).
+  static StartFrom at(std::string position) { return {Kind::position, std::move(position), {}}; }
   /// From the first event published at or after `t` (replay).
-  static StartFrom at_time(Timestamp t) noexcept { return {Kind::time, 0, t}; }
+  static StartFrom at_time(Timestamp t) { return {Kind::time, {}, t}; }
 };
 
 /// One stored event handed to a consumer.

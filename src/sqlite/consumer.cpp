@@ -398,8 +398,8 @@ class SqliteConsumer final : public Consumer {
         return 0;
       case StartFrom::Kind::now:
         return head;
-      case StartFrom::Kind::sequence:
-        return from.sequence > 0 ? static_cast<std::int64_t>(from.sequence) - 1 : 0;
+      case StartFrom::Kind::position:
+        return parse_position(s_->path, from.position) - 1;
       case StartFrom::Kind::time: {
         Stmt q(s_->db, s_->path, "SELECT min(seq) FROM crier_events WHERE time >= ?1");
         const std::string t = format_time(from.time);
@@ -630,6 +630,7 @@ class SqliteConsumer final : public Consumer {
 }  // namespace
 
 std::unique_ptr<Consumer> Store::consume(const ConsumerSpec& spec) {
+  if (spec.start.kind == StartFrom::Kind::position) parse_position(impl_->path, spec.start.position);  // says why now
   return std::make_unique<SqliteConsumer>(impl_, spec);
 }
 

@@ -16,16 +16,6 @@ namespace {
 
 std::string position_text(std::int64_t seq) { return seq > 0 ? std::to_string(seq) : std::string(); }
 
-// A position this store printed: a positive decimal sequence.
-std::int64_t parse_position(const std::string& path, std::string_view text) {
-  std::int64_t seq = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seq);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || seq <= 0)
-    throw Error(Errc::invalid_argument,
-                path + ": '" + std::string(text) + "' is not a position of this store (a sequence number, 1 or more)");
-  return seq;
-}
-
 }  // namespace
 
 std::vector<SubscriberStatus> Store::subscribers() {

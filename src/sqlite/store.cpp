@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 
@@ -467,6 +468,16 @@ StoreStats Store::stats() {
   Stmt held(s.db, s.path, "SELECT (SELECT count(*) FROM crier_claims) + (SELECT count(*) FROM crier_retries)");
   if (held.step()) st.in_flight = static_cast<std::uint64_t>(held.int64(0));
   return st;
+}
+
+// A position this store printed: a positive decimal sequence.
+std::int64_t parse_position(const std::string& path, std::string_view text) {
+  std::int64_t seq = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seq);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || seq <= 0)
+    throw Error(Errc::invalid_argument,
+                path + ": '" + std::string(text) + "' is not a position of this store (a sequence number, 1 or more)");
+  return seq;
 }
 
 std::uint64_t Store::backlog(std::string_view subscriber, std::string_view event_type) {

@@ -30,6 +30,10 @@ constexpr int kSchemaVersion = 2;
 
 /// Milliseconds since the Unix epoch: lease expiry and retry times are compared across
 /// processes, so they are wall-clock.
+/// A position this store printed (a sequence, 1 or more); throws Error(Errc::invalid_argument)
+/// naming the store otherwise.
+std::int64_t parse_position(const std::string& path, std::string_view text);
+
 inline std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
