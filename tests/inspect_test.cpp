@@ -15,11 +15,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Ping {
+struct Probe {
   int n = 0;
 };
-CRIER_EVENT(Ping, "com.example.test.ping");
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Ping, n)
+CRIER_EVENT(Probe, "com.example.test.probe");
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Probe, n)
 
 const crier::SubscriberStatus* status_of(const std::vector<crier::SubscriberStatus>& all, std::string_view subscriber,
                                          std::string_view type) {
@@ -52,7 +52,7 @@ TEST(Inspector, CountsMatchWhatHappened) {
         },
         once);
     for (int i = 1; i <= 10; ++i) bus.publish(Job{i, ""});
-    for (int i = 1; i <= 3; ++i) bus.publish(Ping{i});
+    for (int i = 1; i <= 3; ++i) bus.publish(Probe{i});
     done.wait_for(10 + 8);
     ASSERT_TRUE(bus.drain().complete);
   }
@@ -72,14 +72,14 @@ TEST(Inspector, CountsMatchWhatHappened) {
   EXPECT_FALSE(steady->position.empty());
   EXPECT_EQ(store->dead_letter_queue().count({.subscriber = "fragile"}), 2u);
 
-  // Jobs, Pings, and the bus's crier.deadlettered announcements (two), by name.
+  // Jobs, Probes, and the bus's crier.deadlettered announcements (two), by name.
   const auto types = inspect.event_types();
   ASSERT_EQ(types.size(), 3u);
   EXPECT_EQ(types[0].event_type, "com.example.test.job");
   EXPECT_EQ(types[0].events, 10u);
-  EXPECT_EQ(types[1].event_type, "com.example.test.ping");
+  EXPECT_EQ(types[1].event_type, "com.example.test.probe");
   EXPECT_EQ(types[1].events, 3u);
-  EXPECT_EQ(types[1].newest, "13");  // the Pings were published after the ten Jobs
+  EXPECT_EQ(types[1].newest, "13");  // the Probes were published after the ten Jobs
   EXPECT_FALSE(types[1].newest_time.empty());
   EXPECT_EQ(types[2].event_type, "crier.deadlettered");
   EXPECT_EQ(types[2].events, 2u);
@@ -100,7 +100,7 @@ TEST(Inspector, BrowsesStoredEventsFromAPositionEitherWay) {
   {
     crier::Bus bus{store};
     for (int i = 1; i <= 6; ++i) bus.publish(Job{i, ""});
-    bus.publish(Ping{1});
+    bus.publish(Probe{1});
   }
   crier::Inspector& inspect = store->inspector();
   EXPECT_EQ(ns_of(inspect.browse({.event_type = "com.example.test.job", .limit = 3})), (std::vector<int>{1, 2, 3}));
@@ -113,7 +113,7 @@ TEST(Inspector, BrowsesStoredEventsFromAPositionEitherWay) {
             (std::vector<int>{4, 3, 2, 1}));
   const auto all = inspect.browse({});
   ASSERT_EQ(all.size(), 7u);
-  EXPECT_EQ(all.back().envelope.type, "com.example.test.ping");
+  EXPECT_EQ(all.back().envelope.type, "com.example.test.probe");
   EXPECT_TRUE(inspect.browse({.since = "2999-01-01T00:00:00Z"}).empty());
   EXPECT_EQ(inspect.browse({.since = all[2].envelope.time}).size(), 5u);  // the third and later
 

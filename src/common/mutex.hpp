@@ -33,7 +33,6 @@
 #define CRIER_ACQUIRE(...) CRIER_TSA(acquire_capability(__VA_ARGS__))
 #define CRIER_RELEASE(...) CRIER_TSA(release_capability(__VA_ARGS__))
 #define CRIER_TRY_ACQUIRE(...) CRIER_TSA(try_acquire_capability(__VA_ARGS__))
-#define CRIER_ASSERT_CAPABILITY(x) CRIER_TSA(assert_capability(x))
 /// Opts a function out of the analysis; say why beside it.
 #define CRIER_NO_THREAD_SAFETY_ANALYSIS CRIER_TSA(no_thread_safety_analysis)
 
@@ -49,8 +48,6 @@ class CRIER_CAPABILITY("mutex") Mutex {
   void lock() CRIER_ACQUIRE() { m_.lock(); }
   void unlock() CRIER_RELEASE() { m_.unlock(); }
   bool try_lock() CRIER_TRY_ACQUIRE(true) { return m_.try_lock(); }
-  /// Tells the analysis the caller holds the mutex (where it cannot see it, e.g. a callback).
-  void assert_held() const CRIER_ASSERT_CAPABILITY(this) {}
 
  private:
   friend class CondVar;

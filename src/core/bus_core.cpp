@@ -146,17 +146,24 @@ void CoreImpl::inherit_trace_context(PublishMeta& meta, const Attributes& parent
 
 void CoreImpl::store(std::uint32_t type_index, std::string_view type, std::span<std::string> data,
                      std::string_view content_type, const Attributes* attributes, const PublishMeta* parent) {
-  std::vector<Envelope> envelopes;
-  envelopes.reserve(data.size());
-  for (std::string& d : data) {
+  auto envelope_of = [&](std::string& d) {
     PublishMeta meta;
     fill_meta(meta, attributes, parent);
-    Envelope& e = envelopes.emplace_back(build_envelope(meta, source_, type));
+    Envelope e = build_envelope(meta, source_, type);
     e.datacontenttype = std::string(content_type);
     e.data = std::move(d);
+    return e;
+  };
+  if (data.size() == 1) {  // a single publish: no vector to allocate
+    const Envelope e = envelope_of(data[0]);
+    transport_->append(std::span<const Envelope>(&e, 1));
+  } else {
+    std::vector<Envelope> envelopes;
+    envelopes.reserve(data.size());
+    for (std::string& d : data) envelopes.push_back(envelope_of(d));
+    transport_->append(envelopes);
   }
-  transport_->append(envelopes);
-  count_published(type_index, type, envelopes.size());
+  count_published(type_index, type, data.size());
 }
 
 void CoreImpl::count_published(std::uint32_t type_index, std::string_view type_name, std::size_t n) {

@@ -32,18 +32,16 @@ std::vector<SubscriberStatus> Store::subscribers() {
     Stmt q(s.db, s.path,
            "SELECT (SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
            "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2), "
-           "(SELECT count(*) FROM crier_dead_letters WHERE subscriber = ?1 AND type = ?2), "
-           "(SELECT count(*) FROM crier_claims c JOIN crier_events e ON e.seq BETWEEN c.first_seq AND c.last_seq "
-           "AND e.type = c.type WHERE c.subscriber = ?1 AND c.type = ?2 AND NOT EXISTS (SELECT 1 FROM crier_retries "
-           "r WHERE r.subscriber = ?1 AND r.type = ?2 AND r.seq = e.seq) AND NOT EXISTS (SELECT 1 FROM "
-           "crier_dead_letters d WHERE d.subscriber = ?1 AND d.type = ?2 AND d.seq = e.seq)), "
-           // The oldest event that may be unfinished: the first retry, the first claimed, the
-           // first unread.
-           "(SELECT stored_ms FROM crier_events WHERE seq = (SELECT min(m) FROM ("
-           "SELECT min(seq) AS m FROM crier_retries WHERE subscriber = ?1 AND type = ?2 UNION ALL "
-           "SELECT min(first_seq) FROM crier_claims WHERE subscriber = ?1 AND type = ?2 UNION ALL "
-           "SELECT min(seq) FROM crier_events WHERE type = ?2 AND seq > coalesce((SELECT position FROM "
-           "crier_cursors WHERE subscriber = ?1 AND type = ?2), 0))))");
+           "(SELECT count(*) FROM crier_dead_letters WHERE subscriber = ?1 AND type = ?2), " +
+               std::string(kHeldUnsettled) +
+               ", "
+               // The oldest event that may be unfinished: the first retry, the first claimed, the
+               // first unread.
+               "(SELECT stored_ms FROM crier_events WHERE seq = (SELECT min(m) FROM ("
+               "SELECT min(seq) AS m FROM crier_retries WHERE subscriber = ?1 AND type = ?2 UNION ALL "
+               "SELECT min(first_seq) FROM crier_claims WHERE subscriber = ?1 AND type = ?2 UNION ALL "
+               "SELECT min(seq) FROM crier_events WHERE type = ?2 AND seq > coalesce((SELECT position FROM "
+               "crier_cursors WHERE subscriber = ?1 AND type = ?2), 0))))");
     const std::int64_t now = wall_ms();
     for (SubscriberStatus& st : out) {
       q.bind(1, st.subscriber).bind(2, st.event_type);
@@ -57,9 +55,10 @@ std::vector<SubscriberStatus> Store::subscribers() {
       q.reset();
     }
   }
-  for (SubscriberStatus& st : out) st.lag = s.unfinished(st.subscriber, st.event_type);
-  for (SubscriberStatus& st : out)
-    if (st.lag == 0) st.oldest_age = std::chrono::milliseconds(0);
+  for (SubscriberStatus& st : out) {
+    st.lag = s.unfinished(st.subscriber, st.event_type);
+    if (st.lag == 0) st.oldest_age = std::chrono::milliseconds(0);  // the claims left were all settled
+  }
   return out;
 }
 

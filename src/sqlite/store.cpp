@@ -283,10 +283,8 @@ std::uint64_t Store::Impl::unfinished(std::string_view subscriber, std::string_v
   Stmt q(db, path,
          "SELECT (SELECT count(*) FROM crier_events WHERE type = ?2 AND seq > coalesce((SELECT position FROM "
          "crier_cursors WHERE subscriber = ?1 AND type = ?2), 0)) + (SELECT count(*) FROM crier_retries WHERE "
-         "subscriber = ?1 AND type = ?2) + (SELECT count(*) FROM crier_claims c JOIN crier_events e ON e.seq "
-         "BETWEEN c.first_seq AND c.last_seq AND e.type = c.type WHERE c.subscriber = ?1 AND c.type = ?2 AND NOT "
-         "EXISTS (SELECT 1 FROM crier_retries r WHERE r.subscriber = ?1 AND r.type = ?2 AND r.seq = e.seq) AND NOT "
-         "EXISTS (SELECT 1 FROM crier_dead_letters d WHERE d.subscriber = ?1 AND d.type = ?2 AND d.seq = e.seq))");
+         "subscriber = ?1 AND type = ?2) + " +
+             std::string(kHeldUnsettled));
   q.bind(1, subscriber).bind(2, event_type);
   return q.step() ? static_cast<std::uint64_t>(q.int64(0)) : 0;
 }

@@ -30,6 +30,14 @@ constexpr int kSchemaVersion = 2;
 
 /// Milliseconds since the Unix epoch: lease expiry and retry times are compared across
 /// processes, so they are wall-clock.
+/// SQL counting the events subscriber ?1 of type ?2 holds in claims and has not settled
+/// (neither a retry row nor a dead letter yet): its events in flight.
+constexpr std::string_view kHeldUnsettled =
+    "(SELECT count(*) FROM crier_claims c JOIN crier_events e ON e.seq BETWEEN c.first_seq AND c.last_seq AND "
+    "e.type = c.type WHERE c.subscriber = ?1 AND c.type = ?2 AND NOT EXISTS (SELECT 1 FROM crier_retries r WHERE "
+    "r.subscriber = ?1 AND r.type = ?2 AND r.seq = e.seq) AND NOT EXISTS (SELECT 1 FROM crier_dead_letters d "
+    "WHERE d.subscriber = ?1 AND d.type = ?2 AND d.seq = e.seq))";
+
 /// A position this store printed (a sequence, 1 or more); throws Error(Errc::invalid_argument)
 /// naming the store otherwise.
 std::int64_t parse_position(const std::string& path, std::string_view text);
