@@ -34,21 +34,30 @@ struct Transport {
 
 void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
 
+// SQLite, with failed events waiting for their retry in the bus (the default) or in the
+// store (the transport redelivers them): the retry policy must behave the same either way.
+Transport sqlite(std::string name, bool retries_in_store) {
+  return {std::move(name), true,
+          [=](const ScratchDir& where, crier::BusOptions o) {
+            crier::sqlite::Options so;
+            so.window = 8;  // small, so that competing consumers must share
+            so.retries_wait_in_store = retries_in_store;
+            return std::make_unique<crier::Bus>(crier::sqlite::open(where.file("bus.db"), so), std::move(o));
+          },
+          [=](const ScratchDir& where, std::chrono::milliseconds lease) -> std::shared_ptr<crier::Transport> {
+            crier::sqlite::Options so;
+            so.lease = lease;
+            so.retries_wait_in_store = retries_in_store;
+            return crier::sqlite::open(where.file("bus.db"), so);
+          }};
+}
+
 std::vector<Transport> transports() {
   return {
       {"memory", false,
        [](const ScratchDir&, crier::BusOptions o) { return std::make_unique<crier::Bus>(std::move(o)); }},
-      {"sqlite", true,
-       [](const ScratchDir& where, crier::BusOptions o) {
-         crier::sqlite::Options so;
-         so.window = 8;  // small, so that competing consumers must share
-         return std::make_unique<crier::Bus>(crier::sqlite::open(where.file("bus.db"), so), std::move(o));
-       },
-       [](const ScratchDir& where, std::chrono::milliseconds lease) -> std::shared_ptr<crier::Transport> {
-         crier::sqlite::Options so;
-         so.lease = lease;
-         return crier::sqlite::open(where.file("bus.db"), so);
-       }},
+      sqlite("sqlite", false),
+      sqlite("sqlite_redelivering", true),
   };
 }
 
@@ -580,6 +589,56 @@ TEST_P(Conformance, MalformedDataGoesToDeadLettersWithTheReason) {
   ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].envelope.id, "bad-1");
   EXPECT_NE(letters[0].last_error.find("JSON decoding failed"), std::string::npos) << letters[0].last_error;
+}
+
+// Delayed retries follow the policy wherever the event waits for them (the bus's timer, or a
+// transport that redelivers it): the attempt number, the delays, the maximum, permanent
+// errors.
+TEST_P(Conformance, DelayedRetriesFollowThePolicyWhereverTheyWait) {
+  constexpr auto kDelay = 40ms;
+  crier::SubscribeOptions o;
+  o.retry.max_attempts = 4;
+  o.retry.initial_delay = kDelay;
+  o.retry.multiplier = 2;
+  o.retry.jitter = false;
+  std::mutex mu;
+  std::map<int, std::vector<std::pair<int, std::chrono::steady_clock::time_point>>> calls;  // job -> attempts
+  Counter over;  // jobs handled or given up on
+  auto b = bus({.on_error = [&](const crier::Report& r) {
+    if (r.kind == crier::Report::Kind::dead_lettered) over.add();
+  }});
+  auto sub = b->subscribe<Job>(
+      "patient",
+      [&](const Job& j, crier::Delivery& d) {
+        {
+          std::lock_guard lock(mu);
+          calls[j.n].emplace_back(d.attempt(), std::chrono::steady_clock::now());
+        }
+        if (j.n == 1) throw std::runtime_error("never works");
+        if (j.n == 2) throw crier::PermanentError("cannot work");
+        if (d.attempt() < 3) throw std::runtime_error("works the third time");
+        over.add();
+      },
+      o);
+  for (int n = 1; n <= 3; ++n) b->publish(Job{n, ""});
+  over.wait_for(3);
+  ASSERT_TRUE(b->flush(30s));
+  std::lock_guard lock(mu);
+  auto attempts = [&](int job) {
+    std::vector<int> a;
+    for (auto& [attempt, at] : calls[job]) a.push_back(attempt);
+    return a;
+  };
+  EXPECT_EQ(attempts(1), (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_EQ(attempts(2), (std::vector<int>{1}));
+  EXPECT_EQ(attempts(3), (std::vector<int>{1, 2, 3}));
+  for (std::size_t i = 1; i < calls[1].size(); ++i)  // 40, 80, 160 ms apart at least
+    EXPECT_GE(calls[1][i].second - calls[1][i - 1].second, kDelay * (1 << (i - 1))) << "before attempt " << i + 1;
+  const auto letters = b->dead_letters({.subscriber = "patient"});
+  ASSERT_EQ(letters.size(), 2u);
+  std::map<int, int> letter_attempts;
+  for (const auto& l : letters) letter_attempts[l.attempts] = 1;
+  EXPECT_EQ(letter_attempts, (std::map<int, int>{{1, 1}, {4, 1}}));
 }
 
 // A failed attempt's count outlives the bus that made it: the next bus runs attempt 2.

@@ -194,6 +194,57 @@ TEST(SqliteRestart, ADelayedRetryKeepsItsAttemptCountAcrossARestart) {
   EXPECT_LE(attempt.load(), 5);
 }
 
+// With retries_wait_in_store, a failed event waits for its retry in the store, not in the
+// bus: the bus holds nothing for it, the store counts it as retrying, and when it is due any
+// consumer of the name takes it, with its attempt count (here another bus, the first one's
+// subscription having ended).
+TEST(SqliteRetries, ARetryWaitingInTheStoreTakesNoMemoryAndAnyConsumerTakesIt) {
+  ScratchDir dir;
+  crier::sqlite::Options so;
+  so.retries_wait_in_store = true;
+  auto store = crier::sqlite::open(dir.file("retries.db"), so);
+  crier::SubscribeOptions o;
+  o.retry.max_attempts = 3;
+  o.retry.initial_delay = 300ms;
+  o.retry.jitter = false;
+  crier::Bus first{store};
+  std::latch failed(1);
+  auto sub = first.subscribe<Job>(
+      "worker",
+      [&](const Job&) {
+        failed.count_down();
+        throw std::runtime_error("not yet");
+      },
+      o);
+  first.publish(Job{1, ""});
+  failed.wait();
+  // The failure is recorded just after the handler returns: the store is looked at until it
+  // shows, for 10 s at most.
+  crier::SubscriberStatus status;
+  for (const auto until = std::chrono::steady_clock::now() + 10s;
+       (status = store->inspector().subscribers().at(0)).retrying == 0 && std::chrono::steady_clock::now() < until;)
+    std::this_thread::yield();
+  EXPECT_EQ(status.retrying, 1u);
+  EXPECT_EQ(status.in_flight, 0u);
+  EXPECT_EQ(stats_of(first, "worker").queued, 0u);  // not waiting in this bus
+  sub.unsubscribe();
+
+  crier::Bus second{crier::sqlite::open(dir.file("retries.db"), so)};
+  std::latch handled(1);
+  std::atomic<int> attempt{0};
+  auto again = second.subscribe<Job>(
+      "worker",
+      [&](const Job&, crier::Delivery& d) {
+        attempt = d.attempt();
+        handled.count_down();
+      },
+      o);
+  handled.wait();
+  EXPECT_EQ(attempt.load(), 2);
+  ASSERT_TRUE(second.flush(30s));
+  EXPECT_EQ(store->inspector().subscribers().at(0).retrying, 0u);
+}
+
 // --- the publish journal --------------------------------------------------------------------
 
 // Publishers far ahead of the database fill the journal's files; past max_journal_bytes they

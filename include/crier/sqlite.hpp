@@ -65,6 +65,12 @@ struct Options {
   std::chrono::milliseconds lease{30000};
   /// How many fetched events a subscriber holds in memory at most.
   std::size_t window = 1024;
+  /// Where a failed event waits for its delayed retry. false (the default): in the bus that
+  /// failed it, which holds it (renewing its lease) and tries it again on its timer. true: in
+  /// the store, taking no memory; any consumer of the subscriber name takes it when it is due.
+  /// Either way the retry policy behaves the same. Ordered subscribers' events always wait in
+  /// the bus, holding back their key.
+  bool retries_wait_in_store = false;
   Retention retention{};
   /// Upper bound of the file in bytes (0: none). Past it, publish fails as on a full disk.
   std::uint64_t max_bytes = 0;

@@ -5,8 +5,10 @@
 //
 // What a transport promises: append() returns once the events are as durable as the
 // transport says; a Consumer hands each stored event of its (subscriber, type) to the bus
-// until the bus settles it (ack, a persisted failure, or a dead letter), and hands it again
-// (to any consumer of the same subscriber name) if the bus that had it goes away first.
+// with a Lease, keeps it from every other consumer while the bus holds that lease (renewing
+// it with the engine as needed), and hands it out again (to any consumer of the same
+// subscriber name) if the bus gives the lease up unsettled or goes away. docs/transports.md
+// states every call's contract, with a checklist for writing a transport.
 #pragma once
 
 #include <chrono>
@@ -19,6 +21,7 @@
 
 #include "crier/dead_letter.hpp"
 #include "crier/envelope.hpp"
+#include "crier/error.hpp"
 #include "crier/export.hpp"
 #include "crier/inspect.hpp"
 
@@ -43,14 +46,35 @@ struct StartFrom {
   static StartFrom at_time(Timestamp t) { return {Kind::time, {}, t}; }
 };
 
+/// A consumer's hold on one event it handed to the bus. The transport makes it (a subclass
+/// carrying what it needs to settle the event: a row's sequence, a JetStream message, a
+/// stream entry's id); the bus gives it back exactly once, to one of its consumer's ack(),
+/// retry() or dead_letter(), or destroys it unsettled when it gives the event up without an
+/// outcome (the bus stopped, the subscription ended): the event is then released, no later
+/// than when the consumer closes, and handed out again. A lease may outlive its consumer:
+/// destroying it must then be harmless.
+class CRIER_EXPORT Lease {
+ public:
+  virtual ~Lease() = default;
+  /// The event's position in the transport's text, as StartFrom::at() and
+  /// Inspector::browse() take it.
+  virtual std::string position() const = 0;
+};
+
+/// What an event's failed attempts left behind. The transport keeps it with the event, so
+/// that it survives a restart and a handover to another consumer.
+struct Attempts {
+  int failed = 0;             ///< attempts already failed
+  std::string first_error{};  ///< when failed > 0: the first failure's message
+  Timestamp first_failure{};
+  Timestamp retry_at{};  ///< when failed > 0: the next attempt is not made before this
+};
+
 /// One stored event handed to a consumer.
 struct StoredEvent {
-  std::uint64_t sequence = 0;  ///< the transport's position of the event, increasing
+  std::unique_ptr<Lease> lease{};  ///< the consumer's hold on it, until the bus settles it
   Envelope envelope{};
-  int attempts = 0;           ///< attempts already failed (persisted across restarts)
-  std::string first_error{};  ///< when attempts > 0: the first failure's message
-  Timestamp first_failure{};
-  Timestamp retry_at{};  ///< when attempts > 0: not to be tried before this
+  Attempts attempts{};  ///< as the transport recorded them (failed(), retry())
   /// Not empty when the transport found the stored event damaged (a checksum that does not
   /// match, a column of the wrong kind): what and where, e.g. "corrupt event in FILE at
   /// sequence N: ...". The bus then dead-letters it with this reason and reports it; it never
@@ -72,25 +96,46 @@ struct ConsumerSpec {
 };
 
 /// Hands one subscriber's stored events to the bus, and records what became of them. Called
-/// from the bus's threads: fetch from one, the others from any.
+/// from the bus's threads: fetch from one, the others from any. Only leases this consumer
+/// made are given back to it.
 class CRIER_EXPORT Consumer {
  public:
   virtual ~Consumer() = default;
   /// Up to `max` events for this consumer, waiting up to `wait` for some to arrive. Each
-  /// returned event is leased to this consumer until it is settled or the consumer closes.
+  /// comes with a lease: no other consumer gets the event while the lease is held, however
+  /// long that is (a slow handler, a retry waiting in the bus). A transport whose engine
+  /// lets leases lapse (JetStream's AckWait, a Redis pending entry's idle time) renews them
+  /// here: the bus calls fetch again as soon as one returns, for as long as the consumer is
+  /// open. A transport that limits how many unsettled events it hands out at once returns
+  /// none, after `wait`, while that many are out.
   virtual std::vector<StoredEvent> fetch(std::size_t max, std::chrono::milliseconds wait) = 0;
   /// The handler succeeded: the event is done for this subscriber.
-  virtual void ack(std::uint64_t sequence) = 0;
-  /// An attempt failed and another waits until `retry_at`: the state survives a restart.
-  virtual void failed(std::uint64_t sequence, int attempts, std::string_view first_error, Timestamp first_failure,
-                      Timestamp retry_at) = 0;
+  virtual void ack(std::unique_ptr<Lease> lease) = 0;
+  /// An attempt failed and the bus keeps the event, to try again at `attempts.retry_at`. The
+  /// transport records `attempts` (a restart, or another consumer after this one is gone,
+  /// resumes from them) and goes on holding the event; it no longer counts against how many
+  /// events the consumer hands out at once.
+  virtual void failed(Lease& lease, const Attempts& attempts) = 0;
+  /// True when the transport itself redelivers a failed event at its retry time (retry()).
+  /// The bus then gives unordered subscribers' failed events back to it instead of waiting
+  /// for their retry in memory. Ordered subscribers' events always wait in the bus, holding
+  /// their key, so that no later event of the key overtakes them.
+  virtual bool redelivers() const noexcept { return false; }
+  /// Only when redelivers(): an attempt failed; the transport takes the event back and hands
+  /// it out again, with `attempts`, not before `attempts.retry_at`, to any consumer of this
+  /// subscriber name.
+  virtual void retry(std::unique_ptr<Lease> lease, const Attempts& attempts) {
+    (void)lease;
+    (void)attempts;
+    throw Error(Errc::invalid_argument, "this transport does not redeliver events itself");
+  }
   /// The event is given up on: stored as a dead letter of this subscriber and done.
   /// Returns the letter's id.
-  virtual std::uint64_t dead_letter(std::uint64_t sequence, const DeadLetter& letter) = 0;
+  virtual std::uint64_t dead_letter(std::unique_ptr<Lease> lease, const DeadLetter& letter) = 0;
   /// The caller has handed `n` fetched events to the bus (queued or settled them).
   virtual void taken(std::size_t n) = 0;
   /// True when every event stored up to now has been fetched by this subscriber name and
-  /// taken by the bus.
+  /// taken by the bus, and none waits in the transport for its retry (retry()).
   virtual bool caught_up() = 0;
   /// How many stored events this subscriber has not finished (neither handled nor
   /// dead-lettered), wherever they wait: not yet fetched, held by a consumer, or waiting for

@@ -45,7 +45,7 @@ Uuid uuid_or_nil(std::string_view text) noexcept {
 }
 }  // namespace
 
-PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored, std::uint64_t sequence) {
+PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored) {
   PublishMeta meta;
   const Envelope& e = *stored;
   meta.id = uuid_or_nil(e.id);
@@ -69,7 +69,6 @@ PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored, std::uint64_t
   }
   meta.attributes = std::move(attributes);
   meta.stored = std::move(stored);
-  meta.sequence = sequence;
   return meta;
 }
 

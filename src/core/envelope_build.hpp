@@ -21,6 +21,6 @@ namespace crier::detail {
 
 /// The inverse, for events a transport delivers: the publish attributes of a stored envelope,
 /// which the meta keeps. Ids that are not UUIDs (foreign publishers) read as nil.
-PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored, std::uint64_t sequence);
+PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored);
 
 }  // namespace crier::detail

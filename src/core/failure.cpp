@@ -42,6 +42,8 @@ struct RetryTimer {
 
 }  // namespace
 
+Parked::~Parked() = default;
+
 Clock::duration CoreImpl::retry_delay(const RetryPolicy& policy, int delayed_retry) const {
   const double base = static_cast<double>(std::chrono::nanoseconds(policy.initial_delay).count()) *
                       std::pow(std::max(1.0, policy.multiplier), std::max(0, delayed_retry - 1));
@@ -115,7 +117,7 @@ void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* even
         try {
           sub.state().attempt_fn(sub, p.event(), p.meta, attempt);
           sub.delivered.fetch_add(1, std::memory_order_relaxed);
-          attempt_succeeded(sub, p.meta);
+          attempt_succeeded(sub, p.meta, &p);
           return;
         } catch (const std::exception& e) {
           message = e.what();
@@ -128,12 +130,19 @@ void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* even
       }
       const Clock::duration delay =
           retry_delay(sub.state().retry, attempt - std::max(1, sub.state().retry.immediate_attempts) + 1);
-      if (sub.state().consumer) {  // durable: the attempt count and the retry time survive a restart
+      if (Consumer* consumer = sub.state().consumer; consumer && p.lease) {
+        // Durable: the attempt count and the retry time survive a restart.
+        const Attempts attempts{p.attempts, p.first_error, p.first_failure,
+                                clock_->wall_now() + std::chrono::duration_cast<Timestamp::duration>(delay)};
         try {
-          sub.state().consumer->failed(p.meta.sequence, p.attempts, p.first_error, p.first_failure,
-                                       clock_->wall_now() + std::chrono::duration_cast<Timestamp::duration>(delay));
+          if (consumer->redelivers() && sub.ordering != Ordering::ordered) {
+            consumer->retry(std::move(p.lease), attempts);  // the transport brings it back when due
+            return;
+          }
+          consumer->failed(*p.lease, attempts);
         } catch (const std::exception&) {
           // Not recorded: after a restart the event is tried again from its last recorded count.
+          if (!p.lease) return;  // given back all the same: the transport hands it out again
         }
       }
       park_for_retry(sub, std::move(parked), delay);
@@ -145,11 +154,11 @@ void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* even
   }
 }
 
-void CoreImpl::attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta) noexcept {
+void CoreImpl::attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta, Parked* parked) noexcept {
   sub.breaker_success();
-  if (sub.state().consumer) {
+  if (sub.state().consumer && parked && parked->lease) {
     try {
-      sub.state().consumer->ack(meta.sequence);
+      sub.state().consumer->ack(std::move(parked->lease));
     } catch (const std::exception&) {
       // Not recorded as done: the transport hands the event out again (at least once).
     }
@@ -189,10 +198,12 @@ void CoreImpl::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexc
     const int attempts = p->attempts;
     const std::string last_error = p->last_error;
     const PublishMeta cause = p->meta;
-    const std::uint64_t sequence = p->meta.sequence;
-    const std::uint64_t id = sub.state().consumer
-                                 ? sub.state().consumer->dead_letter(sequence, letter)
-                                 : dead_letters_->add(DeadLetterStore::Entry{std::move(letter), std::move(p)});
+    std::uint64_t id = 0;
+    if (sub.state().consumer) {
+      if (p->lease) id = sub.state().consumer->dead_letter(std::move(p->lease), letter);
+    } else {
+      id = dead_letters_->add(DeadLetterStore::Entry{std::move(letter), std::move(p)});
+    }
     report(Report::Kind::dead_lettered, sub.name, sub.event_type,
            "gave up after " + std::to_string(attempts) + " attempts: " + last_error, attempts);
     // Announce it, unless it is one of the announcements itself (no loops).

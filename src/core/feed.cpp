@@ -125,30 +125,32 @@ void Feed::take(StoredEvent&& stored) {
     DeadLetter letter;
     letter.envelope = *envelope;
     letter.subscriber = sub_.name;
-    letter.attempts = stored.attempts;
+    letter.attempts = stored.attempts.failed;
     letter.first_error = letter.last_error = unreadable;
     letter.first_failure = letter.last_failure = sub_.state().core.clock().wall_now();
     sub_.state().dead_lettered.fetch_add(1, std::memory_order_relaxed);
     if (corrupt) sub_.state().corrupt.fetch_add(1, std::memory_order_relaxed);
     try {
-      consumer_->dead_letter(stored.sequence, letter);
+      consumer_->dead_letter(std::move(stored.lease), letter);
     } catch (const std::exception&) {
       // Not settled: the store hands it out again later.
     }
     sub_.state().core.report(corrupt ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub_.name,
-                             sub_.event_type, letter.last_error, stored.attempts);
+                             sub_.event_type, letter.last_error, stored.attempts.failed);
     return;
   }
-  parked->meta = meta_of_stored(std::move(envelope), stored.sequence);
-  if (stored.attempts > 0) {  // failed before, perhaps in a process that is gone
+  parked->meta = meta_of_stored(std::move(envelope));
+  parked->lease = std::move(stored.lease);
+  const Attempts& before = stored.attempts;
+  if (before.failed > 0) {  // failed before, perhaps in a process that is gone
     // (Counts and times come from outside: kept where arithmetic on them cannot overflow.)
-    parked->attempts = std::min(stored.attempts, std::numeric_limits<int>::max() - 1);
+    parked->attempts = std::min(before.failed, std::numeric_limits<int>::max() - 1);
     parked->next_attempt = parked->attempts + 1;
-    parked->first_error = stored.first_error;
-    parked->first_failure = stored.first_failure;
+    parked->first_error = before.first_error;
+    parked->first_failure = before.first_failure;
     const Timestamp now = sub_.state().core.clock().wall_now();
-    if (stored.retry_at > now) {
-      const auto wait = stored.retry_at - now;
+    if (before.retry_at > now) {
+      const auto wait = before.retry_at - now;
       if (sub_.ordering == Ordering::ordered) {
         // It is its key's head, as it was in the process that failed it: later events of the
         // key (handed over after it, in sequence order) wait behind it.

@@ -24,6 +24,17 @@ namespace {
 // of this size.
 constexpr std::int64_t kScan = 4096;
 
+// A consumer's hold on one event: its sequence, which is also its position.
+class RowLease final : public Lease {
+ public:
+  explicit RowLease(std::int64_t seq) : seq(seq) {}
+  std::string position() const override { return std::to_string(seq); }
+  const std::int64_t seq;
+};
+
+std::int64_t seq_of(const Lease& lease) { return static_cast<const RowLease&>(lease).seq; }
+std::int64_t seq_of(const StoredEvent& e) { return seq_of(*e.lease); }
+
 class SqliteConsumer final : public Consumer {
  public:
   SqliteConsumer(std::shared_ptr<Store::Impl> store, ConsumerSpec spec)
@@ -65,43 +76,31 @@ class SqliteConsumer final : public Consumer {
       // write transaction: one every fetch would cost an idle subscriber CPU all the time.
       const auto now = std::chrono::steady_clock::now();
       if (seen != quiet_at_changes_ || settled_claims_.load(std::memory_order_acquire) || now >= quiet_until_) {
-        std::vector<StoredEvent> got = claim(room);
+        std::int64_t next_due_ms = 0;
+        std::vector<StoredEvent> got = claim(room, next_due_ms);
         if (!got.empty()) {
           quiet_until_ = {};
           return got;
         }
         quiet_at_changes_ = seen;
         quiet_until_ = now + idle_look_;
+        // A retry waiting in the store, or a lease running out: look again when it is due.
+        if (next_due_ms != 0)
+          quiet_until_ = std::min(quiet_until_, now + std::chrono::milliseconds(next_due_ms - wall_ms() + 1));
       }
       if (std::chrono::steady_clock::now() >= deadline) return {};
-      s_->wait_change(seen, deadline, [this] {
+      s_->wait_change(seen, std::min(deadline, quiet_until_), [this] {
         return closed_.load(std::memory_order_acquire) || settled_claims_.load(std::memory_order_acquire);
       });
     }
   }
 
-  void ack(std::uint64_t sequence) override { settle(sequence, true); }
+  void ack(std::unique_ptr<Lease> lease) override { settle(seq_of(*lease), true); }
 
-  void failed(std::uint64_t sequence, int attempts, std::string_view first_error, Timestamp first_failure,
-              Timestamp retry_at) override {
+  void failed(Lease& lease, const Attempts& attempts) override {
     if (closed_.load(std::memory_order_acquire)) return;
-    {
-      MutexLock lock(s_->db_mu);
-      Stmt q(s_->db, s_->path,
-             "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, retry_at_ms, "
-             "owner, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO UPDATE SET "
-             "attempts = ?4, first_error = ?5, first_failure_ms = ?6, retry_at_ms = ?7, owner = ?8, expires_ms = ?9");
-      q.bind(1, spec_.subscriber)
-          .bind(2, spec_.event_type)
-          .bind(3, static_cast<std::int64_t>(sequence))
-          .bind(4, attempts)
-          .bind(5, first_error)
-          .bind(6, to_ms(first_failure))
-          .bind(7, to_ms(retry_at))
-          .bind(8, owner_)
-          .bind(9, wall_ms() + s_->options.lease.count());
-      q.run();
-    }
+    const std::int64_t sequence = seq_of(lease);
+    record_attempts(sequence, attempts, owner_, wall_ms() + s_->options.lease.count());
     // The event now has its own row, which this consumer holds: its claim no longer waits
     // for it, and it no longer counts against the window.
     MutexLock lock(mu_);
@@ -113,7 +112,19 @@ class SqliteConsumer final : public Consumer {
     space_cv_.notify_all();
   }
 
-  std::uint64_t dead_letter(std::uint64_t sequence, const DeadLetter& letter) override {
+  bool redelivers() const noexcept override { return s_->options.retries_wait_in_store; }
+
+  void retry(std::unique_ptr<Lease> lease, const Attempts& attempts) override {
+    const std::int64_t sequence = seq_of(*lease);
+    // Its own row, held by nobody, whose lease ends when the retry is due: then any consumer
+    // of the name takes it (claim(), step 1), with its attempts.
+    record_attempts(sequence, attempts, "", to_ms(attempts.retry_at));
+    settle(sequence, false);
+    s_->note_change();
+  }
+
+  std::uint64_t dead_letter(std::unique_ptr<Lease> lease, const DeadLetter& letter) override {
+    const std::int64_t sequence = seq_of(*lease);
     std::uint64_t id = 0;
     {
       MutexLock lock(s_->db_mu);
@@ -124,7 +135,7 @@ class SqliteConsumer final : public Consumer {
       const std::string first = format_time(letter.first_failure), last = format_time(letter.last_failure);
       ins.bind(1, spec_.subscriber)
           .bind(2, spec_.event_type)
-          .bind(3, static_cast<std::int64_t>(sequence))
+          .bind(3, sequence)
           .bind(4, letter.attempts)
           .bind(5, letter.first_error)
           .bind(6, letter.last_error)
@@ -133,7 +144,7 @@ class SqliteConsumer final : public Consumer {
       ins.run();
       id = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(s_->db));
       Stmt del(s_->db, s_->path, "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3");
-      del.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, static_cast<std::int64_t>(sequence));
+      del.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, sequence);
       del.run();
       t.commit();
     }
@@ -165,8 +176,8 @@ class SqliteConsumer final : public Consumer {
     const std::int64_t now = wall_ms();
     Stmt open(s_->db, s_->path,
               "SELECT (SELECT count(*) FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND expires_ms < ?3) + "
-              "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND expires_ms < ?3 "
-              "AND retry_at_ms <= ?3)");
+              "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND ((expires_ms < ?3 "
+              "AND retry_at_ms <= ?3) OR owner = ''))");
     open.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, now);
     return open.step() && open.int64(0) == 0;
   }
@@ -220,6 +231,25 @@ class SqliteConsumer final : public Consumer {
     return static_cast<int>(std::clamp<std::int64_t>(n, 0, std::numeric_limits<int>::max() / 2));
   }
 
+  // Records an event's attempts in its own retry row, held by `owner` until `expires_ms`.
+  void record_attempts(std::int64_t sequence, const Attempts& a, const std::string& owner, std::int64_t expires_ms) {
+    MutexLock lock(s_->db_mu);
+    Stmt q(s_->db, s_->path,
+           "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, retry_at_ms, "
+           "owner, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO UPDATE SET "
+           "attempts = ?4, first_error = ?5, first_failure_ms = ?6, retry_at_ms = ?7, owner = ?8, expires_ms = ?9");
+    q.bind(1, spec_.subscriber)
+        .bind(2, spec_.event_type)
+        .bind(3, sequence)
+        .bind(4, a.failed)
+        .bind(5, a.first_error)
+        .bind(6, to_ms(a.first_failure))
+        .bind(7, to_ms(a.retry_at))
+        .bind(8, owner)
+        .bind(9, expires_ms);
+    q.run();
+  }
+
   // Under mu_: one event of claim `first` is settled or moved out.
   void release_claim(std::int64_t first) CRIER_REQUIRES(mu_) {
     if (first == 0) return;
@@ -233,12 +263,14 @@ class SqliteConsumer final : public Consumer {
     }
   }
 
-  void settle(std::uint64_t sequence, bool own_row_done) {
+  // The event is no longer this consumer's to hold; `own_row_done`: its retry row (if it has
+  // one) is to be deleted.
+  void settle(std::int64_t sequence, bool own_row_done) {
     MutexLock lock(mu_);
     auto it = held_.find(sequence);
     if (it == held_.end()) return;
     if (it->second.claim == 0) {
-      if (own_row_done) done_retries_.push_back(static_cast<std::int64_t>(sequence));
+      if (own_row_done) done_retries_.push_back(sequence);
     } else {
       release_claim(it->second.claim);
     }
@@ -310,7 +342,7 @@ class SqliteConsumer final : public Consumer {
       if (unsettled.empty()) return;
       for (const auto& [seq, held] : held_) {
         auto it = unsettled.find(held.claim);
-        if (it != unsettled.end()) it->second.push_back(static_cast<std::int64_t>(seq));
+        if (it != unsettled.end()) it->second.push_back(seq);
       }
     }
     Stmt retry(s_->db, s_->path,
@@ -414,17 +446,20 @@ class SqliteConsumer final : public Consumer {
   // the bus to dead-letter (never skipped: the cursor moves past it like past any other).
   StoredEvent read_event(const Stmt& row, int first) {
     StoredEvent e;
-    e.sequence = static_cast<std::uint64_t>(row.int64(first));
+    const std::int64_t sequence = row.int64(first);
+    e.lease = std::make_unique<RowLease>(sequence);
     const std::string damage = row_damage(row, first);
     if (!damage.empty())
-      e.corrupt = "corrupt event in " + s_->path + " at sequence " + std::to_string(e.sequence) + ": " + damage;
+      e.corrupt = "corrupt event in " + s_->path + " at sequence " + std::to_string(sequence) + ": " + damage;
     e.envelope = read_envelope(row, first);
     return e;
   }
 
   // One transaction: flush what is settled, renew leases, then take (in this order) a claim
-  // whose owner died, retry rows nobody holds, new events after the cursor.
-  std::vector<StoredEvent> claim(std::size_t max) {
+  // whose owner died, retry rows nobody holds, new events after the cursor. When it finds
+  // nothing, `next_due_ms` is the wall time at which a lease of this subscriber's (a claim,
+  // a retry row) runs out next, or 0 when none will.
+  std::vector<StoredEvent> claim(std::size_t max, std::int64_t& next_due_ms) {
     std::vector<StoredEvent> out;
     std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>> new_claims;  // first -> its events
     std::vector<std::int64_t> own_rows;
@@ -466,10 +501,10 @@ class SqliteConsumer final : public Consumer {
         std::vector<StoredEvent> taken;
         while (retries.step()) {
           StoredEvent e = read_event(retries, 4);
-          e.attempts = attempts_from(retries.int64(0));
-          e.first_error = retries.text(1);
-          e.first_failure = from_ms(retries.int64(2));
-          e.retry_at = from_ms(retries.int64(3));
+          e.attempts.failed = attempts_from(retries.int64(0));
+          e.attempts.first_error = retries.text(1);
+          e.attempts.first_failure = from_ms(retries.int64(2));
+          e.attempts.retry_at = from_ms(retries.int64(3));
           taken.push_back(std::move(e));
         }
         retries.reset();
@@ -478,9 +513,9 @@ class SqliteConsumer final : public Consumer {
               .bind(2, expires)
               .bind(3, spec_.subscriber)
               .bind(4, spec_.event_type)
-              .bind(5, static_cast<std::int64_t>(e.sequence));
+              .bind(5, seq_of(e));
           take_retry.run();
-          own_rows.push_back(static_cast<std::int64_t>(e.sequence));
+          own_rows.push_back(seq_of(e));
           out.push_back(std::move(e));
         }
         return taken.size();
@@ -506,7 +541,7 @@ class SqliteConsumer final : public Consumer {
         std::vector<std::int64_t> seqs;
         while (events.step()) {
           out.push_back(read_event(events, 0));
-          seqs.push_back(static_cast<std::int64_t>(out.back().sequence));
+          seqs.push_back(seq_of(out.back()));
         }
         if (seqs.empty()) {
           Stmt del(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
@@ -554,7 +589,7 @@ class SqliteConsumer final : public Consumer {
           const std::size_t want = max - out.size();
           while (events.step()) {
             out.push_back(read_event(events, 0));
-            seqs.push_back(static_cast<std::int64_t>(out.back().sequence));
+            seqs.push_back(seq_of(out.back()));
             ++got;
           }
           moved = got == want ? seqs.back() : until;
@@ -580,20 +615,29 @@ class SqliteConsumer final : public Consumer {
           upd.run();
         }
       }
+      if (out.empty()) {
+        Stmt due(
+            s_->db, s_->path,
+            "SELECT min(m) FROM (SELECT min(expires_ms) AS m FROM crier_claims WHERE subscriber = ?1 AND "
+            "type = ?2 AND expires_ms >= ?3 AND owner != ?4 UNION ALL SELECT min(expires_ms) FROM crier_retries WHERE "
+            "subscriber = ?1 AND type = ?2 AND expires_ms >= ?3 AND owner != ?4)");
+        due.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, now).bind(4, owner_);
+        if (due.step() && !due.is_null(0)) next_due_ms = due.int64(0);
+      }
       t.commit();
       flushed.committed();
       // In sequence order: a retry row taken over may be older than a claim's events, and
       // per-key order needs the older first.
       std::sort(out.begin(), out.end(),
-                [](const StoredEvent& a, const StoredEvent& b) { return a.sequence < b.sequence; });
+                [](const StoredEvent& a, const StoredEvent& b) { return seq_of(a) < seq_of(b); });
       // Counted before db_mu is let go: caught_up() must never see the cursor moved past
       // events that are neither counted here nor in the bus's hands.
       MutexLock counts(mu_);
       for (auto& [first, seqs] : new_claims) {
         claims_[first] = ClaimCount{seqs.size(), seqs.size()};
-        for (std::int64_t q : seqs) held_[static_cast<std::uint64_t>(q)] = Held{first, true};
+        for (std::int64_t q : seqs) held_[q] = Held{first, true};
       }
-      for (std::int64_t q : own_rows) held_[static_cast<std::uint64_t>(q)] = Held{0, true};
+      for (std::int64_t q : own_rows) held_[q] = Held{0, true};
       outstanding_ += out.size();
       untaken_ += out.size();
     }
@@ -616,8 +660,8 @@ class SqliteConsumer final : public Consumer {
   Mutex mu_;
   CondVar space_cv_;
   std::size_t outstanding_ CRIER_GUARDED_BY(mu_) = 0;
-  std::size_t untaken_ = 0;  // fetched, not yet taken(); guarded by mu_
-  std::map<std::uint64_t, Held> held_ CRIER_GUARDED_BY(mu_);
+  std::size_t untaken_ = 0;                                  // fetched, not yet taken(); guarded by mu_
+  std::map<std::int64_t, Held> held_ CRIER_GUARDED_BY(mu_);  // sequence -> how it is held
   struct ClaimCount {
     std::size_t events;  // in the claim
     std::size_t left;    // not settled

@@ -19,6 +19,10 @@
 #include "crier/metrics.hpp"
 #include "crier/options.hpp"
 
+namespace crier {
+class Lease;
+}
+
 namespace crier::detail {
 
 class BusCore;
@@ -30,10 +34,8 @@ struct PublishMeta {
   Uuid correlation_id;
   Uuid causation_id;
   std::shared_ptr<const Attributes> attributes;
-  // Events a transport delivered: their stored envelope (its source may be another
-  // process) and position, which the transport needs to settle them.
+  // Events a transport delivered: their stored envelope (its source may be another process).
   std::shared_ptr<const Envelope> stored;
-  std::uint64_t sequence = 0;
 
   std::string_view partition_key() const noexcept {
     return attributes ? std::string_view(attributes->partition_key) : std::string_view();
@@ -50,7 +52,7 @@ CRIER_EXPORT extern const PublishMeta kNoMeta;
 /// type can take it back.
 class Parked {
  public:
-  virtual ~Parked() = default;
+  CRIER_EXPORT virtual ~Parked();
   virtual const void* event() const noexcept = 0;
   /// False when the event's type has no codec: its envelopes carry no data.
   virtual bool encodable() const noexcept = 0;
@@ -66,6 +68,8 @@ class Parked {
   Timestamp first_failure{};
   Timestamp last_failure{};
   bool owns_key = false;  // ordered subscribers: this event is its key's head
+  // Events a transport delivered: the consumer's hold on it, given back when it is settled.
+  std::unique_ptr<Lease> lease;
 };
 
 /// What a handler threw, read in its catch block (no rethrow). `message` lives as long as the
