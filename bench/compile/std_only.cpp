@@ -8,11 +8,9 @@
 #include <chrono>
 #include <compare>
 #include <concepts>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <map>
@@ -36,23 +34,21 @@ struct OrderPlaced {
 
 int main() {
   std::map<std::string, std::function<void(const OrderPlaced&)>> inline_subscribers;
-  std::deque<OrderPlaced> queue;
+  std::vector<OrderPlaced> queue;
   std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
+  std::atomic<bool> done{false};
 
   inline_subscribers["inventory"] = [](const OrderPlaced& o) {
     std::printf("reserve %d x %s\n", o.quantity, o.order_id.c_str());
   };
   std::thread audit([&] {
-    std::unique_lock lock(mu);
-    for (;;) {
-      cv.wait(lock, [&] { return done || !queue.empty(); });
-      if (queue.empty()) return;
-      OrderPlaced o = std::move(queue.front());
-      queue.pop_front();
-      std::printf("audit %s\n", o.order_id.c_str());
+    done.wait(false);
+    std::vector<OrderPlaced> taken;
+    {
+      std::lock_guard lock(mu);
+      taken.swap(queue);
     }
+    for (const OrderPlaced& o : taken) std::printf("audit %s\n", o.order_id.c_str());
   });
 
   OrderPlaced order{"o-1", 2};
@@ -60,8 +56,8 @@ int main() {
   {
     std::lock_guard lock(mu);
     queue.push_back(order);
-    done = true;
   }
-  cv.notify_one();
+  done.store(true);
+  done.notify_one();
   audit.join();
 }

@@ -8,9 +8,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -117,33 +115,41 @@ struct QueuedEvent<E, false> {
   QueuedEvent(const E& e, const PublishMeta&) : event(e) {}
 };
 
-/// One publishing thread's lane of an async subscriber's queue. For handlers that take no
-/// Delivery the queued events are bare; the few publishes that carry envelope attributes (a
-/// subject, a key, an id another subscriber asked for) keep them on the side, by position,
-/// so that dead letters still have them. The common case pays nothing for it.
+/// The envelope attributes of a lane's events that carry some, by position: for handlers
+/// that take no Delivery, whose queued events are bare. The few publishes that carry
+/// attributes (a subject, a key, an id another subscriber asked for) keep them here, so that
+/// dead letters still have them; the common case pays one atomic load per batch. Not a
+/// template: one implementation in the library serves every event type.
+class CRIER_EXPORT SideMetas {
+ public:
+  static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+  SideMetas();
+  ~SideMetas();
+  SideMetas(const SideMetas&) = delete;
+  SideMetas& operator=(const SideMetas&) = delete;
+
+  /// Consumer: the position of the first event with attributes here, or kNone.
+  std::uint64_t next() const noexcept { return count_.load(std::memory_order_acquire) == 0 ? kNone : next_held(); }
+  /// Consumer: takes the attributes of the event at next().
+  std::unique_ptr<PublishMeta> take();
+  /// Publisher: the event about to be pushed at `position` carries `meta`.
+  void add(std::uint64_t position, const PublishMeta& meta);
+  /// Publisher: the push after add() failed (the lane was full).
+  void remove_last() noexcept;
+
+ private:
+  std::uint64_t next_held() const noexcept;
+  struct Held;
+  std::unique_ptr<Held> held_;
+  std::atomic<std::size_t> count_{0};
+};
+
+/// One publishing thread's lane of an async subscriber's queue.
 template <class Item>
 struct LaneState {
   explicit LaneState(std::size_t capacity) : ring(capacity) {}
   Lane<Item> ring;
-  std::mutex side_mu;
-  std::deque<std::pair<std::uint64_t, std::unique_ptr<PublishMeta>>> side;  // guarded by side_mu
-  std::atomic<std::size_t> side_count{0};
-
-  static constexpr std::uint64_t kNone = ~std::uint64_t{0};
-  // Consumer: the position of the first event with attributes on the side, or kNone.
-  std::uint64_t next_side() {
-    if (side_count.load(std::memory_order_acquire) == 0) return kNone;
-    std::lock_guard lock(side_mu);
-    return side.empty() ? kNone : side.front().first;
-  }
-  // Consumer: takes the attributes of the event at `pos` (which next_side() named).
-  std::unique_ptr<PublishMeta> take_side() {
-    std::lock_guard lock(side_mu);
-    auto meta = std::move(side.front().second);
-    side.pop_front();
-    side_count.fetch_sub(1, std::memory_order_relaxed);
-    return meta;
-  }
+  SideMetas side;
 };
 
 /// A subscriber with its own bounded queue, drained by the bus's worker pool.
@@ -212,7 +218,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
  private:
   // The envelope attributes of the event at `pos`: in the item, or on the lane's side.
   struct MetaOf {
-    std::uint64_t next_side = Q::kNone;
+    std::uint64_t next_side = SideMetas::kNone;
     std::unique_ptr<PublishMeta> held{};
     const PublishMeta& get(Q& lane, const Item& item, std::uint64_t pos) {
       if constexpr (WithMeta) {
@@ -220,8 +226,8 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
       } else {
         if (pos != next_side) [[likely]]
           return kNoMeta;
-        held = lane.take_side();
-        next_side = lane.next_side();
+        held = lane.side.take();
+        next_side = lane.side.next();
         return *held;
       }
     }
@@ -261,7 +267,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     const auto start = clock.now();
     std::uint64_t ok = 0;
     std::uint64_t pos = first;
-    MetaOf metas{lane.next_side()};
+    MetaOf metas{lane.side.next()};
     const bool plain = !this->has_breaker && this->ordering == Ordering::unordered;
     for (; pos != first + n; ++pos) {
       Item& item = lane.ring.at(pos);
@@ -301,7 +307,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
         break;
       }
       Item item(std::move(lane.ring.at(first)));
-      MetaOf metas{lane.next_side()};
+      MetaOf metas{lane.side.next()};
       const PublishMeta& meta = metas.get(lane, item, first);
       lane.ring.at(first).~Item();
       lane.ring.release_until(first + 1);
@@ -344,16 +350,9 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   }
 
   [[gnu::noinline]] bool push_with_side(Q& lane, const E& event, const PublishMeta& meta) {
-    {
-      // Before the event: a run that sees the event finds its attributes.
-      std::lock_guard lock(lane.side_mu);
-      lane.side.emplace_back(lane.ring.next_position(), std::make_unique<PublishMeta>(meta));
-      lane.side_count.fetch_add(1, std::memory_order_release);
-    }
+    lane.side.add(lane.ring.next_position(), meta);  // before the event: a run that sees it finds them
     if (lane.ring.try_push(event, meta)) return true;
-    std::lock_guard lock(lane.side_mu);  // full: take them back
-    lane.side.pop_back();
-    lane.side_count.fetch_sub(1, std::memory_order_relaxed);
+    lane.side.remove_last();  // full: take them back
     return false;
   }
 
@@ -396,7 +395,7 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
     std::uint64_t first = 0;
     if (lane.ring.ready(1, first) == 1) {
       if constexpr (!WithMeta)
-        if (lane.next_side() == first) lane.take_side();
+        if (lane.side.next() == first) lane.side.take();
       lane.ring.at(first).~Item();
       lane.ring.release_until(first + 1);
       this->dropped.fetch_add(1, std::memory_order_relaxed);
