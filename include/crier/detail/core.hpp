@@ -50,9 +50,9 @@ CRIER_EXPORT extern const PublishMeta kNoMeta;
 /// its turn (behind a failing event of its key, or for a closed breaker), or for an operator
 /// (as a dead letter). Typed by the event only (ParkedEvent<E>), so any subscriber of the
 /// type can take it back.
-class Parked {
+class CRIER_EXPORT Parked {
  public:
-  CRIER_EXPORT virtual ~Parked();
+  virtual ~Parked();
   virtual const void* event() const noexcept = 0;
   /// False when the event's type has no codec: its envelopes carry no data.
   virtual bool encodable() const noexcept = 0;
