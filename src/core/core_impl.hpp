@@ -145,9 +145,9 @@ class CoreImpl final : public BusCore {
   void fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const;
   void add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver, DecodeFn decode);
 
-  /// After a successful attempt: breaker and ordering bookkeeping, and the transport told
-  /// (the lease of `parked`, when a transport delivered it).
-  void attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta, Parked* parked) noexcept;
+  /// After a successful attempt of a parked event: breaker and ordering bookkeeping, and the
+  /// transport told (its lease, when a transport delivered it).
+  void attempt_succeeded(SubscriberBase& sub, Parked& parked) noexcept;
   /// The transport events are stored in, or null for the in-process bus.
   Transport* transport() const noexcept { return transport_.get(); }
   /// Unregisters a subscriber; once it returns, its handler is not running on another

@@ -117,7 +117,7 @@ void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* even
         try {
           sub.state().attempt_fn(sub, p.event(), p.meta, attempt);
           sub.delivered.fetch_add(1, std::memory_order_relaxed);
-          attempt_succeeded(sub, p.meta, &p);
+          attempt_succeeded(sub, p);
           return;
         } catch (const std::exception& e) {
           message = e.what();
@@ -154,18 +154,18 @@ void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* even
   }
 }
 
-void CoreImpl::attempt_succeeded(SubscriberBase& sub, const PublishMeta& meta, Parked* parked) noexcept {
+void CoreImpl::attempt_succeeded(SubscriberBase& sub, Parked& parked) noexcept {
   sub.breaker_success();
-  if (sub.state().consumer && parked && parked->lease) {
+  if (sub.state().consumer && parked.lease) {
     try {
-      sub.state().consumer->ack(std::move(parked->lease));
+      sub.state().consumer->ack(std::move(parked.lease));
     } catch (const std::exception&) {
       // Not recorded as done: the transport hands the event out again (at least once).
     }
   }
   if (sub.ordering == Ordering::ordered) {
     try {
-      sub.ordered_done(meta.partition_key());
+      sub.ordered_done(parked.meta.partition_key());
     } catch (...) {
     }
   }

@@ -128,7 +128,7 @@ void SubscriberState::run_parked(std::unique_ptr<Parked> p) {
     attempt_fn(sub, raw->event(), raw->meta, attempt);
     observe_handler_time(core.clock().now() - t0);
     sub.delivered.fetch_add(1, std::memory_order_relaxed);
-    core.attempt_succeeded(sub, raw->meta, raw);
+    core.attempt_succeeded(sub, *raw);
   } catch (const std::exception& e) {
     observe_handler_time(core.clock().now() - t0);
     core.attempt_failed(sub, attempt, raw->event(), raw->meta, std::move(p), Thrown::of(e));
