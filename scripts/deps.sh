@@ -5,10 +5,15 @@
 # Everything a build with tests, benchmarks and examples needs.
 CRIER_PACKAGES=(
   g++ cmake make pkg-config clang-format
-  nlohmann-json3-dev libsqlite3-dev
+  nlohmann-json3-dev libsqlite3-dev libnats-dev nats-server
   googletest libgtest-dev libgmock-dev
   libbenchmark-dev libboost-dev libsigc++-3.0-dev libconcurrentqueue-dev
 )
+# Node.js and npm run the NATS interop test's other side: Debian's, unless the machine has
+# them already (from another source, whose npm Debian's package would conflict with).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  CRIER_PACKAGES+=(nodejs npm)
+fi
 
 crier_ensure_packages() {
   local missing=() p

@@ -2,6 +2,7 @@
 // bus runs the parts that need no durability; each durable transport runs all of it.
 #include <gtest/gtest.h>
 
+#include <crier/nats.hpp>
 #include <crier/sqlite.hpp>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "durable_events.hpp"
+#include "nats_server.hpp"
 #include "test_events.hpp"
 
 using namespace test;
@@ -52,12 +54,41 @@ Transport sqlite(std::string name, bool retries_in_store) {
           }};
 }
 
+// NATS JetStream on a real single node, one per test process; each test has a stream and
+// subjects of its own.
+NatsServer& nats_node() {
+  static NatsServer server;
+  return server;
+}
+
+crier::nats::Options nats_options(const ScratchDir& where) {
+  crier::nats::Options o;
+  o.servers = {nats_node().url()};
+  o.stream = where.name();
+  o.subject_prefix = where.name();
+  o.window = 8;  // small, so that competing consumers must share
+  return o;
+}
+
+Transport nats() {
+  return {"nats", true,
+          [](const ScratchDir& where, crier::BusOptions o) {
+            return std::make_unique<crier::Bus>(crier::nats::connect(nats_options(where)), std::move(o));
+          },
+          [](const ScratchDir& where, std::chrono::milliseconds lease) -> std::shared_ptr<crier::Transport> {
+            auto o = nats_options(where);
+            o.ack_wait = lease;
+            return crier::nats::connect(o);
+          }};
+}
+
 std::vector<Transport> transports() {
   return {
       {"memory", false,
        [](const ScratchDir&, crier::BusOptions o) { return std::make_unique<crier::Bus>(std::move(o)); }},
       sqlite("sqlite", false),
       sqlite("sqlite_redelivering", true),
+      nats(),
   };
 }
 

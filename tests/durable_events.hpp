@@ -63,6 +63,8 @@ class ScratchDir {
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
   std::string file(const std::string& name) const { return (path_ / name).string(); }
+  /// Its own name ("crier-test-XXXXXX"): unique, and a legal NATS stream name.
+  std::string name() const { return path_.filename().string(); }
 
  private:
   std::filesystem::path path_;

@@ -1,0 +1,155 @@
+#include "nats/binding.hpp"
+
+#include <crier/error.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace crier::nats {
+
+namespace {
+
+constexpr std::string_view kPrefix = "ce-";
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+bool istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::string percent_encode(std::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(value.size());
+  for (char ch : value) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c >= 0x7F || c == '"' || c == '%') {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string percent_decode(std::string_view value, std::string_view header) {
+  std::string out;
+  out.reserve(value.size());
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    if (value[i] != '%') {
+      out += value[i];
+      continue;
+    }
+    const int hi = i + 2 < value.size() ? hex_value(value[i + 1]) : -1;
+    const int lo = i + 2 < value.size() ? hex_value(value[i + 2]) : -1;
+    if (hi < 0 || lo < 0)
+      throw Error(Errc::invalid_envelope,
+                  "header " + std::string(header) + ": malformed percent escape at offset " + std::to_string(i));
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+Headers binary_headers(const Envelope& e) {
+  Headers h;
+  h.reserve(8 + e.extensions.size());
+  auto add = [&](std::string_view name, const std::string& value) {
+    if (!value.empty()) h.emplace_back(std::string(kPrefix).append(name), percent_encode(value));
+  };
+  add("specversion", e.specversion);
+  add("id", e.id);
+  add("source", e.source);
+  add("type", e.type);
+  add("subject", e.subject);
+  add("time", e.time);
+  add("dataschema", e.dataschema);
+  for (const auto& [name, value] : e.extensions) add(name, value);
+  if (!e.datacontenttype.empty()) h.emplace_back("content-type", e.datacontenttype);
+  return h;
+}
+
+const std::string* header(const Headers& headers, std::string_view name) {
+  for (const auto& [k, v] : headers)
+    if (iequals(k, name)) return &v;
+  return nullptr;
+}
+
+Carried carried_as(const Headers& headers) {
+  if (const std::string* ct = header(headers, "content-type"); ct && istarts_with(*ct, "application/cloudevents"))
+    return Carried::structured;
+  if (header(headers, "ce-specversion")) return Carried::binary;
+  return Carried::plain;
+}
+
+Envelope envelope_of(const Headers& headers, std::string_view payload, const PlainOrigin& plain) {
+  Envelope e;
+  switch (carried_as(headers)) {
+    case Carried::structured: {
+      const std::string& ct = *header(headers, "content-type");
+      if (istarts_with(ct, "application/cloudevents-batch"))
+        throw Error(Errc::invalid_envelope,
+                    "a CloudEvents batch (content-type " + ct + ") is not an event: publish its events one by one");
+      return Envelope::from_json(payload);
+    }
+    case Carried::binary: {
+      e.specversion.clear();
+      for (const auto& [k, v] : headers) {
+        if (!istarts_with(k, kPrefix)) continue;
+        std::string name = k.substr(kPrefix.size());
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        std::string value = percent_decode(v, k);
+        if (name == "specversion")
+          e.specversion = std::move(value);
+        else if (name == "id")
+          e.id = std::move(value);
+        else if (name == "source")
+          e.source = std::move(value);
+        else if (name == "type")
+          e.type = std::move(value);
+        else if (name == "subject")
+          e.subject = std::move(value);
+        else if (name == "time")
+          e.time = std::move(value);
+        else if (name == "dataschema")
+          e.dataschema = std::move(value);
+        else if (name == "datacontenttype" || name == "data")
+          throw Error(Errc::invalid_envelope, "header " + k + ": not a CloudEvents attribute in binary mode");
+        else
+          e.extensions.emplace(std::move(name), std::move(value));
+      }
+      if (const std::string* ct = header(headers, "content-type")) e.datacontenttype = *ct;
+      e.data.assign(payload);
+      e.validate();
+      return e;
+    }
+    case Carried::plain:
+      break;
+  }
+  e.id = plain.id;
+  e.source = plain.source;
+  e.type = plain.event_type;
+  e.time = plain.time;
+  if (const std::string* ct = header(headers, "content-type")) e.datacontenttype = *ct;
+  e.data.assign(payload);
+  e.validate();
+  return e;
+}
+
+}  // namespace crier::nats

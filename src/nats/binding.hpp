@@ -1,0 +1,51 @@
+// The CloudEvents NATS protocol binding, on neutral headers (no cnats): binary mode (each
+// attribute a `ce-` header, percent-encoded; the data as the payload), structured mode (the
+// event as CloudEvents JSON), and plain NATS messages that carry neither.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <crier/envelope.hpp>
+
+namespace crier::nats {
+
+/// A message's headers in the order they came (names as sent; NATS allows repeats).
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+/// Percent-encodes what the binding says a header value must not carry as is: space, '"',
+/// '%', and every byte outside printable ASCII.
+std::string percent_encode(std::string_view value);
+/// Undoes percent_encode; throws Error(Errc::invalid_envelope) for a malformed escape,
+/// naming `header`.
+std::string percent_decode(std::string_view value, std::string_view header);
+
+/// The headers of a binary-mode message: ce-specversion, ce-id, ce-source, ce-type, the
+/// optional attributes and extensions, and content-type. The payload is `e.data`.
+Headers binary_headers(const Envelope& e);
+
+/// How a received message carries its event.
+enum class Carried { binary, structured, plain };
+/// Detects the mode as the binding says: a content type starting `application/cloudevents`
+/// is structured, else a `ce-specversion` header is binary, else the message is plain.
+Carried carried_as(const Headers& headers);
+
+/// The first value of header `name`, compared without regard to case; nullptr if absent.
+const std::string* header(const Headers& headers, std::string_view name);
+
+/// What a plain message's envelope is made of, besides its subject's event type.
+struct PlainOrigin {
+  std::string event_type{};
+  std::string id{};      ///< Nats-Msg-Id, or `<stream>-<sequence>`
+  std::string source{};  ///< `nats://<stream>`
+  std::string time{};    ///< the stream's timestamp, RFC 3339
+};
+
+/// The envelope of a received message, whichever way it carries it. Throws
+/// Error(Errc::invalid_envelope) saying what is wrong (a structured body that is not a
+/// CloudEvent, a binary header that does not decode, a missing required attribute).
+Envelope envelope_of(const Headers& headers, std::string_view payload, const PlainOrigin& plain);
+
+}  // namespace crier::nats

@@ -1,0 +1,455 @@
+#include "nats/connection.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+namespace crier::nats {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// How long one try of a publish or an API request waits for its answer before it is sent
+// again (a leader election takes 5-6 s; a retried publish is de-duplicated by its id).
+constexpr milliseconds kTryTimeout{2000};
+// Waits between tries that failed at once (no responders, no connection): doubling.
+constexpr milliseconds kFirstBackoff{20};
+constexpr milliseconds kMaxBackoff{1000};
+
+int64_t reconnect_delay(natsConnection*, int attempts, void*) {
+  const int shift = std::min(attempts, 6);
+  return std::min<int64_t>(int64_t{25} << shift, 2000);  // 25 ms doubling to 2 s: forever
+}
+
+std::string servers_text(const std::vector<std::string>& servers) {
+  std::string s;
+  for (const auto& u : servers) s += (s.empty() ? "" : ", ") + u;
+  return s;
+}
+
+long long remaining_ms(Clock::time_point deadline) {
+  return std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+}
+
+}  // namespace
+
+void check(natsStatus s, std::string_view what) {
+  if (s == NATS_OK) return;
+  std::string text = natsStatus_GetText(s);
+  if (const char* last = nats_GetLastError(nullptr); last && *last) text = last;
+  throw Error(Errc::transport_error, std::string(what) + ": " + text);
+}
+
+Headers headers_of(natsMsg* m) {
+  Headers out;
+  const char** keys = nullptr;
+  int count = 0;
+  if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK) return out;
+  for (int i = 0; i < count; ++i) {
+    const char** values = nullptr;
+    int n = 0;
+    if (natsMsgHeader_Values(m, keys[i], &values, &n) == NATS_OK) {
+      for (int k = 0; k < n; ++k) out.emplace_back(keys[i], values[k]);
+      free(values);
+    }
+  }
+  free(keys);
+  return out;
+}
+
+int status_of(natsMsg* m) {
+  if (natsMsg_GetDataLength(m) != 0) return 0;
+  const char* status = nullptr;
+  if (natsMsgHeader_Get(m, "Status", &status) != NATS_OK || status == nullptr) return 0;
+  return std::atoi(status);
+}
+
+std::string_view payload_of(natsMsg* m) {
+  const char* d = natsMsg_GetData(m);
+  return d ? std::string_view(d, static_cast<std::size_t>(natsMsg_GetDataLength(m))) : std::string_view{};
+}
+
+// What one publish() call waits for.
+struct Connection::Call {
+  struct Try {
+    std::uint64_t token = 0;  // 0: not in flight
+    Clock::time_point sent{};
+    Clock::time_point not_before{};
+    bool done = false;
+    std::uint64_t seq = 0;
+  };
+  std::vector<Try> tries;
+  std::size_t left = 0;
+  std::string problem;  // the last reason a try failed
+  std::string fatal;    // an answer no retry changes
+  int fatal_code = 0;   // its JetStream error code, if it was one
+  milliseconds backoff = kFirstBackoff;
+};
+
+Connection::Connection(const Options& options) : options_(options) {
+  if (options_.servers.empty()) throw Error(Errc::invalid_argument, "nats: no server URL given");
+  check(natsOptions_Create(&opts_), "nats: options");
+  std::vector<const char*> urls;
+  bool tls = options_.tls;
+  for (const auto& u : options_.servers) {
+    urls.push_back(u.c_str());
+    if (u.rfind("tls://", 0) == 0) tls = true;
+  }
+  const std::string name = options_.connection_name.empty() ? "crier" : options_.connection_name;
+  check(natsOptions_SetServers(opts_, urls.data(), static_cast<int>(urls.size())), "nats: server URLs");
+  check(natsOptions_SetName(opts_, name.c_str()), "nats: connection name");
+  check(natsOptions_SetMaxReconnect(opts_, -1), "nats: reconnect");
+  // Written at once rather than by cnats's flusher thread, which waits a millisecond per
+  // wake-up: a publish, an ack or a pull request would wait for it.
+  check(natsOptions_SetSendAsap(opts_, true), "nats: send at once");
+  check(natsOptions_SetCustomReconnectDelay(opts_, reconnect_delay, nullptr), "nats: reconnect delay");
+  check(natsOptions_SetDisconnectedCB(opts_, on_disconnected, this), "nats: callbacks");
+  check(natsOptions_SetReconnectedCB(opts_, on_reconnected, this), "nats: callbacks");
+  check(natsOptions_SetClosedCB(opts_, on_closed, this), "nats: callbacks");
+  if (!options_.user.empty())
+    check(natsOptions_SetUserInfo(opts_, options_.user.c_str(), options_.password.c_str()), "nats: user");
+  if (!options_.token.empty()) check(natsOptions_SetToken(opts_, options_.token.c_str()), "nats: token");
+  if (!options_.credentials_file.empty())
+    check(natsOptions_SetUserCredentialsFromFiles(opts_, options_.credentials_file.c_str(), nullptr),
+          "nats: credentials file " + options_.credentials_file);
+  if (tls) {
+    check(natsOptions_SetSecure(opts_, true), "nats: TLS");
+    if (!options_.tls_ca_file.empty())
+      check(natsOptions_LoadCATrustedCertificates(opts_, options_.tls_ca_file.c_str()),
+            "nats: TLS CA file " + options_.tls_ca_file);
+    if (!options_.tls_cert_file.empty())
+      check(natsOptions_LoadCertificatesChain(opts_, options_.tls_cert_file.c_str(), options_.tls_key_file.c_str()),
+            "nats: TLS certificate " + options_.tls_cert_file);
+    if (!options_.tls_expected_hostname.empty())
+      check(natsOptions_SetExpectedHostname(opts_, options_.tls_expected_hostname.c_str()), "nats: TLS host name");
+  }
+
+  // Wait for a first server as long as a publish would: a cluster may be starting beside us.
+  const auto deadline = Clock::now() + options_.publish_timeout;
+  auto backoff = kFirstBackoff;
+  for (;;) {
+    const natsStatus s = natsConnection_Connect(&nc_, opts_);
+    if (s == NATS_OK) break;
+    nc_ = nullptr;
+    if (s != NATS_NO_SERVER || Clock::now() + backoff >= deadline) {
+      natsOptions_Destroy(opts_);
+      check(s, "nats: cannot connect to " + servers_text(options_.servers));
+    }
+    std::this_thread::sleep_for(backoff);  // not synchronisation: a retry's back-off
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+  connected_ = true;
+  state_changed(nc_, ConnectionState::connected);
+
+  ack_prefix_ = new_inbox();
+  const std::string acks = ack_prefix_ + ".*";
+  natsStatus s = natsConnection_Subscribe(&acks_, nc_, acks.c_str(), on_ack, this);
+  if (s == NATS_OK) s = natsSubscription_SetPendingLimits(acks_, -1, -1);  // never drop an ack
+  if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(acks_, on_acks_complete, this);
+  if (s != NATS_OK) {
+    if (acks_) natsSubscription_Destroy(acks_);
+    natsConnection_Destroy(nc_);
+    natsOptions_Destroy(opts_);
+    check(s, "nats: subscribing to publish acknowledgements");
+  }
+}
+
+Connection::~Connection() {
+  // No callback may run once this object is gone: the ack subscription's handler has
+  // returned for the last time when its completion callback ran, the connection's
+  // callbacks when its closed callback ran.
+  if (natsSubscription_Unsubscribe(acks_) == NATS_OK) {
+    MutexLock lock(mu_);
+    while (!acks_complete_) cv_.wait(mu_);
+  }
+  natsSubscription_Destroy(acks_);
+  natsConnection_Close(nc_);
+  {
+    MutexLock lock(mu_);
+    while (!closed_) cv_.wait(mu_);
+  }
+  natsConnection_Destroy(nc_);
+  natsOptions_Destroy(opts_);
+}
+
+std::string Connection::new_inbox() {
+  natsInbox* inbox = nullptr;
+  check(natsInbox_Create(&inbox), "nats: inbox");
+  std::string s(inbox);
+  natsInbox_Destroy(inbox);
+  return s;
+}
+
+void Connection::send(const std::string& subject, std::string_view data, const char* reply) {
+  const int n = static_cast<int>(data.size());
+  check(reply ? natsConnection_PublishRequest(nc_, subject.c_str(), reply, data.data(), n)
+              : natsConnection_Publish(nc_, subject.c_str(), data.data(), n),
+        "nats: sending to " + subject);
+}
+
+nlohmann::json Connection::api(const std::string& api, const nlohmann::json& body, std::string_view what) {
+  return this->api(api, body, what, Clock::now() + options_.publish_timeout);
+}
+
+nlohmann::json Connection::api(const std::string& api, const nlohmann::json& body, std::string_view what,
+                               Clock::time_point deadline) {
+  const std::string subject = "$JS.API." + api;
+  const std::string data = body.is_null() ? std::string() : body.dump();
+  auto backoff = kFirstBackoff;
+  std::string problem;
+  for (;;) {
+    const auto left = remaining_ms(deadline);
+    if (left <= 0)
+      throw Error(Errc::transport_error, std::string(what) + ": no answer from JetStream within " +
+                                             std::to_string(options_.publish_timeout.count()) + " ms (" + problem +
+                                             ")");
+    natsMsg* raw = nullptr;
+    const natsStatus s = natsConnection_Request(&raw, nc_, subject.c_str(), data.data(), static_cast<int>(data.size()),
+                                                std::min<long long>(left, kTryTimeout.count()));
+    Msg reply(raw);
+    if (s == NATS_OK && status_of(raw) == 0) {
+      nlohmann::json answer = nlohmann::json::parse(payload_of(raw), nullptr, false);
+      if (answer.is_discarded())
+        throw Error(Errc::transport_error, std::string(what) + ": JetStream answered with something not JSON");
+      if (answer.contains("error")) {
+        const auto& e = answer["error"];
+        throw ApiError(e.value("err_code", 0), std::string(what) + ": " + e.value("description", std::string("error")) +
+                                                   " (JetStream error " + std::to_string(e.value("err_code", 0)) + ")");
+      }
+      return answer;
+    }
+    if (s == NATS_OK || s == NATS_NO_RESPONDERS) {
+      problem = "JetStream did not answer: no responders (not enabled, or electing a leader)";
+    } else if (s == NATS_TIMEOUT) {
+      problem = "timed out waiting for an answer";
+      continue;  // waited already
+    } else if (s == NATS_CONNECTION_CLOSED) {
+      check(s, what);
+    } else {
+      problem = natsStatus_GetText(s);
+    }
+    std::this_thread::sleep_for(std::min<long long>(backoff.count(), std::max<long long>(remaining_ms(deadline), 0)) *
+                                milliseconds(1));  // a retry's back-off
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+std::optional<Connection::Stored> Connection::direct_get(const std::string& stream, const nlohmann::json& request,
+                                                         std::string_view what) {
+  const std::string subject = "$JS.API.DIRECT.GET." + stream;
+  const std::string data = request.dump();
+  const auto deadline = Clock::now() + options_.publish_timeout;
+  auto backoff = kFirstBackoff;
+  for (;;) {
+    natsMsg* raw = nullptr;
+    const natsStatus s = natsConnection_Request(
+        &raw, nc_, subject.c_str(), data.data(), static_cast<int>(data.size()),
+        std::max<long long>(1, std::min<long long>(remaining_ms(deadline), kTryTimeout.count())));
+    Msg reply(raw);
+    const int status = s == NATS_OK ? status_of(raw) : 0;
+    if (s == NATS_OK && status == 0) {
+      Stored out;
+      out.headers = headers_of(raw);
+      out.payload.assign(payload_of(raw));
+      if (const std::string* v = header(out.headers, "Nats-Sequence")) out.seq = std::strtoull(v->c_str(), nullptr, 10);
+      if (const std::string* v = header(out.headers, "Nats-Subject")) out.subject = *v;
+      if (const std::string* v = header(out.headers, "Nats-Time-Stamp")) out.time = *v;
+      return out;
+    }
+    if (s == NATS_OK && status == 404) return std::nullopt;
+    if (s == NATS_OK && status != 503)
+      throw Error(Errc::transport_error,
+                  std::string(what) + ": reading stream " + stream + " answered status " + std::to_string(status));
+    if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS) check(s, what);
+    if (Clock::now() + backoff >= deadline)
+      throw Error(Errc::transport_error, std::string(what) + ": no answer from stream " + stream + " within " +
+                                             std::to_string(options_.publish_timeout.count()) + " ms");
+    if (s != NATS_TIMEOUT) std::this_thread::sleep_for(backoff);  // a retry's back-off
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& messages, std::string_view what) {
+  Call call;
+  call.tries.resize(messages.size());
+  call.left = messages.size();
+  const auto deadline = Clock::now() + options_.publish_timeout;
+  auto forget = [&]() CRIER_REQUIRES(mu_) {  // nothing of this call may outlive it
+    for (auto& t : call.tries)
+      if (t.token != 0) pending_.erase(t.token);
+  };
+
+  MutexLock lock(mu_);
+  while (call.left > 0 && call.fatal.empty()) {
+    const auto now = Clock::now();
+    if (now >= deadline) break;
+    auto wake = deadline;
+    // Send what is not in flight (first tries, and retries whose back-off is over); take
+    // back what waited past its try's timeout.
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      auto& t = call.tries[i];
+      if (t.done) continue;
+      if (t.token != 0) {
+        if (now - t.sent < kTryTimeout) {
+          wake = std::min(wake, t.sent + kTryTimeout);
+          continue;
+        }
+        pending_.erase(t.token);
+        t.token = 0;
+        call.problem = "no acknowledgement within " + std::to_string(kTryTimeout.count()) + " ms";
+        publish_retries_.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (now < t.not_before) {
+        wake = std::min(wake, t.not_before);
+        continue;
+      }
+      while (pending_.size() >= options_.max_in_flight && call.fatal.empty() && Clock::now() < deadline)
+        (void)cv_.wait_until(mu_, std::min(deadline, Clock::now() + kTryTimeout));
+      if (t.done || !call.fatal.empty()) continue;
+      t.token = next_token_++;
+      t.sent = Clock::now();
+      pending_.emplace(t.token, Pending{&call, i});
+      const std::string reply = ack_prefix_ + "." + std::to_string(t.token);
+      const Outgoing& m = messages[i];
+      natsMsg* raw = nullptr;
+      natsStatus s =
+          natsMsg_Create(&raw, m.subject.c_str(), reply.c_str(), m.payload.data(), static_cast<int>(m.payload.size()));
+      Msg msg(raw);
+      for (const auto& [k, v] : m.headers)
+        if (s == NATS_OK) s = natsMsgHeader_Add(raw, k.c_str(), v.c_str());
+      if (s == NATS_OK) {
+        lock.unlock();  // cnats may block on a full buffer: never with our lock held
+        s = natsConnection_PublishMsg(nc_, raw);
+        lock.lock();
+      }
+      if (s != NATS_OK && !t.done && t.token != 0) {
+        pending_.erase(t.token);
+        t.token = 0;
+        t.not_before = Clock::now() + call.backoff;
+        call.backoff = std::min(call.backoff * 2, kMaxBackoff);
+        call.problem = natsStatus_GetText(s);
+        if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_ARG || s == NATS_MAX_PAYLOAD)
+          call.fatal = std::string("cannot send: ") + natsStatus_GetText(s);
+      }
+      wake = std::min(wake, t.token != 0 ? t.sent + kTryTimeout : t.not_before);
+    }
+    if (call.left == 0 || !call.fatal.empty()) break;
+    (void)cv_.wait_until(mu_, wake);
+  }
+  forget();
+  if (call.left == 0) {
+    std::vector<std::uint64_t> seqs;
+    seqs.reserve(call.tries.size());
+    for (const auto& t : call.tries) seqs.push_back(t.seq);
+    return seqs;
+  }
+  const std::string why = !call.fatal.empty()
+                              ? call.fatal
+                              : "not acknowledged within the publish timeout of " +
+                                    std::to_string(options_.publish_timeout.count()) + " ms (" + call.problem + ")";
+  throw ApiError(call.fatal_code, std::string(what) + ": " + std::to_string(call.left) + " of " +
+                                      std::to_string(messages.size()) + " not stored: " + why);
+}
+
+void Connection::on_ack(natsConnection*, natsSubscription*, natsMsg* raw, void* self) noexcept {
+  auto* c = static_cast<Connection*>(self);
+  Msg msg(raw);
+  const char* subject = natsMsg_GetSubject(raw);
+  const char* dot = subject ? std::strrchr(subject, '.') : nullptr;
+  if (dot == nullptr) return;
+  const std::uint64_t token = std::strtoull(dot + 1, nullptr, 10);
+  MutexLock lock(c->mu_);
+  const auto it = c->pending_.find(token);
+  if (it == c->pending_.end()) return;  // a try already given up on
+  const Pending p = it->second;
+  c->pending_.erase(it);
+  c->settle(p, raw);
+  c->cv_.notify_all();
+}
+
+void Connection::settle(Pending p, natsMsg* ack) {
+  Call& call = *p.call;
+  auto& t = call.tries[p.index];
+  t.token = 0;
+  auto again = [&](std::string why) {
+    t.not_before = Clock::now() + call.backoff;
+    call.backoff = std::min(call.backoff * 2, kMaxBackoff);
+    call.problem = std::move(why);
+    publish_retries_.fetch_add(1, std::memory_order_relaxed);
+  };
+  if (const int status = status_of(ack); status != 0) {
+    again(status == 503 ? "no responders: the stream has no leader (yet)" : "status " + std::to_string(status));
+    return;
+  }
+  const auto answer = nlohmann::json::parse(payload_of(ack), nullptr, false);
+  if (answer.is_object() && answer.contains("error")) {
+    const auto& e = answer["error"];
+    const int code = e.value("code", 0);
+    const std::string text = e.value("description", std::string("error")) + " (JetStream error " +
+                             std::to_string(e.value("err_code", 0)) + ")";
+    if (code == 503 || code == 408) {  // no leader, or a timeout inside the cluster: try again
+      again(text);
+    } else {
+      call.fatal = text;
+      call.fatal_code = e.value("err_code", 0);
+    }
+    return;
+  }
+  if (!answer.is_object() || !answer.contains("seq")) {
+    call.fatal = "JetStream answered a publish with something that is not an acknowledgement";
+    return;
+  }
+  t.done = true;
+  t.seq = answer["seq"].get<std::uint64_t>();  // a duplicate's answer names the first copy's
+  --call.left;
+}
+
+void Connection::on_acks_complete(void* self) noexcept {
+  auto* c = static_cast<Connection*>(self);
+  MutexLock lock(c->mu_);
+  c->acks_complete_ = true;
+  c->cv_.notify_all();
+}
+
+void Connection::state_changed(natsConnection* nc, ConnectionState state) noexcept {
+  if (!options_.on_connection) return;
+  std::string server;
+  char url[256] = {0};
+  if (natsConnection_GetConnectedUrl(nc, url, sizeof url) == NATS_OK) server = url;
+  try {
+    options_.on_connection(state, server);
+  } catch (...) {
+    // A callback that throws must not take cnats's thread down.
+  }
+}
+
+void Connection::on_disconnected(natsConnection* nc, void* self) noexcept {
+  auto* c = static_cast<Connection*>(self);
+  c->connected_ = false;
+  c->disconnects_.fetch_add(1, std::memory_order_relaxed);
+  c->state_changed(nc, ConnectionState::disconnected);
+}
+
+void Connection::on_reconnected(natsConnection* nc, void* self) noexcept {
+  auto* c = static_cast<Connection*>(self);
+  c->connected_ = true;
+  c->reconnects_.fetch_add(1, std::memory_order_relaxed);
+  c->state_changed(nc, ConnectionState::reconnected);
+}
+
+void Connection::on_closed(natsConnection* nc, void* self) noexcept {
+  auto* c = static_cast<Connection*>(self);
+  c->connected_ = false;
+  c->state_changed(nc, ConnectionState::closed);
+  MutexLock lock(c->mu_);
+  c->closed_ = true;
+  c->cv_.notify_all();
+}
+
+ConnectionStats Connection::stats() const noexcept {
+  return {connected_.load(), disconnects_.load(), reconnects_.load(), publish_retries_.load()};
+}
+
+}  // namespace crier::nats

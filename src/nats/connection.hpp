@@ -1,0 +1,144 @@
+// One cnats connection and what crier does over it: JetStream API requests, and pipelined
+// publishes that wait for the stream's acknowledgements. JetStream is spoken as its wire
+// API (JSON requests on `$JS.API.>`, pull requests, ack subjects) rather than through
+// cnats's js_ calls, around cnats 3.4.1's pull-subscription defects (Fetch ignoring its
+// timeout, nats.c#631; a heap overflow in _fetch, #749; a crash on a message for a
+// destroyed subscription, #637) and so that consumers are created explicitly and never
+// deleted by an unsubscribe.
+#pragma once
+
+#include <nats/nats.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <crier/error.hpp>
+#include <crier/nats.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/mutex.hpp"
+#include "nats/binding.hpp"
+
+namespace crier::nats {
+
+using crier::detail::CondVar;
+using crier::detail::Mutex;
+using crier::detail::MutexLock;
+
+// JetStream API error codes crier acts on (nats-server's errors.json).
+inline constexpr int kConsumerNotFound = 10014;
+inline constexpr int kNoMessageFound = 10037;
+inline constexpr int kStreamNotFound = 10059;
+inline constexpr int kWrongLastSequence = 10071;
+
+/// An error answer of the JetStream API.
+class ApiError : public Error {
+ public:
+  ApiError(int err_code, const std::string& what) : Error(Errc::transport_error, what), err_code(err_code) {}
+  int err_code;
+};
+
+struct MsgDeleter {
+  void operator()(natsMsg* m) const noexcept { natsMsg_Destroy(m); }
+};
+using Msg = std::unique_ptr<natsMsg, MsgDeleter>;
+
+/// The message's headers (none for a message without).
+Headers headers_of(natsMsg* m);
+/// A status message's code (404, 408, 409, 503...), or 0 for a message that carries data.
+int status_of(natsMsg* m);
+/// The message's payload.
+std::string_view payload_of(natsMsg* m);
+/// Throws Error(Errc::transport_error) "<what>: <cnats's text>" unless s is NATS_OK.
+void check(natsStatus s, std::string_view what);
+
+/// A message to publish to the stream.
+struct Outgoing {
+  std::string subject{};
+  Headers headers{};  ///< Nats-Msg-Id among them, for de-duplication
+  std::string payload{};
+};
+
+class Connection {
+ public:
+  /// Connects; waits up to options.publish_timeout for a first server.
+  explicit Connection(const Options& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  natsConnection* raw() const noexcept { return nc_; }
+  const Options& options() const noexcept { return options_; }
+
+  /// A JetStream API request (`$JS.API.<api>`), retried through timeouts, no responders and a
+  /// lost connection until `deadline`. Returns the answer; an error answer throws ApiError
+  /// naming `what`.
+  nlohmann::json api(const std::string& api, const nlohmann::json& body, std::string_view what,
+                     std::chrono::steady_clock::time_point deadline);
+  /// api() with the publish timeout as its deadline.
+  nlohmann::json api(const std::string& api, const nlohmann::json& body, std::string_view what);
+
+  /// Stores the messages in the stream: pipelined (at most max_in_flight unacknowledged over
+  /// all callers), each retried with its Nats-Msg-Id until acknowledged or publish_timeout.
+  /// Returns each one's stream sequence. Throws Error(Errc::transport_error) naming the
+  /// first failure; messages before it may be stored (their ids make a retry harmless).
+  std::vector<std::uint64_t> publish(const std::vector<Outgoing>& messages, std::string_view what);
+
+  /// A message read directly from a stream (`$JS.API.DIRECT.GET`, which the streams allow):
+  /// with `last_by_subj`, the newest of a subject; with `seq` (and `next_by_subj`), the
+  /// first at or after it. Nullopt when there is none.
+  struct Stored {
+    std::uint64_t seq = 0;
+    std::string subject{};
+    Headers headers{};
+    std::string payload{};
+    std::string time{};  ///< when the stream stored it, RFC 3339
+  };
+  std::optional<Stored> direct_get(const std::string& stream, const nlohmann::json& request, std::string_view what);
+
+  /// Sends a message without waiting for an answer (acks, pull requests).
+  void send(const std::string& subject, std::string_view data, const char* reply = nullptr);
+  /// A new unique inbox subject.
+  std::string new_inbox();
+
+  ConnectionStats stats() const noexcept;
+
+ private:
+  struct Call;
+  struct Pending {  // one try of one message of a publish() call, waiting for its ack
+    Call* call;
+    std::size_t index;
+  };
+  static void on_ack(natsConnection*, natsSubscription*, natsMsg* msg, void* self) noexcept;
+  static void on_disconnected(natsConnection*, void* self) noexcept;
+  static void on_reconnected(natsConnection*, void* self) noexcept;
+  static void on_closed(natsConnection*, void* self) noexcept;
+  static void on_acks_complete(void* self) noexcept;
+  void state_changed(natsConnection* nc, ConnectionState state) noexcept;
+  void settle(Pending p, natsMsg* ack) CRIER_REQUIRES(mu_);
+
+  Options options_;
+  natsOptions* opts_ = nullptr;
+  natsConnection* nc_ = nullptr;
+  natsSubscription* acks_ = nullptr;
+  std::string ack_prefix_;  // "<inbox>." + token is each publish's reply subject
+
+  Mutex mu_;
+  CondVar cv_;
+  std::map<std::uint64_t, Pending> pending_ CRIER_GUARDED_BY(mu_);
+  std::uint64_t next_token_ CRIER_GUARDED_BY(mu_) = 1;
+  bool acks_complete_ CRIER_GUARDED_BY(mu_) = false;
+  bool closed_ CRIER_GUARDED_BY(mu_) = false;
+
+  std::atomic<bool> connected_{false};
+  std::atomic<std::uint64_t> disconnects_{0}, reconnects_{0}, publish_retries_{0};
+};
+
+}  // namespace crier::nats

@@ -1,0 +1,611 @@
+#include "nats/consumer.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <functional>
+
+namespace crier::nats {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::nanoseconds;
+
+// How long past a pull request's expiry its closing status may take to arrive.
+constexpr milliseconds kPullGrace{2000};
+// How often a blocked read looks whether the consumer was closed.
+constexpr milliseconds kReadSlice{50};
+// The server's limit on a consumer's unacknowledged messages (all its processes together;
+// events the bus holds for a retry count too). Each process holds at most `window` more.
+constexpr int kMaxAckPending = 20000;
+
+std::int64_t ns_of(milliseconds d) { return std::chrono::duration_cast<nanoseconds>(d).count(); }
+std::int64_t unix_ms(Timestamp t) { return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count(); }
+Timestamp from_unix_ms(std::int64_t ms) { return Timestamp(milliseconds(ms)); }
+
+// What a JetStream delivery's reply subject tells:
+// $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>
+// (with a domain and account hash after "ACK" in the newer form).
+struct Delivered {
+  std::uint64_t count = 1, seq = 0;
+  std::int64_t ns = 0;
+};
+std::optional<Delivered> parse_reply(std::string_view reply) {
+  std::vector<std::string_view> t;
+  std::size_t from = 0;
+  while (from <= reply.size()) {
+    const auto dot = reply.find('.', from);
+    t.push_back(reply.substr(from, dot == std::string_view::npos ? std::string_view::npos : dot - from));
+    if (dot == std::string_view::npos) break;
+    from = dot + 1;
+  }
+  if (t.size() < 9 || t[0] != "$JS" || t[1] != "ACK") return std::nullopt;
+  const std::size_t base = t.size() >= 11 ? 4 : 2;  // the newer form: domain, account hash
+  Delivered d;
+  auto num = [](std::string_view s, auto& out) {
+    return std::from_chars(s.data(), s.data() + s.size(), out).ec == std::errc{};
+  };
+  if (!num(t[base + 2], d.count) || !num(t[base + 3], d.seq) || !num(t[base + 5], d.ns)) return std::nullopt;
+  return d;
+}
+
+// One durable consumer's pull requests, answered on an inbox of its own. Used by one thread.
+class Puller {
+ public:
+  // `tick` runs between reads, however long a pull takes: it renews held events.
+  Puller(std::shared_ptr<const Context> ctx, std::string durable, std::function<void()> tick)
+      : ctx_(std::move(ctx)),
+        tick_(std::move(tick)),
+        durable_(std::move(durable)),
+        next_("$JS.API.CONSUMER.MSG.NEXT." + ctx_->stream + "." + durable_),
+        inbox_(ctx_->conn->new_inbox()) {
+    check(natsConnection_SubscribeSync(&sub_, ctx_->conn->raw(), inbox_.c_str()), "nats: pull inbox");
+    (void)natsSubscription_SetPendingLimits(sub_, -1, -1);  // never drop a delivered message
+  }
+
+  // Hands back what is still on its way: the last request's messages are delivered, and
+  // would otherwise wait for AckWait before another consumer got them.
+  ~Puller() {
+    const auto until = open_until_ + kPullGrace;
+    while (open_) {
+      const auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now()).count();
+      natsMsg* raw = nullptr;
+      if (left <= 0 || natsSubscription_NextMsg(&raw, sub_, left) != NATS_OK) break;
+      Msg m(raw);
+      if (status_of(raw) != 0) {
+        if (status_of(raw) != 100) open_ = false;
+        continue;
+      }
+      release(raw);
+    }
+    natsMsg* raw = nullptr;
+    while (natsSubscription_NextMsg(&raw, sub_, 0) == NATS_OK) {
+      Msg m(raw);
+      if (status_of(raw) == 0) release(raw);
+      raw = nullptr;
+    }
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+  }
+
+  // Up to `batch` messages, waiting up to `wait` for the first (0: answer at once). What is
+  // there is taken at once; only when nothing is, one message is waited for (a request for
+  // more would be held by the server until it filled or expired).
+  std::vector<Msg> pull(int batch, milliseconds wait, const std::atomic<bool>& closed) {
+    auto out = request(batch, milliseconds(0), closed);
+    if (!out.empty() || wait.count() <= 0 || closed.load(std::memory_order_acquire)) return out;
+    out = request(1, wait, closed);
+    if (out.empty() || batch == 1) return out;
+    for (auto& m : request(batch - 1, milliseconds(0), closed)) out.push_back(std::move(m));
+    return out;
+  }
+
+ private:
+  std::vector<Msg> request(int batch, milliseconds wait, const std::atomic<bool>& closed) {
+    std::vector<Msg> out;
+    nlohmann::json req = {{"batch", batch}};
+    if (wait.count() > 0)
+      req["expires"] = ns_of(wait);
+    else
+      req["no_wait"] = true;
+    ctx_->conn->send(next_, req.dump(), inbox_.c_str());
+    open_ = true;
+    open_until_ = Clock::now() + wait;
+    const auto until = open_until_ + kPullGrace;
+    while (static_cast<int>(out.size()) < batch && !closed.load(std::memory_order_acquire)) {
+      const auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
+      if (left.count() <= 0) break;
+      tick_();
+      natsMsg* raw = nullptr;
+      const natsStatus s = natsSubscription_NextMsg(&raw, sub_, std::min(left, kReadSlice).count());
+      if (s == NATS_TIMEOUT) continue;
+      check(s, "nats: reading consumer " + durable_);
+      Msg m(raw);
+      if (const int status = status_of(raw); status != 0) {
+        if (status == 100) continue;  // a heartbeat
+        open_ = false;                // 404 no messages, 408 expired, 409 ...: this request is over
+        break;
+      }
+      out.push_back(std::move(m));
+    }
+    if (static_cast<int>(out.size()) == batch) open_ = false;
+    return out;
+  }
+
+  void release(natsMsg* m) {
+    if (const char* reply = natsMsg_GetReply(m)) {
+      try {
+        ctx_->conn->send(reply, "-NAK");
+      } catch (const std::exception&) {
+        // Lost connection: the server redelivers it after AckWait.
+      }
+    }
+  }
+
+  std::shared_ptr<const Context> ctx_;
+  std::function<void()> tick_;
+  std::string durable_, next_, inbox_;
+  natsSubscription* sub_ = nullptr;
+  bool open_ = false;  // a request may still deliver
+  Clock::time_point open_until_{};
+};
+
+// The consumer's bookkeeping that its leases reach, also after the consumer is gone.
+struct Held {
+  std::string reply;
+  Clock::time_point renewed;
+  bool counted;  // against the window: handed out, not failed
+};
+struct State {
+  Mutex mu;
+  CondVar cv;
+  std::map<std::uint64_t, Held> held CRIER_GUARDED_BY(mu);  // by consumer-unique lease number
+  std::size_t outstanding CRIER_GUARDED_BY(mu) = 0;         // held and counted
+  std::size_t untaken CRIER_GUARDED_BY(mu) = 0;             // fetched, not yet taken by the bus
+  std::uint64_t next_lease CRIER_GUARDED_BY(mu) = 1;
+  bool gone CRIER_GUARDED_BY(mu) = false;
+  std::shared_ptr<const Context> ctx;
+};
+
+class NatsLease final : public Lease {
+ public:
+  NatsLease(std::weak_ptr<State> state, std::uint64_t key, std::uint64_t seq, bool record)
+      : state(std::move(state)), key(key), seq(seq), record(record) {}
+  ~NatsLease() override {
+    if (settled) return;
+    auto s = state.lock();
+    if (!s) return;
+    std::string reply;
+    {
+      MutexLock lock(s->mu);
+      if (s->gone) return;
+      auto it = s->held.find(key);
+      if (it == s->held.end()) return;
+      reply = std::move(it->second.reply);
+      if (it->second.counted) --s->outstanding;
+      s->held.erase(it);
+    }
+    s->cv.notify_all();
+    try {
+      s->ctx->conn->send(reply, "-NAK");  // given up without an outcome: to any consumer now
+    } catch (const std::exception&) {
+      // Lost connection: the server redelivers it after AckWait.
+    }
+  }
+  std::string position() const override { return std::to_string(seq); }
+
+  std::weak_ptr<State> state;
+  std::uint64_t key, seq;
+  bool record;  // attempts records may exist for it
+  bool settled = false;
+};
+
+std::string to_rfc3339(std::int64_t ns) {
+  return format_time(Timestamp(std::chrono::duration_cast<Timestamp::duration>(nanoseconds(ns))));
+}
+
+class NatsConsumer final : public Consumer {
+ public:
+  NatsConsumer(std::shared_ptr<const Context> ctx, const ConsumerSpec& spec)
+      : ctx_(std::move(ctx)),
+        spec_(spec),
+        durable_(durable_of(spec.subscriber, spec.event_type)),
+        redrive_durable_(durable_ + "_r"),
+        state_(std::make_shared<State>()),
+        me_(Uuid::v7().to_string()) {
+    state_->ctx = ctx_;
+    ack_wait_ = ensure(durable_, ctx_->event_subject(spec.event_type), spec.start);
+    (void)ensure(redrive_durable_, ctx_->redrive_subject(durable_), StartFrom::beginning());
+    main_ = std::make_unique<Puller>(ctx_, durable_, [this] { renew(); });
+    redrive_ = std::make_unique<Puller>(ctx_, redrive_durable_, [this] { renew(); });
+  }
+
+  ~NatsConsumer() override {
+    close();
+    // What the bus still holds goes back to the server now, in sequence order, confirmed
+    // (an ack with a reply is answered once processed), before the turn is given up: the
+    // next process of an ordered subscriber then gets the oldest first.
+    std::vector<std::string> replies;
+    {
+      MutexLock lock(state_->mu);
+      state_->gone = true;
+      for (auto& [key, h] : state_->held) replies.push_back(std::move(h.reply));
+      state_->held.clear();
+    }
+    for (const auto& reply : replies) {
+      natsMsg* raw = nullptr;
+      (void)natsConnection_Request(&raw, ctx_->conn->raw(), reply.c_str(), "-NAK", 4, 1000);
+      natsMsg_Destroy(raw);
+    }
+    main_.reset();
+    redrive_.reset();
+    if (holds_turn_) {
+      try {
+        write_turn("", 0);
+      } catch (const std::exception&) {
+        // It runs out by itself.
+      }
+    }
+  }
+
+  std::vector<StoredEvent> fetch(std::size_t max, milliseconds wait) override {
+    if (closed_.load(std::memory_order_acquire)) return {};
+    renew();
+    std::size_t room = 0;
+    {
+      MutexLock lock(state_->mu);
+      const std::size_t window = std::max<std::size_t>(ctx_->options().window, 1);
+      room = state_->outstanding >= window ? 0 : window - state_->outstanding;
+    }
+    if (room == 0 || (spec_.ordered && !take_turn())) {
+      idle(wait);
+      return {};
+    }
+    const int batch = static_cast<int>(std::min(max, room));
+    std::vector<Msg> msgs = main_->pull(batch, wait, closed_);
+    if (static_cast<int>(msgs.size()) < batch && !closed_.load(std::memory_order_acquire)) {
+      auto more = redrive_->pull(batch - static_cast<int>(msgs.size()), milliseconds(0), closed_);
+      for (auto& m : more) msgs.push_back(std::move(m));
+    }
+    std::vector<StoredEvent> out;
+    out.reserve(msgs.size());
+    for (auto& m : msgs) {
+      if (auto e = stored_of(m.get())) out.push_back(std::move(*e));
+    }
+    return out;
+  }
+
+  void ack(std::unique_ptr<Lease> lease) override {
+    auto& l = static_cast<NatsLease&>(*lease);
+    send(take(l), "+ACK");
+    if (l.record) forget_attempts(l.seq);
+  }
+
+  void failed(Lease& lease, const Attempts& attempts) override {
+    auto& l = static_cast<NatsLease&>(lease);
+    publish_record(ctx_->attempts_subject(durable_, 'h', l.seq), attempts);
+    l.record = true;
+    {
+      MutexLock lock(state_->mu);
+      auto it = state_->held.find(l.key);
+      if (it != state_->held.end() && it->second.counted) {
+        it->second.counted = false;
+        --state_->outstanding;
+      }
+    }
+    state_->cv.notify_all();
+  }
+
+  bool redelivers() const noexcept override { return true; }
+
+  void retry(std::unique_ptr<Lease> lease, const Attempts& attempts) override {
+    auto& l = static_cast<NatsLease&>(*lease);
+    publish_record(ctx_->attempts_subject(durable_, 'w', l.seq), attempts);
+    const std::string reply = take(l);
+    const auto delay = std::max<std::int64_t>(
+        0, std::chrono::duration_cast<nanoseconds>(attempts.retry_at - std::chrono::system_clock::now()).count());
+    send(reply, "-NAK " + nlohmann::json({{"delay", delay}}).dump());
+  }
+
+  std::uint64_t dead_letter(std::unique_ptr<Lease> lease, const DeadLetter& letter) override {
+    auto& l = static_cast<NatsLease&>(*lease);
+    // Stored first, then the original ended: a crash between the two leaves it in both
+    // places (redelivered, then dead-lettered again under the same id: stored once).
+    Outgoing m = outgoing_of(*ctx_, letter.envelope, ctx_->dlq_subject(durable_),
+                             durable_ + "-" + std::to_string(l.seq) + "-" + std::to_string(letter.attempts));
+    m.headers.emplace_back("Crier-Subscriber", percent_encode(letter.subscriber));
+    m.headers.emplace_back("Crier-Event-Type", letter.envelope.type);
+    m.headers.emplace_back("Crier-Sequence", std::to_string(l.seq));
+    m.headers.emplace_back("Crier-Attempts", std::to_string(letter.attempts));
+    m.headers.emplace_back("Crier-First-Error", percent_encode(letter.first_error));
+    m.headers.emplace_back("Crier-Last-Error", percent_encode(letter.last_error));
+    m.headers.emplace_back("Crier-First-Failure", format_time(letter.first_failure));
+    m.headers.emplace_back("Crier-Last-Failure", format_time(letter.last_failure));
+    const auto seqs = ctx_->conn->publish({m}, "nats: dead-lettering event " + letter.envelope.id);
+    send(take(l), "+TERM");
+    if (l.record) forget_attempts(l.seq);
+    return seqs.front();
+  }
+
+  void taken(std::size_t n) override {
+    MutexLock lock(state_->mu);
+    state_->untaken -= std::min(n, state_->untaken);
+  }
+
+  // Caught up when nothing is left to deliver and every delivered event the server counts as
+  // unacknowledged is one this process holds: delivered events still on their way to it
+  // (on the wire, in cnats's queue) keep it from being caught up.
+  bool caught_up() override {
+    std::size_t held = 0;
+    {
+      MutexLock lock(state_->mu);
+      if (state_->untaken > 0) return false;
+      held = state_->held.size();
+    }
+    std::uint64_t unacknowledged = 0;
+    for (const auto* d : {&durable_, &redrive_durable_}) {
+      const auto info = ctx_->conn->api("CONSUMER.INFO." + ctx_->stream + "." + *d, nullptr, "nats: consumer " + *d);
+      if (info.value("num_pending", std::uint64_t{0}) > 0) return false;
+      unacknowledged += info.value("num_ack_pending", std::uint64_t{0});
+    }
+    return unacknowledged <= held && waiting_in_server() == 0;
+  }
+
+  std::uint64_t backlog() override {
+    std::uint64_t n = 0;
+    for (const auto* d : {&durable_, &redrive_durable_}) {
+      const auto info = ctx_->conn->api("CONSUMER.INFO." + ctx_->stream + "." + *d, nullptr, "nats: consumer " + *d);
+      n += info.value("num_pending", std::uint64_t{0}) + info.value("num_ack_pending", std::uint64_t{0});
+    }
+    return n;
+  }
+
+  void close() noexcept override {
+    {
+      MutexLock lock(state_->mu);
+      closed_.store(true, std::memory_order_release);
+    }
+    state_->cv.notify_all();
+  }
+
+ private:
+  // Creates the durable consumer unless it exists; returns its AckWait.
+  milliseconds ensure(const std::string& durable, const std::string& filter, const StartFrom& start) {
+    const std::string what = "nats: consumer " + durable + " of stream " + ctx_->stream;
+    nlohmann::json info;
+    try {
+      info = ctx_->conn->api("CONSUMER.INFO." + ctx_->stream + "." + durable, nullptr, what);
+    } catch (const ApiError& e) {
+      if (e.err_code != kConsumerNotFound) throw;
+      info = ctx_->conn->api(
+          "CONSUMER.DURABLE.CREATE." + ctx_->stream + "." + durable,
+          {{"stream_name", ctx_->stream}, {"config", consumer_config(*ctx_, durable, filter, start)}}, what);
+    }
+    const auto ns = info["config"].value("ack_wait", ns_of(ctx_->options().ack_wait));
+    return std::chrono::duration_cast<milliseconds>(nanoseconds(ns));
+  }
+
+  // Renews the server's AckWait of every event the bus holds (+WPI) every quarter of it: a
+  // loaded machine may starve this thread for a while.
+  void renew() {
+    const auto now = Clock::now();
+    std::vector<std::string> due;
+    {
+      MutexLock lock(state_->mu);
+      for (auto& [key, h] : state_->held) {
+        if (now - h.renewed < ack_wait_ / 4) continue;
+        h.renewed = now;
+        due.push_back(h.reply);
+      }
+    }
+    for (const auto& reply : due) ctx_->conn->send(reply, "+WPI");
+  }
+
+  // Waits up to `wait` for room in the window (a settled event) or close().
+  void idle(milliseconds wait) {
+    MutexLock lock(state_->mu);
+    if (!closed_.load(std::memory_order_acquire)) (void)state_->cv.wait_until(state_->mu, Clock::now() + wait);
+  }
+
+  std::optional<StoredEvent> stored_of(natsMsg* m) {
+    const char* reply_c = natsMsg_GetReply(m);
+    const auto delivered = reply_c ? parse_reply(reply_c) : std::nullopt;
+    if (!delivered) return std::nullopt;  // not a JetStream delivery: nothing to settle
+    const std::string subject = natsMsg_GetSubject(m);
+    const Headers headers = headers_of(m);
+    PlainOrigin plain;
+    plain.event_type = spec_.event_type;
+    const std::string* msg_id = header(headers, "Nats-Msg-Id");
+    plain.id = msg_id ? *msg_id : ctx_->stream + "-" + std::to_string(delivered->seq);
+    plain.source = "nats://" + ctx_->stream;
+    plain.time = to_rfc3339(delivered->ns);
+    StoredEvent e;
+    try {
+      e.envelope = envelope_of(headers, payload_of(m), plain);
+      if (e.envelope.type != spec_.event_type)
+        throw Error(Errc::invalid_envelope,
+                    "its CloudEvents type '" + e.envelope.type + "' is not its subject's (" + spec_.event_type + ")");
+    } catch (const std::exception& ex) {
+      e.corrupt = "malformed event in stream " + ctx_->stream + " at sequence " + std::to_string(delivered->seq) +
+                  " (subject " + subject + "): " + ex.what();
+      e.envelope = Envelope{};
+      e.envelope.id = plain.id;
+      e.envelope.source = plain.source;
+      e.envelope.type = spec_.event_type;
+      e.envelope.time = plain.time;
+      e.envelope.data.assign(payload_of(m));
+    }
+    bool record = false;
+    if (delivered->count > 1) {  // failed before, perhaps in a process that is gone
+      for (char kind : {'w', 'h'}) {
+        auto r = ctx_->conn->direct_get(ctx_->attempts_stream,
+                                        {{"last_by_subj", ctx_->attempts_subject(durable_, kind, delivered->seq)}},
+                                        "nats: attempts of event " + e.envelope.id);
+        if (!r) continue;
+        e.attempts = attempts_of_record(r->payload);
+        record = true;
+        break;
+      }
+    }
+    MutexLock lock(state_->mu);
+    const std::uint64_t key = state_->next_lease++;
+    state_->held.emplace(key, Held{reply_c, Clock::now(), true});
+    ++state_->outstanding;
+    ++state_->untaken;
+    e.lease = std::make_unique<NatsLease>(state_, key, delivered->seq, record);
+    return e;
+  }
+
+  // Takes the lease out of the consumer's books; returns the reply subject that settles its
+  // event (empty if it was not held).
+  std::string take(Lease& lease) {
+    auto& l = static_cast<NatsLease&>(lease);
+    l.settled = true;
+    std::string reply;
+    {
+      MutexLock lock(state_->mu);
+      auto it = state_->held.find(l.key);
+      if (it != state_->held.end()) {
+        reply = std::move(it->second.reply);
+        if (it->second.counted) --state_->outstanding;
+        state_->held.erase(it);
+      }
+    }
+    state_->cv.notify_all();
+    return reply;
+  }
+
+  void send(const std::string& reply, const std::string& what) {
+    if (!reply.empty()) ctx_->conn->send(reply, what);
+  }
+
+  void publish_record(const std::string& subject, const Attempts& a) {
+    ctx_->conn->publish({Outgoing{subject, {}, record_of(a)}}, "nats: recording the attempts of an event");
+  }
+
+  void forget_attempts(std::uint64_t seq) {
+    try {
+      (void)ctx_->conn->api("STREAM.PURGE." + ctx_->attempts_stream,
+                            {{"filter", ctx_->attempts_subject(durable_, '*', seq)}}, "nats: forgetting attempts");
+    } catch (const std::exception&) {
+      // Harmless: a settled event's record is never read again.
+    }
+  }
+
+  std::uint64_t waiting_in_server() {
+    const auto info = ctx_->conn->api("STREAM.INFO." + ctx_->attempts_stream,
+                                      {{"subjects_filter", ctx_->prefix + "-attempts." + durable_ + ".w.*"}},
+                                      "nats: attempts stream");
+    const auto& subjects = info["state"].value("subjects", nlohmann::json::object());
+    return subjects.size();
+  }
+
+  // Ordered subscribers: one process at a time reads a (subscriber, type), so that no key's
+  // later event is handed out while an earlier one is unfinished elsewhere. The turn is a
+  // message compare-and-set on its subject; its holder renews it, and it runs out twice
+  // AckWait after a holder died, when the events that holder had are delivered again.
+  bool take_turn() {
+    const auto now = Clock::now();
+    if (holds_turn_ && now < turn_renew_at_) return true;
+    const auto until = unix_ms(std::chrono::system_clock::now()) + 2 * ack_wait_.count();
+    auto cur = ctx_->conn->direct_get(ctx_->attempts_stream, {{"last_by_subj", ctx_->turn_subject(durable_)}},
+                                      "nats: whose turn it is");
+    if (cur) {
+      const auto j = nlohmann::json::parse(cur->payload, nullptr, false);
+      const std::string owner = j.is_object() ? j.value("owner", std::string()) : std::string();
+      const std::int64_t ends = j.is_object() ? j.value("until_ms", std::int64_t{0}) : 0;
+      if (!owner.empty() && owner != me_ && ends > unix_ms(std::chrono::system_clock::now())) {
+        holds_turn_ = false;
+        return false;
+      }
+    }
+    turn_seq_ = cur ? cur->seq : 0;
+    try {
+      write_turn(me_, until);
+    } catch (const ApiError& e) {
+      if (e.err_code != kWrongLastSequence) throw;
+      holds_turn_ = false;  // another process took it first
+      return false;
+    }
+    holds_turn_ = true;
+    turn_renew_at_ = now + ack_wait_ / 3;
+    return true;
+  }
+
+  void write_turn(const std::string& owner, std::int64_t until_ms) {
+    Outgoing m{ctx_->turn_subject(durable_),
+               {{"Nats-Expected-Last-Subject-Sequence", std::to_string(turn_seq_)}},
+               nlohmann::json({{"owner", owner}, {"until_ms", until_ms}}).dump()};
+    turn_seq_ = ctx_->conn->publish({m}, "nats: taking the turn of " + durable_).front();
+  }
+
+  std::shared_ptr<const Context> ctx_;
+  ConsumerSpec spec_;
+  std::string durable_, redrive_durable_;
+  std::shared_ptr<State> state_;
+  std::string me_;
+  milliseconds ack_wait_{};
+  std::unique_ptr<Puller> main_, redrive_;
+  std::atomic<bool> closed_{false};
+  bool holds_turn_ = false;  // the fetch thread's
+  std::uint64_t turn_seq_ = 0;
+  Clock::time_point turn_renew_at_{};
+};
+
+}  // namespace
+
+nlohmann::json consumer_config(const Context& ctx, const std::string& durable, const std::string& filter,
+                               const StartFrom& start) {
+  nlohmann::json c = {
+      {"durable_name", durable},    {"ack_policy", "explicit"}, {"ack_wait", ns_of(ctx.options().ack_wait)},
+      {"max_deliver", -1},          {"filter_subject", filter}, {"max_ack_pending", kMaxAckPending},
+      {"replay_policy", "instant"}, {"deliver_policy", "all"}};
+  switch (start.kind) {
+    case StartFrom::Kind::beginning:
+      break;
+    case StartFrom::Kind::now:
+      c["deliver_policy"] = "new";
+      break;
+    case StartFrom::Kind::position: {
+      std::uint64_t seq = 0;
+      const auto& p = start.position;
+      if (p.empty() || std::from_chars(p.data(), p.data() + p.size(), seq).ptr != p.data() + p.size() || seq == 0)
+        throw Error(Errc::invalid_argument, "nats: position '" + p + "' is not a stream sequence (1, 2, ...)");
+      c["deliver_policy"] = "by_start_sequence";
+      c["opt_start_seq"] = seq;
+      break;
+    }
+    case StartFrom::Kind::time:
+      c["deliver_policy"] = "by_start_time";
+      c["opt_start_time"] = format_time(start.time);
+      break;
+  }
+  return c;
+}
+
+Attempts attempts_of_record(std::string_view payload) {
+  Attempts a;
+  const auto j = nlohmann::json::parse(payload, nullptr, false);
+  if (!j.is_object()) return a;
+  a.failed = j.value("failed", 0);
+  a.first_error = j.value("first_error", std::string());
+  a.first_failure = from_unix_ms(j.value("first_failure_ms", std::int64_t{0}));
+  a.retry_at = from_unix_ms(j.value("retry_at_ms", std::int64_t{0}));
+  return a;
+}
+
+std::string record_of(const Attempts& a) {
+  return nlohmann::json({{"failed", a.failed},
+                         {"first_error", a.first_error},
+                         {"first_failure_ms", unix_ms(a.first_failure)},
+                         {"retry_at_ms", unix_ms(a.retry_at)}})
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::unique_ptr<Consumer> make_consumer(std::shared_ptr<const Context> ctx, const ConsumerSpec& spec) {
+  return std::make_unique<NatsConsumer>(std::move(ctx), spec);
+}
+
+}  // namespace crier::nats

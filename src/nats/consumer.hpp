@@ -1,0 +1,26 @@
+// A subscriber's consumer on JetStream: a durable pull consumer per (subscriber, event type)
+// that crier creates and never deletes, read through pull requests of its own.
+#pragma once
+
+#include <memory>
+
+#include <crier/transport.hpp>
+
+#include "nats/context.hpp"
+
+namespace crier::nats {
+
+/// The consumer of `spec`: creates its durable consumers if missing (where it starts applies
+/// only then). Throws Error(Errc::invalid_argument) for a start position that is not a
+/// stream sequence.
+std::unique_ptr<Consumer> make_consumer(std::shared_ptr<const Context> ctx, const ConsumerSpec& spec);
+
+/// The consumer configuration crier creates for `durable`, reading `filter`.
+nlohmann::json consumer_config(const Context& ctx, const std::string& durable, const std::string& filter,
+                               const StartFrom& start);
+
+/// The Attempts an attempts record carries, and the record of some.
+Attempts attempts_of_record(std::string_view payload);
+std::string record_of(const Attempts& a);
+
+}  // namespace crier::nats

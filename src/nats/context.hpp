@@ -1,0 +1,40 @@
+// What the NATS transport's parts share: the connection, and the names of its streams and
+// subjects.
+//
+//   <stream>           <prefix>.<type>             the events
+//                      <prefix>-redrive.<durable>  dead letters sent back to one subscriber
+//   <stream>_DLQ       <prefix>-dlq.<durable>      dead letters, with why, as headers
+//   <stream>_ATTEMPTS  <prefix>-attempts.<durable>.h.<seq>  failed attempts of an event the bus holds
+//                      <prefix>-attempts.<durable>.w.<seq>  ... of one waiting in the server for its retry
+//                      <prefix>-attempts.<durable>.turn     which process an ordered subscriber's turn is
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "nats/connection.hpp"
+#include "nats/names.hpp"
+
+namespace crier::nats {
+
+struct Context {
+  std::shared_ptr<Connection> conn;
+  std::string stream, dlq_stream, attempts_stream, prefix;
+
+  const Options& options() const noexcept { return conn->options(); }
+  std::string event_subject(std::string_view type) const { return subject_of(prefix, type); }
+  std::string redrive_subject(std::string_view durable) const { return prefix + "-redrive." + std::string(durable); }
+  std::string dlq_subject(std::string_view durable) const { return prefix + "-dlq." + std::string(durable); }
+  std::string attempts_subject(std::string_view durable, char kind, std::uint64_t seq) const {
+    return prefix + "-attempts." + std::string(durable) + "." + kind + "." + std::to_string(seq);
+  }
+  std::string turn_subject(std::string_view durable) const {
+    return prefix + "-attempts." + std::string(durable) + ".turn";
+  }
+};
+
+/// The messages of an event as this transport puts it on the wire (options().content_mode),
+/// to `subject`, with `msg_id` for de-duplication.
+Outgoing outgoing_of(const Context& ctx, const Envelope& e, std::string subject, std::string msg_id);
+
+}  // namespace crier::nats

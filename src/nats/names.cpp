@@ -1,0 +1,101 @@
+#include "nats/names.hpp"
+
+#include <crier/error.hpp>
+#include <crier/event.hpp>
+
+namespace crier::nats {
+
+namespace {
+
+constexpr std::size_t kMaxToken = 64;
+// nats-server keeps a consumer in a directory named after it: a file name's length at most.
+constexpr std::size_t kMaxDurable = 255;
+
+bool is_token(std::string_view s) noexcept {
+  if (s.empty() || s.size() > kMaxToken) return false;
+  for (char c : s)
+    if (!crier::detail::is_name_char(c)) return false;
+  return true;
+}
+
+void escape_into(std::string& out, std::string_view s) {
+  for (char c : s) {
+    if (c == '_')
+      out += "_u";
+    else if (c == '.')
+      out += "_d";
+    else
+      out += c;
+  }
+}
+
+// Undoes escape_into up to the "_s" separator (or the end); nullopt on anything else.
+std::optional<std::string> unescape(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '_') {
+      out += s[i];
+      continue;
+    }
+    if (i + 1 == s.size()) return std::nullopt;
+    const char e = s[++i];
+    if (e == 'u')
+      out += '_';
+    else if (e == 'd')
+      out += '.';
+    else
+      return std::nullopt;
+  }
+  return out;
+}
+
+}  // namespace
+
+bool is_valid_stream_name(std::string_view name) noexcept { return is_token(name); }
+bool is_valid_subject_prefix(std::string_view prefix) noexcept { return is_token(prefix); }
+
+std::string subject_of(std::string_view prefix, std::string_view event_type) {
+  std::string s;
+  s.reserve(prefix.size() + 1 + event_type.size());
+  return s.append(prefix).append(1, '.').append(event_type);
+}
+
+std::optional<std::string> type_of_subject(std::string_view prefix, std::string_view subject) {
+  if (subject.size() <= prefix.size() + 1 || subject.substr(0, prefix.size()) != prefix ||
+      subject[prefix.size()] != '.')
+    return std::nullopt;
+  std::string type(subject.substr(prefix.size() + 1));
+  if (!is_valid_event_type(type)) return std::nullopt;
+  return type;
+}
+
+std::string durable_of(std::string_view subscriber, std::string_view event_type) {
+  std::string d;
+  escape_into(d, subscriber);
+  d += "_s";
+  escape_into(d, event_type);
+  if (d.size() > kMaxDurable)
+    throw Error(Errc::invalid_name, "subscriber " + crier::detail::quoted_name(subscriber) + " of " +
+                                        crier::detail::quoted_name(event_type) + ": the NATS consumer name would be " +
+                                        std::to_string(d.size()) + " characters long, more than nats-server allows (" +
+                                        std::to_string(kMaxDurable) + "); use a shorter name");
+  return d;
+}
+
+std::optional<std::pair<std::string, std::string>> parse_durable(std::string_view durable) {
+  // The separator is the first "_s" that does not finish an escape ("_u", "_d").
+  std::size_t i = 0;
+  for (; i + 1 < durable.size(); ++i) {
+    if (durable[i] != '_') continue;
+    if (durable[i + 1] == 's') break;
+    ++i;  // skip the escaped character
+  }
+  if (i + 1 >= durable.size()) return std::nullopt;
+  auto subscriber = unescape(durable.substr(0, i));
+  auto type = unescape(durable.substr(i + 2));
+  if (!subscriber || !type || !is_valid_subscriber_name(*subscriber) || !is_valid_event_type(*type))
+    return std::nullopt;
+  return std::make_pair(std::move(*subscriber), std::move(*type));
+}
+
+}  // namespace crier::nats

@@ -1,0 +1,32 @@
+// How crier's names become NATS names: subjects, durable consumer names, stream names.
+// Pure functions, no cnats: unit-tested and fuzzed on their own.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace crier::nats {
+
+/// True for a name nats-server accepts as a stream name (and crier as one it can put in
+/// subjects and file names): 1 to 64 characters of [A-Za-z0-9_-].
+bool is_valid_stream_name(std::string_view name) noexcept;
+/// True for a subject prefix: 1 to 64 characters of [A-Za-z0-9_-] (one subject token).
+bool is_valid_subject_prefix(std::string_view prefix) noexcept;
+
+/// `<prefix>.<event type>`: every event type name is already a sequence of legal tokens.
+std::string subject_of(std::string_view prefix, std::string_view event_type);
+/// The event type of a subject under `<prefix>.`, or nullopt when it is not one.
+std::optional<std::string> type_of_subject(std::string_view prefix, std::string_view subject);
+
+/// The durable consumer of (subscriber, event type): both escaped ('_' as "_u", '.' as "_d")
+/// and joined by "_s", so that the mapping is reversible and the name has no '.'.
+/// Throws Error(Errc::invalid_name) when the result would be longer than nats-server allows
+/// a consumer's directory name to be.
+std::string durable_of(std::string_view subscriber, std::string_view event_type);
+/// The (subscriber, event type) a durable name stands for, or nullopt for a name crier did
+/// not make.
+std::optional<std::pair<std::string, std::string>> parse_durable(std::string_view durable);
+
+}  // namespace crier::nats

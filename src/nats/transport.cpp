@@ -1,0 +1,442 @@
+// crier::nats::connect: the JetStream transport, its dead letters and its inspector.
+#include <crier/nats.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+#include "nats/consumer.hpp"
+#include "nats/context.hpp"
+
+namespace crier::nats {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::nanoseconds;
+
+std::int64_t ns_of(milliseconds d) { return std::chrono::duration_cast<nanoseconds>(d).count(); }
+
+std::uint64_t parse_seq(std::string_view text, std::string_view what) {
+  std::uint64_t seq = 0;
+  if (text.empty() || std::from_chars(text.data(), text.data() + text.size(), seq).ptr != text.data() + text.size() ||
+      seq == 0)
+    throw Error(Errc::invalid_argument, std::string(what) + ": '" + std::string(text) +
+                                            "' is not a position of this transport (a stream sequence: 1, 2, ...)");
+  return seq;
+}
+
+const char* storage_name(Storage s) { return s == Storage::memory ? "memory" : "file"; }
+
+// Makes sure `name` exists as `config` says; a stream that exists otherwise is refused with
+// each difference named, never changed.
+void ensure_stream(Connection& conn, const std::string& name, const nlohmann::json& config) {
+  const std::string what = "nats: stream " + name;
+  nlohmann::json info;
+  try {
+    info = conn.api("STREAM.INFO." + name, nullptr, what);
+  } catch (const ApiError& e) {
+    if (e.err_code != kStreamNotFound) throw;
+    (void)conn.api("STREAM.CREATE." + name, config, what + " (creating it)");
+    return;
+  }
+  const auto& have = info["config"];
+  std::vector<std::string> differences;
+  auto compare = [&](const char* key, const nlohmann::json& fallback) {
+    const nlohmann::json want = config.value(key, fallback);
+    const nlohmann::json got = have.value(key, fallback);
+    if (want != got) differences.push_back(std::string(key) + " is " + got.dump() + ", not " + want.dump());
+  };
+  std::set<std::string> want_subjects, got_subjects;
+  for (const auto& s : config["subjects"]) want_subjects.insert(s.get<std::string>());
+  for (const auto& s : have.value("subjects", nlohmann::json::array())) got_subjects.insert(s.get<std::string>());
+  if (want_subjects != got_subjects)
+    differences.push_back("subjects are " + have.value("subjects", nlohmann::json::array()).dump() + ", not " +
+                          config["subjects"].dump());
+  for (const char* key : {"storage", "num_replicas", "max_age", "max_bytes", "duplicate_window", "discard",
+                          "max_msgs_per_subject", "allow_direct", "retention"})
+    if (config.contains(key)) compare(key, nullptr);
+  if (differences.empty()) return;
+  std::string text = "nats: stream " + name + " exists with another configuration: ";
+  for (std::size_t i = 0; i < differences.size(); ++i) text += (i ? "; " : "") + differences[i];
+  throw Error(Errc::invalid_argument,
+              text + ". crier never changes a stream: change the options, or the stream (nats stream edit)");
+}
+
+nlohmann::json stream_config(const Options& o, const std::string& name, std::vector<std::string> subjects) {
+  return {{"name", name},
+          {"subjects", subjects},
+          {"retention", "limits"},
+          {"storage", storage_name(o.storage)},
+          {"num_replicas", o.replicas},
+          {"max_age", ns_of(o.max_age)},
+          {"max_bytes", o.max_bytes},
+          // A full stream refuses publishes (a clear error) rather than dropping old events.
+          {"discard", o.max_bytes > 0 ? "new" : "old"},
+          {"duplicate_window", ns_of(o.duplicate_window)},
+          {"allow_direct", true}};
+}
+
+class NatsTransport final : public Transport, public DeadLetterQueue, public Inspector {
+ public:
+  explicit NatsTransport(std::shared_ptr<const Context> ctx) : ctx_(std::move(ctx)) {}
+
+  std::string_view name() const noexcept override { return "nats"; }
+
+  void append(std::span<const Envelope> events) override {
+    std::vector<Outgoing> msgs;
+    msgs.reserve(events.size());
+    for (const Envelope& e : events) msgs.push_back(outgoing_of(*ctx_, e, ctx_->event_subject(e.type), e.id));
+    (void)conn().publish(msgs, events.size() == 1 ? "nats: publishing event " + events.front().id
+                                                  : "nats: publishing " + std::to_string(events.size()) + " events");
+  }
+
+  std::unique_ptr<Consumer> consume(const ConsumerSpec& spec) override { return make_consumer(ctx_, spec); }
+  DeadLetterQueue& dead_letter_queue() override { return *this; }
+  Inspector& inspector() override { return *this; }
+
+  ConnectionStats stats() const noexcept { return ctx_->conn->stats(); }
+
+  // --- dead letters ----------------------------------------------------------------------
+
+  std::vector<DeadLetter> list(const DeadLetterFilter& filter) override {
+    std::vector<DeadLetter> out;
+    auto take = [&](const Connection::Stored& m) {
+      auto letter = letter_of(m);
+      if (!letter) return;
+      if (!filter.subscriber.empty() && letter->subscriber != filter.subscriber) return;
+      if (!filter.event_type.empty() && letter->envelope.type != filter.event_type) return;
+      out.push_back(std::move(*letter));
+    };
+    if (!filter.ids.empty()) {
+      for (const auto id : filter.ids)
+        if (auto m = conn().direct_get(ctx_->dlq_stream, {{"seq", id}}, "nats: dead letter " + std::to_string(id));
+            m && m->subject.rfind(ctx_->prefix + "-dlq.", 0) == 0)
+          take(*m);
+      return out;
+    }
+    std::string subject = ctx_->prefix + "-dlq.>";
+    if (!filter.subscriber.empty() && !filter.event_type.empty())
+      subject = ctx_->dlq_subject(durable_of(filter.subscriber, filter.event_type));
+    for_each(ctx_->dlq_stream, subject, 1, [&](const Connection::Stored& m) {
+      take(m);
+      return true;
+    });
+    return out;
+  }
+
+  std::size_t count(const DeadLetterFilter& filter) override { return list(filter).size(); }
+
+  std::size_t redrive(const DeadLetterFilter& filter) override {
+    std::size_t n = 0;
+    for (const DeadLetter& l : list(filter)) {
+      const std::string durable = durable_of(l.subscriber, l.envelope.type);
+      // A fresh message id: the original's would be taken for a duplicate of it.
+      (void)conn().publish({outgoing_of(*ctx_, l.envelope, ctx_->redrive_subject(durable),
+                                        l.envelope.id + "-redrive-" + std::to_string(l.id))},
+                           "nats: redriving dead letter " + std::to_string(l.id));
+      remove_letter(l.id);
+      ++n;
+    }
+    return n;
+  }
+
+  std::size_t purge(const DeadLetterFilter& filter) override {
+    std::size_t n = 0;
+    for (const DeadLetter& l : list(filter)) {
+      remove_letter(l.id);
+      ++n;
+    }
+    return n;
+  }
+
+  // --- inspector -------------------------------------------------------------------------
+
+  std::vector<SubscriberStatus> subscribers() override {
+    std::map<std::string, SubscriberStatus> by_durable;
+    std::map<std::string, nlohmann::json> main_info;
+    for (std::size_t offset = 0;;) {
+      const auto page =
+          conn().api("CONSUMER.LIST." + ctx_->stream, {{"offset", offset}}, "nats: consumers of " + ctx_->stream);
+      const auto& consumers = page.value("consumers", nlohmann::json::array());
+      for (const auto& c : consumers) {
+        std::string durable = c.value("name", std::string());
+        const bool redrive = durable.size() > 2 && durable.compare(durable.size() - 2, 2, "_r") == 0;
+        if (redrive) durable.resize(durable.size() - 2);
+        const auto names = parse_durable(durable);
+        if (!names) continue;
+        auto& s = by_durable[durable];
+        s.subscriber = names->first;
+        s.event_type = names->second;
+        s.lag += c.value("num_pending", std::uint64_t{0}) + c.value("num_ack_pending", std::uint64_t{0});
+        s.in_flight += c.value("num_ack_pending", std::uint64_t{0});
+        if (!redrive) {
+          const auto seq = c["delivered"].value("stream_seq", std::uint64_t{0});
+          if (seq > 0) s.position = std::to_string(seq);
+          main_info[durable] = c;
+        }
+      }
+      offset += consumers.size();
+      if (consumers.empty() || offset >= page.value("total", std::size_t{0})) break;
+    }
+    std::vector<SubscriberStatus> out;
+    for (auto& [durable, s] : by_durable) {
+      s.retrying = subject_count(ctx_->attempts_stream, ctx_->prefix + "-attempts." + durable + ".*.*");
+      s.in_flight -= std::min(s.in_flight, s.retrying);
+      s.dead_letters = subject_count(ctx_->dlq_stream, ctx_->dlq_subject(durable));
+      if (s.lag > 0 && main_info.count(durable)) {
+        const auto floor = main_info[durable]["ack_floor"].value("stream_seq", std::uint64_t{0});
+        if (auto first = conn().direct_get(ctx_->stream,
+                                           {{"seq", floor + 1}, {"next_by_subj", ctx_->event_subject(s.event_type)}},
+                                           "nats: oldest unfinished event");
+            first && !first->time.empty()) {
+          try {
+            s.oldest_age = std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(
+                                                         std::chrono::system_clock::now() - parse_time(first->time)));
+          } catch (const std::exception&) {
+          }
+        }
+      }
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  std::vector<EventTypeStatus> event_types() override {
+    std::vector<EventTypeStatus> out;
+    const auto info = conn().api("STREAM.INFO." + ctx_->stream, {{"subjects_filter", ctx_->prefix + ".>"}},
+                                 "nats: stream " + ctx_->stream);
+    const auto subjects = info["state"].value("subjects", nlohmann::json::object());
+    for (const auto& [subject, n] : subjects.items()) {
+      auto type = type_of_subject(ctx_->prefix, subject);
+      if (!type) continue;
+      EventTypeStatus t;
+      t.event_type = *type;
+      t.events = n.get<std::uint64_t>();
+      if (auto last = conn().direct_get(ctx_->stream, {{"last_by_subj", subject}}, "nats: newest " + *type)) {
+        t.newest = std::to_string(last->seq);
+        t.newest_time = last->time;
+        try {
+          t.newest_time = envelope_of(last->headers, last->payload, origin_of(*last, *type)).time;
+        } catch (const std::exception&) {
+        }
+      }
+      out.push_back(std::move(t));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.event_type < b.event_type; });
+    return out;
+  }
+
+  std::vector<StoredEnvelope> browse(const BrowseQuery& q) override {
+    std::vector<StoredEnvelope> out;
+    if (q.limit == 0) return out;
+    const std::string subject = q.event_type.empty() ? ctx_->prefix + ".>" : ctx_->event_subject(q.event_type);
+    std::optional<Timestamp> since;
+    if (!q.since.empty()) since = parse_time(q.since);
+    auto take = [&](const Connection::Stored& m) {
+      const auto type = type_of_subject(ctx_->prefix, m.subject);
+      if (!type || (!q.event_type.empty() && *type != q.event_type)) return;
+      StoredEnvelope s;
+      s.position = std::to_string(m.seq);
+      try {
+        s.envelope = envelope_of(m.headers, m.payload, origin_of(m, *type));
+      } catch (const std::exception&) {
+        s.envelope.id = origin_of(m, *type).id;
+        s.envelope.type = *type;
+        s.envelope.data = m.payload;
+      }
+      if (since) {
+        try {
+          if (s.envelope.time.empty() || parse_time(s.envelope.time) < *since) return;
+        } catch (const std::exception&) {
+          return;
+        }
+      }
+      out.push_back(std::move(s));
+    };
+    if (!q.newest_first) {
+      const std::uint64_t from = q.from.empty() ? 1 : parse_seq(q.from, "nats: browse from");
+      for_each(ctx_->stream, subject, from, [&](const Connection::Stored& m) {
+        take(m);
+        return out.size() < q.limit;
+      });
+      return out;
+    }
+    std::uint64_t seq = 0;
+    if (!q.from.empty()) {
+      seq = parse_seq(q.from, "nats: browse from");
+    } else {
+      const auto info = conn().api("STREAM.INFO." + ctx_->stream, nullptr, "nats: stream " + ctx_->stream);
+      seq = info["state"].value("last_seq", std::uint64_t{0});
+    }
+    for (; seq > 0 && out.size() < q.limit; --seq)
+      if (auto m = conn().direct_get(ctx_->stream, {{"seq", seq}}, "nats: browsing " + ctx_->stream)) take(*m);
+    return out;
+  }
+
+  void move(std::string_view subscriber, std::string_view event_type, std::string_view position) override {
+    if (!is_valid_subscriber_name(subscriber))
+      throw Error(Errc::invalid_name, "move: invalid subscriber name " + crier::detail::quoted_name(subscriber));
+    if (!is_valid_event_type(event_type))
+      throw Error(Errc::invalid_name, "move: invalid event type " + crier::detail::quoted_name(event_type));
+    const StartFrom start =
+        position == "end" ? StartFrom::now() : StartFrom::at(std::to_string(parse_seq(position, "nats: move to")));
+    const std::string durable = durable_of(subscriber, event_type);
+    // A consumer's start cannot be edited: it is made again, under the same name, so that
+    // every process reading it reads from the new place at its next pull.
+    try {
+      (void)conn().api("CONSUMER.DELETE." + ctx_->stream + "." + durable, nullptr, "nats: consumer " + durable);
+    } catch (const ApiError& e) {
+      if (e.err_code != kConsumerNotFound) throw;
+    }
+    (void)conn().api("CONSUMER.DURABLE.CREATE." + ctx_->stream + "." + durable,
+                     {{"stream_name", ctx_->stream},
+                      {"config", consumer_config(*ctx_, durable, ctx_->event_subject(event_type), start)}},
+                     "nats: consumer " + durable);
+  }
+
+  std::string publish_json(std::string_view cloudevent) override {
+    Envelope e = Envelope::from_json(cloudevent);
+    if (!is_valid_event_type(e.type))
+      throw Error(Errc::invalid_name,
+                  "publish: event type " + crier::detail::quoted_name(e.type) + " is not one crier can subscribe to");
+    append(std::span<const Envelope>(&e, 1));
+    return e.id;
+  }
+
+ private:
+  Connection& conn() const { return *ctx_->conn; }
+
+  PlainOrigin origin_of(const Connection::Stored& m, const std::string& type) const {
+    PlainOrigin p;
+    p.event_type = type;
+    const std::string* id = header(m.headers, "Nats-Msg-Id");
+    p.id = id ? *id : ctx_->stream + "-" + std::to_string(m.seq);
+    p.source = "nats://" + ctx_->stream;
+    p.time = m.time;
+    return p;
+  }
+
+  // Calls fn for the messages of `subject` from sequence `from` on, oldest first, while it
+  // returns true.
+  template <class Fn>
+  void for_each(const std::string& stream, const std::string& subject, std::uint64_t from, Fn fn) {
+    for (std::uint64_t seq = from;;) {
+      auto m = conn().direct_get(stream, {{"seq", seq}, {"next_by_subj", subject}}, "nats: reading " + stream);
+      if (!m || !fn(*m)) return;
+      seq = m->seq + 1;
+    }
+  }
+
+  std::uint64_t subject_count(const std::string& stream, const std::string& filter) {
+    const auto info = conn().api("STREAM.INFO." + stream, {{"subjects_filter", filter}}, "nats: stream " + stream);
+    std::uint64_t n = 0;
+    const auto subjects = info["state"].value("subjects", nlohmann::json::object());
+    for (const auto& [subject, count] : subjects.items()) n += count.get<std::uint64_t>();
+    return n;
+  }
+
+  std::optional<DeadLetter> letter_of(const Connection::Stored& m) const {
+    const std::string* type = header(m.headers, "Crier-Event-Type");
+    if (!type) return std::nullopt;
+    DeadLetter l;
+    l.id = m.seq;
+    auto text = [&](const char* name) {
+      const std::string* v = header(m.headers, name);
+      return v ? *v : std::string();
+    };
+    try {
+      l.envelope = envelope_of(m.headers, m.payload, origin_of(m, *type));
+    } catch (const std::exception&) {
+      l.envelope.id = origin_of(m, *type).id;
+      l.envelope.type = *type;
+      l.envelope.data = m.payload;
+    }
+    try {
+      l.subscriber = percent_decode(text("Crier-Subscriber"), "Crier-Subscriber");
+      l.first_error = percent_decode(text("Crier-First-Error"), "Crier-First-Error");
+      l.last_error = percent_decode(text("Crier-Last-Error"), "Crier-Last-Error");
+      l.attempts = std::atoi(text("Crier-Attempts").c_str());
+      l.first_failure = parse_time(text("Crier-First-Failure"));
+      l.last_failure = parse_time(text("Crier-Last-Failure"));
+    } catch (const std::exception&) {
+      // Shown with what could be read.
+    }
+    return l;
+  }
+
+  void remove_letter(std::uint64_t id) {
+    (void)conn().api("STREAM.MSG.DELETE." + ctx_->dlq_stream, {{"seq", id}}, "nats: dead letter " + std::to_string(id));
+  }
+
+  std::shared_ptr<const Context> ctx_;
+};
+
+}  // namespace
+
+Outgoing outgoing_of(const Context& ctx, const Envelope& e, std::string subject, std::string msg_id) {
+  Outgoing m;
+  m.subject = std::move(subject);
+  if (ctx.options().content_mode == ContentMode::structured) {
+    m.headers.emplace_back("content-type", "application/cloudevents+json; charset=utf-8");
+    m.payload = e.to_json();
+  } else {
+    m.headers = binary_headers(e);
+    m.payload = e.data;
+  }
+  m.headers.emplace_back("Nats-Msg-Id", std::move(msg_id));
+  return m;
+}
+
+const char* to_string(ConnectionState state) noexcept {
+  switch (state) {
+    case ConnectionState::connected:
+      return "connected";
+    case ConnectionState::disconnected:
+      return "disconnected";
+    case ConnectionState::reconnected:
+      return "reconnected";
+    case ConnectionState::closed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+std::shared_ptr<Transport> connect(const Options& options) {
+  if (!is_valid_stream_name(options.stream))
+    throw Error(Errc::invalid_name, "nats: stream name " + crier::detail::quoted_name(options.stream) +
+                                        " is not 1 to 64 characters of [A-Za-z0-9_-]");
+  if (!is_valid_subject_prefix(options.subject_prefix))
+    throw Error(Errc::invalid_name, "nats: subject prefix " + crier::detail::quoted_name(options.subject_prefix) +
+                                        " is not 1 to 64 characters of [A-Za-z0-9_-]");
+  if (options.replicas < 1 || options.replicas > 5)
+    throw Error(Errc::invalid_argument, "nats: replicas must be 1 to 5, not " + std::to_string(options.replicas));
+  if (options.ack_wait < milliseconds(100))
+    throw Error(Errc::invalid_argument, "nats: ack_wait must be at least 100 ms");
+  if (options.window == 0 || options.max_in_flight == 0)
+    throw Error(Errc::invalid_argument, "nats: window and max_in_flight must be at least 1");
+  auto ctx = std::make_shared<Context>();
+  ctx->conn = std::make_shared<Connection>(options);
+  ctx->stream = options.stream;
+  ctx->dlq_stream = options.stream + "_DLQ";
+  ctx->attempts_stream = options.stream + "_ATTEMPTS";
+  ctx->prefix = options.subject_prefix;
+  Connection& conn = *ctx->conn;
+  ensure_stream(conn, ctx->stream,
+                stream_config(options, ctx->stream, {ctx->prefix + ".>", ctx->prefix + "-redrive.>"}));
+  auto dlq = stream_config(options, ctx->dlq_stream, {ctx->prefix + "-dlq.>"});
+  dlq["max_age"] = 0;  // dead letters wait for an operator
+  ensure_stream(conn, ctx->dlq_stream, dlq);
+  auto attempts = stream_config(options, ctx->attempts_stream, {ctx->prefix + "-attempts.>"});
+  attempts["max_age"] = 0;
+  attempts["max_msgs_per_subject"] = 1;
+  ensure_stream(conn, ctx->attempts_stream, attempts);
+  return std::make_shared<NatsTransport>(std::move(ctx));
+}
+
+ConnectionStats connection_stats(const Transport& transport) {
+  if (const auto* t = dynamic_cast<const NatsTransport*>(&transport)) return t->stats();
+  return {};
+}
+
+}  // namespace crier::nats

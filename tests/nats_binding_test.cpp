@@ -1,0 +1,118 @@
+// The NATS transport's pure parts: how names map to NATS names, and the CloudEvents binding.
+#include <gtest/gtest.h>
+
+#include <crier/error.hpp>
+
+#include "nats/binding.hpp"
+#include "nats/names.hpp"
+
+using namespace crier::nats;
+
+TEST(NatsNames, EventTypesAreSubjectsUnderThePrefix) {
+  EXPECT_EQ(subject_of("crier", "com.example.order.placed"), "crier.com.example.order.placed");
+  EXPECT_EQ(type_of_subject("crier", "crier.com.example.order.placed"), "com.example.order.placed");
+  EXPECT_EQ(type_of_subject("crier", "crier-dlq.x_sy"), std::nullopt);
+  EXPECT_EQ(type_of_subject("crier", "other.com.example.x"), std::nullopt);
+  EXPECT_EQ(type_of_subject("crier", "crier.single"), std::nullopt);  // not an event type name
+}
+
+TEST(NatsNames, DurableNamesHaveNoDotsAndMapBack) {
+  for (auto [sub, type] : std::vector<std::pair<std::string, std::string>>{
+           {"billing", "com.example.order.placed"}, {"a_s", "x_d.y_u"}, {"a_", "a.b"}, {"x-y_", "a_.b__c"}}) {
+    const std::string d = durable_of(sub, type);
+    EXPECT_EQ(d.find('.'), std::string::npos) << d;
+    const auto back = parse_durable(d);
+    ASSERT_TRUE(back) << d;
+    EXPECT_EQ(back->first, sub);
+    EXPECT_EQ(back->second, type);
+  }
+  EXPECT_NE(durable_of("a_s", "b.c"), durable_of("a", "s_b.c"));
+  EXPECT_EQ(parse_durable("nothing-crier-made"), std::nullopt);
+  EXPECT_EQ(parse_durable("billing_scom_dx_r"), std::nullopt);  // a redrive consumer's name is not one
+  EXPECT_THROW((void)durable_of(std::string(128, 'a'), "a." + std::string(200, 'b')), crier::Error);
+}
+
+TEST(NatsNames, StreamNamesAndPrefixesAreSingleTokens) {
+  EXPECT_TRUE(is_valid_stream_name("ORDERS"));
+  EXPECT_TRUE(is_valid_stream_name("crier-test-AbC_1"));
+  EXPECT_FALSE(is_valid_stream_name("ORD.ERS"));
+  EXPECT_FALSE(is_valid_stream_name("a b"));
+  EXPECT_FALSE(is_valid_stream_name(""));
+  EXPECT_FALSE(is_valid_subject_prefix("a.b"));
+  EXPECT_FALSE(is_valid_subject_prefix("a>"));
+}
+
+TEST(NatsBinding, PercentEncodingCoversWhatTheBindingSays) {
+  EXPECT_EQ(percent_encode("plain-text/ok"), "plain-text/ok");
+  EXPECT_EQ(percent_encode("a b\"c%d"), "a%20b%22c%25d");
+  EXPECT_EQ(percent_encode("\xC3\xA9"), "%C3%A9");
+  EXPECT_EQ(percent_decode("a%20b%22c%25d%C3%A9", "ce-x"), "a b\"c%d\xC3\xA9");
+  EXPECT_THROW((void)percent_decode("bad%2", "ce-x"), crier::Error);
+  EXPECT_THROW((void)percent_decode("bad%zz", "ce-x"), crier::Error);
+}
+
+crier::Envelope sample() {
+  crier::Envelope e;
+  e.id = "0191b2c4-0000-7000-8000-000000000001";
+  e.source = "/crier/host/1";
+  e.type = "com.example.order.placed";
+  e.subject = "order 7";
+  e.time = "2026-12-02T10:00:00.000001Z";
+  e.datacontenttype = "application/json";
+  e.extensions = {{"partitionkey", "customer-3"},
+                  {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}};
+  e.data = R"({"n":7})";
+  return e;
+}
+
+TEST(NatsBinding, BinaryModeRoundTrips) {
+  const auto e = sample();
+  const Headers h = binary_headers(e);
+  EXPECT_EQ(*header(h, "ce-subject"), "order%207");
+  EXPECT_EQ(*header(h, "Content-Type"), "application/json");
+  EXPECT_EQ(carried_as(h), Carried::binary);
+  const auto back = envelope_of(h, e.data, {});
+  EXPECT_EQ(back.id, e.id);
+  EXPECT_EQ(back.subject, "order 7");
+  EXPECT_EQ(back.extensions, e.extensions);
+  EXPECT_EQ(back.datacontenttype, "application/json");
+  EXPECT_EQ(back.data, e.data);
+}
+
+TEST(NatsBinding, ModesAreDetectedAsTheBindingSays) {
+  EXPECT_EQ(carried_as({{"Content-Type", "application/cloudevents+json"}, {"ce-specversion", "1.0"}}),
+            Carried::structured);
+  EXPECT_EQ(carried_as({{"CE-SpecVersion", "1.0"}}), Carried::binary);
+  EXPECT_EQ(carried_as({{"content-type", "application/json"}}), Carried::plain);
+  const auto e = sample();
+  const auto back = envelope_of({{"content-type", "application/cloudevents+json"}}, e.to_json(), {});
+  EXPECT_EQ(back.id, e.id);
+  EXPECT_EQ(back.extensions, e.extensions);
+}
+
+TEST(NatsBinding, APlainMessageTakesItsTypeFromTheSubject) {
+  PlainOrigin p{"com.example.order.placed", "ORDERS-42", "nats://ORDERS", "2026-12-02T10:00:00Z"};
+  const auto e = envelope_of({{"content-type", "application/json"}}, R"({"n":1})", p);
+  EXPECT_EQ(e.type, "com.example.order.placed");
+  EXPECT_EQ(e.id, "ORDERS-42");
+  EXPECT_EQ(e.source, "nats://ORDERS");
+  EXPECT_EQ(e.datacontenttype, "application/json");
+}
+
+TEST(NatsBinding, MalformedEventsAreRefusedSayingWhy) {
+  auto what = [](const Headers& h, std::string_view payload) -> std::string {
+    try {
+      (void)envelope_of(h, payload, {});
+    } catch (const crier::Error& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_NE(what({{"content-type", "application/cloudevents+json"}}, "{not json").find("JSON"), std::string::npos);
+  EXPECT_NE(what({{"content-type", "application/cloudevents-batch+json"}}, "[]").find("batch"), std::string::npos);
+  EXPECT_NE(what({{"ce-specversion", "1.0"}, {"ce-id", "1"}, {"ce-type", "a.b"}}, "").find("source"),
+            std::string::npos);
+  EXPECT_NE(
+      what({{"ce-specversion", "1.0"}, {"ce-id", "%G0"}, {"ce-source", "/x"}, {"ce-type", "a.b"}}, "").find("ce-id"),
+      std::string::npos);
+}

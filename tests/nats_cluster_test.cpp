@@ -1,0 +1,215 @@
+// NATS JetStream across the loss of a node: a real 3-node cluster on loopback, a stream of 3
+// replicas, publishers and subscribers running while a follower, the stream leader and the
+// node the publisher is connected to are SIGKILLed and restarted in turn.
+#include <gtest/gtest.h>
+#include <nats/nats.h>
+
+#include <crier/nats.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "durable_events.hpp"
+#include "nats_server.hpp"
+
+using namespace test;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+class Cluster {
+ public:
+  Cluster() {
+    std::vector<int> routes{free_port(), free_port(), free_port()};
+    for (int i = 0; i < 3; ++i)
+      nodes_.push_back(std::make_unique<NatsServer>(
+          NatsNode{"n" + std::to_string(i + 1), 0, routes[static_cast<std::size_t>(i)], routes}));
+  }
+  std::vector<std::string> urls() const {
+    std::vector<std::string> u;
+    for (const auto& n : nodes_) u.push_back(n->url());
+    return u;
+  }
+  NatsServer& node(const std::string& name) { return *nodes_.at(static_cast<std::size_t>(name.back() - '1')); }
+  NatsServer& by_url(const std::string& url) {
+    for (auto& n : nodes_)
+      if (url.find(":" + std::to_string(n->port())) != std::string::npos) return *n;
+    throw std::runtime_error("no node at " + url);
+  }
+
+  // The stream's leader and followers as the cluster reports them (asked on any node).
+  std::pair<std::string, std::vector<std::string>> roles(const std::string& stream) {
+    for (auto& n : nodes_) {
+      natsConnection* nc = nullptr;
+      if (natsConnection_ConnectTo(&nc, n->url().c_str()) != NATS_OK) continue;
+      natsMsg* reply = nullptr;
+      const std::string subject = "$JS.API.STREAM.INFO." + stream;
+      const natsStatus s = natsConnection_RequestString(&reply, nc, subject.c_str(), "", 2000);
+      std::pair<std::string, std::vector<std::string>> out;
+      if (s == NATS_OK) {
+        const auto j = nlohmann::json::parse(
+            std::string(natsMsg_GetData(reply), static_cast<std::size_t>(natsMsg_GetDataLength(reply))), nullptr,
+            false);
+        if (j.is_object() && j.contains("cluster")) {
+          out.first = j["cluster"].value("leader", std::string());
+          for (const auto& r : j["cluster"].value("replicas", nlohmann::json::array()))
+            out.second.push_back(r.value("name", std::string()));
+        }
+      }
+      natsMsg_Destroy(reply);
+      natsConnection_Destroy(nc);
+      if (!out.first.empty()) return out;
+    }
+    return {};
+  }
+
+ private:
+  std::vector<std::unique_ptr<NatsServer>> nodes_;
+};
+
+// What every subscriber saw.
+class Seen {
+ public:
+  void add(const std::string& who, int n) {
+    std::lock_guard lock(mu_);
+    auto& s = seen_[who];
+    if (!s.insert(n).second) ++duplicates_;
+    cv_.notify_all();
+  }
+  bool wait_for_all(const std::set<int>& acked, const std::vector<std::string>& who, std::chrono::seconds limit) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, limit, [&] {
+      for (const auto& w : who)
+        for (int n : acked)
+          if (!seen_[w].count(n)) return false;
+      return true;
+    });
+  }
+  std::size_t missing(const std::set<int>& acked, const std::string& who) {
+    std::lock_guard lock(mu_);
+    std::size_t m = 0;
+    for (int n : acked) m += seen_[who].count(n) == 0;
+    return m;
+  }
+  std::size_t duplicates() {
+    std::lock_guard lock(mu_);
+    return duplicates_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::set<int>> seen_;
+  std::size_t duplicates_ = 0;
+};
+
+TEST(NatsCluster, NoAcknowledgedEventIsLostWhenAFollowerTheLeaderOrTheClientsNodeIsKilled) {
+  Cluster cluster;
+  crier::nats::Options o;
+  o.servers = cluster.urls();
+  o.stream = "FAILOVER";
+  o.subject_prefix = "failover";
+  o.replicas = 3;
+  o.ack_wait = 5s;
+  o.publish_timeout = 60s;
+  std::mutex url_mu;
+  std::string publisher_url;
+  auto publisher_options = o;
+  publisher_options.on_connection = [&](crier::nats::ConnectionState state, const std::string& url) {
+    if (state == crier::nats::ConnectionState::disconnected) return;
+    std::lock_guard lock(url_mu);
+    publisher_url = url;
+  };
+  crier::Bus publisher{crier::nats::connect(publisher_options)};
+  crier::Bus subscribers{crier::nats::connect(o)};
+  Seen seen;
+  auto a = subscribers.subscribe<Job>("audit", [&](const Job& j) { seen.add("audit", j.n); });
+  auto b = subscribers.subscribe<Job>("billing", [&](const Job& j) { seen.add("billing", j.n); });
+
+  std::mutex acked_mu;
+  std::set<int> acked;
+  std::atomic<bool> stop{false};
+  std::atomic<long long> longest_ms{0};
+  std::atomic<int> failures{0};
+  std::mutex progress_mu;
+  std::condition_variable progress;
+  int published = 0;
+  std::thread pub([&] {
+    for (int i = 0; !stop; ++i) {
+      const auto t0 = Clock::now();
+      try {
+        publisher.publish(Job{i, ""});
+        std::lock_guard lock(acked_mu);
+        acked.insert(i);
+      } catch (const crier::Error& e) {
+        ++failures;
+        std::fprintf(stderr, "publish %d failed: %s\n", i, e.what());
+      }
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+      if (took > longest_ms) longest_ms = took;
+      std::lock_guard lock(progress_mu);
+      ++published;
+      progress.notify_all();
+    }
+  });
+  auto run_for = [&](int publishes) {  // until that many more publishes returned
+    std::unique_lock lock(progress_mu);
+    const int until = published + publishes;
+    progress.wait(lock, [&] { return published >= until; });
+  };
+  auto kill_and_restart = [&](NatsServer& node, const char* what) {
+    longest_ms = 0;
+    run_for(200);
+    node.kill();
+    const auto t0 = Clock::now();
+    run_for(500);  // the publisher goes on through the loss
+    const auto through = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    node.start();
+    run_for(200);
+    std::printf("[ figure ] %s killed: 500 publishes went through in %lld ms; longest publish %lld ms\n", what,
+                static_cast<long long>(through), static_cast<long long>(longest_ms.load()));
+    RecordProperty(std::string(what) + "_longest_publish_ms", static_cast<int>(longest_ms.load()));
+  };
+
+  run_for(300);
+  auto [leader, followers] = cluster.roles("FAILOVER");
+  ASSERT_FALSE(leader.empty());
+  ASSERT_FALSE(followers.empty());
+  kill_and_restart(cluster.node(followers.front()), "follower");
+  leader = cluster.roles("FAILOVER").first;
+  ASSERT_FALSE(leader.empty());
+  kill_and_restart(cluster.node(leader), "leader");
+  std::string url;
+  {
+    std::lock_guard lock(url_mu);
+    url = publisher_url;
+  }
+  kill_and_restart(cluster.by_url(url), "client's node");
+  stop = true;
+  pub.join();
+
+  std::set<int> all;
+  {
+    std::lock_guard lock(acked_mu);
+    all = acked;
+  }
+  const bool complete = seen.wait_for_all(all, {"audit", "billing"}, 120s);
+  std::printf("[ figure ] %zu acknowledged, %d failed publishes, missing audit %zu billing %zu, %zu duplicates\n",
+              all.size(), failures.load(), seen.missing(all, "audit"), seen.missing(all, "billing"), seen.duplicates());
+  EXPECT_TRUE(complete);
+  EXPECT_EQ(seen.missing(all, "audit"), 0u);
+  EXPECT_EQ(seen.missing(all, "billing"), 0u);
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(all.size(), 2000u);
+}
+
+}  // namespace
