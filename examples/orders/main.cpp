@@ -11,10 +11,12 @@
 // Events live in a SQLite file (--store, default orders.db): kill the demo at any moment
 // (kill -9 included) and run it again, and every order placed before the kill still reaches
 // every service; the summary says how many came from the earlier run. --memory runs the same
-// story on the in-process bus.
+// story on the in-process bus; --nats URL[,URL...] runs it across hosts on NATS JetStream
+// (stream ORDERS; scripts/nats-server starts a local node).
 //
-//   orders [--orders N] [--outage-ms N] [--store FILE | --memory] [--metrics-out FILE]
+//   orders [--orders N] [--outage-ms N] [--store FILE | --memory | --nats URLS] [--metrics-out FILE]
 #include <crier/crier.hpp>
+#include <crier/nats.hpp>
 #include <crier/sqlite.hpp>
 
 #include <atomic>
@@ -170,7 +172,9 @@ std::string arg_text(int argc, char** argv, std::string_view name) {
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::string_view(argv[i]) == "--help") {
-      std::printf("usage: orders [--orders N] [--outage-ms N] [--store FILE | --memory] [--metrics-out FILE]\n");
+      std::printf(
+          "usage: orders [--orders N] [--outage-ms N] [--store FILE | --memory | --nats URL[,URL...]] "
+          "[--metrics-out FILE]\n");
       return 0;
     }
   bool in_memory = false;
@@ -180,6 +184,7 @@ int main(int argc, char** argv) {
   const long orders = arg_value(argc, argv, "--orders", 5000);
   const long outage_ms = arg_value(argc, argv, "--outage-ms", 300);
   const std::string metrics_out = arg_text(argc, argv, "--metrics-out");
+  const std::string nats_urls = arg_text(argc, argv, "--nats");
   const auto start = std::chrono::steady_clock::now();
   auto since_start = [&] {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -210,15 +215,36 @@ int main(int argc, char** argv) {
         break;
     }
   };
-  std::shared_ptr<crier::sqlite::Store> store;
-  if (!in_memory) {
-    try {
+  // Where events wait: a SQLite file (the default), NATS JetStream, or nowhere (--memory).
+  std::shared_ptr<crier::Transport> store;
+  std::string stored_in = store_path + " (SQLite, survives kill -9)";
+  try {
+    if (!nats_urls.empty()) {
+      crier::nats::Options o;
+      o.servers.clear();
+      for (std::size_t from = 0; from <= nats_urls.size();) {
+        const auto comma = std::min(nats_urls.find(',', from), nats_urls.size());
+        o.servers.push_back(nats_urls.substr(from, comma - from));
+        from = comma + 1;
+      }
+      o.stream = "ORDERS";
+      o.subject_prefix = "orders";
+      o.publish_timeout = std::chrono::seconds(10);
+      store = crier::nats::connect(o);
+      stored_in = "NATS JetStream stream ORDERS at " + nats_urls;
+    } else if (!in_memory) {
       store = crier::sqlite::open(store_path);
-    } catch (const crier::Error& e) {
-      std::fprintf(stderr, "orders: %s\n", e.what());
-      return 2;
     }
+  } catch (const crier::Error& e) {
+    std::fprintf(stderr, "orders: %s\n", e.what());
+    return 2;
   }
+  // What a subscriber has not finished, wherever it waits (every transport's inspector).
+  auto waiting = [&](const std::string& name, std::string_view type) -> long {
+    for (const auto& s : store->inspector().subscribers())
+      if (s.subscriber == name && s.event_type == type) return static_cast<long>(s.lag);
+    return 0;
+  };
   crier::Bus bus = store ? crier::Bus(store, options) : crier::Bus(options);
   const crier::Timestamp run_started = std::chrono::system_clock::now();
   std::map<std::string, std::unique_ptr<shop::Leftovers>> leftovers;
@@ -274,9 +300,9 @@ int main(int argc, char** argv) {
       placed, placing_ms, outage_ms, done_ms);
   if (store)
     std::printf(
-        "events stored in %s (SQLite, survives kill -9); delivered this run from an earlier run: "
+        "events stored in %s; delivered this run from an earlier run: "
         "inventory %ld, email %ld, audit %ld\n",
-        store_path.c_str(), leftovers["inventory"]->count(), leftovers["email"]->count(), leftovers["audit"]->count());
+        stored_in.c_str(), leftovers["inventory"]->count(), leftovers["email"]->count(), leftovers["audit"]->count());
   else
     std::printf("events kept in memory (--memory)\n");
   std::printf("\n");
@@ -329,7 +355,7 @@ int main(int argc, char** argv) {
       std::printf(
           "\n  %zu events wait in %s for their subscribers (the drain deadline passed); nothing is lost:\n"
           "  run again (--orders 0) and they are delivered\n",
-          drained.undelivered, store_path.c_str());
+          drained.undelivered, stored_in.c_str());
     } else {
       std::printf("\n  drain left %zu events undelivered in memory; they are lost with the process\n",
                   drained.undelivered);
@@ -339,8 +365,8 @@ int main(int argc, char** argv) {
   for (const auto& s : metrics.subscribers) {
     if (s.event_type != crier::event_type_v<shop::OrderPlaced>) continue;
     const long this_run = static_cast<long>(s.delivered) - leftovers[s.name]->count();
-    const long waiting = store ? static_cast<long>(store->backlog(s.name, s.event_type)) : 0;
-    const long missing = placed - this_run - static_cast<long>(s.dead_lettered) - waiting;
+    const long left = store ? waiting(s.name, s.event_type) : 0;
+    const long missing = placed - this_run - static_cast<long>(s.dead_lettered) - left;
     if (missing > 0) {
       std::printf("\n  %s: %ld orders of this run were neither handled, dead-lettered nor waiting\n", s.name.c_str(),
                   missing);

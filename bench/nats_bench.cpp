@@ -1,0 +1,218 @@
+// NATS JetStream: crier against raw cnats 3.4.1 on the same single node (R1, file storage),
+// which the benchmark starts itself on a free loopback port with a temporary store.
+//   BM_NatsPublish/crier      publish_batch of 256 events (~100-byte payloads), acknowledged
+//   BM_NatsPublish/cnats_raw  256 js_PublishAsync + js_PublishAsyncComplete
+//   BM_NatsConsume/crier      a subscriber whose handler does nothing, over events stored before
+//   BM_NatsConsume/cnats_raw  a pull subscription: Fetch(256), natsMsg_Ack each
+//   BM_NatsEndToEnd/crier     publish (batches of 64) -> handled; items/s, p50/p99 latency
+#include <benchmark/benchmark.h>
+#include <nats/nats.h>
+
+#include <crier/crier.hpp>
+#include <crier/json.hpp>
+#include <crier/nats.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../tests/nats_server.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kBatch = 256;
+constexpr int kConsume = 20000;
+
+struct Payment {
+  std::int64_t sent_ns = 0;
+  std::string note = "a payment of about a hundred bytes on the wire, with its JSON keys";
+};
+CRIER_EVENT(Payment, "com.example.bench.payment");
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Payment, sent_ns, note)
+
+test::NatsServer& server() {
+  static test::NatsServer s;
+  return s;
+}
+
+int next_stream() {
+  static std::atomic<int> n{0};
+  return ++n;
+}
+
+crier::nats::Options options() {
+  crier::nats::Options o;
+  o.servers = {server().url()};
+  const std::string name = "BENCH" + std::to_string(next_stream());
+  o.stream = name;
+  o.subject_prefix = name;
+  return o;
+}
+
+// Raw cnats: a connection, a JetStream context and a stream of its own.
+struct Raw {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  std::string stream, subject;
+  Raw() {
+    const int n = next_stream();
+    stream = "RAW" + std::to_string(n);
+    subject = "raw" + std::to_string(n) + ".payment";
+    natsConnection_ConnectTo(&nc, server().url().c_str());
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.PublishAsync.MaxPending = 4096;
+    natsConnection_JetStream(&js, nc, &o);
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = stream.c_str();
+    const char* subjects[] = {subject.c_str()};
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    js_AddStream(&si, js, &sc, nullptr, &jerr);
+    jsStreamInfo_Destroy(si);
+  }
+  ~Raw() {
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+  }
+  void publish(int n, const std::string& payload) {
+    for (int i = 0; i < n; ++i) js_PublishAsync(js, subject.c_str(), payload.data(), static_cast<int>(payload.size()), nullptr);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 30000;
+    js_PublishAsyncComplete(js, &po);
+  }
+};
+
+std::string raw_payload() { return nlohmann::json(Payment{}).dump(); }
+
+void BM_NatsPublish_crier(benchmark::State& state) {
+  crier::Bus bus{crier::nats::connect(options())};
+  std::vector<Payment> batch(kBatch);
+  for (auto _ : state) bus.publish_batch(batch);
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(BM_NatsPublish_crier)->Name("BM_NatsPublish/crier")->UseRealTime();
+
+void BM_NatsPublish_raw(benchmark::State& state) {
+  Raw raw;
+  const std::string payload = raw_payload();
+  for (auto _ : state) raw.publish(kBatch, payload);
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(BM_NatsPublish_raw)->Name("BM_NatsPublish/cnats_raw")->UseRealTime();
+
+// Counts handled events; the benchmark waits on it.
+class Handled {
+ public:
+  void add(std::int64_t latency_ns = 0) {
+    std::lock_guard lock(mu_);
+    ++n_;
+    if (latency_ns) latencies_.push_back(latency_ns);
+    if (n_ >= target_) cv_.notify_all();
+  }
+  void wait_for(std::int64_t n) {
+    std::unique_lock lock(mu_);
+    target_ = n;
+    cv_.wait(lock, [&] { return n_ >= n; });
+  }
+  std::vector<std::int64_t> latencies() {
+    std::lock_guard lock(mu_);
+    return latencies_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::int64_t n_ = 0, target_ = 0;
+  std::vector<std::int64_t> latencies_;
+};
+
+// One round: kConsume events stored first, then a new subscriber name reads them all.
+void BM_NatsConsume_crier(benchmark::State& state) {
+  crier::Bus bus{crier::nats::connect(options())};
+  std::vector<Payment> batch(kBatch);
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (int i = 0; i < kConsume / kBatch; ++i) bus.publish_batch(batch);
+    Handled handled;
+    state.ResumeTiming();
+    auto sub = bus.subscribe<Payment>("reader", [&](const Payment&) { handled.add(); });
+    handled.wait_for((kConsume / kBatch) * kBatch);
+    state.PauseTiming();
+    sub.unsubscribe();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * (kConsume / kBatch) * kBatch);
+}
+BENCHMARK(BM_NatsConsume_crier)->Name("BM_NatsConsume/crier")->UseRealTime()->Iterations(1);
+
+void BM_NatsConsume_raw(benchmark::State& state) {
+  Raw raw;
+  const std::string payload = raw_payload();
+  int round = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    raw.publish(kConsume, payload);
+    const std::string durable = "reader" + std::to_string(round++);
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Config.MaxAckPending = 20000;
+    state.ResumeTiming();
+    js_PullSubscribe(&sub, raw.js, raw.subject.c_str(), durable.c_str(), nullptr, &so, &jerr);
+    int got = 0;
+    while (got < kConsume) {
+      natsMsgList list{};
+      if (natsSubscription_Fetch(&list, sub, kBatch, 5000, &jerr) == NATS_OK) {
+        for (int i = 0; i < list.Count; ++i) natsMsg_Ack(list.Msgs[i], nullptr);
+        got += list.Count;
+        natsMsgList_Destroy(&list);
+      }
+    }
+    state.PauseTiming();
+    natsSubscription_Destroy(sub);  // keeps the consumer (Unsubscribe would delete it)
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * kConsume);
+}
+BENCHMARK(BM_NatsConsume_raw)->Name("BM_NatsConsume/cnats_raw")->UseRealTime()->Iterations(1);
+
+void BM_NatsEndToEnd_crier(benchmark::State& state) {
+  crier::Bus bus{crier::nats::connect(options())};
+  Handled handled;
+  auto sub = bus.subscribe<Payment>("reader", [&](const Payment& p) {
+    handled.add(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count() -
+                p.sent_ns);
+  });
+  std::int64_t total = 0;
+  std::vector<Payment> batch(64);
+  for (auto _ : state) {
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+    for (auto& p : batch) p.sent_ns = now;
+    bus.publish_batch(batch);
+    total += static_cast<std::int64_t>(batch.size());
+  }
+  handled.wait_for(total);
+  state.SetItemsProcessed(total);
+  auto l = handled.latencies();
+  std::sort(l.begin(), l.end());
+  if (!l.empty()) {
+    state.counters["p50_us"] = static_cast<double>(l[l.size() / 2]) / 1000.0;
+    state.counters["p99_us"] = static_cast<double>(l[l.size() * 99 / 100]) / 1000.0;
+  }
+}
+BENCHMARK(BM_NatsEndToEnd_crier)->Name("BM_NatsEndToEnd/crier")->UseRealTime();
+
+}  // namespace
