@@ -84,7 +84,8 @@ struct Raw {
     natsConnection_Destroy(nc);
   }
   void publish(int n, const std::string& payload) {
-    for (int i = 0; i < n; ++i) js_PublishAsync(js, subject.c_str(), payload.data(), static_cast<int>(payload.size()), nullptr);
+    for (int i = 0; i < n; ++i)
+      js_PublishAsync(js, subject.c_str(), payload.data(), static_cast<int>(payload.size()), nullptr);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = 30000;
