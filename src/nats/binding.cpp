@@ -142,13 +142,19 @@ Envelope envelope_of(const Headers& headers, std::string_view payload, const Pla
     case Carried::plain:
       break;
   }
+  e = plain_envelope(headers, payload, plain);
+  e.validate();
+  return e;
+}
+
+Envelope plain_envelope(const Headers& headers, std::string_view payload, const PlainOrigin& plain) {
+  Envelope e;
   e.id = plain.id;
   e.source = plain.source;
   e.type = plain.event_type;
   e.time = plain.time;
   if (const std::string* ct = header(headers, "content-type")) e.datacontenttype = *ct;
   e.data.assign(payload);
-  e.validate();
   return e;
 }
 

@@ -48,4 +48,8 @@ struct PlainOrigin {
 /// CloudEvent, a binary header that does not decode, a missing required attribute).
 Envelope envelope_of(const Headers& headers, std::string_view payload, const PlainOrigin& plain);
 
+/// The envelope of a plain message, unvalidated: also what the tools show of a message that
+/// is not a valid event, so that it can be seen and dead-lettered.
+Envelope plain_envelope(const Headers& headers, std::string_view payload, const PlainOrigin& plain);
+
 }  // namespace crier::nats

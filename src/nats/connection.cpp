@@ -189,16 +189,10 @@ void Connection::send(const std::string& subject, std::string_view data, const c
         "nats: sending to " + subject);
 }
 
-nlohmann::json Connection::api(const std::string& api, const nlohmann::json& body, std::string_view what) {
-  return this->api(api, body, what, Clock::now() + options_.publish_timeout);
-}
-
-nlohmann::json Connection::api(const std::string& api, const nlohmann::json& body, std::string_view what,
-                               Clock::time_point deadline) {
-  const std::string subject = "$JS.API." + api;
-  const std::string data = body.is_null() ? std::string() : body.dump();
+Msg Connection::request(const std::string& subject, const std::string& data, std::string_view what) {
+  const auto deadline = Clock::now() + options_.publish_timeout;
   auto backoff = kFirstBackoff;
-  std::string problem;
+  std::string problem = "no try finished";
   for (;;) {
     const auto left = remaining_ms(deadline);
     if (left <= 0)
@@ -209,66 +203,58 @@ nlohmann::json Connection::api(const std::string& api, const nlohmann::json& bod
     const natsStatus s = natsConnection_Request(&raw, nc_, subject.c_str(), data.data(), static_cast<int>(data.size()),
                                                 std::min<long long>(left, kTryTimeout.count()));
     Msg reply(raw);
-    if (s == NATS_OK && status_of(raw) == 0) {
-      nlohmann::json answer = nlohmann::json::parse(payload_of(raw), nullptr, false);
-      if (answer.is_discarded())
-        throw Error(Errc::transport_error, std::string(what) + ": JetStream answered with something not JSON");
-      if (answer.contains("error")) {
-        const auto& e = answer["error"];
-        throw ApiError(e.value("err_code", 0), std::string(what) + ": " + e.value("description", std::string("error")) +
-                                                   " (JetStream error " + std::to_string(e.value("err_code", 0)) + ")");
-      }
-      return answer;
-    }
-    if (s == NATS_OK || s == NATS_NO_RESPONDERS) {
-      problem = "JetStream did not answer: no responders (not enabled, or electing a leader)";
-    } else if (s == NATS_TIMEOUT) {
+    if (s == NATS_OK && status_of(raw) != 503) return reply;
+    if (s == NATS_TIMEOUT) {
       problem = "timed out waiting for an answer";
       continue;  // waited already
-    } else if (s == NATS_CONNECTION_CLOSED) {
-      check(s, what);
-    } else {
-      problem = natsStatus_GetText(s);
     }
-    std::this_thread::sleep_for(std::min<long long>(backoff.count(), std::max<long long>(remaining_ms(deadline), 0)) *
-                                milliseconds(1));  // a retry's back-off
+    if (s == NATS_CONNECTION_CLOSED) check(s, what);
+    problem = s == NATS_OK || s == NATS_NO_RESPONDERS ? "no responders: JetStream not enabled, or electing a leader"
+                                                      : natsStatus_GetText(s);
+    std::this_thread::sleep_for(std::min(backoff, milliseconds(std::max<long long>(remaining_ms(deadline), 0))));
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
 }
 
+nlohmann::json Connection::api(const std::string& api, const nlohmann::json& body, std::string_view what) {
+  Msg reply = request("$JS.API." + api, body.is_null() ? std::string() : body.dump(), what);
+  if (const int status = status_of(reply.get()); status != 0)
+    throw Error(Errc::transport_error, std::string(what) + ": JetStream answered status " + std::to_string(status));
+  nlohmann::json answer = nlohmann::json::parse(payload_of(reply.get()), nullptr, false);
+  if (answer.is_discarded())
+    throw Error(Errc::transport_error, std::string(what) + ": JetStream answered with something not JSON");
+  if (answer.contains("error")) {
+    const auto& e = answer["error"];
+    throw ApiError(e.value("err_code", 0), std::string(what) + ": " + e.value("description", std::string("error")) +
+                                               " (JetStream error " + std::to_string(e.value("err_code", 0)) + ")");
+  }
+  return answer;
+}
+
 std::optional<Connection::Stored> Connection::direct_get(const std::string& stream, const nlohmann::json& request,
                                                          std::string_view what) {
-  const std::string subject = "$JS.API.DIRECT.GET." + stream;
-  const std::string data = request.dump();
-  const auto deadline = Clock::now() + options_.publish_timeout;
-  auto backoff = kFirstBackoff;
-  for (;;) {
-    natsMsg* raw = nullptr;
-    const natsStatus s = natsConnection_Request(
-        &raw, nc_, subject.c_str(), data.data(), static_cast<int>(data.size()),
-        std::max<long long>(1, std::min<long long>(remaining_ms(deadline), kTryTimeout.count())));
-    Msg reply(raw);
-    const int status = s == NATS_OK ? status_of(raw) : 0;
-    if (s == NATS_OK && status == 0) {
-      Stored out;
-      out.headers = headers_of(raw);
-      out.payload.assign(payload_of(raw));
-      if (const std::string* v = header(out.headers, "Nats-Sequence")) out.seq = std::strtoull(v->c_str(), nullptr, 10);
-      if (const std::string* v = header(out.headers, "Nats-Subject")) out.subject = *v;
-      if (const std::string* v = header(out.headers, "Nats-Time-Stamp")) out.time = *v;
-      return out;
-    }
-    if (s == NATS_OK && status == 404) return std::nullopt;
-    if (s == NATS_OK && status != 503)
-      throw Error(Errc::transport_error,
-                  std::string(what) + ": reading stream " + stream + " answered status " + std::to_string(status));
-    if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS) check(s, what);
-    if (Clock::now() + backoff >= deadline)
-      throw Error(Errc::transport_error, std::string(what) + ": no answer from stream " + stream + " within " +
-                                             std::to_string(options_.publish_timeout.count()) + " ms");
-    if (s != NATS_TIMEOUT) std::this_thread::sleep_for(backoff);  // a retry's back-off
-    backoff = std::min(backoff * 2, kMaxBackoff);
+  Msg reply = this->request("$JS.API.DIRECT.GET." + stream, request.dump(), what);
+  if (const int status = status_of(reply.get()); status == 404) {
+    return std::nullopt;
+  } else if (status != 0) {
+    throw Error(Errc::transport_error,
+                std::string(what) + ": reading stream " + stream + " answered status " + std::to_string(status));
   }
+  Stored out;
+  out.headers = headers_of(reply.get());
+  out.payload.assign(payload_of(reply.get()));
+  if (const std::string* v = header(out.headers, "Nats-Sequence")) out.seq = std::strtoull(v->c_str(), nullptr, 10);
+  if (const std::string* v = header(out.headers, "Nats-Subject")) out.subject = *v;
+  if (const std::string* v = header(out.headers, "Nats-Time-Stamp")) out.time = *v;
+  return out;
+}
+
+std::uint64_t Connection::subject_count(const std::string& stream, const std::string& filter) {
+  const auto info = api("STREAM.INFO." + stream, {{"subjects_filter", filter}}, "nats: stream " + stream);
+  std::uint64_t n = 0;
+  const auto subjects = info["state"].value("subjects", nlohmann::json::object());
+  for (const auto& [subject, count] : subjects.items()) n += count.get<std::uint64_t>();
+  return n;
 }
 
 std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& messages, std::string_view what) {
@@ -364,9 +350,12 @@ void Connection::on_ack(natsConnection*, natsSubscription*, natsMsg* raw, void* 
   const auto it = c->pending_.find(token);
   if (it == c->pending_.end()) return;  // a try already given up on
   const Pending p = it->second;
+  const bool was_full = c->pending_.size() >= c->options_.max_in_flight;
   c->pending_.erase(it);
   c->settle(p, raw);
-  c->cv_.notify_all();
+  // Wake publishers only when one has something to do: its call is over, a message of it
+  // must be sent again, or there is room in flight again.
+  if (was_full || p.call->left == 0 || !p.call->tries[p.index].done || !p.call->fatal.empty()) c->cv_.notify_all();
 }
 
 void Connection::settle(Pending p, natsMsg* ack) {

@@ -78,11 +78,8 @@ class Connection {
   const Options& options() const noexcept { return options_; }
 
   /// A JetStream API request (`$JS.API.<api>`), retried through timeouts, no responders and a
-  /// lost connection until `deadline`. Returns the answer; an error answer throws ApiError
-  /// naming `what`.
-  nlohmann::json api(const std::string& api, const nlohmann::json& body, std::string_view what,
-                     std::chrono::steady_clock::time_point deadline);
-  /// api() with the publish timeout as its deadline.
+  /// lost connection for up to the publish timeout. Returns the answer; an error answer
+  /// throws ApiError naming `what`.
   nlohmann::json api(const std::string& api, const nlohmann::json& body, std::string_view what);
 
   /// Stores the messages in the stream: pipelined (at most max_in_flight unacknowledged over
@@ -103,6 +100,9 @@ class Connection {
   };
   std::optional<Stored> direct_get(const std::string& stream, const nlohmann::json& request, std::string_view what);
 
+  /// How many messages of `stream` are on subjects matching `filter` (wildcards allowed).
+  std::uint64_t subject_count(const std::string& stream, const std::string& filter);
+
   /// Sends a message without waiting for an answer (acks, pull requests).
   void send(const std::string& subject, std::string_view data, const char* reply = nullptr);
   /// A new unique inbox subject.
@@ -121,6 +121,9 @@ class Connection {
   static void on_reconnected(natsConnection*, void* self) noexcept;
   static void on_closed(natsConnection*, void* self) noexcept;
   static void on_acks_complete(void* self) noexcept;
+  // A request answered by JetStream: retried through timeouts, no responders (also a 503
+  // status answer) and a lost connection, for up to the publish timeout.
+  Msg request(const std::string& subject, const std::string& data, std::string_view what);
   void state_changed(natsConnection* nc, ConnectionState state) noexcept;
   void settle(Pending p, natsMsg* ack) CRIER_REQUIRES(mu_);
 

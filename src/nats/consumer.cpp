@@ -17,11 +17,13 @@ using std::chrono::nanoseconds;
 constexpr milliseconds kPullGrace{2000};
 // How often a blocked read looks whether the consumer was closed.
 constexpr milliseconds kReadSlice{50};
+// How often held events are looked over for renewal, and the redrive consumer asked for
+// redriven dead letters while the main one keeps delivering.
+constexpr milliseconds kLookEvery{100};
 // The server's limit on a consumer's unacknowledged messages (all its processes together;
 // events the bus holds for a retry count too). Each process holds at most `window` more.
 constexpr int kMaxAckPending = 20000;
 
-std::int64_t ns_of(milliseconds d) { return std::chrono::duration_cast<nanoseconds>(d).count(); }
 std::int64_t unix_ms(Timestamp t) { return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count(); }
 Timestamp from_unix_ms(std::int64_t ms) { return Timestamp(milliseconds(ms)); }
 
@@ -69,22 +71,16 @@ class Puller {
   // would otherwise wait for AckWait before another consumer got them.
   ~Puller() {
     const auto until = open_until_ + kPullGrace;
-    while (open_) {
-      const auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now()).count();
+    for (;;) {  // while the last request may deliver, then what is queued
+      const auto left =
+          open_ ? std::max<long long>(0, std::chrono::duration_cast<milliseconds>(until - Clock::now()).count()) : 0;
       natsMsg* raw = nullptr;
-      if (left <= 0 || natsSubscription_NextMsg(&raw, sub_, left) != NATS_OK) break;
+      if (natsSubscription_NextMsg(&raw, sub_, left) != NATS_OK) break;
       Msg m(raw);
-      if (status_of(raw) != 0) {
-        if (status_of(raw) != 100) open_ = false;
-        continue;
-      }
-      release(raw);
-    }
-    natsMsg* raw = nullptr;
-    while (natsSubscription_NextMsg(&raw, sub_, 0) == NATS_OK) {
-      Msg m(raw);
-      if (status_of(raw) == 0) release(raw);
-      raw = nullptr;
+      if (const int status = status_of(raw); status == 0)
+        release(raw);
+      else if (status != 100)
+        open_ = false;  // the request is over
     }
     natsSubscription_Unsubscribe(sub_);
     natsSubscription_Destroy(sub_);
@@ -165,8 +161,23 @@ struct State {
   std::size_t outstanding CRIER_GUARDED_BY(mu) = 0;         // held and counted
   std::size_t untaken CRIER_GUARDED_BY(mu) = 0;             // fetched, not yet taken by the bus
   std::uint64_t next_lease CRIER_GUARDED_BY(mu) = 1;
-  bool gone CRIER_GUARDED_BY(mu) = false;
   std::shared_ptr<const Context> ctx;
+
+  // Takes lease `key` out of the books; returns the reply subject that settles its event
+  // (empty when it is not held: settled already, or handed back when the consumer went).
+  std::string release(std::uint64_t key) {
+    std::string reply;
+    {
+      MutexLock lock(mu);
+      auto it = held.find(key);
+      if (it == held.end()) return reply;
+      reply = std::move(it->second.reply);
+      if (it->second.counted) --outstanding;
+      held.erase(it);
+    }
+    cv.notify_all();
+    return reply;
+  }
 };
 
 class NatsLease final : public Lease {
@@ -177,17 +188,8 @@ class NatsLease final : public Lease {
     if (settled) return;
     auto s = state.lock();
     if (!s) return;
-    std::string reply;
-    {
-      MutexLock lock(s->mu);
-      if (s->gone) return;
-      auto it = s->held.find(key);
-      if (it == s->held.end()) return;
-      reply = std::move(it->second.reply);
-      if (it->second.counted) --s->outstanding;
-      s->held.erase(it);
-    }
-    s->cv.notify_all();
+    const std::string reply = s->release(key);
+    if (reply.empty()) return;
     try {
       s->ctx->conn->send(reply, "-NAK");  // given up without an outcome: to any consumer now
     } catch (const std::exception&) {
@@ -230,7 +232,6 @@ class NatsConsumer final : public Consumer {
     std::vector<std::string> replies;
     {
       MutexLock lock(state_->mu);
-      state_->gone = true;
       for (auto& [key, h] : state_->held) replies.push_back(std::move(h.reply));
       state_->held.clear();
     }
@@ -265,7 +266,9 @@ class NatsConsumer final : public Consumer {
     }
     const int batch = static_cast<int>(std::min(max, room));
     std::vector<Msg> msgs = main_->pull(batch, wait, closed_);
-    if (static_cast<int>(msgs.size()) < batch && !closed_.load(std::memory_order_acquire)) {
+    if (static_cast<int>(msgs.size()) < batch && !closed_.load(std::memory_order_acquire) &&
+        (msgs.empty() || Clock::now() >= next_redrive_)) {
+      next_redrive_ = Clock::now() + kLookEvery;
       auto more = redrive_->pull(batch - static_cast<int>(msgs.size()), milliseconds(0), closed_);
       for (auto& m : more) msgs.push_back(std::move(m));
     }
@@ -346,17 +349,19 @@ class NatsConsumer final : public Consumer {
     }
     std::uint64_t unacknowledged = 0;
     for (const auto* d : {&durable_, &redrive_durable_}) {
-      const auto info = ctx_->conn->api("CONSUMER.INFO." + ctx_->stream + "." + *d, nullptr, "nats: consumer " + *d);
+      const auto info = info_of(*d);
       if (info.value("num_pending", std::uint64_t{0}) > 0) return false;
       unacknowledged += info.value("num_ack_pending", std::uint64_t{0});
     }
-    return unacknowledged <= held && waiting_in_server() == 0;
+    // Retries waiting in the server: their attempts records (one message per subject).
+    return unacknowledged <= held &&
+           ctx_->conn->subject_count(ctx_->attempts_stream, ctx_->prefix + "-attempts." + durable_ + ".w.*") == 0;
   }
 
   std::uint64_t backlog() override {
     std::uint64_t n = 0;
     for (const auto* d : {&durable_, &redrive_durable_}) {
-      const auto info = ctx_->conn->api("CONSUMER.INFO." + ctx_->stream + "." + *d, nullptr, "nats: consumer " + *d);
+      const auto info = info_of(*d);
       n += info.value("num_pending", std::uint64_t{0}) + info.value("num_ack_pending", std::uint64_t{0});
     }
     return n;
@@ -371,12 +376,17 @@ class NatsConsumer final : public Consumer {
   }
 
  private:
+  nlohmann::json info_of(const std::string& durable) {
+    return ctx_->conn->api("CONSUMER.INFO." + ctx_->stream + "." + durable, nullptr,
+                           "nats: consumer " + durable + " of stream " + ctx_->stream);
+  }
+
   // Creates the durable consumer unless it exists; returns its AckWait.
   milliseconds ensure(const std::string& durable, const std::string& filter, const StartFrom& start) {
     const std::string what = "nats: consumer " + durable + " of stream " + ctx_->stream;
     nlohmann::json info;
     try {
-      info = ctx_->conn->api("CONSUMER.INFO." + ctx_->stream + "." + durable, nullptr, what);
+      info = info_of(durable);
     } catch (const ApiError& e) {
       if (e.err_code != kConsumerNotFound) throw;
       info = ctx_->conn->api(
@@ -389,8 +399,11 @@ class NatsConsumer final : public Consumer {
 
   // Renews the server's AckWait of every event the bus holds (+WPI) every quarter of it: a
   // loaded machine may starve this thread for a while.
+  // Called between every read of a pull: looks over the held events every kLookEvery only.
   void renew() {
     const auto now = Clock::now();
+    if (now < next_look_) return;
+    next_look_ = now + std::min(kLookEvery, ack_wait_ / 8);
     std::vector<std::string> due;
     {
       MutexLock lock(state_->mu);
@@ -415,12 +428,7 @@ class NatsConsumer final : public Consumer {
     if (!delivered) return std::nullopt;  // not a JetStream delivery: nothing to settle
     const std::string subject = natsMsg_GetSubject(m);
     const Headers headers = headers_of(m);
-    PlainOrigin plain;
-    plain.event_type = spec_.event_type;
-    const std::string* msg_id = header(headers, "Nats-Msg-Id");
-    plain.id = msg_id ? *msg_id : ctx_->stream + "-" + std::to_string(delivered->seq);
-    plain.source = "nats://" + ctx_->stream;
-    plain.time = to_rfc3339(delivered->ns);
+    const PlainOrigin plain = plain_origin(*ctx_, headers, spec_.event_type, delivered->seq, to_rfc3339(delivered->ns));
     StoredEvent e;
     try {
       e.envelope = envelope_of(headers, payload_of(m), plain);
@@ -430,12 +438,7 @@ class NatsConsumer final : public Consumer {
     } catch (const std::exception& ex) {
       e.corrupt = "malformed event in stream " + ctx_->stream + " at sequence " + std::to_string(delivered->seq) +
                   " (subject " + subject + "): " + ex.what();
-      e.envelope = Envelope{};
-      e.envelope.id = plain.id;
-      e.envelope.source = plain.source;
-      e.envelope.type = spec_.event_type;
-      e.envelope.time = plain.time;
-      e.envelope.data.assign(payload_of(m));
+      e.envelope = plain_envelope(headers, payload_of(m), plain);
     }
     bool record = false;
     if (delivered->count > 1) {  // failed before, perhaps in a process that is gone
@@ -458,23 +461,11 @@ class NatsConsumer final : public Consumer {
     return e;
   }
 
-  // Takes the lease out of the consumer's books; returns the reply subject that settles its
-  // event (empty if it was not held).
+  // Takes the lease out of the consumer's books: settled by the caller.
   std::string take(Lease& lease) {
     auto& l = static_cast<NatsLease&>(lease);
     l.settled = true;
-    std::string reply;
-    {
-      MutexLock lock(state_->mu);
-      auto it = state_->held.find(l.key);
-      if (it != state_->held.end()) {
-        reply = std::move(it->second.reply);
-        if (it->second.counted) --state_->outstanding;
-        state_->held.erase(it);
-      }
-    }
-    state_->cv.notify_all();
-    return reply;
+    return state_->release(l.key);
   }
 
   void send(const std::string& reply, const std::string& what) {
@@ -492,14 +483,6 @@ class NatsConsumer final : public Consumer {
     } catch (const std::exception&) {
       // Harmless: a settled event's record is never read again.
     }
-  }
-
-  std::uint64_t waiting_in_server() {
-    const auto info = ctx_->conn->api("STREAM.INFO." + ctx_->attempts_stream,
-                                      {{"subjects_filter", ctx_->prefix + "-attempts." + durable_ + ".w.*"}},
-                                      "nats: attempts stream");
-    const auto& subjects = info["state"].value("subjects", nlohmann::json::object());
-    return subjects.size();
   }
 
   // Ordered subscribers: one process at a time reads a (subscriber, type), so that no key's
@@ -552,6 +535,8 @@ class NatsConsumer final : public Consumer {
   bool holds_turn_ = false;  // the fetch thread's
   std::uint64_t turn_seq_ = 0;
   Clock::time_point turn_renew_at_{};
+  Clock::time_point next_look_{};     // renew(): the fetch thread's
+  Clock::time_point next_redrive_{};  // fetch(): the fetch thread's
 };
 
 }  // namespace

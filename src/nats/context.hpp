@@ -9,6 +9,8 @@
 //                      <prefix>-attempts.<durable>.turn     which process an ordered subscriber's turn is
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -32,6 +34,16 @@ struct Context {
     return prefix + "-attempts." + std::string(durable) + ".turn";
   }
 };
+
+/// A duration as JetStream's API gives durations: nanoseconds.
+inline std::int64_t ns_of(std::chrono::milliseconds d) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
+
+/// What a plain message of `stream` at `seq`, stored at `time` (RFC 3339), is delivered as:
+/// its id from Nats-Msg-Id, else `<stream>-<seq>`; its source `nats://<stream>`.
+PlainOrigin plain_origin(const Context& ctx, const Headers& headers, std::string event_type, std::uint64_t seq,
+                         std::string time);
 
 /// The messages of an event as this transport puts it on the wire (options().content_mode),
 /// to `subject`, with `msg_id` for de-duplication.

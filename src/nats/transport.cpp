@@ -13,9 +13,6 @@ namespace crier::nats {
 namespace {
 
 using std::chrono::milliseconds;
-using std::chrono::nanoseconds;
-
-std::int64_t ns_of(milliseconds d) { return std::chrono::duration_cast<nanoseconds>(d).count(); }
 
 std::uint64_t parse_seq(std::string_view text, std::string_view what) {
   std::uint64_t seq = 0;
@@ -181,9 +178,9 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
     }
     std::vector<SubscriberStatus> out;
     for (auto& [durable, s] : by_durable) {
-      s.retrying = subject_count(ctx_->attempts_stream, ctx_->prefix + "-attempts." + durable + ".*.*");
+      s.retrying = conn().subject_count(ctx_->attempts_stream, ctx_->prefix + "-attempts." + durable + ".*.*");
       s.in_flight -= std::min(s.in_flight, s.retrying);
-      s.dead_letters = subject_count(ctx_->dlq_stream, ctx_->dlq_subject(durable));
+      s.dead_letters = conn().subject_count(ctx_->dlq_stream, ctx_->dlq_subject(durable));
       if (s.lag > 0 && main_info.count(durable)) {
         const auto floor = main_info[durable]["ack_floor"].value("stream_seq", std::uint64_t{0});
         if (auto first = conn().direct_get(ctx_->stream,
@@ -215,11 +212,7 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
       t.events = n.get<std::uint64_t>();
       if (auto last = conn().direct_get(ctx_->stream, {{"last_by_subj", subject}}, "nats: newest " + *type)) {
         t.newest = std::to_string(last->seq);
-        t.newest_time = last->time;
-        try {
-          t.newest_time = envelope_of(last->headers, last->payload, origin_of(*last, *type)).time;
-        } catch (const std::exception&) {
-        }
+        t.newest_time = readable(*last, *type).time;
       }
       out.push_back(std::move(t));
     }
@@ -238,13 +231,7 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
       if (!type || (!q.event_type.empty() && *type != q.event_type)) return;
       StoredEnvelope s;
       s.position = std::to_string(m.seq);
-      try {
-        s.envelope = envelope_of(m.headers, m.payload, origin_of(m, *type));
-      } catch (const std::exception&) {
-        s.envelope.id = origin_of(m, *type).id;
-        s.envelope.type = *type;
-        s.envelope.data = m.payload;
-      }
+      s.envelope = readable(m, *type);
       if (since) {
         try {
           if (s.envelope.time.empty() || parse_time(s.envelope.time) < *since) return;
@@ -307,14 +294,15 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
  private:
   Connection& conn() const { return *ctx_->conn; }
 
-  PlainOrigin origin_of(const Connection::Stored& m, const std::string& type) const {
-    PlainOrigin p;
-    p.event_type = type;
-    const std::string* id = header(m.headers, "Nats-Msg-Id");
-    p.id = id ? *id : ctx_->stream + "-" + std::to_string(m.seq);
-    p.source = "nats://" + ctx_->stream;
-    p.time = m.time;
-    return p;
+  // A stored message's envelope as the tools show it: as sent, or, when it is not a valid
+  // event, what can be read of it.
+  Envelope readable(const Connection::Stored& m, const std::string& type) const {
+    const PlainOrigin origin = plain_origin(*ctx_, m.headers, type, m.seq, m.time);
+    try {
+      return envelope_of(m.headers, m.payload, origin);
+    } catch (const std::exception&) {
+      return plain_envelope(m.headers, m.payload, origin);
+    }
   }
 
   // Calls fn for the messages of `subject` from sequence `from` on, oldest first, while it
@@ -328,14 +316,6 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
     }
   }
 
-  std::uint64_t subject_count(const std::string& stream, const std::string& filter) {
-    const auto info = conn().api("STREAM.INFO." + stream, {{"subjects_filter", filter}}, "nats: stream " + stream);
-    std::uint64_t n = 0;
-    const auto subjects = info["state"].value("subjects", nlohmann::json::object());
-    for (const auto& [subject, count] : subjects.items()) n += count.get<std::uint64_t>();
-    return n;
-  }
-
   std::optional<DeadLetter> letter_of(const Connection::Stored& m) const {
     const std::string* type = header(m.headers, "Crier-Event-Type");
     if (!type) return std::nullopt;
@@ -345,13 +325,7 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
       const std::string* v = header(m.headers, name);
       return v ? *v : std::string();
     };
-    try {
-      l.envelope = envelope_of(m.headers, m.payload, origin_of(m, *type));
-    } catch (const std::exception&) {
-      l.envelope.id = origin_of(m, *type).id;
-      l.envelope.type = *type;
-      l.envelope.data = m.payload;
-    }
+    l.envelope = readable(m, *type);
     try {
       l.subscriber = percent_decode(text("Crier-Subscriber"), "Crier-Subscriber");
       l.first_error = percent_decode(text("Crier-First-Error"), "Crier-First-Error");
@@ -373,6 +347,17 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
 };
 
 }  // namespace
+
+PlainOrigin plain_origin(const Context& ctx, const Headers& headers, std::string event_type, std::uint64_t seq,
+                         std::string time) {
+  PlainOrigin p;
+  p.event_type = std::move(event_type);
+  const std::string* id = header(headers, "Nats-Msg-Id");
+  p.id = id ? *id : ctx.stream + "-" + std::to_string(seq);
+  p.source = "nats://" + ctx.stream;
+  p.time = std::move(time);
+  return p;
+}
 
 Outgoing outgoing_of(const Context& ctx, const Envelope& e, std::string subject, std::string msg_id) {
   Outgoing m;
