@@ -2,8 +2,10 @@
 // which the benchmark starts itself on a free loopback port with a temporary store.
 //   BM_NatsPublish/crier      publish_batch of 256 events (~100-byte payloads), acknowledged
 //   BM_NatsPublish/cnats_raw  256 js_PublishAsync + js_PublishAsyncComplete
+//   BM_NatsPublish/cnats_raw_headers  the same with crier's headers (ce-*, content-type, Nats-Msg-Id)
 //   BM_NatsConsume/crier      a subscriber whose handler does nothing, over events stored before
 //   BM_NatsConsume/cnats_raw  a pull subscription: Fetch(256), natsMsg_Ack each
+//   BM_NatsConsume/cnats_raw_headers  the same over messages with crier's headers
 //   BM_NatsEndToEnd/crier     publish (batches of 64) -> handled; items/s, p50/p99 latency
 #include <benchmark/benchmark.h>
 #include <nats/nats.h>
@@ -83,9 +85,27 @@ struct Raw {
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
   }
-  void publish(int n, const std::string& payload) {
-    for (int i = 0; i < n; ++i)
-      js_PublishAsync(js, subject.c_str(), payload.data(), static_cast<int>(payload.size()), nullptr);
+  // `headers`: with those crier's messages carry (CloudEvents binary mode, Nats-Msg-Id), to
+  // tell what the wire format costs from what crier costs.
+  void publish(int n, const std::string& payload, bool headers) {
+    for (int i = 0; i < n; ++i) {
+      if (!headers) {
+        js_PublishAsync(js, subject.c_str(), payload.data(), static_cast<int>(payload.size()), nullptr);
+        continue;
+      }
+      natsMsg* m = nullptr;
+      natsMsg_Create(&m, subject.c_str(), nullptr, payload.data(), static_cast<int>(payload.size()));
+      const std::string id = crier::Uuid::v7().to_string();
+      natsMsgHeader_Set(m, "ce-specversion", "1.0");
+      natsMsgHeader_Set(m, "ce-id", id.c_str());
+      natsMsgHeader_Set(m, "ce-source", "urn:crier:bench");
+      natsMsgHeader_Set(m, "ce-type", "com.example.bench.payment");
+      natsMsgHeader_Set(m, "ce-time", "2026-12-03T06:00:00.123456Z");
+      natsMsgHeader_Set(m, "content-type", "application/json");
+      natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
+      js_PublishMsgAsync(js, &m, nullptr);
+      natsMsg_Destroy(m);  // a no-op unless the publish failed
+    }
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = 30000;
@@ -103,13 +123,17 @@ void BM_NatsPublish_crier(benchmark::State& state) {
 }
 BENCHMARK(BM_NatsPublish_crier)->Name("BM_NatsPublish/crier")->UseRealTime();
 
-void BM_NatsPublish_raw(benchmark::State& state) {
+void nats_publish_raw(benchmark::State& state, bool headers) {
   Raw raw;
   const std::string payload = raw_payload();
-  for (auto _ : state) raw.publish(kBatch, payload);
+  for (auto _ : state) raw.publish(kBatch, payload, headers);
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
+void BM_NatsPublish_raw(benchmark::State& state) { nats_publish_raw(state, false); }
+void BM_NatsPublish_raw_headers(benchmark::State& state) { nats_publish_raw(state, true); }
 BENCHMARK(BM_NatsPublish_raw)->Name("BM_NatsPublish/cnats_raw")->UseRealTime();
+BENCHMARK(BM_NatsPublish_raw_headers)->Name("BM_NatsPublish/cnats_raw_headers")->UseRealTime();
+
 
 // Counts handled events; the benchmark waits on it.
 class Handled {
@@ -156,13 +180,13 @@ void BM_NatsConsume_crier(benchmark::State& state) {
 }
 BENCHMARK(BM_NatsConsume_crier)->Name("BM_NatsConsume/crier")->UseRealTime()->Iterations(1);
 
-void BM_NatsConsume_raw(benchmark::State& state) {
+void nats_consume_raw(benchmark::State& state, bool headers) {
   Raw raw;
   const std::string payload = raw_payload();
   int round = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    raw.publish(kConsume, payload);
+    raw.publish(kConsume, payload, headers);
     const std::string durable = "reader" + std::to_string(round++);
     natsSubscription* sub = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -188,7 +212,10 @@ void BM_NatsConsume_raw(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kConsume);
 }
+void BM_NatsConsume_raw(benchmark::State& state) { nats_consume_raw(state, false); }
+void BM_NatsConsume_raw_headers(benchmark::State& state) { nats_consume_raw(state, true); }
 BENCHMARK(BM_NatsConsume_raw)->Name("BM_NatsConsume/cnats_raw")->UseRealTime()->Iterations(1);
+BENCHMARK(BM_NatsConsume_raw_headers)->Name("BM_NatsConsume/cnats_raw_headers")->UseRealTime()->Iterations(1);
 
 void BM_NatsEndToEnd_crier(benchmark::State& state) {
   crier::Bus bus{crier::nats::connect(options())};

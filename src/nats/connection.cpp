@@ -38,7 +38,8 @@ long long remaining_ms(Clock::time_point deadline) {
 void check(natsStatus s, std::string_view what) {
   if (s == NATS_OK) return;
   std::string text = natsStatus_GetText(s);
-  if (const char* last = nats_GetLastError(nullptr); last && *last) text = last;
+  natsStatus last_status = NATS_OK;  // the thread's last error is ours only if its status is
+  if (const char* last = nats_GetLastError(&last_status); last && *last && last_status == s) text = last;
   throw Error(Errc::transport_error, std::string(what) + ": " + text);
 }
 
@@ -101,9 +102,6 @@ Connection::Connection(const Options& options) : options_(options) {
   check(natsOptions_SetServers(opts_, urls.data(), static_cast<int>(urls.size())), "nats: server URLs");
   check(natsOptions_SetName(opts_, name.c_str()), "nats: connection name");
   check(natsOptions_SetMaxReconnect(opts_, -1), "nats: reconnect");
-  // Written at once rather than by cnats's flusher thread, which waits a millisecond per
-  // wake-up: a publish, an ack or a pull request would wait for it.
-  check(natsOptions_SetSendAsap(opts_, true), "nats: send at once");
   check(natsOptions_SetCustomReconnectDelay(opts_, reconnect_delay, nullptr), "nats: reconnect delay");
   check(natsOptions_SetDisconnectedCB(opts_, on_disconnected, this), "nats: callbacks");
   check(natsOptions_SetReconnectedCB(opts_, on_reconnected, this), "nats: callbacks");
@@ -262,18 +260,17 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
   call.tries.resize(messages.size());
   call.left = messages.size();
   const auto deadline = Clock::now() + options_.publish_timeout;
-  auto forget = [&]() CRIER_REQUIRES(mu_) {  // nothing of this call may outlive it
-    for (auto& t : call.tries)
-      if (t.token != 0) pending_.erase(t.token);
-  };
+  std::vector<std::pair<std::size_t, std::uint64_t>> sending;  // (index, token)
 
   MutexLock lock(mu_);
   while (call.left > 0 && call.fatal.empty()) {
     const auto now = Clock::now();
     if (now >= deadline) break;
     auto wake = deadline;
-    // Send what is not in flight (first tries, and retries whose back-off is over); take
-    // back what waited past its try's timeout.
+    // What to send: first tries, and retries whose back-off is over, as far as there is room
+    // in flight; what waited past its try's timeout is taken back first.
+    sending.clear();
+    std::size_t room = options_.max_in_flight > pending_.size() ? options_.max_in_flight - pending_.size() : 0;
     for (std::size_t i = 0; i < messages.size(); ++i) {
       auto& t = call.tries[i];
       if (t.done) continue;
@@ -284,6 +281,7 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
         }
         pending_.erase(t.token);
         t.token = 0;
+        ++room;
         call.problem = "no acknowledgement within " + std::to_string(kTryTimeout.count()) + " ms";
         publish_retries_.fetch_add(1, std::memory_order_relaxed);
       }
@@ -291,26 +289,25 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
         wake = std::min(wake, t.not_before);
         continue;
       }
-      while (pending_.size() >= options_.max_in_flight && call.fatal.empty() && Clock::now() < deadline)
-        (void)cv_.wait_until(mu_, std::min(deadline, Clock::now() + kTryTimeout));
-      if (t.done || !call.fatal.empty()) continue;
+      if (room == 0) continue;  // an acknowledgement that makes room wakes us
+      --room;
       t.token = next_token_++;
-      t.sent = Clock::now();
+      t.sent = now;
       pending_.emplace(t.token, Pending{&call, i});
-      const std::string reply = ack_prefix_ + "." + std::to_string(t.token);
-      const Outgoing& m = messages[i];
-      natsMsg* raw = nullptr;
-      natsStatus s =
-          natsMsg_Create(&raw, m.subject.c_str(), reply.c_str(), m.payload.data(), static_cast<int>(m.payload.size()));
-      Msg msg(raw);
-      for (const auto& [k, v] : m.headers)
-        if (s == NATS_OK) s = natsMsgHeader_Add(raw, k.c_str(), v.c_str());
-      if (s == NATS_OK) {
-        lock.unlock();  // cnats may block on a full buffer: never with our lock held
-        s = natsConnection_PublishMsg(nc_, raw);
-        lock.lock();
-      }
-      if (s != NATS_OK && !t.done && t.token != 0) {
+      sending.emplace_back(i, t.token);
+    }
+    if (!sending.empty()) {
+      // Written together and flushed once: one write for many messages, and no wait for
+      // cnats's flusher. cnats may block on a full buffer: never with our lock held.
+      std::vector<std::pair<std::size_t, natsStatus>> failed;
+      lock.unlock();
+      for (const auto& [i, token] : sending)
+        if (const natsStatus s = send_message(messages[i], token); s != NATS_OK) failed.emplace_back(i, s);
+      flush();
+      lock.lock();
+      for (const auto& [i, s] : failed) {
+        auto& t = call.tries[i];
+        if (t.done || t.token == 0) continue;
         pending_.erase(t.token);
         t.token = 0;
         t.not_before = Clock::now() + call.backoff;
@@ -319,12 +316,12 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
         if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_ARG || s == NATS_MAX_PAYLOAD)
           call.fatal = std::string("cannot send: ") + natsStatus_GetText(s);
       }
-      wake = std::min(wake, t.token != 0 ? t.sent + kTryTimeout : t.not_before);
+      continue;  // look again: what was sent now bounds the wait
     }
-    if (call.left == 0 || !call.fatal.empty()) break;
     (void)cv_.wait_until(mu_, wake);
   }
-  forget();
+  for (auto& t : call.tries)  // nothing of this call may outlive it
+    if (t.token != 0) pending_.erase(t.token);
   if (call.left == 0) {
     std::vector<std::uint64_t> seqs;
     seqs.reserve(call.tries.size());
@@ -337,6 +334,24 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
                                     std::to_string(options_.publish_timeout.count()) + " ms (" + call.problem + ")";
   throw ApiError(call.fatal_code, std::string(what) + ": " + std::to_string(call.left) + " of " +
                                       std::to_string(messages.size()) + " not stored: " + why);
+}
+
+natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token) {
+  const std::string reply = ack_prefix_ + "." + std::to_string(token);
+  natsMsg* raw = nullptr;
+  natsStatus s =
+      natsMsg_Create(&raw, m.subject.c_str(), reply.c_str(), m.payload.data(), static_cast<int>(m.payload.size()));
+  Msg msg(raw);
+  for (const auto& [k, v] : m.headers)
+    if (s == NATS_OK) s = natsMsgHeader_Add(raw, k.c_str(), v.c_str());
+  if (s == NATS_OK) s = natsConnection_PublishMsg(nc_, raw);
+  return s;
+}
+
+void Connection::flush() noexcept {
+  // cnats writes what is buffered, then a PING, and waits for the PONG: at most a
+  // millisecond, which is also how long its flusher would have let the bytes wait.
+  (void)natsConnection_FlushTimeout(nc_, 1);
 }
 
 void Connection::on_ack(natsConnection*, natsSubscription*, natsMsg* raw, void* self) noexcept {

@@ -103,8 +103,11 @@ class Connection {
   /// How many messages of `stream` are on subjects matching `filter` (wildcards allowed).
   std::uint64_t subject_count(const std::string& stream, const std::string& filter);
 
-  /// Sends a message without waiting for an answer (acks, pull requests).
+  /// Sends a message without waiting for an answer (acks, pull requests). It is buffered:
+  /// cnats's flusher writes it within a millisecond, flush() at once.
   void send(const std::string& subject, std::string_view data, const char* reply = nullptr);
+  /// Writes what is buffered now, for a caller that waits for an answer to it.
+  void flush() noexcept;
   /// A new unique inbox subject.
   std::string new_inbox();
 
@@ -126,6 +129,8 @@ class Connection {
   Msg request(const std::string& subject, const std::string& data, std::string_view what);
   void state_changed(natsConnection* nc, ConnectionState state) noexcept;
   void settle(Pending p, natsMsg* ack) CRIER_REQUIRES(mu_);
+  // One try of one message, its acknowledgement to come on `<ack_prefix_>.<token>`.
+  natsStatus send_message(const Outgoing& m, std::uint64_t token);
 
   Options options_;
   natsOptions* opts_ = nullptr;

@@ -107,6 +107,7 @@ class Puller {
     else
       req["no_wait"] = true;
     ctx_->conn->send(next_, req.dump(), inbox_.c_str());
+    ctx_->conn->flush();
     open_ = true;
     open_until_ = Clock::now() + wait;
     const auto until = open_until_ + kPullGrace;
