@@ -134,7 +134,6 @@ void BM_NatsPublish_raw_headers(benchmark::State& state) { nats_publish_raw(stat
 BENCHMARK(BM_NatsPublish_raw)->Name("BM_NatsPublish/cnats_raw")->UseRealTime();
 BENCHMARK(BM_NatsPublish_raw_headers)->Name("BM_NatsPublish/cnats_raw_headers")->UseRealTime();
 
-
 // Counts handled events; the benchmark waits on it.
 class Handled {
  public:
