@@ -20,48 +20,12 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "child_process.hpp"
 #include "durable_events.hpp"
 
 using namespace test;
 
 namespace {
-
-struct Child {
-  pid_t pid = -1;
-  int out = -1;  // its stdout
-};
-
-Child spawn(const std::vector<std::string>& args) {
-  int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  return {pid, fds[0]};
-}
-
-// Blocks until the child printed its first line (or exited).
-void wait_ready(const Child& c) {
-  char ch;
-  while (read(c.out, &ch, 1) == 1 && ch != '\n') {
-  }
-}
-
-int reap(const Child& c) {
-  int status = 0;
-  waitpid(c.pid, &status, 0);
-  close(c.out);
-  return status;
-}
 
 std::vector<long long> read_numbers(const std::string& path) {
   std::vector<long long> out;
