@@ -67,6 +67,8 @@ struct MetricsSnapshot {
   std::vector<SubscriberMetrics> subscribers{};
   std::uint64_t dead_letters = 0;          ///< held now
   std::uint64_t dead_letters_dropped = 0;  ///< evicted because the store was full
+  std::string transport{};                 ///< the transport's name; empty for an in-memory bus
+  TransportHealth transport_health{};      ///< its link (durable buses)
 };
 
 /// Renders a snapshot in the Prometheus text exposition format (version 0.0.4): metrics named

@@ -102,16 +102,4 @@ struct Options {
 /// Errc::transport_error when no server answers or JetStream is not enabled.
 CRIER_EXPORT std::shared_ptr<Transport> connect(const Options& options);
 
-/// Counts of one transport's connection, for metrics: how often it was lost and regained,
-/// and whether it is connected now.
-struct ConnectionStats {
-  bool connected = false;
-  std::uint64_t disconnects = 0;
-  std::uint64_t reconnects = 0;
-  std::uint64_t publish_retries = 0;  ///< publishes sent again after a timeout or no responders
-};
-
-/// The connection counts of a transport that connect() returned (zeros for any other).
-CRIER_EXPORT ConnectionStats connection_stats(const Transport& transport);
-
 }  // namespace crier::nats

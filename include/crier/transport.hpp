@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -145,6 +146,15 @@ class CRIER_EXPORT Consumer {
   virtual void close() noexcept = 0;
 };
 
+/// A transport's link to its engine. An embedded transport is always connected.
+struct TransportHealth {
+  bool connected = true;
+  std::uint64_t disconnects = 0;  ///< times the link was lost
+  std::uint64_t reconnects = 0;   ///< times it came back
+  std::uint64_t retries = 0;      ///< requests sent again after a timeout or a lost link
+  std::string server{};           ///< where it is connected now, if it has servers
+};
+
 /// Stores events and hands them to consumers. Shared by every Bus that uses it.
 class CRIER_EXPORT Transport {
  public:
@@ -161,6 +171,18 @@ class CRIER_EXPORT Transport {
   virtual DeadLetterQueue& dead_letter_queue() = 0;
   /// What the tools see of it, and may change (crier/inspect.hpp).
   virtual Inspector& inspector() = 0;
+
+  /// Its link to its engine now (the bus's metrics carry it).
+  virtual TransportHealth health() const { return {}; }
+  /// Told each time the link is lost (`connected` false) or restored, with what happened.
+  using HealthListener = std::function<void(bool connected, std::string_view what)>;
+  /// Calls `listener` on a thread of the transport at each change of its link, until the
+  /// returned handle is destroyed (after which no call is under way). The listener must not
+  /// destroy the handle itself. Transports without a link return an empty handle.
+  [[nodiscard]] virtual std::shared_ptr<void> watch(HealthListener listener) {
+    (void)listener;
+    return nullptr;
+  }
 };
 
 }  // namespace crier

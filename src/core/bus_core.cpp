@@ -53,9 +53,14 @@ CoreImpl::CoreImpl(BusOptions options, std::shared_ptr<Transport> transport)
       dead_letters_(std::make_unique<DeadLetterStore>(options_.dead_letter_capacity)) {
   unsigned threads = options_.worker_threads ? options_.worker_threads : std::thread::hardware_concurrency();
   pool_ = std::make_unique<WorkerPool>(*this, std::max(1u, threads));
+  if (transport_)
+    health_watch_ = transport_->watch([this](bool connected, std::string_view what) {
+      report(connected ? Report::Kind::connection_restored : Report::Kind::connection_lost, {}, {}, what, 0);
+    });
 }
 
 CoreImpl::~CoreImpl() {
+  health_watch_.reset();  // no report of the transport's may reach a bus being torn down
   stopped_.store(true, std::memory_order_release);
   pool_->stop_and_join();
   if (timers_) timers_->stop();  // drops waiting retries, returning their references

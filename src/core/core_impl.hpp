@@ -208,6 +208,7 @@ class CoreImpl final : public BusCore {
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<TimerService> timers_;  // started on first use
   std::once_flag timers_once_;
+  std::shared_ptr<void> health_watch_;            // the transport's link changes, to on_error
   std::atomic<std::uint64_t> schedule_epoch_{0};  // counts runs scheduled: drain's quiescence check
   std::atomic<int> quiet_waiters_{0};             // flush/drain callers waiting for runs to end
   Mutex quiet_mu_;

@@ -44,6 +44,10 @@ const char* to_string(Report::Kind kind) noexcept {
       return "drain_deadline";
     case Report::Kind::transport_failed:
       return "transport_failed";
+    case Report::Kind::connection_lost:
+      return "connection_lost";
+    case Report::Kind::connection_restored:
+      return "connection_restored";
     case Report::Kind::corrupt_event:
       return "corrupt_event";
   }
@@ -162,6 +166,18 @@ std::string to_prometheus(const MetricsSnapshot& m) {
   out += "crier_dead_letters " + std::to_string(m.dead_letters) + "\n";
   header(out, "crier_dead_letters_evicted_total", "counter", "Dead letters evicted because the store was full.");
   out += "crier_dead_letters_evicted_total " + std::to_string(m.dead_letters_dropped) + "\n";
+  if (!m.transport.empty()) {
+    const std::string l = "{transport=\"" + escape_label(m.transport) + "\"} ";
+    const auto& h = m.transport_health;
+    header(out, "crier_transport_connected", "gauge", "1 while the transport is connected to its engine.");
+    out += "crier_transport_connected" + l + (h.connected ? "1" : "0") + "\n";
+    header(out, "crier_transport_disconnects_total", "counter", "Times the transport lost its engine.");
+    out += "crier_transport_disconnects_total" + l + std::to_string(h.disconnects) + "\n";
+    header(out, "crier_transport_reconnects_total", "counter", "Times the transport reached its engine again.");
+    out += "crier_transport_reconnects_total" + l + std::to_string(h.reconnects) + "\n";
+    header(out, "crier_transport_retries_total", "counter", "Requests sent again after a timeout or a lost link.");
+    out += "crier_transport_retries_total" + l + std::to_string(h.retries) + "\n";
+  }
   return out;
 }
 
@@ -206,6 +222,10 @@ MetricsSnapshot CoreImpl::metrics() const {
   }
   m.dead_letters = dead_letters_->size();
   m.dead_letters_dropped = dead_letters_->evicted();
+  if (transport_) {
+    m.transport = std::string(transport_->name());
+    m.transport_health = transport_->health();
+  }
   return m;
 }
 

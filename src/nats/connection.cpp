@@ -202,6 +202,7 @@ Msg Connection::request(const std::string& subject, const std::string& data, std
                                                 std::min<long long>(left, kTryTimeout.count()));
     Msg reply(raw);
     if (s == NATS_OK && status_of(raw) != 503) return reply;
+    retries_.fetch_add(1, std::memory_order_relaxed);  // a failed try (sent again if time is left)
     if (s == NATS_TIMEOUT) {
       problem = "timed out waiting for an answer";
       continue;  // waited already
@@ -283,7 +284,7 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
         t.token = 0;
         ++room;
         call.problem = "no acknowledgement within " + std::to_string(kTryTimeout.count()) + " ms";
-        publish_retries_.fetch_add(1, std::memory_order_relaxed);
+        retries_.fetch_add(1, std::memory_order_relaxed);
       }
       if (now < t.not_before) {
         wake = std::min(wake, t.not_before);
@@ -381,7 +382,7 @@ void Connection::settle(Pending p, natsMsg* ack) {
     t.not_before = Clock::now() + call.backoff;
     call.backoff = std::min(call.backoff * 2, kMaxBackoff);
     call.problem = std::move(why);
-    publish_retries_.fetch_add(1, std::memory_order_relaxed);
+    retries_.fetch_add(1, std::memory_order_relaxed);
   };
   if (const int status = status_of(ack); status != 0) {
     again(status == 503 ? "no responders: the stream has no leader (yet)" : "status " + std::to_string(status));
@@ -418,15 +419,42 @@ void Connection::on_acks_complete(void* self) noexcept {
 }
 
 void Connection::state_changed(natsConnection* nc, ConnectionState state) noexcept {
-  if (!options_.on_connection) return;
   std::string server;
   char url[256] = {0};
   if (natsConnection_GetConnectedUrl(nc, url, sizeof url) == NATS_OK) server = url;
-  try {
-    options_.on_connection(state, server);
+  try {  // a callback that throws must not take cnats's thread down
+    if (options_.on_connection) options_.on_connection(state, server);
   } catch (...) {
-    // A callback that throws must not take cnats's thread down.
   }
+  if (state != ConnectionState::disconnected && state != ConnectionState::reconnected) return;
+  const bool up = state == ConnectionState::reconnected;
+  const std::string what = up ? "nats: connected again, to " + server
+                              : "nats: connection lost; reconnecting to " + servers_text(options_.servers) +
+                                    " (publishes wait up to " + std::to_string(options_.publish_timeout.count()) +
+                                    " ms meanwhile)";
+  MutexLock lock(listeners_mu_);
+  for (const auto& [id, listener] : listeners_) {
+    try {
+      listener(up, what);
+    } catch (...) {
+    }
+  }
+}
+
+std::shared_ptr<void> Connection::watch(Transport::HealthListener listener) {
+  std::uint64_t id = 0;
+  {
+    MutexLock lock(listeners_mu_);
+    id = next_listener_++;
+    listeners_.emplace(id, std::move(listener));
+  }
+  std::weak_ptr<Connection> self = weak_from_this();
+  return std::shared_ptr<void>(nullptr, [self, id](void*) {
+    if (auto c = self.lock()) {
+      MutexLock lock(c->listeners_mu_);
+      c->listeners_.erase(id);
+    }
+  });
 }
 
 void Connection::on_disconnected(natsConnection* nc, void* self) noexcept {
@@ -452,8 +480,11 @@ void Connection::on_closed(natsConnection* nc, void* self) noexcept {
   c->cv_.notify_all();
 }
 
-ConnectionStats Connection::stats() const noexcept {
-  return {connected_.load(), disconnects_.load(), reconnects_.load(), publish_retries_.load()};
+TransportHealth Connection::health() const {
+  TransportHealth h{connected_.load(), disconnects_.load(), reconnects_.load(), retries_.load(), {}};
+  char url[256] = {0};
+  if (h.connected && natsConnection_GetConnectedUrl(nc_, url, sizeof url) == NATS_OK) h.server = url;
+  return h;
 }
 
 }  // namespace crier::nats

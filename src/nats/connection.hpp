@@ -21,6 +21,7 @@
 
 #include <crier/error.hpp>
 #include <crier/nats.hpp>
+#include <crier/transport.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/mutex.hpp"
@@ -66,7 +67,7 @@ struct Outgoing {
   std::string payload{};
 };
 
-class Connection {
+class Connection : public std::enable_shared_from_this<Connection> {
  public:
   /// Connects; waits up to options.publish_timeout for a first server.
   explicit Connection(const Options& options);
@@ -111,7 +112,11 @@ class Connection {
   /// A new unique inbox subject.
   std::string new_inbox();
 
-  ConnectionStats stats() const noexcept;
+  /// The link now: connected, how often lost and regained, publishes and requests retried.
+  TransportHealth health() const;
+  /// Calls `listener` at each loss and return of the link until the handle goes
+  /// (Transport::watch).
+  std::shared_ptr<void> watch(Transport::HealthListener listener);
 
  private:
   struct Call;
@@ -145,8 +150,14 @@ class Connection {
   bool acks_complete_ CRIER_GUARDED_BY(mu_) = false;
   bool closed_ CRIER_GUARDED_BY(mu_) = false;
 
+  // Guards the listeners and is held while they are called: a handle that goes waits for a
+  // call under way.
+  Mutex listeners_mu_;
+  std::map<std::uint64_t, Transport::HealthListener> listeners_ CRIER_GUARDED_BY(listeners_mu_);
+  std::uint64_t next_listener_ CRIER_GUARDED_BY(listeners_mu_) = 1;
+
   std::atomic<bool> connected_{false};
-  std::atomic<std::uint64_t> disconnects_{0}, reconnects_{0}, publish_retries_{0};
+  std::atomic<std::uint64_t> disconnects_{0}, reconnects_{0}, retries_{0};
 };
 
 }  // namespace crier::nats

@@ -92,7 +92,8 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   DeadLetterQueue& dead_letter_queue() override { return *this; }
   Inspector& inspector() override { return *this; }
 
-  ConnectionStats stats() const noexcept { return ctx_->conn->stats(); }
+  TransportHealth health() const override { return ctx_->conn->health(); }
+  std::shared_ptr<void> watch(HealthListener listener) override { return ctx_->conn->watch(std::move(listener)); }
 
   // --- dead letters ----------------------------------------------------------------------
 
@@ -417,11 +418,6 @@ std::shared_ptr<Transport> connect(const Options& options) {
   attempts["max_msgs_per_subject"] = 1;
   ensure_stream(conn, ctx->attempts_stream, attempts);
   return std::make_shared<NatsTransport>(std::move(ctx));
-}
-
-ConnectionStats connection_stats(const Transport& transport) {
-  if (const auto* t = dynamic_cast<const NatsTransport*>(&transport)) return t->stats();
-  return {};
 }
 
 }  // namespace crier::nats
