@@ -42,6 +42,22 @@ TEST(NatsNames, StreamNamesAndPrefixesAreSingleTokens) {
   EXPECT_FALSE(is_valid_subject_prefix("a>"));
 }
 
+TEST(NatsNames, DeliveryReplySubjectsTellCountSequenceAndTime) {
+  const auto old_form = parse_delivery("$JS.ACK.ORDERS.billing_scom_dx.3.17.9.1700000000123456789.4");
+  ASSERT_TRUE(old_form);
+  EXPECT_EQ(old_form->count, 3u);
+  EXPECT_EQ(old_form->seq, 17u);
+  EXPECT_EQ(old_form->ns, 1700000000123456789);
+  const auto new_form = parse_delivery("$JS.ACK.hub.ACCHASH.ORDERS.billing.1.42.40.1700000000000000000.0.rand");
+  ASSERT_TRUE(new_form);
+  EXPECT_EQ(new_form->count, 1u);
+  EXPECT_EQ(new_form->seq, 42u);
+  EXPECT_EQ(parse_delivery("_INBOX.abc"), std::nullopt);
+  EXPECT_EQ(parse_delivery("$JS.ACK.ORDERS.billing.x.17.9.1.4"), std::nullopt);   // not a number
+  EXPECT_EQ(parse_delivery("$JS.ACK.ORDERS.billing.3.17x.9.1.4"), std::nullopt);  // not only a number
+  EXPECT_EQ(parse_delivery("$JS.ACK.ORDERS.billing.3..9.1.4"), std::nullopt);     // empty
+}
+
 TEST(NatsBinding, PercentEncodingCoversWhatTheBindingSays) {
   EXPECT_EQ(percent_encode("plain-text/ok"), "plain-text/ok");
   EXPECT_EQ(percent_encode("a b\"c%d"), "a%20b%22c%25d");

@@ -14,10 +14,18 @@
 // story on the in-process bus; --nats URL[,URL...] runs it across hosts on NATS JetStream
 // (stream ORDERS; scripts/nats-server starts a local node).
 //
+// --role runs one part of the story as its own process, over a store every process reaches
+// (NATS, or the same SQLite file): `--role orders` places the orders and exits once they are
+// stored; `--role inventory|email|audit` is that one service, which handles orders until it
+// has finished N of them (--orders N, 0: until Ctrl-C) and then prints its line.
+//
 //   orders [--orders N] [--outage-ms N] [--store FILE | --memory | --nats URLS] [--metrics-out FILE]
+//          [--role all|orders|inventory|email|audit]
 #include <crier/crier.hpp>
 #include <crier/nats.hpp>
 #include <crier/sqlite.hpp>
+
+#include <signal.h>
 
 #include <atomic>
 #include <cerrno>
@@ -174,11 +182,30 @@ int main(int argc, char** argv) {
     if (std::string_view(argv[i]) == "--help") {
       std::printf(
           "usage: orders [--orders N] [--outage-ms N] [--store FILE | --memory | --nats URL[,URL...]] "
-          "[--metrics-out FILE]\n");
+          "[--metrics-out FILE] [--role all|orders|inventory|email|audit]\n");
       return 0;
     }
+  std::string role = arg_text(argc, argv, "--role");
+  if (role.empty()) role = "all";
+  if (role != "all" && role != "orders" && role != "inventory" && role != "email" && role != "audit") {
+    std::fprintf(stderr, "orders: --role wants all, orders, inventory, email or audit, not '%s'\n", role.c_str());
+    return 2;
+  }
+  const bool one_service = role != "all" && role != "orders";
+  auto runs = [&](std::string_view part) { return role == "all" || role == part; };
+  // A service process stops on Ctrl-C or SIGTERM: blocked here, before the bus starts its
+  // threads, and waited for below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  if (one_service) pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   bool in_memory = false;
   for (int i = 1; i < argc; ++i) in_memory = in_memory || std::string_view(argv[i]) == "--memory";
+  if (in_memory && role != "all") {
+    std::fprintf(stderr, "orders: --role needs a store every process reaches (--nats or --store), not --memory\n");
+    return 2;
+  }
   std::string store_path = arg_text(argc, argv, "--store");
   if (store_path.empty()) store_path = "orders.db";
   const long orders = arg_value(argc, argv, "--orders", 5000);
@@ -263,47 +290,81 @@ int main(int argc, char** argv) {
   resilient.retry.max_delay = std::chrono::milliseconds(400);
   resilient.breaker.consecutive_failures = 5;
   resilient.breaker.cooldown = std::chrono::milliseconds(100);
-  auto s1 = bus.subscribe<shop::OrderPlaced>(
-      "inventory",
-      [&](const shop::OrderPlaced& o, crier::Delivery& d) {
-        inventory.reserve(o);
-        leftovers["inventory"]->see(d);
-      },
-      resilient);
-  auto s2 = bus.subscribe<shop::OrderPlaced>("email", [&](const shop::OrderPlaced& o, crier::Delivery& d) {
-    email.send_confirmation(o);
-    leftovers["email"]->see(d);
-  });
-  auto s3 = bus.subscribe<shop::OrderPlaced>("audit", [&](const shop::OrderPlaced& o, crier::Delivery& d) {
-    audit.record(o, d);
-    leftovers["audit"]->see(d);
-  });
+  crier::Subscription s1, s2, s3, s4;
+  if (runs("inventory"))
+    s1 = bus.subscribe<shop::OrderPlaced>(
+        "inventory",
+        [&](const shop::OrderPlaced& o, crier::Delivery& d) {
+          inventory.reserve(o);
+          leftovers["inventory"]->see(d);
+        },
+        resilient);
+  if (runs("email"))
+    s2 = bus.subscribe<shop::OrderPlaced>("email", [&](const shop::OrderPlaced& o, crier::Delivery& d) {
+      email.send_confirmation(o);
+      leftovers["email"]->see(d);
+    });
+  if (runs("audit"))
+    s3 = bus.subscribe<shop::OrderPlaced>("audit", [&](const shop::OrderPlaced& o, crier::Delivery& d) {
+      audit.record(o, d);
+      leftovers["audit"]->see(d);
+    });
   // Operations hears about every dead letter as it happens.
   std::atomic<long> alerts{0};
-  auto s4 = bus.subscribe<crier::DeadLettered>("ops-alerts", [&](const crier::DeadLettered&) { alerts.fetch_add(1); });
+  if (runs("inventory"))
+    s4 = bus.subscribe<crier::DeadLettered>("ops-alerts", [&](const crier::DeadLettered&) { alerts.fetch_add(1); });
 
-  shop::OrderService service(bus);
-  const char* skus[] = {"kettle", "teapot", "mug", "strainer"};
   long placed = 0;
-  for (long i = 1; i <= orders; ++i) {
-    const char* sku = i % 1000 == 0 ? "discontinued" : skus[i % 4];  // a poison order now and then
-    service.place("customer-" + std::to_string(i % 97), sku, 1 + static_cast<int>(i % 3), 1250);
-    ++placed;
+  if (runs("orders")) {
+    shop::OrderService service(bus);
+    const char* skus[] = {"kettle", "teapot", "mug", "strainer"};
+    for (long i = 1; i <= orders; ++i) {
+      const char* sku = i % 1000 == 0 ? "discontinued" : skus[i % 4];  // a poison order now and then
+      service.place("customer-" + std::to_string(i % 97), sku, 1 + static_cast<int>(i % 3), 1250);
+      ++placed;
+    }
+  }
+  if (one_service) {
+    // Orders the service finished (handled or dead-lettered), whenever they were placed.
+    auto finished = [&] {
+      for (const auto& s : bus.metrics().subscribers)
+        if (s.name == role && s.event_type == crier::event_type_v<shop::OrderPlaced>)
+          return static_cast<long>(s.delivered + s.dead_lettered);
+      return 0L;
+    };
+    std::printf("%s: handling orders from %s until %s\n", role.c_str(), stored_in.c_str(),
+                orders > 0 ? (std::to_string(orders) + " are finished, or Ctrl-C").c_str() : "Ctrl-C");
+    std::fflush(stdout);
+    for (;;) {  // wakes for a signal, or to look at the count
+      const timespec look_every{0, 200'000'000};
+      const int sig = sigtimedwait(&stop_signals, nullptr, &look_every);
+      if (sig == SIGINT || sig == SIGTERM || (orders > 0 && finished() >= orders)) break;
+    }
   }
   const double placing_ms = since_start();
   const crier::DrainResult drained = bus.drain(std::chrono::seconds(30));
   const double done_ms = since_start();
 
-  std::printf(
-      "crier orders demo: %ld orders placed in %.1f ms while inventory's database was down for %ld ms;\n"
-      "every event handled or dead-lettered after %.0f ms\n",
-      placed, placing_ms, outage_ms, done_ms);
-  if (store)
+  if (role == "orders") {  // the services run elsewhere: stored is all this process promises
+    std::printf("crier orders demo, order service: %ld orders placed and stored in %.1f ms in %s\n", placed, done_ms,
+                stored_in.c_str());
+    return 0;
+  }
+  if (one_service)
+    std::printf(
+        "crier orders demo, %s service: stopped after %.0f ms; of its orders, %ld were placed before it started\n",
+        role.c_str(), done_ms, leftovers[role]->count());
+  else
+    std::printf(
+        "crier orders demo: %ld orders placed in %.1f ms while inventory's database was down for %ld ms;\n"
+        "every event handled or dead-lettered after %.0f ms\n",
+        placed, placing_ms, outage_ms, done_ms);
+  if (!one_service && store)
     std::printf(
         "events stored in %s; delivered this run from an earlier run: "
         "inventory %ld, email %ld, audit %ld\n",
         stored_in.c_str(), leftovers["inventory"]->count(), leftovers["email"]->count(), leftovers["audit"]->count());
-  else
+  else if (!one_service)
     std::printf("events kept in memory (--memory)\n");
   std::printf("\n");
   std::printf("  %-10s %9s %7s %8s %6s %13s %10s\n", "subscriber", "delivered", "failed", "retried", "dead",
@@ -319,21 +380,23 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(s.breaker_opened),
                 std::chrono::duration<double, std::milli>(s.handler_time).count());
   }
-  std::printf("\n  inventory's circuit breaker:\n");
-  for (const auto& line : timeline) std::printf("%s\n", line.c_str());
-
-  const auto letters = bus.dead_letters();
-  std::printf("\n  dead letters (%zu; %ld alerts published as %s):\n", letters.size(), alerts.load(),
-              std::string(crier::event_type_v<crier::DeadLettered>).c_str());
-  for (std::size_t i = 0; i < letters.size() && i < 5; ++i)
-    std::printf("    #%llu %s %s: %s (%d attempt%s)\n", static_cast<unsigned long long>(letters[i].id),
-                letters[i].subscriber.c_str(), letters[i].envelope.subject.c_str(), letters[i].last_error.c_str(),
-                letters[i].attempts, letters[i].attempts == 1 ? "" : "s");
-  if (letters.size() > 5) std::printf("    ...\n");
-
-  std::printf("\n  audit's first entry: %s\n", audit.first().c_str());
-  std::printf("  inventory reserved %ld units; email sent %ld confirmations; audit holds %ld entries\n",
-              inventory.reserved_units(), email.sent(), audit.entries());
+  if (runs("inventory")) {
+    std::printf("\n  inventory's circuit breaker:\n");
+    for (const auto& line : timeline) std::printf("%s\n", line.c_str());
+    const auto letters = bus.dead_letters();
+    std::printf("\n  dead letters (%zu; %ld alerts published as %s):\n", letters.size(), alerts.load(),
+                std::string(crier::event_type_v<crier::DeadLettered>).c_str());
+    for (std::size_t i = 0; i < letters.size() && i < 5; ++i)
+      std::printf("    #%llu %s %s: %s (%d attempt%s)\n", static_cast<unsigned long long>(letters[i].id),
+                  letters[i].subscriber.c_str(), letters[i].envelope.subject.c_str(), letters[i].last_error.c_str(),
+                  letters[i].attempts, letters[i].attempts == 1 ? "" : "s");
+    if (letters.size() > 5) std::printf("    ...\n");
+  }
+  if (runs("audit")) std::printf("\n  audit's first entry: %s\n", audit.first().c_str());
+  std::printf("\n");
+  if (runs("inventory")) std::printf("  inventory reserved %ld units\n", inventory.reserved_units());
+  if (runs("email")) std::printf("  email sent %ld confirmations\n", email.sent());
+  if (runs("audit")) std::printf("  audit holds %ld entries\n", audit.entries());
 
   if (!metrics_out.empty()) {
     std::FILE* f = std::fopen(metrics_out.c_str(), "w");
@@ -347,6 +410,11 @@ int main(int argc, char** argv) {
     std::printf("  metrics written to %s (Prometheus text format)\n", metrics_out.c_str());
   }
 
+  if (one_service) {
+    std::printf("\n%s stopped; what it has not finished waits in the store for the next %s process\n", role.c_str(),
+                role.c_str());
+    return 0;
+  }
   // Every order placed this run reached every service, was dead-lettered, or (with a store)
   // waits in the store for the next run. Only an order that is none of these is lost.
   bool ok = true;

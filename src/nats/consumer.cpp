@@ -27,32 +27,6 @@ constexpr int kMaxAckPending = 20000;
 std::int64_t unix_ms(Timestamp t) { return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count(); }
 Timestamp from_unix_ms(std::int64_t ms) { return Timestamp(milliseconds(ms)); }
 
-// What a JetStream delivery's reply subject tells:
-// $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>
-// (with a domain and account hash after "ACK" in the newer form).
-struct Delivered {
-  std::uint64_t count = 1, seq = 0;
-  std::int64_t ns = 0;
-};
-std::optional<Delivered> parse_reply(std::string_view reply) {
-  std::vector<std::string_view> t;
-  std::size_t from = 0;
-  while (from <= reply.size()) {
-    const auto dot = reply.find('.', from);
-    t.push_back(reply.substr(from, dot == std::string_view::npos ? std::string_view::npos : dot - from));
-    if (dot == std::string_view::npos) break;
-    from = dot + 1;
-  }
-  if (t.size() < 9 || t[0] != "$JS" || t[1] != "ACK") return std::nullopt;
-  const std::size_t base = t.size() >= 11 ? 4 : 2;  // the newer form: domain, account hash
-  Delivered d;
-  auto num = [](std::string_view s, auto& out) {
-    return std::from_chars(s.data(), s.data() + s.size(), out).ec == std::errc{};
-  };
-  if (!num(t[base + 2], d.count) || !num(t[base + 3], d.seq) || !num(t[base + 5], d.ns)) return std::nullopt;
-  return d;
-}
-
 // One durable consumer's pull requests, answered on an inbox of its own. Used by one thread.
 class Puller {
  public:
@@ -425,7 +399,7 @@ class NatsConsumer final : public Consumer {
 
   std::optional<StoredEvent> stored_of(natsMsg* m) {
     const char* reply_c = natsMsg_GetReply(m);
-    const auto delivered = reply_c ? parse_reply(reply_c) : std::nullopt;
+    const auto delivered = reply_c ? parse_delivery(reply_c) : std::nullopt;
     if (!delivered) return std::nullopt;  // not a JetStream delivery: nothing to settle
     const std::string subject = natsMsg_GetSubject(m);
     const Headers headers = headers_of(m);

@@ -3,6 +3,9 @@
 #include <crier/error.hpp>
 #include <crier/event.hpp>
 
+#include <charconv>
+#include <vector>
+
 namespace crier::nats {
 
 namespace {
@@ -96,6 +99,25 @@ std::optional<std::pair<std::string, std::string>> parse_durable(std::string_vie
   if (!subscriber || !type || !is_valid_subscriber_name(*subscriber) || !is_valid_event_type(*type))
     return std::nullopt;
   return std::make_pair(std::move(*subscriber), std::move(*type));
+}
+
+std::optional<Delivery> parse_delivery(std::string_view reply) {
+  std::vector<std::string_view> t;
+  for (std::size_t from = 0;;) {
+    const auto dot = reply.find('.', from);
+    t.push_back(reply.substr(from, dot == std::string_view::npos ? std::string_view::npos : dot - from));
+    if (dot == std::string_view::npos) break;
+    from = dot + 1;
+  }
+  if (t.size() < 9 || t[0] != "$JS" || t[1] != "ACK") return std::nullopt;
+  const std::size_t base = t.size() >= 11 ? 4 : 2;  // the newer form: domain, account hash
+  auto num = [](std::string_view s, auto& out) {
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+    return !s.empty() && r.ec == std::errc{} && r.ptr == s.data() + s.size();
+  };
+  Delivery d;
+  if (!num(t[base + 2], d.count) || !num(t[base + 3], d.seq) || !num(t[base + 5], d.ns)) return std::nullopt;
+  return d;
 }
 
 }  // namespace crier::nats

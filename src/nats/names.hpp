@@ -2,6 +2,7 @@
 // Pure functions, no cnats: unit-tested and fuzzed on their own.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,5 +29,16 @@ std::string durable_of(std::string_view subscriber, std::string_view event_type)
 /// The (subscriber, event type) a durable name stands for, or nullopt for a name crier did
 /// not make.
 std::optional<std::pair<std::string, std::string>> parse_durable(std::string_view durable);
+
+/// What a JetStream delivery's reply subject tells:
+/// `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>`
+/// (with a domain and an account hash after "ACK" in the newer form).
+struct Delivery {
+  std::uint64_t count = 1;  ///< how many times it was delivered, this time included
+  std::uint64_t seq = 0;    ///< its stream sequence
+  std::int64_t ns = 0;      ///< when the stream stored it, ns since the epoch
+};
+/// The delivery a reply subject describes, or nullopt when it is not such a subject.
+std::optional<Delivery> parse_delivery(std::string_view reply);
 
 }  // namespace crier::nats

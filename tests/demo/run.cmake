@@ -27,3 +27,11 @@ run_demo("3000 orders placed;${story};dead letters (3\\;"
 # A second run on the same store finds the first run's dead letters still there.
 run_demo("events stored in ${WORK_DIR}/orders.db;dead letters (3\\;" --orders 0 --store "${WORK_DIR}/orders.db")
 run_demo("3000 orders placed;${story};events kept in memory" --orders 3000 --outage-ms 150 --memory)
+# The README's other story: the order service and each service as its own process, on one
+# store (here the SQLite file; the README shows it on NATS).
+set(shared "${WORK_DIR}/processes.db")
+run_demo("1000 orders placed and stored" --role orders --orders 1000 --store "${shared}")
+run_demo("email sent 1000 confirmations" --role email --orders 1000 --store "${shared}")
+run_demo("audit holds 1000 entries" --role audit --orders 1000 --store "${shared}")
+run_demo("inventory reserved 1998 units;dead letters (1\\;" --role inventory --orders 1000 --outage-ms 0
+         --store "${shared}")

@@ -1,0 +1,62 @@
+// A NATS message as the transport reads one, fed anything: the input is split into header
+// lines ("name: value", up to an empty line) and the payload, and also read as a delivery's
+// reply subject. Reading either refuses with crier::Error or accepts an envelope that is
+// valid and that crier's own binary-mode headers carry back unchanged; percent-encoding
+// any value decodes back to it.
+#include <crier/envelope.hpp>
+#include <crier/error.hpp>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "nats/binding.hpp"
+#include "nats/names.hpp"
+
+using namespace crier::nats;
+
+namespace {
+
+bool same(const crier::Envelope& a, const crier::Envelope& b) {
+  return a.specversion == b.specversion && a.id == b.id && a.source == b.source && a.type == b.type &&
+         a.datacontenttype == b.datacontenttype && a.dataschema == b.dataschema && a.subject == b.subject &&
+         a.time == b.time && a.extensions == b.extensions && a.data == b.data;
+}
+
+Headers headers_of(std::string_view& text) {
+  Headers h;
+  while (!text.empty()) {
+    const auto end = text.find('\n');
+    const std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
+    if (line.empty()) break;
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view value = line.substr(colon + 1);
+    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    h.emplace_back(std::string(line.substr(0, colon)), std::string(value));
+  }
+  return h;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
+  const std::string_view input(reinterpret_cast<const char*>(bytes), size);
+  (void)parse_delivery(input);
+  if (percent_decode(percent_encode(input), "fuzz") != input) std::abort();
+
+  std::string_view rest = input;
+  const Headers headers = headers_of(rest);
+  const PlainOrigin plain{"com.example.fuzz", "ORDERS-1", "nats://ORDERS", "2026-12-03T06:00:00Z"};
+  crier::Envelope e;
+  try {
+    e = envelope_of(headers, rest, plain);
+  } catch (const crier::Error&) {
+    (void)plain_envelope(headers, rest, plain);  // what the tools show of it instead
+    return 0;
+  }
+  e.validate();  // what was accepted is valid (throws, and so crashes the run, otherwise)
+  if (!same(e, envelope_of(binary_headers(e), e.data, plain))) std::abort();
+  return 0;
+}
