@@ -95,6 +95,14 @@ TEST(NatsBinding, BinaryModeRoundTrips) {
   EXPECT_EQ(back.data, e.data);
 }
 
+TEST(NatsBinding, AnEmptyExtensionIsKept) {  // found by fuzz_nats_message
+  auto e = sample();
+  e.extensions["tenant"] = "";
+  const auto back = envelope_of(binary_headers(e), e.data, {});
+  ASSERT_EQ(back.extensions.count("tenant"), 1u);
+  EXPECT_EQ(back.extensions.at("tenant"), "");
+}
+
 TEST(NatsBinding, ModesAreDetectedAsTheBindingSays) {
   EXPECT_EQ(carried_as({{"Content-Type", "application/cloudevents+json"}, {"ce-specversion", "1.0"}}),
             Carried::structured);

@@ -79,7 +79,9 @@ Headers binary_headers(const Envelope& e) {
   add("subject", e.subject);
   add("time", e.time);
   add("dataschema", e.dataschema);
-  for (const auto& [name, value] : e.extensions) add(name, value);
+  // An extension is there even when empty (an empty core attribute is an absent one).
+  for (const auto& [name, value] : e.extensions)
+    h.emplace_back(std::string(kPrefix).append(name), percent_encode(value));
   if (!e.datacontenttype.empty()) h.emplace_back("content-type", e.datacontenttype);
   return h;
 }
