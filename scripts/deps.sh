@@ -6,7 +6,7 @@
 CRIER_PACKAGES=(
   g++ cmake make pkg-config clang-format
   nlohmann-json3-dev libsqlite3-dev libnats-dev nats-server
-  googletest libgtest-dev libgmock-dev
+  libcli11-dev googletest libgtest-dev libgmock-dev
   libbenchmark-dev libboost-dev libsigc++-3.0-dev libconcurrentqueue-dev
 )
 # Node.js and npm run the NATS interop test's other side: Debian's, unless the machine has

@@ -64,6 +64,39 @@ TEST(SqliteOpen, RefusesAFileThatIsNoDatabaseAndLeavesItAlone) {
   EXPECT_EQ(slurp(path), text);
 }
 
+TEST(SqliteOpen, AReadOnlyStoreReadsAndRefusesWhatWouldWrite) {
+  ScratchDir dir;
+  const std::string path = dir.file("s.db");
+  try {
+    (void)crier::sqlite::open(path, {.read_only = true});
+    FAIL() << "a missing store was opened read-only";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": no such store file"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+  {
+    crier::Bus bus{crier::sqlite::open(path)};
+    bus.publish(Job{1, "one"});
+  }
+  auto store = crier::sqlite::open(path, {.read_only = true});
+  EXPECT_EQ(store->inspector().event_types().at(0).events, 1u);
+  const std::string event = crier::new_envelope("com.example.test.job", R"({"n":2})", "application/json").to_json();
+  for (auto write : std::vector<std::function<void()>>{
+           [&] { (void)store->inspector().publish_json(event); },
+           [&] { store->inspector().move("billing", "com.example.test.job", "1"); },
+           [&] { (void)store->dead_letter_queue().purge({}); },
+           [&] { (void)store->consume({.subscriber = "billing", .event_type = "com.example.test.job"}); }}) {
+    try {
+      write();
+      ADD_FAILURE() << "a read-only store wrote";
+    } catch (const crier::Error& e) {
+      EXPECT_EQ(e.code(), crier::Errc::invalid_argument);
+      EXPECT_NE(std::string(e.what()).find("opened read-only"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(store->inspector().event_types().at(0).events, 1u);
+}
+
 TEST(SqliteOpen, RefusesAnotherApplicationsDatabase) {
   ScratchDir dir;
   const std::string path = dir.file("app.db");

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "crier/export.hpp"
+#include "crier/open.hpp"
 #include "crier/transport.hpp"
 
 namespace crier::nats {
@@ -101,5 +102,11 @@ struct Options {
 /// Errc::invalid_name for a stream name or subject prefix NATS does not allow,
 /// Errc::transport_error when no server answers or JetStream is not enabled.
 CRIER_EXPORT std::shared_ptr<Transport> connect(const Options& options);
+
+/// Makes `nats://HOST:PORT[,HOST:PORT...]/STREAM[?prefix=PREFIX]` (and `tls://...`) openable
+/// by crier::open_transport(): the bus of that stream (default CRIER) and subject prefix
+/// (default: the stream's name in lower case). It connects as connect() does, waiting at most
+/// 5 s for a server.
+CRIER_EXPORT void register_scheme();
 
 }  // namespace crier::nats

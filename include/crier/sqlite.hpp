@@ -26,6 +26,7 @@
 #include "crier/event.hpp"
 #include "crier/export.hpp"
 #include "crier/json.hpp"
+#include "crier/open.hpp"
 #include "crier/transport.hpp"
 
 struct sqlite3;
@@ -82,6 +83,14 @@ struct Options {
   std::uint64_t max_journal_bytes = 256ull << 20;
   /// Run SQLite's quick_check when opening, so a corrupt file is refused up front.
   bool verify_on_open = true;
+  /// Opens an existing store only to read it, as the tools' status and tail do: the file is
+  /// not written and crier makes nothing beside it (SQLite may create the -wal and -shm files
+  /// with which readers of a WAL file coordinate), and events a killed publisher journaled
+  /// but never moved into the file are not seen until a writer opens it. A missing file, a file that is
+  /// no crier store or one of an older schema is refused. What would write (append, consume,
+  /// redrive, purge, prune, the inspector's move and publish_json) throws
+  /// Errc::invalid_argument.
+  bool read_only = false;
 };
 
 /// Counts of a store, for tools and tests.
@@ -166,6 +175,10 @@ class CRIER_EXPORT Store final : public Transport, public DeadLetterQueue, publi
 /// a directory, its directory does not exist, or this user may not write the file or its
 /// directory (the store creates its WAL and journal files beside the file).
 CRIER_EXPORT std::shared_ptr<Store> open(const std::string& path, const Options& options = {});
+
+/// Makes store files openable by crier::open_transport(): a plain path, or `sqlite://PATH`
+/// (OpenOptions::read_only opens with Options::read_only).
+CRIER_EXPORT void register_scheme();
 
 /// Transactional outbox for an envelope built by the caller (crier::new_envelope, or an event
 /// from elsewhere): stores it as publish_in does. Throws Error(Errc::invalid_envelope) when

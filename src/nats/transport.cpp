@@ -420,4 +420,41 @@ std::shared_ptr<Transport> connect(const Options& options) {
   return std::make_shared<NatsTransport>(std::move(ctx));
 }
 
+void register_scheme() {
+  auto opener = [](const std::string& target, const OpenOptions&) -> std::shared_ptr<Transport> {
+    const auto sep = target.find("://");
+    const std::string scheme = target.substr(0, sep);
+    std::string rest = target.substr(sep + 3);
+    Options o;
+    o.publish_timeout = std::chrono::seconds(5);
+    std::string prefix;
+    if (const auto q = rest.find('?'); q != std::string::npos) {
+      const std::string query = rest.substr(q + 1);
+      rest.resize(q);
+      if (query.rfind("prefix=", 0) != 0 || query.find('&') != std::string::npos)
+        throw Error(Errc::invalid_argument, "'" + target + "': the only query a NATS target takes is ?prefix=NAME");
+      prefix = query.substr(7);
+    }
+    if (const auto slash = rest.find('/'); slash != std::string::npos) {
+      o.stream = rest.substr(slash + 1);
+      rest.resize(slash);
+    }
+    if (prefix.empty()) {  // the stream's name in lower case, as the orders demo names them
+      prefix = o.stream;
+      std::transform(prefix.begin(), prefix.end(), prefix.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    }
+    o.subject_prefix = prefix;
+    o.servers.clear();
+    for (std::size_t from = 0; from <= rest.size();) {
+      const auto comma = std::min(rest.find(',', from), rest.size());
+      if (comma > from) o.servers.push_back(scheme + "://" + rest.substr(from, comma - from));
+      from = comma + 1;
+    }
+    return connect(o);
+  };
+  register_transport("nats", opener);
+  register_transport("tls", opener);
+}
+
 }  // namespace crier::nats

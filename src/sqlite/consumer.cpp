@@ -674,6 +674,7 @@ class SqliteConsumer final : public Consumer {
 }  // namespace
 
 std::unique_ptr<Consumer> Store::consume(const ConsumerSpec& spec) {
+  impl_->refuse_if_read_only("subscribing");
   if (spec.start.kind == StartFrom::Kind::position) parse_position(impl_->path, spec.start.position);  // says why now
   return std::make_unique<SqliteConsumer>(impl_, spec);
 }

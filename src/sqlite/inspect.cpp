@@ -98,6 +98,7 @@ std::vector<StoredEnvelope> Store::browse(const BrowseQuery& query) {
 
 void Store::move(std::string_view subscriber, std::string_view event_type, std::string_view position) {
   Impl& s = *impl_;
+  s.refuse_if_read_only("moving a subscriber's position");
   if (!is_valid_subscriber_name(subscriber))
     throw Error(Errc::invalid_name, s.path + ": subscriber name " + crier::detail::quoted_name(subscriber) +
                                         " (want 1-128 characters of [A-Za-z0-9_-])");
@@ -120,6 +121,7 @@ void Store::move(std::string_view subscriber, std::string_view event_type, std::
 }
 
 std::string Store::publish_json(std::string_view cloudevent) {
+  impl_->refuse_if_read_only("publishing");
   Envelope e = Envelope::from_json(cloudevent);
   if (!is_valid_event_type(e.type))
     throw Error(Errc::invalid_name, impl_->path + ": the CloudEvent's type " + crier::detail::quoted_name(e.type) +

@@ -110,6 +110,11 @@ void open_schema(sqlite3* db, const std::string& path, const Options& options) {
     }
   }
   if (version == kSchemaVersion) return;
+  if (options.read_only)
+    throw Error(Errc::store_error, tables.empty() ? path + ": is empty, not a crier store"
+                                                  : path + ": has schema version " + std::to_string(version) +
+                                                        "; open it for writing once to upgrade it to version " +
+                                                        std::to_string(kSchemaVersion));
   // Forward migrations, all in one transaction: a crash leaves the old version intact.
   Transaction t(db, path);
   for (int k = version; k < kSchemaVersion; ++k)

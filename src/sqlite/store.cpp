@@ -47,6 +47,20 @@ struct LetterQuery {
 }  // namespace
 
 Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::move(o)) {
+  if (options.read_only) {  // the file only, as it is: no schema, WAL switch, journal or mover
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec))
+      throw Error(Errc::transport_error, path + ": no such store file" + (ec ? " (" + ec.message() + ")" : ""));
+    db = open_connection(path, SQLITE_OPEN_READONLY, options.busy_timeout);
+    try {
+      register_row_functions(db, path);
+      open_schema(db, path, options);
+    } catch (...) {
+      close_connection();
+      throw;
+    }
+    return;
+  }
   db = open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.busy_timeout);
   try {
     register_row_functions(db, path);
@@ -354,7 +368,13 @@ Store::~Store() = default;
 
 const std::string& Store::path() const noexcept { return impl_->path; }
 
+void Store::Impl::refuse_if_read_only(std::string_view what) const {
+  if (options.read_only)
+    throw Error(Errc::invalid_argument, path + ": " + std::string(what) + ": the store was opened read-only");
+}
+
 void Store::append(std::span<const Envelope> events) {
+  impl_->refuse_if_read_only("publishing");
   if (!events.empty()) impl_->append(events);
 }
 
@@ -397,6 +417,7 @@ std::size_t Store::count(const DeadLetterFilter& filter) {
 
 std::size_t Store::redrive(const DeadLetterFilter& filter) {
   Impl& s = *impl_;
+  s.refuse_if_read_only("redriving dead letters");
   LetterQuery lq(filter);
   std::size_t n = 0;
   {
@@ -429,6 +450,7 @@ std::size_t Store::redrive(const DeadLetterFilter& filter) {
 
 std::size_t Store::purge(const DeadLetterFilter& filter) {
   Impl& s = *impl_;
+  s.refuse_if_read_only("purging dead letters");
   LetterQuery lq(filter);
   MutexLock lock(s.db_mu);
   Transaction t(s.db, s.path);
@@ -447,9 +469,12 @@ std::size_t Store::purge(const DeadLetterFilter& filter) {
   return n;
 }
 
-std::uint64_t Store::prune() { return impl_->prune(impl_->options.retention); }
+std::uint64_t Store::prune() { return prune(impl_->options.retention); }
 
-std::uint64_t Store::prune(const Retention& rules) { return impl_->prune(rules); }
+std::uint64_t Store::prune(const Retention& rules) {
+  impl_->refuse_if_read_only("pruning");
+  return impl_->prune(rules);
+}
 
 StoreStats Store::stats() {
   Impl& s = *impl_;
@@ -516,10 +541,21 @@ void check_writable(const std::string& path) {
 
 std::shared_ptr<Store> open(const std::string& path, const Options& options) {
   if (path.empty()) throw Error(Errc::invalid_argument, "crier::sqlite::open: the path is empty");
-  check_writable(path);
+  if (!options.read_only) check_writable(path);
   if (options.window == 0) throw Error(Errc::invalid_argument, path + ": options.window must be at least 1");
   if (options.lease.count() <= 0) throw Error(Errc::invalid_argument, path + ": options.lease must be positive");
   return std::make_shared<Store>(std::make_shared<Store::Impl>(path, options), Store::OpenKey{});
+}
+
+void register_scheme() {
+  auto opener = [](const std::string& target, const OpenOptions& how) -> std::shared_ptr<Transport> {
+    const std::string prefix = "sqlite://";
+    Options options;
+    options.read_only = how.read_only;
+    return open(target.rfind(prefix, 0) == 0 ? target.substr(prefix.size()) : target, options);
+  };
+  register_transport("file", opener);
+  register_transport("sqlite", opener);
 }
 
 }  // namespace crier::sqlite

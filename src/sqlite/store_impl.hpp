@@ -76,6 +76,8 @@ struct Store::Impl {
   /// Wakes every wait_change (a consumer is closing).
   void wake_all();
   std::uint64_t prune(const Retention& rules);
+  /// Throws Errc::invalid_argument saying `what` cannot be done: the store is read-only.
+  void refuse_if_read_only(std::string_view what) const;
 
   const std::string path;
   const Options options;

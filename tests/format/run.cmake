@@ -4,7 +4,7 @@
 find_program(CLANG_FORMAT clang-format REQUIRED)
 file(GLOB_RECURSE files ${SOURCE_DIR}/include/*.hpp ${SOURCE_DIR}/src/*.cpp ${SOURCE_DIR}/src/*.hpp
      ${SOURCE_DIR}/tests/*.cpp ${SOURCE_DIR}/tests/*.hpp ${SOURCE_DIR}/bench/*.cpp ${SOURCE_DIR}/bench/*.hpp
-     ${SOURCE_DIR}/examples/*.cpp ${SOURCE_DIR}/examples/*.hpp)
+     ${SOURCE_DIR}/examples/*.cpp ${SOURCE_DIR}/examples/*.hpp ${SOURCE_DIR}/tools/*.cpp ${SOURCE_DIR}/tools/*.hpp)
 list(FILTER files EXCLUDE REGEX "/tests/fuzz/corpus/")
 execute_process(COMMAND ${CLANG_FORMAT} --dry-run --Werror ${files} RESULT_VARIABLE rc ERROR_VARIABLE out)
 if(NOT rc EQUAL 0)

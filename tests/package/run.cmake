@@ -13,7 +13,8 @@ function(step)
 endfunction()
 step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/crier -G ${GENERATOR}
      -DCMAKE_BUILD_TYPE=Release -DCRIER_BUILD_TESTS=OFF -DCRIER_BUILD_BENCHMARKS=OFF
-     -DCRIER_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=${SHARED} -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
+     -DCRIER_BUILD_EXAMPLES=OFF -DCRIER_BUILD_TOOLS=OFF -DBUILD_SHARED_LIBS=${SHARED}
+     -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/crier --parallel 2)
 step(${CMAKE_COMMAND} --install ${WORK_DIR}/crier)
 # The README's quick starts, as printed: each block follows a "<!-- quickstart: NAME" line.

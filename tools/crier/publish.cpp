@@ -1,0 +1,126 @@
+// crier publish BUS: one event from the command line, or CloudEvents JSON lines from stdin;
+// crier replay BUS: moves a subscriber's position back (or forward) to a position or a time.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <iostream>
+
+#include "cli.hpp"
+#include "commands.hpp"
+
+namespace crier::cli {
+
+namespace {
+
+struct PublishArgs {
+  std::string bus, input, type, data, subject, key, source = "/crier/cli";
+  std::vector<std::string> attrs;
+};
+
+void run_publish(const PublishArgs& a) {
+  if (!a.input.empty() && a.input != "-") throw Failure(usage, "publish reads stdin with -, not '" + a.input + "'");
+  if (a.input == "-") {
+    if (!a.type.empty() || !a.data.empty())
+      throw Failure(usage, "publish -: the events come whole from stdin; --type and --data are for one event");
+    auto bus = open_bus(a.bus, /*read_only=*/false);
+    std::string line;
+    std::size_t n = 0, published = 0;
+    while (std::getline(std::cin, line)) {
+      ++n;
+      if (std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isspace(c); })) continue;
+      try {
+        (void)bus->inspector().publish_json(line);
+      } catch (const Error& e) {
+        throw Failure(failure, "stdin line " + std::to_string(n) + ": " + e.what() + " (the " +
+                                   std::to_string(published) + " events before it were published)");
+      }
+      ++published;
+    }
+    std::printf("published %zu event%s\n", published, published == 1 ? "" : "s");
+    return;
+  }
+  if (a.type.empty() || a.data.empty()) throw Failure(usage, "publish wants --type and --data (or - for stdin)");
+  const auto data = nlohmann::json::parse(a.data, nullptr, false);
+  if (data.is_discarded()) throw Failure(usage, "--data is not JSON: " + a.data);
+  Attributes attrs;
+  attrs.subject = a.subject;
+  attrs.partition_key = a.key;
+  for (const auto& kv : a.attrs) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw Failure(usage, "--attr wants NAME=VALUE, not '" + kv + "'");
+    attrs.extensions.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  Envelope e = new_envelope(a.type, data.dump(), "application/json", &attrs);
+  e.source = a.source;
+  auto bus = open_bus(a.bus, /*read_only=*/false);
+  std::printf("%s\n", bus->inspector().publish_json(e.to_json()).c_str());
+}
+
+struct ReplayArgs {
+  std::string bus, subscriber, type, to;
+  bool yes = false;
+};
+
+void run_replay(const ReplayArgs& a) {
+  auto bus = open_bus(a.bus, /*read_only=*/false);
+  Inspector& in = bus->inspector();
+  const auto known = in.subscribers();
+  if (std::none_of(known.begin(), known.end(),
+                   [&](const SubscriberStatus& s) { return s.subscriber == a.subscriber && s.event_type == a.type; }))
+    throw Failure(not_found, a.bus + ": subscriber '" + a.subscriber + "' has never read " + a.type);
+  std::string position = a.to;
+  const bool is_position =
+      a.to == "end" ||
+      (!a.to.empty() && std::all_of(a.to.begin(), a.to.end(), [](unsigned char c) { return std::isdigit(c); }));
+  if (!is_position) {
+    BrowseQuery q;
+    q.event_type = a.type;
+    q.since = format_time(parse_when(a.to));
+    q.limit = 1;
+    const auto first = in.browse(q);
+    if (first.empty()) throw Failure(not_found, a.bus + ": no event of " + a.type + " at or after " + q.since);
+    position = first.front().position;
+  }
+  if (!a.yes && !confirm("Move " + a.subscriber + " to " + position + " of " + a.type + "?"))
+    throw Failure(usage, "not confirmed: nothing was done (replay without a terminal wants --yes)");
+  in.move(a.subscriber, a.type, position);
+  std::printf("%s now reads %s from %s\n", a.subscriber.c_str(), a.type.c_str(),
+              position == "end" ? "the end (everything before skipped)" : position.c_str());
+}
+
+}  // namespace
+
+void add_publish(CLI::App& app) {
+  auto args = std::make_shared<PublishArgs>();
+  auto* cmd = app.add_subcommand("publish",
+                                 "Publish one event (--type, --data), or CloudEvents JSON lines from stdin "
+                                 "(-); prints each id");
+  cmd->add_option("bus", args->bus, "the store file, or a transport URL")->required();
+  cmd->add_option("input", args->input, "- to read CloudEvents JSON lines from stdin");
+  cmd->add_option("--type", args->type, "the event type, e.g. com.example.shop.order.placed");
+  cmd->add_option("--data", args->data, "the event's data, JSON");
+  cmd->add_option("--subject", args->subject, "CloudEvents subject");
+  cmd->add_option("--key", args->key, "partition key: events of one key keep their order");
+  cmd->add_option("--attr", args->attrs, "an extension attribute NAME=VALUE (repeatable)");
+  cmd->add_option("--source", args->source, "CloudEvents source")->capture_default_str();
+  cmd->footer(
+      "Example: crier publish orders.db --type com.example.shop.order.placed --data '{\"order_id\":\"o-1\"}'\n"
+      "         crier tail --json other.db --from beginning --limit 0 | crier publish orders.db -");
+  cmd->callback([args] { run_publish(*args); });
+}
+
+void add_replay(CLI::App& app) {
+  auto args = std::make_shared<ReplayArgs>();
+  auto* cmd = app.add_subcommand("replay", "Move where a subscriber reads next: back to replay, or to the end to skip");
+  cmd->add_option("bus", args->bus, "the store file, or a transport URL")->required();
+  cmd->add_option("--subscriber", args->subscriber, "the subscriber's name")->required();
+  cmd->add_option("--type", args->type, "the event type")->required();
+  cmd->add_option("--to", args->to, "a POSITION, a TIME (RFC 3339, or -10m ...), or end")->required();
+  cmd->add_flag("--yes,-y", args->yes, "do not ask for confirmation");
+  cmd->footer("Example: crier replay orders.db --subscriber email --type com.example.shop.order.placed --to -1h");
+  cmd->callback([args] { run_replay(*args); });
+}
+
+}  // namespace crier::cli
