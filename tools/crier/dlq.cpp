@@ -48,10 +48,10 @@ void run_list(const DlqArgs& a) {
     for (const auto& l : letters) std::printf("%s\n", json_of(l, false).dump().c_str());
     return;
   }
-  std::printf("%6s  %-16s %-32s %8s  %-24s  %s\n", "ID", "SUBSCRIBER", "EVENT TYPE", "ATTEMPTS", "LAST FAILURE",
+  std::printf("%6s  %-16s %-32s %8s  %-27s  %s\n", "ID", "SUBSCRIBER", "EVENT TYPE", "ATTEMPTS", "LAST FAILURE",
               "REASON");
   for (const auto& l : letters)
-    std::printf("%6llu  %-16s %-32s %8d  %-24s  %s\n", static_cast<unsigned long long>(l.id), l.subscriber.c_str(),
+    std::printf("%6llu  %-16s %-32s %8d  %-27s  %s\n", static_cast<unsigned long long>(l.id), l.subscriber.c_str(),
                 l.envelope.type.c_str(), l.attempts, format_time(l.last_failure).c_str(), l.last_error.c_str());
   std::printf("(%zu dead letter%s)\n", letters.size(), letters.size() == 1 ? "" : "s");
 }
