@@ -180,7 +180,8 @@ TEST_F(CliTest, PublishTakesOneEventOrCloudEventLinesAndStopsAtABadOne) {
   EXPECT_NE(r.err.find("stdin line 2"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("the 1 events before it were published"), std::string::npos) << r.err;
   r = run_crier(dir, {"status", path, "--json"});
-  for (const auto& t : nlohmann::json::parse(r.out)["event_types"])
+  const auto status = nlohmann::json::parse(r.out);
+  for (const auto& t : status["event_types"])
     if (t["event_type"] == job) {
       EXPECT_EQ(t["events"], 22);
     }
@@ -229,7 +230,8 @@ TEST_F(CliTest, ReplayMovesAKnownSubscriberAndRefusesAnUnknownOne) {
   r = run_crier(dir, {"replay", path, "--subscriber", "billing", "--type", job, "--to", "-1h", "--yes"});
   ASSERT_EQ(r.code, 0) << r.err;
   r = run_crier(dir, {"status", path, "--json"});
-  for (const auto& s : nlohmann::json::parse(r.out)["subscribers"])
+  const auto status = nlohmann::json::parse(r.out);
+  for (const auto& s : status["subscribers"])
     if (s["subscriber"] == "billing" && s["event_type"] == job) {
       EXPECT_EQ(s["lag"], 20);
     }
