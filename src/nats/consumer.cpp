@@ -389,6 +389,9 @@ class NatsConsumer final : public Consumer {
       }
     }
     for (const auto& reply : due) ctx_->conn->send(reply, "+WPI");
+    // Written now rather than by cnats's flusher: on a starved machine a renewal that waits
+    // for one more thread to be scheduled can arrive after AckWait ran out.
+    if (!due.empty()) ctx_->conn->flush();
   }
 
   // Waits up to `wait` for room in the window (a settled event) or close().
