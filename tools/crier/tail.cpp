@@ -51,10 +51,10 @@ void print(const TailArgs& a, const StoredEnvelope& s, int width) {
   std::printf("%s\n", line.c_str());
 }
 
-// Events after `last` (a position printed before; empty: from the query's own start), in
-// pages, oldest first, while `more` says so.
+// Events after `last` (a position seen before; empty: from the query's own start), in pages,
+// in the query's order, while `more` says so. Returns the last position seen.
 template <class Fn>
-std::string read_forward(Inspector& in, BrowseQuery q, std::string last, Fn more) {
+std::string read_pages(Inspector& in, BrowseQuery q, std::string last, Fn more) {
   for (;;) {
     if (!last.empty()) q.from = last;
     q.limit = kPage;
@@ -85,37 +85,24 @@ void run_tail(const TailArgs& a) {
   };
   std::string last;
   if (a.from.empty() || a.from == "now") {
-    // The newest `limit` (none for "now"), oldest of them first; then where the newest is.
+    // Newest first: the first is where following starts; the newest `limit` are printed
+    // (none for "now"), the oldest of them first.
     BrowseQuery newest = q;
     newest.newest_first = true;
-    newest.limit = 1;
-    const auto head = in.browse(newest);
-    if (!head.empty()) last = head.front().position;
-    if (a.from.empty() && !head.empty()) {
-      std::vector<StoredEnvelope> kept;
-      std::string at;
-      while (a.limit == 0 || kept.size() < a.limit) {
-        newest.limit = kPage;
-        if (!at.empty()) newest.from = at;
-        const auto page = in.browse(newest);
-        bool progressed = false;
-        for (const auto& s : page) {
-          if (s.position == at) continue;
-          at = s.position;
-          progressed = true;
-          if (wanted(a, s)) kept.push_back(s);
-          if (a.limit != 0 && kept.size() >= a.limit) break;
-        }
-        if (!progressed) break;
-      }
-      for (auto it = kept.rbegin(); it != kept.rend(); ++it) print(a, *it, width);
-    }
+    std::vector<StoredEnvelope> kept;
+    (void)read_pages(in, newest, "", [&](const StoredEnvelope& s) {
+      if (last.empty()) last = s.position;
+      if (a.from == "now") return false;
+      if (wanted(a, s)) kept.push_back(s);
+      return a.limit == 0 || kept.size() < a.limit;
+    });
+    for (auto it = kept.rbegin(); it != kept.rend(); ++it) print(a, *it, width);
   } else {
     if (all_digits(a.from))
       q.from = a.from;
     else if (a.from != "beginning")
       q.since = format_time(parse_when(a.from));
-    last = read_forward(in, q, "", show);
+    last = read_pages(in, q, "", show);
     if (a.limit != 0 && printed >= a.limit) return;
   }
   if (!a.follow) return;
@@ -132,7 +119,7 @@ void run_tail(const TailArgs& a) {
     if (sig == SIGINT || sig == SIGTERM) return;
     BrowseQuery next = q;
     next.since.clear();
-    last = read_forward(in, next, last, [&](const StoredEnvelope& s) {
+    last = read_pages(in, next, last, [&](const StoredEnvelope& s) {
       if (wanted(a, s)) print(a, s, width);
       return true;
     });
