@@ -46,6 +46,12 @@ class CRIER_EXPORT DeadLetterQueue {
   virtual std::size_t redrive(const DeadLetterFilter& filter) = 0;
   /// Deletes matching letters; returns how many.
   virtual std::size_t purge(const DeadLetterFilter& filter) = 0;
+  /// Edit-and-redrive: sends letter `id` back to its subscriber alone, with its data replaced
+  /// by `data` (id, type and the other attributes unchanged), with a fresh attempt count, and
+  /// removes the letter. Should it fail again, the letter kept holds the edited data. Throws
+  /// Error(Errc::invalid_argument) when there is no letter `id`. The default throws: the
+  /// transport cannot send one subscriber an edited event.
+  virtual void redrive_edited(std::uint64_t id, std::string data);
 };
 
 /// Published on the bus whenever an event is dead-lettered, so that an application can alert

@@ -141,6 +141,7 @@ class CRIER_EXPORT Store final : public Transport, public DeadLetterQueue, publi
   std::size_t count(const DeadLetterFilter& filter) override;
   std::size_t redrive(const DeadLetterFilter& filter) override;
   std::size_t purge(const DeadLetterFilter& filter) override;
+  void redrive_edited(std::uint64_t id, std::string data) override;
 
   // Inspector
   std::vector<SubscriberStatus> subscribers() override;

@@ -69,3 +69,13 @@ std::uint64_t DeadLetterStore::evicted() const {
 }
 
 }  // namespace crier::detail
+
+namespace crier {
+
+void DeadLetterQueue::redrive_edited(std::uint64_t id, std::string data) {
+  (void)data;
+  throw Error(Errc::invalid_argument,
+              "dead letter " + std::to_string(id) + ": this transport cannot redrive an edited event");
+}
+
+}  // namespace crier

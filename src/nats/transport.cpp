@@ -126,17 +126,28 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   std::size_t count(const DeadLetterFilter& filter) override { return list(filter).size(); }
 
   std::size_t redrive(const DeadLetterFilter& filter) override {
-    std::size_t n = 0;
-    for (const DeadLetter& l : list(filter)) {
-      const std::string durable = durable_of(l.subscriber, l.envelope.type);
-      // A fresh message id: the original's would be taken for a duplicate of it.
-      (void)conn().publish({outgoing_of(*ctx_, l.envelope, ctx_->redrive_subject(durable),
-                                        l.envelope.id + "-redrive-" + std::to_string(l.id))},
-                           "nats: redriving dead letter " + std::to_string(l.id));
-      remove_letter(l.id);
-      ++n;
-    }
-    return n;
+    const auto letters = list(filter);
+    for (const DeadLetter& l : letters) send_back(l);
+    return letters.size();
+  }
+
+  void redrive_edited(std::uint64_t id, std::string data) override {
+    auto letters = list({.ids = {id}});
+    if (letters.empty())
+      throw Error(Errc::invalid_argument,
+                  "nats: stream " + ctx_->dlq_stream + " has no dead letter " + std::to_string(id));
+    letters.front().envelope.data = std::move(data);
+    send_back(letters.front());
+  }
+
+  // To the subscriber's redrive subject, which only its consumers read, then out of the
+  // dead letters. A fresh message id: the original's would be taken for a duplicate of it.
+  void send_back(const DeadLetter& l) {
+    const std::string durable = durable_of(l.subscriber, l.envelope.type);
+    (void)conn().publish({outgoing_of(*ctx_, l.envelope, ctx_->redrive_subject(durable),
+                                      l.envelope.id + "-redrive-" + std::to_string(l.id))},
+                         "nats: redriving dead letter " + std::to_string(l.id));
+    remove_letter(l.id);
   }
 
   std::size_t purge(const DeadLetterFilter& filter) override {

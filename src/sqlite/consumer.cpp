@@ -131,7 +131,8 @@ class SqliteConsumer final : public Consumer {
       Transaction t(s_->db, s_->path);
       Stmt ins(s_->db, s_->path,
                "INSERT INTO crier_dead_letters (subscriber, type, seq, attempts, first_error, last_error, "
-               "first_failure, last_failure) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+               "first_failure, last_failure, edited_data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT "
+               "edited_data FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3))");
       const std::string first = format_time(letter.first_failure), last = format_time(letter.last_failure);
       ins.bind(1, spec_.subscriber)
           .bind(2, spec_.event_type)
@@ -488,7 +489,7 @@ class SqliteConsumer final : public Consumer {
       // new events wait until all of them are taken, so that nothing overtakes them either.
       bool older_left = false;
       Stmt retries(s_->db, s_->path,
-                   "SELECT r.attempts, r.first_error, r.first_failure_ms, r.retry_at_ms, " +
+                   "SELECT r.attempts, r.first_error, r.first_failure_ms, r.retry_at_ms, r.edited_data, " +
                        std::string(kEventColumns) +
                        " FROM crier_retries r JOIN crier_events e ON e.seq = r.seq WHERE r.subscriber = ?1 AND "
                        "r.type = ?2 AND r.expires_ms < ?3 AND r.seq <= ?4 ORDER BY r.seq LIMIT ?5");
@@ -500,7 +501,8 @@ class SqliteConsumer final : public Consumer {
         retries.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, now).bind(4, last).bind(5, limit);
         std::vector<StoredEvent> taken;
         while (retries.step()) {
-          StoredEvent e = read_event(retries, 4);
+          StoredEvent e = read_event(retries, 5);
+          if (!retries.is_null(4)) e.envelope.data = retries.blob(4);  // redriven edited
           e.attempts.failed = attempts_from(retries.int64(0));
           e.attempts.first_error = retries.text(1);
           e.attempts.first_failure = from_ms(retries.int64(2));

@@ -59,6 +59,13 @@ ALTER TABLE crier_events ADD COLUMN crc INTEGER;
 UPDATE crier_events SET crc = crier_event_checksum(seq, id, type, source, time, datacontenttype, dataschema,
   subject, extensions, data, stored_ms);
 )sql",
+    // 2 -> 3: an operator may redrive a dead letter with edited data (edit-and-redrive); the
+    // edited data travels with the retry row, and with the letter if it fails again, while
+    // the stored event stays as it was for every other subscriber.
+    R"sql(
+ALTER TABLE crier_retries ADD COLUMN edited_data BLOB;
+ALTER TABLE crier_dead_letters ADD COLUMN edited_data BLOB;
+)sql",
 };
 
 std::vector<std::string> table_names(sqlite3* db, const std::string& path) {

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "store_impl.hpp"
 
@@ -383,7 +384,8 @@ std::vector<DeadLetter> Store::list(const DeadLetterFilter& filter) {
   LetterQuery lq(filter);
   MutexLock lock(s.db_mu);
   Stmt q(s.db, s.path,
-         "SELECT d.id, d.subscriber, d.attempts, d.first_error, d.last_error, d.first_failure, d.last_failure, " +
+         "SELECT d.id, d.subscriber, d.attempts, d.first_error, d.last_error, d.first_failure, d.last_failure, "
+         "d.edited_data, " +
              std::string(kEventColumns) + " FROM crier_dead_letters d JOIN crier_events e ON e.seq = d.seq" + lq.where +
              " ORDER BY d.id");
   lq.bind(q);
@@ -399,7 +401,8 @@ std::vector<DeadLetter> Store::list(const DeadLetterFilter& filter) {
     d.last_error = q.text(4);
     d.first_failure = from_text(q.text(5));
     d.last_failure = from_text(q.text(6));
-    d.envelope = read_envelope(q, 7);
+    d.envelope = read_envelope(q, 8);
+    if (!q.is_null(7)) d.envelope.data = q.blob(7);
     out.push_back(std::move(d));
   }
   return out;
@@ -423,29 +426,57 @@ std::size_t Store::redrive(const DeadLetterFilter& filter) {
   {
     MutexLock lock(s.db_mu);
     Transaction t(s.db, s.path);
-    Stmt q(s.db, s.path, "SELECT d.id, d.subscriber, d.type, d.seq FROM crier_dead_letters d" + lq.where);
+    Stmt q(s.db, s.path, "SELECT d.id FROM crier_dead_letters d" + lq.where);
     lq.bind(q);
-    // Back to the subscriber as a retry due now with a fresh count: any consumer of that
-    // name, in any process, takes it.
-    Stmt retry(s.db, s.path,
-               "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, "
-               "retry_at_ms, owner, expires_ms) VALUES (?1, ?2, ?3, 0, '', 0, 0, '', 0) "
-               "ON CONFLICT DO UPDATE SET attempts = 0, retry_at_ms = 0, owner = '', expires_ms = 0");
-    Stmt del(s.db, s.path, "DELETE FROM crier_dead_letters WHERE id = ?1");
-    while (q.step()) {
-      const std::int64_t id = q.int64(0);
-      if (!LetterQuery::wanted(filter, static_cast<std::uint64_t>(id))) continue;
-      const std::string sub = q.text(1), type = q.text(2);
-      retry.bind(1, sub).bind(2, type).bind(3, q.int64(3));
-      retry.run();
-      del.bind(1, id);
-      del.run();
-      ++n;
-    }
+    std::vector<std::int64_t> ids;
+    while (q.step())
+      if (LetterQuery::wanted(filter, static_cast<std::uint64_t>(q.int64(0)))) ids.push_back(q.int64(0));
+    for (const std::int64_t id : ids) s.redrive_letter(id, nullptr);
+    n = ids.size();
     t.commit();
   }
   s.note_change();
   return n;
+}
+
+void Store::redrive_edited(std::uint64_t id, std::string data) {
+  Impl& s = *impl_;
+  s.refuse_if_read_only("redriving a dead letter");
+  {
+    MutexLock lock(s.db_mu);
+    Transaction t(s.db, s.path);
+    if (!s.redrive_letter(static_cast<std::int64_t>(id), &data))
+      throw Error(Errc::invalid_argument, s.path + ": no dead letter " + std::to_string(id));
+    t.commit();
+  }
+  s.note_change();
+}
+
+bool Store::Impl::redrive_letter(std::int64_t id, const std::string* edited) {
+  Stmt letter(db, path, "SELECT subscriber, type, seq, edited_data FROM crier_dead_letters WHERE id = ?1");
+  letter.bind(1, id);
+  if (!letter.step()) return false;
+  // Back to the subscriber as a retry due now with a fresh count: any consumer of that name,
+  // in any process, takes it. Edited data (now, or at an earlier redrive) goes with it.
+  Stmt retry(db, path,
+             "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, "
+             "retry_at_ms, owner, expires_ms, edited_data) VALUES (?1, ?2, ?3, 0, '', 0, 0, '', 0, ?4) "
+             "ON CONFLICT DO UPDATE SET attempts = 0, retry_at_ms = 0, owner = '', expires_ms = 0, "
+             "edited_data = excluded.edited_data");
+  const std::string subscriber = letter.text(0), type = letter.text(1);
+  const std::optional<std::string> data = edited              ? std::optional(*edited)
+                                          : letter.is_null(3) ? std::nullopt
+                                                              : std::optional(letter.blob(3));
+  retry.bind(1, subscriber).bind(2, type).bind(3, letter.int64(2));
+  if (data)
+    retry.bind_blob(4, *data);
+  else
+    retry.bind_null(4);
+  retry.run();
+  Stmt del(db, path, "DELETE FROM crier_dead_letters WHERE id = ?1");
+  del.bind(1, id);
+  del.run();
+  return true;
 }
 
 std::size_t Store::purge(const DeadLetterFilter& filter) {

@@ -26,7 +26,7 @@ using ::crier::detail::Mutex;
 using ::crier::detail::MutexLock;
 
 /// The schema version this build writes, and reads up to.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 /// Milliseconds since the Unix epoch: lease expiry and retry times are compared across
 /// processes, so they are wall-clock.
@@ -78,6 +78,10 @@ struct Store::Impl {
   std::uint64_t prune(const Retention& rules);
   /// Throws Errc::invalid_argument saying `what` cannot be done: the store is read-only.
   void refuse_if_read_only(std::string_view what) const;
+  /// Within the caller's transaction (db_mu held): turns dead letter `id` back into a retry
+  /// due now, with `edited` data if given (else the data of an earlier edit, if any), and
+  /// deletes it. False when there is no such letter.
+  bool redrive_letter(std::int64_t id, const std::string* edited);
 
   const std::string path;
   const Options options;
