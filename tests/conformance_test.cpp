@@ -6,6 +6,7 @@
 #include <crier/sqlite.hpp>
 
 #include <algorithm>
+#include <condition_variable>
 #include <functional>
 #include <latch>
 #include <map>
@@ -275,6 +276,38 @@ TEST_P(Conformance, DeadLettersKeepTheEventAndCanBeRedrivenOrPurged) {
   ASSERT_TRUE(b->flush(30s));
   EXPECT_EQ(handled.value(), 9);
   EXPECT_EQ(b->dead_letter_count(), 0u);
+}
+
+// Edit-and-redrive: the edited event reaches the subscriber whose letter it was, and no one
+// else; the stored event is unchanged for the others.
+TEST_P(Conformance, AnEditedDeadLetterGoesBackToItsSubscriberAlone) {
+  if (!GetParam().durable) GTEST_SKIP() << "the in-memory bus keeps its dead letters itself";
+  auto transport = GetParam().open(dir_, 30s);
+  crier::Bus b{transport};
+  std::mutex mu;
+  std::condition_variable handled;
+  std::vector<std::string> fragile_notes, steady_notes;
+  auto fragile = b.subscribe<Job>("fragile", [&](const Job& j) {
+    if (j.n == 3 && j.note != "fixed") throw crier::PermanentError("job 3 needs fixing");
+    std::lock_guard lock(mu);
+    fragile_notes.push_back(j.note);
+    handled.notify_all();
+  });
+  auto steady = b.subscribe<Job>("steady", [&](const Job& j) {
+    std::lock_guard lock(mu);
+    steady_notes.push_back(j.note);
+  });
+  for (int i = 0; i < 5; ++i) b.publish(Job{i, "as published"});
+  ASSERT_TRUE(b.flush(30s));
+  auto letters = transport->dead_letter_queue().list({.subscriber = "fragile"});
+  ASSERT_EQ(letters.size(), 1u);
+  transport->dead_letter_queue().redrive_edited(letters[0].id, R"({"n":3,"note":"fixed"})");
+  EXPECT_EQ(transport->dead_letter_queue().count({}), 0u);
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(handled.wait_for(lock, 30s, [&] { return fragile_notes.size() == 5; }));
+  EXPECT_EQ(std::count(fragile_notes.begin(), fragile_notes.end(), "fixed"), 1);
+  EXPECT_EQ(steady_notes, std::vector<std::string>(5, "as published"));
+  EXPECT_THROW(transport->dead_letter_queue().redrive_edited(letters[0].id, "{}"), crier::Error);
 }
 
 TEST_P(Conformance, DrainHandlesEverythingPublishedBeforeIt) {
