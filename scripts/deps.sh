@@ -6,8 +6,9 @@
 CRIER_PACKAGES=(
   g++ cmake make pkg-config clang-format
   nlohmann-json3-dev libsqlite3-dev libnats-dev nats-server
-  libcli11-dev googletest libgtest-dev libgmock-dev
+  libcli11-dev libcpp-httplib-dev googletest libgtest-dev libgmock-dev
   libbenchmark-dev libboost-dev libsigc++-3.0-dev libconcurrentqueue-dev
+  chromium help2man
 )
 # Node.js and npm run the NATS interop test's other side: Debian's, unless the machine has
 # them already (from another source, whose npm Debian's package would conflict with).

@@ -4,14 +4,12 @@
 // error that says what and where, with its documented exit code.
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <crier/sqlite.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -19,77 +17,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "durable_events.hpp"
+#include "cli_process.hpp"
 
 using namespace test;
-
-namespace {
-
-struct Outcome {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Runs `crier ARGS...` with `input` on its stdin (not a terminal), stdout and stderr apart.
-Outcome run_crier(const ScratchDir& dir, const std::vector<std::string>& args, const std::string& input = "") {
-  const std::string in = dir.file("stdin"), out = dir.file("stdout"), err = dir.file("stderr");
-  std::ofstream(in, std::ios::binary) << input;
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int fi = open(in.c_str(), O_RDONLY), fo = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600),
-              fe = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fi, 0);
-    dup2(fo, 1);
-    dup2(fe, 2);
-    std::vector<char*> argv{const_cast<char*>(CRIER_CLI)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(CRIER_CLI, argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_file(out), read_file(err)};
-}
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
-
-// A store as the demo leaves one: 20 jobs; "billing" handled them all but dead-lettered the
-// 4 whose n is a multiple of 5; "audit" subscribed once, read nothing since (lag 20).
-class CliTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto store = crier::sqlite::open(path);
-    crier::Bus bus{store};
-    {
-      auto audit = bus.subscribe<Job>("audit", [](const Job&) {});
-      audit.unsubscribe();
-    }
-    auto billing = bus.subscribe<Job>("billing", [](const Job& j) {
-      if (j.n % 5 == 0) throw crier::PermanentError("job " + std::to_string(j.n) + " has no price");
-    });
-    for (int i = 1; i <= 20; ++i) bus.publish(Job{i, "job " + std::to_string(i)});
-    ASSERT_TRUE(bus.drain(std::chrono::seconds(30)).complete);
-  }
-
-  ScratchDir dir;
-  const std::string path = dir.file("orders.db");
-  const std::string job = std::string(crier::event_type_v<Job>);
-};
-
-}  // namespace
 
 TEST_F(CliTest, StatusShowsWhereEachSubscriberStandsAndWritesNothing) {
   // The store's files: SQLite's own -wal and -shm aside, which a reader of a WAL file may
@@ -246,4 +176,110 @@ TEST_F(CliTest, UsageErrorsSayWhatIsWrong) {
   r = run_crier(dir, {"status", "--help"});
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("Example: crier status"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, AnEditedDeadLetterGoesBackToItsSubscriberAloneAndKeepsItsEditIfItFailsAgain) {
+  const auto letters = lines(run_crier(dir, {"dlq", "list", path, "--json", "--subscriber", "billing"}).out);
+  const std::string id = std::to_string(nlohmann::json::parse(letters.at(0))["id"].get<std::uint64_t>());  // job 5
+  // The editor is a program the environment names; these scripts change the file in place.
+  auto editor = [&](const std::string& name, const std::string& script) {
+    const std::string file = dir.file(name);
+    std::ofstream(file) << "#!/bin/sh\n" << script << "\n";
+    std::filesystem::permissions(file, std::filesystem::perms::owner_all);
+    return std::map<std::string, std::string>{{"EDITOR", file}, {"VISUAL", ""}};
+  };
+  const auto note_only = editor("note-only", "sed -i 's/job 5/job 5 checked/' \"$1\"");
+  const auto no_change = editor("no-change", "true");
+  const auto breaks_it = editor("breaks-it", "sed -i 's/{/[/' \"$1\"");
+
+  Outcome r = run_crier(dir, {"dlq", "redrive", path, "--edit", id, "--yes"}, "", no_change);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("the data was not changed"), std::string::npos) << r.err;
+  r = run_crier(dir, {"dlq", "redrive", path, "--edit", id, "--yes"}, "", breaks_it);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("the edited data is not JSON"), std::string::npos) << r.err;
+  r = run_crier(dir, {"dlq", "redrive", path, "--edit", id}, "", note_only);  // not confirmed
+  EXPECT_EQ(r.code, 2);
+  ASSERT_EQ(lines(run_crier(dir, {"dlq", "list", path, "--json"}).out).size(), 4u) << "a refused edit changed it";
+
+  r = run_crier(dir, {"dlq", "redrive", path, "--edit", id, "--yes"}, "", note_only);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "redrove dead letter " + id + " to billing with edited data\n");
+
+  // billing fails job 5 again (n is still 5): the new letter holds the edited data.
+  std::vector<std::string> notes;
+  std::mutex mu;
+  {
+    auto store = crier::sqlite::open(path);
+    crier::Bus bus{store};
+    auto billing = bus.subscribe<Job>("billing", [&](const Job& j) {
+      {
+        std::lock_guard lock(mu);
+        notes.push_back(j.note);
+      }
+      if (j.n % 5 == 0) throw crier::PermanentError("job " + std::to_string(j.n) + " has no price");
+    });
+    ASSERT_TRUE(bus.drain(std::chrono::seconds(30)).complete);
+  }
+  EXPECT_EQ(notes, std::vector<std::string>{"job 5 checked"});
+  const auto again = lines(run_crier(dir, {"dlq", "list", path, "--json", "--subscriber", "billing"}).out);
+  ASSERT_EQ(again.size(), 4u);
+  const std::string new_id = std::to_string(nlohmann::json::parse(again.back())["id"].get<std::uint64_t>());
+  r = run_crier(dir, {"dlq", "show", path, new_id});
+  EXPECT_EQ(nlohmann::json::parse(r.out)["event"]["data"]["note"], "job 5 checked") << r.out;
+
+  // The stored event is as it was: audit, which never read it, gets the original.
+  r = run_crier(dir, {"tail", path, "--type", job, "--from", "beginning", "--limit", "0", "--grep", "job 5"});
+  EXPECT_EQ(lines(r.out).size(), 1u) << r.out;
+  EXPECT_EQ(r.out.find("checked"), std::string::npos) << r.out;
+
+  r = run_crier(dir, {"dlq", "redrive", path, "--edit", "999999", "--yes"}, "", note_only);
+  EXPECT_EQ(r.code, 3);
+}
+
+TEST_F(CliTest, RedriveAtARateAndRepublishAStoredEvent) {
+  Outcome r = run_crier(dir, {"dlq", "redrive", path, "--all", "--rate", "1000", "--yes"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "redrove 4 dead letters\n");
+  r = run_crier(dir, {"dlq", "redrive", path, "--all", "--rate", "-3", "--yes"});
+  EXPECT_EQ(r.code, 2);
+
+  const auto first = crier::Envelope::from_json(
+      lines(run_crier(dir, {"tail", path, "--type", job, "--from", "beginning", "--limit", "1", "--json"}).out).at(0));
+  r = run_crier(dir, {"republish", path, first.id});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string copy_id = lines(r.out).at(0);
+  EXPECT_NE(copy_id, first.id);
+  const auto copy = crier::Envelope::from_json(
+      lines(run_crier(dir, {"tail", path, "--type", job, "--limit", "1", "--json"}).out).at(0));
+  EXPECT_EQ(copy.id, copy_id);
+  EXPECT_EQ(copy.data, first.data);
+  EXPECT_EQ(copy.extensions.at("republishedof"), first.id);
+  r = run_crier(dir, {"republish", path, "no-such-id"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("no stored event has id no-such-id"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, CtrlCStopsABulkPublishBetweenEventsAndSaysHowFarItGot) {
+  crier::Envelope e = crier::new_envelope(job, R"({"n":100,"note":"bulk"})", "application/json");
+  RunningCrier publish(dir, {"publish", path, "-"});
+  publish.write(e.to_json() + "\n");
+  // Stored once tail finds it; then the publisher waits for its next line.
+  for (int look = 0;; ++look) {
+    ASSERT_LT(look, 2000) << "the first event was never stored: " << publish.err();
+    const Outcome t = run_crier(dir, {"tail", path, "--type", job, "--limit", "1", "--json"});
+    if (t.out.find(e.id) != std::string::npos) break;
+  }
+  publish.signal(SIGINT);
+  EXPECT_EQ(publish.wait(), 130);
+  EXPECT_NE(publish.err().find("stopped by Ctrl-C: published 1 events"), std::string::npos) << publish.err();
+}
+
+TEST_F(CliTest, StatusCountsTheLastMinutePerType) {
+  const Outcome r = run_crier(dir, {"status", path, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const auto& t : nlohmann::json::parse(r.out)["event_types"])
+    if (t["event_type"] == job) {
+      EXPECT_EQ(t["last_minute"], 20);
+    }
 }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "crier/export.hpp"
@@ -74,5 +75,9 @@ struct MetricsSnapshot {
 /// Renders a snapshot in the Prometheus text exposition format (version 0.0.4): metrics named
 /// crier_*, labelled event_type and subscriber.
 CRIER_EXPORT std::string to_prometheus(const MetricsSnapshot& snapshot);
+
+/// A Prometheus label value escaped for the text format (backslash, quote and newline), for
+/// tools that expose their own metrics beside the bus's.
+CRIER_EXPORT std::string escape_prometheus_label(std::string_view value);
 
 }  // namespace crier

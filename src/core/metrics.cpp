@@ -70,23 +70,9 @@ std::chrono::nanoseconds LatencyHistogram::quantile(double p) const noexcept {
 
 namespace {
 
-std::string escape_label(std::string_view v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\')
-      out += "\\\\";
-    else if (c == '"')
-      out += "\\\"";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out += c;
-  }
-  return out;
-}
-
 std::string labels(const SubscriberMetrics& s) {
-  return "event_type=\"" + escape_label(s.event_type) + "\",subscriber=\"" + escape_label(s.name) + "\"";
+  return "event_type=\"" + escape_prometheus_label(s.event_type) + "\",subscriber=\"" +
+         escape_prometheus_label(s.name) + "\"";
 }
 
 void header(std::string& out, const char* name, const char* type, const char* help) {
@@ -109,12 +95,27 @@ std::string number(double v) {
 
 }  // namespace
 
+std::string escape_prometheus_label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out;
+}
+
 std::string to_prometheus(const MetricsSnapshot& m) {
   std::string out;
   header(out, "crier_published_total", "counter", "Events published, per event type.");
   for (const auto& t : m.event_types)
-    out += "crier_published_total{event_type=\"" + escape_label(t.event_type) + "\"} " + std::to_string(t.published) +
-           "\n";
+    out += "crier_published_total{event_type=\"" + escape_prometheus_label(t.event_type) + "\"} " +
+           std::to_string(t.published) + "\n";
 
   struct Counter {
     const char* name;
@@ -167,7 +168,7 @@ std::string to_prometheus(const MetricsSnapshot& m) {
   header(out, "crier_dead_letters_evicted_total", "counter", "Dead letters evicted because the store was full.");
   out += "crier_dead_letters_evicted_total " + std::to_string(m.dead_letters_dropped) + "\n";
   if (!m.transport.empty()) {
-    const std::string l = "{transport=\"" + escape_label(m.transport) + "\"} ";
+    const std::string l = "{transport=\"" + escape_prometheus_label(m.transport) + "\"} ";
     const auto& h = m.transport_health;
     header(out, "crier_transport_connected", "gauge", "1 while the transport is connected to its engine.");
     out += "crier_transport_connected" + l + (h.connected ? "1" : "0") + "\n";

@@ -1,9 +1,13 @@
 #include "cli.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <csignal>
 #include <filesystem>
 #include <iostream>
 
@@ -56,6 +60,115 @@ Timestamp parse_when(const std::string& text) {
     return parse_time(text);
   } catch (const Error&) {
     throw Failure(usage, "'" + text + "' is not a time: give RFC 3339 (2026-12-03T10:00:00Z) or -30s, -10m, -2h, -1d");
+  }
+}
+
+std::string read_pages(Inspector& in, BrowseQuery query, std::string last,
+                       const std::function<bool(const StoredEnvelope&)>& more) {
+  constexpr std::size_t kPage = 500;
+  for (;;) {
+    if (!last.empty()) query.from = last;
+    query.limit = kPage;
+    bool progressed = false;
+    for (const auto& s : in.browse(query)) {
+      if (s.position == last) continue;  // `from` is included: seen already
+      last = s.position;
+      progressed = true;
+      if (!more(s)) return last;
+    }
+    if (!progressed) return last;
+  }
+}
+
+RecentEvents recent_events(Inspector& in, Timestamp since, const std::string& stop_at, std::size_t most) {
+  using std::chrono::milliseconds;
+  const std::int64_t since_ms = std::chrono::duration_cast<milliseconds>(since.time_since_epoch()).count();
+  const std::int64_t now_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  RecentEvents out;
+  BrowseQuery q;
+  q.newest_first = true;
+  (void)read_pages(in, q, "", [&](const StoredEnvelope& s) {
+    if (out.newest.empty()) out.newest = s.position;
+    if (s.position == stop_at) return false;
+    std::int64_t t = now_ms;  // a foreign producer's unreadable time counts as now
+    try {
+      t = std::chrono::duration_cast<milliseconds>(parse_time(s.envelope.time).time_since_epoch()).count();
+    } catch (const std::exception&) {
+    }
+    if (t < since_ms) return false;
+    out.events.emplace_back(t, s.envelope.type);
+    out.capped = out.events.size() >= most;
+    return !out.capped;
+  });
+  return out;
+}
+
+namespace {
+volatile std::sig_atomic_t stop_signal = 0;
+extern "C" void note_stop(int sig) { stop_signal = sig; }
+}  // namespace
+
+void stop_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = note_stop;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocking read returns, and the work looks at stopped()
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool stopped() { return stop_signal != 0; }
+
+Failure interrupted_after(const std::string& done) {
+  return Failure(interrupted, "stopped by " + std::string(stop_signal == SIGTERM ? "SIGTERM" : "Ctrl-C") + ": " + done);
+}
+
+Progress::Progress(std::string what, std::uint64_t total)
+    : what_(std::move(what)), total_(total), shown_(is_terminal(2)) {}
+
+Progress::~Progress() {
+  if (shown_ && drawn_ != std::chrono::steady_clock::time_point{}) std::fprintf(stderr, "\r\033[K");
+}
+
+void Progress::add(std::uint64_t n) {
+  done_ += n;
+  if (!shown_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - drawn_ < std::chrono::milliseconds(100)) return;
+  drawn_ = now;
+  draw();
+}
+
+void Progress::draw() {
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double rate = seconds > 0 ? static_cast<double>(done_) / seconds : 0;
+  char line[200];
+  if (total_ > 0) {
+    constexpr int kBar = 24;
+    const double part = std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_));
+    const int filled = static_cast<int>(part * kBar);
+    const std::string bar = std::string(filled, '#') + std::string(kBar - filled, '.');
+    const double left = rate > 0 ? static_cast<double>(total_ - std::min(done_, total_)) / rate : 0;
+    std::snprintf(line, sizeof line, "%s [%s] %llu/%llu %3.0f%%  %.0f/s  ETA %s", what_.c_str(), bar.c_str(),
+                  static_cast<unsigned long long>(done_), static_cast<unsigned long long>(total_), part * 100, rate,
+                  age_text(std::chrono::milliseconds(static_cast<long long>(left * 1000))).c_str());
+  } else {
+    std::snprintf(line, sizeof line, "%s %llu  %.0f/s", what_.c_str(), static_cast<unsigned long long>(done_), rate);
+  }
+  std::fprintf(stderr, "\r\033[K%s", line);
+  std::fflush(stderr);
+}
+
+void check_edited_data(const Envelope& original, const std::string& data) {
+  const std::string& type = original.datacontenttype;
+  const bool json = type.empty() || type.rfind("application/json", 0) == 0 || type.find("+json") != std::string::npos ||
+                    type.rfind("text/json", 0) == 0;
+  if (!json) return;
+  try {
+    const auto parsed = nlohmann::json::parse(data);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Failure(usage, "the edited data is not JSON (" + std::string(e.what()) + "); nothing was redriven");
   }
 }
 

@@ -7,19 +7,23 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace crier::cli {
 
 /// The exit codes, as `crier --help` documents them.
 enum Exit : int {
   ok = 0,
-  failure = 1,    ///< the bus refused or failed (an error from crier)
-  usage = 2,      ///< the command line is wrong
-  not_found = 3,  ///< the store, a dead letter or a subscriber named does not exist
+  failure = 1,        ///< the bus refused or failed (an error from crier)
+  usage = 2,          ///< the command line is wrong
+  not_found = 3,      ///< the store, a dead letter or a subscriber named does not exist
+  interrupted = 130,  ///< stopped by Ctrl-C (or SIGTERM); what was done is reported
 };
 
 /// An error the command reports and exits with: what happened, and its exit code.
@@ -44,6 +48,54 @@ bool confirm(const std::string& question);
 /// A time as an operator writes it: RFC 3339, or relative to now ("-10m", "-2h", "-30s",
 /// "-1d"). Throws Failure(usage) saying what is accepted.
 Timestamp parse_when(const std::string& text);
+
+/// Stored events after `last` (a position seen before; empty: from the query's own start),
+/// read in pages in the query's order, each given to `more` until it returns false. Returns
+/// the last position seen (`last` when there was nothing new).
+std::string read_pages(Inspector& in, BrowseQuery query, std::string last,
+                       const std::function<bool(const StoredEnvelope&)>& more);
+
+/// The newest stored events (time in ms since the epoch, type), newest first: back to the
+/// first one older than `since`, or to the one at position `stop_at` (not included), or
+/// `most` of them. `newest` is the newest position seen; `capped` says `most` ended it.
+struct RecentEvents {
+  std::vector<std::pair<std::int64_t, std::string>> events;
+  std::string newest;
+  bool capped = false;
+};
+RecentEvents recent_events(Inspector& in, Timestamp since, const std::string& stop_at, std::size_t most);
+
+/// From now on Ctrl-C (SIGINT) and SIGTERM only mark the work as stopped: long work asks
+/// stopped() between steps, reports what it did, and leaves nothing half-done.
+void stop_on_signals();
+bool stopped();
+/// Failure(interrupted) saying how far the work got.
+Failure interrupted_after(const std::string& done);
+
+/// A progress line on stderr (count, rate and, with a total, percent and time left), redrawn
+/// at most ten times a second, and only when stderr is a terminal; cleared when destroyed.
+class Progress {
+ public:
+  Progress(std::string what, std::uint64_t total);
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  void add(std::uint64_t n = 1);
+
+ private:
+  void draw();
+  const std::string what_;
+  const std::uint64_t total_;
+  const bool shown_;
+  std::uint64_t done_ = 0;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point drawn_{};
+};
+
+/// Edit-and-redrive's check of edited data: when the event's content type is JSON (or not
+/// given: crier's default codec), `data` must be JSON. Throws Failure(usage) saying where
+/// it is not.
+void check_edited_data(const Envelope& original, const std::string& data);
 
 /// "3.2 s", "4 min", "2 h": an age for people.
 std::string age_text(std::chrono::milliseconds age);

@@ -2,7 +2,16 @@
 // them back or deleting them.
 #include <nlohmann/json.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <thread>
 
 #include "cli.hpp"
 #include "commands.hpp"
@@ -17,6 +26,8 @@ struct DlqArgs {
   bool all = false;
   bool yes = false;
   bool json = false;
+  double rate = 0;
+  std::uint64_t edit = 0;
 };
 
 DeadLetterFilter filter_of(const DlqArgs& a) {
@@ -64,20 +75,85 @@ void run_show(const DlqArgs& a) {
 }
 
 // Redrive or purge: what is selected must be said (ids, or --all with optional filters), and
-// confirmed on a terminal unless --yes.
+// confirmed on a terminal unless --yes. Many letters go in steps (at most --rate a second),
+// each step a transaction of its own, with progress on a terminal; Ctrl-C ends it between
+// steps.
 void run_change(const DlqArgs& a, bool redrive) {
   if (a.ids.empty() && !a.all) throw Failure(usage, "say which dead letters: --id ID... or --all");
+  if (a.rate < 0) throw Failure(usage, "--rate wants a number of dead letters a second (0: as fast as it goes)");
   auto bus = open_bus(a.bus, /*read_only=*/false);
   DeadLetterQueue& dlq = bus->dead_letter_queue();
-  const DeadLetterFilter f = filter_of(a);
-  const std::size_t n = dlq.count(f);
-  if (n == 0) throw Failure(not_found, a.bus + ": no dead letter matches");
-  const char* verb = redrive ? "redrive" : "purge";
+  std::vector<std::uint64_t> ids;
+  for (const DeadLetter& l : dlq.list(filter_of(a))) ids.push_back(l.id);
+  if (ids.empty()) throw Failure(not_found, a.bus + ": no dead letter matches");
+  const std::size_t n = ids.size();
+  const char* verb = redrive ? "redrove" : "purged";
   if (!a.yes && !confirm(std::string(redrive ? "Send " : "Delete ") + std::to_string(n) + " dead letter" +
                          (n == 1 ? "" : "s") + (redrive ? " back to their subscriber?" : " for good?")))
-    throw Failure(usage, std::string("not confirmed: nothing was done (") + verb + " without a terminal wants --yes)");
-  const std::size_t done = redrive ? dlq.redrive(f) : dlq.purge(f);
-  std::printf("%s %zu dead letter%s\n", redrive ? "redrove" : "purged", done, done == 1 ? "" : "s");
+    throw Failure(usage, std::string("not confirmed: nothing was done (") + (redrive ? "redrive" : "purge") +
+                             " without a terminal wants --yes)");
+  stop_on_signals();
+  Progress progress(redrive ? "redrive" : "purge", n);
+  const std::size_t step = a.rate > 0 ? std::max<std::size_t>(1, static_cast<std::size_t>(a.rate / 10)) : 100;
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t done = 0;
+  for (std::size_t at = 0; at < n; at += step) {
+    if (stopped())
+      throw interrupted_after(std::string(verb) + " " + std::to_string(done) + " of " + std::to_string(n) +
+                              " dead letters; the others are kept");
+    if (a.rate > 0)  // paced: the subscriber is not flattened by thousands at once
+      std::this_thread::sleep_until(start + std::chrono::duration<double>(static_cast<double>(at) / a.rate));
+    DeadLetterFilter f;
+    f.ids.assign(ids.begin() + static_cast<std::ptrdiff_t>(at),
+                 ids.begin() + static_cast<std::ptrdiff_t>(std::min(n, at + step)));
+    const std::size_t k = redrive ? dlq.redrive(f) : dlq.purge(f);
+    done += k;
+    progress.add(k);
+  }
+  std::printf("%s %zu dead letter%s\n", verb, done, done == 1 ? "" : "s");
+}
+
+// Edit-and-redrive: the letter's data in $VISUAL or $EDITOR, then back to its subscriber
+// alone with the edited data.
+void run_edit(const DlqArgs& a) {
+  auto bus = open_bus(a.bus, /*read_only=*/false);
+  DeadLetterQueue& dlq = bus->dead_letter_queue();
+  const auto letters = dlq.list({.ids = {a.edit}});
+  if (letters.empty()) throw Failure(not_found, a.bus + ": no dead letter " + std::to_string(a.edit));
+  const DeadLetter& letter = letters.front();
+  std::string original = letter.envelope.data;
+  if (const auto j = nlohmann::json::parse(original, nullptr, false); !j.is_discarded()) original = j.dump(2) + "\n";
+
+  char path[] = "/tmp/crier-edit-XXXXXX.json";
+  const int fd = ::mkstemps(path, 5);
+  if (fd < 0)
+    throw Failure(failure, std::string("cannot create a file for the editor in /tmp: ") + std::strerror(errno));
+  struct Remove {
+    const char* path;
+    ~Remove() { std::remove(path); }
+  } remove_after{path};
+  if (::write(fd, original.data(), original.size()) != static_cast<ssize_t>(original.size()) || ::close(fd) != 0)
+    throw Failure(failure, std::string(path) + ": cannot write the data to edit");
+  // The editor named by the environment, through the shell as editors are named ("code -w").
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::execl("/bin/sh", "sh", "-c", "exec ${VISUAL:-${EDITOR:-vi}} \"$1\"", "sh", path, static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  if (child < 0 || ::waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw Failure(failure, "the editor ($VISUAL, $EDITOR or vi) failed: nothing was redriven");
+  std::ifstream in(path, std::ios::binary);
+  std::string edited((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (edited == original) throw Failure(usage, "the data was not changed: nothing was redriven");
+  check_edited_data(letter.envelope, edited);
+  if (const auto j = nlohmann::json::parse(edited, nullptr, false); !j.is_discarded()) edited = j.dump();
+  if (!a.yes && !confirm("Send dead letter " + std::to_string(letter.id) + " back to " + letter.subscriber +
+                         " with the edited data?"))
+    throw Failure(usage, "not confirmed: nothing was done (edit without a terminal wants --yes)");
+  dlq.redrive_edited(letter.id, edited);
+  std::printf("redrove dead letter %llu to %s with edited data\n", static_cast<unsigned long long>(letter.id),
+              letter.subscriber.c_str());
 }
 
 CLI::App* add_letter_command(CLI::App& dlq, const char* name, const char* help, std::shared_ptr<DlqArgs> args) {
@@ -115,9 +191,21 @@ void add_dlq(CLI::App& app) {
     c->add_option("--id", args->ids, "these dead letters (repeatable)");
     c->add_flag("--all", args->all, "every dead letter the filters select");
     c->add_flag("--yes,-y", args->yes, "do not ask for confirmation");
-    c->footer(redrive ? "Example: crier dlq redrive orders.db --subscriber inventory --all --yes"
+    if (redrive) {
+      c->add_option("--rate", args->rate, "at most this many a second (0: as fast as it goes)");
+      c->add_option("--edit", args->edit,
+                    "open this letter's data in $EDITOR; redrive the edited event to its subscriber");
+    }
+    c->footer(redrive ? "Example: crier dlq redrive orders.db --subscriber inventory --all --rate 100\n"
+                        "         crier dlq redrive orders.db --edit 7"
                       : "Example: crier dlq purge orders.db --id 3 --id 4");
-    c->callback([args, redrive] { run_change(*args, redrive); });
+    c->callback([args, redrive] {
+      if (args->edit != 0) {
+        if (!args->ids.empty() || args->all) throw Failure(usage, "--edit takes one letter; leave out --id and --all");
+        return run_edit(*args);
+      }
+      run_change(*args, redrive);
+    });
   }
 }
 

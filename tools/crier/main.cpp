@@ -15,14 +15,18 @@ int main(int argc, char** argv) {
 
   CLI::App app{"crier: see, tail, replay and repair a crier bus"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "crier " CRIER_VERSION);
   app.footer(
       "BUS is a SQLite store file (orders.db) or a transport URL (nats://HOST:PORT/STREAM).\n"
-      "Exit codes: 0 done; 1 the bus refused or failed; 2 usage (or not confirmed); 3 not found.");
+      "Exit codes: 0 done; 1 the bus refused or failed; 2 usage (or not confirmed); 3 not found;\n"
+      "130 stopped by Ctrl-C (what was done is reported).");
   crier::cli::add_status(app);
   crier::cli::add_tail(app);
   crier::cli::add_dlq(app);
   crier::cli::add_publish(app);
+  crier::cli::add_republish(app);
   crier::cli::add_replay(app);
+  crier::cli::add_dashboard(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

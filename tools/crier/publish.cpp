@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "cli.hpp"
 #include "commands.hpp"
@@ -25,9 +26,11 @@ void run_publish(const PublishArgs& a) {
     if (!a.type.empty() || !a.data.empty())
       throw Failure(usage, "publish -: the events come whole from stdin; --type and --data are for one event");
     auto bus = open_bus(a.bus, /*read_only=*/false);
+    stop_on_signals();
+    Progress progress("publish", 0);
     std::string line;
     std::size_t n = 0, published = 0;
-    while (std::getline(std::cin, line)) {
+    while (!stopped() && std::getline(std::cin, line)) {
       ++n;
       if (std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isspace(c); })) continue;
       try {
@@ -37,7 +40,11 @@ void run_publish(const PublishArgs& a) {
                                    std::to_string(published) + " events before it were published)");
       }
       ++published;
+      progress.add();
     }
+    if (stopped())
+      throw interrupted_after("published " + std::to_string(published) + " events, the lines up to " +
+                              std::to_string(n) + "; the rest of stdin was not read");
     std::printf("published %zu event%s\n", published, published == 1 ? "" : "s");
     return;
   }
@@ -56,6 +63,34 @@ void run_publish(const PublishArgs& a) {
   e.source = a.source;
   auto bus = open_bus(a.bus, /*read_only=*/false);
   std::printf("%s\n", bus->inspector().publish_json(e.to_json()).c_str());
+}
+
+struct RepublishArgs {
+  std::string bus, id;
+};
+
+// The stored event with this CloudEvents id, sent again to every subscriber of its type as a
+// new event (a fresh id, so that no transport takes it for a duplicate) that names the
+// original in its `republishedof` attribute.
+void run_republish(const RepublishArgs& a) {
+  auto bus = open_bus(a.bus, /*read_only=*/false);
+  Inspector& in = bus->inspector();
+  stop_on_signals();
+  Progress progress("looking for " + a.id, 0);
+  std::optional<Envelope> found;
+  BrowseQuery q;
+  q.newest_first = true;
+  (void)read_pages(in, q, "", [&](const StoredEnvelope& s) {
+    progress.add();
+    if (s.envelope.id == a.id) found = s.envelope;
+    return !found && !stopped();
+  });
+  if (stopped()) throw interrupted_after("the event was not found yet; nothing was published");
+  if (!found) throw Failure(not_found, a.bus + ": no stored event has id " + a.id);
+  Envelope copy = *found;
+  copy.id = new_envelope(copy.type, "", "").id;
+  copy.extensions["republishedof"] = found->id;
+  std::printf("%s\n", in.publish_json(copy.to_json()).c_str());
 }
 
 struct ReplayArgs {
@@ -109,6 +144,17 @@ void add_publish(CLI::App& app) {
       "Example: crier publish orders.db --type com.example.shop.order.placed --data '{\"order_id\":\"o-1\"}'\n"
       "         crier tail --json other.db --from beginning --limit 0 | crier publish orders.db -");
   cmd->callback([args] { run_publish(*args); });
+}
+
+void add_republish(CLI::App& app) {
+  auto args = std::make_shared<RepublishArgs>();
+  auto* cmd = app.add_subcommand("republish",
+                                 "Send a stored event again to every subscriber of its type, as a new event "
+                                 "(fresh id, attribute republishedof naming the original); prints the new id");
+  cmd->add_option("bus", args->bus, "the store file, or a transport URL")->required();
+  cmd->add_option("id", args->id, "the stored event's CloudEvents id (from crier tail)")->required();
+  cmd->footer("Example: crier republish orders.db 01a23b27-2956-7341-aa4b-e9e43eea5876");
+  cmd->callback([args] { run_republish(*args); });
 }
 
 void add_replay(CLI::App& app) {

@@ -1,7 +1,10 @@
 // crier status BUS: where every subscriber stands, and what is stored per event type.
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+
 #include <cstdio>
+#include <map>
 
 #include "cli.hpp"
 #include "commands.hpp"
@@ -13,13 +16,19 @@ namespace {
 struct StatusArgs {
   std::string bus;
   bool json = false;
+  bool watch = false;
+  double every = 2;
 };
 
-void run_status(const StatusArgs& a) {
-  auto bus = open_bus(a.bus, /*read_only=*/true);
-  Inspector& in = bus->inspector();
+constexpr std::size_t kMostCounted = 100'000;
+
+void print_status(const StatusArgs& a, Inspector& in) {
   const auto subscribers = in.subscribers();
   const auto types = in.event_types();
+  const RecentEvents recent =
+      recent_events(in, std::chrono::system_clock::now() - std::chrono::minutes(1), "", kMostCounted);
+  std::map<std::string, std::uint64_t> last_minute;
+  for (const auto& [t, type] : recent.events) ++last_minute[type];
   if (a.json) {
     nlohmann::json j = {{"subscribers", nlohmann::json::array()}, {"event_types", nlohmann::json::array()}};
     for (const auto& s : subscribers)
@@ -32,8 +41,11 @@ void run_status(const StatusArgs& a) {
                                   {"retrying", s.retrying},
                                   {"dead_letters", s.dead_letters}});
     for (const auto& t : types)
-      j["event_types"].push_back(
-          {{"event_type", t.event_type}, {"events", t.events}, {"newest", t.newest}, {"newest_time", t.newest_time}});
+      j["event_types"].push_back({{"event_type", t.event_type},
+                                  {"events", t.events},
+                                  {"newest", t.newest},
+                                  {"newest_time", t.newest_time},
+                                  {"last_minute", last_minute[t.event_type]}});
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
@@ -45,11 +57,38 @@ void run_status(const StatusArgs& a) {
                 s.lag == 0 ? "-" : age_text(s.oldest_age).c_str(), static_cast<unsigned long long>(s.in_flight),
                 static_cast<unsigned long long>(s.retrying), static_cast<unsigned long long>(s.dead_letters));
   if (subscribers.empty()) std::printf("(no subscriber has read this bus yet)\n");
-  std::printf("\n%-57s %10s %10s  %s\n", "EVENT TYPE", "EVENTS", "NEWEST", "NEWEST TIME");
+  std::printf("\n%-46s %10s %10s %10s  %s\n", "EVENT TYPE", "EVENTS", "LAST MIN", "NEWEST", "NEWEST TIME");
   for (const auto& t : types)
-    std::printf("%-57s %10llu %10s  %s\n", t.event_type.c_str(), static_cast<unsigned long long>(t.events),
-                t.newest.c_str(), t.newest_time.c_str());
+    std::printf("%-46s %10llu %9llu%s %10s  %s\n", t.event_type.c_str(), static_cast<unsigned long long>(t.events),
+                static_cast<unsigned long long>(last_minute[t.event_type]), recent.capped ? "+" : " ", t.newest.c_str(),
+                t.newest_time.c_str());
   if (types.empty()) std::printf("(no events stored)\n");
+}
+
+void run_status(const StatusArgs& a) {
+  auto bus = open_bus(a.bus, /*read_only=*/true);
+  Inspector& in = bus->inspector();
+  if (!a.watch) return print_status(a, in);
+  if (a.every < 0.2) throw Failure(usage, "--every wants at least 0.2 seconds");
+  // On a terminal the table is redrawn in place; elsewhere each look follows the last.
+  const bool redraw = is_terminal(1);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  for (;;) {
+    if (redraw)
+      std::printf("\033[H\033[2J%s   %s   (every %.1f s, Ctrl-C to stop)\n\n", a.bus.c_str(),
+                  format_time(std::chrono::system_clock::now()).c_str(), a.every);
+    print_status(a, in);
+    if (!redraw) std::printf("\n");
+    std::fflush(stdout);
+    const auto ns = static_cast<long long>(a.every * 1e9);
+    const timespec wait{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    const int sig = sigtimedwait(&stop, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) return;
+  }
 }
 
 }  // namespace
@@ -61,6 +100,8 @@ void add_status(CLI::App& app) {
                                  "dead letters; events stored per type. Opens the bus read-only.");
   cmd->add_option("bus", args->bus, "the store file, or a transport URL (nats://HOST:PORT/STREAM)")->required();
   cmd->add_flag("--json", args->json, "print JSON for scripts");
+  cmd->add_flag("--watch,-w", args->watch, "look again every --every seconds, in place on a terminal, until Ctrl-C");
+  cmd->add_option("--every", args->every, "seconds between looks with --watch")->capture_default_str();
   cmd->footer("Example: crier status orders.db");
   cmd->callback([args] { run_status(*args); });
 }

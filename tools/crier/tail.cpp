@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 #include "cli.hpp"
@@ -13,8 +14,6 @@
 namespace crier::cli {
 
 namespace {
-
-constexpr std::size_t kPage = 500;
 
 struct TailArgs {
   std::string bus, type, subject, grep, from;
@@ -51,25 +50,6 @@ void print(const TailArgs& a, const StoredEnvelope& s, int width) {
   std::printf("%s\n", line.c_str());
 }
 
-// Events after `last` (a position seen before; empty: from the query's own start), in pages,
-// in the query's order, while `more` says so. Returns the last position seen.
-template <class Fn>
-std::string read_pages(Inspector& in, BrowseQuery q, std::string last, Fn more) {
-  for (;;) {
-    if (!last.empty()) q.from = last;
-    q.limit = kPage;
-    const auto page = in.browse(q);
-    bool progressed = false;
-    for (const auto& s : page) {
-      if (s.position == last) continue;  // `from` is included: seen already
-      last = s.position;
-      progressed = true;
-      if (!more(s)) return last;
-    }
-    if (!progressed) return last;
-  }
-}
-
 void run_tail(const TailArgs& a) {
   auto bus = open_bus(a.bus, /*read_only=*/true);
   Inspector& in = bus->inspector();
@@ -77,7 +57,13 @@ void run_tail(const TailArgs& a) {
   BrowseQuery q;
   q.event_type = a.type;
   std::size_t printed = 0;
+  // A long read into a pipe shows its progress on the terminal; Ctrl-C ends it cleanly.
+  stop_on_signals();
+  std::optional<Progress> progress;
+  if (!is_terminal(1)) progress.emplace("tail: events read", 0);
   auto show = [&](const StoredEnvelope& s) {
+    if (progress) progress->add();
+    if (stopped()) return false;
     if (!wanted(a, s)) return true;
     print(a, s, width);
     ++printed;
