@@ -45,6 +45,8 @@ TEST_F(CliTest, StatusShowsWhereEachSubscriberStandsAndWritesNothing) {
   EXPECT_EQ(by_name.at("billing")["lag"], 0);
   EXPECT_EQ(by_name.at("billing")["dead_letters"], 4);
   EXPECT_EQ(by_name.at("audit")["lag"], 20);
+  EXPECT_TRUE(by_name.at("billing")["idle_ms"].is_number()) << by_name.at("billing");
+  EXPECT_TRUE(by_name.at("audit")["idle_ms"].is_null()) << "audit never finished an event";
   ASSERT_EQ(status["event_types"].size(), 2u);  // the jobs, and the dead-letter announcements
   EXPECT_EQ(read_file(path), before) << "status changed the store file";
   EXPECT_EQ(beside(), files_before) << "status made or removed files beside the store";

@@ -746,6 +746,8 @@ TEST_P(Conformance, AttemptsSurviveARestart) {
 // The inspector's counts match what the bus did.
 TEST_P(Conformance, TheInspectorsCountsMatchWhatHappened) {
   if (!GetParam().durable) GTEST_SKIP() << "the memory bus has no inspector";
+  // Whole seconds: a server may keep times to the second.
+  const auto started = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
   auto transport = GetParam().open(dir_, 30s);
   {
     crier::Bus bus{transport};
@@ -767,6 +769,8 @@ TEST_P(Conformance, TheInspectorsCountsMatchWhatHappened) {
   const auto subs = inspect.subscribers();
   const auto it = std::find_if(subs.begin(), subs.end(), [](const auto& s) { return s.subscriber == "picky"; });
   ASSERT_NE(it, subs.end());
+  EXPECT_GE(it->last_settled, started) << "the last settle is not known, or before the test began";
+  EXPECT_LE(it->last_settled, std::chrono::system_clock::now() + 1s);
   EXPECT_EQ(it->lag, 0u);
   EXPECT_EQ(it->in_flight, 0u);
   EXPECT_EQ(it->retrying, 0u);

@@ -145,7 +145,8 @@ TEST(SqliteCorruption, AnOlderStoreGetsChecksumsAndTheOutboxWritesThem) {
   write_store(path, 50);
   raw_sql(path,
           "ALTER TABLE crier_events DROP COLUMN crc; ALTER TABLE crier_retries DROP COLUMN edited_data; "
-          "ALTER TABLE crier_dead_letters DROP COLUMN edited_data; UPDATE crier_meta SET value = '1' WHERE key = "
+          "ALTER TABLE crier_dead_letters DROP COLUMN edited_data; ALTER TABLE crier_cursors DROP COLUMN settled_ms; "
+          "UPDATE crier_meta SET value = '1' WHERE key = "
           "'schema_version'");
   {
     auto store = crier::sqlite::open(path);

@@ -30,6 +30,9 @@ struct SubscriberStatus {
   std::uint64_t in_flight = 0;     ///< held by a consumer now
   std::uint64_t retrying = 0;      ///< failed, waiting for another attempt
   std::uint64_t dead_letters = 0;  ///< given up on, kept for an operator
+  /// When a consumer of the name last finished one of these events (handled, or given up
+  /// on); the epoch when it never has, or the transport does not know.
+  Timestamp last_settled{};
 };
 
 /// One event type as stored.

@@ -179,6 +179,14 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
         s.event_type = names->second;
         s.lag += c.value("num_pending", std::uint64_t{0}) + c.value("num_ack_pending", std::uint64_t{0});
         s.in_flight += c.value("num_ack_pending", std::uint64_t{0});
+        // The server's last acknowledgement of either consumer (an ack, or a dead letter's
+        // +TERM): when the subscriber last finished an event.
+        if (const auto active = c["ack_floor"].value("last_active", std::string()); !active.empty()) {
+          try {
+            s.last_settled = std::max(s.last_settled, parse_time(active));
+          } catch (const std::exception&) {
+          }
+        }
         if (!redrive) {
           const auto seq = c["delivered"].value("stream_seq", std::uint64_t{0});
           if (seq > 0) s.position = std::to_string(seq);

@@ -328,6 +328,10 @@ class SqliteConsumer final : public Consumer {
       dr.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, seq).bind(4, owner_);
       dr.run();
     }
+    if (f.claims.empty() && f.retries.empty()) return;
+    Stmt settled(s_->db, s_->path, "UPDATE crier_cursors SET settled_ms = ?3 WHERE subscriber = ?1 AND type = ?2");
+    settled.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, wall_ms());
+    settled.run();
   }
 
   // Caller holds db_mu inside a transaction (closing): a claim of which some events were

@@ -31,6 +31,7 @@ std::vector<SubscriberStatus> Store::subscribers() {
     while (names.step()) out.push_back(SubscriberStatus{names.text(0), names.text(1)});
     Stmt q(s.db, s.path,
            "SELECT (SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
+           "(SELECT settled_ms FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
            "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2), "
            "(SELECT count(*) FROM crier_dead_letters WHERE subscriber = ?1 AND type = ?2), " +
                std::string(kHeldUnsettled) +
@@ -47,10 +48,11 @@ std::vector<SubscriberStatus> Store::subscribers() {
       q.bind(1, st.subscriber).bind(2, st.event_type);
       if (q.step()) {
         st.position = q.is_null(0) ? std::string() : position_text(q.int64(0));
-        st.retrying = static_cast<std::uint64_t>(q.int64(1));
-        st.dead_letters = static_cast<std::uint64_t>(q.int64(2));
-        st.in_flight = static_cast<std::uint64_t>(q.int64(3));
-        if (!q.is_null(4)) st.oldest_age = std::chrono::milliseconds(std::max<std::int64_t>(0, now - q.int64(4)));
+        if (!q.is_null(1)) st.last_settled = Timestamp(std::chrono::milliseconds(q.int64(1)));
+        st.retrying = static_cast<std::uint64_t>(q.int64(2));
+        st.dead_letters = static_cast<std::uint64_t>(q.int64(3));
+        st.in_flight = static_cast<std::uint64_t>(q.int64(4));
+        if (!q.is_null(5)) st.oldest_age = std::chrono::milliseconds(std::max<std::int64_t>(0, now - q.int64(5)));
       }
       q.reset();
     }

@@ -61,10 +61,12 @@ UPDATE crier_events SET crc = crier_event_checksum(seq, id, type, source, time, 
 )sql",
     // 2 -> 3: an operator may redrive a dead letter with edited data (edit-and-redrive); the
     // edited data travels with the retry row, and with the letter if it fails again, while
-    // the stored event stays as it was for every other subscriber.
+    // the stored event stays as it was for every other subscriber. And each subscriber's
+    // cursor keeps when it last finished an event (its idle time, for the tools).
     R"sql(
 ALTER TABLE crier_retries ADD COLUMN edited_data BLOB;
 ALTER TABLE crier_dead_letters ADD COLUMN edited_data BLOB;
+ALTER TABLE crier_cursors ADD COLUMN settled_ms INTEGER;
 )sql",
 };
 

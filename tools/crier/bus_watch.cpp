@@ -141,6 +141,7 @@ void BusWatch::look() {
     std::set<std::string> names;
     auto subs = nlohmann::json::array();
     for (const auto& s : subscribers) {
+      const auto idle = idle_time(s);
       names.insert(s.subscriber);
       lag += s.lag;
       in_flight += s.in_flight;
@@ -153,7 +154,8 @@ void BusWatch::look() {
                       {"oldest_age_ms", s.oldest_age.count()},
                       {"in_flight", s.in_flight},
                       {"retrying", s.retrying},
-                      {"dead_letters", s.dead_letters}});
+                      {"dead_letters", s.dead_letters},
+                      {"idle_ms", idle ? nlohmann::json(idle->count()) : nlohmann::json(nullptr)}});
     }
     auto type_rows = nlohmann::json::array();
     for (const auto& t : types) {
@@ -218,6 +220,11 @@ void BusWatch::look() {
     for (const auto& s : subscribers)
       prom += "crier_subscriber_oldest_unfinished_age_seconds" + labels(s) +
               std::to_string(static_cast<double>(s.oldest_age.count()) / 1000.0) + "\n";
+    gauge(prom, "crier_subscriber_idle_seconds", "Time since a subscriber last finished an event.");
+    for (const auto& s : subscribers)
+      if (const auto idle = idle_time(s))
+        prom += "crier_subscriber_idle_seconds" + labels(s) +
+                std::to_string(static_cast<double>(idle->count()) / 1000.0) + "\n";
     gauge(prom, "crier_stored_events", "Events stored now, per event type.");
     for (const auto& t : types)
       prom += "crier_stored_events{event_type=\"" + escape_prometheus_label(t.event_type) + "\"} " +

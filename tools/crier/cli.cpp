@@ -189,3 +189,13 @@ std::string age_text(std::chrono::milliseconds age) {
 }
 
 }  // namespace crier::cli
+
+namespace crier::cli {
+
+std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s) {
+  if (s.last_settled == Timestamp{}) return std::nullopt;
+  return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                    std::chrono::system_clock::now() - s.last_settled));
+}
+
+}  // namespace crier::cli

@@ -22,6 +22,11 @@ struct StatusArgs {
 
 constexpr std::size_t kMostCounted = 100'000;
 
+nlohmann::json idle_ms(const SubscriberStatus& s) {
+  const auto idle = idle_time(s);
+  return idle ? nlohmann::json(idle->count()) : nlohmann::json(nullptr);
+}
+
 void print_status(const StatusArgs& a, Inspector& in) {
   const auto subscribers = in.subscribers();
   const auto types = in.event_types();
@@ -39,7 +44,8 @@ void print_status(const StatusArgs& a, Inspector& in) {
                                   {"oldest_age_ms", s.oldest_age.count()},
                                   {"in_flight", s.in_flight},
                                   {"retrying", s.retrying},
-                                  {"dead_letters", s.dead_letters}});
+                                  {"dead_letters", s.dead_letters},
+                                  {"idle_ms", idle_ms(s)}});
     for (const auto& t : types)
       j["event_types"].push_back({{"event_type", t.event_type},
                                   {"events", t.events},
@@ -49,13 +55,16 @@ void print_status(const StatusArgs& a, Inspector& in) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("%-20s %-36s %10s %8s %10s %9s %8s %6s\n", "SUBSCRIBER", "EVENT TYPE", "POSITION", "LAG", "OLDEST",
-              "IN FLIGHT", "RETRYING", "DEAD");
-  for (const auto& s : subscribers)
-    std::printf("%-20s %-36s %10s %8llu %10s %9llu %8llu %6llu\n", s.subscriber.c_str(), s.event_type.c_str(),
+  std::printf("%-16s %-36s %9s %7s %8s %8s %9s %8s %5s\n", "SUBSCRIBER", "EVENT TYPE", "POSITION", "LAG", "OLDEST",
+              "IDLE", "IN FLIGHT", "RETRYING", "DEAD");
+  for (const auto& s : subscribers) {
+    const auto idle = idle_time(s);
+    std::printf("%-16s %-36s %9s %7llu %8s %8s %9llu %8llu %5llu\n", s.subscriber.c_str(), s.event_type.c_str(),
                 s.position.empty() ? "-" : s.position.c_str(), static_cast<unsigned long long>(s.lag),
-                s.lag == 0 ? "-" : age_text(s.oldest_age).c_str(), static_cast<unsigned long long>(s.in_flight),
-                static_cast<unsigned long long>(s.retrying), static_cast<unsigned long long>(s.dead_letters));
+                s.lag == 0 ? "-" : age_text(s.oldest_age).c_str(), idle ? age_text(*idle).c_str() : "never",
+                static_cast<unsigned long long>(s.in_flight), static_cast<unsigned long long>(s.retrying),
+                static_cast<unsigned long long>(s.dead_letters));
+  }
   if (subscribers.empty()) std::printf("(no subscriber has read this bus yet)\n");
   std::printf("\n%-46s %10s %10s %10s  %s\n", "EVENT TYPE", "EVENTS", "LAST MIN", "NEWEST", "NEWEST TIME");
   for (const auto& t : types)

@@ -73,8 +73,9 @@ function render(s) {
   fillBody('subscribers', (s.subscribers || []).map((x) =>
     el('tr', { 'data-subscriber': x.subscriber, 'data-type': x.event_type }, [
       cell(x.subscriber), cell(x.event_type), cell(x.position || '–', 'n'), cell(fmt(x.lag), 'n lag'),
-      cell(x.lag ? age(x.oldest_age_ms) : '–', 'n'), cell(fmt(x.in_flight), 'n'), cell(fmt(x.retrying), 'n'),
-      cell(fmt(x.dead_letters), 'n dead')])), 'No subscriber has read this bus yet.', 8);
+      cell(x.lag ? age(x.oldest_age_ms) : '–', 'n'), cell(x.idle_ms === null ? 'never' : age(x.idle_ms || 1), 'n idle'),
+      cell(fmt(x.in_flight), 'n'), cell(fmt(x.retrying), 'n'), cell(fmt(x.dead_letters), 'n dead')])),
+    'No subscriber has read this bus yet.', 9);
 
   fillBody('types', (s.event_types || []).map((x) =>
     el('tr', { 'data-type': x.event_type }, [
