@@ -169,6 +169,7 @@ CLI::App* add_letter_command(CLI::App& dlq, const char* name, const char* help, 
 void add_dlq(CLI::App& app) {
   auto* dlq = app.add_subcommand("dlq", "Dead letters: list, show, redrive, purge");
   dlq->require_subcommand(1);
+  dlq->footer("Example: crier dlq list orders.db --subscriber inventory");
 
   auto list = std::make_shared<DlqArgs>();
   auto* l = add_letter_command(*dlq, "list", "Dead letters with reason, attempts and last failure (read-only)", list);

@@ -105,28 +105,28 @@ function drawTopology(s) {
   for (const x of s.subscribers || []) if (!types.includes(x.event_type)) types.push(x.event_type);
   const subs = [...new Set((s.subscribers || []).map((x) => x.subscriber))].sort();
   const rows = Math.max(types.length, subs.length, 1);
-  const width = box.clientWidth || 600, h = rows * 40 + 10, nodeW = Math.min(260, width * 0.38);
+  const width = box.clientWidth || 600, h = rows * 48 + 10;
+  const typeW = Math.min(260, width * 0.42), subW = Math.min(160, width * 0.25), subX = width - subW - 5;
   box.setAttribute('viewBox', `0 0 ${width} ${h}`);
   box.setAttribute('height', h);
   const yOf = (i, n) => 5 + (h - 10) * (i + 0.5) / n;
   const rate = Object.fromEntries((s.event_types || []).map((x) => [x.event_type, x.last_minute]));
   for (const x of s.subscribers || []) {
     const y1 = yOf(types.indexOf(x.event_type), types.length), y2 = yOf(subs.indexOf(x.subscriber), subs.length);
-    const x1 = nodeW + 5, x2 = width - nodeW * 0.6 - 5;
-    box.append(svg('path', { class: 'edge', d: `M${x1},${y1} C${(x1 + x2) / 2},${y1} ${(x1 + x2) / 2},${y2} ${x2},${y2}` }));
-    box.append(svg('text', { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 3, 'text-anchor': 'middle', class: 'muted' },
-      x.lag ? 'lag ' + fmt(x.lag) : ''));
+    const x1 = typeW + 5, x2 = subX, mid = (x1 + x2) / 2;
+    box.append(svg('path', { class: 'edge', d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}` }));
+    if (x.lag) box.append(svg('text', { x: x2 - 6, y: y2 - 5, 'text-anchor': 'end', class: 'muted' }, 'lag ' + fmt(x.lag)));
   }
   types.forEach((type, i) => {
     const y = yOf(i, types.length);
-    box.append(svg('rect', { class: 'node', x: 5, y: y - 15, width: nodeW, height: 30, rx: 5 }));
-    box.append(svg('text', { x: 12, y: y + 4 }, type.length > 34 ? '…' + type.slice(-33) : type));
-    box.append(svg('text', { x: nodeW - 2, y: y + 4, 'text-anchor': 'end', class: 'muted' }, fmt(rate[type] || 0) + '/min'));
+    box.append(svg('rect', { class: 'node', x: 5, y: y - 19, width: typeW, height: 38, rx: 5 }));
+    box.append(svg('text', { x: 12, y: y - 3 }, type.length > 36 ? '…' + type.slice(-35) : type));
+    box.append(svg('text', { x: 12, y: y + 13, class: 'muted' }, fmt(rate[type] || 0) + ' in the last minute'));
   });
   subs.forEach((name, i) => {
-    const y = yOf(i, subs.length), x = width - nodeW * 0.6 - 5;
-    box.append(svg('rect', { class: 'node', x, y: y - 15, width: nodeW * 0.6, height: 30, rx: 5 }));
-    box.append(svg('text', { x: x + 8, y: y + 4 }, name));
+    const y = yOf(i, subs.length);
+    box.append(svg('rect', { class: 'node', x: subX, y: y - 15, width: subW, height: 30, rx: 5 }));
+    box.append(svg('text', { x: subX + 8, y: y + 4 }, name));
   });
 }
 
