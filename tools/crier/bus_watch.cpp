@@ -141,21 +141,12 @@ void BusWatch::look() {
     std::set<std::string> names;
     auto subs = nlohmann::json::array();
     for (const auto& s : subscribers) {
-      const auto idle = idle_time(s);
       names.insert(s.subscriber);
       lag += s.lag;
       in_flight += s.in_flight;
       retrying += s.retrying;
       dead += s.dead_letters;
-      subs.push_back({{"subscriber", s.subscriber},
-                      {"event_type", s.event_type},
-                      {"position", s.position},
-                      {"lag", s.lag},
-                      {"oldest_age_ms", s.oldest_age.count()},
-                      {"in_flight", s.in_flight},
-                      {"retrying", s.retrying},
-                      {"dead_letters", s.dead_letters},
-                      {"idle_ms", idle ? nlohmann::json(idle->count()) : nlohmann::json(nullptr)}});
+      subs.push_back(subscriber_json(s));
     }
     auto type_rows = nlohmann::json::array();
     for (const auto& t : types) {

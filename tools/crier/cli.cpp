@@ -198,4 +198,48 @@ std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s) {
                                                     std::chrono::system_clock::now() - s.last_settled));
 }
 
+nlohmann::json subscriber_json(const SubscriberStatus& s) {
+  const auto idle = idle_time(s);
+  return {{"subscriber", s.subscriber},
+          {"event_type", s.event_type},
+          {"position", s.position},
+          {"lag", s.lag},
+          {"oldest_age_ms", s.oldest_age.count()},
+          {"in_flight", s.in_flight},
+          {"retrying", s.retrying},
+          {"dead_letters", s.dead_letters},
+          {"idle_ms", idle ? nlohmann::json(idle->count()) : nlohmann::json(nullptr)}};
+}
+
+nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_shown) {
+  nlohmann::json j = {{"id", l.id},
+                      {"subscriber", l.subscriber},
+                      {"event_type", l.envelope.type},
+                      {"event_id", l.envelope.id},
+                      {"subject", l.envelope.subject},
+                      {"attempts", l.attempts},
+                      {"first_error", l.first_error},
+                      {"last_error", l.last_error},
+                      {"first_failure", format_time(l.first_failure)},
+                      {"last_failure", format_time(l.last_failure)}};
+  if (whole)
+    j["event"] = nlohmann::json::parse(l.envelope.to_json());
+  else if (data_shown > 0)
+    j["data"] =
+        l.envelope.data.size() > data_shown ? l.envelope.data.substr(0, data_shown) + "\u2026" : l.envelope.data;
+  return j;
+}
+
+bool wait_for_stop(std::chrono::milliseconds timeout) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  const timespec wait{static_cast<time_t>(timeout.count() / 1000),
+                      static_cast<long>(timeout.count() % 1000) * 1'000'000};
+  const int sig = sigtimedwait(&stop, nullptr, &wait);
+  return sig == SIGINT || sig == SIGTERM;
+}
+
 }  // namespace crier::cli

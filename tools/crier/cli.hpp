@@ -5,6 +5,8 @@
 #include <crier/crier.hpp>
 #include <crier/open.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -102,5 +104,15 @@ std::string age_text(std::chrono::milliseconds age);
 
 /// How long ago a subscriber last finished an event; nullopt when it never has.
 std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s);
+
+/// A subscriber's status as the tools print it in JSON (`idle_ms` null: never).
+nlohmann::json subscriber_json(const SubscriberStatus& s);
+/// A dead letter in JSON: why, and with `whole` its event (CloudEvents JSON), else the first
+/// `data_shown` bytes of its data (none when 0).
+nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_shown = 0);
+
+/// Waits up to `timeout` for Ctrl-C or SIGTERM, which from the first call on only end such
+/// waits (a follow, a watch); true when one came.
+bool wait_for_stop(std::chrono::milliseconds timeout);
 
 }  // namespace crier::cli

@@ -62,25 +62,6 @@ std::uint64_t number_param(const httplib::Request& req, const char* name, std::u
   return std::min<std::uint64_t>(std::stoull(v), most);
 }
 
-json letter_json(const DeadLetter& l, bool whole) {
-  json j = {{"id", l.id},
-            {"subscriber", l.subscriber},
-            {"event_type", l.envelope.type},
-            {"event_id", l.envelope.id},
-            {"subject", l.envelope.subject},
-            {"attempts", l.attempts},
-            {"first_error", l.first_error},
-            {"last_error", l.last_error},
-            {"first_failure", format_time(l.first_failure)},
-            {"last_failure", format_time(l.last_failure)}};
-  if (whole)
-    j["event"] = json::parse(l.envelope.to_json());
-  else
-    j["data"] =
-        l.envelope.data.size() > kDataShown ? l.envelope.data.substr(0, kDataShown) + "\u2026" : l.envelope.data;
-  return j;
-}
-
 // The dead letters a redrive or purge request names: {"ids": [..]} or {"all": true} with an
 // optional subscriber and type.
 DeadLetterFilter selection_of(const json& body) {
@@ -196,7 +177,7 @@ struct DashboardServer::Impl {
     });
     json page = json::array();
     for (std::size_t i = offset; i < letters.size() && page.size() < limit; ++i)
-      page.push_back(letter_json(letters[i], false));
+      page.push_back(letter_json(letters[i], false, kDataShown));
     reply(res, 200, {{"total", letters.size()}, {"offset", offset}, {"letters", std::move(page)}});
   }
 

@@ -38,25 +38,11 @@ DeadLetterFilter filter_of(const DlqArgs& a) {
   return f;
 }
 
-nlohmann::json json_of(const DeadLetter& l, bool with_event) {
-  nlohmann::json j = {{"id", l.id},
-                      {"subscriber", l.subscriber},
-                      {"event_type", l.envelope.type},
-                      {"event_id", l.envelope.id},
-                      {"attempts", l.attempts},
-                      {"first_error", l.first_error},
-                      {"last_error", l.last_error},
-                      {"first_failure", format_time(l.first_failure)},
-                      {"last_failure", format_time(l.last_failure)}};
-  if (with_event) j["event"] = nlohmann::json::parse(l.envelope.to_json());
-  return j;
-}
-
 void run_list(const DlqArgs& a) {
   auto bus = open_bus(a.bus, /*read_only=*/true);
   const auto letters = bus->dead_letter_queue().list(filter_of(a));
   if (a.json) {
-    for (const auto& l : letters) std::printf("%s\n", json_of(l, false).dump().c_str());
+    for (const auto& l : letters) std::printf("%s\n", letter_json(l, false).dump().c_str());
     return;
   }
   std::printf("%6s  %-16s %-32s %8s  %-27s  %s\n", "ID", "SUBSCRIBER", "EVENT TYPE", "ATTEMPTS", "LAST FAILURE",
@@ -71,7 +57,7 @@ void run_show(const DlqArgs& a) {
   auto bus = open_bus(a.bus, /*read_only=*/true);
   const auto letters = bus->dead_letter_queue().list(filter_of(a));
   if (letters.empty()) throw Failure(not_found, a.bus + ": no dead letter " + std::to_string(a.ids.front()));
-  std::printf("%s\n", json_of(letters.front(), true).dump(2).c_str());
+  std::printf("%s\n", letter_json(letters.front(), true).dump(2).c_str());
 }
 
 // Redrive or purge: what is selected must be said (ids, or --all with optional filters), and

@@ -1,8 +1,6 @@
 // crier status BUS: where every subscriber stands, and what is stored per event type.
 #include <nlohmann/json.hpp>
 
-#include <signal.h>
-
 #include <cstdio>
 #include <map>
 
@@ -22,11 +20,6 @@ struct StatusArgs {
 
 constexpr std::size_t kMostCounted = 100'000;
 
-nlohmann::json idle_ms(const SubscriberStatus& s) {
-  const auto idle = idle_time(s);
-  return idle ? nlohmann::json(idle->count()) : nlohmann::json(nullptr);
-}
-
 void print_status(const StatusArgs& a, Inspector& in) {
   const auto subscribers = in.subscribers();
   const auto types = in.event_types();
@@ -36,16 +29,7 @@ void print_status(const StatusArgs& a, Inspector& in) {
   for (const auto& [t, type] : recent.events) ++last_minute[type];
   if (a.json) {
     nlohmann::json j = {{"subscribers", nlohmann::json::array()}, {"event_types", nlohmann::json::array()}};
-    for (const auto& s : subscribers)
-      j["subscribers"].push_back({{"subscriber", s.subscriber},
-                                  {"event_type", s.event_type},
-                                  {"position", s.position},
-                                  {"lag", s.lag},
-                                  {"oldest_age_ms", s.oldest_age.count()},
-                                  {"in_flight", s.in_flight},
-                                  {"retrying", s.retrying},
-                                  {"dead_letters", s.dead_letters},
-                                  {"idle_ms", idle_ms(s)}});
+    for (const auto& s : subscribers) j["subscribers"].push_back(subscriber_json(s));
     for (const auto& t : types)
       j["event_types"].push_back({{"event_type", t.event_type},
                                   {"events", t.events},
@@ -81,11 +65,6 @@ void run_status(const StatusArgs& a) {
   if (a.every < 0.2) throw Failure(usage, "--every wants at least 0.2 seconds");
   // On a terminal the table is redrawn in place; elsewhere each look follows the last.
   const bool redraw = is_terminal(1);
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   for (;;) {
     if (redraw)
       std::printf("\033[H\033[2J%s   %s   (every %.1f s, Ctrl-C to stop)\n\n", a.bus.c_str(),
@@ -93,10 +72,7 @@ void run_status(const StatusArgs& a) {
     print_status(a, in);
     if (!redraw) std::printf("\n");
     std::fflush(stdout);
-    const auto ns = static_cast<long long>(a.every * 1e9);
-    const timespec wait{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    const int sig = sigtimedwait(&stop, nullptr, &wait);
-    if (sig == SIGINT || sig == SIGTERM) return;
+    if (wait_for_stop(std::chrono::milliseconds(static_cast<long long>(a.every * 1000)))) return;
   }
 }
 

@@ -1,7 +1,5 @@
 // crier tail BUS: stored events, one line each (or CloudEvents JSON lines), filtered, and
 // followed as they come.
-#include <signal.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -94,15 +92,8 @@ void run_tail(const TailArgs& a) {
   if (!a.follow) return;
   std::fflush(stdout);
   // Ctrl-C or SIGTERM ends the follow cleanly; between them, a look for new events.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   for (;;) {
-    const timespec look_every{0, 250'000'000};
-    const int sig = sigtimedwait(&stop, nullptr, &look_every);
-    if (sig == SIGINT || sig == SIGTERM) return;
+    if (wait_for_stop(std::chrono::milliseconds(250))) return;
     BrowseQuery next = q;
     next.since.clear();
     last = read_pages(in, next, last, [&](const StoredEnvelope& s) {
