@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -110,10 +111,10 @@ class RunningCrier {
   RunningCrier(const RunningCrier&) = delete;
   RunningCrier& operator=(const RunningCrier&) = delete;
 
-  /// The next line it printed (without the newline); "" at the end of its output.
-  std::string line() {
+  /// The next line it printed (without the newline); nullopt at the end of its output.
+  std::optional<std::string> line() {
     char buf[4096];
-    if (!fgets(buf, sizeof buf, stdout_)) return "";
+    if (!fgets(buf, sizeof buf, stdout_)) return std::nullopt;
     std::string l = buf;
     if (!l.empty() && l.back() == '\n') l.pop_back();
     return l;

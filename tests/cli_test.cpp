@@ -290,8 +290,8 @@ TEST_F(CliTest, StatusCountsTheLastMinutePerType) {
 TEST_F(CliTest, StatusWatchLooksAgainUntilCtrlC) {
   RunningCrier watch(dir, {"status", path, "--watch", "--every", "0.2"});
   int looks = 0;
-  for (std::string l = watch.line(); !l.empty(); l = watch.line())  // "": it ended
-    if (l.rfind("SUBSCRIBER", 0) == 0 && ++looks == 2) break;
+  for (auto l = watch.line(); l; l = watch.line())  // nullopt: it ended
+    if (l->rfind("SUBSCRIBER", 0) == 0 && ++looks == 2) break;
   EXPECT_EQ(looks, 2);
   watch.signal(SIGINT);
   EXPECT_EQ(watch.wait(), 0) << watch.err();

@@ -30,7 +30,7 @@ class Dashboard {
     std::vector<std::string> args{"dashboard", path, "--listen", "127.0.0.1:0", "--interval", "100"};
     args.insert(args.end(), more.begin(), more.end());
     crier_ = std::make_unique<RunningCrier>(dir, args);
-    const std::string first = crier_->line();  // "crier dashboard: http://127.0.0.1:PORT/"
+    const std::string first = crier_->line().value_or("");  // "crier dashboard: http://127.0.0.1:PORT/"
     const auto colon = first.rfind(':');
     if (first.rfind("crier dashboard: http://", 0) != 0 || colon == std::string::npos)
       throw std::runtime_error("the dashboard did not start: " + first + crier_->err());

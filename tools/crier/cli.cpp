@@ -230,12 +230,23 @@ nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_sho
   return j;
 }
 
-bool wait_for_stop(std::chrono::milliseconds timeout) {
+namespace {
+sigset_t stop_signals() {
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);
   sigaddset(&stop, SIGTERM);
+  return stop;
+}
+}  // namespace
+
+void hold_stop_signals() {
+  const sigset_t stop = stop_signals();
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+}
+
+bool wait_for_stop(std::chrono::milliseconds timeout) {
+  const sigset_t stop = stop_signals();
   const timespec wait{static_cast<time_t>(timeout.count() / 1000),
                       static_cast<long>(timeout.count() % 1000) * 1'000'000};
   const int sig = sigtimedwait(&stop, nullptr, &wait);

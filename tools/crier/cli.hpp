@@ -111,8 +111,10 @@ nlohmann::json subscriber_json(const SubscriberStatus& s);
 /// `data_shown` bytes of its data (none when 0).
 nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_shown = 0);
 
-/// Waits up to `timeout` for Ctrl-C or SIGTERM, which from the first call on only end such
-/// waits (a follow, a watch); true when one came.
+/// From now on Ctrl-C and SIGTERM wait for wait_for_stop() (a follow, a watch) instead of
+/// ending the program; call before the work whose end they should be.
+void hold_stop_signals();
+/// Waits up to `timeout` for Ctrl-C or SIGTERM (held, or come before); true when one came.
 bool wait_for_stop(std::chrono::milliseconds timeout);
 
 }  // namespace crier::cli

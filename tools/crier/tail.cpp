@@ -91,6 +91,7 @@ void run_tail(const TailArgs& a) {
   }
   if (!a.follow) return;
   std::fflush(stdout);
+  hold_stop_signals();
   // Ctrl-C or SIGTERM ends the follow cleanly; between them, a look for new events.
   for (;;) {
     if (wait_for_stop(std::chrono::milliseconds(250))) return;
