@@ -601,8 +601,11 @@ TEST_P(Conformance, EventsOfAConsumerThatVanishesGoToAnotherAfterTheLease) {
 TEST_P(Conformance, AHeldEventIsNotRedeliveredBehindTheBusesBack) {
   if (!GetParam().durable) GTEST_SKIP() << "the memory bus has no shared subscriber across buses";
   // Long enough that a consumer's renewal is never starved past it on a loaded 2-core machine
-  // (at 200 ms, a fresh machine building beside the test once saw the claim lapse).
-  constexpr auto kLease = 500ms;
+  // (at 200 ms, a fresh machine building beside the test once saw the claim lapse; at 500 ms,
+  // NATS once did in CI, with another test running beside it). The slow handler and the
+  // retry delay stay 2.5 s: two and a half leases, several renewals.
+  constexpr auto kLease = 1000ms;
+  constexpr auto kSlow = 2500ms;
   std::mutex mu;
   std::map<int, std::vector<int>> attempts;  // event -> the attempt numbers its handlers saw
   Counter finished;
@@ -611,16 +614,16 @@ TEST_P(Conformance, AHeldEventIsNotRedeliveredBehindTheBusesBack) {
       std::lock_guard lock(mu);
       attempts[j.n].push_back(d.attempt());
     }
-    if (j.n == 1) {  // slow: five leases long
-      const auto until = std::chrono::steady_clock::now() + 5 * kLease;
+    if (j.n == 1) {  // slow: longer than a lease
+      const auto until = std::chrono::steady_clock::now() + kSlow;
       while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
     }
-    if (j.n == 2 && d.attempt() == 1) throw std::runtime_error("later");  // its retry waits 5 leases
+    if (j.n == 2 && d.attempt() == 1) throw std::runtime_error("later");  // its retry waits kSlow
     finished.add();
   };
   crier::SubscribeOptions o;
   o.retry.max_attempts = 2;
-  o.retry.initial_delay = 5 * kLease;
+  o.retry.initial_delay = kSlow;
   o.retry.jitter = false;
   crier::Bus one{GetParam().open(dir_, kLease)};
   crier::Bus two{GetParam().open(dir_, kLease)};
