@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -246,11 +247,23 @@ void hold_stop_signals() {
 }
 
 bool wait_for_stop(std::chrono::milliseconds timeout) {
+  if (stopped()) return true;  // caught by a handler, in a thread started before the hold
   const sigset_t stop = stop_signals();
   const timespec wait{static_cast<time_t>(timeout.count() / 1000),
                       static_cast<long>(timeout.count() % 1000) * 1'000'000};
   const int sig = sigtimedwait(&stop, nullptr, &wait);
-  return sig == SIGINT || sig == SIGTERM;
+  if (sig != SIGINT && sig != SIGTERM) return false;
+  stop_signal = sig;
+  return true;
+}
+
+bool input_or_stop() {
+  for (;;) {
+    if (std::cin.rdbuf()->in_avail() != 0) return true;  // buffered already, or at the end
+    pollfd in{0, POLLIN, 0};
+    if (::poll(&in, 1, 100) != 0) return true;  // readable, at its end, or an error to read
+    if (wait_for_stop(std::chrono::milliseconds(0))) return false;
+  }
 }
 
 }  // namespace crier::cli

@@ -112,9 +112,14 @@ nlohmann::json subscriber_json(const SubscriberStatus& s);
 nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_shown = 0);
 
 /// From now on Ctrl-C and SIGTERM wait for wait_for_stop() (a follow, a watch) instead of
-/// ending the program; call before the work whose end they should be.
+/// ending the program; call before the work whose end they should be, and before opening the
+/// bus: only threads started after it inherit the hold.
 void hold_stop_signals();
-/// Waits up to `timeout` for Ctrl-C or SIGTERM (held, or come before); true when one came.
+/// Waits up to `timeout` for Ctrl-C or SIGTERM (held, or come before); true when one came
+/// (stopped() is true from then on).
 bool wait_for_stop(std::chrono::milliseconds timeout);
+/// With the stop signals held: waits until std::cin has a line to read (or its end), or a
+/// stop signal came (false then). A signal thus never interrupts a read half-way.
+bool input_or_stop();
 
 }  // namespace crier::cli

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <optional>
 
@@ -25,12 +27,16 @@ void run_publish(const PublishArgs& a) {
   if (a.input == "-") {
     if (!a.type.empty() || !a.data.empty())
       throw Failure(usage, "publish -: the events come whole from stdin; --type and --data are for one event");
+    // Ctrl-C is looked for between lines, held from before the bus starts its threads (they
+    // inherit the mask; one without it would die of the signal). The C++ stream buffers on
+    // its own, so that a line waiting in its buffer is seen as ready.
+    hold_stop_signals();
     auto bus = open_bus(a.bus, /*read_only=*/false);
-    stop_on_signals();
+    std::ios::sync_with_stdio(false);
     Progress progress("publish", 0);
     std::string line;
     std::size_t n = 0, published = 0;
-    while (!stopped() && std::getline(std::cin, line)) {
+    while (input_or_stop() && std::getline(std::cin, line)) {
       ++n;
       if (std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isspace(c); })) continue;
       try {
@@ -45,6 +51,9 @@ void run_publish(const PublishArgs& a) {
     if (stopped())
       throw interrupted_after("published " + std::to_string(published) + " events, the lines up to " +
                               std::to_string(n) + "; the rest of stdin was not read");
+    if (!std::cin.eof())
+      throw Failure(failure, "reading stdin failed after line " + std::to_string(n) + ": " + std::strerror(errno) +
+                                 " (" + std::to_string(published) + " events were published)");
     std::printf("published %zu event%s\n", published, published == 1 ? "" : "s");
     return;
   }

@@ -59,13 +59,14 @@ void print_status(const StatusArgs& a, Inspector& in) {
 }
 
 void run_status(const StatusArgs& a) {
+  if (a.watch && a.every < 0.2) throw Failure(usage, "--every wants at least 0.2 seconds");
+  // Held before the bus starts any thread, which inherits the mask.
+  if (a.watch) hold_stop_signals();
   auto bus = open_bus(a.bus, /*read_only=*/true);
   Inspector& in = bus->inspector();
   if (!a.watch) return print_status(a, in);
-  if (a.every < 0.2) throw Failure(usage, "--every wants at least 0.2 seconds");
   // On a terminal the table is redrawn in place; elsewhere each look follows the last.
   const bool redraw = is_terminal(1);
-  hold_stop_signals();
   for (;;) {
     if (redraw)
       std::printf("\033[H\033[2J%s   %s   (every %.1f s, Ctrl-C to stop)\n\n", a.bus.c_str(),
