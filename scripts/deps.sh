@@ -5,7 +5,7 @@
 # Everything a build with tests, benchmarks and examples needs.
 CRIER_PACKAGES=(
   g++ cmake make pkg-config clang-format
-  nlohmann-json3-dev libsqlite3-dev libnats-dev nats-server
+  nlohmann-json3-dev libsqlite3-dev libnats-dev nats-server libhiredis-dev redis-server redis-tools
   libcli11-dev libcpp-httplib-dev googletest libgtest-dev libgmock-dev
   libbenchmark-dev libboost-dev libsigc++-3.0-dev libconcurrentqueue-dev
   chromium help2man

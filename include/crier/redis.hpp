@@ -1,0 +1,75 @@
+// crier on Redis Streams: the Redis that most teams already run.
+//
+//   crier::Bus bus{crier::redis::connect({.url = "redis://127.0.0.1:6379"})};
+//   // the rest of the program is unchanged
+//
+// Every event type is a stream (`<prefix>:<type>`); every subscriber name a consumer group
+// on it, created on its first subscribe at its start position; each process a consumer of
+// that group. publish() returns once Redis replied (as durable as the server's appendfsync
+// makes it); publishes are pipelined, and one cut off by a lost connection is stored once
+// (Options::dedup_window guards against an event published twice as well). Events travel
+// as CloudEvents, one stream field per attribute (`ce_id`, `ce_type`, ..., `content-type`,
+// `data`), which any Redis client reads and writes. docs/redis.md has the details: keys, the
+// field mapping, retries and dead letters, what an acknowledged publish guarantees.
+//
+// Link crier::redis (hiredis, through pkg-config). The core library never includes hiredis.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "crier/export.hpp"
+#include "crier/open.hpp"
+#include "crier/transport.hpp"
+
+namespace crier::redis {
+
+/// How to reach the server, and the keys the bus uses.
+struct Options {
+  /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path/to/redis.sock[?db=N]`.
+  /// TLS (`rediss://`) is refused: Debian 12's hiredis 0.14 has no TLS.
+  std::string url = "redis://127.0.0.1:6379";
+  /// Every key crier makes starts `<prefix>:`. 1 to 64 characters of [A-Za-z0-9_-].
+  std::string prefix = "crier";
+  /// ACL user and password (AUTH), when the URL does not carry them. A password without a
+  /// user authenticates as the default user.
+  std::string user{};
+  std::string password{};
+  /// How long a consumer's hold on a delivered entry lasts without renewal. crier renews it
+  /// (XCLAIM ... JUSTID) while the bus holds the event; entries of a process that died are
+  /// claimed by another consumer of the group (XAUTOCLAIM) after this.
+  std::chrono::milliseconds visibility_timeout{30000};
+  /// How many delivered events one consumer holds at most.
+  std::size_t window = 256;
+  /// A publish cut off by a lost connection is stored once either way: crier looks for the
+  /// events whose reply was lost among the streams' newest entries before it sends them
+  /// again. With a window, each write also goes through a Lua guard that remembers its event
+  /// id that long, so that the same event published again (an outbox relay after a crash, a
+  /// CloudEvent replayed by a tool) is stored once too; it costs about half the publish rate
+  /// (bench/README.md). 0: no guard, plain XADD.
+  std::chrono::milliseconds dedup_window{0};
+  /// Approximate cap on each event stream's length (XADD MAXLEN ~); 0: no cap. Entries are
+  /// trimmed oldest first whether or not every group read them: see docs/redis.md.
+  std::uint64_t max_len = 0;
+  /// How long a call keeps retrying (a lost connection, a server LOADING its data after a
+  /// restart) before it fails with Errc::transport_error. Never reports a publish stored
+  /// without Redis's reply.
+  std::chrono::milliseconds timeout{30000};
+  /// Publishes sent and not yet answered, at most (over all publishing threads).
+  std::size_t max_in_flight = 4096;
+};
+
+/// Connects (waiting up to `timeout` for the server) and returns the transport for
+/// `crier::Bus`. Throws crier::Error: Errc::invalid_argument for an option out of range or a
+/// URL it cannot use, Errc::invalid_name for a prefix Redis keys of crier cannot carry,
+/// Errc::transport_error when the server does not answer or refuses the credentials.
+CRIER_EXPORT std::shared_ptr<Transport> connect(const Options& options);
+
+/// Makes `redis://[[user]:password@]HOST[:PORT][/DB][?prefix=PREFIX]` and
+/// `unix:///PATH[?db=N&prefix=PREFIX]` openable by crier::open_transport(): the bus of that
+/// prefix (default "crier"). It connects as connect() does, waiting at most 5 s.
+CRIER_EXPORT void register_scheme();
+
+}  // namespace crier::redis

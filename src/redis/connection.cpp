@@ -1,0 +1,441 @@
+#include "redis/connection.hpp"
+
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <charconv>
+#include <thread>
+
+namespace crier::redis {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kFirstBackoff{25};
+constexpr milliseconds kMaxBackoff{1000};
+
+timeval timeval_of(milliseconds d) {
+  return timeval{static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>((d.count() % 1000) * 1000)};
+}
+
+Reply copy_reply(const redisReply* r) {
+  Reply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.kind = Reply::Kind::string;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.kind = Reply::Kind::status;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.kind = Reply::Kind::error;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.kind = Reply::Kind::integer;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.kind = Reply::Kind::array;
+      out.elements.reserve(r->elements);
+      for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(copy_reply(r->element[i]));
+      break;
+    default:
+      out.kind = Reply::Kind::nil;
+  }
+  return out;
+}
+
+int parse_int(std::string_view text, std::string_view what, std::string_view url) {
+  int n = 0;
+  if (text.empty() || std::from_chars(text.data(), text.data() + text.size(), n).ptr != text.data() + text.size() ||
+      n < 0)
+    throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': " + std::string(what) + " '" +
+                                            std::string(text) + "' is not a number");
+  return n;
+}
+
+}  // namespace
+
+bool Reply::is_error(std::string_view code) const noexcept {
+  return kind == Kind::error && str.size() >= code.size() && str.compare(0, code.size(), code) == 0 &&
+         (str.size() == code.size() || str[code.size()] == ' ');
+}
+
+long long Reply::as_integer() const noexcept {
+  if (kind == Kind::integer) return integer;
+  long long n = 0;
+  if (kind == Kind::string) (void)std::from_chars(str.data(), str.data() + str.size(), n);
+  return n;
+}
+
+Endpoint parse_url(std::string_view url) {
+  Endpoint e;
+  const auto sep = url.find("://");
+  if (sep == std::string_view::npos)
+    throw Error(Errc::invalid_argument,
+                "redis: '" + std::string(url) + "' is not redis://HOST[:PORT] nor unix:///PATH");
+  const std::string_view scheme = url.substr(0, sep);
+  std::string_view rest = url.substr(sep + 3);
+  std::string_view query;
+  if (const auto q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  if (scheme == "rediss")
+    throw Error(Errc::invalid_argument, "redis: '" + std::string(url) +
+                                            "': TLS is not available (Debian 12's hiredis 0.14 has no TLS); use a "
+                                            "tunnel (stunnel, spiped) or a unix socket");
+  if (scheme == "unix") {
+    if (rest.empty() || rest.front() != '/')
+      throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': a unix socket URL is unix:///PATH");
+    e.socket = std::string(rest);
+    e.text = e.socket;
+  } else if (scheme == "redis") {
+    if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
+      const std::string_view cred = rest.substr(0, at);
+      rest = rest.substr(at + 1);
+      if (const auto colon = cred.find(':'); colon != std::string_view::npos) {
+        e.user = std::string(cred.substr(0, colon));
+        e.password = std::string(cred.substr(colon + 1));
+      } else {
+        e.password = std::string(cred);
+      }
+    }
+    if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
+      if (slash + 1 < rest.size()) e.db = parse_int(rest.substr(slash + 1), "database", url);
+      rest = rest.substr(0, slash);
+    }
+    if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+      e.port = parse_int(rest.substr(colon + 1), "port", url);
+      rest = rest.substr(0, colon);
+    }
+    if (rest.empty()) throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "' names no host");
+    e.host = std::string(rest);
+    e.text = e.host + ":" + std::to_string(e.port);
+  } else {
+    throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': the scheme is redis:// or unix://");
+  }
+  for (std::size_t from = 0; from < query.size();) {
+    const auto amp = std::min(query.find('&', from), query.size());
+    const std::string_view pair = query.substr(from, amp - from);
+    if (pair.rfind("db=", 0) == 0)
+      e.db = parse_int(pair.substr(3), "database", url);
+    else if (!pair.empty() && pair.rfind("prefix=", 0) != 0)
+      throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': unknown query '" + std::string(pair) +
+                                              "' (db=N and prefix=NAME are known)");
+    from = amp + 1;
+  }
+  return e;
+}
+
+// --- Link ----------------------------------------------------------------------------------
+
+Link::Link(const Endpoint& at, milliseconds timeout) : where_(at.text) {
+  const timeval tv = timeval_of(timeout);
+  c_ = at.socket.empty() ? redisConnectWithTimeout(at.host.c_str(), at.port, tv)
+                         : redisConnectUnixWithTimeout(at.socket.c_str(), tv);
+  if (c_ == nullptr) throw LinkError("redis: out of memory connecting to " + where_);
+  if (c_->err) {
+    const std::string why = c_->errstr;
+    redisFree(c_);
+    c_ = nullptr;
+    throw LinkError("redis: cannot connect to " + where_ + ": " + why);
+  }
+  redisSetTimeout(c_, tv);
+  // TCP only: on a unix socket hiredis 0.14 fails it and marks the link broken.
+  if (at.socket.empty()) (void)redisEnableKeepAlive(c_);
+  std::vector<Command> hello;
+  if (!at.password.empty()) {
+    if (at.user.empty())
+      hello.push_back({"AUTH", at.password});
+    else
+      hello.push_back({"AUTH", at.user, at.password});
+  }
+  if (at.db != 0) hello.push_back({"SELECT", std::to_string(at.db)});
+  if (hello.empty()) return;
+  std::vector<Reply> replies;
+  try {
+    replies = run(hello);
+  } catch (...) {
+    redisFree(c_);
+    c_ = nullptr;
+    throw;
+  }
+  for (const Reply& r : replies) {
+    if (!r.is_error()) continue;
+    redisFree(c_);
+    c_ = nullptr;
+    if (r.is_error("LOADING")) throw LinkError("redis: " + where_ + " is loading its data: " + r.str);
+    throw Error(Errc::transport_error,
+                "redis: " + where_ + " refused " +
+                    (r.str.find("WRONGPASS") != std::string::npos || r.str.find("NOAUTH") != std::string::npos
+                         ? std::string("the credentials")
+                         : std::string("the connection")) +
+                    ": " + r.str);
+  }
+}
+
+Link::~Link() {
+  if (c_ != nullptr) redisFree(c_);
+}
+
+void Link::set_timeout(milliseconds timeout) { redisSetTimeout(c_, timeval_of(timeout)); }
+
+std::vector<Reply> Link::run(std::span<const Command> commands) {
+  if (c_->err) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lens;
+  for (const Command& c : commands) {
+    argv.clear();
+    lens.clear();
+    for (const std::string& a : c) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    if (redisAppendCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK)
+      throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
+  }
+  std::vector<Reply> out;
+  out.reserve(commands.size());
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(c_, &raw) != REDIS_OK || raw == nullptr) {
+      const std::string why = "redis: link to " + where_ + " lost: " + (c_->err ? c_->errstr : "no reply");
+      if (out.empty()) throw LinkError(why);
+      throw Interrupted(why, std::move(out));
+    }
+    out.push_back(copy_reply(static_cast<redisReply*>(raw)));
+    freeReplyObject(raw);
+  }
+  return out;
+}
+
+// --- Connection ----------------------------------------------------------------------------
+
+Connection::Connection(const Options& options) : options_(options), endpoint_(parse_url(options.url)) {
+  if (!options_.user.empty()) endpoint_.user = options_.user;
+  if (!options_.password.empty()) endpoint_.password = options_.password;
+  // The first link proves the server is there and takes the credentials.
+  give_back(reconnect(Clock::now() + options_.timeout, "redis: connecting", ""));
+}
+
+Connection::~Connection() = default;
+
+std::unique_ptr<Link> Connection::take_link() {
+  {
+    MutexLock lock(pool_mu_);
+    if (!idle_.empty()) {
+      auto link = std::move(idle_.back());
+      idle_.pop_back();
+      return link;
+    }
+  }
+  return std::make_unique<Link>(endpoint_, options_.timeout);
+}
+
+void Connection::give_back(std::unique_ptr<Link> link) {
+  if (!link) return;
+  MutexLock lock(pool_mu_);
+  if (idle_.size() < 16) idle_.push_back(std::move(link));
+}
+
+std::unique_ptr<Link> Connection::reconnect(Clock::time_point deadline, std::string_view what, const std::string& why) {
+  if (!why.empty()) lost(why);
+  milliseconds backoff = kFirstBackoff;
+  std::string last = why;
+  for (;;) {
+    try {
+      auto link = std::make_unique<Link>(endpoint_, options_.timeout);
+      link_state(true, "redis: connected again, to " + endpoint_.text);
+      return link;
+    } catch (const LinkError& e) {
+      last = e.what();
+    }
+    if (Clock::now() + backoff > deadline)
+      throw Error(Errc::transport_error, std::string(what) + ": redis at " + endpoint_.text + " out of reach for " +
+                                             std::to_string(options_.timeout.count()) + " ms: " + last);
+    std::this_thread::sleep_for(backoff);  // back-off between tries to reach a server
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+void Connection::lost(const std::string& why) {
+  {
+    MutexLock lock(pool_mu_);
+    idle_.clear();  // they went with the server
+  }
+  link_state(false, "redis: link to " + endpoint_.text + " lost (" + why + "); reconnecting (calls wait up to " +
+                        std::to_string(options_.timeout.count()) + " ms meanwhile)");
+}
+
+void Connection::link_state(bool up, const std::string& what) {
+  if (connected_.exchange(up) == up) return;
+  (up ? reconnects_ : disconnects_).fetch_add(1, std::memory_order_relaxed);
+  MutexLock lock(listeners_mu_);
+  for (const auto& [id, listener] : listeners_) {
+    try {
+      listener(up, what);
+    } catch (...) {
+    }
+  }
+}
+
+std::vector<Reply> Connection::pipeline(std::span<const Command> commands, std::string_view what) {
+  auto link = take_link_or_reconnect(what);
+  auto replies = run_on(link, commands, what, options_.timeout);
+  give_back(std::move(link));
+  return replies;
+}
+
+std::unique_ptr<Link> Connection::take_link_or_reconnect(std::string_view what) {
+  try {
+    return take_link();
+  } catch (const LinkError& e) {
+    retries_.fetch_add(1, std::memory_order_relaxed);
+    return reconnect(Clock::now() + options_.timeout, what, e.what());
+  }
+}
+
+std::vector<Reply> Connection::pipeline_once(std::span<const Command> commands, std::string_view what) {
+  auto link = take_link_or_reconnect(what);
+  auto replies = run_on(link, commands, what, options_.timeout, /*resend=*/false);
+  give_back(std::move(link));
+  return replies;
+}
+
+std::vector<Reply> Connection::run_on(std::unique_ptr<Link>& link, std::span<const Command> commands,
+                                      std::string_view what, milliseconds read_timeout, bool resend) {
+  const auto deadline = Clock::now() + options_.timeout + read_timeout;
+  milliseconds backoff = kFirstBackoff;
+  for (;;) {
+    std::vector<Reply> replies;
+    try {
+      if (!link) link = reconnect(deadline, what, "");
+      link->set_timeout(read_timeout + milliseconds(5000));
+      replies = link->run(commands);
+    } catch (const LinkError& e) {
+      link.reset();
+      retries_.fetch_add(1, std::memory_order_relaxed);
+      if (!resend) {
+        lost(e.what());
+        throw;
+      }
+      link = reconnect(deadline, what, e.what());
+      continue;
+    }
+    const bool loading =
+        std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return r.is_error("LOADING"); });
+    if (loading) {  // a restarted server reading its data: it ran none of them
+      if (Clock::now() + backoff > deadline)
+        throw Error(Errc::transport_error, std::string(what) + ": redis at " + endpoint_.text +
+                                               " still loading its data after " +
+                                               std::to_string(options_.timeout.count()) + " ms");
+      retries_.fetch_add(1, std::memory_order_relaxed);
+      std::this_thread::sleep_for(backoff);  // back-off while the server loads
+      backoff = std::min(backoff * 2, kMaxBackoff);
+      continue;
+    }
+    if (std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return r.is_error("NOSCRIPT"); }))
+      replies = reload_scripts(link, commands, std::move(replies));
+    return replies;
+  }
+}
+
+std::vector<Reply> Connection::reload_scripts(std::unique_ptr<Link>& link, std::span<const Command> commands,
+                                              std::vector<Reply> replies) {
+  std::vector<Command> load;
+  {
+    MutexLock lock(scripts_mu_);
+    for (const auto& [sha, source] : scripts_) load.push_back({"SCRIPT", "LOAD", source});
+  }
+  std::vector<Command> again;
+  std::vector<std::size_t> at;
+  for (std::size_t i = 0; i < replies.size(); ++i)
+    if (replies[i].is_error("NOSCRIPT")) {
+      again.push_back(commands[i]);
+      at.push_back(i);
+    }
+  (void)link->run(load);  // errors here show in the commands' replies below
+  auto second = link->run(again);
+  for (std::size_t i = 0; i < at.size(); ++i) replies[at[i]] = std::move(second[i]);
+  return replies;
+}
+
+Reply Connection::command(const Command& c, std::string_view what) {
+  auto r = pipeline(std::span<const Command>(&c, 1), what);
+  if (r.front().is_error()) throw Error(Errc::transport_error, std::string(what) + ": " + r.front().str);
+  return std::move(r.front());
+}
+
+void Connection::load(Script& script) {
+  const Reply sha = command({"SCRIPT", "LOAD", script.source}, "redis: loading a script");
+  script.sha = sha.str;
+  MutexLock lock(scripts_mu_);
+  scripts_[script.sha] = script.source;
+}
+
+Command Connection::eval(const Script& script, std::vector<std::string> keys, std::vector<std::string> args) {
+  Command c;
+  c.reserve(3 + keys.size() + args.size());
+  c.push_back("EVALSHA");
+  c.push_back(script.sha);
+  c.push_back(std::to_string(keys.size()));
+  for (auto& k : keys) c.push_back(std::move(k));
+  for (auto& a : args) c.push_back(std::move(a));
+  return c;
+}
+
+std::unique_ptr<Link> Connection::dedicated(std::string_view what) { return take_link_or_reconnect(what); }
+
+void Connection::begin_publish(std::size_t n) {
+  n = std::min(n, options_.max_in_flight);
+  MutexLock lock(flight_mu_);
+  while (in_flight_ + n > options_.max_in_flight) flight_cv_.wait(flight_mu_);
+  in_flight_ += n;
+}
+
+void Connection::end_publish(std::size_t n) {
+  n = std::min(n, options_.max_in_flight);
+  {
+    MutexLock lock(flight_mu_);
+    in_flight_ -= n;
+  }
+  flight_cv_.notify_all();
+}
+
+TransportHealth Connection::health() const {
+  return {connected_.load(), disconnects_.load(), reconnects_.load(), retries_.load(), endpoint_.text};
+}
+
+std::shared_ptr<void> Connection::watch(Transport::HealthListener listener) {
+  std::uint64_t id = 0;
+  {
+    MutexLock lock(listeners_mu_);
+    id = next_listener_++;
+    listeners_.emplace(id, std::move(listener));
+  }
+  std::weak_ptr<Connection> self = weak_from_this();
+  return std::shared_ptr<void>(nullptr, [self, id](void*) {
+    if (auto c = self.lock()) {
+      MutexLock lock(c->listeners_mu_);
+      c->listeners_.erase(id);
+    }
+  });
+}
+
+void Connection::notice(const std::string& what) {
+  MutexLock lock(listeners_mu_);
+  for (const auto& [id, listener] : listeners_) {
+    try {
+      listener(connected_.load(), what);
+    } catch (...) {
+    }
+  }
+}
+
+}  // namespace crier::redis

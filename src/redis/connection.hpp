@@ -1,0 +1,182 @@
+// Links to one Redis server over hiredis 0.14 (blocking contexts, RESP2) and what crier does
+// over them: pipelined commands from a pool of links, retried across a lost connection and a
+// server still LOADING its data, with back-off, until the options' timeout; Lua scripts by
+// their SHA, loaded again when the server forgot them (a restart).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <crier/error.hpp>
+#include <crier/redis.hpp>
+#include <crier/transport.hpp>
+
+#include "common/mutex.hpp"
+
+struct redisContext;
+
+namespace crier::redis {
+
+using crier::detail::CondVar;
+using crier::detail::Mutex;
+using crier::detail::MutexLock;
+
+/// One reply, copied out of hiredis.
+struct Reply {
+  enum class Kind { nil, string, status, error, integer, array };
+  Kind kind = Kind::nil;
+  std::string str{};  ///< string, status and error replies
+  long long integer = 0;
+  std::vector<Reply> elements{};
+
+  bool is_nil() const noexcept { return kind == Kind::nil; }
+  bool is_error() const noexcept { return kind == Kind::error; }
+  /// An error reply whose code (its first word) is `code`: "NOGROUP", "LOADING", ...
+  bool is_error(std::string_view code) const noexcept;
+  /// The integer of an integer reply, or of a string reply holding one; 0 otherwise.
+  long long as_integer() const noexcept;
+};
+
+/// A command and its arguments, each binary-safe.
+using Command = std::vector<std::string>;
+
+/// Where the server is, from Options::url.
+struct Endpoint {
+  std::string host{};  ///< empty for a unix socket
+  int port = 6379;
+  std::string socket{};
+  int db = 0;
+  std::string user{}, password{};
+  std::string text{};  ///< for messages: host:port or the socket's path (never the password)
+};
+/// Parses `redis://[[user]:password@]host[:port][/db]` or `unix:///path[?db=N]`; throws
+/// Error(Errc::invalid_argument) saying what is wrong.
+Endpoint parse_url(std::string_view url);
+
+/// A link lost, or never made: I/O failed. The command may or may not have reached Redis.
+class LinkError : public Error {
+ public:
+  explicit LinkError(const std::string& what) : Error(Errc::transport_error, what) {}
+};
+
+/// The link was lost after some commands of a pipeline were answered: their replies. What
+/// came after them may or may not have reached Redis.
+class Interrupted : public LinkError {
+ public:
+  Interrupted(const std::string& what, std::vector<Reply> answered) : LinkError(what), answered(std::move(answered)) {}
+  std::vector<Reply> answered;
+};
+
+/// One connection, authenticated and on its database; used by one thread at a time.
+class Link {
+ public:
+  /// Connects; throws LinkError when the server cannot be reached, Error when it refuses.
+  Link(const Endpoint& at, std::chrono::milliseconds timeout);
+  ~Link();
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+  /// Sends every command, then reads every reply, in order. Throws LinkError, Interrupted
+  /// once a reply was read.
+  std::vector<Reply> run(std::span<const Command> commands);
+  /// How long a read waits before the link counts as lost (a blocking read waits longer).
+  void set_timeout(std::chrono::milliseconds timeout);
+
+ private:
+  redisContext* c_ = nullptr;
+  std::string where_;
+};
+
+/// A Lua script, run by its SHA1 (EVALSHA) and loaded again when the server lacks it.
+struct Script {
+  std::string source{};
+  std::string sha{};  ///< computed once, by SCRIPT LOAD
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  /// Connects one link (waiting up to options.timeout for the server).
+  explicit Connection(const Options& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  const Options& options() const noexcept { return options_; }
+  const Endpoint& endpoint() const noexcept { return endpoint_; }
+
+  /// Runs the commands as one pipeline on a pooled link. A lost link, or a server LOADING,
+  /// runs them again on a new link, with back-off, until the timeout: the commands must be
+  /// safe to repeat. Error replies are returned, not thrown, but for LOADING (retried) and
+  /// NOSCRIPT (the script loaded, the command sent again). Throws Error(Errc::transport_error)
+  /// "<what>: ..." when the server stays out of reach.
+  std::vector<Reply> pipeline(std::span<const Command> commands, std::string_view what);
+  /// As pipeline(), but a link lost while the commands were out is not sent again: it throws
+  /// Interrupted with the replies that came (the next call reconnects). For commands that
+  /// are not safe to repeat blindly: the caller finds out what the lost ones did.
+  std::vector<Reply> pipeline_once(std::span<const Command> commands, std::string_view what);
+  /// One command; an error reply throws Error(Errc::transport_error) "<what>: <reply>".
+  Reply command(const Command& c, std::string_view what);
+  /// EVALSHA of `script` with its keys and arguments, as a command for pipeline().
+  Command eval(const Script& script, std::vector<std::string> keys, std::vector<std::string> args);
+  /// Loads `script` (its sha filled in); call once before eval().
+  void load(Script& script);
+
+  /// A link of its own for a caller that blocks on it (XREADGROUP BLOCK), reconnected with
+  /// back-off as pipeline() does. Throws Error when the server stays out of reach.
+  std::unique_ptr<Link> dedicated(std::string_view what);
+  /// Runs on `link`, replacing it (with back-off) when lost, as pipeline() does.
+  std::vector<Reply> run_on(std::unique_ptr<Link>& link, std::span<const Command> commands, std::string_view what,
+                            std::chrono::milliseconds read_timeout, bool resend = true);
+
+  /// Waits for room for `n` more publishes in flight (Options::max_in_flight), then takes it.
+  void begin_publish(std::size_t n);
+  void end_publish(std::size_t n);
+
+  TransportHealth health() const;
+  std::shared_ptr<void> watch(Transport::HealthListener listener);
+  /// Tells the listeners of something they should know that is not a change of the link
+  /// (a consumer group made again after the server lost it).
+  void notice(const std::string& what);
+
+ private:
+  std::unique_ptr<Link> take_link();
+  std::unique_ptr<Link> take_link_or_reconnect(std::string_view what);
+  void give_back(std::unique_ptr<Link> link);
+  // A new link, waiting with back-off until `deadline`; tells the listeners of a loss and
+  // a return.
+  std::unique_ptr<Link> reconnect(std::chrono::steady_clock::time_point deadline, std::string_view what,
+                                  const std::string& why);
+  // A link failed: the idle ones are dropped too, and the listeners told.
+  void lost(const std::string& why);
+  void link_state(bool up, const std::string& what);
+  std::vector<Reply> reload_scripts(std::unique_ptr<Link>& link, std::span<const Command> commands,
+                                    std::vector<Reply> replies);
+
+  Options options_;
+  Endpoint endpoint_;
+
+  Mutex pool_mu_;
+  std::vector<std::unique_ptr<Link>> idle_ CRIER_GUARDED_BY(pool_mu_);
+
+  Mutex scripts_mu_;
+  std::map<std::string, std::string> scripts_ CRIER_GUARDED_BY(scripts_mu_);  // sha -> source
+
+  Mutex flight_mu_;
+  CondVar flight_cv_;
+  std::size_t in_flight_ CRIER_GUARDED_BY(flight_mu_) = 0;
+
+  Mutex listeners_mu_;
+  std::map<std::uint64_t, Transport::HealthListener> listeners_ CRIER_GUARDED_BY(listeners_mu_);
+  std::uint64_t next_listener_ CRIER_GUARDED_BY(listeners_mu_) = 1;
+
+  std::atomic<bool> connected_{true};
+  std::atomic<std::uint64_t> disconnects_{0}, reconnects_{0}, retries_{0};
+};
+
+}  // namespace crier::redis

@@ -1,0 +1,646 @@
+#include "redis/consumer.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+
+namespace crier::redis {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// How long one blocking read waits at most: how soon close() is noticed, and held entries
+// renewed, while nothing arrives.
+constexpr milliseconds kReadSlice{100};
+// How often abandoned entries are looked for (XAUTOCLAIM) while new ones keep coming.
+constexpr milliseconds kClaimEvery{250};
+
+// The two streams a consumer reads: the events, and dead letters sent back to it.
+enum Source : int { kMain = 0, kRedrive = 1 };
+
+// The consumer's bookkeeping that its leases reach, also after the consumer is gone.
+struct Held {
+  Source source;
+  std::string entry;
+  Clock::time_point renewed;
+  bool counted;  // against the window: handed out, not failed
+};
+
+struct State {
+  Mutex mu;
+  CondVar cv;
+  std::map<std::uint64_t, Held> held CRIER_GUARDED_BY(mu);  // by consumer-unique lease number
+  std::size_t outstanding CRIER_GUARDED_BY(mu) = 0;         // held and counted
+  std::size_t untaken CRIER_GUARDED_BY(mu) = 0;             // fetched, not yet taken by the bus
+  std::uint64_t next_lease CRIER_GUARDED_BY(mu) = 1;
+  // Acknowledgements waiting to be sent in one round trip, by source; and attempts records
+  // to forget with them.
+  std::vector<std::string> acks[2] CRIER_GUARDED_BY(mu);
+  std::vector<std::string> forget CRIER_GUARDED_BY(mu);
+  bool flushing CRIER_GUARDED_BY(mu) = false;
+
+  std::shared_ptr<const Context> ctx;
+  std::string group, consumer, keys[2], attempts_key, settled_field;
+
+  // Takes lease `key` out of the books; what it held (nullopt when settled already, or
+  // handed back when the consumer went).
+  std::optional<Held> release(std::uint64_t key) {
+    std::optional<Held> out;
+    {
+      MutexLock lock(mu);
+      auto it = held.find(key);
+      if (it == held.end()) return out;
+      out = std::move(it->second);
+      if (out->counted) --outstanding;
+      held.erase(it);
+    }
+    cv.notify_all();
+    return out;
+  }
+
+  // Sets the idle time of entries still this consumer's: 0 renews the hold; past the
+  // visibility timeout hands them back to the group.
+  void touch(Source source, std::vector<std::string> entries, milliseconds idle) {
+    if (entries.empty()) return;
+    std::vector<std::string> args{group, consumer, std::to_string(idle.count())};
+    for (auto& e : entries) args.push_back(std::move(e));
+    const Command c = ctx->conn->eval(ctx->scripts.touch, {keys[source]}, std::move(args));
+    (void)ctx->conn->pipeline(std::span<const Command>(&c, 1), "redis: renewing held entries");
+  }
+
+  milliseconds hand_back_idle() const { return ctx->options().visibility_timeout * 2; }
+
+  std::string attempts_field(Source source, const std::string& entry) const {
+    return (source == kMain ? "m:" : "r:") + entry;
+  }
+};
+
+class RedisLease final : public Lease {
+ public:
+  RedisLease(std::weak_ptr<State> state, std::uint64_t key, std::string entry, bool record)
+      : state(std::move(state)), key(key), entry(std::move(entry)), record(record) {}
+  ~RedisLease() override {
+    if (settled) return;
+    auto s = state.lock();
+    if (!s) return;
+    auto h = s->release(key);
+    if (!h) return;
+    try {  // given up without an outcome: to any consumer of the group now
+      s->touch(h->source, {h->entry}, s->hand_back_idle());
+    } catch (const std::exception&) {
+      // Lost connection: another consumer claims it after the visibility timeout.
+    }
+  }
+  std::string position() const override { return entry; }
+
+  std::weak_ptr<State> state;
+  std::uint64_t key;
+  std::string entry;
+  bool record;  // an attempts record may exist for it
+  bool settled = false;
+};
+
+std::string consumer_name() {
+  static std::atomic<std::uint64_t> n{0};
+  char host[256] = {0};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+  return std::string(host[0] ? host : "host") + ":" + std::to_string(::getpid()) + ":" + std::to_string(++n);
+}
+
+class RedisConsumer final : public Consumer {
+ public:
+  RedisConsumer(std::shared_ptr<const Context> ctx, const ConsumerSpec& spec)
+      : ctx_(std::move(ctx)), spec_(spec), state_(std::make_shared<State>()) {
+    State& s = *state_;
+    s.ctx = ctx_;
+    s.group = spec.subscriber;
+    s.consumer = consumer_name();
+    s.keys[kMain] = ctx_->stream_key(spec.event_type);
+    s.keys[kRedrive] = ctx_->named("redrive", spec.subscriber, spec.event_type);
+    s.attempts_key = ctx_->named("attempts", spec.subscriber, spec.event_type);
+    s.settled_field = spec.subscriber + " " + spec.event_type;
+    turn_key_ = ctx_->named("turn", spec.subscriber, spec.event_type);
+    ensure_groups(spec.start);
+    link_ = ctx_->conn->dedicated("redis: consumer " + s.consumer);
+  }
+
+  ~RedisConsumer() override {
+    close();
+    // What the bus still holds goes back to the group now (entries past the visibility
+    // timeout, which any consumer's next claim takes), before the turn is given up: the
+    // next consumer of an ordered subscriber then gets the oldest first.
+    std::vector<std::string> back[2];
+    {
+      MutexLock lock(state_->mu);
+      for (auto& [key, h] : state_->held) back[h.source].push_back(std::move(h.entry));
+      state_->held.clear();
+    }
+    try {
+      flush_acks();
+      for (int s : {kMain, kRedrive}) state_->touch(Source(s), std::move(back[s]), state_->hand_back_idle());
+      if (holds_turn_) {
+        const Command c = ctx_->conn->eval(ctx_->scripts.give_turn, {turn_key_}, {state_->consumer});
+        (void)ctx_->conn->pipeline(std::span<const Command>(&c, 1), "redis: giving up the turn");
+      }
+      forget_consumer_if_idle();
+    } catch (const std::exception&) {
+      // Unreachable server: the entries are claimed after the visibility timeout, the turn
+      // runs out.
+    }
+  }
+
+  std::vector<StoredEvent> fetch(std::size_t max, milliseconds wait) override {
+    if (closed_.load(std::memory_order_acquire)) return {};
+    const auto until = Clock::now() + wait;
+    for (;;) {
+      flush_acks();
+      renew();
+      std::size_t room = 0;
+      {
+        MutexLock lock(state_->mu);
+        const std::size_t window = std::max<std::size_t>(ctx_->options().window, 1);
+        room = state_->outstanding >= window ? 0 : window - state_->outstanding;
+      }
+      room = std::min(room, max);
+      if (room == 0 || (spec_.ordered && !take_turn())) {
+        idle(until);
+        flush_acks();  // those that made room
+        return {};
+      }
+      std::vector<StoredEvent> out;
+      bool more_abandoned = false;
+      if (Clock::now() >= next_claim_) {
+        more_abandoned = claim(room, out);
+        next_claim_ = Clock::now() + std::min(kClaimEvery, ctx_->options().visibility_timeout / 4);
+      }
+      // An ordered subscriber reads no new entry while older ones wait to be claimed.
+      if (out.size() < room && !(spec_.ordered && more_abandoned)) {
+        const auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
+        const milliseconds block = out.empty() ? std::clamp(left, milliseconds(0), kReadSlice) : milliseconds(0);
+        read_new(room - out.size(), block, out);
+      }
+      if (!out.empty() || closed_.load(std::memory_order_acquire) || Clock::now() >= until) return out;
+    }
+  }
+
+  void ack(std::unique_ptr<Lease> lease) override {
+    auto& l = static_cast<RedisLease&>(*lease);
+    l.settled = true;
+    auto h = state_->release(l.key);
+    if (!h) return;
+    // Sent by the fetch thread before its next read (within kReadSlice), in one XACK with
+    // the others: a handler never waits for a round trip.
+    MutexLock lock(state_->mu);
+    state_->acks[h->source].push_back(h->entry);
+    if (l.record) state_->forget.push_back(state_->attempts_field(h->source, h->entry));
+  }
+
+  void failed(Lease& lease, const Attempts& attempts) override {
+    auto& l = static_cast<RedisLease&>(lease);
+    Source source = kMain;
+    {
+      MutexLock lock(state_->mu);
+      auto it = state_->held.find(l.key);
+      if (it == state_->held.end()) return;
+      source = it->second.source;
+      if (it->second.counted) {
+        it->second.counted = false;
+        --state_->outstanding;
+      }
+    }
+    state_->cv.notify_all();
+    (void)ctx_->conn->command(
+        {"HSET", state_->attempts_key, state_->attempts_field(source, l.entry), record_of(attempts)},
+        "redis: recording the attempts of an event");
+    l.record = true;
+  }
+
+  std::uint64_t dead_letter(std::unique_ptr<Lease> lease, const DeadLetter& letter) override {
+    auto& l = static_cast<RedisLease&>(*lease);
+    Source source = kMain;
+    {
+      MutexLock lock(state_->mu);
+      auto it = state_->held.find(l.key);
+      if (it != state_->held.end()) source = it->second.source;
+    }
+    const std::string& stream = state_->keys[source];
+    std::vector<std::string> args{state_->group, l.entry, state_->attempts_field(source, l.entry),
+                                  state_->settled_field, std::to_string(unix_ms(std::chrono::system_clock::now()))};
+    for (auto& [name, value] : letter_fields(letter, stream, l.entry)) {
+      args.push_back(std::move(name));
+      args.push_back(std::move(value));
+    }
+    const Command c = ctx_->conn->eval(
+        ctx_->scripts.dead_letter,
+        {stream, ctx_->named("dlq", spec_.subscriber, spec_.event_type), ctx_->key("dlq_ids"), ctx_->key("dlq_seq"),
+         state_->attempts_key, ctx_->key("settled"),
+         ctx_->named("dlq_done", spec_.subscriber, spec_.event_type) + ":" + std::to_string(source) + ":" + l.entry},
+        std::move(args));
+    const auto r =
+        ctx_->conn->pipeline(std::span<const Command>(&c, 1), "redis: dead-lettering event " + letter.envelope.id);
+    if (r.front().is_error())
+      throw Error(Errc::transport_error, "redis: dead-lettering event " + letter.envelope.id + ": " + r.front().str);
+    l.settled = true;
+    (void)state_->release(l.key);
+    return static_cast<std::uint64_t>(r.front().as_integer());
+  }
+
+  void taken(std::size_t n) override {
+    MutexLock lock(state_->mu);
+    state_->untaken -= std::min(n, state_->untaken);
+  }
+
+  // Caught up when the group has read every entry of both streams, and every entry it
+  // counts as pending is one this consumer holds (or has acknowledged, the ack on its way).
+  bool caught_up() override {
+    std::size_t held = 0;
+    {
+      MutexLock lock(state_->mu);
+      if (state_->untaken > 0) return false;
+      held = state_->held.size() + state_->acks[kMain].size() + state_->acks[kRedrive].size() + in_flush_;
+    }
+    std::uint64_t pending = 0;
+    for (const auto& [info, last] : groups_now()) {
+      if (!info) continue;
+      if (info->lag_known ? info->lag > 0 : id_less(info->last_delivered, last)) return false;
+      pending += info->pending;
+    }
+    return pending <= held;
+  }
+
+  std::uint64_t backlog() override {
+    std::uint64_t acknowledged = 0;  // but not sent yet
+    {
+      MutexLock lock(state_->mu);
+      acknowledged = state_->acks[kMain].size() + state_->acks[kRedrive].size() + in_flush_;
+    }
+    std::uint64_t n = 0;
+    for (const auto& [info, last] : groups_now())
+      if (info) n += info->pending + (info->lag_known ? info->lag : (id_less(info->last_delivered, last) ? 1 : 0));
+    return n - std::min(n, acknowledged);
+  }
+
+  void close() noexcept override {
+    {
+      MutexLock lock(state_->mu);
+      closed_.store(true, std::memory_order_release);
+    }
+    state_->cv.notify_all();
+  }
+
+ private:
+  // Each stream's group as XINFO tells it, with the stream's last entry id (for when Redis
+  // cannot tell the lag).
+  std::vector<std::pair<std::optional<GroupInfo>, std::string>> groups_now() {
+    std::vector<Command> cmds;
+    for (int s : {kMain, kRedrive}) {
+      cmds.push_back({"XINFO", "GROUPS", state_->keys[s]});
+      cmds.push_back({"XINFO", "STREAM", state_->keys[s]});
+    }
+    const auto r = ctx_->conn->pipeline(cmds, "redis: consumer group " + spec_.subscriber);
+    std::vector<std::pair<std::optional<GroupInfo>, std::string>> out;
+    for (std::size_t i = 0; i < r.size(); i += 2) {
+      if (r[i].is_error()) {
+        if (r[i].is_error("ERR")) continue;  // no such stream: nothing in it
+        throw Error(Errc::transport_error, "redis: consumer group " + spec_.subscriber + ": " + r[i].str);
+      }
+      auto stream = map_of(r[i + 1]);
+      out.emplace_back(group_info(r[i], state_->group), stream["last-generated-id"].str);
+    }
+    return out;
+  }
+
+  void ensure_groups(const StartFrom& start) {
+    const std::vector<Command> cmds = {{"XGROUP", "CREATE", state_->keys[kMain], state_->group,
+                                        group_start(*ctx_->conn, state_->keys[kMain], start), "MKSTREAM"},
+                                       {"XGROUP", "CREATE", state_->keys[kRedrive], state_->group, "0", "MKSTREAM"},
+                                       {"SADD", ctx_->key("subscribers"), state_->settled_field},
+                                       {"SADD", ctx_->key("types"), spec_.event_type}};
+    const auto r = ctx_->conn->pipeline(cmds, "redis: consumer group " + spec_.subscriber);
+    for (const Reply& reply : r)
+      if (reply.is_error() && !reply.is_error("BUSYGROUP"))
+        throw Error(Errc::transport_error,
+                    "redis: consumer group " + spec_.subscriber + " of " + state_->keys[kMain] + ": " + reply.str);
+  }
+
+  // XAUTOCLAIM of entries idle past the visibility timeout (their consumer died, or gave
+  // them back). True when more may wait.
+  bool claim(std::size_t room, std::vector<StoredEvent>& out) {
+    bool more = false;
+    const std::string min_idle = std::to_string(ctx_->options().visibility_timeout.count());
+    for (int s : {kMain, kRedrive}) {
+      if (out.size() >= room) return true;
+      const Command c = {"XAUTOCLAIM", state_->keys[s], state_->group, state_->consumer,
+                         min_idle,     "0-0",           "COUNT",       std::to_string(room - out.size())};
+      auto r = ctx_->conn->run_on(link_, std::span<const Command>(&c, 1), "redis: claiming abandoned entries",
+                                  milliseconds(0));
+      if (r.front().is_error("NOGROUP")) {
+        recreate_group();
+        return true;
+      }
+      if (r.front().is_error())
+        throw Error(Errc::transport_error, "redis: claiming entries of " + state_->keys[s] + ": " + r.front().str);
+      const Reply& reply = r.front();
+      if (reply.elements.size() < 2) continue;
+      if (reply.elements[0].str != "0-0") more = true;
+      std::vector<std::pair<std::string, const Reply*>> entries;
+      for (const Reply& e : reply.elements[1].elements)
+        if (e.elements.size() == 2 && !e.elements[1].is_nil()) entries.emplace_back(e.elements[0].str, &e.elements[1]);
+      take_entries(Source(s), entries, /*redelivered=*/true, out);
+      // Entries trimmed away while pending: Redis took them out of the group; the bus
+      // dead-letters them with the reason, so that the loss is seen.
+      if (reply.elements.size() >= 3)
+        for (const Reply& gone : reply.elements[2].elements) out.push_back(trimmed(Source(s), gone.str));
+    }
+    return more;
+  }
+
+  void read_new(std::size_t count, milliseconds block, std::vector<StoredEvent>& out) {
+    Command c = {"XREADGROUP", "GROUP", state_->group, state_->consumer, "COUNT", std::to_string(count)};
+    if (block.count() > 0) {
+      c.push_back("BLOCK");
+      c.push_back(std::to_string(block.count()));
+    }
+    c.insert(c.end(), {"STREAMS", state_->keys[kMain], state_->keys[kRedrive], ">", ">"});
+    auto r = ctx_->conn->run_on(link_, std::span<const Command>(&c, 1), "redis: reading " + state_->keys[kMain], block);
+    const Reply& reply = r.front();
+    if (reply.is_error("NOGROUP")) return recreate_group();
+    if (reply.is_error())
+      throw Error(Errc::transport_error, "redis: reading " + state_->keys[kMain] + ": " + reply.str);
+    for (const Reply& stream : reply.elements) {  // nil when nothing came
+      if (stream.elements.size() != 2) continue;
+      const Source s = stream.elements[0].str == state_->keys[kMain] ? kMain : kRedrive;
+      std::vector<std::pair<std::string, const Reply*>> entries;
+      for (const Reply& e : stream.elements[1].elements)
+        if (e.elements.size() == 2) entries.emplace_back(e.elements[0].str, &e.elements[1]);
+      take_entries(s, entries, /*redelivered=*/false, out);
+    }
+  }
+
+  // The server lost the group (a restart without persistence, a deleted stream): made again
+  // from the stream's start, and said.
+  void recreate_group() {
+    ensure_groups(StartFrom::beginning());
+    ctx_->conn->notice("redis: consumer group " + state_->group + " of " + state_->keys[kMain] +
+                       " was missing (the server restarted without its data?); made again, reading from the "
+                       "stream's oldest entry");
+  }
+
+  void take_entries(Source source, const std::vector<std::pair<std::string, const Reply*>>& entries, bool redelivered,
+                    std::vector<StoredEvent>& out) {
+    if (entries.empty()) return;
+    std::vector<Attempts> attempts(entries.size());
+    std::vector<bool> recorded(entries.size(), false);
+    if (redelivered) {  // failed before, perhaps in a consumer that is gone
+      Command c = {"HMGET", state_->attempts_key};
+      for (const auto& [id, fields] : entries) c.push_back(state_->attempts_field(source, id));
+      const Reply r = ctx_->conn->command(c, "redis: attempts of claimed entries");
+      for (std::size_t i = 0; i < entries.size() && i < r.elements.size(); ++i)
+        if (r.elements[i].kind == Reply::Kind::string) {
+          attempts[i] = attempts_of_record(r.elements[i].str);
+          recorded[i] = true;
+        }
+    }
+    std::vector<std::pair<std::uint64_t, std::size_t>> keys;  // lease key, index in out
+    {
+      MutexLock lock(state_->mu);
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const auto& [id, fields] = entries[i];
+        if (redelivered && holds(source, id)) continue;  // ours still (renewed late): held once
+        const std::uint64_t key = state_->next_lease++;
+        state_->held.emplace(key, Held{source, id, Clock::now(), true});
+        ++state_->outstanding;
+        ++state_->untaken;
+        StoredEvent e;
+        e.lease = std::make_unique<RedisLease>(state_, key, id, recorded[i]);
+        e.attempts = attempts[i];
+        out.push_back(std::move(e));
+        keys.emplace_back(key, out.size() - 1);
+      }
+    }
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < entries.size() && k < keys.size(); ++i) {
+      StoredEvent& e = out[keys[k].second];
+      if (static_cast<RedisLease&>(*e.lease).entry != entries[i].first) continue;
+      ++k;
+      const Fields fields = fields_of_reply(*entries[i].second);
+      try {
+        e.envelope = envelope_of(fields);
+        if (e.envelope.type != spec_.event_type)
+          throw Error(Errc::invalid_envelope,
+                      "its ce_type '" + e.envelope.type + "' is not its stream's (" + spec_.event_type + ")");
+      } catch (const std::exception& ex) {
+        e.corrupt = "malformed entry " + entries[i].first + " of stream " + state_->keys[source] + ": " + ex.what();
+        e.envelope = readable_envelope(fields, state_->keys[source], entries[i].first, spec_.event_type);
+      }
+    }
+  }
+
+  bool holds(Source source, const std::string& id) CRIER_REQUIRES(state_->mu) {
+    for (const auto& [key, h] : state_->held)
+      if (h.source == source && h.entry == id) return true;
+    return false;
+  }
+
+  StoredEvent trimmed(Source source, const std::string& id) {
+    StoredEvent e;
+    e.corrupt = "entry " + id + " of stream " + state_->keys[source] +
+                " was deleted (MAXLEN trimming or XDEL) while subscriber " + spec_.subscriber +
+                " had not finished it: its event is lost to this subscriber";
+    e.envelope = readable_envelope({}, state_->keys[source], id, spec_.event_type);
+    e.envelope.data.clear();
+    e.envelope.datacontenttype.clear();
+    MutexLock lock(state_->mu);
+    const std::uint64_t key = state_->next_lease++;
+    state_->held.emplace(key, Held{source, id, Clock::now(), true});
+    ++state_->outstanding;
+    ++state_->untaken;
+    e.lease = std::make_unique<RedisLease>(state_, key, id, false);
+    return e;
+  }
+
+  // Sends the acknowledgements waiting, in rounds, until none is left; the caller set
+  // `flushing`.
+  void flush_acks_held() {
+    for (;;) {
+      std::vector<std::string> acks[2];
+      std::vector<std::string> forget;
+      {
+        MutexLock lock(state_->mu);
+        if (state_->acks[kMain].empty() && state_->acks[kRedrive].empty()) {
+          state_->flushing = false;
+          in_flush_ = 0;
+          state_->cv.notify_all();
+          return;
+        }
+        for (int s : {kMain, kRedrive}) acks[s].swap(state_->acks[s]);
+        forget.swap(state_->forget);
+        in_flush_ = acks[kMain].size() + acks[kRedrive].size();
+      }
+      std::vector<Command> cmds;
+      for (int s : {kMain, kRedrive}) {
+        if (acks[s].empty()) continue;
+        Command c = {"XACK", state_->keys[s], state_->group};
+        c.insert(c.end(), acks[s].begin(), acks[s].end());
+        cmds.push_back(std::move(c));
+      }
+      if (!forget.empty()) {
+        Command c = {"HDEL", state_->attempts_key};
+        c.insert(c.end(), forget.begin(), forget.end());
+        cmds.push_back(std::move(c));
+      }
+      cmds.push_back({"HSET", ctx_->key("settled"), state_->settled_field,
+                      std::to_string(unix_ms(std::chrono::system_clock::now()))});
+      try {
+        (void)ctx_->conn->pipeline(cmds, "redis: acknowledging events");
+      } catch (...) {
+        MutexLock lock(state_->mu);
+        state_->flushing = false;
+        in_flush_ = 0;
+        state_->cv.notify_all();
+        throw;  // not acknowledged: claimed again after the visibility timeout
+      }
+    }
+  }
+
+  // Sends the acknowledgements waiting (none: no round trip).
+  void flush_acks() {
+    {
+      MutexLock lock(state_->mu);
+      while (state_->flushing) state_->cv.wait(state_->mu);
+      if (state_->acks[kMain].empty() && state_->acks[kRedrive].empty()) return;
+      state_->flushing = true;
+    }
+    flush_acks_held();
+  }
+
+  // Renews the hold on every entry the bus holds, each a quarter of the visibility timeout
+  // after its last renewal.
+  void renew() {
+    const auto now = Clock::now();
+    if (now < next_look_) return;
+    const auto vis = ctx_->options().visibility_timeout;
+    next_look_ = now + std::min(kClaimEvery, vis / 8);
+    std::vector<std::string> due[2];
+    {
+      MutexLock lock(state_->mu);
+      for (auto& [key, h] : state_->held) {
+        if (now - h.renewed < vis / 4) continue;
+        h.renewed = now;
+        due[h.source].push_back(h.entry);
+      }
+    }
+    for (int s : {kMain, kRedrive}) state_->touch(Source(s), std::move(due[s]), milliseconds(0));
+  }
+
+  // Waits until `until` for room in the window (a settled event) or close().
+  void idle(Clock::time_point until) {
+    MutexLock lock(state_->mu);
+    if (!closed_.load(std::memory_order_acquire)) (void)state_->cv.wait_until(state_->mu, until);
+  }
+
+  // Ordered subscribers: one consumer at a time reads a (subscriber, type), so that no
+  // key's later event is handed out while an earlier one is unfinished elsewhere. The turn
+  // is a key holding the consumer's name, renewed by its holder; it runs out twice the
+  // visibility timeout after a holder died, when that holder's entries can be claimed.
+  bool take_turn() {
+    const auto now = Clock::now();
+    if (holds_turn_ && now < turn_renew_at_) return true;
+    const auto vis = ctx_->options().visibility_timeout;
+    const Command c =
+        ctx_->conn->eval(ctx_->scripts.turn, {turn_key_}, {state_->consumer, std::to_string(2 * vis.count())});
+    const auto r = ctx_->conn->pipeline(std::span<const Command>(&c, 1), "redis: taking the turn of " + turn_key_);
+    const bool mine = r.front().as_integer() == 1;
+    if (mine && !holds_turn_) next_claim_ = Clock::time_point{};  // the last holder's first
+    holds_turn_ = mine;
+    if (mine) turn_renew_at_ = now + vis / 3;
+    return mine;
+  }
+
+  // A consumer with nothing pending is taken out of the group's list (one with pending
+  // entries never is: XGROUP DELCONSUMER would lose them).
+  void forget_consumer_if_idle() {
+    for (int s : {kMain, kRedrive}) {
+      const Reply r = ctx_->conn->command({"XPENDING", state_->keys[s], state_->group, "-", "+", "1", state_->consumer},
+                                          "redis: pending entries");
+      if (r.elements.empty())
+        (void)ctx_->conn->command({"XGROUP", "DELCONSUMER", state_->keys[s], state_->group, state_->consumer},
+                                  "redis: leaving the group");
+    }
+  }
+
+  std::shared_ptr<const Context> ctx_;
+  ConsumerSpec spec_;
+  std::shared_ptr<State> state_;
+  std::string turn_key_;
+  std::unique_ptr<Link> link_;  // the fetch thread's
+  std::atomic<bool> closed_{false};
+  std::size_t in_flush_ = 0;  // guarded by state_->mu: acknowledgements being sent
+  bool holds_turn_ = false;   // the fetch thread's
+  Clock::time_point turn_renew_at_{};
+  Clock::time_point next_look_{};   // renew(): the fetch thread's
+  Clock::time_point next_claim_{};  // fetch(): the fetch thread's
+};
+
+}  // namespace
+
+std::string group_start(Connection& conn, const std::string& key, const StartFrom& start) {
+  switch (start.kind) {
+    case StartFrom::Kind::beginning:
+      return "0";
+    case StartFrom::Kind::now:
+      return "$";
+    case StartFrom::Kind::position: {
+      const auto id = parse_entry_id(start.position);
+      if (!id)
+        throw Error(Errc::invalid_argument,
+                    "redis: position '" + start.position + "' is not a stream entry id (1700000000000-0)");
+      return id_before(*id);
+    }
+    case StartFrom::Kind::time:
+      break;
+  }
+  // Entry ids carry the server's milliseconds; the events of that millisecond are told apart
+  // by their time attribute: the group starts before the first at or after `start.time`.
+  const std::int64_t ms = std::max<std::int64_t>(0, unix_ms(start.time));
+  std::string last = id_before(EntryId{static_cast<std::uint64_t>(ms), 0});
+  for (;;) {
+    const Reply page = conn.command({"XRANGE", key, "(" + last, "+", "COUNT", "100"}, "redis: the start of " + key);
+    for (const Reply& e : page.elements) {
+      if (e.elements.size() != 2) continue;
+      const auto id = parse_entry_id(e.elements[0].str);
+      const Fields f = fields_of_reply(e.elements[1]);
+      const std::string* time = field(f, "ce_time");
+      bool before = false;
+      if (id && id->ms == static_cast<std::uint64_t>(ms) && time) try {
+          before = parse_time(*time) < start.time;
+        } catch (const std::exception&) {
+        }
+      if (!before) return last;
+      last = e.elements[0].str;
+    }
+    if (page.elements.size() < 100) return last;
+  }
+}
+
+Fields letter_fields(const DeadLetter& letter, std::string_view stream_key, std::string_view entry_id) {
+  Fields f = fields_of(letter.envelope);
+  f.emplace_back("crier_subscriber", letter.subscriber);
+  f.emplace_back("crier_event_type", letter.envelope.type);
+  f.emplace_back("crier_entry", std::string(stream_key) + " " + std::string(entry_id));
+  f.emplace_back("crier_attempts", std::to_string(letter.attempts));
+  f.emplace_back("crier_first_error", letter.first_error);
+  f.emplace_back("crier_last_error", letter.last_error);
+  f.emplace_back("crier_first_failure", format_time(letter.first_failure));
+  f.emplace_back("crier_last_failure", format_time(letter.last_failure));
+  return f;
+}
+
+std::unique_ptr<Consumer> make_consumer(std::shared_ptr<const Context> ctx, const ConsumerSpec& spec) {
+  return std::make_unique<RedisConsumer>(std::move(ctx), spec);
+}
+
+}  // namespace crier::redis

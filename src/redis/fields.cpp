@@ -1,0 +1,133 @@
+#include "redis/fields.hpp"
+
+#include <charconv>
+#include <limits>
+
+#include <crier/error.hpp>
+#include <nlohmann/json.hpp>
+
+namespace crier::redis {
+
+namespace {
+
+constexpr std::string_view kPrefix = "ce_";
+
+bool parse_u64(std::string_view text, std::uint64_t& out) {
+  return !text.empty() && std::from_chars(text.data(), text.data() + text.size(), out).ptr == text.data() + text.size();
+}
+
+}  // namespace
+
+Fields fields_of(const Envelope& e) {
+  Fields f;
+  f.reserve(9 + e.extensions.size());
+  f.emplace_back("ce_specversion", e.specversion);
+  f.emplace_back("ce_id", e.id);
+  f.emplace_back("ce_source", e.source);
+  f.emplace_back("ce_type", e.type);
+  if (!e.time.empty()) f.emplace_back("ce_time", e.time);
+  if (!e.subject.empty()) f.emplace_back("ce_subject", e.subject);
+  if (!e.dataschema.empty()) f.emplace_back("ce_dataschema", e.dataschema);
+  for (const auto& [name, value] : e.extensions) f.emplace_back(std::string(kPrefix) + name, value);
+  if (!e.datacontenttype.empty()) f.emplace_back("content-type", e.datacontenttype);
+  f.emplace_back("data", e.data);
+  return f;
+}
+
+const std::string* field(const Fields& fields, std::string_view name) {
+  for (const auto& [n, v] : fields)
+    if (n == name) return &v;
+  return nullptr;
+}
+
+Envelope envelope_of(const Fields& fields) {
+  if (!field(fields, "ce_specversion"))
+    throw Error(Errc::invalid_envelope,
+                "not a CloudEvent: it has no ce_specversion field (fields: ce_id, ce_source, "
+                "ce_type, ..., content-type, data)");
+  Envelope e;
+  std::vector<std::string_view> seen;
+  for (const auto& [name, value] : fields) {
+    bool repeated = false;
+    for (auto s : seen) repeated = repeated || s == name;
+    if (repeated) throw Error(Errc::invalid_envelope, "field '" + name + "' appears twice");
+    seen.push_back(name);
+    if (name == "data") {
+      e.data = value;
+    } else if (name == "content-type") {
+      e.datacontenttype = value;
+    } else if (name.rfind(kPrefix, 0) == 0) {
+      const std::string attr = name.substr(kPrefix.size());
+      if (attr == "specversion")
+        e.specversion = value;
+      else if (attr == "id")
+        e.id = value;
+      else if (attr == "source")
+        e.source = value;
+      else if (attr == "type")
+        e.type = value;
+      else if (attr == "time")
+        e.time = value;
+      else if (attr == "subject")
+        e.subject = value;
+      else if (attr == "dataschema")
+        e.dataschema = value;
+      else if (attr == "datacontenttype")
+        throw Error(Errc::invalid_envelope, "ce_datacontenttype is carried as the field 'content-type'");
+      else if (attr == "data")
+        throw Error(Errc::invalid_envelope, "the data is the field 'data', not 'ce_data'");
+      else
+        e.extensions.emplace(attr, value);
+    }
+    // Other fields are not CloudEvents attributes: ignored, as a binding ignores other headers.
+  }
+  e.validate();
+  return e;
+}
+
+Envelope readable_envelope(const Fields& fields, std::string_view stream_key, std::string_view entry_id,
+                           std::string_view type) {
+  Envelope e;
+  auto take = [&](std::string_view name, std::string& into) {
+    if (const std::string* v = field(fields, name)) into = *v;
+  };
+  take("ce_id", e.id);
+  take("ce_source", e.source);
+  take("ce_time", e.time);
+  take("ce_subject", e.subject);
+  take("content-type", e.datacontenttype);
+  if (e.id.empty()) e.id = std::string(stream_key) + "-" + std::string(entry_id);
+  if (e.source.empty()) e.source = "redis://" + std::string(stream_key);
+  e.type = std::string(type);
+  if (const std::string* d = field(fields, "data")) {
+    e.data = *d;
+  } else {
+    nlohmann::json all = nlohmann::json::object();
+    for (const auto& [n, v] : fields)
+      if (!all.contains(n)) all[n] = v;
+    e.data = all.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    e.datacontenttype = "application/json";
+  }
+  return e;
+}
+
+std::optional<EntryId> parse_entry_id(std::string_view text) {
+  EntryId id;
+  const auto dash = text.find('-');
+  if (!parse_u64(text.substr(0, dash), id.ms)) return std::nullopt;
+  if (dash != std::string_view::npos && !parse_u64(text.substr(dash + 1), id.seq)) return std::nullopt;
+  return id;
+}
+
+bool id_less(std::string_view a, std::string_view b) {
+  const auto x = parse_entry_id(a), y = parse_entry_id(b);
+  return x && y && *x < *y;
+}
+
+std::string id_before(const EntryId& id) {
+  if (id.seq > 0) return std::to_string(id.ms) + "-" + std::to_string(id.seq - 1);
+  if (id.ms > 0) return std::to_string(id.ms - 1) + "-" + std::to_string(std::numeric_limits<std::uint64_t>::max());
+  return "0-0";
+}
+
+}  // namespace crier::redis

@@ -1,0 +1,61 @@
+// A real redis-server for a test: on 127.0.0.1, a free non-default port and a unix socket,
+// its data (an append-only file) in a temporary directory; stopped by its PID when the object
+// goes, whatever the test did. Restartable on the same port and data, as after a crash.
+#pragma once
+
+#include <signal.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "server_process.hpp"
+
+namespace test {
+
+class RedisServer {
+ public:
+  /// `appendfsync`: "always" (every write on disk before the reply), "everysec" or "no".
+  /// `password` (no '"' in it): with one, the ACL user "crier" has it too.
+  explicit RedisServer(std::string appendfsync = "everysec", std::string password = "")
+      : port_(free_port()), dir_(temp_dir("crier-redis")) {
+    std::ofstream conf(dir_ / "redis.conf");
+    conf << "bind 127.0.0.1\nport " << port_ << "\nunixsocket " << socket() << "\nunixsocketperm 700\n"
+         << "dir " << dir_.string() << "\npidfile " << (dir_ / "redis.pid").string() << "\n"
+         << "save \"\"\nappendonly yes\nappendfsync " << appendfsync << "\nlogfile \"\"\ndaemonize no\n";
+    if (!password.empty())
+      conf << "requirepass \"" << password << "\"\nuser crier on \">" << password << "\" ~* &* +@all\n";
+    conf.close();
+    start();
+  }
+  ~RedisServer() {
+    stop();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  RedisServer(const RedisServer&) = delete;
+  RedisServer& operator=(const RedisServer&) = delete;
+
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+  std::string socket() const { return (dir_ / "redis.sock").string(); }
+  int port() const { return port_; }
+  pid_t pid() const { return process_.pid(); }
+
+  /// Starts it (again, on the same port and data) and waits until it accepts connections.
+  void start() {
+    const char* program = std::getenv("REDIS_SERVER");
+    process_.start({program ? program : "redis-server", (dir_ / "redis.conf").string()}, "Ready to accept connections");
+  }
+  /// SIGTERM (graceful) or SIGKILL, then waits for it.
+  void stop(int signal = SIGTERM) { process_.stop(signal); }
+  void kill() { stop(SIGKILL); }
+  std::string log() const { return process_.log(); }
+
+ private:
+  int port_;
+  std::filesystem::path dir_;
+  ServerProcess process_;
+};
+
+}  // namespace test
