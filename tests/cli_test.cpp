@@ -67,9 +67,9 @@ TEST_F(CliTest, AMissingOrForeignFileIsRefusedAndLeftAlone) {
   EXPECT_NE(r.err.find("not a SQLite database"), std::string::npos) << r.err;
   EXPECT_EQ(read_file(text), "not a database, just notes\n");
 
-  r = run_crier(dir, {"status", "redis://127.0.0.1:1"});
+  r = run_crier(dir, {"status", "kafka://127.0.0.1:1"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("no transport opens redis:// URLs"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no transport opens kafka:// URLs"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, TailPrintsFiltersAndWritesCloudEvents) {

@@ -12,17 +12,20 @@
 // (kill -9 included) and run it again, and every order placed before the kill still reaches
 // every service; the summary says how many came from the earlier run. --memory runs the same
 // story on the in-process bus; --nats URL[,URL...] runs it across hosts on NATS JetStream
-// (stream ORDERS; scripts/nats-server starts a local node).
+// (stream ORDERS; scripts/nats-server starts a local node), --redis URL on Redis Streams (keys
+// orders:*; scripts/redis-server starts a local server).
 //
 // --role runs one part of the story as its own process, over a store every process reaches
-// (NATS, or the same SQLite file): `--role orders` places the orders and exits once they are
+// (NATS, Redis, or the same SQLite file): `--role orders` places the orders and exits once they are
 // stored; `--role inventory|email|audit` is that one service, which handles orders until it
 // has finished N of them (--orders N, 0: until Ctrl-C) and then prints its line.
 //
-//   orders [--orders N] [--outage-ms N] [--store FILE | --memory | --nats URLS] [--metrics-out FILE]
+//   orders [--orders N] [--outage-ms N] [--store FILE | --memory | --nats URLS | --redis URL]
+//          [--metrics-out FILE]
 //          [--role all|orders|inventory|email|audit]
 #include <crier/crier.hpp>
 #include <crier/nats.hpp>
+#include <crier/redis.hpp>
 #include <crier/sqlite.hpp>
 
 #include <signal.h>
@@ -181,7 +184,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::string_view(argv[i]) == "--help") {
       std::printf(
-          "usage: orders [--orders N] [--outage-ms N] [--store FILE | --memory | --nats URL[,URL...]] "
+          "usage: orders [--orders N] [--outage-ms N] [--store FILE | --memory | --nats URL[,URL...] | --redis URL] "
           "[--metrics-out FILE] [--role all|orders|inventory|email|audit]\n");
       return 0;
     }
@@ -203,7 +206,8 @@ int main(int argc, char** argv) {
   bool in_memory = false;
   for (int i = 1; i < argc; ++i) in_memory = in_memory || std::string_view(argv[i]) == "--memory";
   if (in_memory && role != "all") {
-    std::fprintf(stderr, "orders: --role needs a store every process reaches (--nats or --store), not --memory\n");
+    std::fprintf(stderr,
+                 "orders: --role needs a store every process reaches (--nats, --redis or --store), not --memory\n");
     return 2;
   }
   std::string store_path = arg_text(argc, argv, "--store");
@@ -212,6 +216,7 @@ int main(int argc, char** argv) {
   const long outage_ms = arg_value(argc, argv, "--outage-ms", 300);
   const std::string metrics_out = arg_text(argc, argv, "--metrics-out");
   const std::string nats_urls = arg_text(argc, argv, "--nats");
+  const std::string redis_url = arg_text(argc, argv, "--redis");
   const auto start = std::chrono::steady_clock::now();
   auto since_start = [&] {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -242,7 +247,8 @@ int main(int argc, char** argv) {
         break;
     }
   };
-  // Where events wait: a SQLite file (the default), NATS JetStream, or nowhere (--memory).
+  // Where events wait: a SQLite file (the default), NATS JetStream, Redis Streams, or nowhere
+  // (--memory).
   std::shared_ptr<crier::Transport> store;
   std::string stored_in = store_path + " (SQLite, survives kill -9)";
   try {
@@ -259,6 +265,13 @@ int main(int argc, char** argv) {
       o.publish_timeout = std::chrono::seconds(10);
       store = crier::nats::connect(o);
       stored_in = "NATS JetStream stream ORDERS at " + nats_urls;
+    } else if (!redis_url.empty()) {
+      crier::redis::Options o;
+      o.url = redis_url;
+      o.prefix = "orders";
+      o.timeout = std::chrono::seconds(10);
+      store = crier::redis::connect(o);
+      stored_in = "Redis Streams orders:* at " + redis_url;
     } else if (!in_memory) {
       store = crier::sqlite::open(store_path);
     }

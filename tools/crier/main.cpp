@@ -2,6 +2,7 @@
 // the inspection interface and the dead-letter queue of the transport the first argument
 // names, so that it works alike on every transport.
 #include <crier/nats.hpp>
+#include <crier/redis.hpp>
 #include <crier/sqlite.hpp>
 
 #include <cstdio>
@@ -12,12 +13,14 @@
 int main(int argc, char** argv) {
   crier::sqlite::register_scheme();
   crier::nats::register_scheme();
+  crier::redis::register_scheme();
 
   CLI::App app{"crier: see, tail, replay and repair a crier bus"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "crier " CRIER_VERSION);
   app.footer(
-      "BUS is a SQLite store file (orders.db) or a transport URL (nats://HOST:PORT/STREAM).\n"
+      "BUS is a SQLite store file (orders.db) or a transport URL (nats://HOST:PORT/STREAM,\n"
+      "redis://HOST:PORT[?prefix=PREFIX]).\n"
       "Exit codes: 0 done; 1 the bus refused or failed; 2 usage (or not confirmed); 3 not found;\n"
       "130 stopped by Ctrl-C (what was done is reported).");
   crier::cli::add_status(app);

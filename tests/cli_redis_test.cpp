@@ -1,0 +1,94 @@
+// The crier command-line tool on a redis:// bus: the same store as the SQLite tests build
+// (20 jobs; "billing" dead-lettered the 4 whose n is a multiple of 5; "audit" read nothing),
+// on a real redis-server the test starts; status, tail, dlq and replay read and repair it.
+#include <gtest/gtest.h>
+
+#include <crier/redis.hpp>
+
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_process.hpp"
+#include "redis_server.hpp"
+
+using namespace test;
+
+namespace {
+
+class CliRedisTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    crier::redis::Options o;
+    o.url = server.url();
+    o.prefix = "shop";
+    crier::Bus bus{crier::redis::connect(o)};
+    {
+      auto audit = bus.subscribe<Job>("audit", [](const Job&) {});
+      audit.unsubscribe();
+    }
+    auto billing = bus.subscribe<Job>("billing", [](const Job& j) {
+      if (j.n % 5 == 0) throw crier::PermanentError("job " + std::to_string(j.n) + " has no price");
+    });
+    for (int i = 1; i <= 20; ++i) bus.publish(Job{i, "job " + std::to_string(i)});
+    ASSERT_TRUE(bus.drain(std::chrono::seconds(30)).complete);
+  }
+
+  RedisServer server;
+  ScratchDir dir;
+  const std::string url = server.url() + "?prefix=shop";
+  const std::string job = std::string(crier::event_type_v<Job>);
+};
+
+TEST_F(CliRedisTest, StatusTailAndDeadLettersWorkOnARedisBus) {
+  Outcome r = run_crier(dir, {"status", url, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto status = nlohmann::json::parse(r.out);  // kept: read below
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& s : status["subscribers"]) by_name[s["subscriber"].get<std::string>()] = s;
+  EXPECT_EQ(by_name.at("billing")["lag"], 0);
+  EXPECT_EQ(by_name.at("billing")["dead_letters"], 4);
+  EXPECT_EQ(by_name.at("audit")["lag"], 20);
+  EXPECT_TRUE(by_name.at("billing")["idle_ms"].is_number()) << by_name.at("billing");
+
+  r = run_crier(dir, {"tail", url, "--type", job, "--limit", "3", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto tailed = lines(r.out);
+  ASSERT_EQ(tailed.size(), 3u) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(tailed.back())["data"]["n"], 20);  // the newest three, oldest first
+
+  r = run_crier(dir, {"dlq", "list", url, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto letters = lines(r.out);
+  ASSERT_EQ(letters.size(), 4u) << r.out;
+  const auto first = nlohmann::json::parse(letters.front());
+  EXPECT_EQ(first["subscriber"], "billing");
+  EXPECT_EQ(first["last_error"], "job 5 has no price");
+  const std::string id = std::to_string(first["id"].get<std::uint64_t>());
+  r = run_crier(dir, {"dlq", "redrive", url, "--id", id, "--yes"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "redrove 1 dead letter\n");
+  r = run_crier(dir, {"dlq", "purge", url, "--subscriber", "billing", "--all", "--yes"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "purged 3 dead letters\n");
+  EXPECT_EQ(run_crier(dir, {"dlq", "list", url, "--json"}).out, "");
+
+  // The redriven letter waits for billing alone; audit is moved past everything.
+  r = run_crier(dir, {"replay", url, "--subscriber", "audit", "--type", job, "--to", "end", "--yes"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto after = nlohmann::json::parse(run_crier(dir, {"status", url, "--json"}).out);
+  by_name.clear();
+  for (const auto& s : after["subscribers"]) by_name[s["subscriber"].get<std::string>()] = s;
+  EXPECT_EQ(by_name.at("billing")["lag"], 1);
+  EXPECT_EQ(by_name.at("billing")["dead_letters"], 0);
+  EXPECT_EQ(by_name.at("audit")["lag"], 0);
+}
+
+TEST_F(CliRedisTest, AServerThatIsNotThereIsAClearError) {
+  const Outcome r = run_crier(dir, {"status", "redis://127.0.0.1:" + std::to_string(free_port())});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("out of reach"), std::string::npos) << r.err;
+}
+
+}  // namespace
