@@ -1,6 +1,10 @@
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include <crier/crier.hpp>
 #include <crier/json.hpp>
@@ -12,5 +16,39 @@ struct Tick {
 };
 CRIER_EVENT(Tick, "com.example.bench.tick");
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Tick, value)
+
+/// The engine benchmarks' event: about a hundred bytes on the wire as JSON.
+struct Payment {
+  std::int64_t sent_ns = 0;
+  std::string note = "a payment of about a hundred bytes on the wire, with its JSON keys";
+};
+CRIER_EVENT(Payment, "com.example.bench.payment");
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Payment, sent_ns, note)
+
+/// Counts handled events (and their latencies, when given); a benchmark waits on it.
+class Handled {
+ public:
+  void add(std::int64_t latency_ns = 0) {
+    std::lock_guard lock(mu_);
+    ++n_;
+    if (latency_ns) latencies_.push_back(latency_ns);
+    if (n_ >= target_) cv_.notify_all();
+  }
+  void wait_for(std::int64_t n) {
+    std::unique_lock lock(mu_);
+    target_ = n;
+    cv_.wait(lock, [&] { return n_ >= n; });
+  }
+  std::vector<std::int64_t> latencies() {
+    std::lock_guard lock(mu_);
+    return latencies_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::int64_t n_ = 0, target_ = 0;
+  std::vector<std::int64_t> latencies_;
+};
 
 }  // namespace bench

@@ -22,19 +22,15 @@
 #include <vector>
 
 #include "../tests/nats_server.hpp"
+#include "bench_events.hpp"
 
 namespace {
 
+using bench::Handled;
+using bench::Payment;
 using Clock = std::chrono::steady_clock;
 constexpr int kBatch = 256;
 constexpr int kConsume = 20000;
-
-struct Payment {
-  std::int64_t sent_ns = 0;
-  std::string note = "a payment of about a hundred bytes on the wire, with its JSON keys";
-};
-CRIER_EVENT(Payment, "com.example.bench.payment");
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Payment, sent_ns, note)
 
 test::NatsServer& server() {
   static test::NatsServer s;
@@ -133,32 +129,6 @@ void BM_NatsPublish_raw(benchmark::State& state) { nats_publish_raw(state, false
 void BM_NatsPublish_raw_headers(benchmark::State& state) { nats_publish_raw(state, true); }
 BENCHMARK(BM_NatsPublish_raw)->Name("BM_NatsPublish/cnats_raw")->UseRealTime();
 BENCHMARK(BM_NatsPublish_raw_headers)->Name("BM_NatsPublish/cnats_raw_headers")->UseRealTime();
-
-// Counts handled events; the benchmark waits on it.
-class Handled {
- public:
-  void add(std::int64_t latency_ns = 0) {
-    std::lock_guard lock(mu_);
-    ++n_;
-    if (latency_ns) latencies_.push_back(latency_ns);
-    if (n_ >= target_) cv_.notify_all();
-  }
-  void wait_for(std::int64_t n) {
-    std::unique_lock lock(mu_);
-    target_ = n;
-    cv_.wait(lock, [&] { return n_ >= n; });
-  }
-  std::vector<std::int64_t> latencies() {
-    std::lock_guard lock(mu_);
-    return latencies_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::int64_t n_ = 0, target_ = 0;
-  std::vector<std::int64_t> latencies_;
-};
 
 // One round: kConsume events stored first, then a new subscriber name reads them all.
 void BM_NatsConsume_crier(benchmark::State& state) {
