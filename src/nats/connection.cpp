@@ -432,29 +432,11 @@ void Connection::state_changed(natsConnection* nc, ConnectionState state) noexce
                               : "nats: connection lost; reconnecting to " + servers_text(options_.servers) +
                                     " (publishes wait up to " + std::to_string(options_.publish_timeout.count()) +
                                     " ms meanwhile)";
-  MutexLock lock(listeners_mu_);
-  for (const auto& [id, listener] : listeners_) {
-    try {
-      listener(up, what);
-    } catch (...) {
-    }
-  }
+  listeners_.notify(up, what);
 }
 
 std::shared_ptr<void> Connection::watch(Transport::HealthListener listener) {
-  std::uint64_t id = 0;
-  {
-    MutexLock lock(listeners_mu_);
-    id = next_listener_++;
-    listeners_.emplace(id, std::move(listener));
-  }
-  std::weak_ptr<Connection> self = weak_from_this();
-  return std::shared_ptr<void>(nullptr, [self, id](void*) {
-    if (auto c = self.lock()) {
-      MutexLock lock(c->listeners_mu_);
-      c->listeners_.erase(id);
-    }
-  });
+  return listeners_.add(std::move(listener));
 }
 
 void Connection::on_disconnected(natsConnection* nc, void* self) noexcept {

@@ -24,6 +24,7 @@
 #include <crier/transport.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/health_listeners.hpp"
 #include "common/mutex.hpp"
 #include "nats/binding.hpp"
 
@@ -67,7 +68,7 @@ struct Outgoing {
   std::string payload{};
 };
 
-class Connection : public std::enable_shared_from_this<Connection> {
+class Connection {
  public:
   /// Connects; waits up to options.publish_timeout for a first server.
   explicit Connection(const Options& options);
@@ -150,11 +151,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool acks_complete_ CRIER_GUARDED_BY(mu_) = false;
   bool closed_ CRIER_GUARDED_BY(mu_) = false;
 
-  // Guards the listeners and is held while they are called: a handle that goes waits for a
-  // call under way.
-  Mutex listeners_mu_;
-  std::map<std::uint64_t, Transport::HealthListener> listeners_ CRIER_GUARDED_BY(listeners_mu_);
-  std::uint64_t next_listener_ CRIER_GUARDED_BY(listeners_mu_) = 1;
+  crier::detail::HealthListeners listeners_;
 
   std::atomic<bool> connected_{false};
   std::atomic<std::uint64_t> disconnects_{0}, reconnects_{0}, retries_{0};

@@ -1,5 +1,7 @@
 #include "nats/consumer.hpp"
 
+#include "common/attempts_record.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -24,8 +26,9 @@ constexpr milliseconds kLookEvery{100};
 // events the bus holds for a retry count too). Each process holds at most `window` more.
 constexpr int kMaxAckPending = 20000;
 
-std::int64_t unix_ms(Timestamp t) { return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count(); }
-Timestamp from_unix_ms(std::int64_t ms) { return Timestamp(milliseconds(ms)); }
+using crier::detail::attempts_of_record;
+using crier::detail::record_of;
+using crier::detail::unix_ms;
 
 // One durable consumer's pull requests, answered on an inbox of its own. Used by one thread.
 class Puller {
@@ -546,25 +549,6 @@ nlohmann::json consumer_config(const Context& ctx, const std::string& durable, c
       break;
   }
   return c;
-}
-
-Attempts attempts_of_record(std::string_view payload) {
-  Attempts a;
-  const auto j = nlohmann::json::parse(payload, nullptr, false);
-  if (!j.is_object()) return a;
-  a.failed = j.value("failed", 0);
-  a.first_error = j.value("first_error", std::string());
-  a.first_failure = from_unix_ms(j.value("first_failure_ms", std::int64_t{0}));
-  a.retry_at = from_unix_ms(j.value("retry_at_ms", std::int64_t{0}));
-  return a;
-}
-
-std::string record_of(const Attempts& a) {
-  return nlohmann::json({{"failed", a.failed},
-                         {"first_error", a.first_error},
-                         {"first_failure_ms", unix_ms(a.first_failure)},
-                         {"retry_at_ms", unix_ms(a.retry_at)}})
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::unique_ptr<Consumer> make_consumer(std::shared_ptr<const Context> ctx, const ConsumerSpec& spec) {

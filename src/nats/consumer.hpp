@@ -19,8 +19,4 @@ std::unique_ptr<Consumer> make_consumer(std::shared_ptr<const Context> ctx, cons
 nlohmann::json consumer_config(const Context& ctx, const std::string& durable, const std::string& filter,
                                const StartFrom& start);
 
-/// The Attempts an attempts record carries, and the record of some.
-Attempts attempts_of_record(std::string_view payload);
-std::string record_of(const Attempts& a);
-
 }  // namespace crier::nats

@@ -276,13 +276,7 @@ void Connection::lost(const std::string& why) {
 void Connection::link_state(bool up, const std::string& what) {
   if (connected_.exchange(up) == up) return;
   (up ? reconnects_ : disconnects_).fetch_add(1, std::memory_order_relaxed);
-  MutexLock lock(listeners_mu_);
-  for (const auto& [id, listener] : listeners_) {
-    try {
-      listener(up, what);
-    } catch (...) {
-    }
-  }
+  listeners_.notify(up, what);
 }
 
 std::vector<Reply> Connection::pipeline(std::span<const Command> commands, std::string_view what) {
@@ -413,29 +407,9 @@ TransportHealth Connection::health() const {
 }
 
 std::shared_ptr<void> Connection::watch(Transport::HealthListener listener) {
-  std::uint64_t id = 0;
-  {
-    MutexLock lock(listeners_mu_);
-    id = next_listener_++;
-    listeners_.emplace(id, std::move(listener));
-  }
-  std::weak_ptr<Connection> self = weak_from_this();
-  return std::shared_ptr<void>(nullptr, [self, id](void*) {
-    if (auto c = self.lock()) {
-      MutexLock lock(c->listeners_mu_);
-      c->listeners_.erase(id);
-    }
-  });
+  return listeners_.add(std::move(listener));
 }
 
-void Connection::notice(const std::string& what) {
-  MutexLock lock(listeners_mu_);
-  for (const auto& [id, listener] : listeners_) {
-    try {
-      listener(connected_.load(), what);
-    } catch (...) {
-    }
-  }
-}
+void Connection::notice(const std::string& what) { listeners_.notify(connected_.load(), what); }
 
 }  // namespace crier::redis

@@ -18,6 +18,7 @@
 #include <crier/redis.hpp>
 #include <crier/transport.hpp>
 
+#include "common/health_listeners.hpp"
 #include "common/mutex.hpp"
 
 struct redisContext;
@@ -99,7 +100,7 @@ struct Script {
   std::string sha{};  ///< computed once, by SCRIPT LOAD
 };
 
-class Connection : public std::enable_shared_from_this<Connection> {
+class Connection {
  public:
   /// Connects one link (waiting up to options.timeout for the server).
   explicit Connection(const Options& options);
@@ -171,9 +172,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   CondVar flight_cv_;
   std::size_t in_flight_ CRIER_GUARDED_BY(flight_mu_) = 0;
 
-  Mutex listeners_mu_;
-  std::map<std::uint64_t, Transport::HealthListener> listeners_ CRIER_GUARDED_BY(listeners_mu_);
-  std::uint64_t next_listener_ CRIER_GUARDED_BY(listeners_mu_) = 1;
+  crier::detail::HealthListeners listeners_;
 
   std::atomic<bool> connected_{true};
   std::atomic<std::uint64_t> disconnects_{0}, reconnects_{0}, retries_{0};

@@ -1,7 +1,5 @@
 #include "redis/context.hpp"
 
-#include <nlohmann/json.hpp>
-
 namespace crier::redis {
 
 namespace {
@@ -125,30 +123,6 @@ std::optional<GroupInfo> group_info(const Reply& xinfo_groups, std::string_view 
     return info;
   }
   return std::nullopt;
-}
-
-std::int64_t unix_ms(Timestamp t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-Timestamp from_unix_ms(std::int64_t ms) { return Timestamp(std::chrono::milliseconds(ms)); }
-
-std::string record_of(const Attempts& a) {
-  return nlohmann::json({{"failed", a.failed},
-                         {"first_error", a.first_error},
-                         {"first_failure_ms", unix_ms(a.first_failure)},
-                         {"retry_at_ms", unix_ms(a.retry_at)}})
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-Attempts attempts_of_record(std::string_view text) {
-  Attempts a;
-  const auto j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object()) return a;
-  a.failed = j.value("failed", 0);
-  a.first_error = j.value("first_error", std::string());
-  a.first_failure = from_unix_ms(j.value("first_failure_ms", std::int64_t{0}));
-  a.retry_at = from_unix_ms(j.value("retry_at_ms", std::int64_t{0}));
-  return a;
 }
 
 }  // namespace crier::redis

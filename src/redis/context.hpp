@@ -23,6 +23,7 @@
 
 #include <crier/transport.hpp>
 
+#include "common/attempts_record.hpp"
 #include "redis/connection.hpp"
 #include "redis/fields.hpp"
 
@@ -67,12 +68,9 @@ struct GroupInfo {
 };
 std::optional<GroupInfo> group_info(const Reply& xinfo_groups, std::string_view group);
 
-/// Milliseconds since the epoch.
-std::int64_t unix_ms(Timestamp t);
-Timestamp from_unix_ms(std::int64_t ms);
-
-/// JSON text of what failed attempts left, and back.
-std::string record_of(const Attempts& a);
-Attempts attempts_of_record(std::string_view text);
+using crier::detail::attempts_of_record;
+using crier::detail::from_unix_ms;
+using crier::detail::record_of;
+using crier::detail::unix_ms;
 
 }  // namespace crier::redis

@@ -81,7 +81,7 @@ struct Store::Impl {
   /// Within the caller's transaction (db_mu held): turns dead letter `id` back into a retry
   /// due now, with `edited` data if given (else the data of an earlier edit, if any), and
   /// deletes it. False when there is no such letter.
-  bool redrive_letter(std::int64_t id, const std::string* edited);
+  bool redrive_letter(std::int64_t id, const std::string* edited) CRIER_REQUIRES(db_mu);
 
   const std::string path;
   const Options options;
