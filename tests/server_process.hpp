@@ -1,9 +1,11 @@
 // A server program a test runs: started with its output read (and kept for failures) until
-// it says it is ready, stopped by its PID when the object goes, whatever the test did. The
+// it says it is ready, stopped by its PID when the object goes, whatever the test did, and
+// killed by the kernel should the test process die first. The
 // NATS and Redis servers of the tests are made of it.
 #pragma once
 
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -59,6 +61,9 @@ class ServerProcess {
     args.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
+      // Dies with the test process, also when that one crashes or is killed (the forking
+      // thread is the test's main thread, which lives as long as the process).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       ::dup2(out[1], 1);
       ::dup2(out[1], 2);
       ::close(out[0]);
