@@ -1,6 +1,7 @@
 // crier status BUS: where every subscriber stands, and what is stored per event type.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
@@ -39,22 +40,26 @@ void print_status(const StatusArgs& a, Inspector& in) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("%-16s %-36s %9s %7s %8s %8s %9s %8s %5s\n", "SUBSCRIBER", "EVENT TYPE", "POSITION", "LAG", "OLDEST",
-              "IDLE", "IN FLIGHT", "RETRYING", "DEAD");
+  // Positions are as wide as the transport prints them (a Redis entry id is 15 characters).
+  int position_width = 9, newest_width = 10;
+  for (const auto& s : subscribers) position_width = std::max(position_width, static_cast<int>(s.position.size()));
+  for (const auto& t : types) newest_width = std::max(newest_width, static_cast<int>(t.newest.size()));
+  std::printf("%-16s %-36s %*s %7s %8s %8s %9s %8s %5s\n", "SUBSCRIBER", "EVENT TYPE", position_width, "POSITION",
+              "LAG", "OLDEST", "IDLE", "IN FLIGHT", "RETRYING", "DEAD");
   for (const auto& s : subscribers) {
     const auto idle = idle_time(s);
-    std::printf("%-16s %-36s %9s %7llu %8s %8s %9llu %8llu %5llu\n", s.subscriber.c_str(), s.event_type.c_str(),
-                s.position.empty() ? "-" : s.position.c_str(), static_cast<unsigned long long>(s.lag),
+    std::printf("%-16s %-36s %*s %7llu %8s %8s %9llu %8llu %5llu\n", s.subscriber.c_str(), s.event_type.c_str(),
+                position_width, s.position.empty() ? "-" : s.position.c_str(), static_cast<unsigned long long>(s.lag),
                 s.lag == 0 ? "-" : age_text(s.oldest_age).c_str(), idle ? age_text(*idle).c_str() : "never",
                 static_cast<unsigned long long>(s.in_flight), static_cast<unsigned long long>(s.retrying),
                 static_cast<unsigned long long>(s.dead_letters));
   }
   if (subscribers.empty()) std::printf("(no subscriber has read this bus yet)\n");
-  std::printf("\n%-46s %10s %10s %10s  %s\n", "EVENT TYPE", "EVENTS", "LAST MIN", "NEWEST", "NEWEST TIME");
+  std::printf("\n%-46s %10s %10s %*s  %s\n", "EVENT TYPE", "EVENTS", "LAST MIN", newest_width, "NEWEST", "NEWEST TIME");
   for (const auto& t : types)
-    std::printf("%-46s %10llu %9llu%s %10s  %s\n", t.event_type.c_str(), static_cast<unsigned long long>(t.events),
-                static_cast<unsigned long long>(last_minute[t.event_type]), recent.capped ? "+" : " ", t.newest.c_str(),
-                t.newest_time.c_str());
+    std::printf("%-46s %10llu %9llu%s %*s  %s\n", t.event_type.c_str(), static_cast<unsigned long long>(t.events),
+                static_cast<unsigned long long>(last_minute[t.event_type]), recent.capped ? "+" : " ", newest_width,
+                t.newest.c_str(), t.newest_time.c_str());
   if (types.empty()) std::printf("(no events stored)\n");
 }
 
