@@ -281,7 +281,7 @@ void Connection::link_state(bool up, const std::string& what) {
 
 std::vector<Reply> Connection::pipeline(std::span<const Command> commands, std::string_view what) {
   auto link = take_link_or_reconnect(what);
-  auto replies = run_on(link, commands, what, options_.timeout);
+  auto replies = run_on(link, commands, what, milliseconds(0));
   give_back(std::move(link));
   return replies;
 }
@@ -297,7 +297,7 @@ std::unique_ptr<Link> Connection::take_link_or_reconnect(std::string_view what) 
 
 std::vector<Reply> Connection::pipeline_once(std::span<const Command> commands, std::string_view what) {
   auto link = take_link_or_reconnect(what);
-  auto replies = run_on(link, commands, what, options_.timeout, /*resend=*/false);
+  auto replies = run_on(link, commands, what, milliseconds(0), /*resend=*/false);
   give_back(std::move(link));
   return replies;
 }
@@ -310,7 +310,7 @@ std::vector<Reply> Connection::run_on(std::unique_ptr<Link>& link, std::span<con
     std::vector<Reply> replies;
     try {
       if (!link) link = reconnect(deadline, what, "");
-      link->set_timeout(read_timeout + milliseconds(5000));
+      link->set_timeout(read_timeout + options_.timeout);  // past it, the server counts as gone
       replies = link->run(commands);
     } catch (const LinkError& e) {
       link.reset();

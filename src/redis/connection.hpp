@@ -132,6 +132,8 @@ class Connection {
   /// back-off as pipeline() does. Throws Error when the server stays out of reach.
   std::unique_ptr<Link> dedicated(std::string_view what);
   /// Runs on `link`, replacing it (with back-off) when lost, as pipeline() does.
+  /// `read_timeout`: how long the server may take on purpose (XREADGROUP BLOCK) beyond the
+  /// options' timeout.
   std::vector<Reply> run_on(std::unique_ptr<Link>& link, std::span<const Command> commands, std::string_view what,
                             std::chrono::milliseconds read_timeout, bool resend = true);
 
