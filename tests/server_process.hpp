@@ -5,8 +5,8 @@
 #pragma once
 
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
