@@ -381,6 +381,49 @@ TEST(Breaker, OpensPausesProbesAndCloses) {
   EXPECT_EQ(env.failures.count(Report::Kind::breaker_closed), 1u);
 }
 
+TEST(Breaker, ItsOpeningsAndClosingAreAnnouncedOnTheBus) {
+  Env env;
+  Bus bus(env.options());
+  std::vector<crier::BreakerChanged> seen;
+  auto alerts = bus.subscribe<crier::BreakerChanged>(
+      "alerts", [&](const crier::BreakerChanged& b) { seen.push_back(b); }, kInline);
+  // A failing subscriber of the announcements is not announced itself (no loops).
+  auto loud = bus.subscribe<crier::BreakerChanged>(
+      "loud", [](const crier::BreakerChanged&) { throw std::runtime_error("pager down"); },
+      {.breaker = {.consecutive_failures = 1, .cooldown = 1s}});
+  std::atomic<bool> down{true};
+  auto sub = bus.subscribe<Ping>("inventory",
+                                 [&](const Ping&) {
+                                   if (down) throw std::runtime_error("database down");
+                                 },
+                                 {.breaker = {.consecutive_failures = 2, .cooldown = 10s}});
+  bus.publish(Ping{1});
+  bus.publish(Ping{2});
+  ASSERT_TRUE(bus.flush());
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].subscriber, "inventory");
+  EXPECT_EQ(seen[0].event_type, "com.example.test.ping");
+  EXPECT_EQ(seen[0].state, crier::BreakerState::open);
+  EXPECT_EQ(seen[0].reason, "circuit opened after 2 consecutive failures");
+  EXPECT_EQ(seen[0].cooldown, 10s);
+  EXPECT_EQ(stats_of(bus, "loud").breaker, crier::BreakerState::open);
+
+  down = false;
+  env.clock->advance(10s);  // half-open: the next event is the probe, and succeeds
+  bus.publish(Ping{3});
+  ASSERT_TRUE(bus.flush());
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[1].state, crier::BreakerState::closed);
+  EXPECT_EQ(seen[1].reason, "probe succeeded: circuit closed");
+
+  // Its JSON form, as a durable bus stores it, reads back the same.
+  using Codec = crier::Codec<crier::BreakerChanged>;
+  const auto back = Codec::decode(Codec::encode(seen[0]));
+  EXPECT_EQ(back.state, crier::BreakerState::open);
+  EXPECT_EQ(back.cooldown, 10s);
+  EXPECT_EQ(back.reason, seen[0].reason);
+}
+
 TEST(Breaker, OpensOnAFailureRate) {
   Env env;
   Bus bus(env.options());

@@ -8,6 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
+#include "crier/event.hpp"
 #include "crier/export.hpp"
 #include "crier/options.hpp"
 
@@ -28,6 +31,24 @@ struct CRIER_EXPORT LatencyHistogram {
 /// State of a subscriber's circuit breaker.
 enum class BreakerState { closed, open, half_open };
 CRIER_EXPORT const char* to_string(BreakerState s) noexcept;
+
+/// Published on the bus whenever a subscriber's circuit breaker opens (also again, after a
+/// failed probe) and when it closes, so that an application can alert on it and the tools
+/// (`crier status`, the dashboard) can show it for a bus running in another process. The
+/// half-open state is not announced: it begins `cooldown` after an opening. (Breakers of this
+/// event's own subscribers are not announced.)
+struct BreakerChanged {
+  std::string subscriber{};
+  std::string event_type{};
+  BreakerState state = BreakerState::closed;  ///< open or closed
+  std::string reason{};                       ///< why, for people
+  std::chrono::milliseconds cooldown{0};      ///< with open: how long until a probe is tried
+};
+CRIER_EVENT(BreakerChanged, "crier.breakerchanged")
+/// Its JSON form (the default codec): state as "open" or "closed", cooldown as cooldown_ms.
+CRIER_EXPORT void to_json(nlohmann::json& j, const BreakerChanged& e);
+/// Throws nlohmann::json::exception for a state other than closed, open or half_open.
+CRIER_EXPORT void from_json(const nlohmann::json& j, BreakerChanged& e);
 
 /// One subscriber's counters.
 struct SubscriberMetrics {

@@ -176,6 +176,8 @@ class CoreImpl final : public BusCore {
   /// Called by the pool when a run ends; re-schedules if events arrived meanwhile.
   void run_finished(SubscriberBase& sub);
   void release_ref(SubscriberBase* sub) noexcept;
+  /// Publishes a BreakerChanged for `sub` (not for its own subscribers). Never throws.
+  void announce_breaker(const SubscriberBase& sub, BreakerState state, const std::string& reason) noexcept;
   /// Tells on_error. Never throws.
   void report(Report::Kind kind, std::string_view subscriber, std::string_view type, std::string_view message,
               int attempt) const noexcept;

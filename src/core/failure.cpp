@@ -219,6 +219,18 @@ void CoreImpl::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexc
   }
 }
 
+void CoreImpl::announce_breaker(const SubscriberBase& sub, BreakerState state, const std::string& reason) noexcept {
+  if (sub.event_type == event_type_v<BreakerChanged>) return;  // no announcements of announcements
+  try {
+    publish(*this,
+            BreakerChanged{sub.name, std::string(sub.event_type), state, reason,
+                           std::chrono::duration_cast<std::chrono::milliseconds>(sub.state().breaker.cooldown)},
+            nullptr, nullptr);
+  } catch (...) {
+    // The bus is closed or its transport refused: the breaker works all the same.
+  }
+}
+
 std::vector<DeadLetter> CoreImpl::dead_letters(const DeadLetterFilter& filter) const {
   return transport_ ? transport_->dead_letter_queue().list(filter) : dead_letters_->list(filter);
 }

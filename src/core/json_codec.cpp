@@ -8,6 +8,7 @@
 #include "crier/codec.hpp"
 #include "crier/dead_letter.hpp"
 #include "crier/error.hpp"
+#include "crier/metrics.hpp"
 
 namespace crier {
 
@@ -57,6 +58,30 @@ void from_json(const nlohmann::json& j, DeadLettered& e) {
   j.at("event_id").get_to(e.event_id);
   j.at("attempts").get_to(e.attempts);
   j.at("last_error").get_to(e.last_error);
+}
+
+void to_json(nlohmann::json& j, const BreakerChanged& e) {
+  j = nlohmann::json{{"subscriber", e.subscriber},
+                     {"event_type", e.event_type},
+                     {"state", to_string(e.state)},
+                     {"reason", e.reason},
+                     {"cooldown_ms", e.cooldown.count()}};
+}
+
+void from_json(const nlohmann::json& j, BreakerChanged& e) {
+  j.at("subscriber").get_to(e.subscriber);
+  j.at("event_type").get_to(e.event_type);
+  const auto state = j.at("state").get<std::string>();
+  if (state == "open")
+    e.state = BreakerState::open;
+  else if (state == "closed")
+    e.state = BreakerState::closed;
+  else if (state == "half_open")
+    e.state = BreakerState::half_open;
+  else
+    throw nlohmann::json::other_error::create(501, "unknown breaker state \"" + state + "\"", &j);
+  j.at("reason").get_to(e.reason);
+  e.cooldown = std::chrono::milliseconds(j.at("cooldown_ms").get<std::int64_t>());
 }
 
 }  // namespace crier

@@ -218,6 +218,7 @@ void SubscriberState::breaker_success_slow() noexcept {
   }
   if (closed_now) {
     core.report(Report::Kind::breaker_closed, sub.name, sub.event_type, "probe succeeded: circuit closed", 0);
+    core.announce_breaker(sub, BreakerState::closed, "probe succeeded: circuit closed");
     core.try_schedule(sub);
   }
 }
@@ -255,6 +256,7 @@ bool SubscriberState::breaker_failure() {
   }
   breaker_opened.fetch_add(1, std::memory_order_relaxed);
   core.report(Report::Kind::breaker_opened, sub.name, sub.event_type, why, 0);
+  core.announce_breaker(sub, BreakerState::open, why);
   refs.fetch_add(1, std::memory_order_relaxed);  // the timer holds us
   struct Cooldown {                              // dropped unrun (the bus stopped), it still returns our reference
     explicit Cooldown(SubscriberState* s) : st(s) {}
