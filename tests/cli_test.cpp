@@ -296,3 +296,48 @@ TEST_F(CliTest, StatusWatchLooksAgainUntilCtrlC) {
   watch.signal(SIGINT);
   EXPECT_EQ(watch.wait(), 0) << watch.err();
 }
+
+TEST_F(CliTest, StatusShowsEachBreakerAsItsBusLastAnnouncedIt) {
+  const std::string store_path = dir.file("breakers.db");
+  {
+    crier::Bus bus{crier::sqlite::open(store_path)};
+    auto fail = [](const Job& j) {
+      if (j.n == 1) throw std::runtime_error("warehouse unreachable");
+    };
+    // Opened, its cool-down an hour away; opened with no cool-down (a probe is due); opened
+    // and closed again by a probe that succeeded; and one with no breaker at all.
+    auto shipping = bus.subscribe<Job>("shipping", fail,
+                                       {.breaker = {.consecutive_failures = 1, .cooldown = std::chrono::hours(1)}});
+    auto pricing = bus.subscribe<Job>(
+        "pricing", fail, {.breaker = {.consecutive_failures = 1, .cooldown = std::chrono::milliseconds(0)}});
+    auto stock = bus.subscribe<Job>("stock", fail,
+                                    {.breaker = {.consecutive_failures = 1, .cooldown = std::chrono::milliseconds(0)}});
+    auto plain = bus.subscribe<Job>("plain", fail);
+    bus.publish(Job{1, "first"});
+    ASSERT_TRUE(bus.flush());
+    pricing.unsubscribe();          // before it gets the probe
+    bus.publish(Job{2, "second"});  // stock's probe; shipping's waits for its breaker
+    ASSERT_TRUE(bus.flush());
+  }
+  const Outcome j = run_crier(dir, {"status", store_path, "--json"});
+  ASSERT_EQ(j.code, 0) << j.err;
+  std::map<std::string, nlohmann::json> breaker;
+  const auto status = nlohmann::json::parse(j.out);
+  for (const auto& s : status["subscribers"])
+    if (s["event_type"] == job) breaker[s["subscriber"].get<std::string>()] = s["breaker"];
+  ASSERT_EQ(breaker.size(), 4u) << j.out;
+  EXPECT_EQ(breaker["shipping"]["state"], "open");
+  EXPECT_EQ(breaker["shipping"]["reason"], "circuit opened after 1 consecutive failures");
+  EXPECT_EQ(breaker["pricing"]["state"], "half-open");
+  EXPECT_EQ(breaker["stock"]["state"], "closed");
+  EXPECT_EQ(breaker["stock"]["reason"], "probe succeeded: circuit closed");
+  EXPECT_TRUE(breaker["plain"].is_null());
+
+  const Outcome table = run_crier(dir, {"status", store_path});
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find("BREAKER"), std::string::npos) << table.out;
+  std::istringstream lines(table.out);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("shipping ", 0) == 0 && line.find(job) != std::string::npos)
+      EXPECT_NE(line.find(" open "), std::string::npos) << line;
+}

@@ -85,6 +85,15 @@ async function waitText(page, selector, want, what) {
     check(marker && await page.evaluate(() => window.notReloaded === true), 'the page was reloaded');
     step('3 published events shown live');
 
+    // A breaker opening, announced on the bus as a running bus announces it: shown live.
+    execFileSync(plan.crier, ['publish', plan.store, '--type', 'crier.breakerchanged', '--data',
+      JSON.stringify({ subscriber: 'billing', event_type: plan.type, state: 'open', reason: 'circuit opened after 5 consecutive failures',
+        cooldown_ms: 3600000 })]);
+    await waitText(page, '#subscribers tr[data-subscriber="billing"] td.breaker', 'open', "billing's breaker");
+    check(await page.$eval('#subscribers tr[data-subscriber="audit"] td.breaker', (td) => td.textContent) === '–',
+      'audit shows a breaker its bus never announced');
+    step('an opened breaker shown live');
+
     // Redrive the first dead letter with its button (the confirmation is accepted).
     const ids = await page.$$eval('#dead-letters tr[data-letter-id]', (rows) => rows.map((r) => Number(r.dataset.letterId)));
     const redriven = ids[0], edited = ids[1];

@@ -104,6 +104,7 @@ void BusWatch::look() {
     Inspector& in = bus_->inspector();
     const auto subscribers = in.subscribers();
     const auto types = in.event_types();
+    const BreakerViews breakers = breaker_views(in);
     const TransportHealth health = bus_->health();
 
     // Events per type over the last minute: the events stored since the last look, newest
@@ -146,7 +147,7 @@ void BusWatch::look() {
       in_flight += s.in_flight;
       retrying += s.retrying;
       dead += s.dead_letters;
-      subs.push_back(subscriber_json(s));
+      subs.push_back(subscriber_json(s, breaker_of(breakers, s)));
     }
     auto type_rows = nlohmann::json::array();
     for (const auto& t : types) {
@@ -216,6 +217,15 @@ void BusWatch::look() {
       if (const auto idle = idle_time(s))
         prom += "crier_subscriber_idle_seconds" + labels(s) +
                 std::to_string(static_cast<double>(idle->count()) / 1000.0) + "\n";
+    gauge(prom, "crier_subscriber_breaker_state",
+          "Circuit breaker as its bus last announced: 0 closed, 1 half-open, 2 open.");
+    for (const auto& s : subscribers)
+      if (const BreakerView* b = breaker_of(breakers, s))
+        prom += "crier_subscriber_breaker_state" + labels(s) +
+                (b->state == "closed"      ? "0"
+                 : b->state == "half-open" ? "1"
+                                           : "2") +
+                "\n";
     gauge(prom, "crier_stored_events", "Events stored now, per event type.");
     for (const auto& t : types)
       prom += "crier_stored_events{event_type=\"" + escape_prometheus_label(t.event_type) + "\"} " +

@@ -199,17 +199,57 @@ std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s) {
                                                     std::chrono::system_clock::now() - s.last_settled));
 }
 
-nlohmann::json subscriber_json(const SubscriberStatus& s) {
+BreakerViews breaker_views(Inspector& in, std::size_t most) {
+  BrowseQuery query;
+  query.event_type = std::string(event_type_v<BreakerChanged>);
+  query.newest_first = true;
+  query.limit = most;
+  const auto now = std::chrono::system_clock::now();
+  BreakerViews views;
+  for (const auto& stored : in.browse(query)) {
+    BreakerChanged change;
+    Timestamp since;
+    try {
+      change = Codec<BreakerChanged>::decode(stored.envelope.data);
+      since = parse_time(stored.envelope.time);
+    } catch (const std::exception&) {
+      continue;  // not one a bus wrote (a hand-made event of the type): it says nothing
+    }
+    auto [it, first] = views.try_emplace({change.subscriber, change.event_type});
+    if (!first) continue;  // newest first: a newer one is already there
+    BreakerView& v = it->second;
+    v.since = since;
+    v.reason = change.reason;
+    if (change.state == BreakerState::closed)
+      v.state = "closed";
+    else if (change.state == BreakerState::open && now < since + change.cooldown)
+      v.state = "open";
+    else
+      v.state = "half-open";
+  }
+  return views;
+}
+
+const BreakerView* breaker_of(const BreakerViews& views, const SubscriberStatus& s) {
+  const auto it = views.find({s.subscriber, s.event_type});
+  return it == views.end() ? nullptr : &it->second;
+}
+
+nlohmann::json subscriber_json(const SubscriberStatus& s, const BreakerView* breaker) {
   const auto idle = idle_time(s);
-  return {{"subscriber", s.subscriber},
-          {"event_type", s.event_type},
-          {"position", s.position},
-          {"lag", s.lag},
-          {"oldest_age_ms", s.oldest_age.count()},
-          {"in_flight", s.in_flight},
-          {"retrying", s.retrying},
-          {"dead_letters", s.dead_letters},
-          {"idle_ms", idle ? nlohmann::json(idle->count()) : nlohmann::json(nullptr)}};
+  nlohmann::json j = {{"subscriber", s.subscriber},
+                      {"event_type", s.event_type},
+                      {"position", s.position},
+                      {"lag", s.lag},
+                      {"oldest_age_ms", s.oldest_age.count()},
+                      {"in_flight", s.in_flight},
+                      {"retrying", s.retrying},
+                      {"dead_letters", s.dead_letters},
+                      {"idle_ms", idle ? nlohmann::json(idle->count()) : nlohmann::json(nullptr)},
+                      {"breaker", nullptr}};
+  if (breaker)
+    j["breaker"] = {{"state", breaker->state}, {"since", format_time(breaker->since)}, {"reason", breaker->reason}};
+  return j;
 }
 
 nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_shown) {

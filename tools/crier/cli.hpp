@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -105,8 +106,25 @@ std::string age_text(std::chrono::milliseconds age);
 /// How long ago a subscriber last finished an event; nullopt when it never has.
 std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s);
 
-/// A subscriber's status as the tools print it in JSON (`idle_ms` null: never).
-nlohmann::json subscriber_json(const SubscriberStatus& s);
+/// A subscriber's circuit breaker as the bus running it last announced (the
+/// crier.breakerchanged events stored on the bus): "open", "half-open" (an opening whose
+/// cool-down is over, so a probe is due) or "closed"; since when, and why. A bus process
+/// that stopped with its breaker open is still shown so until the breaker changes again.
+struct BreakerView {
+  std::string state{};
+  Timestamp since{};
+  std::string reason{};
+};
+using BreakerViews = std::map<std::pair<std::string, std::string>, BreakerView>;
+/// The newest breaker announcement per (subscriber, event type), among the newest `most`
+/// stored. Announcements that do not decode are passed over.
+BreakerViews breaker_views(Inspector& in, std::size_t most = 1000);
+/// The view of `s`'s breaker among `views`; null when its bus never announced one.
+const BreakerView* breaker_of(const BreakerViews& views, const SubscriberStatus& s);
+
+/// A subscriber's status as the tools print it in JSON (`idle_ms` null: never; `breaker`
+/// null: never announced).
+nlohmann::json subscriber_json(const SubscriberStatus& s, const BreakerView* breaker);
 /// A dead letter in JSON: why, and with `whole` its event (CloudEvents JSON), else the first
 /// `data_shown` bytes of its data (none when 0).
 nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_shown = 0);

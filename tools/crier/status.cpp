@@ -24,13 +24,14 @@ constexpr std::size_t kMostCounted = 100'000;
 void print_status(const StatusArgs& a, Inspector& in) {
   const auto subscribers = in.subscribers();
   const auto types = in.event_types();
+  const BreakerViews breakers = breaker_views(in);
   const RecentEvents recent =
       recent_events(in, std::chrono::system_clock::now() - std::chrono::minutes(1), "", kMostCounted);
   std::map<std::string, std::uint64_t> last_minute;
   for (const auto& [t, type] : recent.events) ++last_minute[type];
   if (a.json) {
     nlohmann::json j = {{"subscribers", nlohmann::json::array()}, {"event_types", nlohmann::json::array()}};
-    for (const auto& s : subscribers) j["subscribers"].push_back(subscriber_json(s));
+    for (const auto& s : subscribers) j["subscribers"].push_back(subscriber_json(s, breaker_of(breakers, s)));
     for (const auto& t : types)
       j["event_types"].push_back({{"event_type", t.event_type},
                                   {"events", t.events},
@@ -44,15 +45,21 @@ void print_status(const StatusArgs& a, Inspector& in) {
   int position_width = 9, newest_width = 10;
   for (const auto& s : subscribers) position_width = std::max(position_width, static_cast<int>(s.position.size()));
   for (const auto& t : types) newest_width = std::max(newest_width, static_cast<int>(t.newest.size()));
-  std::printf("%-16s %-36s %*s %7s %8s %8s %9s %8s %5s\n", "SUBSCRIBER", "EVENT TYPE", position_width, "POSITION",
-              "LAG", "OLDEST", "IDLE", "IN FLIGHT", "RETRYING", "DEAD");
+  std::printf("%-16s %-36s %*s %7s %8s %8s %9s %8s %5s  %s\n", "SUBSCRIBER", "EVENT TYPE", position_width, "POSITION",
+              "LAG", "OLDEST", "IDLE", "IN FLIGHT", "RETRYING", "DEAD", "BREAKER");
   for (const auto& s : subscribers) {
     const auto idle = idle_time(s);
-    std::printf("%-16s %-36s %*s %7llu %8s %8s %9llu %8llu %5llu\n", s.subscriber.c_str(), s.event_type.c_str(),
+    // The breaker as its bus last announced it, and for how long ("-": never announced).
+    std::string breaker = "-";
+    if (const BreakerView* b = breaker_of(breakers, s))
+      breaker = b->state + " " +
+                age_text(std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                    std::chrono::system_clock::now() - b->since)));
+    std::printf("%-16s %-36s %*s %7llu %8s %8s %9llu %8llu %5llu  %s\n", s.subscriber.c_str(), s.event_type.c_str(),
                 position_width, s.position.empty() ? "-" : s.position.c_str(), static_cast<unsigned long long>(s.lag),
                 s.lag == 0 ? "-" : age_text(s.oldest_age).c_str(), idle ? age_text(*idle).c_str() : "never",
                 static_cast<unsigned long long>(s.in_flight), static_cast<unsigned long long>(s.retrying),
-                static_cast<unsigned long long>(s.dead_letters));
+                static_cast<unsigned long long>(s.dead_letters), breaker.c_str());
   }
   if (subscribers.empty()) std::printf("(no subscriber has read this bus yet)\n");
   std::printf("\n%-46s %10s %10s %*s  %s\n", "EVENT TYPE", "EVENTS", "LAST MIN", newest_width, "NEWEST", "NEWEST TIME");
@@ -89,7 +96,8 @@ void add_status(CLI::App& app) {
   auto args = std::make_shared<StatusArgs>();
   auto* cmd = app.add_subcommand("status",
                                  "Where every subscriber stands: lag in events and age, in flight, retrying, "
-                                 "dead letters; events stored per type. Opens the bus read-only.");
+                                 "dead letters, idle time, circuit breaker; events stored per type. Opens the bus "
+                                 "read-only.");
   cmd->add_option("bus", args->bus, "the store file, or a transport URL (nats://HOST:PORT/STREAM)")->required();
   cmd->add_flag("--json", args->json, "print JSON for scripts");
   cmd->add_flag("--watch,-w", args->watch, "look again every --every seconds, in place on a terminal, until Ctrl-C");

@@ -53,6 +53,14 @@ function cell(text, cls) { return el('td', { text: String(text), class: cls || '
 
 // --- the snapshot ------------------------------------------------------------------------
 
+// The breaker as its bus last announced it: state, and since when in the tooltip with why.
+function breakerCell(b) {
+  if (!b) return cell('–', 'breaker');
+  const c = cell(b.state, 'breaker ' + b.state);
+  c.title = b.state + ' since ' + b.since + ': ' + b.reason;
+  return c;
+}
+
 function render(s) {
   const previous = last;
   last = s;
@@ -74,8 +82,9 @@ function render(s) {
     el('tr', { 'data-subscriber': x.subscriber, 'data-type': x.event_type }, [
       cell(x.subscriber), cell(x.event_type), cell(x.position || '–', 'n'), cell(fmt(x.lag), 'n lag'),
       cell(x.lag ? age(x.oldest_age_ms) : '–', 'n'), cell(x.idle_ms === null ? 'never' : age(x.idle_ms || 1), 'n idle'),
-      cell(fmt(x.in_flight), 'n'), cell(fmt(x.retrying), 'n'), cell(fmt(x.dead_letters), 'n dead')])),
-    'No subscriber has read this bus yet.', 9);
+      cell(fmt(x.in_flight), 'n'), cell(fmt(x.retrying), 'n'), cell(fmt(x.dead_letters), 'n dead'),
+      breakerCell(x.breaker)])),
+    'No subscriber has read this bus yet.', 10);
 
   fillBody('types', (s.event_types || []).map((x) =>
     el('tr', { 'data-type': x.event_type }, [
