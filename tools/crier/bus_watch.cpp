@@ -104,7 +104,7 @@ void BusWatch::look() {
     Inspector& in = bus_->inspector();
     const auto subscribers = in.subscribers();
     const auto types = in.event_types();
-    const BreakerViews breakers = breaker_views(in);
+    const BreakerViews breakers = breaker_views(in, types);
     const TransportHealth health = bus_->health();
 
     // Events per type over the last minute: the events stored since the last look, newest

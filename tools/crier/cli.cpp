@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <csignal>
 #include <filesystem>
@@ -199,34 +200,43 @@ std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s) {
                                                     std::chrono::system_clock::now() - s.last_settled));
 }
 
-BreakerViews breaker_views(Inspector& in, std::size_t most) {
-  BrowseQuery query;
-  query.event_type = std::string(event_type_v<BreakerChanged>);
-  query.newest_first = true;
-  query.limit = most;
-  const auto now = std::chrono::system_clock::now();
+BreakerViews breaker_views(Inspector& in, const std::vector<EventTypeStatus>& types, std::size_t most) {
+  const std::string_view type = event_type_v<BreakerChanged>;
+  const auto stored = std::find_if(types.begin(), types.end(), [&](const auto& t) { return t.event_type == type; });
   BreakerViews views;
-  for (const auto& stored : in.browse(query)) {
+  if (stored == types.end() || stored->events == 0) return views;  // none: nothing to read
+  // Oldest first, each newer one replacing the last, when all of them fit: a transport reads
+  // one type forward cheaply (NATS walks a subject forward, not back). Beyond `most`, the
+  // newest `most`, newest first.
+  const bool all = stored->events <= most;
+  BrowseQuery query;
+  query.event_type = std::string(type);
+  query.newest_first = !all;
+  const auto now = std::chrono::system_clock::now();
+  std::size_t read = 0;
+  (void)read_pages(in, query, "", [&](const StoredEnvelope& e) {
     BreakerChanged change;
     Timestamp since;
     try {
-      change = Codec<BreakerChanged>::decode(stored.envelope.data);
-      since = parse_time(stored.envelope.time);
+      change = Codec<BreakerChanged>::decode(e.envelope.data);
+      since = parse_time(e.envelope.time);
     } catch (const std::exception&) {
-      continue;  // not one a bus wrote (a hand-made event of the type): it says nothing
+      return ++read < most;  // not one a bus wrote (a hand-made event of the type): it says nothing
     }
     auto [it, first] = views.try_emplace({change.subscriber, change.event_type});
-    if (!first) continue;  // newest first: a newer one is already there
-    BreakerView& v = it->second;
-    v.since = since;
-    v.reason = change.reason;
-    if (change.state == BreakerState::closed)
-      v.state = "closed";
-    else if (change.state == BreakerState::open && now < since + change.cooldown)
-      v.state = "open";
-    else
-      v.state = "half-open";
-  }
+    if (first || all) {  // oldest first: this one is newer; newest first: only the first counts
+      BreakerView& v = it->second;
+      v.since = since;
+      v.reason = change.reason;
+      if (change.state == BreakerState::closed)
+        v.state = "closed";
+      else if (change.state == BreakerState::open && now < since + change.cooldown)
+        v.state = "open";
+      else
+        v.state = "half-open";
+    }
+    return ++read < most;
+  });
   return views;
 }
 

@@ -116,9 +116,10 @@ struct BreakerView {
   std::string reason{};
 };
 using BreakerViews = std::map<std::pair<std::string, std::string>, BreakerView>;
-/// The newest breaker announcement per (subscriber, event type), among the newest `most`
-/// stored. Announcements that do not decode are passed over.
-BreakerViews breaker_views(Inspector& in, std::size_t most = 1000);
+/// The newest breaker announcement per (subscriber, event type), read only when `types` (the
+/// bus's event types) has some: all of them when they are at most `most`, else the newest
+/// `most`. Announcements that do not decode are passed over.
+BreakerViews breaker_views(Inspector& in, const std::vector<EventTypeStatus>& types, std::size_t most = 10'000);
 /// The view of `s`'s breaker among `views`; null when its bus never announced one.
 const BreakerView* breaker_of(const BreakerViews& views, const SubscriberStatus& s);
 

@@ -24,7 +24,7 @@ constexpr std::size_t kMostCounted = 100'000;
 void print_status(const StatusArgs& a, Inspector& in) {
   const auto subscribers = in.subscribers();
   const auto types = in.event_types();
-  const BreakerViews breakers = breaker_views(in);
+  const BreakerViews breakers = breaker_views(in, types);
   const RecentEvents recent =
       recent_events(in, std::chrono::system_clock::now() - std::chrono::minutes(1), "", kMostCounted);
   std::map<std::string, std::uint64_t> last_minute;
