@@ -194,10 +194,14 @@ std::string age_text(std::chrono::milliseconds age) {
 
 namespace crier::cli {
 
+std::chrono::milliseconds age_of(Timestamp t) {
+  return std::max(std::chrono::milliseconds(0),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() - t));
+}
+
 std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s) {
   if (s.last_settled == Timestamp{}) return std::nullopt;
-  return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                    std::chrono::system_clock::now() - s.last_settled));
+  return age_of(s.last_settled);
 }
 
 BreakerViews breaker_views(Inspector& in, const std::vector<EventTypeStatus>& types, std::size_t most) {

@@ -103,6 +103,8 @@ void check_edited_data(const Envelope& original, const std::string& data);
 /// "3.2 s", "4 min", "2 h": an age for people.
 std::string age_text(std::chrono::milliseconds age);
 
+/// How long ago `t` was (0 for a time to come).
+std::chrono::milliseconds age_of(Timestamp t);
 /// How long ago a subscriber last finished an event; nullopt when it never has.
 std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s);
 
