@@ -338,6 +338,7 @@ TEST_F(CliTest, StatusShowsEachBreakerAsItsBusLastAnnouncedIt) {
   EXPECT_NE(table.out.find("BREAKER"), std::string::npos) << table.out;
   std::istringstream lines(table.out);
   for (std::string line; std::getline(lines, line);)
-    if (line.rfind("shipping ", 0) == 0 && line.find(job) != std::string::npos)
+    if (line.rfind("shipping ", 0) == 0 && line.find(job) != std::string::npos) {
       EXPECT_NE(line.find(" open "), std::string::npos) << line;
+    }
 }
