@@ -111,7 +111,8 @@ std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s);
 /// A subscriber's circuit breaker as the bus running it last announced (the
 /// crier.breakerchanged events stored on the bus): "open", "half-open" (an opening whose
 /// cool-down is over, so a probe is due) or "closed"; since when, and why. A bus process
-/// that stopped with its breaker open is still shown so until the breaker changes again.
+/// that stopped with its breaker open is still shown open (then half-open) until the
+/// breaker changes again.
 struct BreakerView {
   std::string state{};
   Timestamp since{};
