@@ -337,8 +337,11 @@ TEST_F(CliTest, StatusShowsEachBreakerAsItsBusLastAnnouncedIt) {
   ASSERT_EQ(table.code, 0) << table.err;
   EXPECT_NE(table.out.find("BREAKER"), std::string::npos) << table.out;
   std::istringstream lines(table.out);
+  int shipping_rows = 0;
   for (std::string line; std::getline(lines, line);)
     if (line.rfind("shipping ", 0) == 0 && line.find(job) != std::string::npos) {
+      ++shipping_rows;
       EXPECT_NE(line.find(" open "), std::string::npos) << line;
     }
+  EXPECT_EQ(shipping_rows, 1) << table.out;
 }

@@ -222,9 +222,9 @@ void BusWatch::look() {
     for (const auto& s : subscribers)
       if (const BreakerView* b = breaker_of(breakers, s))
         prom += "crier_subscriber_breaker_state" + labels(s) +
-                (b->state == "closed"      ? "0"
-                 : b->state == "half-open" ? "1"
-                                           : "2") +
+                (b->state == BreakerState::closed      ? "0"
+                 : b->state == BreakerState::half_open ? "1"
+                                                       : "2") +
                 "\n";
     gauge(prom, "crier_stored_events", "Events stored now, per event type.");
     for (const auto& t : types)

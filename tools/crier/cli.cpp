@@ -232,16 +232,16 @@ BreakerViews breaker_views(Inspector& in, const std::vector<EventTypeStatus>& ty
       BreakerView& v = it->second;
       v.since = since;
       v.reason = change.reason;
-      if (change.state == BreakerState::closed)
-        v.state = "closed";
-      else if (change.state == BreakerState::open && now < since + change.cooldown)
-        v.state = "open";
-      else
-        v.state = "half-open";
+      v.state =
+          change.state == BreakerState::open && now >= since + change.cooldown ? BreakerState::half_open : change.state;
     }
     return ++read < most;
   });
   return views;
+}
+
+const char* breaker_text(BreakerState state) {
+  return state == BreakerState::half_open ? "half-open" : to_string(state);
 }
 
 const BreakerView* breaker_of(const BreakerViews& views, const SubscriberStatus& s) {
@@ -262,7 +262,8 @@ nlohmann::json subscriber_json(const SubscriberStatus& s, const BreakerView* bre
                       {"idle_ms", idle ? nlohmann::json(idle->count()) : nlohmann::json(nullptr)},
                       {"breaker", nullptr}};
   if (breaker)
-    j["breaker"] = {{"state", breaker->state}, {"since", format_time(breaker->since)}, {"reason", breaker->reason}};
+    j["breaker"] = {
+        {"state", breaker_text(breaker->state)}, {"since", format_time(breaker->since)}, {"reason", breaker->reason}};
   return j;
 }
 

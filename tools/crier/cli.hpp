@@ -114,10 +114,12 @@ std::optional<std::chrono::milliseconds> idle_time(const SubscriberStatus& s);
 /// that stopped with its breaker open is still shown open (then half-open) until the
 /// breaker changes again.
 struct BreakerView {
-  std::string state{};
+  BreakerState state = BreakerState::closed;
   Timestamp since{};
   std::string reason{};
 };
+/// "closed", "half-open" or "open", as the tools print a breaker state.
+const char* breaker_text(BreakerState state);
 using BreakerViews = std::map<std::pair<std::string, std::string>, BreakerView>;
 /// The newest breaker announcement per (subscriber, event type), read only when `types` (the
 /// bus's event types) has some: all of them when they are at most `most`, else the newest

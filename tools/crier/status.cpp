@@ -51,7 +51,8 @@ void print_status(const StatusArgs& a, Inspector& in) {
     const auto idle = idle_time(s);
     // The breaker as its bus last announced it, and for how long ("-": never announced).
     std::string breaker = "-";
-    if (const BreakerView* b = breaker_of(breakers, s)) breaker = b->state + " " + age_text(age_of(b->since));
+    if (const BreakerView* b = breaker_of(breakers, s))
+      breaker = std::string(breaker_text(b->state)) + " " + age_text(age_of(b->since));
     std::printf("%-16s %-36s %*s %7llu %8s %8s %9llu %8llu %5llu  %s\n", s.subscriber.c_str(), s.event_type.c_str(),
                 position_width, s.position.empty() ? "-" : s.position.c_str(), static_cast<unsigned long long>(s.lag),
                 s.lag == 0 ? "-" : age_text(s.oldest_age).c_str(), idle ? age_text(*idle).c_str() : "never",
