@@ -17,6 +17,9 @@ using std::chrono::nanoseconds;
 
 // How long past a pull request's expiry its closing status may take to arrive.
 constexpr milliseconds kPullGrace{2000};
+// How long a request without expiry (answered at once) is waited for: one that is not answered
+// by then is given up (its late answer is recognised as an earlier request's and ignored).
+constexpr milliseconds kAnswerWait{200};
 // How often a blocked read looks whether the consumer was closed.
 constexpr milliseconds kReadSlice{50};
 // How often held events are looked over for renewal, and the redrive consumer asked for
@@ -30,17 +33,23 @@ using crier::detail::attempts_of_record;
 using crier::detail::record_of;
 using crier::detail::unix_ms;
 
-// One durable consumer's pull requests, answered on an inbox of its own. Used by one thread.
+// One durable consumer's pull requests, each answered on an inbox subject of its own (so the
+// status that ends a request is told from a late one that ends an earlier request). Used by
+// one thread.
 class Puller {
  public:
-  // `tick` runs between reads, however long a pull takes: it renews held events.
-  Puller(std::shared_ptr<const Context> ctx, std::string durable, std::function<void()> tick)
+  // `tick` runs between reads, however long a pull takes: it renews held events. Messages
+  // received while a request is still being answered are renewed every `renew_every` until
+  // pull() returns them (the server may keep a request open long after its first message).
+  Puller(std::shared_ptr<const Context> ctx, std::string durable, std::function<void()> tick, milliseconds renew_every)
       : ctx_(std::move(ctx)),
         tick_(std::move(tick)),
+        renew_every_(renew_every),
         durable_(std::move(durable)),
         next_("$JS.API.CONSUMER.MSG.NEXT." + ctx_->stream + "." + durable_),
         inbox_(ctx_->conn->new_inbox()) {
-    check(natsConnection_SubscribeSync(&sub_, ctx_->conn->raw(), inbox_.c_str()), "nats: pull inbox");
+    const std::string replies = inbox_ + ".*";
+    check(natsConnection_SubscribeSync(&sub_, ctx_->conn->raw(), replies.c_str()), "nats: pull inbox");
     (void)natsSubscription_SetPendingLimits(sub_, -1, -1);  // never drop a delivered message
   }
 
@@ -56,56 +65,80 @@ class Puller {
       Msg m(raw);
       if (const int status = status_of(raw); status == 0)
         release(raw);
-      else if (status != 100)
-        open_ = false;  // the request is over
+      else if (status != 100 && reply_ == natsMsg_GetSubject(raw))
+        open_ = false;  // the last request is over
     }
     natsSubscription_Unsubscribe(sub_);
     natsSubscription_Destroy(sub_);
   }
 
-  // Up to `batch` messages, waiting up to `wait` for the first (0: answer at once). What is
-  // there is taken at once; only when nothing is, one message is waited for (a request for
-  // more would be held by the server until it filled or expired).
+  // Up to `batch` messages, waiting up to `wait` for the first (0: answer at once): what is
+  // there is taken at once, and the request ends as soon as it has handed something over.
   std::vector<Msg> pull(int batch, milliseconds wait, const std::atomic<bool>& closed) {
-    auto out = request(batch, milliseconds(0), closed);
-    if (!out.empty() || wait.count() <= 0 || closed.load(std::memory_order_acquire)) return out;
-    out = request(1, wait, closed);
-    if (out.empty() || batch == 1) return out;
-    for (auto& m : request(batch - 1, milliseconds(0), closed)) out.push_back(std::move(m));
-    return out;
+    // A no_wait request with an expiry is nats-server's "one-shot": it waits up to the expiry
+    // for the first message, hands over what is there, and ends. One without an expiry (wait
+    // 0) is answered at once with 404 when nothing is pending; when something is but another
+    // request takes it, the server keeps it until something comes: it is given up after
+    // kAnswerWait.
+    Answer a = request(batch, wait, closed);
+    if (!a.msgs.empty() || !a.ended_early || wait.count() <= 0 || closed.load(std::memory_order_acquire))
+      return std::move(a.msgs);
+    // Refused at once (408 "Requests Pending": other requests wait for all that is pending):
+    // wait for one message like them.
+    return request(1, wait, closed, /*one_shot=*/false).msgs;
   }
 
  private:
-  std::vector<Msg> request(int batch, milliseconds wait, const std::atomic<bool>& closed) {
-    std::vector<Msg> out;
+  struct Answer {
+    std::vector<Msg> msgs;
+    bool ended_early = false;  // ended by the server before its expiry
+  };
+
+  Answer request(int batch, milliseconds wait, const std::atomic<bool>& closed, bool one_shot = true) {
+    Answer a;
+    reply_ = inbox_ + "." + std::to_string(++requests_);
     nlohmann::json req = {{"batch", batch}};
-    if (wait.count() > 0)
-      req["expires"] = ns_of(wait);
-    else
-      req["no_wait"] = true;
-    ctx_->conn->send(next_, req.dump(), inbox_.c_str());
+    if (wait.count() > 0) req["expires"] = ns_of(wait);
+    if (one_shot) req["no_wait"] = true;
+    ctx_->conn->send(next_, req.dump(), reply_.c_str());
     ctx_->conn->flush();
+    const auto sent = Clock::now();
     open_ = true;
-    open_until_ = Clock::now() + wait;
-    const auto until = open_until_ + kPullGrace;
-    while (static_cast<int>(out.size()) < batch && !closed.load(std::memory_order_acquire)) {
-      const auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
+    open_until_ = sent + wait;
+    const auto until = wait.count() > 0 ? open_until_ + kPullGrace : sent + kAnswerWait;
+    auto renewed = sent;
+    while (static_cast<int>(a.msgs.size()) < batch && !closed.load(std::memory_order_acquire)) {
+      const auto now = Clock::now();
+      const auto left = std::chrono::duration_cast<milliseconds>(until - now);
       if (left.count() <= 0) break;
       tick_();
+      if (now - renewed >= renew_every_ && !a.msgs.empty()) {
+        renewed = now;
+        renew(a.msgs);
+      }
       natsMsg* raw = nullptr;
       const natsStatus s = natsSubscription_NextMsg(&raw, sub_, std::min(left, kReadSlice).count());
       if (s == NATS_TIMEOUT) continue;
       check(s, "nats: reading consumer " + durable_);
       Msg m(raw);
       if (const int status = status_of(raw); status != 0) {
-        if (status == 100) continue;  // a heartbeat
-        open_ = false;                // 404 no messages, 408 expired, 409 ...: this request is over
+        // A heartbeat, or the end of an earlier request that was given up.
+        if (status == 100 || reply_ != natsMsg_GetSubject(raw)) continue;
+        open_ = false;  // 404 no messages, 408 expired or refused, 409 ...: this request is over
+        a.ended_early = Clock::now() < open_until_;
         break;
       }
-      out.push_back(std::move(m));
+      a.msgs.push_back(std::move(m));
     }
-    if (static_cast<int>(out.size()) == batch) open_ = false;
-    return out;
+    if (static_cast<int>(a.msgs.size()) == batch) open_ = false;
+    return a;
+  }
+
+  void renew(const std::vector<Msg>& msgs) {
+    for (const auto& m : msgs) {
+      if (const char* reply = natsMsg_GetReply(m.get())) ctx_->conn->send(reply, "+WPI");
+    }
+    ctx_->conn->flush();
   }
 
   void release(natsMsg* m) {
@@ -120,9 +153,12 @@ class Puller {
 
   std::shared_ptr<const Context> ctx_;
   std::function<void()> tick_;
+  milliseconds renew_every_;
   std::string durable_, next_, inbox_;
+  std::string reply_;           // the last request's inbox subject
+  std::uint64_t requests_ = 0;  // requests sent
   natsSubscription* sub_ = nullptr;
-  bool open_ = false;  // a request may still deliver
+  bool open_ = false;  // the last request may still deliver
   Clock::time_point open_until_{};
 };
 
@@ -198,8 +234,10 @@ class NatsConsumer final : public Consumer {
     state_->ctx = ctx_;
     ack_wait_ = ensure(durable_, ctx_->event_subject(spec.event_type), spec.start);
     (void)ensure(redrive_durable_, ctx_->redrive_subject(durable_), StartFrom::beginning());
-    main_ = std::make_unique<Puller>(ctx_, durable_, [this] { renew(); });
-    redrive_ = std::make_unique<Puller>(ctx_, redrive_durable_, [this] { renew(); });
+    main_ = std::make_unique<Puller>(
+        ctx_, durable_, [this] { renew(); }, ack_wait_ / 4);
+    redrive_ = std::make_unique<Puller>(
+        ctx_, redrive_durable_, [this] { renew(); }, ack_wait_ / 4);
   }
 
   ~NatsConsumer() override {
