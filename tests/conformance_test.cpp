@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -338,6 +339,38 @@ TEST_P(Conformance, AnEditedDeadLetterGoesBackToItsSubscriberAlone) {
   EXPECT_EQ(std::count(fragile_notes.begin(), fragile_notes.end(), "fixed"), 1);
   EXPECT_EQ(steady_notes, std::vector<std::string>(5, "as published"));
   EXPECT_THROW(transport->dead_letter_queue().redrive_edited(letters[0].id, "{}"), crier::Error);
+}
+
+// A redriven dead letter reaches its subscriber soon, not after the backlog that was waiting
+// before it: the subscriber comes back to 4,000 stored events and one redriven letter.
+TEST_P(Conformance, ARedrivenDeadLetterDoesNotWaitBehindABacklog) {
+  if (!GetParam().durable) GTEST_SKIP() << "the in-memory bus keeps its dead letters itself";
+  constexpr int kBacklog = 4000;
+  auto transport = GetParam().open(dir_, 30s);
+  crier::Bus b{transport};
+  std::atomic<int> handled{0}, handled_before_redriven{-1};
+  auto handler = [&](const Job& j) {
+    if (j.n != 0) {
+      handled.fetch_add(1);
+      return;
+    }
+    if (j.note != "fixed") throw crier::PermanentError("job 0 needs fixing");
+    handled_before_redriven.store(handled.load());
+  };
+  std::optional<crier::Subscription> sub = b.subscribe<Job>("worker", handler);
+  b.publish(Job{0, ""});
+  ASSERT_TRUE(b.flush(30s));
+  sub.reset();
+  for (int i = 1; i <= kBacklog; ++i) b.publish(Job{i, ""});
+  auto letters = transport->dead_letter_queue().list({.subscriber = "worker"});
+  ASSERT_EQ(letters.size(), 1u);
+  transport->dead_letter_queue().redrive_edited(letters[0].id, R"({"n":0,"note":"fixed"})");
+  sub = b.subscribe<Job>("worker", handler);
+  ASSERT_TRUE(b.flush(60s));
+  EXPECT_EQ(handled.load(), kBacklog);
+  EXPECT_GE(handled_before_redriven.load(), 0) << "the redriven letter was not delivered";
+  EXPECT_LT(handled_before_redriven.load(), kBacklog / 2)
+      << "the redriven letter waited behind the backlog: " << handled_before_redriven.load() << " events first";
 }
 
 TEST_P(Conformance, DrainHandlesEverythingPublishedBeforeIt) {

@@ -281,11 +281,16 @@ class NatsConsumer final : public Consumer {
       return {};
     }
     const int batch = static_cast<int>(std::min(max, room));
-    std::vector<Msg> msgs = main_->pull(batch, wait, closed_);
-    if (static_cast<int>(msgs.size()) < batch && !closed_.load(std::memory_order_acquire) &&
-        (msgs.empty() || Clock::now() >= next_redrive_)) {
+    // Redriven dead letters are looked for every kLookEvery, before the main consumer: a
+    // backlog that fills every batch must not keep them waiting until it is read.
+    std::vector<Msg> msgs;
+    if (Clock::now() >= next_redrive_) {
       next_redrive_ = Clock::now() + kLookEvery;
-      auto more = redrive_->pull(batch - static_cast<int>(msgs.size()), milliseconds(0), closed_);
+      msgs = redrive_->pull(batch, milliseconds(0), closed_);
+    }
+    if (static_cast<int>(msgs.size()) < batch && !closed_.load(std::memory_order_acquire)) {
+      // With redriven ones in hand, the main consumer is asked for what is there, not waited for.
+      auto more = main_->pull(batch - static_cast<int>(msgs.size()), msgs.empty() ? wait : kReadSlice, closed_);
       for (auto& m : more) msgs.push_back(std::move(m));
     }
     std::vector<StoredEvent> out;
