@@ -235,7 +235,13 @@ Timestamp parse_time(std::string_view s) {
   // instead of wrapping around.
   constexpr auto kMax = std::chrono::duration_cast<std::chrono::seconds>(Timestamp::duration::max()).count() - 1;
   constexpr auto kMin = std::chrono::duration_cast<std::chrono::seconds>(Timestamp::duration::min()).count() + 1;
-  const long long secs = static_cast<long long>(timegm(&tm)) - offset;
+  // timegm()'s arithmetic without its time-zone lock: a day past the month's end (31 Feb)
+  // rolls over into the next month as it does there.
+  const auto days = std::chrono::sys_days(std::chrono::year(tm.tm_year + 1900) /
+                                          std::chrono::month(static_cast<unsigned>(tm.tm_mon + 1)) / 1) +
+                    std::chrono::days(tm.tm_mday - 1);
+  const long long secs = static_cast<long long>(days.time_since_epoch().count()) * 86400 + tm.tm_hour * 3600LL +
+                         tm.tm_min * 60LL + tm.tm_sec - offset;
   if (secs > kMax || secs < kMin) throw fail("outside the representable range, 1677-09-22 to 2262-04-11");
   return Timestamp(
       std::chrono::duration_cast<Timestamp::duration>(std::chrono::seconds(secs) + std::chrono::nanoseconds(nanos)));
