@@ -20,35 +20,44 @@ timeval timeval_of(milliseconds d) {
   return timeval{static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>((d.count() % 1000) * 1000)};
 }
 
-Reply copy_reply(const redisReply* r) {
-  Reply out;
-  switch (r->type) {
-    case REDIS_REPLY_STRING:
-      out.kind = Reply::Kind::string;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_STATUS:
-      out.kind = Reply::Kind::status;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ERROR:
-      out.kind = Reply::Kind::error;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_INTEGER:
-      out.kind = Reply::Kind::integer;
-      out.integer = r->integer;
-      break;
-    case REDIS_REPLY_ARRAY:
-      out.kind = Reply::Kind::array;
-      out.elements.reserve(r->elements);
-      for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(copy_reply(r->element[i]));
-      break;
-    default:
-      out.kind = Reply::Kind::nil;
-  }
-  return out;
+// hiredis builds replies through these: straight into a Reply tree, without the redisReply
+// tree hiredis would allocate node by node and crier would copy. Only the root is allocated
+// (and freed by hiredis on a protocol error); an element lives in its parent's vector, sized
+// by createArray before any element is read.
+Reply* reply_slot(const redisReadTask* task) {
+  if (task->parent == nullptr) return new Reply();
+  return &static_cast<Reply*>(task->parent->obj)->elements[static_cast<std::size_t>(task->idx)];
 }
+
+void* create_string(const redisReadTask* task, char* str, std::size_t len) {
+  Reply* r = reply_slot(task);
+  r->kind = task->type == REDIS_REPLY_ERROR    ? Reply::Kind::error
+            : task->type == REDIS_REPLY_STATUS ? Reply::Kind::status
+                                               : Reply::Kind::string;
+  r->str.assign(str, len);
+  return r;
+}
+
+void* create_array(const redisReadTask* task, int elements) {
+  Reply* r = reply_slot(task);
+  r->kind = Reply::Kind::array;
+  r->elements.resize(static_cast<std::size_t>(std::max(elements, 0)));
+  return r;
+}
+
+void* create_integer(const redisReadTask* task, long long value) {
+  Reply* r = reply_slot(task);
+  r->kind = Reply::Kind::integer;
+  r->integer = value;
+  return r;
+}
+
+void* create_nil(const redisReadTask* task) { return reply_slot(task); }
+
+void free_reply(void* root) { delete static_cast<Reply*>(root); }
+
+constexpr redisReplyObjectFunctions kReplyFunctions = {create_string, create_array, create_integer, create_nil,
+                                                       free_reply};
 
 int parse_int(std::string_view text, std::string_view what, std::string_view url) {
   int n = 0;
@@ -146,6 +155,7 @@ Link::Link(const Endpoint& at, milliseconds timeout) : where_(at.text) {
     c_ = nullptr;
     throw LinkError("redis: cannot connect to " + where_ + ": " + why);
   }
+  c_->reader->fn = const_cast<redisReplyObjectFunctions*>(&kReplyFunctions);
   redisSetTimeout(c_, tv);
   // TCP only: on a unix socket hiredis 0.14 fails it and marks the link broken.
   if (at.socket.empty()) (void)redisEnableKeepAlive(c_);
@@ -187,6 +197,11 @@ Link::~Link() {
 void Link::set_timeout(milliseconds timeout) { redisSetTimeout(c_, timeval_of(timeout)); }
 
 std::vector<Reply> Link::run(std::span<const Command> commands) {
+  send(commands);
+  return receive(commands.size());
+}
+
+void Link::send(std::span<const Command> commands) {
   if (c_->err) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
   std::vector<const char*> argv;
   std::vector<std::size_t> lens;
@@ -200,17 +215,22 @@ std::vector<Reply> Link::run(std::span<const Command> commands) {
     if (redisAppendCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK)
       throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
   }
+  for (int done = 0; !done;)  // a blocking socket: each call writes what the kernel takes
+    if (redisBufferWrite(c_, &done) != REDIS_OK) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
+}
+
+std::vector<Reply> Link::receive(std::size_t n) {
   std::vector<Reply> out;
-  out.reserve(commands.size());
-  for (std::size_t i = 0; i < commands.size(); ++i) {
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
     void* raw = nullptr;
     if (redisGetReply(c_, &raw) != REDIS_OK || raw == nullptr) {
       const std::string why = "redis: link to " + where_ + " lost: " + (c_->err ? c_->errstr : "no reply");
       if (out.empty()) throw LinkError(why);
       throw Interrupted(why, std::move(out));
     }
-    out.push_back(copy_reply(static_cast<redisReply*>(raw)));
-    freeReplyObject(raw);
+    std::unique_ptr<Reply> reply(static_cast<Reply*>(raw));
+    out.push_back(std::move(*reply));
   }
   return out;
 }

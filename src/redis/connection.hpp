@@ -86,6 +86,10 @@ class Link {
   /// Sends every command, then reads every reply, in order. Throws LinkError, Interrupted
   /// once a reply was read.
   std::vector<Reply> run(std::span<const Command> commands);
+  /// run() in two halves, for a caller that works while Redis answers: send() writes the
+  /// commands out without waiting; receive() reads the next `n` replies. Throw as run().
+  void send(std::span<const Command> commands);
+  std::vector<Reply> receive(std::size_t n);
   /// How long a read waits before the link counts as lost (a blocking read waits longer).
   void set_timeout(std::chrono::milliseconds timeout);
 
