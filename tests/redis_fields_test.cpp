@@ -91,3 +91,14 @@ TEST(RedisFields, EntryIdsParseAndStepBack) {
   EXPECT_TRUE(id_less("9-5", "10-0"));  // numbers, not text
   EXPECT_FALSE(id_less("10-0", "9-5"));
 }
+
+TEST(RedisFields, AnEntryThatIsNoEventKeepsItsFieldsWhenTaken) {
+  Fields f = fields_of(sample());
+  for (auto& [name, value] : f)
+    if (name == "ce_time") value = "yesterday";
+  const Fields before = f;
+  EXPECT_THROW((void)take_envelope(f), crier::Error);
+  EXPECT_EQ(f, before);  // whole, for the dead letter that shows it
+  f = fields_of(sample());
+  EXPECT_EQ(take_envelope(f).data, sample().data);
+}

@@ -41,8 +41,9 @@ struct Options {
   /// (XCLAIM ... JUSTID) while the bus holds the event; entries of a process that died are
   /// claimed by another consumer of the group (XAUTOCLAIM) after this.
   std::chrono::milliseconds visibility_timeout{30000};
-  /// How many delivered events one consumer holds at most.
-  std::size_t window = 256;
+  /// How many delivered events one consumer holds at most. Reads are 256 entries at most; a
+  /// window of more lets the next read be on its way while the last is handed out.
+  std::size_t window = 1024;
   /// A publish cut off by a lost connection is stored once either way: crier looks for the
   /// events whose reply was lost among the streams' newest entries before it sends them
   /// again. With a window, each write also goes through a Lua guard that remembers its event

@@ -131,7 +131,14 @@ class RedisConsumer final : public Consumer {
     close();
     // What the bus still holds goes back to the group now (entries past the visibility
     // timeout, which any consumer's next claim takes), before the turn is given up: the
-    // next consumer of an ordered subscriber then gets the oldest first.
+    // next consumer of an ordered subscriber then gets the oldest first. So do the entries
+    // of a read sent ahead.
+    std::vector<StoredEvent> read_ahead;
+    try {
+      if (ahead_) collect_ahead(0, read_ahead);
+    } catch (const std::exception&) {
+      // Claimed after the visibility timeout.
+    }
     std::vector<std::string> back[2];
     {
       MutexLock lock(state_->mu);
@@ -155,22 +162,21 @@ class RedisConsumer final : public Consumer {
   std::vector<StoredEvent> fetch(std::size_t max, milliseconds wait) override {
     if (closed_.load(std::memory_order_acquire)) return {};
     const auto until = Clock::now() + wait;
+    std::vector<StoredEvent> out;
+    if (ahead_) {
+      collect_ahead(max, out);
+      if (ahead_) return out;  // the next read is out already
+    }
     for (;;) {
-      flush_acks();
       renew();
-      std::size_t room = 0;
-      {
-        MutexLock lock(state_->mu);
-        const std::size_t window = std::max<std::size_t>(ctx_->options().window, 1);
-        room = state_->outstanding >= window ? 0 : window - state_->outstanding;
-      }
-      room = std::min(room, max);
-      if (room == 0 || (spec_.ordered && !take_turn())) {
+      // out's entries count as outstanding already.
+      const std::size_t room = std::min(max, out.size() + free_room(0));
+      if (room <= out.size() || (spec_.ordered && !take_turn())) {
+        if (!out.empty()) return out;
         idle(until);
         flush_acks();  // those that made room
         return {};
       }
-      std::vector<StoredEvent> out;
       bool more_abandoned = false;
       if (Clock::now() >= next_claim_) {
         more_abandoned = claim(room, out);
@@ -182,7 +188,11 @@ class RedisConsumer final : public Consumer {
         const milliseconds block = out.empty() ? std::clamp(left, milliseconds(0), kReadSlice) : milliseconds(0);
         read_new(room - out.size(), block, out);
       }
-      if (!out.empty() || closed_.load(std::memory_order_acquire) || Clock::now() >= until) return out;
+      if (!out.empty()) {
+        send_ahead(max, 0);
+        return out;
+      }
+      if (closed_.load(std::memory_order_acquire) || Clock::now() >= until) return out;
     }
   }
 
@@ -343,12 +353,13 @@ class RedisConsumer final : public Consumer {
       }
       if (r.front().is_error())
         throw Error(Errc::transport_error, "redis: claiming entries of " + state_->keys[s] + ": " + r.front().str);
-      const Reply& reply = r.front();
+      Reply& reply = r.front();
       if (reply.elements.size() < 2) continue;
       if (reply.elements[0].str != "0-0") more = true;
-      std::vector<std::pair<std::string, const Reply*>> entries;
-      for (const Reply& e : reply.elements[1].elements)
-        if (e.elements.size() == 2 && !e.elements[1].is_nil()) entries.emplace_back(e.elements[0].str, &e.elements[1]);
+      std::vector<std::pair<std::string, Reply*>> entries;
+      for (Reply& e : reply.elements[1].elements)
+        if (e.elements.size() == 2 && !e.elements[1].is_nil())
+          entries.emplace_back(std::move(e.elements[0].str), &e.elements[1]);
       take_entries(Source(s), entries, /*redelivered=*/true, out);
       // Entries trimmed away while pending: Redis took them out of the group; the bus
       // dead-letters them with the reason, so that the loss is seen.
@@ -358,24 +369,95 @@ class RedisConsumer final : public Consumer {
     return more;
   }
 
-  void read_new(std::size_t count, milliseconds block, std::vector<StoredEvent>& out) {
+  // Free places in the window, beside `coming` entries on their way.
+  std::size_t free_room(std::size_t coming) {
+    MutexLock lock(state_->mu);
+    const std::size_t window = std::max<std::size_t>(ctx_->options().window, 1);
+    const std::size_t used = state_->outstanding + coming;
+    return used >= window ? 0 : window - used;
+  }
+
+  // XREADGROUP of up to `count` new entries of both streams.
+  Command read_command(std::size_t count, milliseconds block) const {
     Command c = {"XREADGROUP", "GROUP", state_->group, state_->consumer, "COUNT", std::to_string(count)};
     if (block.count() > 0) {
       c.push_back("BLOCK");
       c.push_back(std::to_string(block.count()));
     }
     c.insert(c.end(), {"STREAMS", state_->keys[kMain], state_->keys[kRedrive], ">", ">"});
-    auto r = ctx_->conn->run_on(link_, std::span<const Command>(&c, 1), "redis: reading " + state_->keys[kMain], block);
-    const Reply& reply = r.front();
+    return c;
+  }
+
+  // Reads new entries, after the acknowledgements waiting, in one round trip.
+  void read_new(std::size_t count, milliseconds block, std::vector<StoredEvent>& out) {
+    AckBatch batch = take_acks();
+    batch.cmds.push_back(read_command(count, block));
+    std::vector<Reply> r;
+    try {
+      r = ctx_->conn->run_on(link_, batch.cmds, "redis: reading " + state_->keys[kMain], block);
+    } catch (...) {
+      acks_sent(batch.events);  // not acknowledged: claimed again after the visibility timeout
+      throw;
+    }
+    acks_sent(batch.events);
+    take_read(r.back(), out);
+  }
+
+  // Sends the next read (with the acknowledgements waiting) without waiting for its answer,
+  // so that Redis answers while the bus decodes and hands out what came; the next fetch
+  // collects it. Only with room in the window beside `coming` entries, and not for ordered
+  // subscribers (they read no new entry while older ones wait to be claimed).
+  void send_ahead(std::size_t max, std::size_t coming) {
+    if (spec_.ordered || !link_ || closed_.load(std::memory_order_acquire)) return;
+    const std::size_t count = std::min(max, free_room(coming));
+    if (count == 0) return;
+    AckBatch batch = take_acks();
+    batch.cmds.push_back(read_command(count, milliseconds(0)));
+    try {
+      link_->set_timeout(ctx_->options().timeout);
+      link_->send(batch.cmds);
+    } catch (const LinkError&) {
+      link_.reset();  // the next read reconnects; the acknowledgements are lost (see read_new)
+      acks_sent(batch.events);
+      return;
+    }
+    ahead_ = Ahead{batch.cmds.size(), batch.events};
+  }
+
+  // Takes the answer to the read sent ahead into `out`; sends the next one ahead at once
+  // when it brought entries and no claim of abandoned ones is due.
+  void collect_ahead(std::size_t max, std::vector<StoredEvent>& out) {
+    const Ahead a = *ahead_;
+    ahead_.reset();
+    std::vector<Reply> r;
+    try {
+      r = link_->receive(a.replies);
+    } catch (const LinkError&) {
+      link_.reset();  // what the read took is claimed after the visibility timeout
+      acks_sent(a.acks);
+      return;
+    }
+    acks_sent(a.acks);
+    Reply& reply = r.back();
+    if (reply.is_error("LOADING")) return;  // a restarted server: the next read waits for it
+    std::size_t n = 0;
+    for (const Reply& stream : reply.elements)
+      if (stream.elements.size() == 2) n += stream.elements[1].elements.size();
+    if (n > 0 && Clock::now() < next_claim_) send_ahead(max, n);
+    take_read(reply, out);
+  }
+
+  // The entries of an XREADGROUP reply, to `out`.
+  void take_read(Reply& reply, std::vector<StoredEvent>& out) {
     if (reply.is_error("NOGROUP")) return recreate_group();
     if (reply.is_error())
       throw Error(Errc::transport_error, "redis: reading " + state_->keys[kMain] + ": " + reply.str);
-    for (const Reply& stream : reply.elements) {  // nil when nothing came
+    for (Reply& stream : reply.elements) {  // nil when nothing came
       if (stream.elements.size() != 2) continue;
       const Source s = stream.elements[0].str == state_->keys[kMain] ? kMain : kRedrive;
-      std::vector<std::pair<std::string, const Reply*>> entries;
-      for (const Reply& e : stream.elements[1].elements)
-        if (e.elements.size() == 2) entries.emplace_back(e.elements[0].str, &e.elements[1]);
+      std::vector<std::pair<std::string, Reply*>> entries;
+      for (Reply& e : stream.elements[1].elements)
+        if (e.elements.size() == 2) entries.emplace_back(std::move(e.elements[0].str), &e.elements[1]);
       take_entries(s, entries, /*redelivered=*/false, out);
     }
   }
@@ -389,7 +471,7 @@ class RedisConsumer final : public Consumer {
                        "stream's oldest entry");
   }
 
-  void take_entries(Source source, const std::vector<std::pair<std::string, const Reply*>>& entries, bool redelivered,
+  void take_entries(Source source, const std::vector<std::pair<std::string, Reply*>>& entries, bool redelivered,
                     std::vector<StoredEvent>& out) {
     if (entries.empty()) return;
     std::vector<Attempts> attempts(entries.size());
@@ -426,9 +508,9 @@ class RedisConsumer final : public Consumer {
       StoredEvent& e = out[keys[k].second];
       if (static_cast<RedisLease&>(*e.lease).entry != entries[i].first) continue;
       ++k;
-      const Fields fields = fields_of_reply(*entries[i].second);
+      Fields fields = fields_of_reply(std::move(*entries[i].second));
       try {
-        e.envelope = envelope_of(fields);
+        e.envelope = take_envelope(fields);
         if (e.envelope.type != spec_.event_type)
           throw Error(Errc::invalid_envelope,
                       "its ce_type '" + e.envelope.type + "' is not its stream's (" + spec_.event_type + ")");
@@ -462,47 +544,74 @@ class RedisConsumer final : public Consumer {
     return e;
   }
 
+  // Acknowledgements taken to be sent: their commands, and how many events they settle
+  // (counted as held by caught_up() until acks_sent()).
+  struct AckBatch {
+    std::vector<Command> cmds;
+    std::size_t events = 0;
+  };
+  AckBatch take_acks() {
+    std::vector<std::string> acks[2];
+    std::vector<std::string> forget;
+    AckBatch batch;
+    {
+      MutexLock lock(state_->mu);
+      for (int s : {kMain, kRedrive}) acks[s].swap(state_->acks[s]);
+      forget.swap(state_->forget);
+      batch.events = acks[kMain].size() + acks[kRedrive].size();
+      in_flush_ += batch.events;
+    }
+    if (batch.events == 0) return batch;
+    for (int s : {kMain, kRedrive}) {
+      if (acks[s].empty()) continue;
+      Command c = {"XACK", state_->keys[s], state_->group};
+      c.insert(c.end(), acks[s].begin(), acks[s].end());
+      batch.cmds.push_back(std::move(c));
+    }
+    if (!forget.empty()) {
+      Command c = {"HDEL", state_->attempts_key};
+      c.insert(c.end(), forget.begin(), forget.end());
+      batch.cmds.push_back(std::move(c));
+    }
+    batch.cmds.push_back({"HSET", ctx_->key("settled"), state_->settled_field,
+                          std::to_string(unix_ms(std::chrono::system_clock::now()))});
+    return batch;
+  }
+  // The acknowledgements of a batch were answered (or lost with the link: their entries are
+  // claimed again after the visibility timeout).
+  void acks_sent(std::size_t events) {
+    {
+      MutexLock lock(state_->mu);
+      in_flush_ -= events;
+    }
+    state_->cv.notify_all();
+  }
+
   // Sends the acknowledgements waiting, in rounds, until none is left; the caller set
   // `flushing`.
   void flush_acks_held() {
     for (;;) {
-      std::vector<std::string> acks[2];
-      std::vector<std::string> forget;
-      {
-        MutexLock lock(state_->mu);
-        if (state_->acks[kMain].empty() && state_->acks[kRedrive].empty()) {
+      AckBatch batch = take_acks();
+      if (batch.events == 0) {
+        {
+          MutexLock lock(state_->mu);
           state_->flushing = false;
-          in_flush_ = 0;
-          state_->cv.notify_all();
-          return;
         }
-        for (int s : {kMain, kRedrive}) acks[s].swap(state_->acks[s]);
-        forget.swap(state_->forget);
-        in_flush_ = acks[kMain].size() + acks[kRedrive].size();
+        state_->cv.notify_all();
+        return;
       }
-      std::vector<Command> cmds;
-      for (int s : {kMain, kRedrive}) {
-        if (acks[s].empty()) continue;
-        Command c = {"XACK", state_->keys[s], state_->group};
-        c.insert(c.end(), acks[s].begin(), acks[s].end());
-        cmds.push_back(std::move(c));
-      }
-      if (!forget.empty()) {
-        Command c = {"HDEL", state_->attempts_key};
-        c.insert(c.end(), forget.begin(), forget.end());
-        cmds.push_back(std::move(c));
-      }
-      cmds.push_back({"HSET", ctx_->key("settled"), state_->settled_field,
-                      std::to_string(unix_ms(std::chrono::system_clock::now()))});
       try {
-        (void)ctx_->conn->pipeline(cmds, "redis: acknowledging events");
+        (void)ctx_->conn->pipeline(batch.cmds, "redis: acknowledging events");
       } catch (...) {
-        MutexLock lock(state_->mu);
-        state_->flushing = false;
-        in_flush_ = 0;
+        acks_sent(batch.events);
+        {
+          MutexLock lock(state_->mu);
+          state_->flushing = false;
+        }
         state_->cv.notify_all();
         throw;  // not acknowledged: claimed again after the visibility timeout
       }
+      acks_sent(batch.events);
     }
   }
 
@@ -579,7 +688,13 @@ class RedisConsumer final : public Consumer {
   std::unique_ptr<Link> link_;  // the fetch thread's
   std::atomic<bool> closed_{false};
   std::size_t in_flush_ = 0;  // guarded by state_->mu: acknowledgements being sent
-  bool holds_turn_ = false;   // the fetch thread's
+  // A read sent ahead on link_, its answer not read yet: how many replies it waits for (the
+  // acknowledgements sent with it, then the read), and how many events those settle.
+  struct Ahead {
+    std::size_t replies, acks;
+  };
+  std::optional<Ahead> ahead_;  // the fetch thread's
+  bool holds_turn_ = false;     // the fetch thread's
   Clock::time_point turn_renew_at_{};
   Clock::time_point next_look_{};   // renew(): the fetch thread's
   Clock::time_point next_claim_{};  // fetch(): the fetch thread's

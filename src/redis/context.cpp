@@ -109,6 +109,14 @@ Fields fields_of_reply(const Reply& flat) {
   return out;
 }
 
+Fields fields_of_reply(Reply&& flat) {
+  Fields out;
+  out.reserve(flat.elements.size() / 2);
+  for (std::size_t i = 0; i + 1 < flat.elements.size(); i += 2)
+    out.emplace_back(std::move(flat.elements[i].str), std::move(flat.elements[i + 1].str));
+  return out;
+}
+
 std::optional<GroupInfo> group_info(const Reply& xinfo_groups, std::string_view group) {
   for (const Reply& g : xinfo_groups.elements) {
     auto m = map_of(g);

@@ -58,6 +58,8 @@ void load_scripts(Context& ctx);
 std::map<std::string, Reply> map_of(const Reply& flat);
 /// An entry's fields, from its [name, value, ...] reply.
 Fields fields_of_reply(const Reply& flat);
+/// The same, moved out of the reply.
+Fields fields_of_reply(Reply&& flat);
 
 /// The group `group` of stream `key` as XINFO GROUPS tells it; nullopt when there is none.
 struct GroupInfo {

@@ -40,49 +40,65 @@ const std::string* field(const Fields& fields, std::string_view name) {
   return nullptr;
 }
 
-Envelope envelope_of(const Fields& fields) {
+namespace {
+
+// The attribute field `name` holds: nullptr for an extension (ce_<other>) and for a field
+// that carries no attribute.
+std::string Envelope::*attribute_of(std::string_view name) {
+  if (name == "data") return &Envelope::data;
+  if (name == "content-type") return &Envelope::datacontenttype;
+  if (name.rfind(kPrefix, 0) != 0) return nullptr;
+  const std::string_view attr = name.substr(kPrefix.size());
+  if (attr == "specversion") return &Envelope::specversion;
+  if (attr == "id") return &Envelope::id;
+  if (attr == "source") return &Envelope::source;
+  if (attr == "type") return &Envelope::type;
+  if (attr == "time") return &Envelope::time;
+  if (attr == "subject") return &Envelope::subject;
+  if (attr == "dataschema") return &Envelope::dataschema;
+  return nullptr;
+}
+
+}  // namespace
+
+Envelope take_envelope(Fields& fields) {
   if (!field(fields, "ce_specversion"))
     throw Error(Errc::invalid_envelope,
                 "not a CloudEvent: it has no ce_specversion field (fields: ce_id, ce_source, "
                 "ce_type, ..., content-type, data)");
-  Envelope e;
-  std::vector<std::string_view> seen;
-  for (const auto& [name, value] : fields) {
-    bool repeated = false;
-    for (auto s : seen) repeated = repeated || s == name;
-    if (repeated) throw Error(Errc::invalid_envelope, "field '" + name + "' appears twice");
-    seen.push_back(name);
-    if (name == "data") {
-      e.data = value;
-    } else if (name == "content-type") {
-      e.datacontenttype = value;
-    } else if (name.rfind(kPrefix, 0) == 0) {
-      const std::string attr = name.substr(kPrefix.size());
-      if (attr == "specversion")
-        e.specversion = value;
-      else if (attr == "id")
-        e.id = value;
-      else if (attr == "source")
-        e.source = value;
-      else if (attr == "type")
-        e.type = value;
-      else if (attr == "time")
-        e.time = value;
-      else if (attr == "subject")
-        e.subject = value;
-      else if (attr == "dataschema")
-        e.dataschema = value;
-      else if (attr == "datacontenttype")
-        throw Error(Errc::invalid_envelope, "ce_datacontenttype is carried as the field 'content-type'");
-      else if (attr == "data")
-        throw Error(Errc::invalid_envelope, "the data is the field 'data', not 'ce_data'");
-      else
-        e.extensions.emplace(attr, value);
-    }
-    // Other fields are not CloudEvents attributes: ignored, as a binding ignores other headers.
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    const std::string& name = fields[i].first;
+    for (std::size_t j = 0; j < i; ++j)
+      if (fields[j].first == name) throw Error(Errc::invalid_envelope, "field '" + name + "' appears twice");
+    if (name == "ce_datacontenttype")
+      throw Error(Errc::invalid_envelope, "ce_datacontenttype is carried as the field 'content-type'");
+    if (name == "ce_data") throw Error(Errc::invalid_envelope, "the data is the field 'data', not 'ce_data'");
   }
-  e.validate();
+  // Other fields are not CloudEvents attributes: ignored, as a binding ignores other headers.
+  Envelope e;
+  for (auto& [name, value] : fields) {
+    if (auto attribute = attribute_of(name))
+      (e.*attribute).swap(value);
+    else if (name.rfind(kPrefix, 0) == 0)
+      e.extensions.emplace(name.substr(kPrefix.size()), std::move(value));
+  }
+  try {
+    e.validate();
+  } catch (...) {
+    for (auto& [name, value] : fields) {  // as they were
+      if (auto attribute = attribute_of(name))
+        (e.*attribute).swap(value);
+      else if (name.rfind(kPrefix, 0) == 0)
+        value = std::move(e.extensions[name.substr(kPrefix.size())]);
+    }
+    throw;
+  }
   return e;
+}
+
+Envelope envelope_of(const Fields& fields) {
+  Fields copy = fields;
+  return take_envelope(copy);
 }
 
 Envelope readable_envelope(const Fields& fields, std::string_view stream_key, std::string_view entry_id,

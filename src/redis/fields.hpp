@@ -27,6 +27,9 @@ Fields fields_of(const Envelope& e);
 /// The event an entry carries. Throws Error(Errc::invalid_envelope) saying what is wrong: a
 /// missing ce_specversion (not a CloudEvent), a missing or malformed attribute.
 Envelope envelope_of(const Fields& fields);
+/// The same, the values moved out of `fields` into the event; when they are no valid event
+/// (it throws), `fields` are left as they were, for readable_envelope().
+Envelope take_envelope(Fields& fields);
 
 /// What the tools show of an entry that is not a valid event, and what is dead-lettered:
 /// whatever attributes it has, its id `<stream key>-<entry id>` when it has none, `type` as

@@ -45,6 +45,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!same(envelope_of(fields_of(e)), e)) std::abort();
   } catch (const crier::Error&) {
   }
+  Fields taken = fields;  // the consumer's way: values moved out, left as they were when refused
+  try {
+    if (!same(take_envelope(taken), envelope_of(fields))) std::abort();
+  } catch (const crier::Error&) {
+    if (taken != fields) std::abort();
+  }
   (void)readable_envelope(fields, "p:com.example.x", "1-0", "com.example.x");
   if (const auto id = parse_entry_id(text)) {
     if (parse_entry_id(id->text()) != id) std::abort();
