@@ -3,7 +3,6 @@
 #include <crier/error.hpp>
 
 #include <algorithm>
-#include <cctype>
 
 namespace crier::nats {
 
@@ -11,10 +10,12 @@ namespace {
 
 constexpr std::string_view kPrefix = "ce-";
 
+// Header names are ASCII: compared without the locale std::tolower consults on every call.
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
 }
 
 bool istarts_with(std::string_view s, std::string_view prefix) {
@@ -48,6 +49,7 @@ std::string percent_encode(std::string_view value) {
 }
 
 std::string percent_decode(std::string_view value, std::string_view header) {
+  if (value.find('%') == std::string_view::npos) return std::string(value);
   std::string out;
   out.reserve(value.size());
   for (std::size_t i = 0; i < value.size(); ++i) {
@@ -114,8 +116,7 @@ Envelope envelope_of(const Headers& headers, std::string_view payload, const Pla
       for (const auto& [k, v] : headers) {
         if (!istarts_with(k, kPrefix)) continue;
         std::string name = k.substr(kPrefix.size());
-        std::transform(name.begin(), name.end(), name.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
         std::string value = percent_decode(v, k);
         if (name == "specversion")
           e.specversion = std::move(value);
