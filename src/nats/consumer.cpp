@@ -57,16 +57,19 @@ class Puller {
   // would otherwise wait for AckWait before another consumer got them.
   ~Puller() {
     const auto until = open_until_ + kPullGrace;
-    for (;;) {  // while the last request may deliver, then what is queued
+    int got = 0;  // of the last request, when it was sent ahead and not taken
+    for (;;) {    // while the last request may deliver, then what is queued
       const auto left =
           open_ ? std::max<long long>(0, std::chrono::duration_cast<milliseconds>(until - Clock::now()).count()) : 0;
       natsMsg* raw = nullptr;
       if (natsSubscription_NextMsg(&raw, sub_, left) != NATS_OK) break;
       Msg m(raw);
-      if (const int status = status_of(raw); status == 0)
+      if (const int status = status_of(raw); status == 0) {
         release(raw);
-      else if (status != 100 && reply_ == natsMsg_GetSubject(raw))
+        if (ahead_ > 0 && ++got == ahead_) open_ = false;  // it brought its whole batch
+      } else if (status != 100 && reply_ == natsMsg_GetSubject(raw)) {
         open_ = false;  // the last request is over
+      }
     }
     natsSubscription_Unsubscribe(sub_);
     natsSubscription_Destroy(sub_);
@@ -75,6 +78,11 @@ class Puller {
   // Up to `batch` messages, waiting up to `wait` for the first (0: answer at once): what is
   // there is taken at once, and the request ends as soon as it has handed something over.
   std::vector<Msg> pull(int batch, milliseconds wait, const std::atomic<bool>& closed) {
+    if (ahead_ > 0) {  // the answer to the request sent ahead
+      ahead_ = 0;
+      Answer a = receive(closed);
+      if (!a.msgs.empty() || closed.load(std::memory_order_acquire)) return std::move(a.msgs);
+    }
     // A no_wait request with an expiry is nats-server's "one-shot": it waits up to the expiry
     // for the first message, hands over what is there, and ends. One without an expiry (wait
     // 0) is answered at once with 404 when nothing is pending; when something is but another
@@ -88,6 +96,16 @@ class Puller {
     return request(1, wait, closed, /*one_shot=*/false).msgs;
   }
 
+  // Sends the next pull now, without waiting for it, so that the server delivers while the
+  // caller decodes what came; the next pull() takes its answer. Its messages wait unrenewed
+  // in the client until then: a caller sends ahead only what it takes next.
+  void pull_ahead(int batch, milliseconds wait) {
+    send_request(batch, wait, /*one_shot=*/true);
+    ahead_ = batch;
+  }
+  // The size of the pull sent ahead and not taken yet; 0 when none.
+  int ahead() const noexcept { return ahead_; }
+
  private:
   struct Answer {
     std::vector<Msg> msgs;
@@ -95,18 +113,30 @@ class Puller {
   };
 
   Answer request(int batch, milliseconds wait, const std::atomic<bool>& closed, bool one_shot = true) {
-    Answer a;
+    send_request(batch, wait, one_shot);
+    return receive(closed);
+  }
+
+  void send_request(int batch, milliseconds wait, bool one_shot) {
     reply_ = inbox_ + "." + std::to_string(++requests_);
     nlohmann::json req = {{"batch", batch}};
     if (wait.count() > 0) req["expires"] = ns_of(wait);
     if (one_shot) req["no_wait"] = true;
     ctx_->conn->send(next_, req.dump(), reply_.c_str());
     ctx_->conn->flush();
-    const auto sent = Clock::now();
+    sent_ = Clock::now();
+    batch_ = batch;
     open_ = true;
-    open_until_ = sent + wait;
-    const auto until = wait.count() > 0 ? open_until_ + kPullGrace : sent + kAnswerWait;
-    auto renewed = sent;
+    open_until_ = sent_ + wait;
+    answer_until_ = wait.count() > 0 ? open_until_ + kPullGrace : sent_ + kAnswerWait;
+  }
+
+  // The answer to the last request sent: until it ended, or brought its batch.
+  Answer receive(const std::atomic<bool>& closed) {
+    Answer a;
+    const int batch = batch_;
+    const auto until = answer_until_;
+    auto renewed = sent_;
     while (static_cast<int>(a.msgs.size()) < batch && !closed.load(std::memory_order_acquire)) {
       const auto now = Clock::now();
       const auto left = std::chrono::duration_cast<milliseconds>(until - now);
@@ -157,6 +187,9 @@ class Puller {
   std::string durable_, next_, inbox_;
   std::string reply_;           // the last request's inbox subject
   std::uint64_t requests_ = 0;  // requests sent
+  int batch_ = 0;               // the last request's size
+  int ahead_ = 0;               // the size of the request sent ahead, until pull() takes it
+  Clock::time_point sent_{}, answer_until_{};
   natsSubscription* sub_ = nullptr;
   bool open_ = false;  // the last request may still deliver
   Clock::time_point open_until_{};
@@ -270,27 +303,31 @@ class NatsConsumer final : public Consumer {
   std::vector<StoredEvent> fetch(std::size_t max, milliseconds wait) override {
     if (closed_.load(std::memory_order_acquire)) return {};
     renew();
-    std::size_t room = 0;
-    {
-      MutexLock lock(state_->mu);
-      const std::size_t window = std::max<std::size_t>(ctx_->options().window, 1);
-      room = state_->outstanding >= window ? 0 : window - state_->outstanding;
-    }
-    if (room == 0 || (spec_.ordered && !take_turn())) {
+    // A pull sent ahead holds its places in the window: it was sized to fit when sent.
+    const int ahead = main_->ahead();
+    const std::size_t room = free_room(static_cast<std::size_t>(ahead));
+    if (ahead == 0 && (room == 0 || (spec_.ordered && !take_turn()))) {
       idle(wait);
       return {};
     }
-    const int batch = static_cast<int>(std::min(max, room));
     // Redriven dead letters are looked for every kLookEvery, before the main consumer: a
     // backlog that fills every batch must not keep them waiting until it is read.
     std::vector<Msg> msgs;
-    if (Clock::now() >= next_redrive_) {
+    if (Clock::now() >= next_redrive_ && room > 0) {
       next_redrive_ = Clock::now() + kLookEvery;
-      msgs = redrive_->pull(batch, milliseconds(0), closed_);
+      msgs = redrive_->pull(static_cast<int>(std::min(max, room)), milliseconds(0), closed_);
     }
-    if (static_cast<int>(msgs.size()) < batch && !closed_.load(std::memory_order_acquire)) {
+    const int batch = ahead > 0 ? ahead : static_cast<int>(std::min(max, room) - msgs.size());
+    if (batch > 0 && !closed_.load(std::memory_order_acquire)) {
       // With redriven ones in hand, the main consumer is asked for what is there, not waited for.
-      auto more = main_->pull(batch - static_cast<int>(msgs.size()), msgs.empty() ? wait : kReadSlice, closed_);
+      auto more = main_->pull(batch, msgs.empty() ? wait : kReadSlice, closed_);
+      // A full batch: more is likely there. The next pull goes out before this one is
+      // decoded, for what the window holds beside it (not for ordered subscribers: one
+      // process at a time reads their events, and only while it holds the turn).
+      if (static_cast<int>(more.size()) == batch && !spec_.ordered && !closed_.load(std::memory_order_acquire)) {
+        const std::size_t next = std::min(max, free_room(msgs.size() + more.size()));
+        if (next > 0) main_->pull_ahead(static_cast<int>(next), wait);
+      }
       for (auto& m : more) msgs.push_back(std::move(m));
     }
     std::vector<StoredEvent> out;
@@ -438,6 +475,14 @@ class NatsConsumer final : public Consumer {
     // Written now rather than by cnats's flusher: on a starved machine a renewal that waits
     // for one more thread to be scheduled can arrive after AckWait ran out.
     if (!due.empty()) ctx_->conn->flush();
+  }
+
+  // Free places in the window, beside `coming` events on their way.
+  std::size_t free_room(std::size_t coming) {
+    MutexLock lock(state_->mu);
+    const std::size_t window = std::max<std::size_t>(ctx_->options().window, 1);
+    const std::size_t used = state_->outstanding + coming;
+    return used >= window ? 0 : window - used;
   }
 
   // Waits up to `wait` for room in the window (a settled event) or close().
