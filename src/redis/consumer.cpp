@@ -40,7 +40,6 @@ struct State {
   // to forget with them.
   std::vector<std::string> acks[2] CRIER_GUARDED_BY(mu);
   std::vector<std::string> forget CRIER_GUARDED_BY(mu);
-  bool flushing CRIER_GUARDED_BY(mu) = false;
 
   std::shared_ptr<const Context> ctx;
   std::string group, consumer, keys[2], attempts_key, settled_field;
@@ -587,43 +586,18 @@ class RedisConsumer final : public Consumer {
     state_->cv.notify_all();
   }
 
-  // Sends the acknowledgements waiting, in rounds, until none is left; the caller set
-  // `flushing`.
-  void flush_acks_held() {
-    for (;;) {
-      AckBatch batch = take_acks();
-      if (batch.events == 0) {
-        {
-          MutexLock lock(state_->mu);
-          state_->flushing = false;
-        }
-        state_->cv.notify_all();
-        return;
-      }
+  // Sends the acknowledgements waiting, until none is left (none: no round trip). The fetch
+  // thread's, or the destructor's once it is gone.
+  void flush_acks() {
+    for (AckBatch batch = take_acks(); batch.events > 0; batch = take_acks()) {
       try {
         (void)ctx_->conn->pipeline(batch.cmds, "redis: acknowledging events");
       } catch (...) {
         acks_sent(batch.events);
-        {
-          MutexLock lock(state_->mu);
-          state_->flushing = false;
-        }
-        state_->cv.notify_all();
         throw;  // not acknowledged: claimed again after the visibility timeout
       }
       acks_sent(batch.events);
     }
-  }
-
-  // Sends the acknowledgements waiting (none: no round trip).
-  void flush_acks() {
-    {
-      MutexLock lock(state_->mu);
-      while (state_->flushing) state_->cv.wait(state_->mu);
-      if (state_->acks[kMain].empty() && state_->acks[kRedrive].empty()) return;
-      state_->flushing = true;
-    }
-    flush_acks_held();
   }
 
   // Renews the hold on every entry the bus holds, each a quarter of the visibility timeout
