@@ -497,7 +497,14 @@ class NatsConsumer final : public Consumer {
     if (!delivered) return std::nullopt;  // not a JetStream delivery: nothing to settle
     const std::string subject = natsMsg_GetSubject(m);
     const Headers headers = headers_of(m);
-    const PlainOrigin plain = plain_origin(*ctx_, headers, spec_.event_type, delivered->seq, to_rfc3339(delivered->ns));
+    // What a plain message's envelope is made of; built only for one (a CloudEvent has its own).
+    PlainOrigin plain;
+    auto plain_origin_of = [&]() -> const PlainOrigin& {
+      if (plain.id.empty())
+        plain = plain_origin(*ctx_, headers, spec_.event_type, delivered->seq, to_rfc3339(delivered->ns));
+      return plain;
+    };
+    if (carried_as(headers) == Carried::plain) (void)plain_origin_of();
     StoredEvent e;
     try {
       e.envelope = envelope_of(headers, payload_of(m), plain);
@@ -507,7 +514,7 @@ class NatsConsumer final : public Consumer {
     } catch (const std::exception& ex) {
       e.corrupt = "malformed event in stream " + ctx_->stream + " at sequence " + std::to_string(delivered->seq) +
                   " (subject " + subject + "): " + ex.what();
-      e.envelope = plain_envelope(headers, payload_of(m), plain);
+      e.envelope = plain_envelope(headers, payload_of(m), plain_origin_of());
     }
     bool record = false;
     if (delivered->count > 1) {  // failed before, perhaps in a process that is gone
