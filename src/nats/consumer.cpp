@@ -398,18 +398,20 @@ class NatsConsumer final : public Consumer {
   // Caught up when nothing is left to deliver and every delivered event the server counts as
   // unacknowledged is one this process holds: delivered events still on their way to it
   // (on the wire, in cnats's queue) keep it from being caught up.
+  // The server is asked first: what this process holds is counted after, so that events
+  // acknowledged and pulled meanwhile cannot make the count look enough.
   bool caught_up() override {
-    std::size_t held = 0;
-    {
-      MutexLock lock(state_->mu);
-      if (state_->untaken > 0) return false;
-      held = state_->held.size();
-    }
     std::uint64_t unacknowledged = 0;
     for (const auto* d : {&durable_, &redrive_durable_}) {
       const auto info = info_of(*d);
       if (info.value("num_pending", std::uint64_t{0}) > 0) return false;
       unacknowledged += info.value("num_ack_pending", std::uint64_t{0});
+    }
+    std::size_t held = 0;
+    {
+      MutexLock lock(state_->mu);
+      if (state_->untaken > 0) return false;
+      held = state_->held.size();
     }
     // Retries waiting in the server: their attempts records (one message per subject).
     return unacknowledged <= held &&

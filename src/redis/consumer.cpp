@@ -263,21 +263,20 @@ class RedisConsumer final : public Consumer {
   }
 
   // Caught up when the group has read every entry of both streams, and every entry it
-  // counts as pending is one this consumer holds (or has acknowledged, the ack on its way).
+  // counts as pending is one this consumer holds (or has acknowledged, the ack waiting for
+  // the next read). The group is asked first and what this consumer holds counted after, and
+  // acknowledgements on their way are not counted: Redis may have run them, and a read sent
+  // behind them, whose entries the count must not hide.
   bool caught_up() override {
-    std::size_t held = 0;
-    {
-      MutexLock lock(state_->mu);
-      if (state_->untaken > 0) return false;
-      held = state_->held.size() + state_->acks[kMain].size() + state_->acks[kRedrive].size() + in_flush_;
-    }
     std::uint64_t pending = 0;
     for (const auto& [info, last] : groups_now()) {
       if (!info) continue;
       if (info->lag_known ? info->lag > 0 : id_less(info->last_delivered, last)) return false;
       pending += info->pending;
     }
-    return pending <= held;
+    MutexLock lock(state_->mu);
+    if (state_->untaken > 0) return false;
+    return pending <= state_->held.size() + state_->acks[kMain].size() + state_->acks[kRedrive].size();
   }
 
   std::uint64_t backlog() override {
@@ -544,7 +543,7 @@ class RedisConsumer final : public Consumer {
   }
 
   // Acknowledgements taken to be sent: their commands, and how many events they settle
-  // (counted as held by caught_up() until acks_sent()).
+  // (counted by backlog() until acks_sent()).
   struct AckBatch {
     std::vector<Command> cmds;
     std::size_t events = 0;
