@@ -167,7 +167,9 @@ Link::Link(const Endpoint& at, milliseconds timeout) : where_(at.text) {
       hello.push_back({"AUTH", at.user, at.password});
   }
   if (at.db != 0) hello.push_back({"SELECT", std::to_string(at.db)});
-  if (hello.empty()) return;
+  // A link counts as made once the server answered: a server being killed still completes
+  // TCP handshakes for a moment, and the link would be reported regained.
+  if (hello.empty()) hello.push_back({"PING"});
   std::vector<Reply> replies;
   try {
     replies = run(hello);
