@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 
 namespace crier::redis {
 
@@ -17,6 +18,9 @@ using std::chrono::milliseconds;
 constexpr milliseconds kReadSlice{100};
 // How often abandoned entries are looked for (XAUTOCLAIM) while new ones keep coming.
 constexpr milliseconds kClaimEvery{250};
+// Reads sent ahead at most, while entries keep coming: with two, Redis has the next one to
+// answer while the consumer receives the last.
+constexpr std::size_t kReadsAhead = 2;
 
 // The two streams a consumer reads: the events, and dead letters sent back to it.
 enum Source : int { kMain = 0, kRedrive = 1 };
@@ -134,7 +138,7 @@ class RedisConsumer final : public Consumer {
     // of a read sent ahead.
     std::vector<StoredEvent> read_ahead;
     try {
-      if (ahead_) collect_ahead(0, read_ahead);
+      while (!ahead_.empty()) collect_ahead(0, read_ahead);
     } catch (const std::exception&) {
       // Claimed after the visibility timeout.
     }
@@ -162,9 +166,9 @@ class RedisConsumer final : public Consumer {
     if (closed_.load(std::memory_order_acquire)) return {};
     const auto until = Clock::now() + wait;
     std::vector<StoredEvent> out;
-    if (ahead_) {
+    if (!ahead_.empty()) {
       collect_ahead(max, out);
-      if (ahead_) return out;  // the next read is out already
+      if (!ahead_.empty()) return out;  // the next read is out already
     }
     for (;;) {
       renew();
@@ -402,11 +406,13 @@ class RedisConsumer final : public Consumer {
   }
 
   // Sends the next read (with the acknowledgements waiting) without waiting for its answer,
-  // so that Redis answers while the bus decodes and hands out what came; the next fetch
-  // collects it. Only with room in the window beside `coming` entries, and not for ordered
-  // subscribers (they read no new entry while older ones wait to be claimed).
+  // so that Redis answers while the bus decodes and hands out what came; a later fetch
+  // collects it. Only with room in the window beside `coming` entries and the reads already
+  // out, and not for ordered subscribers (they read no new entry while older ones wait to be
+  // claimed).
   void send_ahead(std::size_t max, std::size_t coming) {
     if (spec_.ordered || !link_ || closed_.load(std::memory_order_acquire)) return;
+    for (const Ahead& a : ahead_) coming += a.count;
     const std::size_t count = std::min(max, free_room(coming));
     if (count == 0) return;
     AckBatch batch = take_acks();
@@ -415,24 +421,24 @@ class RedisConsumer final : public Consumer {
       link_->set_timeout(ctx_->options().timeout);
       link_->send(batch.cmds);
     } catch (const LinkError&) {
-      link_.reset();  // the next read reconnects; the acknowledgements are lost (see read_new)
+      lost_link();  // the next read reconnects; the acknowledgements are lost (see read_new)
       acks_sent(batch.events);
       return;
     }
-    ahead_ = Ahead{batch.cmds.size(), batch.events};
+    ahead_.push_back(Ahead{batch.cmds.size(), batch.events, count});
   }
 
-  // Takes the answer to the read sent ahead into `out`; sends the next one ahead at once
-  // when it brought entries and no claim of abandoned ones is due.
+  // Takes the answer to the oldest read sent ahead into `out`. When it brought entries, and
+  // no claim of abandoned ones is due, sends the next reads first.
   void collect_ahead(std::size_t max, std::vector<StoredEvent>& out) {
-    const Ahead a = *ahead_;
-    ahead_.reset();
+    const Ahead a = ahead_.front();
+    ahead_.pop_front();
     std::vector<Reply> r;
     try {
       r = link_->receive(a.replies);
     } catch (const LinkError&) {
-      link_.reset();  // what the read took is claimed after the visibility timeout
       acks_sent(a.acks);
+      lost_link();  // what the reads took is claimed after the visibility timeout
       return;
     }
     acks_sent(a.acks);
@@ -441,8 +447,20 @@ class RedisConsumer final : public Consumer {
     std::size_t n = 0;
     for (const Reply& stream : reply.elements)
       if (stream.elements.size() == 2) n += stream.elements[1].elements.size();
-    if (n > 0 && Clock::now() < next_claim_) send_ahead(max, n);
+    if (n > 0 && Clock::now() < next_claim_)
+      while (ahead_.size() < kReadsAhead) {
+        const std::size_t before = ahead_.size();
+        send_ahead(max, n);
+        if (ahead_.size() == before) break;  // no room
+      }
     take_read(reply, out);
+  }
+
+  // The link broke: dropped with the reads sent ahead on it.
+  void lost_link() {
+    link_.reset();
+    for (const Ahead& a : ahead_) acks_sent(a.acks);
+    ahead_.clear();
   }
 
   // The entries of an XREADGROUP reply, to `out`.
@@ -662,12 +680,13 @@ class RedisConsumer final : public Consumer {
   std::atomic<bool> closed_{false};
   std::size_t in_flush_ = 0;  // guarded by state_->mu: acknowledgements being sent
   // A read sent ahead on link_, its answer not read yet: how many replies it waits for (the
-  // acknowledgements sent with it, then the read), and how many events those settle.
+  // acknowledgements sent with it, then the read), how many events those settle, and how
+  // many entries it may bring.
   struct Ahead {
-    std::size_t replies, acks;
+    std::size_t replies, acks, count;
   };
-  std::optional<Ahead> ahead_;  // the fetch thread's
-  bool holds_turn_ = false;     // the fetch thread's
+  std::deque<Ahead> ahead_;  // the fetch thread's, oldest first
+  bool holds_turn_ = false;  // the fetch thread's
   Clock::time_point turn_renew_at_{};
   Clock::time_point next_look_{};   // renew(): the fetch thread's
   Clock::time_point next_claim_{};  // fetch(): the fetch thread's
