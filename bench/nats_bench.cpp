@@ -30,7 +30,7 @@ using bench::Handled;
 using bench::Payment;
 using Clock = std::chrono::steady_clock;
 constexpr int kBatch = 256;
-constexpr int kConsume = 20000;
+constexpr int kConsume = 100000;
 
 test::NatsServer& server() {
   static test::NatsServer s;

@@ -31,7 +31,7 @@ using bench::Handled;
 using bench::Payment;
 using Clock = std::chrono::steady_clock;
 constexpr int kBatch = 256;
-constexpr int kConsume = 20000;
+constexpr int kConsume = 100000;
 constexpr int kReadCount = 500;
 
 test::RedisServer& server() {
