@@ -23,36 +23,56 @@ timeval timeval_of(milliseconds d) {
 // hiredis builds replies through these: straight into a Reply tree, without the redisReply
 // tree hiredis would allocate node by node and crier would copy. Only the root is allocated
 // (and freed by hiredis on a protocol error); an element lives in its parent's vector, sized
-// by createArray before any element is read.
+// by createArray before any element is read. Nothing may throw through hiredis's C: out of
+// memory (or an array a broken server says is huge) is nullptr, which hiredis reports as an
+// error of the link.
 Reply* reply_slot(const redisReadTask* task) {
   if (task->parent == nullptr) return new Reply();
   return &static_cast<Reply*>(task->parent->obj)->elements[static_cast<std::size_t>(task->idx)];
 }
 
+template <typename Fill>
+void* create(const redisReadTask* task, Fill fill) noexcept {
+  try {
+    Reply* r = reply_slot(task);
+    try {
+      fill(*r);
+    } catch (...) {
+      if (task->parent == nullptr) delete r;
+      return nullptr;
+    }
+    return r;
+  } catch (...) {
+    return nullptr;
+  }
+}
+
 void* create_string(const redisReadTask* task, char* str, std::size_t len) {
-  Reply* r = reply_slot(task);
-  r->kind = task->type == REDIS_REPLY_ERROR    ? Reply::Kind::error
-            : task->type == REDIS_REPLY_STATUS ? Reply::Kind::status
-                                               : Reply::Kind::string;
-  r->str.assign(str, len);
-  return r;
+  return create(task, [&](Reply& r) {
+    r.kind = task->type == REDIS_REPLY_ERROR    ? Reply::Kind::error
+             : task->type == REDIS_REPLY_STATUS ? Reply::Kind::status
+                                                : Reply::Kind::string;
+    r.str.assign(str, len);
+  });
 }
 
 void* create_array(const redisReadTask* task, int elements) {
-  Reply* r = reply_slot(task);
-  r->kind = Reply::Kind::array;
-  r->elements.resize(static_cast<std::size_t>(std::max(elements, 0)));
-  return r;
+  return create(task, [&](Reply& r) {
+    r.kind = Reply::Kind::array;
+    r.elements.resize(static_cast<std::size_t>(std::max(elements, 0)));
+  });
 }
 
 void* create_integer(const redisReadTask* task, long long value) {
-  Reply* r = reply_slot(task);
-  r->kind = Reply::Kind::integer;
-  r->integer = value;
-  return r;
+  return create(task, [&](Reply& r) {
+    r.kind = Reply::Kind::integer;
+    r.integer = value;
+  });
 }
 
-void* create_nil(const redisReadTask* task) { return reply_slot(task); }
+void* create_nil(const redisReadTask* task) {
+  return create(task, [](Reply&) {});
+}
 
 void free_reply(void* root) { delete static_cast<Reply*>(root); }
 
