@@ -192,7 +192,7 @@ class RedisConsumer final : public Consumer {
         read_new(room - out.size(), block, out);
       }
       if (!out.empty()) {
-        send_ahead(max, 0);
+        (void)send_ahead(max, 0);
         return out;
       }
       if (closed_.load(std::memory_order_acquire) || Clock::now() >= until) return out;
@@ -409,12 +409,12 @@ class RedisConsumer final : public Consumer {
   // so that Redis answers while the bus decodes and hands out what came; a later fetch
   // collects it. Only with room in the window beside `coming` entries and the reads already
   // out, and not for ordered subscribers (they read no new entry while older ones wait to be
-  // claimed).
-  void send_ahead(std::size_t max, std::size_t coming) {
-    if (spec_.ordered || !link_ || closed_.load(std::memory_order_acquire)) return;
+  // claimed). True when one was sent.
+  bool send_ahead(std::size_t max, std::size_t coming) {
+    if (spec_.ordered || !link_ || closed_.load(std::memory_order_acquire)) return false;
     for (const Ahead& a : ahead_) coming += a.count;
     const std::size_t count = std::min(max, free_room(coming));
-    if (count == 0) return;
+    if (count == 0) return false;
     AckBatch batch = take_acks();
     batch.cmds.push_back(read_command(count, milliseconds(0)));
     try {
@@ -423,9 +423,10 @@ class RedisConsumer final : public Consumer {
     } catch (const LinkError&) {
       lost_link();  // the next read reconnects; the acknowledgements are lost (see read_new)
       acks_sent(batch.events);
-      return;
+      return false;
     }
     ahead_.push_back(Ahead{batch.cmds.size(), batch.events, count});
+    return true;
   }
 
   // Takes the answer to the oldest read sent ahead into `out`. When it brought entries, and
@@ -448,10 +449,7 @@ class RedisConsumer final : public Consumer {
     for (const Reply& stream : reply.elements)
       if (stream.elements.size() == 2) n += stream.elements[1].elements.size();
     if (n > 0 && Clock::now() < next_claim_)
-      while (ahead_.size() < kReadsAhead) {
-        const std::size_t before = ahead_.size();
-        send_ahead(max, n);
-        if (ahead_.size() == before) break;  // no room
+      while (ahead_.size() < kReadsAhead && send_ahead(max, n)) {
       }
     take_read(reply, out);
   }

@@ -101,13 +101,7 @@ std::map<std::string, Reply> map_of(const Reply& flat) {
   return out;
 }
 
-Fields fields_of_reply(const Reply& flat) {
-  Fields out;
-  out.reserve(flat.elements.size() / 2);
-  for (std::size_t i = 0; i + 1 < flat.elements.size(); i += 2)
-    out.emplace_back(flat.elements[i].str, flat.elements[i + 1].str);
-  return out;
-}
+Fields fields_of_reply(const Reply& flat) { return fields_of_reply(Reply(flat)); }
 
 Fields fields_of_reply(Reply&& flat) {
   Fields out;
