@@ -1,8 +1,8 @@
 // The Redis Streams transport against a real redis-server each test starts itself: the link
 // (a server down, credentials, a unix socket, a lost and regained server, a group the server
-// lost), a server SIGKILLed under load with appendfsync always, a consumer process SIGKILLed
-// with events in hand, entries trimmed while pending, and CloudEvents with redis-cli and the
-// official CloudEvents SDK on the other side.
+// lost), events of every size and byte stored whole, a server SIGKILLed under load with
+// appendfsync always, a consumer process SIGKILLed with events in hand, entries trimmed while
+// pending, and CloudEvents with redis-cli and the official CloudEvents SDK on the other side.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -216,6 +216,31 @@ TEST(RedisPublish, TheGuardStoresAnEventPublishedTwiceOnce) {
     (void)transport->inspector().publish_json(e.to_json());
     const auto stored = transport->inspector().browse({.event_type = "com.example.test.job"});
     EXPECT_EQ(stored.size(), window.count() ? 1u : 2u) << "dedup_window " << window.count() << " ms";
+  }
+}
+
+// Commands go out in chunks of about 16 KiB as they are encoded: a batch of events of every
+// size (empty, one byte, past a chunk, past several), whose data holds every byte value and
+// line ends, is stored whole and in order.
+TEST(RedisPublish, EventsOfAnySizeAndAnyBytesAreStoredWhole) {
+  RedisServer server;
+  const auto transport = crier::redis::connect(options(server, "bytes"));
+  std::string every_byte;
+  for (int b = 0; b < 256; ++b) every_byte += static_cast<char>(b);
+  std::vector<crier::Envelope> batch;
+  for (const std::size_t size : {0u, 1u, 255u, 16u * 1024 - 7, 16u * 1024 + 9, 70u * 1024, 3u}) {
+    std::string data;
+    while (data.size() < size) data += every_byte + "\r\n$3\r\n*1\r\n";
+    data.resize(size);
+    batch.push_back(crier::new_envelope("com.example.test.blob", data, "application/octet-stream"));
+  }
+  transport->append(batch);
+  const auto stored = transport->inspector().browse({.event_type = "com.example.test.blob"});
+  ASSERT_EQ(stored.size(), batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    EXPECT_EQ(stored[i].envelope.id, batch[i].id) << "event " << i;
+    EXPECT_TRUE(stored[i].envelope.data == batch[i].data)
+        << "event " << i << " of " << batch[i].data.size() << " bytes came back as " << stored[i].envelope.data.size();
   }
 }
 

@@ -223,22 +223,46 @@ std::vector<Reply> Link::run(std::span<const Command> commands) {
   return receive(commands.size());
 }
 
+namespace {
+
+void append_number(std::string& out, char tag, std::size_t n) {
+  char digits[24];
+  out += tag;
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+  out += "\r\n";
+}
+
+// Commands are written out as they are encoded, a chunk at a time: Redis runs the first
+// while the next are encoded.
+constexpr std::size_t kWriteChunk = 16 * 1024;
+
+}  // namespace
+
+void Command::push_back(std::string_view arg) {
+  append_number(body_, '$', arg.size());
+  body_ += arg;
+  body_ += "\r\n";
+  ++argc_;
+}
+
+void Command::encode(std::string& out) const {
+  append_number(out, '*', argc_);
+  out += body_;
+}
+
 void Link::send(std::span<const Command> commands) {
   if (c_->err) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lens;
-  for (const Command& c : commands) {
-    argv.clear();
-    lens.clear();
-    for (const std::string& a : c) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    if (redisAppendCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK)
+  std::string out;
+  out.reserve(kWriteChunk + 1024);
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    commands[i].encode(out);
+    if (out.size() < kWriteChunk && i + 1 < commands.size()) continue;
+    if (redisAppendFormattedCommand(c_, out.data(), out.size()) != REDIS_OK)
       throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
+    out.clear();
+    for (int done = 0; !done;)  // a blocking socket: each call writes what the kernel takes
+      if (redisBufferWrite(c_, &done) != REDIS_OK) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
   }
-  for (int done = 0; !done;)  // a blocking socket: each call writes what the kernel takes
-    if (redisBufferWrite(c_, &done) != REDIS_OK) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
 }
 
 std::vector<Reply> Link::receive(std::size_t n) {
@@ -416,13 +440,9 @@ void Connection::load(Script& script) {
 }
 
 Command Connection::eval(const Script& script, std::vector<std::string> keys, std::vector<std::string> args) {
-  Command c;
-  c.reserve(3 + keys.size() + args.size());
-  c.push_back("EVALSHA");
-  c.push_back(script.sha);
-  c.push_back(std::to_string(keys.size()));
-  for (auto& k : keys) c.push_back(std::move(k));
-  for (auto& a : args) c.push_back(std::move(a));
+  Command c = {"EVALSHA", script.sha, std::to_string(keys.size())};
+  c.append(keys.begin(), keys.end());
+  c.append(args.begin(), args.end());
   return c;
 }
 

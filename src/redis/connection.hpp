@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <span>
@@ -45,8 +46,29 @@ struct Reply {
   long long as_integer() const noexcept;
 };
 
-/// A command and its arguments, each binary-safe.
-using Command = std::vector<std::string>;
+/// A command and its arguments, each binary-safe, kept as Redis reads them (RESP2 bulk
+/// strings): built in one buffer and sent without a copy per argument.
+class Command {
+ public:
+  Command() = default;
+  Command(std::initializer_list<std::string_view> args) { append(args); }
+  void push_back(std::string_view arg);
+  void append(std::initializer_list<std::string_view> args) { append(args.begin(), args.end()); }
+  template <typename It>
+  void append(It first, It last) {
+    for (; first != last; ++first) push_back(*first);
+  }
+  /// Room for `bytes` of arguments (each takes its size and about 10 bytes more).
+  void reserve(std::size_t bytes) { body_.reserve(bytes); }
+  /// How many arguments, the command's name included.
+  std::size_t size() const noexcept { return argc_; }
+  /// Appends the command, as it goes on the wire, to `out`.
+  void encode(std::string& out) const;
+
+ private:
+  std::size_t argc_ = 0;
+  std::string body_;  // each argument as $<size>\r\n<bytes>\r\n
+};
 
 /// Where the server is, from Options::url.
 struct Endpoint {

@@ -386,7 +386,7 @@ class RedisConsumer final : public Consumer {
       c.push_back("BLOCK");
       c.push_back(std::to_string(block.count()));
     }
-    c.insert(c.end(), {"STREAMS", state_->keys[kMain], state_->keys[kRedrive], ">", ">"});
+    c.append({"STREAMS", state_->keys[kMain], state_->keys[kRedrive], ">", ">"});
     return c;
   }
 
@@ -579,12 +579,12 @@ class RedisConsumer final : public Consumer {
     for (int s : {kMain, kRedrive}) {
       if (acks[s].empty()) continue;
       Command c = {"XACK", state_->keys[s], state_->group};
-      c.insert(c.end(), acks[s].begin(), acks[s].end());
+      c.append(acks[s].begin(), acks[s].end());
       batch.cmds.push_back(std::move(c));
     }
     if (!forget.empty()) {
       Command c = {"HDEL", state_->attempts_key};
-      c.insert(c.end(), forget.begin(), forget.end());
+      c.append(forget.begin(), forget.end());
       batch.cmds.push_back(std::move(c));
     }
     batch.cmds.push_back({"HSET", ctx_->key("settled"), state_->settled_field,

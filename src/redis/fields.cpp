@@ -21,16 +21,7 @@ bool parse_u64(std::string_view text, std::uint64_t& out) {
 Fields fields_of(const Envelope& e) {
   Fields f;
   f.reserve(9 + e.extensions.size());
-  f.emplace_back("ce_specversion", e.specversion);
-  f.emplace_back("ce_id", e.id);
-  f.emplace_back("ce_source", e.source);
-  f.emplace_back("ce_type", e.type);
-  if (!e.time.empty()) f.emplace_back("ce_time", e.time);
-  if (!e.subject.empty()) f.emplace_back("ce_subject", e.subject);
-  if (!e.dataschema.empty()) f.emplace_back("ce_dataschema", e.dataschema);
-  for (const auto& [name, value] : e.extensions) f.emplace_back(std::string(kPrefix) + name, value);
-  if (!e.datacontenttype.empty()) f.emplace_back("content-type", e.datacontenttype);
-  f.emplace_back("data", e.data);
+  visit_fields(e, [&](std::string_view name, std::string_view value) { f.emplace_back(name, value); });
   return f;
 }
 

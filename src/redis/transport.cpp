@@ -306,31 +306,35 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
 
   // SADD of the batch's event types to the set the tools list (one command per batch).
   Command types_command(std::span<const Envelope> events) const {
-    Command sadd = {"SADD", ctx_->key("types")};
+    std::vector<std::string_view> types;
     for (const Envelope& e : events)
-      if (std::find(sadd.begin() + 2, sadd.end(), e.type) == sadd.end()) sadd.push_back(e.type);
+      if (std::find(types.begin(), types.end(), e.type) == types.end()) types.push_back(e.type);
+    Command sadd = {"SADD", ctx_->key("types")};
+    sadd.append(types.begin(), types.end());
     return sadd;
   }
 
-  // The write of one event: the guarded script, or XADD.
+  // The write of one event: XADD, or the guarded script.
   Command write_command(const Envelope& e) const {
     const Options& o = ctx_->options();
-    const bool guarded = o.dedup_window.count() > 0;
-    std::vector<std::string> args;
-    if (guarded) {
-      args = {std::to_string(o.dedup_window.count()), std::to_string(o.max_len)};
-    } else {
-      args = {"XADD", ctx_->stream_key(e.type)};
-      if (o.max_len > 0) args.insert(args.end(), {"MAXLEN", "~", std::to_string(o.max_len)});
-      args.push_back("*");
+    if (o.dedup_window.count() > 0) {
+      std::vector<std::string> args = {std::to_string(o.dedup_window.count()), std::to_string(o.max_len)};
+      visit_fields(e, [&](std::string_view name, std::string_view value) {
+        args.emplace_back(name);
+        args.emplace_back(value);
+      });
+      return conn().eval(ctx_->scripts.publish, {ctx_->stream_key(e.type), ctx_->key("seen") + ":" + e.id},
+                         std::move(args));
     }
-    for (auto& [name, value] : fields_of(e)) {
-      args.push_back(std::move(name));
-      args.push_back(std::move(value));
-    }
-    if (!guarded) return args;
-    return conn().eval(ctx_->scripts.publish, {ctx_->stream_key(e.type), ctx_->key("seen") + ":" + e.id},
-                       std::move(args));
+    Command xadd = {"XADD", ctx_->stream_key(e.type)};
+    xadd.reserve(e.id.size() + e.source.size() + e.type.size() + e.time.size() + e.data.size() + 256);
+    if (o.max_len > 0) xadd.append({"MAXLEN", "~", std::to_string(o.max_len)});
+    xadd.push_back("*");
+    visit_fields(e, [&](std::string_view name, std::string_view value) {
+      xadd.push_back(name);
+      xadd.push_back(value);
+    });
+    return xadd;
   }
 
   // Which of events[todo] are not in their streams: each stream is read from its newest
