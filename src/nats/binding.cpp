@@ -33,11 +33,16 @@ int hex_value(char c) {
 
 std::string percent_encode(std::string_view value) {
   static constexpr char kHex[] = "0123456789ABCDEF";
+  auto needs_escape = [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c <= 0x20 || c >= 0x7F || c == '"' || c == '%';
+  };
+  if (std::none_of(value.begin(), value.end(), needs_escape)) return std::string(value);
   std::string out;
   out.reserve(value.size());
   for (char ch : value) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c >= 0x7F || c == '"' || c == '%') {
+    if (needs_escape(ch)) {
       out += '%';
       out += kHex[c >> 4];
       out += kHex[c & 0xF];
