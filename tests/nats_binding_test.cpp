@@ -1,10 +1,12 @@
-// The NATS transport's pure parts: how names map to NATS names, and the CloudEvents binding.
+// The NATS transport's pure parts: how names map to NATS names, the CloudEvents binding, and
+// how JetStream's answer to a publish is read.
 #include <gtest/gtest.h>
 
 #include <crier/error.hpp>
 
 #include "nats/binding.hpp"
 #include "nats/names.hpp"
+#include "nats/publish_answer.hpp"
 
 using namespace crier::nats;
 
@@ -139,4 +141,41 @@ TEST(NatsBinding, MalformedEventsAreRefusedSayingWhy) {
   EXPECT_NE(
       what({{"ce-specversion", "1.0"}, {"ce-id", "%G0"}, {"ce-source", "/x"}, {"ce-type", "a.b"}}, "").find("ce-id"),
       std::string::npos);
+}
+
+TEST(NatsPublishAnswer, AnAcknowledgementSaysWhereAndADuplicateNamesTheFirstCopy) {
+  const auto a = read_publish_answer(0, R"({"stream":"ORDERS","seq":42})");
+  EXPECT_EQ(a.kind, PublishAnswer::Kind::stored);
+  EXPECT_EQ(a.seq, 42u);
+  const auto d = read_publish_answer(0, R"({"stream":"ORDERS","seq":7,"duplicate":true})");
+  EXPECT_EQ(d.kind, PublishAnswer::Kind::stored);
+  EXPECT_EQ(d.seq, 7u);
+}
+
+TEST(NatsPublishAnswer, NoLeaderYetIsTriedAgainAndOtherErrorsAreRefusedInWords) {
+  EXPECT_EQ(read_publish_answer(503, "").kind, PublishAnswer::Kind::again);
+  EXPECT_EQ(read_publish_answer(0, R"({"error":{"code":503,"err_code":10023,"description":"no leader"}})").kind,
+            PublishAnswer::Kind::again);
+  EXPECT_EQ(read_publish_answer(0, R"({"error":{"code":408,"description":"timeout"}})").kind,
+            PublishAnswer::Kind::again);
+  const auto full = read_publish_answer(
+      0, R"({"stream":"ORDERS","error":{"code":400,"err_code":10047,"description":"maximum bytes exceeded"}})");
+  EXPECT_EQ(full.kind, PublishAnswer::Kind::refused);
+  EXPECT_EQ(full.err_code, 10047);
+  EXPECT_EQ(full.problem, "maximum bytes exceeded (JetStream error 10047)");
+}
+
+// Whatever a broken or hostile server sends is refused with a clear error, never thrown (the
+// reader runs on cnats's thread, where an exception would end the process).
+TEST(NatsPublishAnswer, AnythingElseIsNotAnAcknowledgementAndNeverThrows) {
+  for (const char* body : {"", "not json", "[]", "42", R"({"stream":"ORDERS"})", R"({"seq":"7"})", R"({"seq":-1})",
+                           R"({"seq":1.5})", R"({"seq":null})", R"({"error":"boom"})", R"({"error":{"code":"x"}})",
+                           R"({"error":{"description":7}})", R"({"error":[1,2]})"}) {
+    const auto a = read_publish_answer(0, body);
+    EXPECT_EQ(a.kind, PublishAnswer::Kind::refused) << body;
+    EXPECT_FALSE(a.problem.empty()) << body;
+    EXPECT_EQ(a.err_code, 0) << body;
+  }
+  EXPECT_EQ(read_publish_answer(0, R"({"seq":"7"})").problem,
+            "JetStream answered a publish with something that is not an acknowledgement");
 }

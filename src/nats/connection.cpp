@@ -35,54 +35,6 @@ long long remaining_ms(Clock::time_point deadline) {
 
 }  // namespace
 
-struct Connection::Answer {
-  enum class Kind { stored, again, fatal } kind = Kind::fatal;
-  std::uint64_t seq = 0;  ///< stored: where (a duplicate's answer names the first copy's)
-  std::string problem{};  ///< again, fatal
-  int err_code = 0;       ///< fatal: JetStream's error code, when it gave one
-
-  // Anything but an acknowledgement or a JetStream error (in any shape) is fatal for the
-  // message; never an exception through cnats's thread.
-  explicit Answer(natsMsg* ack) noexcept {
-    try {
-      read(ack);
-    } catch (...) {
-      kind = Kind::fatal;
-      problem = kNotAnAck;
-    }
-  }
-
- private:
-  static constexpr const char* kNotAnAck = "JetStream answered a publish with something that is not an acknowledgement";
-
-  void read(natsMsg* ack) {
-    if (const int status = status_of(ack); status != 0) {
-      kind = Kind::again;
-      problem = status == 503 ? "no responders: the stream has no leader (yet)" : "status " + std::to_string(status);
-      return;
-    }
-    const auto json = nlohmann::json::parse(payload_of(ack), nullptr, false);
-    if (json.is_object() && json.contains("error")) {
-      const auto& e = json["error"];  // value() below throws when a member is of another type
-      const int code = e.value("code", 0);
-      problem = e.value("description", std::string("error")) + " (JetStream error " +
-                std::to_string(e.value("err_code", 0)) + ")";
-      if (code == 503 || code == 408) {  // no leader, or a timeout inside the cluster: try again
-        kind = Kind::again;
-      } else {
-        err_code = e.value("err_code", 0);
-      }
-      return;
-    }
-    if (!json.is_object() || !json.contains("seq") || !json["seq"].is_number_unsigned()) {
-      problem = kNotAnAck;
-      return;
-    }
-    kind = Kind::stored;
-    seq = json["seq"].get<std::uint64_t>();
-  }
-};
-
 void check(natsStatus s, std::string_view what) {
   if (s == NATS_OK) return;
   std::string text = natsStatus_GetText(s);
@@ -415,7 +367,7 @@ void Connection::on_ack(natsConnection*, natsSubscription*, natsMsg* raw, void* 
   if (it == c->pending_.end()) return;  // a try already given up on
   // Read under the lock: read before it (in parallel with the publisher), publish ran a
   // third slower here and its thread's CPU doubled (measured 2026-12-04).
-  const Answer answer(raw);
+  const PublishAnswer answer = read_publish_answer(status_of(raw), payload_of(raw));
   const Pending p = it->second;
   const bool was_full = c->pending_.size() >= c->options_.max_in_flight;
   c->pending_.erase(it);
@@ -425,23 +377,23 @@ void Connection::on_ack(natsConnection*, natsSubscription*, natsMsg* raw, void* 
   if (was_full || p.call->left == 0 || !p.call->tries[p.index].done || !p.call->fatal.empty()) c->cv_.notify_all();
 }
 
-void Connection::settle(Pending p, const Answer& answer) {
+void Connection::settle(Pending p, const PublishAnswer& answer) {
   Call& call = *p.call;
   auto& t = call.tries[p.index];
   t.token = 0;
   switch (answer.kind) {
-    case Answer::Kind::stored:
+    case PublishAnswer::Kind::stored:
       t.done = true;
       t.seq = answer.seq;
       --call.left;
       return;
-    case Answer::Kind::again:
+    case PublishAnswer::Kind::again:
       t.not_before = Clock::now() + call.backoff;
       call.backoff = std::min(call.backoff * 2, kMaxBackoff);
       call.problem = answer.problem;
       retries_.fetch_add(1, std::memory_order_relaxed);
       return;
-    case Answer::Kind::fatal:
+    case PublishAnswer::Kind::refused:
       call.fatal = answer.problem;
       call.fatal_code = answer.err_code;
       return;

@@ -27,6 +27,7 @@
 #include "common/health_listeners.hpp"
 #include "common/mutex.hpp"
 #include "nats/binding.hpp"
+#include "nats/publish_answer.hpp"
 
 namespace crier::nats {
 
@@ -134,8 +135,7 @@ class Connection {
   // status answer) and a lost connection, for up to the publish timeout.
   Msg request(const std::string& subject, const std::string& data, std::string_view what);
   void state_changed(natsConnection* nc, ConnectionState state) noexcept;
-  struct Answer;  // what JetStream answered one try
-  void settle(Pending p, const Answer& answer) CRIER_REQUIRES(mu_);
+  void settle(Pending p, const PublishAnswer& answer) CRIER_REQUIRES(mu_);
   // One try of one message, its acknowledgement to come on `<ack_prefix_>.<token>`.
   natsStatus send_message(const Outgoing& m, std::uint64_t token);
 

@@ -1,6 +1,7 @@
 // A NATS message as the transport reads one, fed anything: the input is split into header
 // lines ("name: value", up to an empty line) and the payload, and also read as a delivery's
-// reply subject. Reading either refuses with crier::Error or accepts an envelope that is
+// reply subject and as JetStream's answer to a publish (which never throws, and is stored
+// only with a sequence). Reading either refuses with crier::Error or accepts an envelope that is
 // valid and that crier's own binary-mode headers carry back unchanged; percent-encoding
 // any value decodes back to it.
 #include <crier/envelope.hpp>
@@ -12,6 +13,7 @@
 
 #include "nats/binding.hpp"
 #include "nats/names.hpp"
+#include "nats/publish_answer.hpp"
 
 using namespace crier::nats;
 
@@ -44,6 +46,8 @@ Headers headers_of(std::string_view& text) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(bytes), size);
   (void)parse_delivery(input);
+  if (const PublishAnswer a = read_publish_answer(0, input); a.kind != PublishAnswer::Kind::stored && a.problem.empty())
+    std::abort();
   if (percent_decode(percent_encode(input), "fuzz") != input) std::abort();
 
   std::string_view rest = input;

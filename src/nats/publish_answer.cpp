@@ -1,0 +1,53 @@
+#include "nats/publish_answer.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace crier::nats {
+
+namespace {
+
+constexpr const char* kNotAnAck = "JetStream answered a publish with something that is not an acknowledgement";
+
+// Throws (nlohmann's type errors) on members of an unexpected type; the caller refuses those.
+PublishAnswer read(int status, std::string_view payload) {
+  PublishAnswer a;
+  if (status != 0) {
+    a.kind = PublishAnswer::Kind::again;
+    a.problem = status == 503 ? "no responders: the stream has no leader (yet)" : "status " + std::to_string(status);
+    return a;
+  }
+  const auto json = nlohmann::json::parse(payload, nullptr, false);
+  if (json.is_object() && json.contains("error")) {
+    const auto& e = json["error"];
+    const int code = e.value("code", 0);
+    const int err_code = e.value("err_code", 0);
+    a.problem = e.value("description", std::string("error")) + " (JetStream error " + std::to_string(err_code) + ")";
+    if (code == 503 || code == 408) {  // no leader, or a timeout inside the cluster: try again
+      a.kind = PublishAnswer::Kind::again;
+    } else {
+      a.err_code = err_code;
+    }
+    return a;
+  }
+  if (!json.is_object() || !json.contains("seq") || !json["seq"].is_number_unsigned()) {
+    a.problem = kNotAnAck;
+    return a;
+  }
+  a.kind = PublishAnswer::Kind::stored;
+  a.seq = json["seq"].get<std::uint64_t>();
+  return a;
+}
+
+}  // namespace
+
+PublishAnswer read_publish_answer(int status, std::string_view payload) noexcept {
+  try {
+    return read(status, payload);
+  } catch (const std::exception&) {
+    PublishAnswer a;
+    a.problem = kNotAnAck;
+    return a;
+  }
+}
+
+}  // namespace crier::nats
