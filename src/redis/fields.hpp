@@ -21,20 +21,20 @@ namespace crier::redis {
 /// A stream entry's fields in order (names may repeat; the first counts).
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
-/// Calls add(name, value) for each field of an event, in order, with views of its values:
-/// what fields_of() copies out.
+/// Calls add(std::string_view name, std::string_view value) for each field of an event, in
+/// order, with views of its values: what fields_of() copies out.
 template <typename Add>
 void visit_fields(const Envelope& e, Add&& add) {
-  add(std::string_view("ce_specversion"), std::string_view(e.specversion));
-  add(std::string_view("ce_id"), std::string_view(e.id));
-  add(std::string_view("ce_source"), std::string_view(e.source));
-  add(std::string_view("ce_type"), std::string_view(e.type));
-  if (!e.time.empty()) add(std::string_view("ce_time"), std::string_view(e.time));
-  if (!e.subject.empty()) add(std::string_view("ce_subject"), std::string_view(e.subject));
-  if (!e.dataschema.empty()) add(std::string_view("ce_dataschema"), std::string_view(e.dataschema));
-  for (const auto& [name, value] : e.extensions) add(std::string_view("ce_" + name), std::string_view(value));
-  if (!e.datacontenttype.empty()) add(std::string_view("content-type"), std::string_view(e.datacontenttype));
-  add(std::string_view("data"), std::string_view(e.data));
+  add("ce_specversion", e.specversion);
+  add("ce_id", e.id);
+  add("ce_source", e.source);
+  add("ce_type", e.type);
+  if (!e.time.empty()) add("ce_time", e.time);
+  if (!e.subject.empty()) add("ce_subject", e.subject);
+  if (!e.dataschema.empty()) add("ce_dataschema", e.dataschema);
+  for (const auto& [name, value] : e.extensions) add("ce_" + name, value);
+  if (!e.datacontenttype.empty()) add("content-type", e.datacontenttype);
+  add("data", e.data);
 }
 
 /// The fields of an event.
