@@ -168,14 +168,21 @@ TEST(NatsPublishAnswer, NoLeaderYetIsTriedAgainAndOtherErrorsAreRefusedInWords) 
 // Whatever a broken or hostile server sends is refused with a clear error, never thrown (the
 // reader runs on cnats's thread, where an exception would end the process).
 TEST(NatsPublishAnswer, AnythingElseIsNotAnAcknowledgementAndNeverThrows) {
-  for (const char* body : {"", "not json", "[]", "42", R"({"stream":"ORDERS"})", R"({"seq":"7"})", R"({"seq":-1})",
-                           R"({"seq":1.5})", R"({"seq":null})", R"({"error":"boom"})", R"({"error":{"code":"x"}})",
-                           R"({"error":{"description":7}})", R"({"error":[1,2]})"}) {
+  for (const char* body :
+       {"", "not json", "[]", "42", R"({"stream":"ORDERS"})", R"({"seq":"7"})", R"({"seq":-1})", R"({"seq":1.5})",
+        R"({"seq":null})", R"({"error":"boom"})", R"({"error":{"code":"x"}})", R"({"error":{"description":7}})",
+        R"({"error":[1,2]})", R"({"error":{"code":400,"err_code":1e77,"description":"huge"}})"}) {
     const auto a = read_publish_answer(0, body);
     EXPECT_EQ(a.kind, PublishAnswer::Kind::refused) << body;
     EXPECT_FALSE(a.problem.empty()) << body;
     EXPECT_EQ(a.err_code, 0) << body;
   }
+  // An error code out of an int's range (found by fuzz_nats_message) reads as none.
+  const auto huge = read_publish_answer(0, R"({"error":{"code":400,"err_code":1e77,"description":"huge"}})");
+  EXPECT_EQ(huge.problem, "huge (JetStream error 0)");
+  EXPECT_EQ(error_number(nlohmann::json::parse(R"({"c":-5,"d":4294967296,"e":"7","f":2.5})"), "c"), -5);
+  for (const char* key : {"d", "e", "f", "absent"})
+    EXPECT_EQ(error_number(nlohmann::json::parse(R"({"c":-5,"d":4294967296,"e":"7","f":2.5})"), key), 0) << key;
   EXPECT_EQ(read_publish_answer(0, R"({"seq":"7"})").problem,
             "JetStream answered a publish with something that is not an acknowledgement");
 }

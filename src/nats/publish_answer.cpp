@@ -1,6 +1,6 @@
 #include "nats/publish_answer.hpp"
 
-#include <nlohmann/json.hpp>
+#include <limits>
 
 namespace crier::nats {
 
@@ -19,8 +19,8 @@ PublishAnswer read(int status, std::string_view payload) {
   const auto json = nlohmann::json::parse(payload, nullptr, false);
   if (json.is_object() && json.contains("error")) {
     const auto& e = json["error"];
-    const int code = e.value("code", 0);
-    const int err_code = e.value("err_code", 0);
+    const int code = error_number(e, "code");
+    const int err_code = error_number(e, "err_code");
     a.problem = e.value("description", std::string("error")) + " (JetStream error " + std::to_string(err_code) + ")";
     if (code == 503 || code == 408) {  // no leader, or a timeout inside the cluster: try again
       a.kind = PublishAnswer::Kind::again;
@@ -39,6 +39,21 @@ PublishAnswer read(int status, std::string_view payload) {
 }
 
 }  // namespace
+
+int error_number(const nlohmann::json& error, const char* key) noexcept {
+  if (!error.is_object()) return 0;
+  const auto it = error.find(key);
+  if (it == error.end()) return 0;
+  if (it->is_number_unsigned()) {
+    const auto n = it->get<std::uint64_t>();
+    return n <= static_cast<std::uint64_t>(std::numeric_limits<int>::max()) ? static_cast<int>(n) : 0;
+  }
+  if (it->is_number_integer()) {
+    const auto n = it->get<std::int64_t>();
+    return n >= std::numeric_limits<int>::min() && n <= std::numeric_limits<int>::max() ? static_cast<int>(n) : 0;
+  }
+  return 0;
+}
 
 PublishAnswer read_publish_answer(int status, std::string_view payload) noexcept {
   try {

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 namespace crier::nats {
 
 /// What JetStream answered one publish.
@@ -23,5 +25,10 @@ struct PublishAnswer {
 /// "description":"..."}}`. Anything else, in any shape, is refused as "not an
 /// acknowledgement". Never throws (it runs on cnats's thread).
 PublishAnswer read_publish_answer(int status, std::string_view payload) noexcept;
+
+/// The integer member `key` of a JetStream error object (`code`, `err_code`): 0 when absent,
+/// not an integer, or out of an int's range (nlohmann's `value<int>` converts a huge float
+/// with undefined behaviour).
+int error_number(const nlohmann::json& error, const char* key) noexcept;
 
 }  // namespace crier::nats
