@@ -180,9 +180,9 @@ TEST(NatsPublishAnswer, AnythingElseIsNotAnAcknowledgementAndNeverThrows) {
   // An error code out of an int's range (found by fuzz_nats_message) reads as none.
   const auto huge = read_publish_answer(0, R"({"error":{"code":400,"err_code":1e77,"description":"huge"}})");
   EXPECT_EQ(huge.problem, "huge (JetStream error 0)");
-  EXPECT_EQ(error_number(nlohmann::json::parse(R"({"c":-5,"d":4294967296,"e":"7","f":2.5})"), "c"), -5);
-  for (const char* key : {"d", "e", "f", "absent"})
-    EXPECT_EQ(error_number(nlohmann::json::parse(R"({"c":-5,"d":4294967296,"e":"7","f":2.5})"), key), 0) << key;
+  const auto numbers = nlohmann::json::parse(R"({"c":-5,"d":4294967296,"e":"7","f":2.5})");
+  EXPECT_EQ(error_number(numbers, "c"), -5);
+  for (const char* key : {"d", "e", "f", "absent"}) EXPECT_EQ(error_number(numbers, key), 0) << key;
   EXPECT_EQ(read_publish_answer(0, R"({"seq":"7"})").problem,
             "JetStream answered a publish with something that is not an acknowledgement");
 }

@@ -224,11 +224,7 @@ nlohmann::json Connection::api(const std::string& api, const nlohmann::json& bod
     throw Error(Errc::transport_error, std::string(what) + ": JetStream answered with something not JSON");
   if (answer.contains("error")) {
     const auto& e = answer["error"];
-    const int code = error_number(e, "err_code");
-    const std::string description = e.is_object() && e.contains("description") && e["description"].is_string()
-                                        ? e["description"].get<std::string>()
-                                        : std::string("error");
-    throw ApiError(code, std::string(what) + ": " + description + " (JetStream error " + std::to_string(code) + ")");
+    throw ApiError(error_number(e, "err_code"), std::string(what) + ": " + error_text(e));
   }
   return answer;
 }

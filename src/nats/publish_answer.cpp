@@ -8,7 +8,7 @@ namespace {
 
 constexpr const char* kNotAnAck = "JetStream answered a publish with something that is not an acknowledgement";
 
-// Throws (nlohmann's type errors) on members of an unexpected type; the caller refuses those.
+// Reads every member with its type checked: only running out of memory throws.
 PublishAnswer read(int status, std::string_view payload) {
   PublishAnswer a;
   if (status != 0) {
@@ -19,13 +19,12 @@ PublishAnswer read(int status, std::string_view payload) {
   const auto json = nlohmann::json::parse(payload, nullptr, false);
   if (json.is_object() && json.contains("error")) {
     const auto& e = json["error"];
+    a.problem = error_text(e);
     const int code = error_number(e, "code");
-    const int err_code = error_number(e, "err_code");
-    a.problem = e.value("description", std::string("error")) + " (JetStream error " + std::to_string(err_code) + ")";
     if (code == 503 || code == 408) {  // no leader, or a timeout inside the cluster: try again
       a.kind = PublishAnswer::Kind::again;
     } else {
-      a.err_code = err_code;
+      a.err_code = error_number(e, "err_code");
     }
     return a;
   }
@@ -55,10 +54,16 @@ int error_number(const nlohmann::json& error, const char* key) noexcept {
   return 0;
 }
 
+std::string error_text(const nlohmann::json& error) {
+  const auto description = error.is_object() ? error.find("description") : error.end();
+  return (description != error.end() && description->is_string() ? description->get<std::string>() : "error") +
+         " (JetStream error " + std::to_string(error_number(error, "err_code")) + ")";
+}
+
 PublishAnswer read_publish_answer(int status, std::string_view payload) noexcept {
   try {
     return read(status, payload);
-  } catch (const std::exception&) {
+  } catch (const std::exception&) {  // out of memory
     PublishAnswer a;
     a.problem = kNotAnAck;
     return a;

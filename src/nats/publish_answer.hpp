@@ -31,4 +31,8 @@ PublishAnswer read_publish_answer(int status, std::string_view payload) noexcept
 /// with undefined behaviour).
 int error_number(const nlohmann::json& error, const char* key) noexcept;
 
+/// What a JetStream error object says, for an error message: "<description> (JetStream error
+/// <err_code>)", with "error" for a description that is missing or not a string.
+std::string error_text(const nlohmann::json& error);
+
 }  // namespace crier::nats

@@ -33,16 +33,13 @@ Reply* reply_slot(const redisReadTask* task) {
 
 template <typename Fill>
 void* create(const redisReadTask* task, Fill fill) noexcept {
+  Reply* r = nullptr;
   try {
-    Reply* r = reply_slot(task);
-    try {
-      fill(*r);
-    } catch (...) {
-      if (task->parent == nullptr) delete r;
-      return nullptr;
-    }
+    r = reply_slot(task);
+    fill(*r);
     return r;
   } catch (...) {
+    if (task->parent == nullptr) delete r;  // a root this call allocated (nullptr if new threw)
     return nullptr;
   }
 }
