@@ -186,3 +186,32 @@ TEST(NatsPublishAnswer, AnythingElseIsNotAnAcknowledgementAndNeverThrows) {
   EXPECT_EQ(read_publish_answer(0, R"({"seq":"7"})").problem,
             "JetStream answered a publish with something that is not an acknowledgement");
 }
+
+// Consumer and stream info are read member by member without trusting their shape: a missing
+// member reads as none (nlohmann's const operator[] would be undefined behaviour), a count of
+// another type is an error naming it (get<uint64_t> of a huge or negative float would be
+// undefined behaviour too).
+TEST(JetStreamJson, MissingMembersReadAsNoneAndACountOfAnotherShapeIsAnErrorNamingIt) {
+  const auto info = nlohmann::json::parse(
+      R"({"num_pending":12,"zero":0,"negative":-1,"huge":1e77,"text":"7","name":"orders","ack_floor":{"stream_seq":3}})");
+  EXPECT_EQ(count_member(info, "num_pending"), 12u);
+  EXPECT_EQ(count_member(info, "zero"), 0u);
+  EXPECT_EQ(count_member(info, "absent"), 0u);  // JetStream leaves zeros out
+  EXPECT_EQ(count_member(member(info, "ack_floor"), "stream_seq"), 3u);
+  EXPECT_EQ(count_member(member(info, "delivered"), "stream_seq"), 0u);
+  EXPECT_TRUE(member(nlohmann::json::parse("[1]"), "x").is_null());
+  EXPECT_TRUE(member(nlohmann::json(), "x").is_null());
+  for (const char* key : {"negative", "huge", "text", "ack_floor"}) {
+    try {
+      (void)count_member(info, key);
+      ADD_FAILURE() << key << " read as a count";
+    } catch (const crier::Error& e) {
+      EXPECT_EQ(e.code(), crier::Errc::transport_error);
+      EXPECT_NE(std::string(e.what()).find(std::string("JetStream answered ") + key + " = "), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(text_member(info, "name"), "orders");
+  EXPECT_EQ(text_member(info, "num_pending"), "");
+  EXPECT_EQ(text_member(info, "absent"), "");
+}

@@ -222,8 +222,7 @@ nlohmann::json Connection::api(const std::string& api, const nlohmann::json& bod
   nlohmann::json answer = nlohmann::json::parse(payload_of(reply.get()), nullptr, false);
   if (answer.is_discarded())
     throw Error(Errc::transport_error, std::string(what) + ": JetStream answered with something not JSON");
-  if (answer.contains("error")) {
-    const auto& e = answer["error"];
+  if (const auto& e = member(answer, "error"); !e.is_null()) {
     throw ApiError(error_number(e, "err_code"), std::string(what) + ": " + error_text(e));
   }
   return answer;
@@ -250,8 +249,8 @@ std::optional<Connection::Stored> Connection::direct_get(const std::string& stre
 std::uint64_t Connection::subject_count(const std::string& stream, const std::string& filter) {
   const auto info = api("STREAM.INFO." + stream, {{"subjects_filter", filter}}, "nats: stream " + stream);
   std::uint64_t n = 0;
-  const auto subjects = info["state"].value("subjects", nlohmann::json::object());
-  for (const auto& [subject, count] : subjects.items()) n += count.get<std::uint64_t>();
+  for (const auto& [subject, count] : member(member(info, "state"), "subjects").items())
+    n += count_of(count, "the messages on " + subject);
   return n;
 }
 

@@ -404,8 +404,8 @@ class NatsConsumer final : public Consumer {
     std::uint64_t unacknowledged = 0;
     for (const auto* d : {&durable_, &redrive_durable_}) {
       const auto info = info_of(*d);
-      if (info.value("num_pending", std::uint64_t{0}) > 0) return false;
-      unacknowledged += info.value("num_ack_pending", std::uint64_t{0});
+      if (count_member(info, "num_pending") > 0) return false;
+      unacknowledged += count_member(info, "num_ack_pending");
     }
     std::size_t held = 0;
     {
@@ -422,7 +422,7 @@ class NatsConsumer final : public Consumer {
     std::uint64_t n = 0;
     for (const auto* d : {&durable_, &redrive_durable_}) {
       const auto info = info_of(*d);
-      n += info.value("num_pending", std::uint64_t{0}) + info.value("num_ack_pending", std::uint64_t{0});
+      n += count_member(info, "num_pending") + count_member(info, "num_ack_pending");
     }
     return n;
   }
@@ -453,7 +453,9 @@ class NatsConsumer final : public Consumer {
           "CONSUMER.DURABLE.CREATE." + ctx_->stream + "." + durable,
           {{"stream_name", ctx_->stream}, {"config", consumer_config(*ctx_, durable, filter, start)}}, what);
     }
-    const auto ns = info["config"].value("ack_wait", ns_of(ctx_->options().ack_wait));
+    const auto& configured = member(member(info, "config"), "ack_wait");
+    if (configured.is_null()) return ctx_->options().ack_wait;
+    const std::uint64_t ns = std::min<std::uint64_t>(count_of(configured, "ack_wait"), 1'000'000'000'000'000ULL);
     return std::chrono::duration_cast<milliseconds>(nanoseconds(ns));
   }
 
@@ -574,9 +576,12 @@ class NatsConsumer final : public Consumer {
     auto cur = ctx_->conn->direct_get(ctx_->attempts_stream, {{"last_by_subj", ctx_->turn_subject(durable_)}},
                                       "nats: whose turn it is");
     if (cur) {
+      // Written by crier processes, but any client may write to the stream: a record that
+      // does not read holds no turn.
       const auto j = nlohmann::json::parse(cur->payload, nullptr, false);
-      const std::string owner = j.is_object() ? j.value("owner", std::string()) : std::string();
-      const std::int64_t ends = j.is_object() ? j.value("until_ms", std::int64_t{0}) : 0;
+      const std::string owner = text_member(j, "owner");
+      const auto& until_ms = member(j, "until_ms");
+      const std::int64_t ends = until_ms.is_number_integer() ? until_ms.get<std::int64_t>() : 0;
       if (!owner.empty() && owner != me_ && ends > unix_ms(std::chrono::system_clock::now())) {
         holds_turn_ = false;
         return false;

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include <nlohmann/json.hpp>
+#include "nats/server_json.hpp"
 
 namespace crier::nats {
 
@@ -25,14 +25,5 @@ struct PublishAnswer {
 /// "description":"..."}}`. Anything else, in any shape, is refused as "not an
 /// acknowledgement". Never throws (it runs on cnats's thread).
 PublishAnswer read_publish_answer(int status, std::string_view payload) noexcept;
-
-/// The integer member `key` of a JetStream error object (`code`, `err_code`): 0 when absent,
-/// not an integer, or out of an int's range (nlohmann's `value<int>` converts a huge float
-/// with undefined behaviour).
-int error_number(const nlohmann::json& error, const char* key) noexcept;
-
-/// What a JetStream error object says, for an error message: "<description> (JetStream error
-/// <err_code>)", with "error" for a description that is missing or not a string.
-std::string error_text(const nlohmann::json& error);
 
 }  // namespace crier::nats

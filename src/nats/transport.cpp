@@ -37,22 +37,22 @@ void ensure_stream(Connection& conn, const std::string& name, const nlohmann::js
     (void)conn.api("STREAM.CREATE." + name, config, what + " (creating it)");
     return;
   }
-  const auto& have = info["config"];
+  const auto& have = member(info, "config");
   std::vector<std::string> differences;
-  auto compare = [&](const char* key, const nlohmann::json& fallback) {
-    const nlohmann::json want = config.value(key, fallback);
-    const nlohmann::json got = have.value(key, fallback);
+  auto compare = [&](const char* key) {
+    const nlohmann::json& want = member(config, key);
+    const nlohmann::json& got = member(have, key);
     if (want != got) differences.push_back(std::string(key) + " is " + got.dump() + ", not " + want.dump());
   };
   std::set<std::string> want_subjects, got_subjects;
   for (const auto& s : config["subjects"]) want_subjects.insert(s.get<std::string>());
-  for (const auto& s : have.value("subjects", nlohmann::json::array())) got_subjects.insert(s.get<std::string>());
+  const auto& subjects = member(have, "subjects");
+  for (const auto& s : subjects) got_subjects.insert(s.is_string() ? s.get<std::string>() : s.dump());
   if (want_subjects != got_subjects)
-    differences.push_back("subjects are " + have.value("subjects", nlohmann::json::array()).dump() + ", not " +
-                          config["subjects"].dump());
+    differences.push_back("subjects are " + subjects.dump() + ", not " + config["subjects"].dump());
   for (const char* key : {"storage", "num_replicas", "max_age", "max_bytes", "duplicate_window", "discard",
                           "max_msgs_per_subject", "allow_direct", "retention"})
-    if (config.contains(key)) compare(key, nullptr);
+    if (config.contains(key)) compare(key);
   if (differences.empty()) return;
   std::string text = "nats: stream " + name + " exists with another configuration: ";
   for (std::size_t i = 0; i < differences.size(); ++i) text += (i ? "; " : "") + differences[i];
@@ -167,9 +167,9 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
     for (std::size_t offset = 0;;) {
       const auto page =
           conn().api("CONSUMER.LIST." + ctx_->stream, {{"offset", offset}}, "nats: consumers of " + ctx_->stream);
-      const auto& consumers = page.value("consumers", nlohmann::json::array());
+      const auto& consumers = member(page, "consumers");
       for (const auto& c : consumers) {
-        std::string durable = c.value("name", std::string());
+        std::string durable = text_member(c, "name");
         const bool redrive = durable.size() > 2 && durable.compare(durable.size() - 2, 2, "_r") == 0;
         if (redrive) durable.resize(durable.size() - 2);
         const auto names = parse_durable(durable);
@@ -177,24 +177,24 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
         auto& s = by_durable[durable];
         s.subscriber = names->first;
         s.event_type = names->second;
-        s.lag += c.value("num_pending", std::uint64_t{0}) + c.value("num_ack_pending", std::uint64_t{0});
-        s.in_flight += c.value("num_ack_pending", std::uint64_t{0});
+        s.lag += count_member(c, "num_pending") + count_member(c, "num_ack_pending");
+        s.in_flight += count_member(c, "num_ack_pending");
         // The server's last acknowledgement of either consumer (an ack, or a dead letter's
         // +TERM): when the subscriber last finished an event.
-        if (const auto active = c["ack_floor"].value("last_active", std::string()); !active.empty()) {
+        if (const auto active = text_member(member(c, "ack_floor"), "last_active"); !active.empty()) {
           try {
             s.last_settled = std::max(s.last_settled, parse_time(active));
           } catch (const std::exception&) {
           }
         }
         if (!redrive) {
-          const auto seq = c["delivered"].value("stream_seq", std::uint64_t{0});
+          const auto seq = count_member(member(c, "delivered"), "stream_seq");
           if (seq > 0) s.position = std::to_string(seq);
           main_info[durable] = c;
         }
       }
       offset += consumers.size();
-      if (consumers.empty() || offset >= page.value("total", std::size_t{0})) break;
+      if (consumers.empty() || offset >= count_member(page, "total")) break;
     }
     std::vector<SubscriberStatus> out;
     for (auto& [durable, s] : by_durable) {
@@ -202,7 +202,7 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
       s.in_flight -= std::min(s.in_flight, s.retrying);
       s.dead_letters = conn().subject_count(ctx_->dlq_stream, ctx_->dlq_subject(durable));
       if (s.lag > 0 && main_info.count(durable)) {
-        const auto floor = main_info[durable]["ack_floor"].value("stream_seq", std::uint64_t{0});
+        const auto floor = count_member(member(main_info[durable], "ack_floor"), "stream_seq");
         if (auto first = conn().direct_get(ctx_->stream,
                                            {{"seq", floor + 1}, {"next_by_subj", ctx_->event_subject(s.event_type)}},
                                            "nats: oldest unfinished event");
@@ -223,13 +223,12 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
     std::vector<EventTypeStatus> out;
     const auto info = conn().api("STREAM.INFO." + ctx_->stream, {{"subjects_filter", ctx_->prefix + ".>"}},
                                  "nats: stream " + ctx_->stream);
-    const auto subjects = info["state"].value("subjects", nlohmann::json::object());
-    for (const auto& [subject, n] : subjects.items()) {
+    for (const auto& [subject, n] : member(member(info, "state"), "subjects").items()) {
       auto type = type_of_subject(ctx_->prefix, subject);
       if (!type) continue;
       EventTypeStatus t;
       t.event_type = *type;
-      t.events = n.get<std::uint64_t>();
+      t.events = count_of(n, "the messages on " + subject);
       if (auto last = conn().direct_get(ctx_->stream, {{"last_by_subj", subject}}, "nats: newest " + *type)) {
         t.newest = std::to_string(last->seq);
         t.newest_time = readable(*last, *type).time;
@@ -274,7 +273,7 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
       seq = parse_seq(q.from, "nats: browse from");
     } else {
       const auto info = conn().api("STREAM.INFO." + ctx_->stream, nullptr, "nats: stream " + ctx_->stream);
-      seq = info["state"].value("last_seq", std::uint64_t{0});
+      seq = count_member(member(info, "state"), "last_seq");
     }
     for (; seq > 0 && out.size() < q.limit; --seq)
       if (auto m = conn().direct_get(ctx_->stream, {{"seq", seq}}, "nats: browsing " + ctx_->stream)) take(*m);

@@ -1,0 +1,38 @@
+// JetStream's JSON answers (API replies, consumer and stream info, publish acknowledgements),
+// read without trusting their shape: a member that is missing, of another type or out of
+// range never leads to undefined behaviour (nlohmann's const operator[] on a missing key,
+// `get<int>` of a huge float) and never to a bare nlohmann exception.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace crier::nats {
+
+/// The member `key` of `object`; a null value when `object` is not an object or has no such
+/// member. The reference stays valid as long as `object` does.
+const nlohmann::json& member(const nlohmann::json& object, std::string_view key) noexcept;
+
+/// `value` read as a count (num_pending, stream_seq, a subject's messages…): 0 when null
+/// (JetStream leaves zeros out). Anything but a non-negative integer throws Error
+/// (transport_error) naming `name` and what it held.
+std::uint64_t count_of(const nlohmann::json& value, std::string_view name);
+
+/// The count `key` of `object`, read as count_of reads it.
+std::uint64_t count_member(const nlohmann::json& object, std::string_view key);
+
+/// The string `key` of `object`; empty when it is missing or not a string.
+std::string text_member(const nlohmann::json& object, std::string_view key);
+
+/// The integer member `key` of a JetStream error object (`code`, `err_code`): 0 when absent,
+/// not an integer, or out of an int's range.
+int error_number(const nlohmann::json& error, const char* key) noexcept;
+
+/// What a JetStream error object says, for an error message: "<description> (JetStream error
+/// <err_code>)", with "error" for a description that is missing or not a string.
+std::string error_text(const nlohmann::json& error);
+
+}  // namespace crier::nats
