@@ -422,6 +422,12 @@ TEST(Breaker, ItsOpeningsAndClosingAreAnnouncedOnTheBus) {
   EXPECT_EQ(back.state, crier::BreakerState::open);
   EXPECT_EQ(back.cooldown, 10s);
   EXPECT_EQ(back.reason, seen[0].reason);
+  // A cooldown that is not a whole number of milliseconds is a codec error, never converted.
+  for (const char* cooldown : {"1e300", "2.5", "\"10s\""}) {
+    const std::string json = R"({"subscriber":"s","event_type":"t","state":"open","reason":"r","cooldown_ms":)" +
+                             std::string(cooldown) + "}";
+    EXPECT_THROW((void)Codec::decode(json), crier::Error) << json;
+  }
 }
 
 TEST(Breaker, OpensOnAFailureRate) {

@@ -81,7 +81,11 @@ void from_json(const nlohmann::json& j, BreakerChanged& e) {
   else
     throw nlohmann::json::other_error::create(501, "unknown breaker state \"" + state + "\"", &j);
   j.at("reason").get_to(e.reason);
-  e.cooldown = std::chrono::milliseconds(j.at("cooldown_ms").get<std::int64_t>());
+  // Checked: get<int64_t> of a float out of range (1e300) would be undefined behaviour.
+  const auto& cooldown = j.at("cooldown_ms");
+  if (!cooldown.is_number_integer())
+    throw nlohmann::json::type_error::create(302, "cooldown_ms is not an integer number of milliseconds", &j);
+  e.cooldown = std::chrono::milliseconds(cooldown.get<std::int64_t>());
 }
 
 }  // namespace crier
