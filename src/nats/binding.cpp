@@ -31,13 +31,22 @@ int hex_value(char c) {
 
 }  // namespace
 
+namespace {
+
+bool needs_escape(char ch) noexcept {
+  const auto c = static_cast<unsigned char>(ch);
+  return c <= 0x20 || c >= 0x7F || c == '"' || c == '%';
+}
+
+}  // namespace
+
+bool needs_percent_encoding(std::string_view value) noexcept {
+  return std::any_of(value.begin(), value.end(), needs_escape);
+}
+
 std::string percent_encode(std::string_view value) {
   static constexpr char kHex[] = "0123456789ABCDEF";
-  auto needs_escape = [](char ch) {
-    const auto c = static_cast<unsigned char>(ch);
-    return c <= 0x20 || c >= 0x7F || c == '"' || c == '%';
-  };
-  if (std::none_of(value.begin(), value.end(), needs_escape)) return std::string(value);
+  if (!needs_percent_encoding(value)) return std::string(value);
   std::string out;
   out.reserve(value.size());
   for (char ch : value) {
@@ -76,20 +85,7 @@ std::string percent_decode(std::string_view value, std::string_view header) {
 Headers binary_headers(const Envelope& e) {
   Headers h;
   h.reserve(8 + e.extensions.size());
-  auto add = [&](std::string_view name, const std::string& value) {
-    if (!value.empty()) h.emplace_back(std::string(kPrefix).append(name), percent_encode(value));
-  };
-  add("specversion", e.specversion);
-  add("id", e.id);
-  add("source", e.source);
-  add("type", e.type);
-  add("subject", e.subject);
-  add("time", e.time);
-  add("dataschema", e.dataschema);
-  // An extension is there even when empty (an empty core attribute is an absent one).
-  for (const auto& [name, value] : e.extensions)
-    h.emplace_back(std::string(kPrefix).append(name), percent_encode(value));
-  if (!e.datacontenttype.empty()) h.emplace_back("content-type", e.datacontenttype);
+  visit_binary_headers(e, [&](const char* name, const char* value) { h.emplace_back(name, value); });
   return h;
 }
 

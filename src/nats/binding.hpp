@@ -22,8 +22,43 @@ std::string percent_encode(std::string_view value);
 /// naming `header`.
 std::string percent_decode(std::string_view value, std::string_view header);
 
-/// The headers of a binary-mode message: ce-specversion, ce-id, ce-source, ce-type, the
-/// optional attributes and extensions, and content-type. The payload is `e.data`.
+/// True when percent_encode would change `value`.
+bool needs_percent_encoding(std::string_view value) noexcept;
+
+/// Calls `visit(name, value)` for each header of a binary-mode message, in order:
+/// ce-specversion, ce-id, ce-source, ce-type, the optional attributes and extensions, and
+/// content-type. Names and values are NUL-terminated and valid during the call only (what
+/// needs no escape is the envelope's own string, not a copy). The payload is `e.data`.
+template <class Visit>
+void visit_binary_headers(const Envelope& e, Visit&& visit) {
+  std::string name, escaped;  // built only for extensions and for values that need escapes
+  auto add = [&](const char* header, const std::string& value) {
+    if (!needs_percent_encoding(value)) {
+      visit(header, value.c_str());
+      return;
+    }
+    escaped = percent_encode(value);
+    visit(header, escaped.c_str());
+  };
+  auto optional = [&](const char* header, const std::string& value) {
+    if (!value.empty()) add(header, value);
+  };
+  optional("ce-specversion", e.specversion);
+  optional("ce-id", e.id);
+  optional("ce-source", e.source);
+  optional("ce-type", e.type);
+  optional("ce-subject", e.subject);
+  optional("ce-time", e.time);
+  optional("ce-dataschema", e.dataschema);
+  // An extension is there even when empty (an empty core attribute is an absent one).
+  for (const auto& [extension, value] : e.extensions) {
+    name.assign("ce-").append(extension);
+    add(name.c_str(), value);
+  }
+  if (!e.datacontenttype.empty()) visit("content-type", e.datacontenttype.c_str());
+}
+
+/// The headers visit_binary_headers visits, copied.
 Headers binary_headers(const Envelope& e);
 
 /// How a received message carries its event.

@@ -298,11 +298,17 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
     if (!sending.empty()) {
       // Written together and flushed once: one write for many messages, and no wait for
       // cnats's flusher. cnats may block on a full buffer: never with our lock held.
+      // The messages are destroyed together after: cnats hands each to its collector thread,
+      // and wakes it once for many instead of once each.
       std::vector<std::pair<std::size_t, natsStatus>> failed;
+      std::vector<Msg> sent(sending.size());
       lock.unlock();
-      for (const auto& [i, token] : sending)
-        if (const natsStatus s = send_message(messages[i], token); s != NATS_OK) failed.emplace_back(i, s);
+      for (std::size_t k = 0; k < sending.size(); ++k) {
+        const auto [i, token] = sending[k];
+        if (const natsStatus s = send_message(messages[i], token, sent[k]); s != NATS_OK) failed.emplace_back(i, s);
+      }
       flush();
+      sent.clear();
       lock.lock();
       for (const auto& [i, s] : failed) {
         auto& t = call.tries[i];
@@ -335,12 +341,16 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
                                       std::to_string(messages.size()) + " not stored: " + why);
 }
 
-natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token) {
+natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, Msg& msg) {
   const std::string reply = ack_prefix_ + "." + std::to_string(token);
+  const std::string_view payload = m.event ? std::string_view(m.event->data) : std::string_view(m.payload);
   natsMsg* raw = nullptr;
-  natsStatus s =
-      natsMsg_Create(&raw, m.subject.c_str(), reply.c_str(), m.payload.data(), static_cast<int>(m.payload.size()));
-  Msg msg(raw);
+  natsStatus s = natsMsg_Create(&raw, m.subject.c_str(), reply.c_str(), payload.data(), static_cast<int>(payload.size()));
+  msg.reset(raw);
+  if (m.event)
+    visit_binary_headers(*m.event, [&](const char* name, const char* value) {
+      if (s == NATS_OK) s = natsMsgHeader_Add(raw, name, value);
+    });
   for (const auto& [k, v] : m.headers)
     if (s == NATS_OK) s = natsMsgHeader_Add(raw, k.c_str(), v.c_str());
   if (s == NATS_OK) s = natsConnection_PublishMsg(nc_, raw);

@@ -67,6 +67,9 @@ struct Outgoing {
   std::string subject{};
   Headers headers{};  ///< Nats-Msg-Id among them, for de-duplication
   std::string payload{};
+  /// Binary mode: the event whose attributes are sent as headers before `headers`, and whose
+  /// data is the payload (`payload` stays empty). Read when sent: it outlives the publish.
+  const Envelope* event = nullptr;
 };
 
 class Connection {
@@ -137,7 +140,7 @@ class Connection {
   void state_changed(natsConnection* nc, ConnectionState state) noexcept;
   void settle(Pending p, const PublishAnswer& answer) CRIER_REQUIRES(mu_);
   // One try of one message, its acknowledgement to come on `<ack_prefix_>.<token>`.
-  natsStatus send_message(const Outgoing& m, std::uint64_t token);
+  natsStatus send_message(const Outgoing& m, std::uint64_t token, Msg& msg);
 
   Options options_;
   natsOptions* opts_ = nullptr;

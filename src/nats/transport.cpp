@@ -385,8 +385,7 @@ Outgoing outgoing_of(const Context& ctx, const Envelope& e, std::string subject,
     m.headers.emplace_back("content-type", "application/cloudevents+json; charset=utf-8");
     m.payload = e.to_json();
   } else {
-    m.headers = binary_headers(e);
-    m.payload = e.data;
+    m.event = &e;
   }
   m.headers.emplace_back("Nats-Msg-Id", std::move(msg_id));
   return m;
