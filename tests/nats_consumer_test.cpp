@@ -58,7 +58,6 @@ TEST(NatsConsumer, AnUnreadableTurnRecordHoldsNoTurn) {
       ordered);
   bus.publish(Job{1, "after an unreadable turn record"});
   std::unique_lock lock(mu);
-  EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return handled == 1; }))
-      << "not handled; reported:\n"
-      << failures;
+  EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return handled == 1; })) << "not handled; reported:\n"
+                                                                                         << failures;
 }

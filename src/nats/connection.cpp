@@ -345,7 +345,8 @@ natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, Msg&
   const std::string reply = ack_prefix_ + "." + std::to_string(token);
   const std::string_view payload = m.event ? std::string_view(m.event->data) : std::string_view(m.payload);
   natsMsg* raw = nullptr;
-  natsStatus s = natsMsg_Create(&raw, m.subject.c_str(), reply.c_str(), payload.data(), static_cast<int>(payload.size()));
+  natsStatus s =
+      natsMsg_Create(&raw, m.subject.c_str(), reply.c_str(), payload.data(), static_cast<int>(payload.size()));
   msg.reset(raw);
   if (m.event)
     visit_binary_headers(*m.event, [&](const char* name, const char* value) {
