@@ -169,6 +169,12 @@ TEST(Envelope, MalformedInputGetsAClearError) {
       // Found by fuzzing: "data" was read before the content type was checked.
       {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","data":"x","datacontenttype":5})",
        "'datacontenttype' must be a string"},
+      // Found by fuzzing: NATS carries it as a header as it is, cut short at a NUL (or split
+      // into two headers at a line end).
+      {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","datacontenttype":"text/plain\r\nNats-Msg-Id: 1"})",
+       "datacontenttype has a control character (byte 13)"},
+      {R"({"specversion":"1.0","id":"1","source":"/s","type":"a.b","datacontenttype":"\u0000"})",
+       "datacontenttype has a control character (byte 0)"},
   };
   for (const auto& c : cases) {
     try {

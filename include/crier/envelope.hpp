@@ -72,7 +72,8 @@ struct CRIER_EXPORT Envelope {
   std::string data{};                               ///< the encoded event (JSON text by default)
 
   /// Throws Error(Errc::invalid_envelope) naming the first attribute that is missing or
-  /// malformed (spec version, id, source, type, time format, extension names).
+  /// malformed (spec version, id, source, type, time format, a datacontenttype with a
+  /// control character, extension names).
   void validate() const;
 
   /// The CloudEvents JSON format ("structured mode"). JSON data is embedded as a value,

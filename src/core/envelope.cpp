@@ -262,6 +262,11 @@ void Envelope::validate() const {
       throw fail(std::string("time: ") + e.what());
     }
   }
+  // A media type (RFC 2046) has no control characters; NATS and HTTP carry it as a header
+  // as it is, where a line end or NUL would cut it short or add a header of its own.
+  for (const char ch : datacontenttype)
+    if (const auto c = static_cast<unsigned char>(ch); c < 0x20 || c == 0x7F)
+      throw fail("datacontenttype has a control character (byte " + std::to_string(c) + ")");
   for (const auto& [name, value] : extensions)
     if (!valid_extension_name(name)) throw fail("extension attribute name '" + name + "' is invalid");
 }

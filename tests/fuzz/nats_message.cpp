@@ -1,7 +1,8 @@
 // A NATS message as the transport reads one, fed anything: the input is split into header
 // lines ("name: value", up to an empty line) and the payload, and also read as a delivery's
-// reply subject and as JetStream's answer to a publish (which never throws, and is stored
-// only with a sequence). Reading either refuses with crier::Error or accepts an envelope that is
+// reply subject, as JetStream's answer to a publish (which never throws, and is stored
+// only with a sequence) and as consumer info (counts read as counts or refused with
+// crier::Error). Reading either refuses with crier::Error or accepts an envelope that is
 // valid and that crier's own binary-mode headers carry back unchanged; percent-encoding
 // any value decodes back to it.
 #include <crier/envelope.hpp>
@@ -49,6 +50,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   if (const PublishAnswer a = read_publish_answer(0, input); a.kind != PublishAnswer::Kind::stored && a.problem.empty())
     std::abort();
   if (percent_decode(percent_encode(input), "fuzz") != input) std::abort();
+  if (needs_percent_encoding(input) != (percent_encode(input) != input)) std::abort();
+  const auto info = nlohmann::json::parse(input, nullptr, false);
+  try {
+    (void)(count_member(info, "num_pending") + count_member(member(info, "delivered"), "stream_seq"));
+    for (const auto& [subject, count] : member(member(info, "state"), "subjects").items())
+      (void)count_of(count, subject);
+  } catch (const crier::Error&) {
+  }
+  (void)text_member(member(info, "ack_floor"), "last_active");
 
   std::string_view rest = input;
   const Headers headers = headers_of(rest);
