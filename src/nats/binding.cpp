@@ -98,34 +98,41 @@ Headers binary_headers(const Envelope& e) {
   return h;
 }
 
-const std::string* header(const Headers& headers, std::string_view name) {
+HeaderViews views_of(const Headers& headers) {
+  HeaderViews out;
+  out.reserve(headers.size());
+  for (const auto& [k, v] : headers) out.emplace_back(k, v);
+  return out;
+}
+
+const std::string_view* header(const HeaderViews& headers, std::string_view name) {
   for (const auto& [k, v] : headers)
     if (iequals(k, name)) return &v;
   return nullptr;
 }
 
-Carried carried_as(const Headers& headers) {
-  if (const std::string* ct = header(headers, "content-type"); ct && istarts_with(*ct, "application/cloudevents"))
+Carried carried_as(const HeaderViews& headers) {
+  if (const auto* ct = header(headers, "content-type"); ct && istarts_with(*ct, "application/cloudevents"))
     return Carried::structured;
   if (header(headers, "ce-specversion")) return Carried::binary;
   return Carried::plain;
 }
 
-Envelope envelope_of(const Headers& headers, std::string_view payload, const PlainOrigin& plain) {
+Envelope envelope_of(const HeaderViews& headers, std::string_view payload, const PlainOrigin& plain) {
   Envelope e;
   switch (carried_as(headers)) {
     case Carried::structured: {
-      const std::string& ct = *header(headers, "content-type");
+      const std::string_view ct = *header(headers, "content-type");
       if (istarts_with(ct, "application/cloudevents-batch"))
-        throw Error(Errc::invalid_envelope,
-                    "a CloudEvents batch (content-type " + ct + ") is not an event: publish its events one by one");
+        throw Error(Errc::invalid_envelope, "a CloudEvents batch (content-type " + std::string(ct) +
+                                                ") is not an event: publish its events one by one");
       return Envelope::from_json(payload);
     }
     case Carried::binary: {
       e.specversion.clear();
       for (const auto& [k, v] : headers) {
         if (!istarts_with(k, kPrefix)) continue;
-        std::string name = k.substr(kPrefix.size());
+        std::string name(k.substr(kPrefix.size()));
         std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
         std::string value = percent_decode(v, k);
         if (name == "specversion")
@@ -143,11 +150,12 @@ Envelope envelope_of(const Headers& headers, std::string_view payload, const Pla
         else if (name == "dataschema")
           e.dataschema = std::move(value);
         else if (name == "datacontenttype" || name == "data")
-          throw Error(Errc::invalid_envelope, "header " + k + ": not a CloudEvents attribute in binary mode");
+          throw Error(Errc::invalid_envelope,
+                      "header " + std::string(k) + ": not a CloudEvents attribute in binary mode");
         else
           e.extensions.emplace(std::move(name), std::move(value));
       }
-      if (const std::string* ct = header(headers, "content-type")) e.datacontenttype = *ct;
+      if (const auto* ct = header(headers, "content-type")) e.datacontenttype = *ct;
       e.data.assign(payload);
       e.validate();
       return e;
@@ -160,13 +168,13 @@ Envelope envelope_of(const Headers& headers, std::string_view payload, const Pla
   return e;
 }
 
-Envelope plain_envelope(const Headers& headers, std::string_view payload, const PlainOrigin& plain) {
+Envelope plain_envelope(const HeaderViews& headers, std::string_view payload, const PlainOrigin& plain) {
   Envelope e;
   e.id = plain.id;
   e.source = plain.source;
   e.type = plain.event_type;
   e.time = plain.time;
-  if (const std::string* ct = header(headers, "content-type")) e.datacontenttype = *ct;
+  if (const auto* ct = header(headers, "content-type")) e.datacontenttype = *ct;
   e.data.assign(payload);
   return e;
 }

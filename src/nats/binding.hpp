@@ -14,6 +14,11 @@ namespace crier::nats {
 
 /// A message's headers in the order they came (names as sent; NATS allows repeats).
 using Headers = std::vector<std::pair<std::string, std::string>>;
+/// Headers as views: of a received message's own storage (valid while it lives), or of
+/// Headers (views_of). What the binding reads.
+using HeaderViews = std::vector<std::pair<std::string_view, std::string_view>>;
+/// Views of `headers`, valid while it lives unchanged.
+HeaderViews views_of(const Headers& headers);
 
 /// Percent-encodes what the binding says a header value must not carry as is: space, '"',
 /// '%', and every byte outside printable ASCII.
@@ -65,10 +70,10 @@ Headers binary_headers(const Envelope& e);
 enum class Carried { binary, structured, plain };
 /// Detects the mode as the binding says: a content type starting `application/cloudevents`
 /// is structured, else a `ce-specversion` header is binary, else the message is plain.
-Carried carried_as(const Headers& headers);
+Carried carried_as(const HeaderViews& headers);
 
 /// The first value of header `name`, compared without regard to case; nullptr if absent.
-const std::string* header(const Headers& headers, std::string_view name);
+const std::string_view* header(const HeaderViews& headers, std::string_view name);
 
 /// What a plain message's envelope is made of, besides its subject's event type.
 struct PlainOrigin {
@@ -81,10 +86,10 @@ struct PlainOrigin {
 /// The envelope of a received message, whichever way it carries it. Throws
 /// Error(Errc::invalid_envelope) saying what is wrong (a structured body that is not a
 /// CloudEvent, a binary header that does not decode, a missing required attribute).
-Envelope envelope_of(const Headers& headers, std::string_view payload, const PlainOrigin& plain);
+Envelope envelope_of(const HeaderViews& headers, std::string_view payload, const PlainOrigin& plain);
 
 /// The envelope of a plain message, unvalidated: also what the tools show of a message that
 /// is not a valid event, so that it can be seen and dead-lettered.
-Envelope plain_envelope(const Headers& headers, std::string_view payload, const PlainOrigin& plain);
+Envelope plain_envelope(const HeaderViews& headers, std::string_view payload, const PlainOrigin& plain);
 
 }  // namespace crier::nats

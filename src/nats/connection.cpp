@@ -43,17 +43,18 @@ void check(natsStatus s, std::string_view what) {
   throw Error(Errc::transport_error, std::string(what) + ": " + text);
 }
 
-Headers headers_of(natsMsg* m) {
-  Headers out;
+HeaderViews header_views_of(natsMsg* m) {
+  HeaderViews out;
   const char** keys = nullptr;
   int count = 0;
   if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK) return out;
+  out.reserve(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i) {
     const char** values = nullptr;
     int n = 0;
     if (natsMsgHeader_Values(m, keys[i], &values, &n) == NATS_OK) {
       for (int k = 0; k < n; ++k) out.emplace_back(keys[i], values[k]);
-      free(values);
+      free(values);  // the array; the strings are the message's
     }
   }
   free(keys);
@@ -238,11 +239,12 @@ std::optional<Connection::Stored> Connection::direct_get(const std::string& stre
                 std::string(what) + ": reading stream " + stream + " answered status " + std::to_string(status));
   }
   Stored out;
-  out.headers = headers_of(reply.get());
+  const HeaderViews headers = header_views_of(reply.get());
+  out.headers.assign(headers.begin(), headers.end());
   out.payload.assign(payload_of(reply.get()));
-  if (const std::string* v = header(out.headers, "Nats-Sequence")) out.seq = std::strtoull(v->c_str(), nullptr, 10);
-  if (const std::string* v = header(out.headers, "Nats-Subject")) out.subject = *v;
-  if (const std::string* v = header(out.headers, "Nats-Time-Stamp")) out.time = *v;
+  if (const auto* v = header(headers, "Nats-Sequence")) out.seq = std::strtoull(std::string(*v).c_str(), nullptr, 10);
+  if (const auto* v = header(headers, "Nats-Subject")) out.subject = *v;
+  if (const auto* v = header(headers, "Nats-Time-Stamp")) out.time = *v;
   return out;
 }
 

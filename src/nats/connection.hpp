@@ -53,8 +53,9 @@ struct MsgDeleter {
 };
 using Msg = std::unique_ptr<natsMsg, MsgDeleter>;
 
-/// The message's headers (none for a message without).
-Headers headers_of(natsMsg* m);
+/// The message's headers (none for a message without), as views of its own storage: valid
+/// while it lives unchanged.
+HeaderViews header_views_of(natsMsg* m);
 /// A status message's code (404, 408, 409, 503...), or 0 for a message that carries data.
 int status_of(natsMsg* m);
 /// The message's payload.

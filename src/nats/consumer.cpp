@@ -500,7 +500,7 @@ class NatsConsumer final : public Consumer {
     const auto delivered = reply_c ? parse_delivery(reply_c) : std::nullopt;
     if (!delivered) return std::nullopt;  // not a JetStream delivery: nothing to settle
     const std::string subject = natsMsg_GetSubject(m);
-    const Headers headers = headers_of(m);
+    const HeaderViews headers = header_views_of(m);
     // What a plain message's envelope is made of; built only for one (a CloudEvent has its own).
     PlainOrigin plain;
     auto plain_origin_of = [&]() -> const PlainOrigin& {

@@ -42,7 +42,7 @@ inline std::int64_t ns_of(std::chrono::milliseconds d) {
 
 /// What a plain message of `stream` at `seq`, stored at `time` (RFC 3339), is delivered as:
 /// its id from Nats-Msg-Id, else `<stream>-<seq>`; its source `nats://<stream>`.
-PlainOrigin plain_origin(const Context& ctx, const Headers& headers, std::string event_type, std::uint64_t seq,
+PlainOrigin plain_origin(const Context& ctx, const HeaderViews& headers, std::string event_type, std::uint64_t seq,
                          std::string time);
 
 /// The messages of an event as this transport puts it on the wire (options().content_mode),

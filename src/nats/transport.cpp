@@ -316,11 +316,12 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   // A stored message's envelope as the tools show it: as sent, or, when it is not a valid
   // event, what can be read of it.
   Envelope readable(const Connection::Stored& m, const std::string& type) const {
-    const PlainOrigin origin = plain_origin(*ctx_, m.headers, type, m.seq, m.time);
+    const HeaderViews headers = views_of(m.headers);
+    const PlainOrigin origin = plain_origin(*ctx_, headers, type, m.seq, m.time);
     try {
-      return envelope_of(m.headers, m.payload, origin);
+      return envelope_of(headers, m.payload, origin);
     } catch (const std::exception&) {
-      return plain_envelope(m.headers, m.payload, origin);
+      return plain_envelope(headers, m.payload, origin);
     }
   }
 
@@ -336,15 +337,16 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   }
 
   std::optional<DeadLetter> letter_of(const Connection::Stored& m) const {
-    const std::string* type = header(m.headers, "Crier-Event-Type");
+    const HeaderViews headers = views_of(m.headers);
+    const auto* type = header(headers, "Crier-Event-Type");
     if (!type) return std::nullopt;
     DeadLetter l;
     l.id = m.seq;
     auto text = [&](const char* name) {
-      const std::string* v = header(m.headers, name);
-      return v ? *v : std::string();
+      const auto* v = header(headers, name);
+      return v ? std::string(*v) : std::string();
     };
-    l.envelope = readable(m, *type);
+    l.envelope = readable(m, std::string(*type));
     try {
       l.subscriber = percent_decode(text("Crier-Subscriber"), "Crier-Subscriber");
       l.first_error = percent_decode(text("Crier-First-Error"), "Crier-First-Error");
@@ -367,12 +369,12 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
 
 }  // namespace
 
-PlainOrigin plain_origin(const Context& ctx, const Headers& headers, std::string event_type, std::uint64_t seq,
+PlainOrigin plain_origin(const Context& ctx, const HeaderViews& headers, std::string event_type, std::uint64_t seq,
                          std::string time) {
   PlainOrigin p;
   p.event_type = std::move(event_type);
-  const std::string* id = header(headers, "Nats-Msg-Id");
-  p.id = id ? *id : ctx.stream + "-" + std::to_string(seq);
+  const auto* id = header(headers, "Nats-Msg-Id");
+  p.id = id ? std::string(*id) : ctx.stream + "-" + std::to_string(seq);
   p.source = "nats://" + ctx.stream;
   p.time = std::move(time);
   return p;
