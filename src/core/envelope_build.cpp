@@ -4,8 +4,6 @@
 
 #include <cstring>
 
-#include "crier/error.hpp"
-
 namespace crier::detail {
 
 std::string default_source() {
@@ -45,15 +43,11 @@ Uuid uuid_or_nil(std::string_view text) noexcept {
 }
 }  // namespace
 
-PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored) {
+PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored, Timestamp time) {
   PublishMeta meta;
   const Envelope& e = *stored;
   meta.id = uuid_or_nil(e.id);
-  try {
-    meta.time = e.time.empty() ? Timestamp{} : parse_time(e.time);
-  } catch (const Error&) {
-    meta.time = Timestamp{};
-  }
+  meta.time = time;
   auto attributes = std::make_shared<Attributes>();
   attributes->subject = e.subject;
   attributes->dataschema = e.dataschema;

@@ -20,7 +20,8 @@ Envelope build_envelope(const PublishMeta& meta, std::string_view source, std::s
 namespace crier::detail {
 
 /// The inverse, for events a transport delivers: the publish attributes of a stored envelope,
-/// which the meta keeps. Ids that are not UUIDs (foreign publishers) read as nil.
-PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored);
+/// which the meta keeps. Ids that are not UUIDs (foreign publishers) read as nil. `time` is
+/// its time attribute, parsed already (the epoch for none).
+PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored, Timestamp time);
 
 }  // namespace crier::detail

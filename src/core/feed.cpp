@@ -106,9 +106,10 @@ void Feed::take(StoredEvent&& stored) {
   std::unique_ptr<Parked> parked;
   const bool corrupt = !stored.corrupt.empty();
   std::string unreadable = std::move(stored.corrupt);
+  Timestamp time{};
   if (unreadable.empty() && !envelope->time.empty()) {  // written by another program, perhaps
     try {
-      (void)parse_time(envelope->time);
+      time = parse_time(envelope->time);
     } catch (const std::exception& e) {
       unreadable = std::string("the event's CloudEvents time attribute is invalid: ") + e.what();
     }
@@ -141,7 +142,7 @@ void Feed::take(StoredEvent&& stored) {
                              sub_.event_type, letter.last_error, stored.attempts.failed);
     return;
   }
-  parked->meta = meta_of_stored(std::move(envelope));
+  parked->meta = meta_of_stored(std::move(envelope), time);
   parked->lease = std::move(stored.lease);
   const Attempts& before = stored.attempts;
   if (before.failed > 0) {  // failed before, perhaps in a process that is gone

@@ -50,12 +50,8 @@ HeaderViews header_views_of(natsMsg* m) {
   if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK) return out;
   out.reserve(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i) {
-    const char** values = nullptr;
-    int n = 0;
-    if (natsMsgHeader_Values(m, keys[i], &values, &n) == NATS_OK) {
-      for (int k = 0; k < n; ++k) out.emplace_back(keys[i], values[k]);
-      free(values);  // the array; the strings are the message's
-    }
+    const char* value = nullptr;  // the first; no array to allocate, as for all of them
+    if (natsMsgHeader_Get(m, keys[i], &value) == NATS_OK && value) out.emplace_back(keys[i], value);
   }
   free(keys);
   return out;

@@ -53,8 +53,8 @@ struct MsgDeleter {
 };
 using Msg = std::unique_ptr<natsMsg, MsgDeleter>;
 
-/// The message's headers (none for a message without), as views of its own storage: valid
-/// while it lives unchanged.
+/// The message's headers (none for a message without), the first value of each name, as
+/// views of its own storage: valid while it lives unchanged.
 HeaderViews header_views_of(natsMsg* m);
 /// A status message's code (404, 408, 409, 503...), or 0 for a message that carries data.
 int status_of(natsMsg* m);

@@ -499,7 +499,7 @@ class NatsConsumer final : public Consumer {
     const char* reply_c = natsMsg_GetReply(m);
     const auto delivered = reply_c ? parse_delivery(reply_c) : std::nullopt;
     if (!delivered) return std::nullopt;  // not a JetStream delivery: nothing to settle
-    const std::string subject = natsMsg_GetSubject(m);
+    const std::string_view subject = natsMsg_GetSubject(m);
     const HeaderViews headers = header_views_of(m);
     // What a plain message's envelope is made of; built only for one (a CloudEvent has its own).
     PlainOrigin plain;
@@ -517,7 +517,7 @@ class NatsConsumer final : public Consumer {
                     "its CloudEvents type '" + e.envelope.type + "' is not its subject's (" + spec_.event_type + ")");
     } catch (const std::exception& ex) {
       e.corrupt = "malformed event in stream " + ctx_->stream + " at sequence " + std::to_string(delivered->seq) +
-                  " (subject " + subject + "): " + ex.what();
+                  " (subject " + std::string(subject) + "): " + ex.what();
       e.envelope = plain_envelope(headers, payload_of(m), plain_origin_of());
     }
     bool record = false;
