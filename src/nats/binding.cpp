@@ -30,10 +30,6 @@ int hex_value(char c) {
   return -1;
 }
 
-}  // namespace
-
-namespace {
-
 // The bytes the binding escapes: space and controls, '"', '%', and all outside printable ASCII.
 constexpr auto kEscaped = [] {
   std::array<unsigned char, 256> t{};

@@ -455,7 +455,8 @@ class NatsConsumer final : public Consumer {
     }
     const auto& configured = member(member(info, "config"), "ack_wait");
     if (configured.is_null()) return ctx_->options().ack_wait;
-    const std::uint64_t ns = std::min<std::uint64_t>(count_of(configured, "ack_wait"), 1'000'000'000'000'000ULL);
+    constexpr std::uint64_t kLongest = 1'000'000'000'000'000'000ULL;  // ns: 31 years, within an int64
+    const std::uint64_t ns = std::min(count_of(configured, "ack_wait"), kLongest);
     return std::chrono::duration_cast<milliseconds>(nanoseconds(ns));
   }
 
