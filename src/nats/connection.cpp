@@ -235,12 +235,13 @@ std::optional<Connection::Stored> Connection::direct_get(const std::string& stre
                 std::string(what) + ": reading stream " + stream + " answered status " + std::to_string(status));
   }
   Stored out;
-  const HeaderViews headers = header_views_of(reply.get());
-  out.headers.assign(headers.begin(), headers.end());
+  out.headers = header_views_of(reply.get());
   out.payload.assign(payload_of(reply.get()));
-  if (const auto* v = header(headers, "Nats-Sequence")) out.seq = std::strtoull(std::string(*v).c_str(), nullptr, 10);
-  if (const auto* v = header(headers, "Nats-Subject")) out.subject = *v;
-  if (const auto* v = header(headers, "Nats-Time-Stamp")) out.time = *v;
+  out.message = std::move(reply);
+  if (const auto* v = header(out.headers, "Nats-Sequence"))
+    out.seq = std::strtoull(std::string(*v).c_str(), nullptr, 10);
+  if (const auto* v = header(out.headers, "Nats-Subject")) out.subject = *v;
+  if (const auto* v = header(out.headers, "Nats-Time-Stamp")) out.time = *v;
   return out;
 }
 

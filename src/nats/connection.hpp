@@ -99,9 +99,10 @@ class Connection {
   /// with `last_by_subj`, the newest of a subject; with `seq` (and `next_by_subj`), the
   /// first at or after it. Nullopt when there is none.
   struct Stored {
+    Msg message{};  ///< the server's answer, which `headers` view
     std::uint64_t seq = 0;
     std::string subject{};
-    Headers headers{};
+    HeaderViews headers{};
     std::string payload{};
     std::string time{};  ///< when the stream stored it, RFC 3339
   };

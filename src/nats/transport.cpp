@@ -316,12 +316,11 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   // A stored message's envelope as the tools show it: as sent, or, when it is not a valid
   // event, what can be read of it.
   Envelope readable(const Connection::Stored& m, const std::string& type) const {
-    const HeaderViews headers = views_of(m.headers);
-    const PlainOrigin origin = plain_origin(*ctx_, headers, type, m.seq, m.time);
+    const PlainOrigin origin = plain_origin(*ctx_, m.headers, type, m.seq, m.time);
     try {
-      return envelope_of(headers, m.payload, origin);
+      return envelope_of(m.headers, m.payload, origin);
     } catch (const std::exception&) {
-      return plain_envelope(headers, m.payload, origin);
+      return plain_envelope(m.headers, m.payload, origin);
     }
   }
 
@@ -337,13 +336,12 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   }
 
   std::optional<DeadLetter> letter_of(const Connection::Stored& m) const {
-    const HeaderViews headers = views_of(m.headers);
-    const auto* type = header(headers, "Crier-Event-Type");
+    const auto* type = header(m.headers, "Crier-Event-Type");
     if (!type) return std::nullopt;
     DeadLetter l;
     l.id = m.seq;
     auto text = [&](const char* name) {
-      const auto* v = header(headers, name);
+      const auto* v = header(m.headers, name);
       return v ? std::string(*v) : std::string();
     };
     l.envelope = readable(m, std::string(*type));
