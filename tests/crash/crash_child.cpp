@@ -5,13 +5,15 @@
 //
 // It keeps its own record in DIR, one 32-byte write(2) per line so that a kill never leaves
 // half a line: attempted.log (before each publish), acked.log (after publish returned), and
-// handled-<subscriber>.log (each handler call).
+// handled-<subscriber>.log (each handler call). Its stdout says "ready" once it publishes and
+// "acknowledged" once the first publish returned.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <crier/crier.hpp>
 #include <crier/sqlite.hpp>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -110,6 +112,7 @@ int main(int argc, char** argv) {
   const Log attempted(dir + "/attempted.log"), acked(dir + "/acked.log");
   std::printf("ready\n");
   std::fflush(stdout);
+  std::atomic<bool> said_acknowledged{false};  // a second line, once the first publish returned
   std::vector<std::thread> publishers;
   for (long long t = 0; t < 4; ++t)
     publishers.emplace_back([&, t] {
@@ -120,6 +123,10 @@ int main(int argc, char** argv) {
         attempted.line(n);
         bus.publish(Numbered{n}, key);
         acked.line(n);
+        if (!said_acknowledged.exchange(true)) {
+          std::printf("acknowledged\n");
+          std::fflush(stdout);
+        }
       }
     });
   for (auto& p : publishers) p.join();
