@@ -558,6 +558,55 @@ TEST_P(Conformance, KeyOrderHoldsAcrossARestart) {
   EXPECT_EQ(log.of("other"), std::vector<int>{20});
 }
 
+// A job that a later version of a program reads differently: while `fickle_jobs_unreadable`
+// is set, the data of job 1 no longer decodes.
+std::atomic<bool> fickle_jobs_unreadable{false};
+struct FickleJob {
+  int n = 0;
+};
+CRIER_EVENT(FickleJob, "com.example.test.fickle_job");
+void to_json(nlohmann::json& j, const FickleJob& f) { j = {{"n", f.n}}; }
+void from_json(const nlohmann::json& j, FickleJob& f) {
+  f.n = j.at("n").get<int>();
+  if (f.n == 1 && fickle_jobs_unreadable) throw std::runtime_error("this version cannot read job 1");
+}
+
+// The head of a key, waiting for its retry across a restart, no longer decodes when its turn
+// comes: it is dead-lettered with the reason, and the key's next event gets its turn.
+TEST_P(Conformance, AKeysHeadThatNoLongerDecodesIsDeadLetteredAndHandsOnItsKey) {
+  if (!GetParam().durable) GTEST_SKIP() << "in memory, events are never encoded";
+  auto clock = std::make_shared<crier::ManualClock>();
+  crier::BusOptions options;
+  options.clock = clock;
+  {
+    auto first = bus(options);
+    auto sub = first->subscribe<FickleJob>(
+        "keyed", [](const FickleJob&) { throw std::runtime_error("down"); }, ordered_with_delayed_retries());
+    first->publish(FickleJob{1}, keyed("k"));
+    first->publish(FickleJob{2}, keyed("k"));
+    ASSERT_TRUE(first->flush(30s));  // 1 waits for its retry, 2 behind it
+    first->drain(0ms);
+  }
+  fickle_jobs_unreadable = true;
+  struct Restore {
+    ~Restore() { fickle_jobs_unreadable = false; }
+  } restore;
+  auto second = bus(options);
+  KeyedLog log;
+  auto sub = second->subscribe<FickleJob>(
+      "keyed", [&](const FickleJob& j, crier::Delivery& d) { log.add(d.partition_key(), j.n); },
+      ordered_with_delayed_retries());
+  ASSERT_TRUE(second->flush(30s));
+  clock->advance(10s);  // 1's retry is due: it does not decode
+  log.wait_for(1);
+  ASSERT_TRUE(second->flush(30s));
+  EXPECT_EQ(log.of("k"), std::vector<int>{2});
+  const auto letters = second->dead_letters({.subscriber = "keyed"});
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].attempts, 1);
+  EXPECT_NE(letters[0].last_error.find("this version cannot read job 1"), std::string::npos) << letters[0].last_error;
+}
+
 TEST_P(Conformance, OrderedConsumersOfOneNameTakeTurnsSoKeysKeepTheirOrder) {
   if (!GetParam().durable) GTEST_SKIP() << "the memory bus has no shared subscriber across buses";
   auto clock = std::make_shared<crier::ManualClock>();

@@ -263,7 +263,7 @@ class CRIER_EXPORT Bus {
     detail::BusCore& c = core();
     std::unique_ptr<detail::SubscriberBase> sub;
     detail::DeliverFn deliver = nullptr;
-    detail::DecodeFn decode = nullptr;
+    detail::MakeDelivered make_delivered = nullptr;
     if (c.durable()) {
       check_durable(name, event_type_v<E>, options);
       if constexpr (!detail::codec_round_trips<E>()) {
@@ -271,7 +271,7 @@ class CRIER_EXPORT Bus {
       } else {
         using S = detail::DurableSubscriber<E, Handler>;
         sub = std::make_unique<S>(c, std::string(name), options, std::forward<H>(handler));
-        decode = &S::decode;
+        make_delivered = &detail::DeliveredEvent<E>::make;
       }
     } else if (options.mode == DeliveryMode::sync) {
       using S = detail::InlineSubscriber<E, Handler>;
@@ -286,7 +286,7 @@ class CRIER_EXPORT Bus {
       deliver = &S::deliver;
     }
     detail::SubscriberBase* raw = sub.get();
-    c.add(detail::event_index<E>(), std::move(sub), deliver, decode);
+    c.add(detail::event_index<E>(), std::move(sub), deliver, make_delivered);
     return Subscription(core_, raw);
   }
 

@@ -230,13 +230,14 @@ const Snapshot& CoreImpl::first_publish(std::uint32_t type_index, std::string_vi
   return *s;
 }
 
-void CoreImpl::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver, DecodeFn decode) {
+void CoreImpl::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver,
+                   MakeDelivered make_delivered) {
   SubscriberState& st = sub->state();
   if (transport_)  // fed by the transport: publishes never see it
     st.feed = std::make_unique<Feed>(*sub,
                                      transport_->consume(ConsumerSpec{sub->name, std::string(sub->event_type), st.start,
                                                                       sub->ordering == Ordering::ordered}),
-                                     decode);
+                                     make_delivered);
   SubscriberBase* raw = sub.get();
   {
     MutexLock lock(writer_mu_);
@@ -461,8 +462,9 @@ void BusCore::store(std::uint32_t type_index, std::string_view type, std::span<s
 void BusCore::fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const {
   CoreImpl::of(*this).fill_meta(meta, attributes, parent);
 }
-void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver, DecodeFn decode) {
-  CoreImpl::of(*this).add(type_index, std::move(sub), deliver, decode);
+void BusCore::add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver,
+                  MakeDelivered make_delivered) {
+  CoreImpl::of(*this).add(type_index, std::move(sub), deliver, make_delivered);
 }
 
 }  // namespace crier::detail

@@ -76,6 +76,14 @@ class SubscriberState {
   void run_parked(std::unique_ptr<Parked> p);
   /// Ordered subscribers: marks a key busy (its event failed and waits).
   void ordered_block(std::string_view key);
+  /// Durable: an event this subscriber cannot read (damaged in the store, or its time or data
+  /// not in a form it reads) goes to the dead letters at once, with `reason`, for retrying
+  /// will not make it readable; nothing else is held up. `attempts`: those that failed before.
+  void dead_letter_unreadable(const Envelope& envelope, std::unique_ptr<Lease> lease, int attempts,
+                              const std::string& reason, bool damaged) noexcept;
+  /// Decodes an event a transport delivered (Parked::decode); one that does not decode is
+  /// dead-lettered, and false returned.
+  bool decoded(Parked& p) noexcept;
 
   // Circuit breaker.
   bool admits_runs() const noexcept;
@@ -143,7 +151,8 @@ class CoreImpl final : public BusCore {
   void store(std::uint32_t type_index, std::string_view type, std::span<std::string> data,
              std::string_view content_type, const Attributes* attributes, const PublishMeta* parent);
   void fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const;
-  void add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver, DecodeFn decode);
+  void add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver,
+           MakeDelivered make_delivered);
 
   /// After a successful attempt of a parked event: breaker and ordering bookkeeping, and the
   /// transport told (its lease, when a transport delivered it).

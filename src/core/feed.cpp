@@ -21,8 +21,8 @@ constexpr auto kFirstBackoff = std::chrono::milliseconds(10);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
 }  // namespace
 
-Feed::Feed(SubscriberBase& sub, std::unique_ptr<Consumer> consumer, DecodeFn decode)
-    : sub_(sub), consumer_(std::move(consumer)), decode_(decode) {
+Feed::Feed(SubscriberBase& sub, std::unique_ptr<Consumer> consumer, MakeDelivered make_delivered)
+    : sub_(sub), consumer_(std::move(consumer)), make_delivered_(make_delivered) {
   sub_.state().consumer = consumer_.get();
 }
 
@@ -102,46 +102,25 @@ void Feed::loop() {
 }
 
 void Feed::take(StoredEvent&& stored) {
+  // Its data is decoded by the worker that runs it (DeliveredEvent): this thread is the
+  // subscriber's only one. Its time is read here, for its metadata.
   auto envelope = std::make_shared<const Envelope>(std::move(stored.envelope));
-  std::unique_ptr<Parked> parked;
-  const bool corrupt = !stored.corrupt.empty();
+  const bool damaged = !stored.corrupt.empty();
   std::string unreadable = std::move(stored.corrupt);
   Timestamp time{};
-  if (unreadable.empty() && !envelope->time.empty()) {  // written by another program, perhaps
+  if (!damaged && !envelope->time.empty()) {  // written by another program, perhaps
     try {
       time = parse_time(envelope->time);
     } catch (const std::exception& e) {
       unreadable = std::string("the event's CloudEvents time attribute is invalid: ") + e.what();
     }
   }
-  if (unreadable.empty()) {
-    try {
-      parked = decode_(*envelope);
-    } catch (const std::exception& e) {
-      unreadable = std::string("could not decode the event's data: ") + e.what();
-    }
-  }
-  if (!parked) {
-    // An event this subscriber cannot read (damaged, or not in a form it reads) will not
-    // become readable by retrying: it goes to the dead letters at once, where it can be
-    // inspected, and nothing else is held up.
-    DeadLetter letter;
-    letter.envelope = *envelope;
-    letter.subscriber = sub_.name;
-    letter.attempts = stored.attempts.failed;
-    letter.first_error = letter.last_error = unreadable;
-    letter.first_failure = letter.last_failure = sub_.state().core.clock().wall_now();
-    sub_.state().dead_lettered.fetch_add(1, std::memory_order_relaxed);
-    if (corrupt) sub_.state().corrupt.fetch_add(1, std::memory_order_relaxed);
-    try {
-      consumer_->dead_letter(std::move(stored.lease), letter);
-    } catch (const std::exception&) {
-      // Not settled: the store hands it out again later.
-    }
-    sub_.state().core.report(corrupt ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub_.name,
-                             sub_.event_type, letter.last_error, stored.attempts.failed);
+  if (!unreadable.empty()) {
+    sub_.state().dead_letter_unreadable(*envelope, std::move(stored.lease), stored.attempts.failed, unreadable,
+                                        damaged);
     return;
   }
+  std::unique_ptr<Parked> parked = make_delivered_();
   parked->meta = meta_of_stored(std::move(envelope), time);
   parked->lease = std::move(stored.lease);
   const Attempts& before = stored.attempts;
@@ -165,6 +144,29 @@ void Feed::take(StoredEvent&& stored) {
     }
   }
   sub_.state().push_ready(std::move(parked));
+}
+
+void SubscriberState::dead_letter_unreadable(const Envelope& envelope, std::unique_ptr<Lease> lease, int attempts,
+                                             const std::string& reason, bool damaged) noexcept {
+  dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  if (damaged) corrupt.fetch_add(1, std::memory_order_relaxed);
+  try {
+    DeadLetter letter;
+    letter.envelope = envelope;
+    letter.subscriber = sub.name;
+    letter.attempts = attempts;
+    letter.first_error = letter.last_error = reason;
+    letter.first_failure = letter.last_failure = core.clock().wall_now();
+    try {
+      consumer->dead_letter(std::move(lease), letter);
+    } catch (const std::exception&) {
+      // Not settled: the store hands it out again later.
+    }
+    core.report(damaged ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub.name, sub.event_type, reason,
+                attempts);
+  } catch (...) {
+    // Out of memory for the letter: not settled, so the store hands it out again later.
+  }
 }
 
 }  // namespace crier::detail

@@ -19,7 +19,7 @@ namespace crier::detail {
 
 class Feed {
  public:
-  Feed(SubscriberBase& sub, std::unique_ptr<Consumer> consumer, DecodeFn decode);
+  Feed(SubscriberBase& sub, std::unique_ptr<Consumer> consumer, MakeDelivered make_delivered);
   ~Feed();
   Feed(const Feed&) = delete;
   Feed& operator=(const Feed&) = delete;
@@ -39,7 +39,7 @@ class Feed {
 
   SubscriberBase& sub_;
   std::unique_ptr<Consumer> consumer_;
-  DecodeFn decode_;
+  MakeDelivered make_delivered_;
   std::thread thread_;
   Mutex mu_;  // with stop_cv_: a back-off wait ends at once when the feed stops
   CondVar stop_cv_;

@@ -109,6 +109,11 @@ void SubscriberState::push_ready(std::unique_ptr<Parked> p) {
 }
 
 void SubscriberState::run_parked(std::unique_ptr<Parked> p) {
+  if (!decoded(*p)) {
+    // Dead-lettered: the key it may hold goes to the next event.
+    if (sub.ordering == Ordering::ordered && p->owns_key) sub.ordered_done(p->meta.partition_key());
+    return;
+  }
   if (sub.ordering == Ordering::ordered && !p->owns_key) {
     const std::string_view key = p->meta.partition_key();
     MutexLock lock(keys_mu_);
@@ -136,6 +141,20 @@ void SubscriberState::run_parked(std::unique_ptr<Parked> p) {
     observe_handler_time(core.clock().now() - t0);
     core.attempt_failed(sub, attempt, raw->event(), raw->meta, std::move(p), Thrown::unknown());
   }
+}
+
+bool SubscriberState::decoded(Parked& p) noexcept {
+  std::string reason;
+  try {
+    p.decode();
+    return true;
+  } catch (const std::exception& e) {
+    reason = std::string("could not decode the event's data: ") + e.what();
+  } catch (...) {
+    reason = "could not decode the event's data: its decoder threw an exception not derived from std::exception";
+  }
+  dead_letter_unreadable(*p.meta.stored, std::move(p.lease), p.attempts, reason, false);
+  return false;
 }
 
 void SubscriberState::observe_handler_time(std::chrono::nanoseconds d) noexcept {

@@ -59,6 +59,10 @@ class CRIER_EXPORT Parked {
   /// The event's data by its codec; throws Error(Errc::codec_error) when encoding fails.
   virtual std::string encode() const = 0;
   virtual std::string_view content_type() const noexcept = 0;
+  /// Events a transport delivered arrive undecoded: the worker that first runs one decodes
+  /// its stored data (meta.stored) here, so that a subscriber's one feed thread does not
+  /// decode them all. Throws on data that does not decode. A no-op for every other event.
+  virtual void decode() {}
 
   PublishMeta meta;  // always filled: an id is assigned when the event is first parked
   int next_attempt = 1;
@@ -83,8 +87,8 @@ struct Thrown {
   static Thrown unknown() noexcept { return {"handler threw an exception not derived from std::exception", false}; }
 };
 
-/// Turns a stored envelope's data back into a typed, parked event. Throws on bad data.
-using DecodeFn = std::unique_ptr<Parked> (*)(const Envelope& envelope);
+/// Makes the typed holder of an event a transport delivered, empty until Parked::decode.
+using MakeDelivered = std::unique_ptr<Parked> (*)();
 /// Copies an event into a Parked.
 using MakeParked = std::unique_ptr<Parked> (*)(const void* event, const PublishMeta& meta);
 /// Calls a subscriber's handler once; fails by throwing.
@@ -249,7 +253,8 @@ class CRIER_EXPORT BusCore {
 
   /// Registers a subscriber (on a durable bus, with the decoder of its stored events) and,
   /// on a durable bus, starts its feed; throws on a duplicate name for the type or a closed bus.
-  void add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver, DecodeFn decode);
+  void add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver,
+           MakeDelivered make_delivered);
 
  protected:
   BusCore(Clock& clock, bool durable) noexcept : clock_(&clock), durable_(durable) {}

@@ -9,6 +9,7 @@
 #include <concepts>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -59,6 +60,26 @@ class ParkedEvent final : public Parked {
 
  private:
   E event_;
+};
+
+/// An event a transport delivered, decoded from its stored data by the worker that first runs
+/// it.
+template <class E>
+class DeliveredEvent final : public Parked {
+ public:
+  const void* event() const noexcept override { return &*event_; }
+  // Never encoded: its envelope is stored (meta.stored) already.
+  bool encodable() const noexcept override { return codec_available<E>() && event_.has_value(); }
+  std::string encode() const override { return Codec<E>::encode(*event_); }
+  std::string_view content_type() const noexcept override { return Codec<E>::content_type; }
+  void decode() override {
+    if (!event_) event_.emplace(Codec<E>::decode(meta.stored->data));
+  }
+
+  static std::unique_ptr<Parked> make() { return std::make_unique<DeliveredEvent>(); }
+
+ private:
+  std::optional<E> event_;
 };
 
 /// The typed parts every subscriber shares: how one attempt calls the handler.
@@ -412,17 +433,13 @@ class AsyncSubscriber final : public TypedSubscriber<E, H> {
   alignas(64) std::atomic<std::uint32_t> next_lane_{0};  // where the next run starts: fairness
 };
 
-/// A subscriber of a durable bus: the bus's feed queues its stored events, decoded here, as
-/// ready events, and its workers run them like any async subscriber's retries.
+/// A subscriber of a durable bus: the bus's feed queues its stored events as ready events
+/// (DeliveredEvent), and its workers run them like any async subscriber's retries.
 template <class E, class H>
 class DurableSubscriber final : public TypedSubscriber<E, H> {
  public:
   DurableSubscriber(BusCore& bus, std::string sub_name, const SubscribeOptions& o, H h)
       : TypedSubscriber<E, H>(bus, std::move(sub_name), o, std::move(h), true) {}
-
-  static std::unique_ptr<Parked> decode(const Envelope& envelope) {
-    return std::make_unique<ParkedEvent<E>>(Codec<E>::decode(envelope.data));
-  }
 };
 
 }  // namespace crier::detail
