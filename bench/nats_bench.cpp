@@ -1,7 +1,11 @@
 // NATS JetStream: crier against raw cnats 3.4.1 on the same single node (R1, file storage),
 // which the benchmark starts itself on a free loopback port with a temporary store.
 //   BM_NatsPublish/crier      publish_batch of 256 events (~100-byte payloads), acknowledged
+//   BM_NatsPublish/crier_structured  the same in structured mode (the event as one JSON
+//                             document; headers content-type and Nats-Msg-Id only)
 //   BM_NatsPublish/cnats_raw  256 js_PublishAsync + js_PublishAsyncComplete
+//   BM_NatsPublish/cnats_raw_msg_id  the same with a Nats-Msg-Id header only (what any
+//                             publisher that JetStream deduplicates sends)
 //   BM_NatsPublish/cnats_raw_headers  the same with crier's headers (ce-*, content-type, Nats-Msg-Id)
 //   BM_NatsConsume/crier      a subscriber whose handler does nothing, over events stored before
 //   BM_NatsConsume/cnats_raw  a pull subscription: Fetch(256), natsMsg_Ack each
@@ -51,6 +55,25 @@ crier::nats::Options options() {
   return o;
 }
 
+// Deletes the streams of one benchmark when it ends, so that each meets the server as the
+// first did: streams of 100k messages left behind slowed the benchmarks after them (crier's
+// consume by up to a third, measured 2026-12-04), and random interleaving made that noise.
+void delete_streams(std::initializer_list<std::string> names) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  if (natsConnection_ConnectTo(&nc, server().url().c_str()) == NATS_OK &&
+      natsConnection_JetStream(&js, nc, nullptr) == NATS_OK)
+    for (const auto& name : names) js_DeleteStream(js, name.c_str(), nullptr, nullptr);  // absent ones: no matter
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+}
+
+// The streams a bus on stream `name` makes: its own, its dead letters', its attempts'.
+struct BusStreamsDeleted {
+  std::string name;
+  ~BusStreamsDeleted() { delete_streams({name, name + "_DLQ", name + "_ATTEMPTS"}); }
+};
+
 // Raw cnats: a connection, a JetStream context and a stream of its own.
 struct Raw {
   natsConnection* nc = nullptr;
@@ -78,20 +101,29 @@ struct Raw {
     jsStreamInfo_Destroy(si);
   }
   ~Raw() {
+    js_DeleteStream(js, stream.c_str(), nullptr, nullptr);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
   }
-  // `headers`: with those crier's messages carry (CloudEvents binary mode, Nats-Msg-Id), to
-  // tell what the wire format costs from what crier costs.
-  void publish(int n, const std::string& payload, bool headers) {
+  // What the messages carry besides the payload: nothing; a Nats-Msg-Id; the headers crier's
+  // messages carry (CloudEvents binary mode, Nats-Msg-Id). To tell what the wire format costs
+  // from what crier costs.
+  enum class Headers { none, msg_id, crier };
+  void publish(int n, const std::string& payload, Headers headers) {
     for (int i = 0; i < n; ++i) {
-      if (!headers) {
+      if (headers == Headers::none) {
         js_PublishAsync(js, subject.c_str(), payload.data(), static_cast<int>(payload.size()), nullptr);
         continue;
       }
       natsMsg* m = nullptr;
       natsMsg_Create(&m, subject.c_str(), nullptr, payload.data(), static_cast<int>(payload.size()));
       const std::string id = crier::Uuid::v7().to_string();
+      if (headers == Headers::msg_id) {
+        natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
+        js_PublishMsgAsync(js, &m, nullptr);
+        natsMsg_Destroy(m);
+        continue;
+      }
       natsMsgHeader_Set(m, "ce-specversion", "1.0");
       natsMsgHeader_Set(m, "ce-id", id.c_str());
       natsMsgHeader_Set(m, "ce-source", "urn:crier:bench");
@@ -111,28 +143,40 @@ struct Raw {
 
 std::string raw_payload() { return nlohmann::json(Payment{}).dump(); }
 
-void BM_NatsPublish_crier(benchmark::State& state) {
-  crier::Bus bus{crier::nats::connect(options())};
+void nats_publish_crier(benchmark::State& state, crier::nats::ContentMode mode) {
+  auto o = options();
+  o.content_mode = mode;
+  const BusStreamsDeleted deleted{o.stream};
+  crier::Bus bus{crier::nats::connect(o)};
   std::vector<Payment> batch(kBatch);
   for (auto _ : state) bus.publish_batch(batch);
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
+void BM_NatsPublish_crier(benchmark::State& state) { nats_publish_crier(state, crier::nats::ContentMode::binary); }
+void BM_NatsPublish_crier_structured(benchmark::State& state) {
+  nats_publish_crier(state, crier::nats::ContentMode::structured);
+}
 BENCHMARK(BM_NatsPublish_crier)->Name("BM_NatsPublish/crier")->UseRealTime();
+BENCHMARK(BM_NatsPublish_crier_structured)->Name("BM_NatsPublish/crier_structured")->UseRealTime();
 
-void nats_publish_raw(benchmark::State& state, bool headers) {
+void nats_publish_raw(benchmark::State& state, Raw::Headers headers) {
   Raw raw;
   const std::string payload = raw_payload();
   for (auto _ : state) raw.publish(kBatch, payload, headers);
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
-void BM_NatsPublish_raw(benchmark::State& state) { nats_publish_raw(state, false); }
-void BM_NatsPublish_raw_headers(benchmark::State& state) { nats_publish_raw(state, true); }
+void BM_NatsPublish_raw(benchmark::State& state) { nats_publish_raw(state, Raw::Headers::none); }
+void BM_NatsPublish_raw_msg_id(benchmark::State& state) { nats_publish_raw(state, Raw::Headers::msg_id); }
+void BM_NatsPublish_raw_headers(benchmark::State& state) { nats_publish_raw(state, Raw::Headers::crier); }
 BENCHMARK(BM_NatsPublish_raw)->Name("BM_NatsPublish/cnats_raw")->UseRealTime();
+BENCHMARK(BM_NatsPublish_raw_msg_id)->Name("BM_NatsPublish/cnats_raw_msg_id")->UseRealTime();
 BENCHMARK(BM_NatsPublish_raw_headers)->Name("BM_NatsPublish/cnats_raw_headers")->UseRealTime();
 
 // One round: kConsume events stored first, then a new subscriber name reads them all.
 void BM_NatsConsume_crier(benchmark::State& state) {
-  crier::Bus bus{crier::nats::connect(options())};
+  const auto o = options();
+  const BusStreamsDeleted deleted{o.stream};
+  crier::Bus bus{crier::nats::connect(o)};
   std::vector<Payment> batch(kBatch);
   for (auto _ : state) {
     state.PauseTiming();
@@ -149,7 +193,7 @@ void BM_NatsConsume_crier(benchmark::State& state) {
 }
 BENCHMARK(BM_NatsConsume_crier)->Name("BM_NatsConsume/crier")->UseRealTime()->Iterations(1);
 
-void nats_consume_raw(benchmark::State& state, bool headers) {
+void nats_consume_raw(benchmark::State& state, Raw::Headers headers) {
   Raw raw;
   const std::string payload = raw_payload();
   int round = 0;
@@ -181,13 +225,15 @@ void nats_consume_raw(benchmark::State& state, bool headers) {
   }
   state.SetItemsProcessed(state.iterations() * kConsume);
 }
-void BM_NatsConsume_raw(benchmark::State& state) { nats_consume_raw(state, false); }
-void BM_NatsConsume_raw_headers(benchmark::State& state) { nats_consume_raw(state, true); }
+void BM_NatsConsume_raw(benchmark::State& state) { nats_consume_raw(state, Raw::Headers::none); }
+void BM_NatsConsume_raw_headers(benchmark::State& state) { nats_consume_raw(state, Raw::Headers::crier); }
 BENCHMARK(BM_NatsConsume_raw)->Name("BM_NatsConsume/cnats_raw")->UseRealTime()->Iterations(1);
 BENCHMARK(BM_NatsConsume_raw_headers)->Name("BM_NatsConsume/cnats_raw_headers")->UseRealTime()->Iterations(1);
 
 void BM_NatsEndToEnd_crier(benchmark::State& state) {
-  crier::Bus bus{crier::nats::connect(options())};
+  const auto o = options();
+  const BusStreamsDeleted deleted{o.stream};
+  crier::Bus bus{crier::nats::connect(o)};
   Handled handled;
   auto sub = bus.subscribe<Payment>("reader", [&](const Payment& p) {
     handled.add(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count() -
