@@ -251,7 +251,7 @@ class CRIER_EXPORT BusCore {
   /// Fills a PublishMeta (id, time, correlation, the parent's trace context) for a publish.
   void fill_meta(PublishMeta& meta, const Attributes* attributes, const PublishMeta* parent) const;
 
-  /// Registers a subscriber (on a durable bus, with the decoder of its stored events) and,
+  /// Registers a subscriber (on a durable bus, with the maker of its delivered events) and,
   /// on a durable bus, starts its feed; throws on a duplicate name for the type or a closed bus.
   void add(std::uint32_t type_index, std::unique_ptr<SubscriberBase> sub, DeliverFn deliver,
            MakeDelivered make_delivered);
