@@ -71,9 +71,10 @@ struct Options {
   /// while the bus holds the event; a process that dies holding events has them delivered to
   /// another process of the same subscriber name after this.
   std::chrono::milliseconds ack_wait{30000};
-  /// How many delivered events one consumer holds in memory at most. Pulls are 256 events at
-  /// most; a window of more lets the next pull be on its way while the last is handed out.
-  std::size_t window = 1024;
+  /// How many delivered events one consumer holds in memory at most. Pulls are 1024 events at
+  /// most; a window of twice that lets the next pull be on its way while the last is handed
+  /// out.
+  std::size_t window = 2048;
   ContentMode content_mode = ContentMode::binary;
   /// How long publish() keeps retrying (a lost connection, a leader election) before it fails
   /// with Errc::transport_error. Never reports success without the stream's acknowledgement.
