@@ -12,6 +12,7 @@
 #include <functional>
 #include <iterator>
 #include <latch>
+#include <map>
 #include <thread>
 
 #include "durable_events.hpp"
@@ -694,3 +695,37 @@ TEST(SqliteRetention, PrunesOnlyWhatEverySubscriberFinished) {
 }
 
 }  // namespace
+
+// The names of this process's threads, as top -H and gdb show them, counted.
+std::map<std::string, int> thread_names() {
+  std::map<std::string, int> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) ++names[name];
+  }
+  return names;
+}
+
+TEST(SqliteThreads, EachOfCriersThreadsIsNamedForWhatItDoes) {
+  ScratchDir dir;
+  const auto before = thread_names();
+  crier::Bus bus{crier::sqlite::open(dir.file("named.db")), crier::BusOptions{.worker_threads = 3}};
+  SeenJobs jobs;
+  auto sub = bus.subscribe<Job>("named", [&](const Job& j) { jobs.add(j); });
+  bus.publish(Job{1, "one"});
+  jobs.wait_for(1);
+  auto now = thread_names();
+  for (const auto& [name, n] : before) now[name] -= n;  // what other tests left running
+  EXPECT_EQ(now["crier-worker"], 3);
+  EXPECT_EQ(now["crier-bg-worker"], 1);
+  EXPECT_EQ(now["crier-feed"], 1);
+  EXPECT_EQ(now["crier-journal"], 1);
+  EXPECT_EQ(now["crier-watch"], 1);
+  // A thread crier starts without a name has the program's (Linux gives it the process's).
+  std::string program, all;
+  std::getline(std::ifstream("/proc/self/comm"), program);
+  for (const auto& [name, n] : now)
+    if (n > 0) all += name + " x" + std::to_string(n) + ", ";
+  EXPECT_LE(now[program], 0) << "a thread without a name of its own among those the bus started: " << all;
+}

@@ -1,6 +1,7 @@
 #include "crier/bus.hpp"
 
 #include "common/mutex.hpp"
+#include "common/thread_name.hpp"
 #include "core_impl.hpp"
 #include "envelope_build.hpp"
 
@@ -28,6 +29,7 @@ class Reapers {
     });
     auto done = std::make_shared<std::atomic<bool>>(false);
     threads_.push_back(Reaper{std::thread([core = std::move(core), done]() mutable {
+                                detail::name_this_thread("crier-drain");
                                 try {
                                   auto& c = detail::CoreImpl::of(*core);
                                   c.drain(c.drain_timeout());

@@ -1,6 +1,7 @@
 // The feed of a durable subscriber: fetches its stored events and queues them as ready.
 #include "feed.hpp"
 
+#include "common/thread_name.hpp"
 #include "core_impl.hpp"
 
 #include "envelope_build.hpp"
@@ -26,7 +27,10 @@ Feed::Feed(SubscriberBase& sub, std::unique_ptr<Consumer> consumer, MakeDelivere
 Feed::~Feed() { stop(); }
 
 void Feed::start() {
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    name_this_thread("crier-feed");
+    loop();
+  });
 }
 
 void Feed::stop() noexcept {

@@ -1,11 +1,16 @@
 #include "timers.hpp"
 
+#include "common/thread_name.hpp"
+
 #include <algorithm>
 
 namespace crier::detail {
 
 TimerService::TimerService(Clock& clock) : clock_(clock) {
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    name_this_thread("crier-timer");
+    loop();
+  });
   clock_.add_listener(this);  // after thread_ is set: clock_advanced() reads it
 }
 

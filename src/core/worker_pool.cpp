@@ -1,4 +1,5 @@
 #include "worker_pool.hpp"
+#include "common/thread_name.hpp"
 #include "core_impl.hpp"
 
 #include <sys/resource.h>
@@ -47,9 +48,14 @@ SubscriberBase* ReadyQueue::pop() noexcept {
 
 WorkerPool::WorkerPool(CoreImpl& core, unsigned threads) : core_(core) {
   threads_.reserve(threads + 1);
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(Tier::normal); });
+  for (unsigned i = 0; i < threads; ++i)
+    threads_.emplace_back([this] {
+      name_this_thread("crier-worker");
+      loop(Tier::normal);
+    });
   std::latch lowered(1);  // the bus starts with its threads as they will stay
   threads_.emplace_back([this, &lowered] {
+    name_this_thread("crier-bg-worker");
     lower_priority();
     lowered.count_down();
     loop(Tier::background);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/thread_name.hpp"
 #include "db.hpp"
 
 namespace crier::sqlite {
@@ -47,7 +48,10 @@ ChangeWatch::ChangeWatch(const std::string& path, std::chrono::milliseconds busy
       inotify_ = -1;
     }
   }
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    crier::detail::name_this_thread("crier-watch");
+    loop();
+  });
 }
 
 ChangeWatch::~ChangeWatch() {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/thread_name.hpp"
 #include "store_impl.hpp"
 
 namespace crier::sqlite {
@@ -92,7 +93,10 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
         static_cast<std::size_t>((options.max_journal_bytes + limits.file_bytes - 1) / limits.file_bytes);
     limits.wait_for_room = options.busy_timeout;
     journal_ = std::make_unique<Journal>(path + "-journal.d", limits);
-    mover_ = std::thread([this] { mover_loop(); });
+    mover_ = std::thread([this] {
+      crier::detail::name_this_thread("crier-journal");
+      mover_loop();
+    });
   } catch (...) {
     close_connection();
     throw;
