@@ -221,6 +221,33 @@ TEST(Bus, InvalidExtensionNameIsRejectedBeforeDelivery) {
   EXPECT_EQ(calls, 0);
 }
 
+// On every bus, not only where a transport writes JSON: the program that works in memory
+// works unchanged on NATS in structured mode.
+TEST(Bus, AttributesOrASourceThatAreNotUtf8AreRefusedBeforeDelivery) {
+  Bus bus;
+  int calls = 0;
+  auto sub = bus.subscribe<Ping>(
+      "x", [&](const Ping&) { ++calls; }, kInline);
+  crier::Attributes a;
+  a.subject = "order-\xff";
+  EXPECT_EQ(error_code_of([&] { bus.publish(Ping{}, a); }), Errc::invalid_argument);
+  a = {};
+  a.extensions = {{"region", "M\xfcller"}};
+  EXPECT_EQ(error_code_of([&] { bus.publish(Ping{}, a); }), Errc::invalid_argument);
+  EXPECT_EQ(calls, 0);
+  a.extensions = {{"region", "M\xc3\xbcller"}};
+  bus.publish(Ping{}, a);
+  EXPECT_EQ(calls, 1);
+  try {
+    Bus latin1(crier::BusOptions{.source = "/shop/M\xfcller"});
+    ADD_FAILURE() << "a source that is not UTF-8 was accepted";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), Errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("BusOptions::source is not UTF-8 (byte 0xFC at offset 7)"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Bus, PublishAndSubscribeAfterDrainFail) {
   Bus bus;
   auto sub = bus.subscribe<Ping>("x", [](const Ping&) {});

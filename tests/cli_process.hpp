@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include <crier/sqlite.hpp>
+#include <nlohmann/json.hpp>
 
 #include "durable_events.hpp"
 
@@ -148,6 +149,31 @@ class RunningCrier {
 
 // A store as the demo leaves one: 20 jobs; "billing" handled them all but dead-lettered the
 // 4 whose n is a multiple of 5; "audit" subscribed once, read nothing since (lag 20).
+/// Stores what is not UTF-8 where the tools show it, beside what CliTest stores: a dead
+/// letter whose error is Latin-1 (a handler's message about "Müller"), an event stored before
+/// crier refused such attributes (subject "order-" and byte 0xFF, written through the
+/// transport: a Bus refuses it), and, newest, an event whose data has "é" across byte 300,
+/// where the dashboard cuts the data it shows. Returns that event's data.
+inline std::string store_text_that_is_not_utf8(const std::string& path) {
+  auto store = crier::sqlite::open(path);
+  crier::Bus bus{store};
+  {
+    auto legacy = bus.subscribe<Job>("legacy", [](const Job& j) {
+      if (j.n == 21) throw crier::PermanentError("customer M\xfcller has no account");
+    });
+    bus.publish(Job{21, "M\xc3\xbcller"});
+    if (!bus.flush(std::chrono::seconds(30))) throw std::runtime_error("the legacy subscriber did not finish");
+  }
+  crier::Envelope old = crier::new_envelope(crier::event_type_v<Job>, R"({"n":22,"note":"old"})", "application/json");
+  old.subject = "order-\xff";
+  store->append({&old, 1});
+  const Job cut{23, std::string(283, 'x') + "\xc3\xa9 and more"};
+  const std::string data = nlohmann::json(cut).dump();
+  if (data.find("\xc3\xa9") != 299) throw std::logic_error("the test's data moved: 'é' is not at byte 299");
+  bus.publish(cut);
+  return data;
+}
+
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -95,6 +95,35 @@ TEST_F(CliTest, TailPrintsFiltersAndWritesCloudEvents) {
   EXPECT_NE(r.err.find("'yesterday-ish' is not a time"), std::string::npos) << r.err;
 }
 
+// Found by a dead letter whose error was Latin-1: every JSON the tool wrote failed on it
+// ("[json.exception.type_error.316] invalid UTF-8 byte"), and wrote nothing. Bytes that are
+// not UTF-8 are shown as U+FFFD; everything else is shown as it is.
+TEST_F(CliTest, BytesThatAreNotUtf8AreShownAsReplacementCharacters) {
+  (void)store_text_that_is_not_utf8(path);
+  const std::string replacement = "\xef\xbf\xbd";  // U+FFFD
+
+  Outcome r = run_crier(dir, {"dlq", "list", path, "--subscriber", "legacy", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(lines(r.out).size(), 1u) << r.out;
+  const auto letter = nlohmann::json::parse(r.out);
+  EXPECT_EQ(letter["last_error"], "customer M" + replacement + "ller has no account");
+  r = run_crier(dir, {"dlq", "show", path, std::to_string(letter["id"].get<std::uint64_t>())});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["event"]["data"]["note"], "M\xc3\xbcller") << r.out;
+
+  r = run_crier(dir, {"tail", path, "--type", job, "--limit", "2", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto l = lines(r.out);
+  ASSERT_EQ(l.size(), 2u) << r.out;
+  const auto old = crier::Envelope::from_json(l.front());
+  EXPECT_EQ(old.subject, "order-" + replacement);
+  EXPECT_EQ(nlohmann::json::parse(old.data)["n"], 22);
+
+  r = run_crier(dir, {"status", path, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(nlohmann::json::accept(r.out)) << r.out;
+}
+
 TEST_F(CliTest, PublishTakesOneEventOrCloudEventLinesAndStopsAtABadOne) {
   Outcome r =
       run_crier(dir, {"publish", path, "--type", job, "--data", R"({"n":21,"note":"by hand"})", "--subject", "s-21"});

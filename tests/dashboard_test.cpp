@@ -124,6 +124,32 @@ TEST_F(DashboardTest, ServesTheStoreAsJsonPrometheusTextAndItsOwnPageOnly) {
   EXPECT_EQ(d.stop(), 0) << d.err();
 }
 
+// Found with a store whose event had a subject that was not UTF-8: the dashboard ended at its
+// first look ("[json.exception.type_error.316] invalid UTF-8 byte"). Such bytes are shown as
+// U+FFFD, and data is shortened between characters, never inside one.
+TEST_F(DashboardTest, ShowsBytesThatAreNotUtf8AndCutsDataBetweenCharacters) {
+  const std::string data = store_text_that_is_not_utf8(path);
+  const std::string replacement = "\xef\xbf\xbd";  // U+FFFD
+  Dashboard d(dir, path);
+  auto c = d.client();
+  const auto s = status_of(c);
+  bool old_seen = false, cut_seen = false;
+  for (const auto& e : s["recent"]) {
+    if (e["subject"] == "order-" + replacement) old_seen = true;
+    if (e["data"] == data.substr(0, 299) + "\u2026") cut_seen = true;
+  }
+  EXPECT_TRUE(old_seen) << s["recent"].dump();
+  EXPECT_TRUE(cut_seen) << "want the data cut before the 'é' at byte 299: " << s["recent"].dump();
+
+  const auto r = c.Get("/api/dead-letters?subscriber=legacy");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const auto page = nlohmann::json::parse(r->body);
+  ASSERT_EQ(page["total"], 1) << r->body;
+  EXPECT_EQ(page["letters"][0]["last_error"], "customer M" + replacement + "ller has no account");
+  EXPECT_EQ(d.stop(), 0) << d.err();
+}
+
 TEST_F(DashboardTest, TakesChangesOnlyAsSameOriginJsonPostsWithItsHeaderFromItsOwnHost) {
   Dashboard d(dir, path);
   auto c = d.client();

@@ -188,3 +188,68 @@ TEST(Envelope, MalformedInputGetsAClearError) {
 }
 
 }  // namespace
+
+// CloudEvents strings are Unicode, and JSON (structured mode, the tools) carries nothing else.
+TEST(Envelope, AnAttributeThatIsNotUtf8IsRefusedByName) {
+  struct Case {
+    const char* bytes;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"order-\xff", "byte 0xFF at offset 6"},       {"M\xfcller", "byte 0xFC at offset 1"},  // Latin-1
+      {"\xc0\xaf", "byte 0xC0 at offset 0"},                                                  // an overlong '/'
+      {"a\xed\xa0\x80", "byte 0xED at offset 1"},                                             // a UTF-16 surrogate
+      {"\xf4\x90\x80\x80", "byte 0xF4 at offset 0"},                                          // above U+10FFFF
+      {"cut \xe2\x82", "byte 0xE2 at offset 4"},                                              // a character cut short
+  };
+  for (const auto& c : cases) {
+    crier::Envelope e = sample();
+    e.subject = c.bytes;
+    try {
+      e.validate();
+      ADD_FAILURE() << "accepted subject " << testing::PrintToString(std::string(c.bytes));
+    } catch (const crier::Error& err) {
+      EXPECT_EQ(err.code(), crier::Errc::invalid_envelope);
+      EXPECT_NE(std::string(err.what()).find(std::string("subject is not UTF-8 (") + c.says + ")"), std::string::npos)
+          << err.what();
+    }
+  }
+  crier::Envelope e = sample();
+  e.extensions["region"] = "\xff";
+  EXPECT_THROW(e.validate(), crier::Error);
+  e = sample();
+  e.source = "/shop/\xff";
+  EXPECT_THROW(e.validate(), crier::Error);
+  e = sample();
+  e.subject = "M\xc3\xbcller \xe2\x82\xac \xf0\x9d\x84\x9e";  // ü, €, and a character beyond 16 bits
+  e.extensions["region"] = "\xe6\x9d\xb1\xe4\xba\xac";        // 東京
+  EXPECT_NO_THROW(e.validate());
+}
+
+TEST(Envelope, AttributesThatAreNotUtf8AreRefusedBeforeAnEventIsBuilt) {
+  crier::Attributes a;
+  a.subject = "order-\xff";
+  try {
+    crier::validate(a);
+    ADD_FAILURE() << "accepted";
+  } catch (const crier::Error& err) {
+    EXPECT_EQ(err.code(), crier::Errc::invalid_argument);
+    EXPECT_NE(std::string(err.what()).find("subject is not UTF-8 (byte 0xFF at offset 6)"), std::string::npos)
+        << err.what();
+  }
+  a = {};
+  a.extensions = {{"region", "M\xfcller"}};
+  EXPECT_THROW(crier::validate(a), crier::Error);
+  a = {};
+  a.partition_key = "\xff";
+  EXPECT_THROW(crier::validate(a), crier::Error);
+}
+
+// What validate() refuses may still have to be shown (an event stored before, a dead letter).
+TEST(Envelope, ToJsonWritesBytesThatAreNotUtf8AsReplacementCharacters) {
+  crier::Envelope e = sample();
+  e.subject = "order-\xff";
+  std::string text;
+  ASSERT_NO_THROW(text = e.to_json());
+  EXPECT_EQ(nlohmann::json::parse(text)["subject"], "order-\xef\xbf\xbd");
+}

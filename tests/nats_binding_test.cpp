@@ -142,6 +142,15 @@ TEST(NatsBinding, MalformedEventsAreRefusedSayingWhy) {
   EXPECT_NE(
       what({{"ce-specversion", "1.0"}, {"ce-id", "%G0"}, {"ce-source", "/x"}, {"ce-type", "a.b"}}, "").find("ce-id"),
       std::string::npos);
+  // Percent-decoded, a value must be UTF-8 (the binding says so; a CloudEvents string is).
+  const std::string latin1 = what(
+      {{"ce-specversion", "1.0"}, {"ce-id", "1"}, {"ce-source", "/x"}, {"ce-type", "a.b"}, {"ce-subject", "M%FCller"}},
+      "");
+  EXPECT_NE(latin1.find("subject is not UTF-8 (byte 0xFC at offset 1)"), std::string::npos) << latin1;
+  EXPECT_EQ(what({{"content-type", "application/cloudevents+json"}},
+                 R"({"specversion":"1.0","id":"1","source":"/x","type":"a.b","subject":"M\u00fcller"})"),
+            "accepted")
+      << "a JSON escape is UTF-8 once read";
 }
 
 TEST(NatsPublishAnswer, AnAcknowledgementSaysWhereAndADuplicateNamesTheFirstCopy) {

@@ -67,6 +67,16 @@ TEST(RedisFields, AnEntryThatIsNotAValidEventSaysWhy) {
   Fields bad_extension = fields_of(sample());
   bad_extension.emplace_back("ce_Bad-Name", "x");
   EXPECT_EQ(code_of(bad_extension), crier::Errc::invalid_envelope);
+  Fields latin1 = fields_of(sample());
+  for (auto& [name, value] : latin1)
+    if (name == "ce_subject") value = "M\xfcller";  // written by another client, not UTF-8
+  try {
+    (void)envelope_of(latin1);
+    ADD_FAILURE() << "a subject that is not UTF-8 was accepted";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("subject is not UTF-8 (byte 0xFC at offset 1)"), std::string::npos)
+        << e.what();
+  }
   Fields other = fields_of(sample());
   other.emplace_back("trace", "not an attribute");  // other fields are ignored
   EXPECT_EQ(code_of(other), std::nullopt);

@@ -54,7 +54,9 @@ struct Attributes {
   std::vector<std::pair<std::string, std::string>> extensions{};
 };
 
-/// Checks extension names and values; throws Error(Errc::invalid_name) naming the culprit.
+/// Checks the attributes before an event is built from them: extension names
+/// (Error(Errc::invalid_name)), traceparent and tracestate values, and that every value is
+/// UTF-8, as CloudEvents strings are (Error(Errc::invalid_argument)); the error names the culprit.
 CRIER_EXPORT void validate(const Attributes& attributes);
 
 /// One CloudEvents 1.0 event: the required and optional context attributes, extension
@@ -73,11 +75,13 @@ struct CRIER_EXPORT Envelope {
 
   /// Throws Error(Errc::invalid_envelope) naming the first attribute that is missing or
   /// malformed (spec version, id, source, type, time format, a datacontenttype with a
-  /// control character, extension names).
+  /// control character, extension names, a value that is not UTF-8).
   void validate() const;
 
   /// The CloudEvents JSON format ("structured mode"). JSON data is embedded as a value,
-  /// other data as a string.
+  /// other data as `data_base64`. Never throws on bytes that are not UTF-8 in an attribute
+  /// (which validate() refuses, but an old event or a dead letter may hold): they are
+  /// written as U+FFFD.
   std::string to_json() const;
   /// Parses and validates the CloudEvents JSON format; throws Error(Errc::invalid_envelope)
   /// that says what is wrong and where.

@@ -89,6 +89,7 @@ CRIER_EXPORT const char* to_string(Report::Kind kind) noexcept;
 /// Bus-wide options.
 struct BusOptions {
   /// CloudEvents `source` of events published on this bus. Default "/crier/<host>/<pid>".
+  /// UTF-8, as every CloudEvents string (else the Bus constructor throws invalid_argument).
   std::string source{};
   /// Threads of the async worker pool. Default 0: one per hardware thread. One more thread,
   /// at the lowest CPU priority, runs subscribers whose handlers keep failing.

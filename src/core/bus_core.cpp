@@ -4,6 +4,7 @@
 #include <new>
 #include <thread>
 
+#include "common/utf8.hpp"
 #include "crier/error.hpp"
 #include "crier/event.hpp"
 #include "dead_letters.hpp"
@@ -51,6 +52,8 @@ CoreImpl::CoreImpl(BusOptions options, std::shared_ptr<Transport> transport)
       source_(options_.source.empty() ? default_source() : options_.source),
       clock_owner_(options_.clock ? options_.clock : Clock::system()),
       dead_letters_(std::make_unique<DeadLetterStore>(options_.dead_letter_capacity)) {
+  if (const auto problem = utf8_problem(source_); !problem.empty())  // it goes into every event
+    throw Error(Errc::invalid_argument, "BusOptions::source " + problem);
   unsigned threads = options_.worker_threads ? options_.worker_threads : std::thread::hardware_concurrency();
   pool_ = std::make_unique<WorkerPool>(*this, std::max(1u, threads));
   if (transport_)

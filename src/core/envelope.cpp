@@ -8,6 +8,8 @@
 #include "crier/error.hpp"
 #include "crier/event.hpp"
 
+#include "common/utf8.hpp"
+
 namespace crier {
 
 namespace {
@@ -125,10 +127,21 @@ bool valid_tracestate(std::string_view v) noexcept {
 }  // namespace
 
 void validate(const Attributes& a) {
+  // CloudEvents strings are Unicode: refused here, on every bus, rather than by the one
+  // transport or tool that writes them as JSON.
+  auto utf8 = [](std::string_view what, std::string_view value) {
+    if (auto problem = detail::utf8_problem(value); !problem.empty())
+      throw Error(Errc::invalid_argument, std::string(what) + " " + problem);
+  };
+  utf8("subject", a.subject);
+  utf8("partition_key", a.partition_key);
+  utf8("dataschema", a.dataschema);
   for (const auto& [name, value] : a.extensions) {
     if (!valid_extension_name(name))
       throw Error(Errc::invalid_name, "extension attribute name " + detail::quoted_name(name) +
                                           " (want 1-20 characters of [a-z0-9], not a core attribute name)");
+    if (auto problem = detail::utf8_problem(value); !problem.empty())
+      throw Error(Errc::invalid_argument, "extension attribute '" + name + "' " + problem);
     if (name == "traceparent" && !valid_traceparent(value))
       throw Error(Errc::invalid_argument,
                   "traceparent " + detail::quoted_name(value, 80) +
@@ -249,7 +262,8 @@ Timestamp parse_time(std::string_view s) {
 
 void Envelope::validate() const {
   auto fail = [&](const std::string& why) {
-    return Error(Errc::invalid_envelope, why + (id.empty() ? std::string() : " (event id " + id + ")"));
+    const bool show_id = !id.empty() && detail::invalid_utf8_at(id) == std::string_view::npos;
+    return Error(Errc::invalid_envelope, why + (show_id ? " (event id " + id + ")" : std::string()));
   };
   if (specversion != "1.0") throw fail("specversion is '" + specversion + "', want '1.0'");
   if (id.empty()) throw fail("id is missing");
@@ -269,6 +283,19 @@ void Envelope::validate() const {
       throw fail("datacontenttype has a control character (byte " + std::to_string(c) + ")");
   for (const auto& [name, value] : extensions)
     if (!valid_extension_name(name)) throw fail("extension attribute name '" + name + "' is invalid");
+  // CloudEvents strings are Unicode: bytes that are not UTF-8 make no CloudEvent.
+  auto utf8 = [&](std::string_view what, std::string_view value) {
+    if (auto problem = detail::utf8_problem(value); !problem.empty()) throw fail(std::string(what) + " " + problem);
+  };
+  utf8("id", id);
+  utf8("source", source);
+  utf8("type", type);
+  utf8("datacontenttype", datacontenttype);
+  utf8("dataschema", dataschema);
+  utf8("subject", subject);
+  for (const auto& [name, value] : extensions)
+    if (auto problem = detail::utf8_problem(value); !problem.empty())
+      throw fail("extension attribute '" + name + "' " + problem);
 }
 
 std::string Envelope::to_json() const {
@@ -292,7 +319,9 @@ std::string Envelope::to_json() const {
     else
       j["data_base64"] = base64_encode(data);
   }
-  return j.dump();
+  // What validate() refuses may still be shown (an event stored before, a dead letter): bytes
+  // that are not UTF-8 become U+FFFD rather than an exception.
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 Envelope Envelope::from_json(std::string_view text) {

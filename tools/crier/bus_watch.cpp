@@ -135,7 +135,7 @@ void BusWatch::look() {
                         {"type", e.type},
                         {"id", e.id},
                         {"subject", e.subject},
-                        {"data", e.data.size() > kDataShown ? e.data.substr(0, kDataShown) + "\u2026" : e.data}});
+                        {"data", e.data.size() > kDataShown ? shortened(e.data, kDataShown) : e.data}});
     }
 
     std::uint64_t events = 0, lag = 0, in_flight = 0, retrying = 0, dead = 0;
@@ -244,14 +244,14 @@ void BusWatch::look() {
     last["error"] = e.what();
     last["version"] = version_;
     last["connected"] = false;
-    snapshot_ = last.dump();
+    snapshot_ = json_text(last);
     changed_.notify_all();
     return;
   }
   std::lock_guard lock(mu_);
   ++version_;
   j["version"] = version_;
-  snapshot_ = j.dump();
+  snapshot_ = json_text(j);
   prom +=
       "# HELP crier_dashboard_failed_looks_total Looks at the bus that failed.\n"
       "# TYPE crier_dashboard_failed_looks_total counter\n"

@@ -267,6 +267,16 @@ nlohmann::json subscriber_json(const SubscriberStatus& s, const BreakerView* bre
   return j;
 }
 
+std::string json_text(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string shortened(std::string_view text, std::size_t most) {
+  std::size_t cut = std::min(most, text.size());
+  while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(text.substr(0, cut)) + "\u2026";
+}
+
 nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_shown) {
   nlohmann::json j = {{"id", l.id},
                       {"subscriber", l.subscriber},
@@ -281,8 +291,7 @@ nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_sho
   if (whole)
     j["event"] = nlohmann::json::parse(l.envelope.to_json());
   else if (data_shown > 0)
-    j["data"] =
-        l.envelope.data.size() > data_shown ? l.envelope.data.substr(0, data_shown) + "\u2026" : l.envelope.data;
+    j["data"] = l.envelope.data.size() > data_shown ? shortened(l.envelope.data, data_shown) : l.envelope.data;
   return j;
 }
 

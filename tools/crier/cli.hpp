@@ -131,6 +131,12 @@ const BreakerView* breaker_of(const BreakerViews& views, const SubscriberStatus&
 /// A subscriber's status as the tools print it in JSON (`idle_ms` null: never; `breaker`
 /// null: never announced).
 nlohmann::json subscriber_json(const SubscriberStatus& s, const BreakerView* breaker);
+/// `j` as JSON text (`indent` as nlohmann's dump). Bytes that are not UTF-8 (a handler's
+/// error message in Latin-1, an event stored before crier refused them) are written as U+FFFD:
+/// a listing never fails on one.
+std::string json_text(const nlohmann::json& j, int indent = -1);
+/// At most the first `most` bytes of `text`, not cutting a UTF-8 character in two, and "…".
+std::string shortened(std::string_view text, std::size_t most);
 /// A dead letter in JSON: why, and with `whole` its event (CloudEvents JSON), else the first
 /// `data_shown` bytes of its data (none when 0).
 nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_shown = 0);

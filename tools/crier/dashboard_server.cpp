@@ -22,7 +22,7 @@ const char* const kCookie = "crier_token";
 
 void reply(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(json_text(body), "application/json");
 }
 
 void refuse(httplib::Response& res, int status, const std::string& why) { reply(res, status, {{"error", why}}); }

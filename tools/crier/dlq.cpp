@@ -42,7 +42,7 @@ void run_list(const DlqArgs& a) {
   auto bus = open_bus(a.bus, /*read_only=*/true);
   const auto letters = bus->dead_letter_queue().list(filter_of(a));
   if (a.json) {
-    for (const auto& l : letters) std::printf("%s\n", letter_json(l, false).dump().c_str());
+    for (const auto& l : letters) std::printf("%s\n", json_text(letter_json(l, false)).c_str());
     return;
   }
   std::printf("%6s  %-16s %-32s %8s  %-27s  %s\n", "ID", "SUBSCRIBER", "EVENT TYPE", "ATTEMPTS", "LAST FAILURE",
@@ -57,7 +57,7 @@ void run_show(const DlqArgs& a) {
   auto bus = open_bus(a.bus, /*read_only=*/true);
   const auto letters = bus->dead_letter_queue().list(filter_of(a));
   if (letters.empty()) throw Failure(not_found, a.bus + ": no dead letter " + std::to_string(a.ids.front()));
-  std::printf("%s\n", letter_json(letters.front(), true).dump(2).c_str());
+  std::printf("%s\n", json_text(letter_json(letters.front(), true), 2).c_str());
 }
 
 // Redrive or purge: what is selected must be said (ids, or --all with optional filters), and

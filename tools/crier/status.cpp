@@ -38,7 +38,7 @@ void print_status(const StatusArgs& a, Inspector& in) {
                                   {"newest", t.newest},
                                   {"newest_time", t.newest_time},
                                   {"last_minute", last_minute[t.event_type]}});
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", json_text(j, 2).c_str());
     return;
   }
   // Positions are as wide as the transport prints them (a Redis entry id is 15 characters).
