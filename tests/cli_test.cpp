@@ -118,6 +118,11 @@ TEST_F(CliTest, BytesThatAreNotUtf8AreShownAsReplacementCharacters) {
   const auto old = crier::Envelope::from_json(l.front());
   EXPECT_EQ(old.subject, "order-" + replacement);
   EXPECT_EQ(nlohmann::json::parse(old.data)["n"], 22);
+  r = run_crier(dir, {"republish", path, old.id});  // as it is, it is no CloudEvent
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("subject is not UTF-8 (byte 0xFF at offset 6) (event id " + old.id + "); not republished"),
+            std::string::npos)
+      << r.err;
 
   r = run_crier(dir, {"status", path, "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -150,6 +155,9 @@ TEST_F(CliTest, PublishTakesOneEventOrCloudEventLinesAndStopsAtABadOne) {
   r = run_crier(dir, {"publish", path, "--type", job, "--data", "{not json"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--data is not JSON"), std::string::npos) << r.err;
+  r = run_crier(dir, {"publish", path, "--type", job, "--data", "{}", "--subject", "M\xfcller"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("subject is not UTF-8 (byte 0xFC at offset 1)"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, DeadLettersAreListedShownAndRepairedOnlyWhenConfirmed) {

@@ -70,6 +70,12 @@ void run_publish(const PublishArgs& a) {
   }
   Envelope e = new_envelope(a.type, data.dump(), "application/json", &attrs);
   e.source = a.source;
+  try {  // before to_json(), which would write bytes that are not UTF-8 as U+FFFD
+    validate(attrs);
+    e.validate();
+  } catch (const Error& x) {
+    throw Failure(usage, x.what());
+  }
   auto bus = open_bus(a.bus, /*read_only=*/false);
   std::printf("%s\n", bus->inspector().publish_json(e.to_json()).c_str());
 }
@@ -96,6 +102,11 @@ void run_republish(const RepublishArgs& a) {
   });
   if (stopped()) throw interrupted_after("the event was not found yet; nothing was published");
   if (!found) throw Failure(not_found, a.bus + ": no stored event has id " + a.id);
+  try {  // stored before crier checked what it does now: refused, rather than changed by to_json()
+    found->validate();
+  } catch (const Error& x) {
+    throw Failure(failure, std::string(x.what()) + "; not republished");
+  }
   Envelope copy = *found;
   copy.id = new_envelope(copy.type, "", "").id;
   copy.extensions["republishedof"] = found->id;
