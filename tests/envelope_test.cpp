@@ -1,10 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <set>
 #include <thread>
 
 #include <crier/crier.hpp>
 #include <crier/json.hpp>
+
+#include "common/utf8.hpp"
 
 namespace {
 
@@ -252,4 +255,47 @@ TEST(Envelope, ToJsonWritesBytesThatAreNotUtf8AsReplacementCharacters) {
   std::string text;
   ASSERT_NO_THROW(text = e.to_json());
   EXPECT_EQ(nlohmann::json::parse(text)["subject"], "order-\xef\xbf\xbd");
+}
+
+// The checker against the definition, exhaustively: the UTF-8 of every code point is accepted,
+// and of all strings of one to three bytes, exactly those made of whole characters are (with
+// a = 128 one-byte, b = 1,920 two-byte and c = 61,440 three-byte characters, surrogates
+// excluded: a, a^2 + b and a^3 + 2ab + c of them).
+TEST(Utf8, EveryCodePointIsAcceptedAndOfAllShortStringsOnlyWholeCharacters) {
+  using crier::detail::invalid_utf8_at;
+  constexpr auto npos = std::string_view::npos;
+  for (std::uint32_t cp = 0; cp <= 0x10FFFF; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    std::string s;
+    if (cp < 0x80) {
+      s += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      s += static_cast<char>(0xC0 | (cp >> 6));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      s += static_cast<char>(0xE0 | (cp >> 12));
+      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      s += static_cast<char>(0xF0 | (cp >> 18));
+      s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    ASSERT_EQ(invalid_utf8_at(s), npos) << "U+" << std::hex << cp;
+  }
+  std::uint64_t valid[4] = {};
+  char bytes[3];
+  for (std::uint32_t v = 0; v < (1u << 24); ++v) {
+    bytes[0] = static_cast<char>(v >> 16);
+    bytes[1] = static_cast<char>(v >> 8);
+    bytes[2] = static_cast<char>(v);
+    if (v < (1u << 8) && invalid_utf8_at(std::string_view(bytes + 2, 1)) == npos) ++valid[1];
+    if (v < (1u << 16) && invalid_utf8_at(std::string_view(bytes + 1, 2)) == npos) ++valid[2];
+    if (invalid_utf8_at(std::string_view(bytes, 3)) == npos) ++valid[3];
+  }
+  const std::uint64_t a = 128, b = 1920, c = 61440;
+  EXPECT_EQ(valid[1], a);
+  EXPECT_EQ(valid[2], a * a + b);
+  EXPECT_EQ(valid[3], a * a * a + 2 * a * b + c);
 }
