@@ -147,8 +147,6 @@ class RunningCrier {
   bool finished_ = false;
 };
 
-// A store as the demo leaves one: 20 jobs; "billing" handled them all but dead-lettered the
-// 4 whose n is a multiple of 5; "audit" subscribed once, read nothing since (lag 20).
 /// Stores what is not UTF-8 where the tools show it, beside what CliTest stores: a dead
 /// letter whose error is Latin-1 (a handler's message about "Müller"), an event stored before
 /// crier refused such attributes (subject "order-" and byte 0xFF, written through the
@@ -174,6 +172,8 @@ inline std::string store_text_that_is_not_utf8(const std::string& path) {
   return data;
 }
 
+// A store as the demo leaves one: 20 jobs; "billing" handled them all but dead-lettered the
+// 4 whose n is a multiple of 5; "audit" subscribed once, read nothing since (lag 20).
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {

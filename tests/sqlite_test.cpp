@@ -696,6 +696,8 @@ TEST(SqliteRetention, PrunesOnlyWhatEverySubscriberFinished) {
 
 }  // namespace
 
+namespace {
+
 // The names of this process's threads, as top -H and gdb show them, counted.
 std::map<std::string, int> thread_names() {
   std::map<std::string, int> names;
@@ -706,6 +708,8 @@ std::map<std::string, int> thread_names() {
   }
   return names;
 }
+
+}  // namespace
 
 TEST(SqliteThreads, EachOfCriersThreadsIsNamedForWhatItDoes) {
   ScratchDir dir;
