@@ -281,8 +281,6 @@ void Envelope::validate() const {
   for (const char ch : datacontenttype)
     if (const auto c = static_cast<unsigned char>(ch); c < 0x20 || c == 0x7F)
       throw fail("datacontenttype has a control character (byte " + std::to_string(c) + ")");
-  for (const auto& [name, value] : extensions)
-    if (!valid_extension_name(name)) throw fail("extension attribute name '" + name + "' is invalid");
   // CloudEvents strings are Unicode: bytes that are not UTF-8 make no CloudEvent.
   auto utf8 = [&](std::string_view what, std::string_view value) {
     if (auto problem = detail::utf8_problem(value); !problem.empty()) throw fail(std::string(what) + " " + problem);
@@ -293,9 +291,11 @@ void Envelope::validate() const {
   utf8("datacontenttype", datacontenttype);
   utf8("dataschema", dataschema);
   utf8("subject", subject);
-  for (const auto& [name, value] : extensions)
+  for (const auto& [name, value] : extensions) {
+    if (!valid_extension_name(name)) throw fail("extension attribute name '" + name + "' is invalid");
     if (auto problem = detail::utf8_problem(value); !problem.empty())
       throw fail("extension attribute '" + name + "' " + problem);
+  }
 }
 
 std::string Envelope::to_json() const {

@@ -135,7 +135,7 @@ void BusWatch::look() {
                         {"type", e.type},
                         {"id", e.id},
                         {"subject", e.subject},
-                        {"data", e.data.size() > kDataShown ? shortened(e.data, kDataShown) : e.data}});
+                        {"data", shortened(e.data, kDataShown)}});
     }
 
     std::uint64_t events = 0, lag = 0, in_flight = 0, retrying = 0, dead = 0;

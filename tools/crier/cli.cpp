@@ -272,8 +272,9 @@ std::string json_text(const nlohmann::json& j, int indent) {
 }
 
 std::string shortened(std::string_view text, std::size_t most) {
-  std::size_t cut = std::min(most, text.size());
-  while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  if (text.size() <= most) return std::string(text);
+  std::size_t cut = most;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
   return std::string(text.substr(0, cut)) + "\u2026";
 }
 
@@ -291,7 +292,7 @@ nlohmann::json letter_json(const DeadLetter& l, bool whole, std::size_t data_sho
   if (whole)
     j["event"] = nlohmann::json::parse(l.envelope.to_json());
   else if (data_shown > 0)
-    j["data"] = l.envelope.data.size() > data_shown ? shortened(l.envelope.data, data_shown) : l.envelope.data;
+    j["data"] = shortened(l.envelope.data, data_shown);
   return j;
 }
 

@@ -135,7 +135,8 @@ nlohmann::json subscriber_json(const SubscriberStatus& s, const BreakerView* bre
 /// error message in Latin-1, an event stored before crier refused them) are written as U+FFFD:
 /// a listing never fails on one.
 std::string json_text(const nlohmann::json& j, int indent = -1);
-/// At most the first `most` bytes of `text`, not cutting a UTF-8 character in two, and "…".
+/// `text` when it has at most `most` bytes; else its first `most` bytes or fewer, not cutting
+/// a UTF-8 character in two, and "…".
 std::string shortened(std::string_view text, std::size_t most);
 /// A dead letter in JSON: why, and with `whole` its event (CloudEvents JSON), else the first
 /// `data_shown` bytes of its data (none when 0).
