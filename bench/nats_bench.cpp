@@ -26,7 +26,9 @@
 #include <vector>
 
 #include "../tests/nats_server.hpp"
+#include "alloc_counter.hpp"
 #include "bench_events.hpp"
+#include "cpu_meter.hpp"
 
 namespace {
 
@@ -149,7 +151,11 @@ void nats_publish_crier(benchmark::State& state, crier::nats::ContentMode mode) 
   const BusStreamsDeleted deleted{o.stream};
   crier::Bus bus{crier::nats::connect(o)};
   std::vector<Payment> batch(kBatch);
+  bench::CpuMeter cpu(server().pid());
+  cpu.start();
   for (auto _ : state) bus.publish_batch(batch);
+  cpu.stop();
+  cpu.report(state, static_cast<double>(state.iterations() * kBatch));
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 void BM_NatsPublish_crier(benchmark::State& state) { nats_publish_crier(state, crier::nats::ContentMode::binary); }
@@ -162,7 +168,11 @@ BENCHMARK(BM_NatsPublish_crier_structured)->Name("BM_NatsPublish/crier_structure
 void nats_publish_raw(benchmark::State& state, Raw::Headers headers) {
   Raw raw;
   const std::string payload = raw_payload();
+  bench::CpuMeter cpu(server().pid());
+  cpu.start();
   for (auto _ : state) raw.publish(kBatch, payload, headers);
+  cpu.stop();
+  cpu.report(state, static_cast<double>(state.iterations() * kBatch));
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 void BM_NatsPublish_raw(benchmark::State& state) { nats_publish_raw(state, Raw::Headers::none); }
@@ -178,17 +188,26 @@ void BM_NatsConsume_crier(benchmark::State& state) {
   const BusStreamsDeleted deleted{o.stream};
   crier::Bus bus{crier::nats::connect(o)};
   std::vector<Payment> batch(kBatch);
+  bench::CpuMeter cpu(server().pid());
+  std::uint64_t allocations = 0;
   for (auto _ : state) {
     state.PauseTiming();
     for (int i = 0; i < kConsume / kBatch; ++i) bus.publish_batch(batch);
     Handled handled;
     state.ResumeTiming();
+    cpu.start();
+    const std::uint64_t allocations_before = bench::allocations();
     auto sub = bus.subscribe<Payment>("reader", [&](const Payment&) { handled.add(); });
     handled.wait_for((kConsume / kBatch) * kBatch);
+    allocations += bench::allocations() - allocations_before;
+    cpu.stop();
     state.PauseTiming();
     sub.unsubscribe();
     state.ResumeTiming();
   }
+  const auto events = static_cast<double>(state.iterations() * (kConsume / kBatch) * kBatch);
+  cpu.report(state, events);
+  state.counters["allocs_per_event"] = static_cast<double>(allocations) / events;
   state.SetItemsProcessed(state.iterations() * (kConsume / kBatch) * kBatch);
 }
 BENCHMARK(BM_NatsConsume_crier)->Name("BM_NatsConsume/crier")->UseRealTime()->Iterations(1);
@@ -197,6 +216,7 @@ void nats_consume_raw(benchmark::State& state, Raw::Headers headers) {
   Raw raw;
   const std::string payload = raw_payload();
   int round = 0;
+  bench::CpuMeter cpu(server().pid());
   for (auto _ : state) {
     state.PauseTiming();
     raw.publish(kConsume, payload, headers);
@@ -209,6 +229,7 @@ void nats_consume_raw(benchmark::State& state, Raw::Headers headers) {
     so.Config.DeliverPolicy = js_DeliverAll;
     so.Config.MaxAckPending = 20000;
     state.ResumeTiming();
+    cpu.start();
     js_PullSubscribe(&sub, raw.js, raw.subject.c_str(), durable.c_str(), nullptr, &so, &jerr);
     int got = 0;
     while (got < kConsume) {
@@ -219,10 +240,12 @@ void nats_consume_raw(benchmark::State& state, Raw::Headers headers) {
         natsMsgList_Destroy(&list);
       }
     }
+    cpu.stop();
     state.PauseTiming();
     natsSubscription_Destroy(sub);  // keeps the consumer (Unsubscribe would delete it)
     state.ResumeTiming();
   }
+  cpu.report(state, static_cast<double>(state.iterations() * kConsume));
   state.SetItemsProcessed(state.iterations() * kConsume);
 }
 void BM_NatsConsume_raw(benchmark::State& state) { nats_consume_raw(state, Raw::Headers::none); }
