@@ -204,6 +204,32 @@ TEST_P(Conformance, TheEnvelopeTravelsWithTheEvent) {
   EXPECT_NO_THROW(got.validate());
 }
 
+// Delivery::attributes() is what the publisher set, and null when it set none, whichever
+// transport carried the event.
+TEST_P(Conformance, AttributesAreThoseThePublisherSetAndNullWhenItSetNone) {
+  auto b = bus();
+  std::mutex mu;
+  std::map<int, std::optional<crier::Attributes>> seen;  // by Job::n; nullopt: null
+  Counter done;
+  auto sub = b->subscribe<Job>("reader", [&](const Job& j, crier::Delivery& d) {
+    std::lock_guard lock(mu);
+    seen[j.n] = d.attributes() ? std::optional<crier::Attributes>(*d.attributes()) : std::nullopt;
+    done.add();
+  });
+  crier::Attributes attrs;
+  attrs.subject = "order-1";
+  attrs.extensions = {{"tenant", "acme"}};
+  b->publish(Job{1, "with"}, attrs);
+  b->publish(Job{2, "without"});
+  done.wait_for(2);
+  std::lock_guard lock(mu);
+  ASSERT_TRUE(seen[1].has_value());
+  EXPECT_EQ(seen[1]->subject, "order-1");
+  EXPECT_EQ(seen[1]->extensions, attrs.extensions);
+  EXPECT_FALSE(seen[2].has_value()) << "attributes of an event published without: subject '" << seen[2]->subject
+                                    << "', " << seen[2]->extensions.size() << " extensions";
+}
+
 TEST_P(Conformance, ChildEventsCarryTheTraceContextOfTheEventBeingHandled) {
   const std::string traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
   auto b = bus();

@@ -48,18 +48,24 @@ PublishMeta meta_of_stored(std::shared_ptr<const Envelope> stored, Timestamp tim
   const Envelope& e = *stored;
   meta.id = uuid_or_nil(e.id);
   meta.time = time;
-  auto attributes = std::make_shared<Attributes>();
-  attributes->subject = e.subject;
-  attributes->dataschema = e.dataschema;
+  // Null when the publisher set none, as for an event published in this process (and one
+  // allocation fewer for each such event delivered).
+  std::shared_ptr<Attributes> attributes;
+  auto set = [&]() -> Attributes& {
+    if (!attributes) attributes = std::make_shared<Attributes>();
+    return *attributes;
+  };
+  if (!e.subject.empty()) set().subject = e.subject;
+  if (!e.dataschema.empty()) set().dataschema = e.dataschema;
   for (const auto& [name, value] : e.extensions) {
     if (name == "correlationid")
       meta.correlation_id = uuid_or_nil(value);
     else if (name == "causationid")
       meta.causation_id = uuid_or_nil(value);
     else if (name == "partitionkey")
-      attributes->partition_key = value;
+      set().partition_key = value;
     else
-      attributes->extensions.emplace_back(name, value);
+      set().extensions.emplace_back(name, value);
   }
   meta.attributes = std::move(attributes);
   meta.stored = std::move(stored);

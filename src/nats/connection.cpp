@@ -45,16 +45,21 @@ void check(natsStatus s, std::string_view what) {
 
 HeaderViews header_views_of(natsMsg* m) {
   HeaderViews out;
+  header_views_of(m, out);
+  return out;
+}
+
+void header_views_of(natsMsg* m, HeaderViews& out) {
+  out.clear();
   const char** keys = nullptr;
   int count = 0;
-  if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK) return out;
+  if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK) return;
   out.reserve(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i) {
     const char* value = nullptr;  // the first; no array to allocate, as for all of them
     if (natsMsgHeader_Get(m, keys[i], &value) == NATS_OK && value) out.emplace_back(keys[i], value);
   }
   free(keys);
-  return out;
 }
 
 int status_of(natsMsg* m) {
@@ -177,11 +182,11 @@ std::string Connection::new_inbox() {
   return s;
 }
 
-void Connection::send(const std::string& subject, std::string_view data, const char* reply) {
+void Connection::send(const char* subject, std::string_view data, const char* reply) {
   const int n = static_cast<int>(data.size());
-  check(reply ? natsConnection_PublishRequest(nc_, subject.c_str(), reply, data.data(), n)
-              : natsConnection_Publish(nc_, subject.c_str(), data.data(), n),
-        "nats: sending to " + subject);
+  const natsStatus s = reply ? natsConnection_PublishRequest(nc_, subject, reply, data.data(), n)
+                             : natsConnection_Publish(nc_, subject, data.data(), n);
+  if (s != NATS_OK) check(s, std::string("nats: sending to ") + subject);
 }
 
 Msg Connection::request(const std::string& subject, const std::string& data, std::string_view what) {

@@ -56,6 +56,8 @@ using Msg = std::unique_ptr<natsMsg, MsgDeleter>;
 /// The message's headers (none for a message without), the first value of each name, as
 /// views of its own storage: valid while it lives unchanged.
 HeaderViews header_views_of(natsMsg* m);
+/// The same into `out` (cleared first), whose storage a caller that reads many reuses.
+void header_views_of(natsMsg* m, HeaderViews& out);
 /// A status message's code (404, 408, 409, 503...), or 0 for a message that carries data.
 int status_of(natsMsg* m);
 /// The message's payload.
@@ -113,7 +115,11 @@ class Connection {
 
   /// Sends a message without waiting for an answer (acks, pull requests). It is buffered:
   /// cnats's flusher writes it within a millisecond, flush() at once.
-  void send(const std::string& subject, std::string_view data, const char* reply = nullptr);
+  /// Every ack goes through here: nothing is allocated unless it fails.
+  void send(const char* subject, std::string_view data, const char* reply = nullptr);
+  void send(const std::string& subject, std::string_view data, const char* reply = nullptr) {
+    send(subject.c_str(), data, reply);
+  }
   /// Writes what is buffered now, for a caller that waits for an answer to it.
   void flush() noexcept;
   /// A new unique inbox subject.

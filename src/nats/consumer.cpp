@@ -6,6 +6,7 @@
 #include <atomic>
 #include <charconv>
 #include <functional>
+#include <iterator>
 
 namespace crier::nats {
 
@@ -135,6 +136,7 @@ class Puller {
   Answer receive(const std::atomic<bool>& closed) {
     Answer a;
     const int batch = batch_;
+    a.msgs.reserve(static_cast<std::size_t>(batch));  // not grown message by message
     const auto until = answer_until_;
     auto renewed = sent_;
     while (static_cast<int>(a.msgs.size()) < batch && !closed.load(std::memory_order_acquire)) {
@@ -195,47 +197,98 @@ class Puller {
   Clock::time_point open_until_{};
 };
 
-// The consumer's bookkeeping that its leases reach, also after the consumer is gone.
+// An event the bus holds.
 struct Held {
-  std::string reply;
-  Clock::time_point renewed;
-  bool counted;  // against the window: handed out, not failed
+  std::string reply{};  // the subject that settles it
+  Clock::time_point renewed{};
+  std::uint64_t lease = 0;  // the number of the lease that holds it; 0: the slot is free
+  bool counted = false;     // against the window: handed out, not failed
 };
+
+// The consumer's bookkeeping that its leases reach, also after the consumer is gone. What is
+// held sits in slots reused as events are settled (a reply subject is copied into the
+// storage of the one before): nothing is allocated per event.
 struct State {
   Mutex mu;
   CondVar cv;
-  std::map<std::uint64_t, Held> held CRIER_GUARDED_BY(mu);  // by consumer-unique lease number
-  std::size_t outstanding CRIER_GUARDED_BY(mu) = 0;         // held and counted
-  std::size_t untaken CRIER_GUARDED_BY(mu) = 0;             // fetched, not yet taken by the bus
+  std::vector<Held> held CRIER_GUARDED_BY(mu);               // slots
+  std::vector<std::size_t> free_slots CRIER_GUARDED_BY(mu);  // of `held`
+  std::size_t holding CRIER_GUARDED_BY(mu) = 0;              // slots in use
+  std::size_t outstanding CRIER_GUARDED_BY(mu) = 0;          // held and counted
+  std::size_t untaken CRIER_GUARDED_BY(mu) = 0;              // fetched, not yet taken by the bus
   std::uint64_t next_lease CRIER_GUARDED_BY(mu) = 1;
   std::shared_ptr<const Context> ctx;
 
-  // Takes lease `key` out of the books; returns the reply subject that settles its event
-  // (empty when it is not held: settled already, or handed back when the consumer went).
-  std::string release(std::uint64_t key) {
-    std::string reply;
+  // Holds the event that `reply` settles for a new lease, counted against the window;
+  // returns its slot and number.
+  std::pair<std::size_t, std::uint64_t> hold(const char* reply) CRIER_REQUIRES(mu) {
+    std::size_t slot = held.size();
+    if (free_slots.empty()) {
+      held.emplace_back();
+    } else {
+      slot = free_slots.back();
+      free_slots.pop_back();
+    }
+    Held& h = held[slot];
+    h.reply.assign(reply);
+    h.renewed = Clock::now();
+    h.lease = next_lease;
+    h.counted = true;
+    ++holding;
+    ++outstanding;
+    return {slot, next_lease++};
+  }
+
+  // The event lease `number` holds in `slot`; nullptr when it holds none (settled already, or
+  // handed back when the consumer went).
+  Held* find(std::size_t slot, std::uint64_t number) CRIER_REQUIRES(mu) {
+    return slot < held.size() && held[slot].lease == number ? &held[slot] : nullptr;
+  }
+
+  // Takes the event out of the books; `reply` is set to the subject that settles it (empty
+  // when it is not held).
+  void release(std::size_t slot, std::uint64_t number, std::string& reply) {
+    reply.clear();
     {
       MutexLock lock(mu);
-      auto it = held.find(key);
-      if (it == held.end()) return reply;
-      reply = std::move(it->second.reply);
-      if (it->second.counted) --outstanding;
-      held.erase(it);
+      Held* h = find(slot, number);
+      if (!h) return;
+      reply.assign(h->reply);
+      if (h->counted) --outstanding;
+      h->lease = 0;
+      free_slots.push_back(slot);
+      --holding;
     }
     cv.notify_all();
-    return reply;
+  }
+
+  // Takes every held event out of the books; returns their reply subjects in the order they
+  // were delivered.
+  std::vector<std::string> release_all() {
+    MutexLock lock(mu);
+    std::vector<Held*> in_use;
+    for (auto& h : held)
+      if (h.lease != 0) in_use.push_back(&h);
+    std::sort(in_use.begin(), in_use.end(), [](const Held* a, const Held* b) { return a->lease < b->lease; });
+    std::vector<std::string> replies;
+    for (Held* h : in_use) replies.push_back(std::move(h->reply));
+    held.clear();
+    free_slots.clear();
+    holding = outstanding = 0;
+    return replies;
   }
 };
 
 class NatsLease final : public Lease {
  public:
-  NatsLease(std::weak_ptr<State> state, std::uint64_t key, std::uint64_t seq, bool record)
-      : state(std::move(state)), key(key), seq(seq), record(record) {}
+  NatsLease(std::weak_ptr<State> state, std::size_t slot, std::uint64_t number, std::uint64_t seq, bool record)
+      : state(std::move(state)), slot(slot), number(number), seq(seq), record(record) {}
   ~NatsLease() override {
     if (settled) return;
     auto s = state.lock();
     if (!s) return;
-    const std::string reply = s->release(key);
+    std::string reply;
+    s->release(slot, number, reply);
     if (reply.empty()) return;
     try {
       s->ctx->conn->send(reply, "-NAK");  // given up without an outcome: to any consumer now
@@ -246,7 +299,8 @@ class NatsLease final : public Lease {
   std::string position() const override { return std::to_string(seq); }
 
   std::weak_ptr<State> state;
-  std::uint64_t key, seq;
+  std::size_t slot;
+  std::uint64_t number, seq;
   bool record;  // attempts records may exist for it
   bool settled = false;
 };
@@ -278,13 +332,7 @@ class NatsConsumer final : public Consumer {
     // What the bus still holds goes back to the server now, in sequence order, confirmed
     // (an ack with a reply is answered once processed), before the turn is given up: the
     // next process of an ordered subscriber then gets the oldest first.
-    std::vector<std::string> replies;
-    {
-      MutexLock lock(state_->mu);
-      for (auto& [key, h] : state_->held) replies.push_back(std::move(h.reply));
-      state_->held.clear();
-    }
-    for (const auto& reply : replies) {
+    for (const std::string& reply : state_->release_all()) {
       natsMsg* raw = nullptr;
       (void)natsConnection_Request(&raw, ctx_->conn->raw(), reply.c_str(), "-NAK", 4, 1000);
       natsMsg_Destroy(raw);
@@ -328,7 +376,10 @@ class NatsConsumer final : public Consumer {
         const std::size_t next = std::min(max, free_room(msgs.size() + more.size()));
         if (next > 0) main_->pull_ahead(static_cast<int>(next), wait);
       }
-      for (auto& m : more) msgs.push_back(std::move(m));
+      if (msgs.empty())
+        msgs = std::move(more);
+      else
+        std::move(more.begin(), more.end(), std::back_inserter(msgs));
     }
     std::vector<StoredEvent> out;
     out.reserve(msgs.size());
@@ -350,9 +401,8 @@ class NatsConsumer final : public Consumer {
     l.record = true;
     {
       MutexLock lock(state_->mu);
-      auto it = state_->held.find(l.key);
-      if (it != state_->held.end() && it->second.counted) {
-        it->second.counted = false;
+      if (Held* h = state_->find(l.slot, l.number); h && h->counted) {
+        h->counted = false;
         --state_->outstanding;
       }
     }
@@ -364,7 +414,7 @@ class NatsConsumer final : public Consumer {
   void retry(std::unique_ptr<Lease> lease, const Attempts& attempts) override {
     auto& l = static_cast<NatsLease&>(*lease);
     publish_record(ctx_->attempts_subject(durable_, 'w', l.seq), attempts);
-    const std::string reply = take(l);
+    const std::string& reply = take(l);
     const auto delay = std::max<std::int64_t>(
         0, std::chrono::duration_cast<nanoseconds>(attempts.retry_at - std::chrono::system_clock::now()).count());
     send(reply, "-NAK " + nlohmann::json({{"delay", delay}}).dump());
@@ -415,7 +465,7 @@ class NatsConsumer final : public Consumer {
     {
       MutexLock lock(state_->mu);
       if (state_->untaken > 0) return false;
-      held = state_->held.size();
+      held = state_->holding;
     }
     // Retries waiting in the server: their attempts records (one message per subject).
     return unacknowledged <= held &&
@@ -474,8 +524,8 @@ class NatsConsumer final : public Consumer {
     std::vector<std::string> due;
     {
       MutexLock lock(state_->mu);
-      for (auto& [key, h] : state_->held) {
-        if (now - h.renewed < ack_wait_ / 4) continue;
+      for (auto& h : state_->held) {
+        if (h.lease == 0 || now - h.renewed < ack_wait_ / 4) continue;
         h.renewed = now;
         due.push_back(h.reply);
       }
@@ -501,11 +551,12 @@ class NatsConsumer final : public Consumer {
   }
 
   std::optional<StoredEvent> stored_of(natsMsg* m) {
-    const char* reply_c = natsMsg_GetReply(m);
-    const auto delivered = reply_c ? parse_delivery(reply_c) : std::nullopt;
+    const char* reply = natsMsg_GetReply(m);
+    const auto delivered = reply ? parse_delivery(reply) : std::nullopt;
     if (!delivered) return std::nullopt;  // not a JetStream delivery: nothing to settle
     const std::string_view subject = natsMsg_GetSubject(m);
-    const HeaderViews headers = header_views_of(m);
+    header_views_of(m, headers_);
+    const HeaderViews& headers = headers_;
     // What a plain message's envelope is made of; built only for one (a CloudEvent has its own).
     PlainOrigin plain;
     auto plain_origin_of = [&]() -> const PlainOrigin& {
@@ -538,22 +589,24 @@ class NatsConsumer final : public Consumer {
       }
     }
     MutexLock lock(state_->mu);
-    const std::uint64_t key = state_->next_lease++;
-    state_->held.emplace(key, Held{reply_c, Clock::now(), true});
-    ++state_->outstanding;
+    const auto [slot, number] = state_->hold(reply);
     ++state_->untaken;
-    e.lease = std::make_unique<NatsLease>(state_, key, delivered->seq, record);
+    e.lease = std::make_unique<NatsLease>(state_, slot, number, delivered->seq, record);
     return e;
   }
 
-  // Takes the lease out of the consumer's books: settled by the caller.
-  std::string take(Lease& lease) {
+  // Takes the lease out of the consumer's books, to be settled by the caller; returns the
+  // subject that settles it (empty when it is not held any more) in a buffer of the calling
+  // thread's, valid until its next take(): every ack passes through here.
+  const std::string& take(Lease& lease) {
     auto& l = static_cast<NatsLease&>(lease);
     l.settled = true;
-    return state_->release(l.key);
+    thread_local std::string reply;
+    state_->release(l.slot, l.number, reply);
+    return reply;
   }
 
-  void send(const std::string& reply, const std::string& what) {
+  void send(const std::string& reply, std::string_view what) {
     if (!reply.empty()) ctx_->conn->send(reply, what);
   }
 
@@ -625,6 +678,7 @@ class NatsConsumer final : public Consumer {
   Clock::time_point turn_renew_at_{};
   Clock::time_point next_look_{};     // renew(): the fetch thread's
   Clock::time_point next_redrive_{};  // fetch(): the fetch thread's
+  HeaderViews headers_;               // stored_of(): the fetch thread's, reused
 };
 
 }  // namespace

@@ -3,8 +3,8 @@
 #include <crier/error.hpp>
 #include <crier/event.hpp>
 
+#include <array>
 #include <charconv>
-#include <vector>
 
 namespace crier::nats {
 
@@ -102,15 +102,23 @@ std::optional<std::pair<std::string, std::string>> parse_durable(std::string_vie
 }
 
 std::optional<Delivery> parse_delivery(std::string_view reply) {
-  std::vector<std::string_view> t;
-  for (std::size_t from = 0;;) {
+  // Every delivered message passes through here: its tokens are views into a fixed array
+  // (the forms have 9 and 12 tokens; what the fields below need lies within the first 12).
+  constexpr std::size_t kKept = 12;
+  std::array<std::string_view, kKept> t;
+  std::size_t tokens = 0;
+  for (std::size_t from = 0;; ++tokens) {
     const auto dot = reply.find('.', from);
-    t.push_back(reply.substr(from, dot == std::string_view::npos ? std::string_view::npos : dot - from));
-    if (dot == std::string_view::npos) break;
+    if (tokens < kKept)
+      t[tokens] = reply.substr(from, dot == std::string_view::npos ? std::string_view::npos : dot - from);
+    if (dot == std::string_view::npos) {
+      ++tokens;
+      break;
+    }
     from = dot + 1;
   }
-  if (t.size() < 9 || t[0] != "$JS" || t[1] != "ACK") return std::nullopt;
-  const std::size_t base = t.size() >= 11 ? 4 : 2;  // the newer form: domain, account hash
+  if (tokens < 9 || t[0] != "$JS" || t[1] != "ACK") return std::nullopt;
+  const std::size_t base = tokens >= 11 ? 4 : 2;  // the newer form: domain, account hash
   auto num = [](std::string_view s, auto& out) {
     const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
     return !s.empty() && r.ec == std::errc{} && r.ptr == s.data() + s.size();
