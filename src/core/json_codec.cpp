@@ -9,6 +9,7 @@
 #include "crier/dead_letter.hpp"
 #include "crier/error.hpp"
 #include "crier/metrics.hpp"
+#include "json_parse.hpp"
 
 namespace crier {
 
@@ -26,7 +27,7 @@ std::string json_encode(void (*write)(nlohmann::json&, const void*), const void*
 
 void json_decode(std::string_view data, void (*read)(const nlohmann::json&, void*), void* event) {
   try {
-    read(nlohmann::json::parse(data), event);
+    read(parse_json(data), event);
   } catch (const std::exception& e) {
     throw Error(Errc::codec_error, std::string("JSON decoding failed: ") + e.what());
   }
