@@ -153,9 +153,12 @@ void nats_publish_crier(benchmark::State& state, crier::nats::ContentMode mode) 
   std::vector<Payment> batch(kBatch);
   bench::CpuMeter cpu(server().pid());
   cpu.start();
+  const std::uint64_t allocations_before = bench::allocations();
   for (auto _ : state) bus.publish_batch(batch);
+  const auto events = static_cast<double>(state.iterations() * kBatch);
+  state.counters["allocs_per_event"] = static_cast<double>(bench::allocations() - allocations_before) / events;
   cpu.stop();
-  cpu.report(state, static_cast<double>(state.iterations() * kBatch));
+  cpu.report(state, events);
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 void BM_NatsPublish_crier(benchmark::State& state) { nats_publish_crier(state, crier::nats::ContentMode::binary); }

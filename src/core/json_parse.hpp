@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "crier/export.hpp"
+
 namespace crier::detail {
 
 /// Parses `text` (RFC 8259 JSON, after an optional UTF-8 byte order mark) into the value that
@@ -15,7 +17,8 @@ namespace crier::detail {
 ///
 /// Why not nlohmann::json::parse: its lexer keeps every character it reads for its error
 /// messages, in buffers it grows anew for each text: a dozen allocations for a 100-byte
-/// event, on the path of every delivered event.
-nlohmann::json parse_json(std::string_view text);
+/// event, on the path of every delivered event. Exported for crier's other libraries (the
+/// NATS transport reads each publish's acknowledgement with it), not part of the API.
+CRIER_EXPORT nlohmann::json parse_json(std::string_view text);
 
 }  // namespace crier::detail

@@ -1,5 +1,9 @@
 #include "nats/publish_answer.hpp"
 
+#include <stdexcept>
+
+#include "core/json_parse.hpp"
+
 namespace crier::nats {
 
 namespace {
@@ -14,7 +18,14 @@ PublishAnswer read(int status, std::string_view payload) {
     a.problem = status == 503 ? "no responders: the stream has no leader (yet)" : "status " + std::to_string(status);
     return a;
   }
-  const auto json = nlohmann::json::parse(payload, nullptr, false);
+  // Every publish is answered: read without nlohmann's lexer, which allocates a dozen times.
+  nlohmann::json json;
+  try {
+    json = crier::detail::parse_json(payload);
+  } catch (const std::invalid_argument&) {
+    a.problem = kNotAnAck;
+    return a;
+  }
   if (const auto& e = member(json, "error"); !e.is_null()) {
     a.problem = error_text(e);
     const int code = error_number(e, "code");
