@@ -74,6 +74,13 @@ class SubscriberState {
   void push_ready(std::unique_ptr<Parked> p);
   /// Runs the attempts of a parked event (a retry, a redrive, a held event's turn).
   void run_parked(std::unique_ptr<Parked> p);
+  /// Durable: an event handled and settled, to be destroyed by the feed thread, which made
+  /// it and its envelope. A worker freeing what another thread allocated contends with it
+  /// for that thread's malloc arena: consuming from NATS cost 5.8 or 10 us of CPU per event
+  /// by how the arenas fell (12 us with one arena for all threads), 5.2 us retired.
+  void retire(std::unique_ptr<Parked> p);
+  /// Swaps the retired events into `into` (empty: its storage is kept for the next ones).
+  void take_retired(std::vector<std::unique_ptr<Parked>>& into);
   /// Ordered subscribers: marks a key busy (its event failed and waits).
   void ordered_block(std::string_view key);
   /// Durable: an event this subscriber cannot read (damaged in the store, or its time or data
@@ -119,6 +126,9 @@ class SubscriberState {
   Mutex window_mu_;
   std::vector<bool> window_;  // last attempts' outcomes (true: failed), guarded by window_mu_
   std::size_t window_next_ = 0;
+
+  Mutex retired_mu_;
+  std::vector<std::unique_ptr<Parked>> retired_ CRIER_GUARDED_BY(retired_mu_);  // see retire()
 
   Mutex space_mu_;  // with space_cv_: publishers waiting for room in the queue
   CondVar space_cv_;

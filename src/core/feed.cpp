@@ -68,7 +68,11 @@ void Feed::loop() {
   int failures = 0;
   std::string failing_with;
   auto backoff = kFirstBackoff;
+  std::vector<std::unique_ptr<Parked>> retired;  // reused
   while (!stopping_.load(std::memory_order_acquire)) {
+    // What the workers handled goes here, to the thread that allocated it (retire()).
+    sub_.state().take_retired(retired);
+    retired.clear();
     std::vector<StoredEvent> batch;
     try {
       batch = consumer_->fetch(consumer_->fetch_batch(), kFetchWait);

@@ -43,7 +43,8 @@ SubscriberState::SubscriberState(SubscriberBase& s, const SubscribeOptions& o, b
   if (breaker.failure_rate > 0) window_.assign(static_cast<std::size_t>(std::max(1, breaker.window)), false);
 }
 
-SubscriberState::~SubscriberState() = default;
+// The feed first: its thread takes retired events (members destroyed before `feed` is).
+SubscriberState::~SubscriberState() { feed.reset(); }
 
 void too_many_publishers(const std::string& subscriber, std::uint32_t lanes) {
   throw Error(Errc::invalid_argument,
@@ -102,6 +103,16 @@ std::size_t SubscriberState::run_batch(std::size_t max) {
   return n;
 }
 
+void SubscriberState::retire(std::unique_ptr<Parked> p) {
+  MutexLock lock(retired_mu_);
+  retired_.push_back(std::move(p));
+}
+
+void SubscriberState::take_retired(std::vector<std::unique_ptr<Parked>>& into) {
+  MutexLock lock(retired_mu_);
+  into.swap(retired_);
+}
+
 void SubscriberState::push_ready(std::unique_ptr<Parked> p) {
   MutexLock lock(ready_mu_);
   ready_.push_back(std::move(p));
@@ -134,6 +145,7 @@ void SubscriberState::run_parked(std::unique_ptr<Parked> p) {
     observe_handler_time(core.clock().now() - t0);
     sub.delivered.fetch_add(1, std::memory_order_relaxed);
     core.attempt_succeeded(sub, *raw);
+    if (feed) retire(std::move(p));  // durable: made by the feed thread
   } catch (const std::exception& e) {
     observe_handler_time(core.clock().now() - t0);
     core.attempt_failed(sub, attempt, raw->event(), raw->meta, std::move(p), Thrown::of(e));
