@@ -78,7 +78,7 @@ class SubscriberState {
   /// it and its envelope. A worker freeing what another thread allocated contends with it
   /// for that thread's malloc arena: consuming from NATS cost 5.8 or 10 us of CPU per event
   /// by how the arenas fell (12 us with one arena for all threads), 5.2 us retired.
-  void retire(std::unique_ptr<Parked> p);
+  void retire(std::unique_ptr<Parked> p) noexcept;
   /// Swaps the retired events into `into` (empty: its storage is kept for the next ones).
   void take_retired(std::vector<std::unique_ptr<Parked>>& into);
   /// Ordered subscribers: marks a key busy (its event failed and waits).

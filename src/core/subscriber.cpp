@@ -2,6 +2,7 @@
 // ordering, the circuit breaker and latency accounting.
 #include <algorithm>
 #include <bit>
+#include <new>
 
 #include "core_impl.hpp"
 #include "crier/detail/core.hpp"
@@ -103,9 +104,13 @@ std::size_t SubscriberState::run_batch(std::size_t max) {
   return n;
 }
 
-void SubscriberState::retire(std::unique_ptr<Parked> p) {
+void SubscriberState::retire(std::unique_ptr<Parked> p) noexcept {
   MutexLock lock(retired_mu_);
-  retired_.push_back(std::move(p));
+  try {
+    retired_.push_back(std::move(p));
+  } catch (const std::bad_alloc&) {
+    // Destroyed here instead.
+  }
 }
 
 void SubscriberState::take_retired(std::vector<std::unique_ptr<Parked>>& into) {
@@ -145,7 +150,6 @@ void SubscriberState::run_parked(std::unique_ptr<Parked> p) {
     observe_handler_time(core.clock().now() - t0);
     sub.delivered.fetch_add(1, std::memory_order_relaxed);
     core.attempt_succeeded(sub, *raw);
-    if (feed) retire(std::move(p));  // durable: made by the feed thread
   } catch (const std::exception& e) {
     observe_handler_time(core.clock().now() - t0);
     core.attempt_failed(sub, attempt, raw->event(), raw->meta, std::move(p), Thrown::of(e));
@@ -153,6 +157,7 @@ void SubscriberState::run_parked(std::unique_ptr<Parked> p) {
     observe_handler_time(core.clock().now() - t0);
     core.attempt_failed(sub, attempt, raw->event(), raw->meta, std::move(p), Thrown::unknown());
   }
+  if (p && feed) retire(std::move(p));  // handled (a failed one went on): made by the feed thread
 }
 
 bool SubscriberState::decoded(Parked& p) noexcept {
