@@ -12,8 +12,8 @@ namespace crier::detail {
 /// Parses `text` (RFC 8259 JSON, after an optional UTF-8 byte order mark) into the value that
 /// nlohmann::json::parse gives for it: the same types (a non-negative integer unsigned, a
 /// negative one signed, one out of their range a double), a repeated key's last value, any
-/// depth, and a NUL byte after the value ending the text. Throws std::invalid_argument saying what is wrong and at
-/// which byte where nlohmann::json::parse throws.
+/// depth, and a NUL byte after the value ending the text. Throws std::invalid_argument
+/// saying what is wrong and at which byte where nlohmann::json::parse throws.
 ///
 /// Why not nlohmann::json::parse: its lexer keeps every character it reads for its error
 /// messages, in buffers it grows anew for each text: a dozen allocations for a 100-byte

@@ -213,7 +213,6 @@ struct State {
   CondVar cv;
   std::vector<Held> held CRIER_GUARDED_BY(mu);               // slots
   std::vector<std::size_t> free_slots CRIER_GUARDED_BY(mu);  // of `held`
-  std::size_t holding CRIER_GUARDED_BY(mu) = 0;              // slots in use
   std::size_t outstanding CRIER_GUARDED_BY(mu) = 0;          // held and counted
   std::size_t untaken CRIER_GUARDED_BY(mu) = 0;              // fetched, not yet taken by the bus
   std::uint64_t next_lease CRIER_GUARDED_BY(mu) = 1;
@@ -234,10 +233,12 @@ struct State {
     h.renewed = Clock::now();
     h.lease = next_lease;
     h.counted = true;
-    ++holding;
     ++outstanding;
     return {slot, next_lease++};
   }
+
+  // How many events are held.
+  std::size_t holding() const CRIER_REQUIRES(mu) { return held.size() - free_slots.size(); }
 
   // The event lease `number` holds in `slot`; nullptr when it holds none (settled already, or
   // handed back when the consumer went).
@@ -257,7 +258,6 @@ struct State {
       if (h->counted) --outstanding;
       h->lease = 0;
       free_slots.push_back(slot);
-      --holding;
     }
     cv.notify_all();
   }
@@ -274,7 +274,7 @@ struct State {
     for (Held* h : in_use) replies.push_back(std::move(h->reply));
     held.clear();
     free_slots.clear();
-    holding = outstanding = 0;
+    outstanding = 0;
     return replies;
   }
 };
@@ -465,7 +465,7 @@ class NatsConsumer final : public Consumer {
     {
       MutexLock lock(state_->mu);
       if (state_->untaken > 0) return false;
-      held = state_->holding;
+      held = state_->holding();
     }
     // Retries waiting in the server: their attempts records (one message per subject).
     return unacknowledged <= held &&
