@@ -5,6 +5,7 @@
 #include <crier/error.hpp>
 
 #include "nats/binding.hpp"
+#include "nats/header_block.hpp"
 #include "nats/names.hpp"
 #include "nats/publish_answer.hpp"
 
@@ -151,6 +152,47 @@ TEST(NatsBinding, MalformedEventsAreRefusedSayingWhy) {
                  R"({"specversion":"1.0","id":"1","source":"/x","type":"a.b","subject":"M\u00fcller"})"),
             "accepted")
       << "a JSON escape is UTF-8 once read";
+}
+
+TEST(NatsHeaderBlock, NamesWithTheirFirstValueTrimmedInTheOrderTheyCame) {
+  using Views = std::vector<std::pair<std::string, std::string>>;
+  auto read = [](std::string_view block) {
+    HeaderViews out{{"left", "over"}};
+    EXPECT_TRUE(parse_header_block(block, out)) << block;
+    return Views(out.begin(), out.end());
+  };
+  EXPECT_EQ(read("NATS/1.0\r\n\r\n"), Views{});
+  EXPECT_EQ(read("NATS/1.0\r\nce-id: 1\r\nce-type:  a b \r\nNats-Msg-Id:x\r\n\r\n"),
+            (Views{{"ce-id", "1"}, {"ce-type", "a b"}, {"Nats-Msg-Id", "x"}}));
+  // Names keep their case, the first value of each counts; a value may hold colons.
+  EXPECT_EQ(read("NATS/1.0\r\nA: 1\r\nA: 2\r\na: 3\r\nt: x:y: z\r\n\r\n"),
+            (Views{{"A", "1"}, {"a", "3"}, {"t", "x:y: z"}}));
+  // All up to the colon is the name; tabs and spaces around a value are not part of it.
+  EXPECT_EQ(read("NATS/1.0\r\nk : \tv\t \r\n\r\n"), (Views{{"k ", "v"}}));
+  // A value may be empty (cnats 3.4.1 would read the next line as this one's value).
+  EXPECT_EQ(read("NATS/1.0\r\nA:\r\nB:  \t\r\nC: 3\r\n\r\n"), (Views{{"A", ""}, {"B", ""}, {"C", "3"}}));
+}
+
+TEST(NatsHeaderBlock, WhatItDoesNotReadAsCnatsDoesIsLeftToCnats) {
+  for (std::string_view block : {
+           "NATS/1.0 404 No Messages\r\n\r\n",  // a status: cnats makes a Status header of it
+           "NATS/1.0 503\r\n\r\n",
+           "NATS/1.0\r\nA: 1\r\n folded\r\n\r\n",  // a folded line
+           "NATS/1.0\r\nA 1\r\n\r\n",              // no colon
+           "NATS/1.0\r\n: v\r\n\r\n",              // no name
+           "NATS/1.0\r\n\r\n\r\n",                 // an empty line inside
+           "NATS/1.0\r\nA: 1\r\n",                 // not ended
+           "NATS/2.0\r\n\r\n",
+           "",
+           "NATS/1.0\r\n",
+       }) {
+    HeaderViews out;
+    EXPECT_FALSE(parse_header_block(block, out)) << block;
+  }
+  // A block cnats has read: it wrote NULs over the colons and the ends of values.
+  const std::string read_by_cnats("NATS/1.0\r\nA\0 1\0\n\r\n", 18);
+  HeaderViews out;
+  EXPECT_FALSE(parse_header_block(read_by_cnats, out));
 }
 
 TEST(NatsPublishAnswer, AnAcknowledgementSaysWhereAndADuplicateNamesTheFirstCopy) {

@@ -1,5 +1,7 @@
 #include "nats/connection.hpp"
 
+#include "nats/header_block.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <thread>
@@ -50,6 +52,10 @@ HeaderViews header_views_of(natsMsg* m) {
 }
 
 void header_views_of(natsMsg* m, HeaderViews& out) {
+  if (const auto block = header_block_of(m)) {
+    if (block->empty()) return out.clear();
+    if (parse_header_block(*block, out)) return;
+  }
   out.clear();
   const char** keys = nullptr;
   int count = 0;

@@ -4,7 +4,8 @@
 // only with a sequence) and as consumer info (counts read as counts or refused with
 // crier::Error). Reading either refuses with crier::Error or accepts an envelope that is
 // valid and that crier's own binary-mode headers carry back unchanged; percent-encoding
-// any value decodes back to it.
+// any value decodes back to it. Read as a header block, what is read lies in the input,
+// names each once, and written out again reads the same.
 #include <crier/envelope.hpp>
 #include <crier/error.hpp>
 
@@ -13,6 +14,7 @@
 #include <string_view>
 
 #include "nats/binding.hpp"
+#include "nats/header_block.hpp"
 #include "nats/names.hpp"
 #include "nats/publish_answer.hpp"
 
@@ -42,11 +44,29 @@ Headers headers_of(std::string_view& text) {
   return h;
 }
 
+// Reads the input as a header block; what it reads, written as a block again, reads the same.
+void read_header_block(std::string_view input) {
+  HeaderViews views;
+  if (!parse_header_block(input, views)) return;
+  std::string again = "NATS/1.0\r\n";
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    const auto& [name, value] = views[i];
+    if (name.data() < input.data() || value.data() + value.size() > input.data() + input.size()) std::abort();
+    for (std::size_t j = 0; j < i; ++j)
+      if (views[j].first == name) std::abort();
+    again.append(name).append(": ").append(value).append("\r\n");
+  }
+  again += "\r\n";
+  HeaderViews reread;
+  if (!parse_header_block(again, reread) || reread != views) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(bytes), size);
   (void)parse_delivery(input);
+  read_header_block(input);
   if (const PublishAnswer a = read_publish_answer(0, input); a.kind != PublishAnswer::Kind::stored && a.problem.empty())
     std::abort();
   if (percent_decode(percent_encode(input), "fuzz") != input) std::abort();

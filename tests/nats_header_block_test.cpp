@@ -1,0 +1,159 @@
+// Header blocks read in place (src/nats/header_block.hpp) read as cnats reads them: messages
+// with generated headers go through a real nats-server, and each received block is read
+// both ways. Fails if the cnats linked keeps received messages differently.
+#include <gtest/gtest.h>
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nats/header_block.hpp"
+#include "nats_server.hpp"
+
+using namespace test;
+using crier::nats::header_block_of;
+using crier::nats::HeaderViews;
+using crier::nats::parse_header_block;
+
+namespace {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+// Header sets as publishers write them: names of every case, repeats, values with spaces,
+// tabs and colons; now and then a name starting with a space (a folded line: cnats's to
+// read). Nothing cnats 3.4.1 misreads (WhatCnatsMisreadsIsReadRight): no value that is
+// empty or blank, no name that starts another.
+std::vector<HeaderList> generated(int n) {
+  std::mt19937 rng(20261205);
+  auto pick = [&](std::string_view from, int len) {
+    std::string s;
+    for (int i = 0; i < len; ++i) s += from[rng() % from.size()];
+    return s;
+  };
+  constexpr std::string_view kName = "abcXYZ-_.019";
+  constexpr std::string_view kValue = "abc XYZ:%/-_.019\t\"";
+  std::vector<HeaderList> sets = {
+      {},
+      {{"ce-specversion", "1.0"}, {"ce-id", "018f"}, {"content-type", "application/json"}, {"Nats-Msg-Id", "018f"}},
+      {{"A", "1"}, {"A", "2"}, {"a", "3"}},
+      {{"k", "  padded  "}, {"t", "x:y: z"}},
+  };
+  while (static_cast<int>(sets.size()) < n) {
+    HeaderList h;
+    const int count = 1 + static_cast<int>(rng() % 8);
+    for (int i = 0; i < count; ++i) {
+      std::string name = pick(kName, 1 + static_cast<int>(rng() % 12));
+      std::string value = pick(kValue, 1 + static_cast<int>(rng() % 40));
+      if (value.find_first_not_of(" \t") == std::string::npos) value += 'v';
+      if (rng() % 50 == 0) name = " " + name;
+      if (rng() % 10 == 0 && !h.empty()) name = h.front().first;  // a repeat
+      const bool starts_another = std::any_of(h.begin(), h.end(), [&](const auto& other) {
+        return other.first != name && (other.first.starts_with(name) || name.starts_with(other.first));
+      });
+      if (starts_another) continue;
+      h.emplace_back(std::move(name), std::move(value));
+    }
+    sets.push_back(std::move(h));
+  }
+  return sets;
+}
+
+// What cnats reads: each name with its first value. It rewrites the block as it reads it.
+std::map<std::string, std::string> read_by_cnats(natsMsg* m) {
+  std::map<std::string, std::string> out;
+  const char** keys = nullptr;
+  int count = 0;
+  if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK) return out;
+  for (int i = 0; i < count; ++i) {
+    const char* value = nullptr;
+    if (natsMsgHeader_Get(m, keys[i], &value) == NATS_OK && value) out[keys[i]] = value;
+  }
+  free(keys);
+  return out;
+}
+
+}  // namespace
+
+TEST(NatsHeaderBlock, ReceivedBlocksReadInPlaceAsCnatsReadsThem) {
+  NatsServer server;
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, server.url().c_str()), NATS_OK);
+  natsSubscription* sub = nullptr;
+  ASSERT_EQ(natsConnection_SubscribeSync(&sub, nc, "headers"), NATS_OK);
+  const auto sets = generated(3000);
+  for (const auto& set : sets) {
+    natsMsg* m = nullptr;
+    ASSERT_EQ(natsMsg_Create(&m, "headers", "the.reply", "data", 4), NATS_OK);
+    for (const auto& [name, value] : set) ASSERT_EQ(natsMsgHeader_Add(m, name.c_str(), value.c_str()), NATS_OK);
+    ASSERT_EQ(natsConnection_PublishMsg(nc, m), NATS_OK);
+    natsMsg_Destroy(m);
+  }
+  ASSERT_EQ(natsConnection_PublishString(nc, "headers", "no reply, no headers"), NATS_OK);
+
+  std::size_t in_place = 0;
+  for (const auto& set : sets) {
+    natsMsg* m = nullptr;
+    ASSERT_EQ(natsSubscription_NextMsg(&m, sub, 10000), NATS_OK);
+    const auto block = header_block_of(m);
+    ASSERT_TRUE(block) << "cnats " << nats_GetVersion() << " keeps received messages differently";
+    EXPECT_EQ(block->empty(), set.empty());
+    HeaderViews views;
+    const bool read = parse_header_block(*block, views);
+    const std::string text(*block);
+    const HeaderList mine(views.begin(), views.end());  // copied: cnats rewrites the block
+    const auto theirs = read_by_cnats(m);
+    if (read) {
+      ++in_place;
+      const std::map<std::string, std::string> mine_by_name(mine.begin(), mine.end());
+      EXPECT_EQ(mine_by_name, theirs) << testing::PrintToString(text);
+      EXPECT_EQ(mine.size(), theirs.size()) << "a name twice in " << text;
+    }
+    // Once cnats has read a block, it is cnats's: NULs are written over it.
+    if (!set.empty()) {
+      EXPECT_FALSE(parse_header_block(*header_block_of(m), views)) << text;
+    }
+    natsMsg_Destroy(m);
+  }
+  // All but those with a folded line (about one in ten).
+  EXPECT_GT(in_place, sets.size() * 3 / 4);
+
+  natsMsg* m = nullptr;
+  ASSERT_EQ(natsSubscription_NextMsg(&m, sub, 10000), NATS_OK);
+  const auto none = header_block_of(m);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+  natsMsg_Destroy(m);
+  natsSubscription_Destroy(sub);
+  natsConnection_Destroy(nc);
+}
+
+TEST(NatsHeaderBlock, WhatCnatsMisreadsIsReadRight) {
+  NatsServer server;
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, server.url().c_str()), NATS_OK);
+  natsSubscription* sub = nullptr;
+  ASSERT_EQ(natsConnection_SubscribeSync(&sub, nc, "headers"), NATS_OK);
+  // Added in name order: cnats files a header added after one whose name it starts under
+  // that one when their hashes agree, as they do for these.
+  const std::map<std::string, std::string> sent = {
+      {"ce-a", "short"}, {"ce-abc", "long"}, {"ce-ti", "1"}, {"ce-time", "2026-12-05T00:00:00Z"}, {"empty", ""}};
+  natsMsg* m = nullptr;
+  ASSERT_EQ(natsMsg_Create(&m, "headers", nullptr, "data", 4), NATS_OK);
+  for (const auto& [name, value] : sent) ASSERT_EQ(natsMsgHeader_Add(m, name.c_str(), value.c_str()), NATS_OK);
+  ASSERT_EQ(natsConnection_PublishMsg(nc, m), NATS_OK);
+  natsMsg_Destroy(m);
+  ASSERT_EQ(natsSubscription_NextMsg(&m, sub, 10000), NATS_OK);
+  const auto block = header_block_of(m);
+  ASSERT_TRUE(block);
+  HeaderViews views;
+  ASSERT_TRUE(parse_header_block(*block, views)) << testing::PrintToString(std::string(*block));
+  const std::map<std::string, std::string> read(views.begin(), views.end());
+  EXPECT_EQ(read, sent);
+  natsMsg_Destroy(m);
+  natsSubscription_Destroy(sub);
+  natsConnection_Destroy(nc);
+}
