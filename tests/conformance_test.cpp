@@ -218,8 +218,9 @@ TEST_P(Conformance, AttributesAreThoseThePublisherSetAndNullWhenItSetNone) {
   });
   crier::Attributes attrs;
   attrs.subject = "order-1";
-  // An empty one: cnats 3.4.1 misread its header (nats/header_block.hpp).
-  attrs.extensions = {{"empty", ""}, {"tenant", "acme"}};
+  // An empty one; "ti" and "ty", whose headers' names start those of the time and type
+  // attributes (ce-ti, ce-time): cnats 3.4.1 misread both (nats/header_block.hpp).
+  attrs.extensions = {{"empty", ""}, {"tenant", "acme"}, {"ti", "1"}, {"ty", "2"}};
   b->publish(Job{1, "with"}, attrs);
   b->publish(Job{2, "without"});
   done.wait_for(2);

@@ -4,6 +4,8 @@
 
 #include <crier/error.hpp>
 
+#include <algorithm>
+
 #include "nats/binding.hpp"
 #include "nats/header_block.hpp"
 #include "nats/names.hpp"
@@ -97,6 +99,21 @@ TEST(NatsBinding, BinaryModeRoundTrips) {
   EXPECT_EQ(back.extensions, e.extensions);
   EXPECT_EQ(back.datacontenttype, "application/json");
   EXPECT_EQ(back.data, e.data);
+}
+
+// In name order: cnats 3.4.1 files a header added after one whose name it starts under that
+// one (an extension "ti" under ce-time, "ty" under ce-type).
+TEST(NatsBinding, BinaryHeadersComeInNameOrder) {
+  auto e = sample();
+  e.extensions["ti"] = "1";
+  e.extensions["ty"] = "2";
+  e.extensions["a"] = "3";
+  e.extensions["zz"] = "4";
+  std::vector<std::string> names;
+  for (const auto& [name, value] : binary_headers(e)) names.push_back(name);
+  EXPECT_TRUE(std::is_sorted(names.begin(), names.end())) << testing::PrintToString(names);
+  EXPECT_EQ(names.size(), 6 + 1 + e.extensions.size());  // six attributes, content-type, extensions
+  EXPECT_EQ(envelope_of(views_of(binary_headers(e)), e.data, {}).extensions, e.extensions);
 }
 
 TEST(NatsBinding, AnEmptyExtensionIsKept) {  // found by fuzz_nats_message

@@ -3,6 +3,7 @@
 // event as CloudEvents JSON), and plain NATS messages that carry neither.
 #pragma once
 
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,10 +31,13 @@ std::string percent_decode(std::string_view value, std::string_view header);
 /// True when percent_encode would change `value`.
 bool needs_percent_encoding(std::string_view value) noexcept;
 
-/// Calls `visit(name, value)` for each header of a binary-mode message, in order:
-/// ce-specversion, ce-id, ce-source, ce-type, the optional attributes and extensions, and
-/// content-type. Names and values are NUL-terminated and valid during the call only (what
-/// needs no escape is the envelope's own string, not a copy). The payload is `e.data`.
+/// Calls `visit(name, value)` for each header of a binary-mode message: the attributes and
+/// extensions as `ce-` headers in name order, then content-type. Names and values are
+/// NUL-terminated and valid during the call only (what needs no escape is the envelope's own
+/// string, not a copy). The payload is `e.data`.
+/// Name order, because cnats 3.4.1 files a header added after one whose name it starts under
+/// that one when their hashes agree (an extension `ti` under ce-time: nats/header_block.hpp);
+/// added in name order, no name comes after one it starts.
 template <class Visit>
 void visit_binary_headers(const Envelope& e, Visit&& visit) {
   std::string name, escaped;  // built only for extensions and for values that need escapes
@@ -45,21 +49,23 @@ void visit_binary_headers(const Envelope& e, Visit&& visit) {
     escaped = percent_encode(value);
     visit(header, escaped.c_str());
   };
-  auto optional = [&](const char* header, const std::string& value) {
-    if (!value.empty()) add(header, value);
+  auto add_extension = [&](const auto& extension) {  // there even when empty
+    name.assign("ce-").append(extension.first);
+    add(name.c_str(), extension.second);
   };
-  optional("ce-specversion", e.specversion);
-  optional("ce-id", e.id);
-  optional("ce-source", e.source);
-  optional("ce-type", e.type);
-  optional("ce-subject", e.subject);
-  optional("ce-time", e.time);
-  optional("ce-dataschema", e.dataschema);
-  // An extension is there even when empty (an empty core attribute is an absent one).
-  for (const auto& [extension, value] : e.extensions) {
-    name.assign("ce-").append(extension);
-    add(name.c_str(), value);
+  // The core attributes in name order, each after the extensions named before it (none is
+  // named as one: Envelope::validate); an empty core attribute is an absent one.
+  static constexpr std::string_view kCore[] = {"dataschema", "id", "source", "specversion", "subject", "time", "type"};
+  const std::string* const values[] = {&e.dataschema, &e.id, &e.source, &e.specversion, &e.subject, &e.time, &e.type};
+  auto extension = e.extensions.begin();
+  for (std::size_t i = 0; i < std::size(kCore); ++i) {
+    for (; extension != e.extensions.end() && extension->first.compare(kCore[i]) < 0; ++extension)
+      add_extension(*extension);
+    if (values[i]->empty()) continue;
+    name.assign("ce-").append(kCore[i]);
+    add(name.c_str(), *values[i]);
   }
+  for (; extension != e.extensions.end(); ++extension) add_extension(*extension);
   if (!e.datacontenttype.empty()) visit("content-type", e.datacontenttype.c_str());
 }
 

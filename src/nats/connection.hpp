@@ -69,7 +69,9 @@ void check(natsStatus s, std::string_view what);
 /// A message to publish to the stream.
 struct Outgoing {
   std::string subject{};
-  Headers headers{};  ///< Nats-Msg-Id among them, for de-duplication
+  /// Nats-Msg-Id among them, for de-duplication. Added after the event's: none may be the
+  /// start of another header's name (cnats 3.4.1 would file it under that one).
+  Headers headers{};
   std::string payload{};
   /// Binary mode: the event whose attributes are sent as headers before `headers`, and whose
   /// data is the payload (`payload` stays empty). Read when sent: it outlives the publish.
