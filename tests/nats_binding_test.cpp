@@ -212,6 +212,15 @@ TEST(NatsHeaderBlock, WhatItDoesNotReadAsCnatsDoesIsLeftToCnats) {
   EXPECT_FALSE(parse_header_block(read_by_cnats, out));
 }
 
+TEST(NatsHeaderBlock, AStatusIsTheFirstLinesCode) {
+  EXPECT_EQ(status_of_block("NATS/1.0 404 No Messages\r\n\r\n"), 404);
+  EXPECT_EQ(status_of_block("NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 0\r\n\r\n"), 100);
+  EXPECT_EQ(status_of_block("NATS/1.0 503\r\n\r\n"), 503);
+  EXPECT_EQ(status_of_block("NATS/1.0\r\nStatus: 404\r\n\r\n"), 0);  // a header, not a status
+  EXPECT_EQ(status_of_block("NATS/1.0\r\n\r\n"), 0);
+  EXPECT_EQ(status_of_block(""), 0);
+}
+
 TEST(NatsPublishAnswer, AnAcknowledgementSaysWhereAndADuplicateNamesTheFirstCopy) {
   const auto a = read_publish_answer(0, R"({"stream":"ORDERS","seq":42})");
   EXPECT_EQ(a.kind, PublishAnswer::Kind::stored);

@@ -70,6 +70,8 @@ void header_views_of(natsMsg* m, HeaderViews& out) {
 
 int status_of(natsMsg* m) {
   if (natsMsg_GetDataLength(m) != 0) return 0;
+  // Read in place: cnats's reading would leave a data message's headers for cnats to read.
+  if (const auto block = header_block_of(m)) return status_of_block(*block);
   const char* status = nullptr;
   if (natsMsgHeader_Get(m, "Status", &status) != NATS_OK || status == nullptr) return 0;
   return std::atoi(status);

@@ -8,6 +8,7 @@ namespace crier::nats {
 
 namespace {
 
+constexpr std::string_view kVersion = "NATS/1.0";
 constexpr std::string_view kVersionLine = "NATS/1.0\r\n";
 constexpr std::string_view kCrlf = "\r\n";
 
@@ -61,6 +62,17 @@ bool parse_header_block(std::string_view block, HeaderViews& out) {
       out.emplace_back(name, value);
   }
   return true;
+}
+
+int status_of_block(std::string_view block) {
+  if (!block.starts_with(kVersion)) return 0;
+  std::string_view line = block.substr(kVersion.size(), block.find(kCrlf) - kVersion.size());
+  while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+  // The first three characters, as cnats reads them (atoi of "404"); a description may follow.
+  int status = 0;
+  for (std::size_t i = 0; i < std::min<std::size_t>(3, line.size()) && line[i] >= '0' && line[i] <= '9'; ++i)
+    status = status * 10 + (line[i] - '0');
+  return status;
 }
 
 }  // namespace crier::nats

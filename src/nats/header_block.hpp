@@ -33,4 +33,8 @@ std::optional<std::string_view> header_block_of(natsMsg* m);
 /// line, a line without a name or a colon, or a block not framed as above.
 bool parse_header_block(std::string_view block, HeaderViews& out);
 
+/// The status a header block's first line carries ("NATS/1.0 404 No Messages": 404), as cnats
+/// reads it; 0 when it carries none.
+int status_of_block(std::string_view block);
+
 }  // namespace crier::nats
