@@ -54,8 +54,8 @@ struct MsgDeleter {
 using Msg = std::unique_ptr<natsMsg, MsgDeleter>;
 
 /// The message's headers (none for a message without), the first value of each name, as
-/// views of its own storage: valid while it lives unchanged. Read in place where that reads
-/// them as cnats does (nats/header_block.hpp), else through cnats.
+/// views of its own storage: valid while it lives unchanged. Read in place (nats/header_block.hpp),
+/// else (a status or folded line, an unknown cnats) through cnats.
 HeaderViews header_views_of(natsMsg* m);
 /// The same into `out` (cleared first), whose storage a caller that reads many reuses.
 void header_views_of(natsMsg* m, HeaderViews& out);

@@ -21,8 +21,8 @@ namespace crier::nats {
 /// The header block of a message cnats received ("NATS/1.0...\r\n\r\n"), in the message's
 /// own storage: empty when it has none; nullopt when it cannot be found safely (a cnats
 /// version whose layout is unknown), for cnats to read.
-/// Must be called before anything asks cnats for the message's headers: cnats writes its
-/// terminators into the block when it reads it.
+/// Once cnats has read the message's headers the block holds the NULs it wrote into it, and
+/// parse_header_block refuses it: read it in place first.
 std::optional<std::string_view> header_block_of(natsMsg* m);
 
 /// Reads a header block as sent ("NATS/1.0\r\n", "Name: value\r\n" lines, then "\r\n") into
