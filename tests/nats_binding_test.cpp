@@ -206,6 +206,14 @@ TEST(NatsHeaderBlock, WhatItDoesNotReadAsCnatsDoesIsLeftToCnats) {
     HeaderViews out;
     EXPECT_FALSE(parse_header_block(block, out)) << block;
   }
+  // More names than are compared one with another (repeats of one are not more).
+  std::string many = "NATS/1.0\r\n", repeats = many;
+  for (int i = 0; i < 65; ++i) many += "h" + std::to_string(i) + ": v\r\n";
+  for (int i = 0; i < 1000; ++i) repeats += "h: v\r\n";
+  HeaderViews views;
+  EXPECT_FALSE(parse_header_block(many + "\r\n", views));
+  EXPECT_TRUE(parse_header_block(repeats + "\r\n", views));
+  EXPECT_EQ(views.size(), 1u);
   // A block cnats has read: it wrote NULs over the colons and the ends of values.
   const std::string read_by_cnats("NATS/1.0\r\nA\0 1\0\n\r\n", 18);
   HeaderViews out;

@@ -12,6 +12,10 @@ constexpr std::string_view kVersion = "NATS/1.0";
 constexpr std::string_view kVersionLine = "NATS/1.0\r\n";
 constexpr std::string_view kCrlf = "\r\n";
 
+// The most distinct names read in place: each is compared with those before it, so a message
+// with thousands (anyone may publish one) goes to cnats's hash table instead.
+constexpr std::size_t kMostNames = 64;
+
 // isspace() in the C locale, which cnats trims with.
 bool is_space(char c) noexcept { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
@@ -58,8 +62,9 @@ bool parse_header_block(std::string_view block, HeaderViews& out) {
     while (!value.empty() && is_space(value.front())) value.remove_prefix(1);
     while (!value.empty() && is_space(value.back())) value.remove_suffix(1);
     const std::string_view name = line.substr(0, colon);
-    if (std::none_of(out.begin(), out.end(), [&](const auto& h) { return h.first == name; }))
-      out.emplace_back(name, value);
+    if (std::any_of(out.begin(), out.end(), [&](const auto& h) { return h.first == name; })) continue;
+    if (out.size() == kMostNames) return false;
+    out.emplace_back(name, value);
   }
   return true;
 }

@@ -30,7 +30,7 @@ std::optional<std::string_view> header_block_of(natsMsg* m);
 /// trimmed of spaces at both ends (perhaps empty), in the order they came.
 /// Returns false, `out` then unspecified, for a block it leaves to cnats: one with a status
 /// after "NATS/1.0" (404, 408, 503 ...), a folded line (starting with a space), an empty
-/// line, a line without a name or a colon, or a block not framed as above.
+/// line, a line without a name or a colon, more than 64 names, or a block not framed as above.
 bool parse_header_block(std::string_view block, HeaderViews& out);
 
 /// The status a header block's first line carries ("NATS/1.0 404 No Messages": 404), as cnats
