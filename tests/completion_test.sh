@@ -20,7 +20,9 @@ failed=0
 check() {  # check WORD WORDS...: completing WORDS offers WORD
   local want=$1
   shift
-  if ! offered "$@" | grep -qxe "$want"; then
+  # Not piped into grep -q: it exits at its first match, and with pipefail the writer's
+  # SIGPIPE would fail the check (it did, under load, when WORD was offered first of two).
+  if ! grep -qxe "$want" <<<"$(offered "$@")"; then
     echo "completing '$*' does not offer $want"
     failed=1
   fi
