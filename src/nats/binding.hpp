@@ -3,7 +3,6 @@
 // event as CloudEvents JSON), and plain NATS messages that carry neither.
 #pragma once
 
-#include <iterator>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -55,15 +54,16 @@ void visit_binary_headers(const Envelope& e, Visit&& visit) {
   };
   // The core attributes in name order, each after the extensions named before it (none is
   // named as one: Envelope::validate); an empty core attribute is an absent one.
-  static constexpr std::string_view kCore[] = {"dataschema", "id", "source", "specversion", "subject", "time", "type"};
-  const std::string* const values[] = {&e.dataschema, &e.id, &e.source, &e.specversion, &e.subject, &e.time, &e.type};
+  const std::pair<std::string_view, const std::string*> core[] = {
+      {"dataschema", &e.dataschema}, {"id", &e.id},     {"source", &e.source}, {"specversion", &e.specversion},
+      {"subject", &e.subject},       {"time", &e.time}, {"type", &e.type}};
   auto extension = e.extensions.begin();
-  for (std::size_t i = 0; i < std::size(kCore); ++i) {
-    for (; extension != e.extensions.end() && extension->first.compare(kCore[i]) < 0; ++extension)
+  for (const auto& [attribute, value] : core) {
+    for (; extension != e.extensions.end() && extension->first.compare(attribute) < 0; ++extension)
       add_extension(*extension);
-    if (values[i]->empty()) continue;
-    name.assign("ce-").append(kCore[i]);
-    add(name.c_str(), *values[i]);
+    if (value->empty()) continue;
+    name.assign("ce-").append(attribute);
+    add(name.c_str(), *value);
   }
   for (; extension != e.extensions.end(); ++extension) add_extension(*extension);
   if (!e.datacontenttype.empty()) visit("content-type", e.datacontenttype.c_str());
