@@ -669,6 +669,31 @@ TEST(SqliteOutbox, RefusesAFileWithoutAStore) {
 
 // --- retention and start positions --------------------------------------------------------
 
+// flush() returns once every event is finished in the store, not only handled: what it waited
+// for is no longer held (and so can be pruned, and is not delivered again after a crash). The
+// handler lets the test call flush() and then returns a little later each time (busy, for 0 to
+// 2 ms), so that its acknowledgement lands at every moment of flush()'s look at the store.
+TEST(SqliteFlush, WhatAFlushWaitedForIsFinishedInTheStore) {
+  ScratchDir dir;
+  auto store = crier::sqlite::open(dir.file("flush.db"));
+  crier::Bus bus{store};
+  Counter handled;
+  std::atomic<int> busy_us{0};
+  auto sub = bus.subscribe<Job>("s", [&](const Job&) {
+    handled.add();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(busy_us.load());
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  });
+  for (int i = 0; i < 200; ++i) {
+    busy_us = (i % 100) * 20;
+    bus.publish(Job{i, ""});
+    handled.wait_for(i + 1);
+    ASSERT_TRUE(bus.flush(30s));
+    ASSERT_EQ(store->stats().in_flight, 0u) << "after flush " << i << ", the handler busy for " << busy_us << " us";
+  }
+}
+
 TEST(SqliteRetention, PrunesOnlyWhatEverySubscriberFinished) {
   ScratchDir dir;
   const std::string path = dir.file("keep.db");

@@ -219,7 +219,9 @@ class CRIER_EXPORT Bus {
 
   /// Waits until every event published so far has been handled (or dead-lettered), except
   /// those waiting for a delayed retry, behind a failing event of their key or for a closed
-  /// breaker; true when that happened before `timeout`. The bus stays open. Throws
+  /// breaker; true when that happened before `timeout`. On the SQLite store what it waited
+  /// for is then finished in the file too (held by no claim, so prune() can take it); NATS
+  /// and Redis acknowledgements may still be on their way. The bus stays open. Throws
   /// Error(Errc::would_deadlock) from a handler on this bus's workers.
   bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds(30000));
 

@@ -347,10 +347,14 @@ std::size_t CoreImpl::pending(bool count_waiting, bool& idle) const {
   idle = true;
   MutexLock lock(writer_mu_);
   for (SubscriberBase* s : subscribers_) {
+    // Runners first: a run ends (run_finished) after it settled its events, so once none runs,
+    // what the runs queued or settled is all there for the looks below (a durable source
+    // commits what was settled when asked whether it is caught up). A run that starts after
+    // this look changes the schedule epoch, which the caller compares.
+    if (s->runners.load(std::memory_order_seq_cst) != 0) idle = false;
     // Without count_waiting, what waits for an open breaker waits: it is not pending.
     total += count_waiting ? s->state().queued() : (s->state().admits_runs() ? s->state().runnable() : 0);
     if (s->state().source_pending()) ++total;
-    if (s->runners.load(std::memory_order_seq_cst) != 0) idle = false;
   }
   if (total != 0) idle = false;
   return total;
