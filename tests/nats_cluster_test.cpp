@@ -212,4 +212,44 @@ TEST(NatsCluster, NoAcknowledgedEventIsLostWhenAFollowerTheLeaderOrTheClientsNod
   EXPECT_GT(all.size(), 2000u);
 }
 
+// A stream of 3 replicas asked for while a node is down cannot be placed ("no suitable peers",
+// JetStream error 10005), as while a cluster forms. connect() tries again until its publish
+// timeout: it says so when the node stays down, and succeeds once the node is back.
+TEST(NatsCluster, AStreamWaitsForItsReplicasNodesUntilThePublishTimeout) {
+  Cluster cluster;
+  crier::nats::Options o;
+  o.servers = {cluster.node("n1").url(), cluster.node("n2").url()};
+  o.replicas = 3;
+  o.publish_timeout = 60s;
+  o.stream = "FORMED";  // once it exists, the cluster has formed
+  o.subject_prefix = "formed";
+  (void)crier::nats::connect(o);
+  cluster.node("n3").stop();
+  o.stream = "PLACED";
+  o.subject_prefix = "placed";
+  o.publish_timeout = 10s;  // longer than an election, if n3 led the cluster
+  try {
+    (void)crier::nats::connect(o);
+    ADD_FAILURE() << "a stream of 3 replicas was created on 2 nodes";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no suitable peers"), std::string::npos) << e.what();
+  }
+
+  o.publish_timeout = 60s;
+  std::shared_ptr<crier::Transport> transport;
+  std::string error;
+  std::thread connecting([&] {
+    try {
+      transport = crier::nats::connect(o);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  cluster.node("n3").start();
+  connecting.join();
+  EXPECT_EQ(error, "");
+  ASSERT_NE(transport, nullptr);
+  EXPECT_EQ(cluster.roles("PLACED").second.size(), 2u);  // the leader and two followers
+}
+
 }  // namespace

@@ -36,6 +36,7 @@ using crier::detail::Mutex;
 using crier::detail::MutexLock;
 
 // JetStream API error codes crier acts on (nats-server's errors.json).
+inline constexpr int kNoSuitablePeers = 10005;
 inline constexpr int kConsumerNotFound = 10014;
 inline constexpr int kNoMessageFound = 10037;
 inline constexpr int kStreamNotFound = 10059;

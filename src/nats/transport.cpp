@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <set>
+#include <thread>
 
 #include "nats/consumer.hpp"
 #include "nats/context.hpp"
@@ -25,6 +26,25 @@ std::uint64_t parse_seq(std::string_view text, std::string_view what) {
 
 const char* storage_name(Storage s) { return s == Storage::memory ? "memory" : "file"; }
 
+// Creates the stream. A cluster that is still forming, or has a node restarting, may know too
+// few peers to place the replicas yet (10005, "no suitable peers for placement"): tried again
+// with back-off until the publish timeout, then that error is thrown.
+void create_stream(Connection& conn, const std::string& name, const nlohmann::json& config, const std::string& what) {
+  const auto deadline = std::chrono::steady_clock::now() + conn.options().publish_timeout;
+  auto backoff = milliseconds(20);
+  for (;;) {
+    try {
+      (void)conn.api("STREAM.CREATE." + name, config, what);
+      return;
+    } catch (const ApiError& e) {
+      const auto now = std::chrono::steady_clock::now();
+      if (e.err_code != kNoSuitablePeers || now >= deadline) throw;
+      std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(backoff, deadline - now));
+      backoff = std::min(backoff * 2, milliseconds(1000));
+    }
+  }
+}
+
 // Makes sure `name` exists as `config` says; a stream that exists otherwise is refused with
 // each difference named, never changed.
 void ensure_stream(Connection& conn, const std::string& name, const nlohmann::json& config) {
@@ -34,7 +54,7 @@ void ensure_stream(Connection& conn, const std::string& name, const nlohmann::js
     info = conn.api("STREAM.INFO." + name, nullptr, what);
   } catch (const ApiError& e) {
     if (e.err_code != kStreamNotFound) throw;
-    (void)conn.api("STREAM.CREATE." + name, config, what + " (creating it)");
+    create_stream(conn, name, config, what + " (creating it)");
     return;
   }
   const auto& have = member(info, "config");
