@@ -16,9 +16,6 @@ using std::chrono::milliseconds;
 // How long one try of a publish or an API request waits for its answer before it is sent
 // again (a leader election takes 5-6 s; a retried publish is de-duplicated by its id).
 constexpr milliseconds kTryTimeout{2000};
-// Waits between tries that failed at once (no responders, no connection): doubling.
-constexpr milliseconds kFirstBackoff{20};
-constexpr milliseconds kMaxBackoff{1000};
 
 int64_t reconnect_delay(natsConnection*, int attempts, void*) {
   const int shift = std::min(attempts, 6);

@@ -35,6 +35,11 @@ using crier::detail::CondVar;
 using crier::detail::Mutex;
 using crier::detail::MutexLock;
 
+// Waits between tries that failed at once (no responders, no connection, a stream that
+// cannot be placed yet): doubling from the first to the last.
+inline constexpr std::chrono::milliseconds kFirstBackoff{20};
+inline constexpr std::chrono::milliseconds kMaxBackoff{1000};
+
 // JetStream API error codes crier acts on (nats-server's errors.json).
 inline constexpr int kNoSuitablePeers = 10005;
 inline constexpr int kConsumerNotFound = 10014;

@@ -31,7 +31,7 @@ const char* storage_name(Storage s) { return s == Storage::memory ? "memory" : "
 // with back-off until the publish timeout, then that error is thrown.
 void create_stream(Connection& conn, const std::string& name, const nlohmann::json& config, const std::string& what) {
   const auto deadline = std::chrono::steady_clock::now() + conn.options().publish_timeout;
-  auto backoff = milliseconds(20);
+  auto backoff = kFirstBackoff;
   for (;;) {
     try {
       (void)conn.api("STREAM.CREATE." + name, config, what);
@@ -40,7 +40,7 @@ void create_stream(Connection& conn, const std::string& name, const nlohmann::js
       const auto now = std::chrono::steady_clock::now();
       if (e.err_code != kNoSuitablePeers || now >= deadline) throw;
       std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(backoff, deadline - now));
-      backoff = std::min(backoff * 2, milliseconds(1000));
+      backoff = std::min(backoff * 2, kMaxBackoff);
     }
   }
 }
