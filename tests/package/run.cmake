@@ -1,6 +1,6 @@
-# Installs crier from SOURCE_DIR into a scratch prefix (static libraries, or shared ones when
-# SHARED is true), then configures, builds and runs a consumer project that finds it with
-# find_package(crier).
+# Installs the crier build in BUILD_DIR (static libraries, or shared ones when SHARED is true)
+# into a scratch prefix, then configures, builds (with compiler CXX and FLAGS, the build's
+# sanitizer flags) and runs a consumer project that finds it with find_package(crier).
 if(NOT DEFINED SHARED)
   set(SHARED OFF)
 endif()
@@ -11,12 +11,7 @@ function(step)
     message(FATAL_ERROR "step failed (${rc}): ${ARGN}\n${out}")
   endif()
 endfunction()
-step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/crier -G ${GENERATOR}
-     -DCMAKE_BUILD_TYPE=Release -DCRIER_BUILD_TESTS=OFF -DCRIER_BUILD_BENCHMARKS=OFF
-     -DCRIER_BUILD_EXAMPLES=OFF -DCRIER_BUILD_TOOLS=OFF -DBUILD_SHARED_LIBS=${SHARED}
-     -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
-step(${CMAKE_COMMAND} --build ${WORK_DIR}/crier --parallel 2)
-step(${CMAKE_COMMAND} --install ${WORK_DIR}/crier)
+step(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
 # The README's quick starts, as printed: each block follows a "<!-- quickstart: NAME" line.
 file(READ ${SOURCE_DIR}/README.md readme)
 foreach(name memory sqlite)
@@ -29,6 +24,7 @@ foreach(name memory sqlite)
   file(WRITE ${WORK_DIR}/quickstart/quickstart_${name}.cpp "${code}\n")
 endforeach()
 step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/package/consumer -B ${WORK_DIR}/consumer -G ${GENERATOR}
+     -DCMAKE_CXX_COMPILER=${CXX} "-DCMAKE_CXX_FLAGS=${FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${FLAGS}"
      -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DQUICKSTART_DIR=${WORK_DIR}/quickstart)
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer --parallel 2)
 file(MAKE_DIRECTORY ${WORK_DIR}/run)
