@@ -1,6 +1,6 @@
-# Installs the crier build in BUILD_DIR (static libraries, or shared ones when SHARED is true)
-# into a scratch prefix, then configures, builds (with compiler CXX and FLAGS, the build's
-# sanitizer flags) and runs a consumer project that finds it with find_package(crier).
+# Installs the crier build in BUILD_DIR into a scratch prefix, then configures, builds (with
+# compiler CXX and FLAGS, the build's sanitizer flags) and runs a consumer project that finds it
+# with find_package(crier). SHARED (whether that build's libraries are shared) is only reported.
 if(NOT DEFINED SHARED)
   set(SHARED OFF)
 endif()
