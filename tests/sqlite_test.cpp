@@ -412,6 +412,8 @@ TEST(SqliteFailures, ALockedFileFailsThePublishClearlyThenWorksAgain) {
   crier::Bus bus{crier::sqlite::open(path, quick)};
   sqlite3* other = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+  // The bus's store thread may be in a transaction of its own just after open: wait it out.
+  sqlite3_busy_timeout(other, 10000);
   ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
   const int acknowledged = publish_until_refused(bus, "write lock");
   ASSERT_GE(acknowledged, 0);
