@@ -38,6 +38,7 @@ inline std::string raw_query(const std::string& path, const std::string& sql) {
   sqlite3* db = nullptr;
   std::string out;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);  // as in raw_sql: a reader too can meet a lock a moment
     sqlite3_stmt* q = nullptr;
     if (sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
       const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
