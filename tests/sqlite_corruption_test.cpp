@@ -19,7 +19,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int kEvents = 20000;
+constexpr int kStoredEvents = 20000;
 
 // The note of Job n: a marker to find its row in the file, then padding, so that 64 bytes
 // after the marker are all inside that row's data.
@@ -80,7 +80,7 @@ Reading read_all(const std::string& path, const char* name = "reader") {
 TEST(SqliteCorruption, AnEventDamagedOnDiskIsDeadLetteredWithItsFileAndSequence) {
   ScratchDir dir;
   const std::string path = dir.file("damaged.db");
-  write_store(path, kEvents);
+  write_store(path, kStoredEvents);
   std::string bytes = slurp(path);
   // 64 random bytes over the data of Job 10000 (sequence 10001), in the middle of its page.
   std::mt19937 random(42);
@@ -90,7 +90,7 @@ TEST(SqliteCorruption, AnEventDamagedOnDiskIsDeadLetteredWithItsFileAndSequence)
   ASSERT_EQ(raw_query(path, "PRAGMA integrity_check"), "ok") << "SQLite does not see damage inside a row";
 
   const Reading r = read_all(path);
-  EXPECT_EQ(r.handled, kEvents - 1);
+  EXPECT_EQ(r.handled, kStoredEvents - 1);
   ASSERT_EQ(r.letters.size(), 1u);
   const std::string where = "corrupt event in " + path + " at sequence 10001";
   EXPECT_NE(r.letters[0].last_error.find(where), std::string::npos) << r.letters[0].last_error;
@@ -100,7 +100,7 @@ TEST(SqliteCorruption, AnEventDamagedOnDiskIsDeadLetteredWithItsFileAndSequence)
   EXPECT_EQ(r.corrupt_counted, 1u);
 
   const crier::sqlite::VerifyResult v = crier::sqlite::open(path)->verify();
-  EXPECT_EQ(v.events, static_cast<std::uint64_t>(kEvents));
+  EXPECT_EQ(v.events, static_cast<std::uint64_t>(kStoredEvents));
   EXPECT_EQ(v.corrupt, (std::vector<std::uint64_t>{10001}));
   ASSERT_EQ(v.problems.size(), 1u);
   EXPECT_NE(v.problems[0].find("sequence 10001: its checksum does not match"), std::string::npos) << v.problems[0];

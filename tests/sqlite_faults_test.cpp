@@ -20,7 +20,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int kEvents = 300;
+constexpr int kEventsPerRun = 300;
 
 // The distinct Jobs each subscriber finished.
 struct Finished {
@@ -36,7 +36,7 @@ struct Finished {
   }
   void wait_all() {
     std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return reader.size() == kEvents && flaky.size() == kEvents; });
+    cv.wait(lock, [&] { return reader.size() == kEventsPerRun && flaky.size() == kEventsPerRun; });
   }
 };
 
@@ -61,7 +61,7 @@ int run(const std::string& path, FaultyDisk& disk, int fail_at) {
                                     {.retry = {.max_attempts = 3, .immediate_attempts = 1, .initial_delay = 1ms}});
     const int before = disk.writes();
     disk.fail_write(fail_at);
-    for (int i = 0; i < kEvents; ++i) {
+    for (int i = 0; i < kEventsPerRun; ++i) {
       // A publish refused while the store cannot write was not stored: publish it again.
       for (;;) {
         try {

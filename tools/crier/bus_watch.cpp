@@ -12,9 +12,6 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr std::int64_t kMinuteMs = 60'000;
-// At most this many new events are counted per look: a bus publishing faster shows a rate
-// that is at least what it says (and says so).
-constexpr std::size_t kMostCounted = 100'000;
 constexpr std::size_t kDataShown = 300;
 
 std::int64_t now_ms() {

@@ -67,6 +67,9 @@ struct RecentEvents {
   bool capped = false;
 };
 RecentEvents recent_events(Inspector& in, Timestamp since, const std::string& stop_at, std::size_t most);
+/// At most this many events are counted per look at the last minute (`status`, the dashboard):
+/// a bus publishing faster shows a rate that is at least what it says (and says so).
+inline constexpr std::size_t kMostCounted = 100'000;
 
 /// From now on Ctrl-C (SIGINT) and SIGTERM only mark the work as stopped: long work asks
 /// stopped() between steps, reports what it did, and leaves nothing half-done.

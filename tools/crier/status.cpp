@@ -19,8 +19,6 @@ struct StatusArgs {
   double every = 2;
 };
 
-constexpr std::size_t kMostCounted = 100'000;
-
 void print_status(const StatusArgs& a, Inspector& in) {
   const auto subscribers = in.subscribers();
   const auto types = in.event_types();
