@@ -77,7 +77,10 @@ std::map<std::string, std::string> read_by_cnats(natsMsg* m) {
 }
 
 // A real server and a cnats connection subscribed to "headers" on it.
-class NatsHeaderBlock : public testing::Test {
+}  // namespace
+
+// Outside the anonymous namespace: the TEST_F classes derive from it.
+class NatsReceivedHeaderBlock : public testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(natsConnection_ConnectTo(&nc_, server_.url().c_str()), NATS_OK);
@@ -107,9 +110,7 @@ class NatsHeaderBlock : public testing::Test {
   natsSubscription* sub_ = nullptr;
 };
 
-}  // namespace
-
-TEST_F(NatsHeaderBlock, ReceivedBlocksReadInPlaceAsCnatsReadsThem) {
+TEST_F(NatsReceivedHeaderBlock, ReceivedBlocksReadInPlaceAsCnatsReadsThem) {
   const auto sets = generated(3000);
   for (const auto& set : sets) publish(set, "the.reply");
   publish({}, nullptr);  // no reply, no headers
@@ -149,7 +150,7 @@ TEST_F(NatsHeaderBlock, ReceivedBlocksReadInPlaceAsCnatsReadsThem) {
   natsMsg_Destroy(m);
 }
 
-TEST_F(NatsHeaderBlock, WhatCnatsMisreadsIsReadRight) {
+TEST_F(NatsReceivedHeaderBlock, WhatCnatsMisreadsIsReadRight) {
   // Added in name order: cnats files a header added after one whose name it starts under
   // that one when their hashes agree, as they do for these.
   const HeaderList sent = {
