@@ -76,10 +76,10 @@ std::map<std::string, std::string> read_by_cnats(natsMsg* m) {
   return out;
 }
 
-// A real server and a cnats connection subscribed to "headers" on it.
 }  // namespace
 
-// Outside the anonymous namespace: the TEST_F classes derive from it.
+// A real server and a cnats connection subscribed to "headers" on it. Outside the anonymous
+// namespace: the TEST_F classes derive from it.
 class NatsReceivedHeaderBlock : public testing::Test {
  protected:
   void SetUp() override {
