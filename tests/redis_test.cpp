@@ -1,8 +1,8 @@
 // The Redis Streams transport against a real redis-server each test starts itself: the link
-// (a server down, credentials, a unix socket, a lost and regained server, a group the server
-// lost), events of every size and byte stored whole, a server SIGKILLed under load with
-// appendfsync always, a consumer process SIGKILLed with events in hand, entries trimmed while
-// pending, and CloudEvents with redis-cli and the official CloudEvents SDK on the other side.
+// (a server down, credentials, a unix socket, a lost and regained server, a write to a
+// server that is gone, a group the server lost), events of every size and byte stored whole, a server SIGKILLed under
+// load with appendfsync always, a consumer process SIGKILLed with events in hand, entries trimmed while pending, and
+// CloudEvents with redis-cli and the official CloudEvents SDK on the other side.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -179,6 +179,40 @@ TEST(RedisLink, ALostAndRegainedServerIsReportedAndCounted) {
   EXPECT_GE(m.transport_health.disconnects, 1u);
   EXPECT_GE(m.transport_health.reconnects, 1u);
   EXPECT_NE(crier::to_prometheus(m).find("crier_transport_connected{transport=\"redis\"} 1\n"), std::string::npos);
+}
+
+// A write to a link whose server is gone raises SIGPIPE, which ends a process that left it at
+// its default (hiredis writes with write(2); a run of the restart test died so). Here the
+// second of a publish's chunked writes meets a killed server's reset: the publish fails in
+// words, the process lives, and the application's SIGPIPE handling is as it was.
+TEST(RedisLink, AWriteToAServerThatIsGoneIsAnErrorNotASignal) {
+  struct sigaction before {};
+  ASSERT_EQ(sigaction(SIGPIPE, nullptr, &before), 0);
+  ASSERT_EQ(before.sa_handler, SIG_DFL) << "this test needs SIGPIPE at its default, where it ends the process";
+  RedisServer server;
+  crier::redis::Options o = options(server, "pipe");
+  o.timeout = 500ms;
+  crier::Bus bus{crier::redis::connect(o)};
+  bus.publish(Job{0, "leaves a link open"});
+  server.kill();
+
+  const std::vector<Job> big(200, Job{1, std::string(4096, 'x')});  // 800 kB: many writes
+  try {
+    bus.publish_batch(big);
+    FAIL() << "published to a server that is gone";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::transport_error);
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(server.port())), std::string::npos) << e.what();
+  }
+  struct sigaction after {};
+  ASSERT_EQ(sigaction(SIGPIPE, nullptr, &after), 0);
+  EXPECT_EQ(after.sa_handler, SIG_DFL);
+  sigset_t pending;
+  sigpending(&pending);
+  EXPECT_EQ(sigismember(&pending, SIGPIPE), 0) << "a SIGPIPE was left pending";
+
+  server.start();
+  bus.publish_batch(big);  // a new link, once the server is back
 }
 
 TEST(RedisLink, AGroupTheServerLostIsMadeAgainAndSaid) {
