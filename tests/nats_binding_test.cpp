@@ -238,6 +238,28 @@ TEST(NatsPublishAnswer, AnAcknowledgementSaysWhereAndADuplicateNamesTheFirstCopy
   EXPECT_EQ(d.seq, 7u);
 }
 
+// The usual answer is read without a JSON document; any other spelling of it still reads
+// through the parser, so the shortcut decides nothing on its own.
+TEST(NatsPublishAnswer, TheUsualAnswerIsReadWithoutADocumentAndOtherSpellingsAreParsed) {
+  EXPECT_EQ(read_plain_ack(R"({"stream":"ORDERS","seq":42})"), 42u);
+  EXPECT_EQ(read_plain_ack(R"({"stream":"O_1-x","seq":0,"duplicate":true})"), 0u);
+  EXPECT_EQ(read_plain_ack(R"({"stream":"ORDERS","seq":18446744073709551615})"), 18446744073709551615u);
+  for (const char* other : {R"({"stream":"ORDERS","domain":"hub","seq":3})", R"({"stream": "ORDERS", "seq": 3})",
+                            R"({"seq":3,"stream":"ORDERS"})", R"({"stream":"ORDERS","seq":3,"duplicate":false})",
+                            R"({"stream":"OR\"DERS","seq":3})", R"({"stream":"","seq":3})"}) {
+    EXPECT_EQ(read_plain_ack(other), std::nullopt) << other;
+    const auto a = read_publish_answer(0, other);
+    EXPECT_EQ(a.kind, PublishAnswer::Kind::stored) << other;
+    EXPECT_EQ(a.seq, 3u) << other;
+  }
+  for (const char* wrong : {R"({"stream":"ORDERS","seq":03})", R"({"stream":"ORDERS","seq":18446744073709551616})",
+                            R"({"stream":"ORDERS","seq":-3})", R"({"stream":"ORDERS","seq":3)",
+                            R"({"stream":"ORDERS","seq":3}})", R"({"stream":"ORDERS","seq":})"}) {
+    EXPECT_EQ(read_plain_ack(wrong), std::nullopt) << wrong;
+    EXPECT_NE(read_publish_answer(0, wrong).kind, PublishAnswer::Kind::stored) << wrong;
+  }
+}
+
 TEST(NatsPublishAnswer, NoLeaderYetIsTriedAgainAndOtherErrorsAreRefusedInWords) {
   EXPECT_EQ(read_publish_answer(503, "").kind, PublishAnswer::Kind::again);
   EXPECT_EQ(read_publish_answer(0, R"({"error":{"code":503,"err_code":10023,"description":"no leader"}})").kind,

@@ -3,6 +3,7 @@
 #include "nats/header_block.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <thread>
 
@@ -148,8 +149,8 @@ Connection::Connection(const Options& options) : options_(options) {
   connected_ = true;
   state_changed(nc_, ConnectionState::connected);
 
-  ack_prefix_ = new_inbox();
-  const std::string acks = ack_prefix_ + ".*";
+  ack_prefix_ = new_inbox() + ".";
+  const std::string acks = ack_prefix_ + "*";
   natsStatus s = natsConnection_Subscribe(&acks_, nc_, acks.c_str(), on_ack, this);
   if (s == NATS_OK) s = natsSubscription_SetPendingLimits(acks_, -1, -1);  // never drop an ack
   if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(acks_, on_acks_complete, this);
@@ -269,6 +270,7 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
   call.left = messages.size();
   const auto deadline = Clock::now() + options_.publish_timeout;
   std::vector<std::pair<std::size_t, std::uint64_t>> sending;  // (index, token)
+  std::string reply;                                           // each message's, in turn
 
   MutexLock lock(mu_);
   while (call.left > 0 && call.fatal.empty()) {
@@ -314,7 +316,8 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
       lock.unlock();
       for (std::size_t k = 0; k < sending.size(); ++k) {
         const auto [i, token] = sending[k];
-        if (const natsStatus s = send_message(messages[i], token, sent[k]); s != NATS_OK) failed.emplace_back(i, s);
+        if (const natsStatus s = send_message(messages[i], token, reply, sent[k]); s != NATS_OK)
+          failed.emplace_back(i, s);
       }
       flush();
       sent.clear();
@@ -350,8 +353,10 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
                                       std::to_string(messages.size()) + " not stored: " + why);
 }
 
-natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, Msg& msg) {
-  const std::string reply = ack_prefix_ + "." + std::to_string(token);
+natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, std::string& reply, Msg& msg) {
+  char digits[20];
+  const auto end = std::to_chars(digits, digits + sizeof digits, token).ptr;
+  reply.assign(ack_prefix_).append(digits, end);
   const std::string_view payload = m.event ? std::string_view(m.event->data) : std::string_view(m.payload);
   natsMsg* raw = nullptr;
   natsStatus s =

@@ -156,14 +156,15 @@ class Connection {
   Msg request(const std::string& subject, const std::string& data, std::string_view what);
   void state_changed(natsConnection* nc, ConnectionState state) noexcept;
   void settle(Pending p, const PublishAnswer& answer) CRIER_REQUIRES(mu_);
-  // One try of one message, its acknowledgement to come on `<ack_prefix_>.<token>`.
-  natsStatus send_message(const Outgoing& m, std::uint64_t token, Msg& msg);
+  // One try of one message, its acknowledgement to come on `<ack_prefix_><token>`, which it
+  // writes into `reply` (a buffer kept by the caller: no allocation per message).
+  natsStatus send_message(const Outgoing& m, std::uint64_t token, std::string& reply, Msg& msg);
 
   Options options_;
   natsOptions* opts_ = nullptr;
   natsConnection* nc_ = nullptr;
   natsSubscription* acks_ = nullptr;
-  std::string ack_prefix_;  // "<inbox>." + token is each publish's reply subject
+  std::string ack_prefix_;  // "<inbox>.": + token, each publish's reply subject
 
   Mutex mu_;
   CondVar cv_;

@@ -1,5 +1,6 @@
 #include "nats/publish_answer.hpp"
 
+#include <charconv>
 #include <stdexcept>
 
 #include "core/json_parse.hpp"
@@ -18,7 +19,12 @@ PublishAnswer read(int status, std::string_view payload) {
     a.problem = status == 503 ? "no responders: the stream has no leader (yet)" : "status " + std::to_string(status);
     return a;
   }
-  // Every publish is answered: read without nlohmann's lexer, which allocates a dozen times.
+  if (const auto seq = read_plain_ack(payload)) {  // every publish is answered: no document
+    a.kind = PublishAnswer::Kind::stored;
+    a.seq = *seq;
+    return a;
+  }
+  // Read without nlohmann's lexer, which allocates a dozen times.
   nlohmann::json json;
   try {
     json = crier::detail::parse_json(payload);
@@ -46,7 +52,33 @@ PublishAnswer read(int status, std::string_view payload) {
   return a;
 }
 
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+// Takes `prefix` off the front of `text`, if it is there.
+bool consume(std::string_view& text, std::string_view prefix) {
+  if (!text.starts_with(prefix)) return false;
+  text.remove_prefix(prefix.size());
+  return true;
+}
+
 }  // namespace
+
+std::optional<std::uint64_t> read_plain_ack(std::string_view p) noexcept {
+  if (!consume(p, R"({"stream":")")) return std::nullopt;
+  std::size_t name = 0;
+  while (name < p.size() && is_name_char(p[name])) ++name;
+  p.remove_prefix(name);
+  if (name == 0 || !consume(p, R"(","seq":)")) return std::nullopt;
+  if (p.size() > 1 && p[0] == '0' && p[1] >= '0' && p[1] <= '9') return std::nullopt;  // JSON has no leading zeros
+  std::uint64_t seq = 0;
+  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), seq);
+  if (ec != std::errc{}) return std::nullopt;
+  p.remove_prefix(static_cast<std::size_t>(end - p.data()));
+  if (p == "}" || p == R"(,"duplicate":true})") return seq;
+  return std::nullopt;
+}
 
 PublishAnswer read_publish_answer(int status, std::string_view payload) noexcept {
   try {

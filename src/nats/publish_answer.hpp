@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -25,5 +26,11 @@ struct PublishAnswer {
 /// "description":"..."}}`. Anything else, in any shape, is refused as "not an
 /// acknowledgement". Never throws (it runs on cnats's thread).
 PublishAnswer read_publish_answer(int status, std::string_view payload) noexcept;
+
+/// The answer nearly every publish gets, `{"stream":"S","seq":N}` (ending `,"duplicate":true}`
+/// when the id was seen before), read without building a JSON document: N, or nullopt for
+/// anything else, even valid (read_publish_answer then parses it). S made of letters, digits,
+/// `_` and `-`; N without leading zeros, in range. What it reads, a JSON parser reads the same.
+std::optional<std::uint64_t> read_plain_ack(std::string_view payload) noexcept;
 
 }  // namespace crier::nats

@@ -1,11 +1,11 @@
 // A NATS message as the transport reads one, fed anything: the input is split into header
 // lines ("name: value", up to an empty line) and the payload, and also read as a delivery's
-// reply subject, as JetStream's answer to a publish (which never throws, and is stored
-// only with a sequence) and as consumer info (counts read as counts or refused with
-// crier::Error). Reading either refuses with crier::Error or accepts an envelope that is
-// valid and that crier's own binary-mode headers carry back unchanged; percent-encoding
-// any value decodes back to it. Read as a header block, what is read lies in the input,
-// names each once, and written out again reads the same.
+// reply subject, as JetStream's answer to a publish (which never throws, is stored only
+// with a sequence, and whose shortcut reads what a JSON parser reads) and as consumer info
+// (counts read as counts or refused with crier::Error). Reading either refuses with
+// crier::Error or accepts an envelope that is valid and that crier's own binary-mode headers
+// carry back unchanged; percent-encoding any value decodes back to it. Read as a header block, what is read lies in the
+// input, names each once, and written out again reads the same.
 #include <crier/envelope.hpp>
 #include <crier/error.hpp>
 
@@ -72,6 +72,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   if (percent_decode(percent_encode(input), "fuzz") != input) std::abort();
   if (needs_percent_encoding(input) != (percent_encode(input) != input)) std::abort();
   const auto info = nlohmann::json::parse(input, nullptr, false);
+  if (const auto seq = read_plain_ack(input)) {  // what the shortcut reads, a JSON parser reads the same
+    const auto s = info.find("seq");
+    if (s == info.end() || *s != *seq || info.contains("error")) std::abort();
+  }
   try {
     (void)(count_member(info, "num_pending") + count_member(member(info, "delivered"), "stream_seq"));
     for (const auto& [subject, count] : member(member(info, "state"), "subjects").items())
