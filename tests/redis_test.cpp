@@ -181,10 +181,11 @@ TEST(RedisLink, ALostAndRegainedServerIsReportedAndCounted) {
   EXPECT_NE(crier::to_prometheus(m).find("crier_transport_connected{transport=\"redis\"} 1\n"), std::string::npos);
 }
 
-// A write to a link whose server is gone raises SIGPIPE, which ends a process that left it at
-// its default (hiredis writes with write(2); a run of the restart test died so). Here the
-// second of a publish's chunked writes meets a killed server's reset: the publish fails in
-// words, the process lives, and the application's SIGPIPE handling is as it was.
+// A write to a link whose server is gone raises SIGPIPE unless it is sent with MSG_NOSIGNAL,
+// and SIGPIPE ends a process that left it at its default (hiredis writes with write(2): a
+// run of the restart test died so). Here the second of a publish's chunked writes meets a
+// killed server's reset: the publish fails in words, the process lives, and the
+// application's SIGPIPE handling is as it was.
 TEST(RedisLink, AWriteToAServerThatIsGoneIsAnErrorNotASignal) {
   struct sigaction before {};
   ASSERT_EQ(sigaction(SIGPIPE, nullptr, &before), 0);

@@ -1,12 +1,12 @@
 #include "redis/connection.hpp"
 
 #include <hiredis/hiredis.h>
-#include <pthread.h>
-#include <signal.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <thread>
 
 namespace crier::redis {
@@ -236,38 +236,6 @@ void append_number(std::string& out, char tag, std::size_t n) {
 // while the next are encoded.
 constexpr std::size_t kWriteChunk = 16 * 1024;
 
-// hiredis 0.14 writes with write(2): on a link whose server is gone that raises SIGPIPE, and
-// a process that left SIGPIPE at its default would end there (the restart test's process
-// did, once). While it lives, this thread holds SIGPIPE back, and takes one that a write
-// raised before letting it go; the write fails with EPIPE, a lost link like any other. The
-// process's own handling of SIGPIPE is left as the application set it (as libpq does).
-class SigpipeHeld {
- public:
-  SigpipeHeld() noexcept {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t pending;
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;  // someone else's: left alone
-    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
-  }
-  ~SigpipeHeld() {
-    sigset_t pending;
-    if (!was_pending_ && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
-      const timespec now{};
-      while (sigtimedwait(&pipe_, nullptr, &now) == -1 && errno == EINTR) {
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  SigpipeHeld(const SigpipeHeld&) = delete;
-  SigpipeHeld& operator=(const SigpipeHeld&) = delete;
-
- private:
-  sigset_t pipe_{}, old_{};
-  bool was_pending_ = false;
-};
-
 }  // namespace
 
 void Command::push_back(std::string_view arg) {
@@ -284,17 +252,27 @@ void Command::encode(std::string& out) const {
 
 void Link::send(std::span<const Command> commands) {
   if (c_->err) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
-  const SigpipeHeld held;
+  if (!broken_.empty()) throw LinkError("redis: link to " + where_ + " lost: " + broken_);
   std::string out;
   out.reserve(kWriteChunk + 1024);
   for (std::size_t i = 0; i < commands.size(); ++i) {
     commands[i].encode(out);
     if (out.size() < kWriteChunk && i + 1 < commands.size()) continue;
-    if (redisAppendFormattedCommand(c_, out.data(), out.size()) != REDIS_OK)
-      throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
+    write(out);
     out.clear();
-    for (int done = 0; !done;)  // a blocking socket: each call writes what the kernel takes
-      if (redisBufferWrite(c_, &done) != REDIS_OK) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
+  }
+}
+
+void Link::write(std::string_view bytes) {
+  while (!bytes.empty()) {  // a blocking socket: each call writes what the kernel takes
+    const ssize_t n = ::send(c_->fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n >= 0) {
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (errno == EINTR) continue;
+    broken_ = errno == EAGAIN || errno == EWOULDBLOCK ? "timed out writing" : std::strerror(errno);
+    throw LinkError("redis: link to " + where_ + " lost: " + broken_);
   }
 }
 
