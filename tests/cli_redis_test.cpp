@@ -86,7 +86,8 @@ TEST_F(CliRedisTest, StatusTailAndDeadLettersWorkOnARedisBus) {
 }
 
 TEST_F(CliRedisTest, AServerThatIsNotThereIsAClearError) {
-  const Outcome r = run_crier(dir, {"status", "redis://127.0.0.1:" + std::to_string(free_port())});
+  const RefusingPort nothing;
+  const Outcome r = run_crier(dir, {"status", "redis://127.0.0.1:" + std::to_string(nothing.port())});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("out of reach"), std::string::npos) << r.err;
 }

@@ -89,7 +89,8 @@ class Reports {
 };
 
 TEST(RedisLink, AServerThatIsDownIsAClearErrorThatSaysWhere) {
-  const int port = free_port();
+  const RefusingPort nothing;
+  const int port = nothing.port();
   crier::redis::Options o;
   o.url = "redis://127.0.0.1:" + std::to_string(port);
   o.timeout = 300ms;

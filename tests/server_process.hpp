@@ -37,6 +37,32 @@ inline int free_port() {
   return ntohs(a.sin_port);
 }
 
+/// A loopback port where nothing listens, for as long as the object lives: bound and never
+/// listening, so a connection to it is refused, and free_port() gives it to no other test
+/// meanwhile (a port that was only free when asked was a concurrent test's server's by the
+/// time a test connected to it, once, under ctest -j2).
+class RefusingPort {
+ public:
+  RefusingPort() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      throw std::runtime_error("no free port");
+    port_ = ntohs(a.sin_port);
+  }
+  ~RefusingPort() { ::close(fd_); }
+  RefusingPort(const RefusingPort&) = delete;
+  RefusingPort& operator=(const RefusingPort&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
 /// A new empty directory under the temporary directory, named `<prefix>-XXXXXX`.
 inline std::filesystem::path temp_dir(const std::string& prefix) {
   std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
