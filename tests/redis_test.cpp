@@ -1,8 +1,9 @@
 // The Redis Streams transport against a real redis-server each test starts itself: the link
-// (a server down, credentials, a unix socket, a lost and regained server, a write to a
-// server that is gone, a group the server lost), events of every size and byte stored whole, a server SIGKILLed under
-// load with appendfsync always, a consumer process SIGKILLed with events in hand, entries trimmed while pending, and
-// CloudEvents with redis-cli and the official CloudEvents SDK on the other side.
+// (a server down, credentials, a unix socket, a lost and regained server, a write to a server
+// that is gone, a group the server lost), events of every size and byte stored whole, a
+// server SIGKILLed under load with appendfsync always, a consumer process SIGKILLed with
+// events in hand, entries trimmed while pending, and CloudEvents with redis-cli and the
+// official CloudEvents SDK on the other side.
 #include <gtest/gtest.h>
 
 #include <signal.h>

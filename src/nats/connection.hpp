@@ -164,7 +164,7 @@ class Connection {
   natsOptions* opts_ = nullptr;
   natsConnection* nc_ = nullptr;
   natsSubscription* acks_ = nullptr;
-  std::string ack_prefix_;  // "<inbox>.": + token, each publish's reply subject
+  std::string ack_prefix_;  // "<inbox>."; with a token after it, a publish's reply subject
 
   Mutex mu_;
   CondVar cv_;

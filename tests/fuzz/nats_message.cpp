@@ -4,8 +4,9 @@
 // with a sequence, and whose shortcut reads what a JSON parser reads) and as consumer info
 // (counts read as counts or refused with crier::Error). Reading either refuses with
 // crier::Error or accepts an envelope that is valid and that crier's own binary-mode headers
-// carry back unchanged; percent-encoding any value decodes back to it. Read as a header block, what is read lies in the
-// input, names each once, and written out again reads the same.
+// carry back unchanged; percent-encoding any value decodes back to it. Read as a header
+// block, what is read lies in the input, names each once, and written out again reads the
+// same.
 #include <crier/envelope.hpp>
 #include <crier/error.hpp>
 
