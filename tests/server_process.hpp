@@ -22,21 +22,6 @@
 
 namespace test {
 
-/// A TCP port on 127.0.0.1 that nothing listens on now.
-inline int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw std::runtime_error("no free port");
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 /// A loopback port where nothing listens, for as long as the object lives: bound and never
 /// listening, so a connection to it is refused, and free_port() gives it to no other test
 /// meanwhile (a port that was only free when asked was a concurrent test's server's by the
@@ -49,8 +34,10 @@ class RefusingPort {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
     if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      if (fd_ >= 0) ::close(fd_);
       throw std::runtime_error("no free port");
+    }
     port_ = ntohs(a.sin_port);
   }
   ~RefusingPort() { ::close(fd_); }
@@ -62,6 +49,9 @@ class RefusingPort {
   int fd_;
   int port_ = 0;
 };
+
+/// A TCP port on 127.0.0.1 that nothing listens on now (a RefusingPort let go of).
+inline int free_port() { return RefusingPort().port(); }
 
 /// A new empty directory under the temporary directory, named `<prefix>-XXXXXX`.
 inline std::filesystem::path temp_dir(const std::string& prefix) {

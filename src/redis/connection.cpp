@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -252,7 +253,6 @@ void Command::encode(std::string& out) const {
 
 void Link::send(std::span<const Command> commands) {
   if (c_->err) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
-  if (!broken_.empty()) throw LinkError("redis: link to " + where_ + " lost: " + broken_);
   std::string out;
   out.reserve(kWriteChunk + 1024);
   for (std::size_t i = 0; i < commands.size(); ++i) {
@@ -271,8 +271,11 @@ void Link::write(std::string_view bytes) {
       continue;
     }
     if (errno == EINTR) continue;
-    broken_ = errno == EAGAIN || errno == EWOULDBLOCK ? "timed out writing" : std::strerror(errno);
-    throw LinkError("redis: link to " + where_ + " lost: " + broken_);
+    // Marked on the context as hiredis marks a failed write of its own: lost for good.
+    const char* why = errno == EAGAIN || errno == EWOULDBLOCK ? "timed out writing" : std::strerror(errno);
+    c_->err = REDIS_ERR_IO;
+    std::snprintf(c_->errstr, sizeof c_->errstr, "%s", why);
+    throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
   }
 }
 

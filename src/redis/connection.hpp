@@ -120,12 +120,11 @@ class Link {
   // link whose server is gone raises SIGPIPE, and a process that left SIGPIPE at its default
   // ends there (a run of the restart test did). send(2) with MSG_NOSIGNAL fails with EPIPE
   // instead: a lost link like any other. hiredis reads the replies; its output buffer stays
-  // empty.
+  // empty. A failed write marks the context lost, as hiredis marks its own.
   void write(std::string_view bytes);
 
   redisContext* c_ = nullptr;
   std::string where_;
-  std::string broken_;  // why a write failed: the link is lost for good
 };
 
 /// A Lua script, run by its SHA1 (EVALSHA) and loaded again when the server lacks it.
