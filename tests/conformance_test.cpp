@@ -834,6 +834,49 @@ TEST_P(Conformance, MalformedDataGoesToDeadLettersWithTheReason) {
   EXPECT_NE(letters[0].last_error.find("JSON decoding failed"), std::string::npos) << letters[0].last_error;
 }
 
+// Attributes are stored as given, whatever bytes they hold: ids with line breaks and quotes
+// (a wire format of lines, like NATS headers, must encode them) are browsed back and
+// dead-lettered whole, and ids that differ only in a line break or a space are three events.
+TEST_P(Conformance, AnAttributeWithALineBreakIsStoredAsGiven) {
+  if (!GetParam().durable) GTEST_SKIP() << "in memory, events are never encoded";
+  auto transport = GetParam().open(dir_, 30s);
+  const std::vector<std::string> ids = {"line\nbreak: \"one\"", "line break: \"one\"", "line\r\nbreak: \"two\""};
+  for (const auto& id : ids)
+    EXPECT_EQ(transport->inspector().publish_json(nlohmann::json{
+                  {"specversion", "1.0"},
+                  {"id", id},
+                  {"source", "/elsewhere"},
+                  {"type", "com.example.test.job"},
+                  {"subject", "two\nlines"},
+                  {"datacontenttype", "application/json"},
+                  {"data", {{"n", 1}, {"note", ""}}}}.dump()),
+              id);
+  const auto stored = transport->inspector().browse({.event_type = "com.example.test.job"});
+  ASSERT_EQ(stored.size(), ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(stored[i].envelope.id, ids[i]);
+    EXPECT_EQ(stored[i].envelope.subject, "two\nlines");
+  }
+  crier::Bus bus{transport};
+  crier::SubscribeOptions o;
+  o.retry.max_attempts = 1;
+  Counter calls;
+  auto sub = bus.subscribe<Job>(
+      "strict",
+      [&](const Job&) {
+        calls.add();
+        throw std::runtime_error("refused");
+      },
+      o);
+  calls.wait_for(ids.size());
+  ASSERT_TRUE(bus.flush(30s));
+  const auto letters = bus.dead_letters({.subscriber = "strict"});
+  EXPECT_EQ(letters.size(), ids.size());
+  std::set<std::string> lettered;
+  for (const auto& l : letters) lettered.insert(l.envelope.id);
+  EXPECT_EQ(lettered, std::set<std::string>(ids.begin(), ids.end()));
+}
+
 // Delayed retries follow the policy wherever the event waits for them (the bus's timer, or a
 // transport that redelivers it): the attempt number, the delays, the maximum, permanent
 // errors.

@@ -46,7 +46,8 @@ PlainOrigin plain_origin(const Context& ctx, const HeaderViews& headers, std::st
                          std::string time);
 
 /// The messages of an event as this transport puts it on the wire (options().content_mode),
-/// to `subject`, with `msg_id` for de-duplication. In binary mode it refers to `e`, which must
+/// to `subject`, with `msg_id` for de-duplication (percent-encoded as the binding encodes a
+/// header value, when it needs to be). In binary mode it refers to `e`, which must
 /// outlive the publish.
 Outgoing outgoing_of(const Context& ctx, const Envelope& e, std::string subject, std::string msg_id);
 

@@ -407,7 +407,9 @@ Outgoing outgoing_of(const Context& ctx, const Envelope& e, std::string subject,
   } else {
     m.event = &e;
   }
-  m.headers.emplace_back("Nats-Msg-Id", std::move(msg_id));
+  // Percent-encoded as ce-id is: a header value ends at a line break (cnats sends one as a
+  // space), and ids alike but for it would be taken for one event and stored once.
+  m.headers.emplace_back("Nats-Msg-Id", needs_percent_encoding(msg_id) ? percent_encode(msg_id) : std::move(msg_id));
   return m;
 }
 
