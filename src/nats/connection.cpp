@@ -270,7 +270,7 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
   call.left = messages.size();
   const auto deadline = Clock::now() + options_.publish_timeout;
   std::vector<std::pair<std::size_t, std::uint64_t>> sending;  // (index, token)
-  std::string reply;                                           // each message's, in turn
+  std::string reply, bytes;                                    // each message's, in turn
 
   MutexLock lock(mu_);
   while (call.left > 0 && call.fatal.empty()) {
@@ -316,7 +316,7 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
       lock.unlock();
       for (std::size_t k = 0; k < sending.size(); ++k) {
         const auto [i, token] = sending[k];
-        if (const natsStatus s = send_message(messages[i], token, reply, sent[k]); s != NATS_OK)
+        if (const natsStatus s = send_message(messages[i], token, reply, bytes, sent[k]); s != NATS_OK)
           failed.emplace_back(i, s);
       }
       flush();
@@ -353,22 +353,13 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
                                       std::to_string(messages.size()) + " not stored: " + why);
 }
 
-natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, std::string& reply, Msg& msg) {
+natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, std::string& reply, std::string& bytes,
+                                    Msg& msg) {
   char digits[20];
   const auto end = std::to_chars(digits, digits + sizeof digits, token).ptr;
   reply.assign(ack_prefix_).append(digits, end);
-  const std::string_view payload = m.event ? std::string_view(m.event->data) : std::string_view(m.payload);
-  natsMsg* raw = nullptr;
-  natsStatus s =
-      natsMsg_Create(&raw, m.subject.c_str(), reply.c_str(), payload.data(), static_cast<int>(payload.size()));
-  msg.reset(raw);
-  if (m.event)
-    visit_binary_headers(*m.event, [&](const char* name, const char* value) {
-      if (s == NATS_OK) s = natsMsgHeader_Add(raw, name, value);
-    });
-  for (const auto& [k, v] : m.headers)
-    if (s == NATS_OK) s = natsMsgHeader_Add(raw, k.c_str(), v.c_str());
-  if (s == NATS_OK) s = natsConnection_PublishMsg(nc_, raw);
+  natsStatus s = make_message(m, reply, build_, bytes, msg);
+  if (s == NATS_OK) s = natsConnection_PublishMsg(nc_, msg.get());
   return s;
 }
 

@@ -27,6 +27,7 @@
 #include "common/health_listeners.hpp"
 #include "common/mutex.hpp"
 #include "nats/binding.hpp"
+#include "nats/outgoing.hpp"
 #include "nats/publish_answer.hpp"
 
 namespace crier::nats {
@@ -54,11 +55,6 @@ class ApiError : public Error {
   int err_code;
 };
 
-struct MsgDeleter {
-  void operator()(natsMsg* m) const noexcept { natsMsg_Destroy(m); }
-};
-using Msg = std::unique_ptr<natsMsg, MsgDeleter>;
-
 /// The message's headers (none for a message without), the first value of each name, as
 /// views of its own storage: valid while it lives unchanged. Read in place (nats/header_block.hpp),
 /// else (a status or folded line, an unknown cnats) through cnats.
@@ -71,18 +67,6 @@ int status_of(natsMsg* m);
 std::string_view payload_of(natsMsg* m);
 /// Throws Error(Errc::transport_error) "<what>: <cnats's text>" unless s is NATS_OK.
 void check(natsStatus s, std::string_view what);
-
-/// A message to publish to the stream.
-struct Outgoing {
-  std::string subject{};
-  /// Nats-Msg-Id among them, for de-duplication. Added after the event's: none may be the
-  /// start of another header's name (cnats 3.4.1 would file it under that one).
-  Headers headers{};
-  std::string payload{};
-  /// Binary mode: the event whose attributes are sent as headers before `headers`, and whose
-  /// data is the payload (`payload` stays empty). Read when sent: it outlives the publish.
-  const Envelope* event = nullptr;
-};
 
 class Connection {
  public:
@@ -156,14 +140,15 @@ class Connection {
   Msg request(const std::string& subject, const std::string& data, std::string_view what);
   void state_changed(natsConnection* nc, ConnectionState state) noexcept;
   void settle(Pending p, const PublishAnswer& answer) CRIER_REQUIRES(mu_);
-  // One try of one message, its acknowledgement to come on `<ack_prefix_><token>`, which it
-  // writes into `reply` (a buffer kept by the caller: no allocation per message).
-  natsStatus send_message(const Outgoing& m, std::uint64_t token, std::string& reply, Msg& msg);
+  // One try of one message, its acknowledgement to come on `<ack_prefix_><token>`. `reply`
+  // and `bytes` are buffers kept by the caller: no allocation for them per message.
+  natsStatus send_message(const Outgoing& m, std::uint64_t token, std::string& reply, std::string& bytes, Msg& msg);
 
   Options options_;
   natsOptions* opts_ = nullptr;
   natsConnection* nc_ = nullptr;
   natsSubscription* acks_ = nullptr;
+  const Build build_ = usual_build();
   std::string ack_prefix_;  // "<inbox>."; with a token after it, a publish's reply subject
 
   Mutex mu_;

@@ -4,6 +4,12 @@
 #include <cstring>
 #include <functional>
 
+// cnats's own constructor of a received message (src/msg.h), not in its public header: the
+// same in 3.0 to 3.13 (read at their tags), exported by libnats. Weak: a cnats without it
+// leaves it null, and messages are built through its public API instead.
+extern "C" natsStatus natsMsg_create(natsMsg** new_msg, const char* subject, int subject_len, const char* reply,
+                                     int reply_len, const char* buf, int buf_len, int hdr_len) __attribute__((weak));
+
 namespace crier::nats {
 
 namespace {
@@ -19,21 +25,26 @@ constexpr std::size_t kMostNames = 64;
 // isspace() in the C locale, which cnats trims with.
 bool is_space(char c) noexcept { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-}  // namespace
-
-// Where cnats 3.0 to 3.13 keep it (natsMsg_create, read at their tags): a received message
-// is one allocation holding "subject\0" and "reply\0" when it has one, then the header block
-// and a NUL when there is one, then the data. Read only from those versions, and only when
-// a reply lies right after the subject as that layout has it.
-std::optional<std::string_view> header_block_of(natsMsg* m) {
-  static const bool layout_known = [] {
+// The cnats versions whose messages are made as read here (natsMsg_create, read at their tags).
+bool known_cnats() noexcept {
+  static const bool known = [] {
     const uint32_t v = nats_GetVersionNumber();
     return v >= 0x030000 && v < 0x030E00;
   }();
+  return known;
+}
+
+}  // namespace
+
+// Where cnats 3.0 to 3.13 keep it (natsMsg_create): a received message is one allocation
+// holding "subject\0" and "reply\0" when it has one, then the header block and a NUL when
+// there is one, then the data. Read only from those versions, and only when a reply lies
+// right after the subject as that layout has it.
+std::optional<std::string_view> header_block_of(natsMsg* m) {
   const char* subject = natsMsg_GetSubject(m);
   const char* reply = natsMsg_GetReply(m);
   const char* data = natsMsg_GetData(m);
-  if (!layout_known || subject == nullptr || data == nullptr) return std::nullopt;
+  if (!known_cnats() || subject == nullptr || data == nullptr) return std::nullopt;
   const char* after_subject = subject + std::strlen(subject) + 1;
   if (reply != nullptr && reply != after_subject) return std::nullopt;
   const char* block = reply != nullptr ? reply + std::strlen(reply) + 1 : after_subject;
@@ -78,6 +89,32 @@ int status_of_block(std::string_view block) {
   for (std::size_t i = 0; i < std::min<std::size_t>(3, line.size()) && line[i] >= '0' && line[i] <= '9'; ++i)
     status = status * 10 + (line[i] - '0');
   return status;
+}
+
+void start_header_block(std::string& out) { out.assign(kVersionLine); }
+
+void add_header_line(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ");
+  const std::size_t at = out.size();
+  out.append(value);
+  if (value.find_first_of("\r\n") != std::string_view::npos)
+    std::replace_if(
+        out.begin() + static_cast<std::ptrdiff_t>(at), out.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
+  out.append(kCrlf);
+}
+
+void end_header_block(std::string& out) { out.append(kCrlf); }
+
+bool can_make_message_with_block() noexcept { return natsMsg_create != nullptr && known_cnats(); }
+
+natsStatus make_message_with_block(natsMsg** out, std::string_view subject, std::string_view reply,
+                                   std::string_view bytes, std::size_t block_size) {
+  if (!can_make_message_with_block() || block_size == 0 || block_size > bytes.size()) return NATS_ERR;
+  // Received messages are made so, subject and reply as NUL-terminated copies; a message never
+  // read ("needs lift") has its block sent as it is by natsConnection_PublishMsg.
+  return natsMsg_create(out, subject.data(), static_cast<int>(subject.size()), reply.data(),
+                        static_cast<int>(reply.size()), bytes.data(), static_cast<int>(bytes.size()),
+                        static_cast<int>(block_size));
 }
 
 }  // namespace crier::nats
