@@ -30,15 +30,17 @@ struct Outgoing {
 };
 
 /// How a message is made: its header block written at once (make_message_with_block), or
-/// header by header through cnats's natsMsgHeader_Add (any cnats; four times the client CPU).
+/// header by header through cnats's natsMsgHeader_Add (any cnats; about four allocations per
+/// header).
 enum class Build { block, cnats_headers };
 
 /// Build::block where the cnats linked allows it (can_make_message_with_block).
 Build usual_build() noexcept;
 
 /// Makes `m`'s message, its acknowledgement asked for on `reply` (empty: none), into `out`.
-/// `bytes` is a buffer the caller keeps (Build::block), so that many messages allocate it once. The headers in either
-/// build: the event's (visit_binary_headers), then m.headers, in that order.
+/// `bytes` is a buffer the caller keeps (Build::block), so that many messages allocate it
+/// once. The headers either way: the event's (visit_binary_headers), then m.headers, in that
+/// order; a message without any is made without a block either way.
 natsStatus make_message(const Outgoing& m, const std::string& reply, Build how, std::string& bytes, Msg& out);
 
 }  // namespace crier::nats
