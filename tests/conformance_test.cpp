@@ -877,6 +877,45 @@ TEST_P(Conformance, AnAttributeWithALineBreakIsStoredAsGiven) {
   EXPECT_EQ(lettered, std::set<std::string>(ids.begin(), ids.end()));
 }
 
+// A large event whose handler fails with long error texts is dead-lettered whole, its errors
+// kept or cut short (between characters), once: on NATS the letter must fit what the server
+// takes (1 MiB here), and a letter that did not was handed out again and again, never
+// dead-lettered, never reported.
+TEST_P(Conformance, ALargeEventWithLongErrorsIsDeadLetteredOnce) {
+  constexpr std::size_t kNote = 1'000'000;
+  std::string error;
+  for (int i = 0; i < 50'000; ++i) error += "\u00e9";  // two bytes each, three escapes in a NATS header
+  Counter calls;
+  auto b = bus();
+  crier::SubscribeOptions o;
+  o.retry.max_attempts = 1;
+  auto sub = b->subscribe<Job>(
+      "strict",
+      [&](const Job&) {
+        calls.add();
+        throw std::runtime_error(error);
+      },
+      o);
+  b->publish(Job{7, std::string(kNote, 'x')});
+  ASSERT_TRUE(b->flush(60s));
+  EXPECT_EQ(calls.value(), 1);
+  const auto letters = b->dead_letters({.subscriber = "strict"});
+  ASSERT_EQ(letters.size(), 1u);
+  const auto& l = letters.front();
+  if (GetParam().durable) {
+    EXPECT_EQ(nlohmann::json::parse(l.envelope.data).at("note").get<std::string>().size(), kNote);
+  }
+  for (const std::string* kept : {&l.first_error, &l.last_error}) {
+    const std::string whole = kept->substr(0, kept->find(" [cut: "));
+    EXPECT_GE(whole.size(), 1000u);
+    EXPECT_EQ(whole.size() % 2, 0u) << "cut inside a character";
+    EXPECT_EQ(whole, error.substr(0, whole.size()));
+    if (whole.size() < error.size()) {
+      EXPECT_EQ(kept->substr(whole.size()), " [cut: 100000 bytes in all]");
+    }
+  }
+}
+
 // Delayed retries follow the policy wherever the event waits for them (the bus's timer, or a
 // transport that redelivers it): the attempt number, the delays, the maximum, permanent
 // errors.

@@ -9,9 +9,11 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "durable_events.hpp"
 #include "nats_server.hpp"
+#include "test_events.hpp"
 
 using namespace test;
 
@@ -60,4 +62,80 @@ TEST(NatsConsumer, AnUnreadableTurnRecordHoldsNoTurn) {
   std::unique_lock lock(mu);
   EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return handled == 1; })) << "not handled; reported:\n"
                                                                                          << failures;
+}
+
+// An event leaves room in what the server takes (max_payload, 1 MiB here) for the headers its
+// dead letter adds: a larger one is refused at publish, saying why, and nothing of its batch
+// is stored.
+TEST(NatsPublish, AnEventWithoutRoomForItsDeadLetterIsRefusedAndNothingOfItsBatchStored) {
+  NatsServer server;
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "LARGE";
+  o.subject_prefix = "large";
+  auto transport = crier::nats::connect(o);
+  crier::Bus bus{transport};
+  try {
+    bus.publish_batch(std::vector<Job>{Job{1, "small"}, Job{2, std::string(1'046'000, 'x')}});
+    FAIL() << "an event too large for its dead letter was published";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("this server takes at most 1048576 (its max_payload)"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(transport->inspector().browse({.event_type = "com.example.test.job"}).empty());
+  bus.publish(Job{3, std::string(1'040'000, 'x')});  // room left for its dead letter
+  EXPECT_EQ(transport->inspector().browse({.event_type = "com.example.test.job"}).size(), 1u);
+}
+
+// A message another client published, too large for the dead letter crier would make of it:
+// the failure is reported, and the event stays in the stream and comes back after a pause
+// (before, it was redelivered at once, its handler run over and over, and nothing said why).
+TEST(NatsConsumer, ADeadLetterTooLargeToStoreIsReportedAndItsEventComesBackAfterAPause) {
+  NatsServer server;
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "FOREIGN";
+  o.subject_prefix = "foreign";
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::chrono::steady_clock::time_point> failed_letters;
+  std::string reported;
+  crier::BusOptions bus_options;
+  bus_options.on_error = [&](const crier::Report& r) {
+    if (r.kind != crier::Report::Kind::transport_failed) return;
+    std::lock_guard lock(mu);
+    failed_letters.push_back(std::chrono::steady_clock::now());
+    reported = r.message;
+    cv.notify_all();
+  };
+  crier::Bus bus{crier::nats::connect(o), bus_options};
+  Counter calls;
+  crier::SubscribeOptions once;
+  once.retry.max_attempts = 1;
+  auto sub = bus.subscribe<Job>(
+      "strict",
+      [&](const Job&) {
+        calls.add();
+        throw std::runtime_error("refused");
+      },
+      once);
+
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, server.url().c_str()), NATS_OK);
+  const std::string data = R"({"n":1,"note":")" + std::string(1'048'500, 'x') + R"("})";
+  natsMsg* ack = nullptr;
+  ASSERT_EQ(natsConnection_Request(&ack, nc, "foreign.com.example.test.job", data.data(), static_cast<int>(data.size()),
+                                   5000),
+            NATS_OK);
+  natsMsg_Destroy(ack);
+  natsConnection_Destroy(nc);
+
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return failed_letters.size() >= 2; }))
+      << "dead-lettering that failed was not reported; handler calls: " << calls.value();
+  EXPECT_NE(reported.find("cannot dead-letter event"), std::string::npos) << reported;
+  EXPECT_NE(reported.find("max_payload"), std::string::npos) << reported;
+  EXPECT_GE(failed_letters[1] - failed_letters[0], std::chrono::seconds(4)) << "it came back at once";
+  EXPECT_EQ(calls.value(), 2);
 }

@@ -63,15 +63,17 @@ struct SubscribeOptions {
 /// are valid only during the call.
 struct Report {
   enum class Kind {
-    handler_failed,       ///< a handler threw; `message` is the exception's text
-    dead_lettered,        ///< an event was given up on and moved to the dead letters
-    breaker_opened,       ///< a subscriber's breaker opened
-    breaker_half_open,    ///< its cool-down ended: a probe event will be tried
-    breaker_closed,       ///< the probe succeeded
-    slow_handler,         ///< a handler call ran past its budget
-    events_discarded,     ///< unsubscribe discarded queued events
-    drain_deadline,       ///< drain's deadline passed with events left
-    transport_failed,     ///< a durable subscriber could not read its transport (retried)
+    handler_failed,     ///< a handler threw; `message` is the exception's text
+    dead_lettered,      ///< an event was given up on and moved to the dead letters
+    breaker_opened,     ///< a subscriber's breaker opened
+    breaker_half_open,  ///< its cool-down ended: a probe event will be tried
+    breaker_closed,     ///< the probe succeeded
+    slow_handler,       ///< a handler call ran past its budget
+    events_discarded,   ///< unsubscribe discarded queued events
+    drain_deadline,     ///< drain's deadline passed with events left
+    /// a durable subscriber could not read its transport (retried), or store a dead letter
+    /// (the event stays in the transport, and comes back)
+    transport_failed,
     corrupt_event,        ///< a stored event was found damaged; it was dead-lettered with the reason
     connection_lost,      ///< the transport lost its engine; publishes wait (and retry) meanwhile
     connection_restored,  ///< the transport reached its engine again

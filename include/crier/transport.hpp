@@ -134,7 +134,9 @@ class CRIER_EXPORT Consumer {
     throw Error(Errc::invalid_argument, "this transport does not redeliver events itself");
   }
   /// The event is given up on: stored as a dead letter of this subscriber and done.
-  /// Returns the letter's id.
+  /// Returns the letter's id. Throws when the letter cannot be stored; the event is then not
+  /// done: the transport hands it out again, best after a pause, so that a lasting failure
+  /// does not run its handler over and over. The bus reports it (transport_failed).
   virtual std::uint64_t dead_letter(std::unique_ptr<Lease> lease, const DeadLetter& letter) = 0;
   /// The caller has handed `n` fetched events to the bus (queued or settled them).
   virtual void taken(std::size_t n) = 0;

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -88,6 +89,10 @@ class SubscriberState {
   /// will not make it readable; nothing else is held up. `attempts`: those that failed before.
   void dead_letter_unreadable(const Envelope& envelope, std::unique_ptr<Lease> lease, int attempts,
                               const std::string& reason, bool damaged) noexcept;
+  /// Stores `letter` through the consumer; returns its id. When the transport cannot, says so
+  /// (Report::Kind::transport_failed) and returns nullopt: the event stays in the transport,
+  /// which hands it out again.
+  std::optional<std::uint64_t> store_dead_letter(std::unique_ptr<Lease> lease, const DeadLetter& letter) noexcept;
   /// Decodes an event a transport delivered (Parked::decode); one that does not decode is
   /// dead-lettered, and false returned.
   bool decoded(Parked& p) noexcept;

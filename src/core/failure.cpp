@@ -172,7 +172,6 @@ void CoreImpl::attempt_succeeded(SubscriberBase& sub, Parked& parked) noexcept {
 }
 
 void CoreImpl::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexcept {
-  sub.state().dead_lettered.fetch_add(1, std::memory_order_relaxed);
   try {
     DeadLetter letter;
     if (p->meta.stored) {
@@ -200,10 +199,15 @@ void CoreImpl::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexc
     const PublishMeta cause = p->meta;
     std::uint64_t id = 0;
     if (sub.state().consumer) {
-      if (p->lease) id = sub.state().consumer->dead_letter(std::move(p->lease), letter);
+      if (p->lease) {
+        const auto stored = sub.state().store_dead_letter(std::move(p->lease), letter);
+        if (!stored) return;
+        id = *stored;
+      }
     } else {
       id = dead_letters_->add(DeadLetterStore::Entry{std::move(letter), std::move(p)});
     }
+    sub.state().dead_lettered.fetch_add(1, std::memory_order_relaxed);
     report(Report::Kind::dead_lettered, sub.name, sub.event_type,
            "gave up after " + std::to_string(attempts) + " attempts: " + last_error, attempts);
     // Announce it, unless it is one of the announcements itself (no loops).

@@ -153,8 +153,6 @@ void Feed::take(StoredEvent&& stored) {
 
 void SubscriberState::dead_letter_unreadable(const Envelope& envelope, std::unique_ptr<Lease> lease, int attempts,
                                              const std::string& reason, bool damaged) noexcept {
-  dead_lettered.fetch_add(1, std::memory_order_relaxed);
-  if (damaged) corrupt.fetch_add(1, std::memory_order_relaxed);
   try {
     DeadLetter letter;
     letter.envelope = envelope;
@@ -162,15 +160,28 @@ void SubscriberState::dead_letter_unreadable(const Envelope& envelope, std::uniq
     letter.attempts = attempts;
     letter.first_error = letter.last_error = reason;
     letter.first_failure = letter.last_failure = core.clock().wall_now();
-    try {
-      consumer->dead_letter(std::move(lease), letter);
-    } catch (const std::exception&) {
-      // Not settled: the store hands it out again later.
-    }
-    core.report(damaged ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub.name, sub.event_type, reason,
-                attempts);
+    // Damage is told of even when its letter cannot be stored (a read-only store).
+    if (damaged) corrupt.fetch_add(1, std::memory_order_relaxed);
+    const bool stored = store_dead_letter(std::move(lease), letter).has_value();
+    if (stored) dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    if (stored || damaged)
+      core.report(damaged ? Report::Kind::corrupt_event : Report::Kind::dead_lettered, sub.name, sub.event_type, reason,
+                  attempts);
   } catch (...) {
     // Out of memory for the letter: not settled, so the store hands it out again later.
+  }
+}
+
+std::optional<std::uint64_t> SubscriberState::store_dead_letter(std::unique_ptr<Lease> lease,
+                                                                const DeadLetter& letter) noexcept {
+  try {
+    return consumer->dead_letter(std::move(lease), letter);
+  } catch (const std::exception& e) {
+    core.report(Report::Kind::transport_failed, sub.name, sub.event_type,
+                "cannot dead-letter event " + letter.envelope.id + " after " + std::to_string(letter.attempts) +
+                    " attempts: " + e.what() + "; it stays in the transport and comes back",
+                letter.attempts);
+    return std::nullopt;
   }
 }
 

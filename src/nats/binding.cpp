@@ -67,6 +67,27 @@ std::string percent_encode(std::string_view value) {
   return out;
 }
 
+std::string percent_encode_within(std::string_view value, std::size_t room) {
+  std::string whole = percent_encode(value);
+  if (whole.size() <= room) return whole;
+  const std::string note = percent_encode(" [cut: " + std::to_string(value.size()) + " bytes in all]");
+  if (note.size() > room) return {};
+  // Each byte is one character of `whole` or an escape of three. A cut goes before any byte
+  // but a UTF-8 continuation byte (0x80-0xBF, escaped as %8x to %Bx).
+  auto continues = [&](std::size_t at) {
+    return whole[at] == '%' && std::string_view("89AB").find(whole[at + 1]) != std::string_view::npos;
+  };
+  std::size_t at = 0, cut = 0;
+  while (at < whole.size()) {
+    const std::size_t next = at + (whole[at] == '%' ? 3 : 1);
+    if (next + note.size() > room) break;
+    at = next;
+    if (at == whole.size() || !continues(at)) cut = at;
+  }
+  whole.resize(cut);
+  return whole + note;
+}
+
 std::string percent_decode(std::string_view value, std::string_view header) {
   if (value.find('%') == std::string_view::npos) return std::string(value);
   std::string out;

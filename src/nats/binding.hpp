@@ -23,6 +23,10 @@ HeaderViews views_of(const Headers& headers);
 /// Percent-encodes what the binding says a header value must not carry as is: space, '"',
 /// '%', and every byte outside printable ASCII.
 std::string percent_encode(std::string_view value);
+/// percent_encode(value) when that takes at most `room` bytes; else the encoding of its start,
+/// cut between two UTF-8 characters, and of a note of how long it was, in at most `room` bytes
+/// (empty when not even the note fits).
+std::string percent_encode_within(std::string_view value, std::size_t room);
 /// Undoes percent_encode; throws Error(Errc::invalid_envelope) for a malformed escape,
 /// naming `header`.
 std::string percent_decode(std::string_view value, std::string_view header);

@@ -363,6 +363,11 @@ natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, std:
   return s;
 }
 
+std::size_t Connection::max_payload() const noexcept {
+  const std::int64_t n = natsConnection_GetMaxPayload(nc_);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
 void Connection::flush() noexcept {
   // cnats writes what is buffered, then a PING, and waits for the PONG: at most a
   // millisecond, which is also how long its flusher would have let the bytes wait.

@@ -117,6 +117,9 @@ class Connection {
   void flush() noexcept;
   /// A new unique inbox subject.
   std::string new_inbox();
+  /// The largest message the server takes, header block and payload (its max_payload), as
+  /// it said when last connected.
+  std::size_t max_payload() const noexcept;
 
   /// The link now: connected, how often lost and regained, publishes and requests retried.
   TransportHealth health() const;

@@ -29,6 +29,8 @@ constexpr milliseconds kLookEvery{100};
 // The server's limit on a consumer's unacknowledged messages (all its processes together;
 // events the bus holds for a retry count too). Each process holds at most `window` more.
 constexpr int kMaxAckPending = 20000;
+// How long an event whose dead letter could not be stored waits before it comes back.
+constexpr milliseconds kDeadLetterPause{5000};
 
 using crier::detail::attempts_of_record;
 using crier::detail::record_of;
@@ -430,11 +432,35 @@ class NatsConsumer final : public Consumer {
     m.headers.emplace_back("Crier-Event-Type", letter.envelope.type);
     m.headers.emplace_back("Crier-Sequence", std::to_string(l.seq));
     m.headers.emplace_back("Crier-Attempts", std::to_string(letter.attempts));
-    m.headers.emplace_back("Crier-First-Error", percent_encode(letter.first_error));
-    m.headers.emplace_back("Crier-Last-Error", percent_encode(letter.last_error));
     m.headers.emplace_back("Crier-First-Failure", format_time(letter.first_failure));
     m.headers.emplace_back("Crier-Last-Failure", format_time(letter.last_failure));
-    const auto seqs = ctx_->conn->publish({m}, "nats: dead-lettering event " + letter.envelope.id);
+    m.headers.emplace_back("Crier-First-Error", "");
+    m.headers.emplace_back("Crier-Last-Error", "");
+    // The error texts, cut to fit what the server takes: the event itself always fits
+    // (kDeadLetterRoom), and a letter that does not is one that cannot be stored.
+    const std::size_t most = ctx_->conn->max_payload(), size = wire_size(m);
+    const std::size_t room = most == 0 ? std::string::npos : (most - std::min(most, size)) / 2;
+    m.headers[m.headers.size() - 2].second = percent_encode_within(letter.first_error, room);
+    m.headers.back().second = percent_encode_within(letter.last_error, room);
+    std::vector<std::uint64_t> seqs;
+    try {
+      if (most > 0 && size > most)
+        throw Error(Errc::transport_error, "nats: the dead letter of event " + letter.envelope.id + " is " +
+                                               std::to_string(size) +
+                                               " bytes without its error texts; this server "
+                                               "takes messages of at most " +
+                                               std::to_string(most) + " (max_payload)");
+      seqs = ctx_->conn->publish({m}, "nats: dead-lettering event " + letter.envelope.id);
+    } catch (const std::exception&) {
+      // Not stored: the event stays, and comes back after a pause rather than at once, so
+      // that a lasting failure does not run its handler over and over.
+      try {
+        send(take(l), "-NAK " + nlohmann::json({{"delay", ns_of(kDeadLetterPause)}}).dump());
+      } catch (const std::exception&) {
+        // Lost connection: the server redelivers it after AckWait.
+      }
+      throw;
+    }
     send(take(l), "+TERM");
     if (l.record) forget_attempts(l.seq);
     return seqs.front();

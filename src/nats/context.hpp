@@ -45,6 +45,11 @@ inline std::int64_t ns_of(std::chrono::milliseconds d) {
 PlainOrigin plain_origin(const Context& ctx, const HeaderViews& headers, std::string event_type, std::uint64_t seq,
                          std::string time);
 
+/// What of the server's max_payload an event leaves to the headers its dead letter adds (the
+/// subscriber, the times, the two error texts, cut to fit): larger events are refused at
+/// publish, so that every event crier stores can also be dead-lettered.
+inline constexpr std::size_t kDeadLetterRoom = 4096;
+
 /// The messages of an event as this transport puts it on the wire (options().content_mode),
 /// to `subject`, with `msg_id` for de-duplication (percent-encoded as the binding encodes a
 /// header value, when it needs to be). In binary mode it refers to `e`, which must

@@ -105,6 +105,8 @@ void add_header_line(std::string& out, std::string_view name, std::string_view v
 
 void end_header_block(std::string& out) { out.append(kCrlf); }
 
+std::size_t header_block_size(std::size_t lines) noexcept { return kVersionLine.size() + lines + kCrlf.size(); }
+
 bool can_make_message_with_block() noexcept { return natsMsg_create != nullptr && known_cnats(); }
 
 natsStatus make_message_with_block(natsMsg** out, std::string_view subject, std::string_view reply,

@@ -48,6 +48,12 @@ void start_header_block(std::string& out);
 void add_header_line(std::string& out, std::string_view name, std::string_view value);
 /// Ends the block with its empty line.
 void end_header_block(std::string& out);
+/// The bytes add_header_line appends for `name` and `value`.
+constexpr std::size_t header_line_size(std::string_view name, std::string_view value) noexcept {
+  return name.size() + value.size() + 4;  // ": " and "\r\n"
+}
+/// The bytes of a whole block whose lines take `lines` bytes.
+std::size_t header_block_size(std::size_t lines) noexcept;
 
 /// Whether make_message_with_block works with the cnats linked: 3.0 to 3.13, whose internal
 /// natsMsg_create (exported, the same there) builds a message whose header block is sent as

@@ -33,4 +33,14 @@ natsStatus make_message(const Outgoing& m, const std::string& reply, Build how, 
   return s;
 }
 
+std::size_t wire_size(const Outgoing& m) {
+  const std::size_t payload = m.event ? m.event->data.size() : m.payload.size();
+  if (m.event == nullptr && m.headers.empty()) return payload;
+  std::size_t block = 0;
+  auto add = [&](std::string_view name, std::string_view value) { block += header_line_size(name, value); };
+  if (m.event) visit_binary_headers(*m.event, add);
+  for (const auto& [name, value] : m.headers) add(name, value);
+  return header_block_size(block) + payload;
+}
+
 }  // namespace crier::nats

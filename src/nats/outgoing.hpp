@@ -43,4 +43,8 @@ Build usual_build() noexcept;
 /// order; a message without any is made without a block either way.
 natsStatus make_message(const Outgoing& m, const std::string& reply, Build how, std::string& bytes, Msg& out);
 
+/// The bytes of `m` that a server's max_payload bounds: its header block and its payload,
+/// as make_message makes them either way.
+std::size_t wire_size(const Outgoing& m);
+
 }  // namespace crier::nats

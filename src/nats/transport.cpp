@@ -103,7 +103,18 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   void append(std::span<const Envelope> events) override {
     std::vector<Outgoing> msgs;
     msgs.reserve(events.size());
-    for (const Envelope& e : events) msgs.push_back(outgoing_of(*ctx_, e, ctx_->event_subject(e.type), e.id));
+    const std::size_t most = conn().max_payload();
+    for (const Envelope& e : events) {
+      msgs.push_back(outgoing_of(*ctx_, e, ctx_->event_subject(e.type), e.id));
+      // Refused before anything of the batch is sent.
+      if (const std::size_t size = wire_size(msgs.back()); most > kDeadLetterRoom && size > most - kDeadLetterRoom)
+        throw Error(Errc::invalid_argument,
+                    "nats: event " + e.id + " is " + std::to_string(size) +
+                        " bytes as a message (headers and data); this server takes at most " + std::to_string(most) +
+                        " (its max_payload), of which crier keeps " + std::to_string(kDeadLetterRoom) +
+                        " for the headers of a dead letter: at most " + std::to_string(most - kDeadLetterRoom) +
+                        " bytes. Nothing of this publish was stored");
+    }
     (void)conn().publish(msgs, events.size() == 1 ? "nats: publishing event " + events.front().id
                                                   : "nats: publishing " + std::to_string(events.size()) + " events");
   }
