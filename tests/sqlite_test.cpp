@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <fstream>
 #include <functional>
 #include <iterator>
 #include <latch>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "durable_events.hpp"
@@ -426,6 +428,59 @@ TEST(SqliteFailures, ALockedFileFailsThePublishClearlyThenWorksAgain) {
   handled.wait_for(acknowledged + 1);
   ASSERT_TRUE(bus.flush(30s));
   EXPECT_EQ(handled.value(), acknowledged + 1);  // the refused publish left nothing behind
+}
+
+// A dead letter the store refuses to write is reported, and its event is not lost: it comes
+// back once its lease has lapsed, and is dead-lettered once the store takes the letter.
+TEST(SqliteFailures, ADeadLetterTheStoreRefusesIsReportedAndTriedAgain) {
+  ScratchDir dir;
+  const std::string path = dir.file("refusing.db");
+  crier::sqlite::Options short_lease;
+  short_lease.lease = 1s;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::chrono::steady_clock::time_point> refused;
+  std::string reported;
+  crier::BusOptions bo;
+  bo.on_error = [&](const crier::Report& r) {
+    if (r.kind != crier::Report::Kind::transport_failed) return;
+    std::lock_guard lock(mu);
+    refused.push_back(std::chrono::steady_clock::now());
+    reported = r.message;
+    cv.notify_all();
+  };
+  crier::Bus bus{crier::sqlite::open(path, short_lease), bo};
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+  sqlite3_busy_timeout(other, 10000);
+  ASSERT_EQ(sqlite3_exec(other,
+                         "CREATE TRIGGER refuse BEFORE INSERT ON crier_dead_letters "
+                         "BEGIN SELECT RAISE(ABORT, 'no letters today'); END",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  Counter calls;
+  crier::SubscribeOptions once;
+  once.retry.max_attempts = 1;
+  auto sub = bus.subscribe<Job>(
+      "strict",
+      [&](const Job&) {
+        calls.add();
+        throw std::runtime_error("refused");
+      },
+      once);
+  bus.publish(Job{1, "x"});
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 60s, [&] { return refused.size() >= 2; }))
+        << "dead-lettering that failed was not reported; handler calls: " << calls.value();
+    EXPECT_NE(reported.find("cannot dead-letter event"), std::string::npos) << reported;
+    EXPECT_NE(reported.find("no letters today"), std::string::npos) << reported;
+    EXPECT_GE(refused[1] - refused[0], 900ms) << "it came back at once";
+  }
+  ASSERT_EQ(sqlite3_exec(other, "DROP TRIGGER refuse", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  ASSERT_TRUE(bus.flush(60s));
+  EXPECT_EQ(bus.dead_letter_count({.subscriber = "strict"}), 1u);
 }
 
 TEST(SqliteFailures, AReadOnlyFileIsRefusedAtOpenInWords) {

@@ -126,7 +126,7 @@ class SqliteConsumer final : public Consumer {
   std::uint64_t dead_letter(std::unique_ptr<Lease> lease, const DeadLetter& letter) override {
     const std::int64_t sequence = seq_of(*lease);
     std::uint64_t id = 0;
-    {
+    try {
       MutexLock lock(s_->db_mu);
       Transaction t(s_->db, s_->path);
       Stmt ins(s_->db, s_->path,
@@ -148,6 +148,19 @@ class SqliteConsumer final : public Consumer {
       del.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, sequence);
       del.run();
       t.commit();
+    } catch (const std::exception&) {
+      // Not stored: it waits as a retry does, in a row of its own that any consumer of the
+      // name takes once the lease has lapsed, rather than coming back at once to run its
+      // handler over and over. If not even that is written, this consumer goes on holding it.
+      try {
+        const std::int64_t due = wall_ms() + s_->options.lease.count();
+        record_attempts(sequence, Attempts{letter.attempts, letter.first_error, letter.first_failure, from_ms(due)}, "",
+                        due);
+        settle(sequence, false);
+        s_->note_change();
+      } catch (const std::exception&) {
+      }
+      throw;
     }
     settle(sequence, false);
     return id;
