@@ -86,6 +86,25 @@ crier::Envelope sample() {
   return e;
 }
 
+// Error texts in a dead letter are cut to fit the server's max_payload: between characters,
+// saying how long they were, never longer than the room.
+TEST(NatsBinding, EncodingWithinARoomCutsBetweenCharactersAndSaysSo) {
+  EXPECT_EQ(percent_encode_within("a b", 5), "a%20b");
+  std::string ascii, accents;  // 40 bytes each; "\xC3\xA9" is one character, six bytes encoded
+  for (int i = 0; i < 4; ++i) ascii += "abcdefghij";
+  for (int i = 0; i < 20; ++i) accents += "\xC3\xA9";
+  const std::string note = "%20[cut:%2040%20bytes%20in%20all]";
+  EXPECT_EQ(percent_encode_within(ascii, note.size() + 3), "abc" + note);
+  EXPECT_EQ(percent_encode_within(accents, note.size() + 11), "%C3%A9" + note);
+  EXPECT_EQ(percent_encode_within(accents, note.size() + 12), "%C3%A9%C3%A9" + note);
+  EXPECT_EQ(percent_encode_within(ascii, note.size() - 1), "");
+  for (std::size_t room = note.size(); room < 80; ++room) {
+    const std::string cut = percent_encode_within(accents, room);
+    EXPECT_LE(cut.size(), room);
+    EXPECT_EQ((cut.size() - note.size()) % 6, 0u) << "cut inside a character at room " << room;
+  }
+}
+
 TEST(NatsBinding, BinaryModeRoundTrips) {
   const auto e = sample();
   const Headers owned = binary_headers(e);

@@ -446,10 +446,8 @@ class NatsConsumer final : public Consumer {
     try {
       if (most > 0 && size > most)
         throw Error(Errc::transport_error, "nats: the dead letter of event " + letter.envelope.id + " is " +
-                                               std::to_string(size) +
-                                               " bytes without its error texts; this server "
-                                               "takes messages of at most " +
-                                               std::to_string(most) + " (max_payload)");
+                                               std::to_string(size) + " bytes without its error texts; the server " +
+                                               "takes at most " + std::to_string(most) + " (max_payload)");
       seqs = ctx_->conn->publish({m}, "nats: dead-lettering event " + letter.envelope.id);
     } catch (const std::exception&) {
       // Not stored: the event stays, and comes back after a pause rather than at once, so
