@@ -97,19 +97,8 @@ TEST(NatsConsumer, ADeadLetterTooLargeToStoreIsReportedAndItsEventComesBackAfter
   o.servers = {server.url()};
   o.stream = "FOREIGN";
   o.subject_prefix = "foreign";
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::chrono::steady_clock::time_point> failed_letters;
-  std::string reported;
-  crier::BusOptions bus_options;
-  bus_options.on_error = [&](const crier::Report& r) {
-    if (r.kind != crier::Report::Kind::transport_failed) return;
-    std::lock_guard lock(mu);
-    failed_letters.push_back(std::chrono::steady_clock::now());
-    reported = r.message;
-    cv.notify_all();
-  };
-  crier::Bus bus{crier::nats::connect(o), bus_options};
+  UnstoredLetters unstored;
+  crier::Bus bus{crier::nats::connect(o), unstored.options()};
   Counter calls;
   crier::SubscribeOptions once;
   once.retry.max_attempts = 1;
@@ -131,11 +120,10 @@ TEST(NatsConsumer, ADeadLetterTooLargeToStoreIsReportedAndItsEventComesBackAfter
   natsMsg_Destroy(ack);
   natsConnection_Destroy(nc);
 
-  std::unique_lock lock(mu);
-  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return failed_letters.size() >= 2; }))
+  ASSERT_TRUE(unstored.wait_for(2, std::chrono::seconds(60)))
       << "dead-lettering that failed was not reported; handler calls: " << calls.value();
-  EXPECT_NE(reported.find("cannot dead-letter event"), std::string::npos) << reported;
-  EXPECT_NE(reported.find("max_payload"), std::string::npos) << reported;
-  EXPECT_GE(failed_letters[1] - failed_letters[0], std::chrono::seconds(4)) << "it came back at once";
+  EXPECT_NE(unstored.last().find("cannot dead-letter event"), std::string::npos) << unstored.last();
+  EXPECT_NE(unstored.last().find("max_payload"), std::string::npos) << unstored.last();
+  EXPECT_GE(unstored.pause(), std::chrono::seconds(4)) << "it came back at once";
   EXPECT_EQ(calls.value(), 2);
 }

@@ -469,19 +469,8 @@ TEST(RedisDeadLetters, ALetterRedisRefusesIsReportedAndItsEventComesBackAfterThe
   crier::redis::Options o = options(server, "refuse");
   o.visibility_timeout = 1s;
   (void)cli(server, "SET refuse:_dlq:strict:com.example.test.job not-a-stream");
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::chrono::steady_clock::time_point> refused;
-  std::string reported;
-  crier::BusOptions bo;
-  bo.on_error = [&](const crier::Report& r) {
-    if (r.kind != crier::Report::Kind::transport_failed) return;
-    std::lock_guard lock(mu);
-    refused.push_back(std::chrono::steady_clock::now());
-    reported = r.message;
-    cv.notify_all();
-  };
-  crier::Bus bus{crier::redis::connect(o), bo};
+  UnstoredLetters unstored;
+  crier::Bus bus{crier::redis::connect(o), unstored.options()};
   Counter calls;
   crier::SubscribeOptions once;
   once.retry.max_attempts = 1;
@@ -493,14 +482,11 @@ TEST(RedisDeadLetters, ALetterRedisRefusesIsReportedAndItsEventComesBackAfterThe
       },
       once);
   bus.publish(Job{1, "x"});
-  {
-    std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, 60s, [&] { return refused.size() >= 2; }))
-        << "dead-lettering that failed was not reported; handler calls: " << calls.value();
-    EXPECT_NE(reported.find("cannot dead-letter event"), std::string::npos) << reported;
-    EXPECT_NE(reported.find("WRONGTYPE"), std::string::npos) << reported;
-    EXPECT_GE(refused[1] - refused[0], 900ms) << "it came back at once";
-  }
+  ASSERT_TRUE(unstored.wait_for(2, 60s)) << "dead-lettering that failed was not reported; handler calls: "
+                                         << calls.value();
+  EXPECT_NE(unstored.last().find("cannot dead-letter event"), std::string::npos) << unstored.last();
+  EXPECT_NE(unstored.last().find("WRONGTYPE"), std::string::npos) << unstored.last();
+  EXPECT_GE(unstored.pause(), 900ms) << "it came back at once";
   (void)cli(server, "DEL refuse:_dlq:strict:com.example.test.job");
   ASSERT_TRUE(bus.flush(60s));
   EXPECT_EQ(bus.dead_letter_count({.subscriber = "strict"}), 1u);
