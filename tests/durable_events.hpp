@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -46,6 +49,61 @@ class SeenJobs {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<int> ns_;
+};
+
+/// The dead letters a transport could not store, as the bus reports them (transport_failed):
+/// when each report came, and the last one's text; and a subscriber whose letters they are.
+class UnstoredLetters {
+ public:
+  crier::BusOptions options() {
+    crier::BusOptions o;
+    o.on_error = [this](const crier::Report& r) {
+      if (r.kind != crier::Report::Kind::transport_failed) return;
+      {
+        std::lock_guard lock(mu_);
+        times_.push_back(std::chrono::steady_clock::now());
+        last_ = r.message;
+      }
+      cv_.notify_all();
+    };
+    return o;
+  }
+  /// Waits up to `timeout` for `n` reports; false if they did not come.
+  bool wait_for(std::size_t n, std::chrono::seconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return times_.size() >= n; });
+  }
+  /// How long after the first report the second came.
+  std::chrono::steady_clock::duration pause() {
+    std::lock_guard lock(mu_);
+    return times_.size() < 2 ? std::chrono::steady_clock::duration::zero() : times_[1] - times_[0];
+  }
+  std::string last() {
+    std::lock_guard lock(mu_);
+    return last_;
+  }
+  /// Subscribes "strict" to Job with a handler that fails each event's one attempt: each is
+  /// given up on at once.
+  crier::Subscription give_up_on_jobs(crier::Bus& bus) {
+    crier::SubscribeOptions once;
+    once.retry.max_attempts = 1;
+    return bus.subscribe<Job>(
+        "strict",
+        [this](const Job&) {
+          calls_.fetch_add(1);
+          throw std::runtime_error("refused");
+        },
+        once);
+  }
+  /// How often that handler ran.
+  int calls() const { return calls_.load(); }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::chrono::steady_clock::time_point> times_;
+  std::string last_;
+  std::atomic<int> calls_{0};
 };
 
 /// A fresh directory under $TMPDIR, removed with everything in it when the object goes.

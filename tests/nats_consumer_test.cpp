@@ -13,7 +13,6 @@
 
 #include "durable_events.hpp"
 #include "nats_server.hpp"
-#include "test_events.hpp"
 
 using namespace test;
 
@@ -99,16 +98,7 @@ TEST(NatsConsumer, ADeadLetterTooLargeToStoreIsReportedAndItsEventComesBackAfter
   o.subject_prefix = "foreign";
   UnstoredLetters unstored;
   crier::Bus bus{crier::nats::connect(o), unstored.options()};
-  Counter calls;
-  crier::SubscribeOptions once;
-  once.retry.max_attempts = 1;
-  auto sub = bus.subscribe<Job>(
-      "strict",
-      [&](const Job&) {
-        calls.add();
-        throw std::runtime_error("refused");
-      },
-      once);
+  auto sub = unstored.give_up_on_jobs(bus);
 
   natsConnection* nc = nullptr;
   ASSERT_EQ(natsConnection_ConnectTo(&nc, server.url().c_str()), NATS_OK);
@@ -121,9 +111,9 @@ TEST(NatsConsumer, ADeadLetterTooLargeToStoreIsReportedAndItsEventComesBackAfter
   natsConnection_Destroy(nc);
 
   ASSERT_TRUE(unstored.wait_for(2, std::chrono::seconds(60)))
-      << "dead-lettering that failed was not reported; handler calls: " << calls.value();
+      << "dead-lettering that failed was not reported; handler calls: " << unstored.calls();
   EXPECT_NE(unstored.last().find("cannot dead-letter event"), std::string::npos) << unstored.last();
   EXPECT_NE(unstored.last().find("max_payload"), std::string::npos) << unstored.last();
   EXPECT_GE(unstored.pause(), std::chrono::seconds(4)) << "it came back at once";
-  EXPECT_EQ(calls.value(), 2);
+  EXPECT_EQ(unstored.calls(), 2);
 }

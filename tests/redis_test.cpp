@@ -471,19 +471,10 @@ TEST(RedisDeadLetters, ALetterRedisRefusesIsReportedAndItsEventComesBackAfterThe
   (void)cli(server, "SET refuse:_dlq:strict:com.example.test.job not-a-stream");
   UnstoredLetters unstored;
   crier::Bus bus{crier::redis::connect(o), unstored.options()};
-  Counter calls;
-  crier::SubscribeOptions once;
-  once.retry.max_attempts = 1;
-  auto sub = bus.subscribe<Job>(
-      "strict",
-      [&](const Job&) {
-        calls.add();
-        throw std::runtime_error("refused");
-      },
-      once);
+  auto sub = unstored.give_up_on_jobs(bus);
   bus.publish(Job{1, "x"});
   ASSERT_TRUE(unstored.wait_for(2, 60s)) << "dead-lettering that failed was not reported; handler calls: "
-                                         << calls.value();
+                                         << unstored.calls();
   EXPECT_NE(unstored.last().find("cannot dead-letter event"), std::string::npos) << unstored.last();
   EXPECT_NE(unstored.last().find("WRONGTYPE"), std::string::npos) << unstored.last();
   EXPECT_GE(unstored.pause(), 900ms) << "it came back at once";

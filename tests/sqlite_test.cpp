@@ -445,19 +445,10 @@ TEST(SqliteFailures, ADeadLetterTheStoreRefusesIsReportedAndTriedAgain) {
                          "BEGIN SELECT RAISE(ABORT, 'no letters today'); END",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
-  Counter calls;
-  crier::SubscribeOptions once;
-  once.retry.max_attempts = 1;
-  auto sub = bus.subscribe<Job>(
-      "strict",
-      [&](const Job&) {
-        calls.add();
-        throw std::runtime_error("refused");
-      },
-      once);
+  auto sub = unstored.give_up_on_jobs(bus);
   bus.publish(Job{1, "x"});
   ASSERT_TRUE(unstored.wait_for(2, 60s)) << "dead-lettering that failed was not reported; handler calls: "
-                                         << calls.value();
+                                         << unstored.calls();
   EXPECT_NE(unstored.last().find("cannot dead-letter event"), std::string::npos) << unstored.last();
   EXPECT_NE(unstored.last().find("no letters today"), std::string::npos) << unstored.last();
   EXPECT_GE(unstored.pause(), 900ms) << "it came back at once";

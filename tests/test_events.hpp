@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -88,45 +87,6 @@ class Counter {
   std::mutex mu_;
   std::condition_variable cv_;
   int n_ = 0;
-};
-
-/// The dead letters a transport could not store, as the bus reports them (transport_failed):
-/// when each report came, and the last one's text.
-class UnstoredLetters {
- public:
-  crier::BusOptions options() {
-    crier::BusOptions o;
-    o.on_error = [this](const crier::Report& r) {
-      if (r.kind != crier::Report::Kind::transport_failed) return;
-      {
-        std::lock_guard lock(mu_);
-        times_.push_back(std::chrono::steady_clock::now());
-        last_ = r.message;
-      }
-      cv_.notify_all();
-    };
-    return o;
-  }
-  /// Waits up to `timeout` for `n` reports; false if they did not come.
-  bool wait_for(std::size_t n, std::chrono::seconds timeout) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return times_.size() >= n; });
-  }
-  /// How long after the first report the second came.
-  std::chrono::steady_clock::duration pause() {
-    std::lock_guard lock(mu_);
-    return times_.size() < 2 ? std::chrono::steady_clock::duration::zero() : times_[1] - times_[0];
-  }
-  std::string last() {
-    std::lock_guard lock(mu_);
-    return last_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::chrono::steady_clock::time_point> times_;
-  std::string last_;
 };
 
 inline const crier::SubscribeOptions kInline{.mode = crier::DeliveryMode::sync};
