@@ -11,6 +11,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <crier/crier.hpp>
@@ -49,6 +50,40 @@ class SeenJobs {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<int> ns_;
+};
+
+/// The bus's reports, waited for by kind.
+class Reports {
+ public:
+  crier::BusOptions bus_options() {
+    crier::BusOptions o;
+    o.on_error = [this](const crier::Report& r) {
+      std::lock_guard lock(mu_);
+      seen_.emplace_back(r.kind, std::string(r.message));
+      cv_.notify_all();
+    };
+    return o;
+  }
+  /// The message of the first report of `kind` that contains `text` (waiting up to 30 s);
+  /// empty when none came.
+  std::string wait_for(crier::Report::Kind kind, std::string_view text = {}) {
+    std::unique_lock lock(mu_);
+    std::string found;
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] {
+      for (const auto& [k, m] : seen_)
+        if (k == kind && m.find(text) != std::string::npos) {
+          found = m;
+          return true;
+        }
+      return false;
+    });
+    return found;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::pair<crier::Report::Kind, std::string>> seen_;
 };
 
 /// The dead letters a transport could not store, as the bus reports them (transport_failed):

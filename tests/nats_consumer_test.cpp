@@ -5,9 +5,12 @@
 
 #include <crier/nats.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -116,4 +119,85 @@ TEST(NatsConsumer, ADeadLetterTooLargeToStoreIsReportedAndItsEventComesBackAfter
   EXPECT_NE(unstored.last().find("max_payload"), std::string::npos) << unstored.last();
   EXPECT_GE(unstored.pause(), std::chrono::seconds(4)) << "it came back at once";
   EXPECT_EQ(unstored.calls(), 2);
+}
+
+// A consumer deleted under the bus (by an operator, another client) answers no pull: the
+// subscriber would wait forever without a word. It is made again, from the stream's start so
+// that nothing published meanwhile is lost, and said; so is its redriven dead letters' one.
+TEST(NatsConsumer, AConsumerDeletedUnderTheBusIsMadeAgainAndSaid) {
+  NatsServer server;
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "GONE";
+  o.subject_prefix = "gone";
+  Reports reports;
+  crier::Bus bus{crier::nats::connect(o), reports.bus_options()};
+  SeenJobs seen;
+  std::atomic<bool> refuse_first{true};
+  auto sub = bus.subscribe<Job>("billing", [&](const Job& j) {
+    if (j.n == 0 && refuse_first.exchange(false)) throw crier::PermanentError("not yet");
+    seen.add(j);
+  });
+  bus.publish(Job{0, "dead-lettered, then redriven"});
+  bus.publish(Job{1, "before"});
+  EXPECT_FALSE(reports.wait_for(crier::Report::Kind::dead_lettered).empty());
+  seen.wait_for(1);
+
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, server.url().c_str()), NATS_OK);
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  const std::string durable = "billing_scom_dexample_dtest_djob";  // '.' escaped
+  for (const std::string& name : {durable, durable + "_r"})
+    ASSERT_EQ(js_DeleteConsumer(js, "GONE", name.c_str(), nullptr, nullptr), NATS_OK) << name;
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+
+  for (const std::string& name : {durable + " ", durable + "_r "}) {
+    const std::string said = reports.wait_for(crier::Report::Kind::connection_restored, "consumer " + name);
+    ASSERT_NE(said.find("made again"), std::string::npos) << name << ": " << said;
+  }
+  bus.publish(Job{2, "after"});
+  ASSERT_EQ(bus.redrive(), 1u);
+  // 1; then, the main consumer made again from the stream's start, 0, 1 and 2 (at least
+  // once); and 0 redriven through the redrive consumer made again.
+  seen.wait_for(5);
+  const auto values = seen.values();
+  EXPECT_GE(std::count(values.begin(), values.end(), 0), 2) << "the redriven letter was not handled";
+  EXPECT_EQ(std::set<int>(values.begin(), values.end()), (std::set<int>{0, 1, 2}));
+}
+
+// A stream deleted under the bus (its events with it) is not made again behind the
+// operator's back: publishes fail saying it may not exist, and a subscriber reports it is
+// missing, instead of waiting without a word.
+TEST(NatsConsumer, AStreamDeletedUnderTheBusIsSaidByPublishAndSubscriber) {
+  NatsServer server;
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "SGONE";
+  o.subject_prefix = "sgone";
+  o.publish_timeout = std::chrono::milliseconds(1000);
+  Reports reports;
+  crier::Bus bus{crier::nats::connect(o), reports.bus_options()};
+  SeenJobs seen;
+  auto sub = bus.subscribe<Job>("billing", [&](const Job& j) { seen.add(j); });
+  bus.publish(Job{1, "before"});
+  seen.wait_for(1);
+
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, server.url().c_str()), NATS_OK);
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  ASSERT_EQ(js_DeleteStream(js, "SGONE", nullptr, nullptr), NATS_OK);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+
+  try {
+    bus.publish(Job{2, "after"});
+    FAIL() << "published to a stream that is gone";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("or does not exist"), std::string::npos) << e.what();
+  }
+  const std::string said = reports.wait_for(crier::Report::Kind::transport_failed, "stream SGONE is missing");
+  EXPECT_NE(said.find("subscriber billing reads nothing"), std::string::npos) << said;
 }

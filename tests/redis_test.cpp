@@ -56,39 +56,6 @@ crier::redis::Options options(const RedisServer& server, std::string prefix) {
   return o;
 }
 
-// The bus's reports, waited for by kind.
-class Reports {
- public:
-  crier::BusOptions bus_options() {
-    crier::BusOptions o;
-    o.on_error = [this](const crier::Report& r) {
-      std::lock_guard lock(mu_);
-      seen_.emplace_back(r.kind, std::string(r.message));
-      cv_.notify_all();
-    };
-    return o;
-  }
-  // The message of the first report of `kind` (waiting up to 30 s); empty when none came.
-  std::string wait_for(crier::Report::Kind kind) {
-    std::unique_lock lock(mu_);
-    std::string found;
-    cv_.wait_for(lock, 30s, [&] {
-      for (const auto& [k, m] : seen_)
-        if (k == kind) {
-          found = m;
-          return true;
-        }
-      return false;
-    });
-    return found;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::pair<crier::Report::Kind, std::string>> seen_;
-};
-
 TEST(RedisLink, AServerThatIsDownIsAClearErrorThatSaysWhere) {
   const RefusingPort nothing;
   const int port = nothing.port();

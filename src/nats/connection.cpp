@@ -447,6 +447,8 @@ std::shared_ptr<void> Connection::watch(Transport::HealthListener listener) {
   return listeners_.add(std::move(listener));
 }
 
+void Connection::notice(const std::string& what) { listeners_.notify(connected_.load(), what); }
+
 void Connection::on_disconnected(natsConnection* nc, void* self) noexcept {
   auto* c = static_cast<Connection*>(self);
   c->connected_ = false;

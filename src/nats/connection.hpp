@@ -126,6 +126,9 @@ class Connection {
   /// Calls `listener` at each loss and return of the link until the handle goes
   /// (Transport::watch).
   std::shared_ptr<void> watch(Transport::HealthListener listener);
+  /// Tells the listeners of something they should know that is not a change of the link
+  /// (a consumer made again after another client deleted it).
+  void notice(const std::string& what);
 
  private:
   struct Call;

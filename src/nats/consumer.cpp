@@ -7,6 +7,7 @@
 #include <charconv>
 #include <functional>
 #include <iterator>
+#include <utility>
 
 namespace crier::nats {
 
@@ -31,6 +32,9 @@ constexpr milliseconds kLookEvery{100};
 constexpr int kMaxAckPending = 20000;
 // How long an event whose dead letter could not be stored waits before it comes back.
 constexpr milliseconds kDeadLetterPause{5000};
+// How often a consumer whose pulls go unanswered is looked up at most; one missing at two
+// look-ups in a row is made again.
+constexpr milliseconds kLookUpEvery{2000};
 
 using crier::detail::attempts_of_record;
 using crier::detail::record_of;
@@ -109,6 +113,10 @@ class Puller {
   // The size of the pull sent ahead and not taken yet; 0 when none.
   int ahead() const noexcept { return ahead_; }
 
+  // Whether a pull since the last call went unanswered or was ended by the server (409):
+  // what a consumer deleted under the bus does (the server answers no pull of it).
+  bool went_unanswered() noexcept { return std::exchange(unanswered_, false); }
+
  private:
   struct Answer {
     std::vector<Msg> msgs;
@@ -144,7 +152,10 @@ class Puller {
     while (static_cast<int>(a.msgs.size()) < batch && !closed.load(std::memory_order_acquire)) {
       const auto now = Clock::now();
       const auto left = std::chrono::duration_cast<milliseconds>(until - now);
-      if (left.count() <= 0) break;
+      if (left.count() <= 0) {
+        unanswered_ = unanswered_ || a.msgs.empty();
+        break;
+      }
       tick_();
       if (now - renewed >= renew_every_ && !a.msgs.empty()) {
         renewed = now;
@@ -160,6 +171,7 @@ class Puller {
         if (status == 100 || reply_ != natsMsg_GetSubject(raw)) continue;
         open_ = false;  // 404 no messages, 408 expired or refused, 409 ...: this request is over
         a.ended_early = Clock::now() < open_until_;
+        unanswered_ = unanswered_ || status == 409;
         break;
       }
       a.msgs.push_back(std::move(m));
@@ -195,7 +207,8 @@ class Puller {
   int ahead_ = 0;               // the size of the request sent ahead, until pull() takes it
   Clock::time_point sent_{}, answer_until_{};
   natsSubscription* sub_ = nullptr;
-  bool open_ = false;  // the last request may still deliver
+  bool open_ = false;        // the last request may still deliver
+  bool unanswered_ = false;  // went_unanswered()
   Clock::time_point open_until_{};
 };
 
@@ -353,6 +366,8 @@ class NatsConsumer final : public Consumer {
   std::vector<StoredEvent> fetch(std::size_t max, milliseconds wait) override {
     if (closed_.load(std::memory_order_acquire)) return {};
     renew();
+    look_up(*main_, durable_, ctx_->event_subject(spec_.event_type), main_look_);
+    look_up(*redrive_, redrive_durable_, ctx_->redrive_subject(durable_), redrive_look_);
     // A pull sent ahead holds its places in the window: it was sized to fit when sent.
     const int ahead = main_->ahead();
     const std::size_t room = free_room(static_cast<std::size_t>(ahead));
@@ -521,21 +536,59 @@ class NatsConsumer final : public Consumer {
 
   // Creates the durable consumer unless it exists; returns its AckWait.
   milliseconds ensure(const std::string& durable, const std::string& filter, const StartFrom& start) {
-    const std::string what = "nats: consumer " + durable + " of stream " + ctx_->stream;
     nlohmann::json info;
     try {
       info = info_of(durable);
     } catch (const ApiError& e) {
       if (e.err_code != kConsumerNotFound) throw;
-      info = ctx_->conn->api(
-          "CONSUMER.DURABLE.CREATE." + ctx_->stream + "." + durable,
-          {{"stream_name", ctx_->stream}, {"config", consumer_config(*ctx_, durable, filter, start)}}, what);
+      info = create_consumer(*ctx_, durable, filter, start);
     }
     const auto& configured = member(member(info, "config"), "ack_wait");
     if (configured.is_null()) return ctx_->options().ack_wait;
     constexpr std::uint64_t kLongest = 1'000'000'000'000'000'000ULL;  // ns: 31 years, within an int64
     const std::uint64_t ns = std::min(count_of(configured, "ack_wait"), kLongest);
     return std::chrono::duration_cast<milliseconds>(nanoseconds(ns));
+  }
+
+  // A consumer deleted under the bus (by another client, an operator) answers no pull, and
+  // would leave the subscriber waiting forever without a word. When pulls go unanswered it is
+  // looked up (every kLookUpEvery at most); missing at two look-ups in a row (the inspector's
+  // move() deletes and makes one again at once, and is not raced), it is made again from the
+  // stream's start, so that nothing published meanwhile is lost, and said. Held events
+  // settle nothing on the new consumer: they come again from it (at least once). A stream
+  // that is missing, or a consumer that cannot be made again, throws: the bus reports it
+  // (transport_failed) and fetches again.
+  struct LookUp {
+    Clock::time_point next{};
+    bool missing = false;
+  };
+  void look_up(Puller& puller, const std::string& durable, const std::string& filter, LookUp& l) {
+    const auto now = Clock::now();
+    if (now < l.next || !puller.went_unanswered()) return;
+    l.next = now + kLookUpEvery;
+    try {
+      (void)info_of(durable);
+      l.missing = false;
+      return;
+    } catch (const ApiError& e) {
+      if (e.err_code == kStreamNotFound)
+        throw Error(Errc::transport_error, "nats: stream " + ctx_->stream + " is missing (deleted by another " +
+                                               "client?): subscriber " + spec_.subscriber + " reads nothing until it " +
+                                               "is made again (crier makes its streams when it connects)");
+      if (e.err_code != kConsumerNotFound) return;
+    } catch (const std::exception&) {
+      return;  // the server unreachable, a leader not elected yet: pulls go on, and say it
+    }
+    if (!std::exchange(l.missing, true)) return;
+    l.missing = false;
+    const std::string what = "nats: consumer " + durable + " of stream " + ctx_->stream;
+    try {
+      (void)create_consumer(*ctx_, durable, filter, StartFrom::beginning());
+    } catch (const std::exception& e) {
+      throw Error(Errc::transport_error, what + " is missing and cannot be made again: " + e.what());
+    }
+    ctx_->conn->notice(what + " was missing (deleted by another client?); made again, delivering from the " +
+                       "stream's oldest event");
   }
 
   // Renews the server's AckWait of every event the bus holds (+WPI) every quarter of it: a
@@ -702,10 +755,9 @@ class NatsConsumer final : public Consumer {
   Clock::time_point turn_renew_at_{};
   Clock::time_point next_look_{};     // renew(): the fetch thread's
   Clock::time_point next_redrive_{};  // fetch(): the fetch thread's
+  LookUp main_look_, redrive_look_;   // look_up(): the fetch thread's
   HeaderViews headers_;               // stored_of(): the fetch thread's, reused
 };
-
-}  // namespace
 
 nlohmann::json consumer_config(const Context& ctx, const std::string& durable, const std::string& filter,
                                const StartFrom& start) {
@@ -734,6 +786,15 @@ nlohmann::json consumer_config(const Context& ctx, const std::string& durable, c
       break;
   }
   return c;
+}
+
+}  // namespace
+
+nlohmann::json create_consumer(const Context& ctx, const std::string& durable, const std::string& filter,
+                               const StartFrom& start) {
+  return ctx.conn->api("CONSUMER.DURABLE.CREATE." + ctx.stream + "." + durable,
+                       {{"stream_name", ctx.stream}, {"config", consumer_config(ctx, durable, filter, start)}},
+                       "nats: consumer " + durable + " of stream " + ctx.stream);
 }
 
 std::unique_ptr<Consumer> make_consumer(std::shared_ptr<const Context> ctx, const ConsumerSpec& spec) {

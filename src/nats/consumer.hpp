@@ -15,8 +15,9 @@ namespace crier::nats {
 /// stream sequence.
 std::unique_ptr<Consumer> make_consumer(std::shared_ptr<const Context> ctx, const ConsumerSpec& spec);
 
-/// The consumer configuration crier creates for `durable`, reading `filter`.
-nlohmann::json consumer_config(const Context& ctx, const std::string& durable, const std::string& filter,
+/// Creates the durable consumer `durable` of the bus's stream as crier configures one, reading
+/// `filter` from `start`; returns the server's info of it. Throws ApiError.
+nlohmann::json create_consumer(const Context& ctx, const std::string& durable, const std::string& filter,
                                const StartFrom& start);
 
 }  // namespace crier::nats

@@ -16,7 +16,8 @@ PublishAnswer read(int status, std::string_view payload) {
   PublishAnswer a;
   if (status != 0) {
     a.kind = PublishAnswer::Kind::again;
-    a.problem = status == 503 ? "no responders: the stream has no leader (yet)" : "status " + std::to_string(status);
+    a.problem = status == 503 ? "no responders: the stream has no leader (yet), or does not exist"
+                              : "status " + std::to_string(status);
     return a;
   }
   if (const auto seq = read_plain_ack(payload)) {  // every publish is answered: no document

@@ -326,10 +326,7 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
     } catch (const ApiError& e) {
       if (e.err_code != kConsumerNotFound) throw;
     }
-    (void)conn().api("CONSUMER.DURABLE.CREATE." + ctx_->stream + "." + durable,
-                     {{"stream_name", ctx_->stream},
-                      {"config", consumer_config(*ctx_, durable, ctx_->event_subject(event_type), start)}},
-                     "nats: consumer " + durable);
+    (void)create_consumer(*ctx_, durable, ctx_->event_subject(event_type), start);
   }
 
   std::string publish_json(std::string_view cloudevent) override {
