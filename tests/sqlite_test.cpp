@@ -791,3 +791,37 @@ TEST(SqliteThreads, EachOfCriersThreadsIsNamedForWhatItDoes) {
     if (n > 0) all += name + " x" + std::to_string(n) + ", ";
   EXPECT_LE(now[program], 0) << "a thread without a name of its own among those the bus started: " << all;
 }
+
+// A store file deleted under the bus (an operator, a clean-up job): the events published
+// after stay in the journal, publishes are refused once the mover finds the file gone, saying
+// so (SQLite's own error was "disk I/O error"), and every one acknowledged is in the store
+// opened at the path again.
+TEST(SqliteFailures, EventsPublishedAfterTheStoreFileWasDeletedAreKeptAndThenRefused) {
+  ScratchDir dir;
+  const std::string path = dir.file("s.db");
+  std::vector<int> kept;
+  {
+    crier::Bus bus{crier::sqlite::open(path)};
+    bus.publish(Job{0, "before (in the file deleted, or still in the journal)"});
+    std::filesystem::remove(path);
+    std::string refusal;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (int n = 1; refusal.empty() && std::chrono::steady_clock::now() < deadline; ++n) {
+      try {
+        bus.publish(Job{n, "after"});
+        kept.push_back(n);
+      } catch (const crier::Error& e) {
+        refusal = e.what();
+      }
+    }
+    EXPECT_NE(refusal.find(path + ": the store file was deleted or moved while open"), std::string::npos)
+        << (refusal.empty() ? "publishes were never refused" : refusal);
+  }
+  auto store = crier::sqlite::open(path);
+  std::vector<int> stored;
+  for (const auto& e : store->inspector().browse({.event_type = "com.example.test.job", .limit = 1'000'000}))
+    if (const int n = nlohmann::json::parse(e.envelope.data).at("n"); n != 0) stored.push_back(n);
+  std::sort(stored.begin(), stored.end());
+  EXPECT_FALSE(kept.empty());
+  EXPECT_EQ(stored, kept);
+}

@@ -248,6 +248,12 @@ void Store::Impl::mover_loop() {
 
 void Store::Impl::insert_records(const std::vector<RecordView>& records, const std::string& journal,
                                  std::uint64_t progress) {
+  // A store file deleted or moved while open (by an operator, a clean-up job): the events stay
+  // in the journal, and publishes are refused saying so, where SQLite says "disk I/O error".
+  int moved = 0;
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved != 0)
+    throw Error(Errc::store_error, path + ": the store file was deleted or moved while open; events are no longer " +
+                                       "moved into it, and go into a store opened at this path again");
   Transaction t(db, path);
   const std::int64_t now = wall_ms();
   std::int64_t seq = head();
