@@ -70,6 +70,15 @@ TEST(RedisLink, AServerThatIsDownIsAClearErrorThatSaysWhere) {
     EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(port)), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("out of reach"), std::string::npos) << e.what();
   }
+  // One that takes the connection and never answers is said as such, not as errno's text.
+  const SilentPort silent;
+  o.url = "redis://127.0.0.1:" + std::to_string(silent.port());
+  try {
+    (void)crier::redis::connect(o);
+    FAIL() << "connected to a server that never answers";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no answer within 300 ms"), std::string::npos) << e.what();
+  }
 }
 
 TEST(RedisLink, BadOptionsAreRefusedInWords) {

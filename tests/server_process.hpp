@@ -45,9 +45,18 @@ class RefusingPort {
   RefusingPort& operator=(const RefusingPort&) = delete;
   int port() const { return port_; }
 
- private:
+ protected:
   int fd_;
+
+ private:
   int port_ = 0;
+};
+
+/// A TCP port on 127.0.0.1 that takes connections and never answers: a stuck server, or one
+/// of another protocol that waits for its client to speak first.
+class SilentPort : public RefusingPort {
+ public:
+  SilentPort() { ::listen(fd_, 16); }
 };
 
 /// A TCP port on 127.0.0.1 that nothing listens on now (a RefusingPort let go of).

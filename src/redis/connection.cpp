@@ -165,7 +165,7 @@ Endpoint parse_url(std::string_view url) {
 
 // --- Link ----------------------------------------------------------------------------------
 
-Link::Link(const Endpoint& at, milliseconds timeout) : where_(at.text) {
+Link::Link(const Endpoint& at, milliseconds timeout) : where_(at.text), timeout_(timeout) {
   const timeval tv = timeval_of(timeout);
   c_ = at.socket.empty() ? redisConnectWithTimeout(at.host.c_str(), at.port, tv)
                          : redisConnectUnixWithTimeout(at.socket.c_str(), tv);
@@ -217,7 +217,17 @@ Link::~Link() {
   if (c_ != nullptr) redisFree(c_);
 }
 
-void Link::set_timeout(milliseconds timeout) { redisSetTimeout(c_, timeval_of(timeout)); }
+void Link::set_timeout(milliseconds timeout) {
+  redisSetTimeout(c_, timeval_of(timeout));
+  timeout_ = timeout;
+}
+
+std::string Link::lost_why() const {
+  if (c_->err == 0) return "no reply";
+  if (c_->err == REDIS_ERR_IO && std::strcmp(c_->errstr, std::strerror(EAGAIN)) == 0)
+    return "no answer within " + std::to_string(timeout_.count()) + " ms (a server that is stuck, or not Redis?)";
+  return c_->errstr;
+}
 
 std::vector<Reply> Link::run(std::span<const Command> commands) {
   send(commands);
@@ -252,7 +262,7 @@ void Command::encode(std::string& out) const {
 }
 
 void Link::send(std::span<const Command> commands) {
-  if (c_->err) throw LinkError("redis: link to " + where_ + " lost: " + c_->errstr);
+  if (c_->err) throw LinkError("redis: link to " + where_ + " lost: " + lost_why());
   std::string out;
   out.reserve(kWriteChunk + 1024);
   for (std::size_t i = 0; i < commands.size(); ++i) {
@@ -285,7 +295,7 @@ std::vector<Reply> Link::receive(std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
     void* raw = nullptr;
     if (redisGetReply(c_, &raw) != REDIS_OK || raw == nullptr) {
-      const std::string why = "redis: link to " + where_ + " lost: " + (c_->err ? c_->errstr : "no reply");
+      const std::string why = "redis: link to " + where_ + " lost: " + lost_why();
       if (out.empty()) throw LinkError(why);
       throw Interrupted(why, std::move(out));
     }

@@ -122,9 +122,13 @@ class Link {
   // instead: a lost link like any other. hiredis reads the replies; its output buffer stays
   // empty. A failed write marks the context lost, as hiredis marks its own.
   void write(std::string_view bytes);
+  // Why the link is lost, in words: hiredis says a read that timed out as errno's text
+  // ("Resource temporarily unavailable"), which is said as the wait it was.
+  std::string lost_why() const;
 
   redisContext* c_ = nullptr;
   std::string where_;
+  std::chrono::milliseconds timeout_;  // of a read
 };
 
 /// A Lua script, run by its SHA1 (EVALSHA) and loaded again when the server lacks it.
