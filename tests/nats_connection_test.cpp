@@ -1,5 +1,6 @@
 // The NATS transport's link in the bus's error hook and metrics: a server that goes away and
-// comes back is reported both ways, counted, and shown in the Prometheus exposition.
+// comes back is reported both ways, counted, and shown in the Prometheus exposition; one that
+// cannot be reached is an error in words.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -8,6 +9,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "durable_events.hpp"
@@ -75,4 +77,26 @@ TEST(NatsConnection, AnEmbeddedBusHasNoTransportMetrics) {
   const auto m = bus.metrics();
   EXPECT_TRUE(m.transport.empty());
   EXPECT_EQ(crier::to_prometheus(m).find("crier_transport_"), std::string::npos);
+}
+
+// A server that cannot be reached, or that takes the connection and never answers as NATS
+// does (a stuck one, another protocol's), is an error that says so and where, not cnats's
+// source line.
+TEST(NatsConnection, AServerThatIsDownOrSilentIsAClearErrorThatSaysWhere) {
+  const RefusingPort nothing;
+  const SilentPort silent;
+  crier::nats::Options o;
+  o.publish_timeout = std::chrono::milliseconds(300);
+  for (const auto& [port, says] : {std::pair{nothing.port(), "nothing answers there (tried for 300 ms)"},
+                                   std::pair{silent.port(), "no NATS server answered within 2000 ms"}}) {
+    o.servers = {"nats://127.0.0.1:" + std::to_string(port)};
+    try {
+      (void)crier::nats::connect(o);
+      ADD_FAILURE() << "connected to " << o.servers[0];
+    } catch (const crier::Error& e) {
+      EXPECT_EQ(e.code(), crier::Errc::transport_error);
+      EXPECT_NE(std::string(e.what()).find("cannot connect to " + o.servers[0] + ": " + says), std::string::npos)
+          << e.what();
+    }
+  }
 }

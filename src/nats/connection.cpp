@@ -17,6 +17,9 @@ using std::chrono::milliseconds;
 // How long one try of a publish or an API request waits for its answer before it is sent
 // again (a leader election takes 5-6 s; a retried publish is de-duplicated by its id).
 constexpr milliseconds kTryTimeout{2000};
+// How long a connection waits for a server's first words (its INFO): cnats's default, set so
+// that the error can say it.
+constexpr milliseconds kConnectTimeout{2000};
 
 int64_t reconnect_delay(natsConnection*, int attempts, void*) {
   const int shift = std::min(attempts, 6);
@@ -110,6 +113,7 @@ Connection::Connection(const Options& options) : options_(options) {
   check(natsOptions_SetServers(opts_, urls.data(), static_cast<int>(urls.size())), "nats: server URLs");
   check(natsOptions_SetName(opts_, name.c_str()), "nats: connection name");
   check(natsOptions_SetMaxReconnect(opts_, -1), "nats: reconnect");
+  check(natsOptions_SetTimeout(opts_, kConnectTimeout.count()), "nats: connect timeout");
   check(natsOptions_SetCustomReconnectDelay(opts_, reconnect_delay, nullptr), "nats: reconnect delay");
   check(natsOptions_SetDisconnectedCB(opts_, on_disconnected, this), "nats: callbacks");
   check(natsOptions_SetReconnectedCB(opts_, on_reconnected, this), "nats: callbacks");
@@ -141,7 +145,16 @@ Connection::Connection(const Options& options) : options_(options) {
     nc_ = nullptr;
     if (s != NATS_NO_SERVER || Clock::now() + backoff >= deadline) {
       natsOptions_Destroy(opts_);
-      check(s, "nats: cannot connect to " + servers_text(options_.servers));
+      const std::string what = "nats: cannot connect to " + servers_text(options_.servers);
+      // Said in words rather than as cnats's source line ("(unix/sock.c:58): Timeout").
+      if (s == NATS_NO_SERVER)
+        throw Error(Errc::transport_error, what + ": nothing answers there (tried for " +
+                                               std::to_string(options_.publish_timeout.count()) + " ms)");
+      if (s == NATS_TIMEOUT)
+        throw Error(Errc::transport_error, what + ": no NATS server answered within " +
+                                               std::to_string(kConnectTimeout.count()) +
+                                               " ms (a server that is stuck, or not NATS?)");
+      check(s, what);
     }
     std::this_thread::sleep_for(backoff);  // not synchronisation: a retry's back-off
     backoff = std::min(backoff * 2, kMaxBackoff);
