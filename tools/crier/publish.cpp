@@ -17,6 +17,9 @@ namespace crier::cli {
 
 namespace {
 
+// "1 event", "2 events".
+std::string events(std::size_t n) { return std::to_string(n) + (n == 1 ? " event" : " events"); }
+
 struct PublishArgs {
   std::string bus, input, type, data, subject, key, source = "/crier/cli";
   std::vector<std::string> attrs;
@@ -42,19 +45,19 @@ void run_publish(const PublishArgs& a) {
       try {
         (void)bus->inspector().publish_json(line);
       } catch (const Error& e) {
-        throw Failure(failure, "stdin line " + std::to_string(n) + ": " + e.what() + " (the " +
-                                   std::to_string(published) + " events before it were published)");
+        throw Failure(failure, "stdin line " + std::to_string(n) + ": " + e.what() + " (" + events(published) +
+                                   " before it published)");
       }
       ++published;
       progress.add();
     }
     if (stopped())
-      throw interrupted_after("published " + std::to_string(published) + " events, the lines up to " +
-                              std::to_string(n) + "; the rest of stdin was not read");
+      throw interrupted_after("published " + events(published) + ", the lines up to " + std::to_string(n) +
+                              "; the rest of stdin was not read");
     if (!std::cin.eof())
       throw Failure(failure, "reading stdin failed after line " + std::to_string(n) + ": " + std::strerror(errno) +
-                                 " (" + std::to_string(published) + " events were published)");
-    std::printf("published %zu event%s\n", published, published == 1 ? "" : "s");
+                                 " (" + events(published) + " published)");
+    std::printf("published %s\n", events(published).c_str());
     return;
   }
   if (a.type.empty() || a.data.empty()) throw Failure(usage, "publish wants --type and --data (or - for stdin)");
