@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -19,15 +20,27 @@
 
 using namespace test;
 
+namespace {
+
+// A bus on stream `stream` of `server`, its subjects under the stream's name in lower case.
+crier::nats::Options options(const NatsServer& server, const std::string& stream) {
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = stream;
+  o.subject_prefix = stream;
+  std::transform(stream.begin(), stream.end(), o.subject_prefix.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return o;
+}
+
+}  // namespace
+
 // An ordered subscriber's turn is a JSON record in the attempts stream, where any client may
 // write. A record that does not read (an owner that is not a string, an end that is not a
 // number) holds no turn: the subscriber takes it and goes on, instead of failing every fetch.
 TEST(NatsConsumer, AnUnreadableTurnRecordHoldsNoTurn) {
   NatsServer server;
-  crier::nats::Options o;
-  o.servers = {server.url()};
-  o.stream = "TURNS";
-  o.subject_prefix = "turns";
+  const crier::nats::Options o = options(server, "TURNS");
   std::mutex mu;
   std::condition_variable cv;
   int handled = 0;
@@ -71,10 +84,7 @@ TEST(NatsConsumer, AnUnreadableTurnRecordHoldsNoTurn) {
 // is stored.
 TEST(NatsPublish, AnEventWithoutRoomForItsDeadLetterIsRefusedAndNothingOfItsBatchStored) {
   NatsServer server;
-  crier::nats::Options o;
-  o.servers = {server.url()};
-  o.stream = "LARGE";
-  o.subject_prefix = "large";
+  const crier::nats::Options o = options(server, "LARGE");
   auto transport = crier::nats::connect(o);
   crier::Bus bus{transport};
   try {
@@ -95,10 +105,7 @@ TEST(NatsPublish, AnEventWithoutRoomForItsDeadLetterIsRefusedAndNothingOfItsBatc
 // (before, it was redelivered at once, its handler run over and over, and nothing said why).
 TEST(NatsConsumer, ADeadLetterTooLargeToStoreIsReportedAndItsEventComesBackAfterAPause) {
   NatsServer server;
-  crier::nats::Options o;
-  o.servers = {server.url()};
-  o.stream = "FOREIGN";
-  o.subject_prefix = "foreign";
+  const crier::nats::Options o = options(server, "FOREIGN");
   UnstoredLetters unstored;
   crier::Bus bus{crier::nats::connect(o), unstored.options()};
   auto sub = unstored.give_up_on_jobs(bus);
@@ -126,10 +133,7 @@ TEST(NatsConsumer, ADeadLetterTooLargeToStoreIsReportedAndItsEventComesBackAfter
 // that nothing published meanwhile is lost, and said; so is its redriven dead letters' one.
 TEST(NatsConsumer, AConsumerDeletedUnderTheBusIsMadeAgainAndSaid) {
   NatsServer server;
-  crier::nats::Options o;
-  o.servers = {server.url()};
-  o.stream = "GONE";
-  o.subject_prefix = "gone";
+  const crier::nats::Options o = options(server, "GONE");
   Reports reports;
   crier::Bus bus{crier::nats::connect(o), reports.bus_options()};
   SeenJobs seen;
@@ -172,10 +176,7 @@ TEST(NatsConsumer, AConsumerDeletedUnderTheBusIsMadeAgainAndSaid) {
 // missing, instead of waiting without a word.
 TEST(NatsConsumer, AStreamDeletedUnderTheBusIsSaidByPublishAndSubscriber) {
   NatsServer server;
-  crier::nats::Options o;
-  o.servers = {server.url()};
-  o.stream = "SGONE";
-  o.subject_prefix = "sgone";
+  crier::nats::Options o = options(server, "SGONE");
   o.publish_timeout = std::chrono::milliseconds(1000);
   Reports reports;
   crier::Bus bus{crier::nats::connect(o), reports.bus_options()};
