@@ -577,7 +577,7 @@ class NatsConsumer final : public Consumer {
                                                "is made again (crier makes its streams when it connects)");
       if (e.err_code != kConsumerNotFound) return;
     } catch (const std::exception&) {
-      return;  // the server unreachable, a leader not elected yet: pulls go on, and say it
+      return;  // the server unreachable, a leader not elected yet: pulls go on (a lost link says so)
     }
     if (!std::exchange(l.missing, true)) return;
     l.missing = false;
