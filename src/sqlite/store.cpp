@@ -249,18 +249,28 @@ void Store::Impl::mover_loop() {
 void Store::Impl::insert_records(const std::vector<RecordView>& records, const std::string& journal,
                                  std::uint64_t progress) {
   // A store file deleted or moved while open (by an operator, a clean-up job): the events stay
-  // in the journal, and publishes are refused saying so, where SQLite says "disk I/O error".
-  int moved = 0;
-  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved != 0)
-    throw Error(Errc::store_error, path + ": the store file was deleted or moved while open; events are no longer " +
-                                       "moved into it, and go into a store opened at this path again");
-  Transaction t(db, path);
-  const std::int64_t now = wall_ms();
-  std::int64_t seq = head();
-  for (const RecordView& r : records) insert_event_row(insert_event, r, ++seq, now);
-  save_progress.bind(1, journal).bind(2, static_cast<std::int64_t>(progress));
-  save_progress.run();
-  t.commit();
+  // in the journal, and publishes are refused saying so. Looked at before (nothing goes into a
+  // file no one opens again) and after a failure (one deleted meanwhile fails the transaction
+  // with SQLite's "disk I/O error").
+  const auto refuse_if_moved = [&] {
+    int moved = 0;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved != 0)
+      throw Error(Errc::store_error, path + ": the store file was deleted or moved while open; events are no " +
+                                         "longer moved into it, and go into a store opened at this path again");
+  };
+  refuse_if_moved();
+  try {
+    Transaction t(db, path);
+    const std::int64_t now = wall_ms();
+    std::int64_t seq = head();
+    for (const RecordView& r : records) insert_event_row(insert_event, r, ++seq, now);
+    save_progress.bind(1, journal).bind(2, static_cast<std::int64_t>(progress));
+    save_progress.run();
+    t.commit();
+  } catch (const Error&) {
+    refuse_if_moved();
+    throw;
+  }
 }
 
 bool Store::Impl::finish_orphan(const std::string& name, std::string_view bytes) {
