@@ -252,9 +252,9 @@ void Store::Impl::insert_records(const std::vector<RecordView>& records, const s
   // in the journal, and publishes are refused saying so. Looked at before (nothing goes into a
   // file no one opens again) and after a failure (one deleted meanwhile fails the transaction
   // with SQLite's "disk I/O error").
-  const auto refuse_if_moved = [&] {
+  const auto refuse_if_moved = [this, handle = db] {
     int moved = 0;
-    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved != 0)
+    if (sqlite3_file_control(handle, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved != 0)
       throw Error(Errc::store_error, path + ": the store file was deleted or moved while open; events are no " +
                                          "longer moved into it, and go into a store opened at this path again");
   };
