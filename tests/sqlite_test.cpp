@@ -801,8 +801,12 @@ TEST(SqliteFailures, EventsPublishedAfterTheStoreFileWasDeletedAreKeptAndThenRef
   const std::string path = dir.file("s.db");
   std::vector<int> kept;
   {
-    crier::Bus bus{crier::sqlite::open(path)};
-    bus.publish(Job{0, "before (in the file deleted, or still in the journal)"});
+    const auto before = crier::sqlite::open(path);
+    crier::Bus bus{before};
+    bus.publish(Job{0, "before: in the file deleted (and in the journal, which may bring it again)"});
+    // Moved into the file before it goes (the inspector waits for that): else its move
+    // would fail first, and no publish after the deletion might be taken.
+    ASSERT_EQ(before->event_types().at(0).events, 1u);
     std::filesystem::remove(path);
     std::string refusal;
     const auto deadline = std::chrono::steady_clock::now() + 10s;

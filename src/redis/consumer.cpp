@@ -255,18 +255,10 @@ class RedisConsumer final : public Consumer {
     // Settled either way: stored, or not stored and left pending without being handed back,
     // so that it comes back after the visibility timeout (XAUTOCLAIM) rather than at once, to
     // run its handler over and over.
-    const auto settle = [&] {
-      l.settled = true;
-      (void)state_->release(l.key);
-    };
-    std::vector<Reply> r;
-    try {
-      r = ctx_->conn->pipeline(std::span<const Command>(&c, 1), "redis: dead-lettering event " + letter.envelope.id);
-    } catch (const std::exception&) {
-      settle();
-      throw;
-    }
-    settle();
+    l.settled = true;
+    (void)state_->release(l.key);
+    const auto r =
+        ctx_->conn->pipeline(std::span<const Command>(&c, 1), "redis: dead-lettering event " + letter.envelope.id);
     if (r.front().is_error())
       throw Error(Errc::transport_error, "redis: dead-lettering event " + letter.envelope.id + ": " + r.front().str);
     return static_cast<std::uint64_t>(r.front().as_integer());
