@@ -46,6 +46,32 @@ class Cluster {
     throw std::runtime_error("no node at " + url);
   }
 
+  // The stream's leader and followers once the cluster reports a leader and `followers` of
+  // them: asked again at each leader election the cluster announces, or each second, for up
+  // to `limit` (a stream just made, or a node just back, may not have its roles yet).
+  std::pair<std::string, std::vector<std::string>> roles(const std::string& stream, std::size_t followers,
+                                                         std::chrono::seconds limit = 30s) {
+    const auto deadline = Clock::now() + limit;
+    natsConnection* nc = nullptr;
+    natsSubscription* elections = nullptr;
+    for (auto& n : nodes_)
+      if (natsConnection_ConnectTo(&nc, n->url().c_str()) == NATS_OK) break;
+    if (nc) {
+      const std::string subject = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED." + stream;
+      (void)natsConnection_SubscribeSync(&elections, nc, subject.c_str());
+    }
+    auto r = roles(stream);
+    while ((r.first.empty() || r.second.size() < followers) && elections && Clock::now() < deadline) {
+      natsMsg* m = nullptr;
+      (void)natsSubscription_NextMsg(&m, elections, 1000);
+      natsMsg_Destroy(m);
+      r = roles(stream);
+    }
+    natsSubscription_Destroy(elections);
+    natsConnection_Destroy(nc);
+    return r;
+  }
+
   // The stream's leader and followers as the cluster reports them (asked on any node).
   std::pair<std::string, std::vector<std::string>> roles(const std::string& stream) {
     for (auto& n : nodes_) {
@@ -181,11 +207,11 @@ TEST(NatsCluster, NoAcknowledgedEventIsLostWhenAFollowerTheLeaderOrTheClientsNod
   };
 
   run_for(300);
-  auto [leader, followers] = cluster.roles("FAILOVER");
+  auto [leader, followers] = cluster.roles("FAILOVER", 2);
   ASSERT_FALSE(leader.empty());
   ASSERT_FALSE(followers.empty());
   kill_and_restart(cluster.node(followers.front()), "follower");
-  leader = cluster.roles("FAILOVER").first;
+  leader = cluster.roles("FAILOVER", 2).first;
   ASSERT_FALSE(leader.empty());
   kill_and_restart(cluster.node(leader), "leader");
   std::string url;
@@ -249,7 +275,7 @@ TEST(NatsCluster, AStreamWaitsForItsReplicasNodesUntilThePublishTimeout) {
   connecting.join();
   EXPECT_EQ(error, "");
   ASSERT_NE(transport, nullptr);
-  EXPECT_EQ(cluster.roles("PLACED").second.size(), 2u);  // the leader and two followers
+  EXPECT_EQ(cluster.roles("PLACED", 2).second.size(), 2u);  // the leader and two followers
 }
 
 }  // namespace
