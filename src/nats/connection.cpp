@@ -36,6 +36,11 @@ long long remaining_ms(Clock::time_point deadline) {
   return std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
 }
 
+// How a stream that is missing is said, after what was being done.
+std::string missing_stream_text(const std::string& stream) {
+  return "stream " + stream + " is missing (deleted by another client?)";
+}
+
 }  // namespace
 
 void check(natsStatus s, std::string_view what) {
@@ -94,9 +99,11 @@ struct Connection::Call {
   };
   std::vector<Try> tries;
   std::size_t left = 0;
-  std::string problem;  // the last reason a try failed
-  std::string fatal;    // an answer no retry changes
-  int fatal_code = 0;   // its JetStream error code, if it was one
+  std::string problem;      // the last reason a try failed
+  std::string fatal;        // an answer no retry changes
+  int fatal_code = 0;       // its JetStream error code, if it was one
+  bool unanswered = false;  // a try met no responders: is the stream there?
+  bool looked_up = false;   // ... asked once
   milliseconds backoff = kFirstBackoff;
 };
 
@@ -208,7 +215,8 @@ void Connection::send(const char* subject, std::string_view data, const char* re
   if (s != NATS_OK) check(s, std::string("nats: sending to ") + subject);
 }
 
-Msg Connection::request(const std::string& subject, const std::string& data, std::string_view what) {
+Msg Connection::request(const std::string& subject, const std::string& data, std::string_view what,
+                        const std::string* stream) {
   const auto deadline = Clock::now() + options_.publish_timeout;
   auto backoff = kFirstBackoff;
   std::string problem = "no try finished";
@@ -224,11 +232,15 @@ Msg Connection::request(const std::string& subject, const std::string& data, std
     Msg reply(raw);
     if (s == NATS_OK && status_of(raw) != 503) return reply;
     retries_.fetch_add(1, std::memory_order_relaxed);  // a failed try (sent again if time is left)
+    if (s == NATS_CONNECTION_CLOSED) check(s, what);
+    // A direct get from a stream that is missing goes unanswered (JetStream's import of the
+    // API takes it) or meets no responders, as during an election: the API tells them apart.
+    if (const std::string* asked = std::exchange(stream, nullptr); asked && stream_missing(*asked))
+      throw ApiError(kStreamNotFound, std::string(what) + ": " + missing_stream_text(*asked));
     if (s == NATS_TIMEOUT) {
       problem = "timed out waiting for an answer";
       continue;  // waited already
     }
-    if (s == NATS_CONNECTION_CLOSED) check(s, what);
     problem = s == NATS_OK || s == NATS_NO_RESPONDERS ? "no responders: JetStream not enabled, or electing a leader"
                                                       : natsStatus_GetText(s);
     std::this_thread::sleep_for(std::min(backoff, milliseconds(std::max<long long>(remaining_ms(deadline), 0))));
@@ -251,7 +263,7 @@ nlohmann::json Connection::api(const std::string& api, const nlohmann::json& bod
 
 std::optional<Connection::Stored> Connection::direct_get(const std::string& stream, const nlohmann::json& request,
                                                          std::string_view what) {
-  Msg reply = this->request("$JS.API.DIRECT.GET." + stream, request.dump(), what);
+  Msg reply = this->request("$JS.API.DIRECT.GET." + stream, request.dump(), what, &stream);
   if (const int status = status_of(reply.get()); status == 404) {
     return std::nullopt;
   } else if (status != 0) {
@@ -269,6 +281,15 @@ std::optional<Connection::Stored> Connection::direct_get(const std::string& stre
   return out;
 }
 
+bool Connection::stream_missing(const std::string& stream) {
+  natsMsg* raw = nullptr;
+  const std::string subject = "$JS.API.STREAM.INFO." + stream;
+  if (natsConnection_Request(&raw, nc_, subject.c_str(), nullptr, 0, kTryTimeout.count()) != NATS_OK) return false;
+  Msg reply(raw);
+  const auto answer = nlohmann::json::parse(payload_of(raw), nullptr, false);
+  return error_number(member(answer, "error"), "err_code") == kStreamNotFound;
+}
+
 std::uint64_t Connection::subject_count(const std::string& stream, const std::string& filter) {
   const auto info = api("STREAM.INFO." + stream, {{"subjects_filter", filter}}, "nats: stream " + stream);
   std::uint64_t n = 0;
@@ -277,7 +298,8 @@ std::uint64_t Connection::subject_count(const std::string& stream, const std::st
   return n;
 }
 
-std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& messages, std::string_view what) {
+std::vector<std::uint64_t> Connection::publish(const std::string& stream, const std::vector<Outgoing>& messages,
+                                               std::string_view what) {
   Call call;
   call.tries.resize(messages.size());
   call.left = messages.size();
@@ -287,6 +309,16 @@ std::vector<std::uint64_t> Connection::publish(const std::vector<Outgoing>& mess
 
   MutexLock lock(mu_);
   while (call.left > 0 && call.fatal.empty()) {
+    if (call.unanswered && !std::exchange(call.looked_up, true)) {
+      lock.unlock();
+      const bool missing = stream_missing(stream);
+      lock.lock();
+      if (missing) {
+        call.fatal = missing_stream_text(stream) + "; crier makes its streams when it connects";
+        call.fatal_code = kStreamNotFound;
+        break;
+      }
+    }
     const auto now = Clock::now();
     if (now >= deadline) break;
     auto wake = deadline;
@@ -399,8 +431,10 @@ void Connection::on_ack(natsConnection*, natsSubscription*, natsMsg* raw, void* 
   if (it == c->pending_.end()) return;  // a try already given up on
   // Read under the lock: read before it (in parallel with the publisher), publish ran a
   // third slower here and its thread's CPU doubled (measured 2026-12-04).
-  const PublishAnswer answer = read_publish_answer(status_of(raw), payload_of(raw));
+  const int status = status_of(raw);
+  const PublishAnswer answer = read_publish_answer(status, payload_of(raw));
   const Pending p = it->second;
+  if (status == 503) p.call->unanswered = true;
   const bool was_full = c->pending_.size() >= c->options_.max_in_flight;
   c->pending_.erase(it);
   c->settle(p, answer);

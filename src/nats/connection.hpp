@@ -84,15 +84,19 @@ class Connection {
   /// throws ApiError naming `what`.
   nlohmann::json api(const std::string& api, const nlohmann::json& body, std::string_view what);
 
-  /// Stores the messages in the stream: pipelined (at most max_in_flight unacknowledged over
-  /// all callers), each retried with its Nats-Msg-Id until acknowledged or publish_timeout.
-  /// Returns each one's stream sequence. Throws Error(Errc::transport_error) naming the
-  /// first failure; messages before it may be stored (their ids make a retry harmless).
-  std::vector<std::uint64_t> publish(const std::vector<Outgoing>& messages, std::string_view what);
+  /// Stores the messages in `stream`, whose subjects they are on: pipelined (at most
+  /// max_in_flight unacknowledged over all callers), each retried with its Nats-Msg-Id until
+  /// acknowledged or publish_timeout. Returns each one's stream sequence. Throws
+  /// Error(Errc::transport_error) naming the first failure; messages before it may be stored
+  /// (their ids make a retry harmless). A stream that does not exist (asked when nothing
+  /// answers) throws ApiError(kStreamNotFound) at once.
+  std::vector<std::uint64_t> publish(const std::string& stream, const std::vector<Outgoing>& messages,
+                                     std::string_view what);
 
   /// A message read directly from a stream (`$JS.API.DIRECT.GET`, which the streams allow):
   /// with `last_by_subj`, the newest of a subject; with `seq` (and `next_by_subj`), the
-  /// first at or after it. Nullopt when there is none.
+  /// first at or after it. Nullopt when there is none. A stream that does not exist throws
+  /// ApiError(kStreamNotFound).
   struct Stored {
     Msg message{};  ///< the server's answer, which `headers` view
     std::uint64_t seq = 0;
@@ -142,8 +146,13 @@ class Connection {
   static void on_closed(natsConnection*, void* self) noexcept;
   static void on_acks_complete(void* self) noexcept;
   // A request answered by JetStream: retried through timeouts, no responders (also a 503
-  // status answer) and a lost connection, for up to the publish timeout.
-  Msg request(const std::string& subject, const std::string& data, std::string_view what);
+  // status answer) and a lost connection, for up to the publish timeout. When `stream` is
+  // given and nothing answers, whether it exists is asked: missing, ApiError(kStreamNotFound).
+  Msg request(const std::string& subject, const std::string& data, std::string_view what,
+              const std::string* stream = nullptr);
+  // Whether the JetStream API says `stream` does not exist, asked once (false when it says
+  // nothing within a try): what no responders means is told apart from a leader election.
+  bool stream_missing(const std::string& stream);
   void state_changed(natsConnection* nc, ConnectionState state) noexcept;
   void settle(Pending p, const PublishAnswer& answer) CRIER_REQUIRES(mu_);
   // One try of one message, its acknowledgement to come on `<ack_prefix_><token>`. `reply`

@@ -463,7 +463,9 @@ class NatsConsumer final : public Consumer {
         throw Error(Errc::transport_error, "nats: the dead letter of event " + letter.envelope.id + " is " +
                                                std::to_string(size) + " bytes without its error texts; the server " +
                                                "takes at most " + std::to_string(most) + " (max_payload)");
-      seqs = ctx_->conn->publish({m}, "nats: dead-lettering event " + letter.envelope.id);
+      seqs = with_own_stream(*ctx_, ctx_->dlq_stream, [&] {
+        return ctx_->conn->publish(ctx_->dlq_stream, {m}, "nats: dead-lettering event " + letter.envelope.id);
+      });
     } catch (const std::exception&) {
       // Not stored: the event stays, and comes back after a pause rather than at once, so
       // that a lasting failure does not run its handler over and over.
@@ -508,7 +510,9 @@ class NatsConsumer final : public Consumer {
     }
     // Retries waiting in the server: their attempts records (one message per subject).
     return unacknowledged <= held &&
-           ctx_->conn->subject_count(ctx_->attempts_stream, ctx_->prefix + "-attempts." + durable_ + ".w.*") == 0;
+           with_own_stream(*ctx_, ctx_->attempts_stream, [&] {
+             return ctx_->conn->subject_count(ctx_->attempts_stream, ctx_->prefix + "-attempts." + durable_ + ".w.*");
+           }) == 0;
   }
 
   std::uint64_t backlog() override {
@@ -656,9 +660,11 @@ class NatsConsumer final : public Consumer {
     bool record = false;
     if (delivered->count > 1) {  // failed before, perhaps in a process that is gone
       for (char kind : {'w', 'h'}) {
-        auto r = ctx_->conn->direct_get(ctx_->attempts_stream,
+        auto r = with_own_stream(*ctx_, ctx_->attempts_stream, [&] {
+          return ctx_->conn->direct_get(ctx_->attempts_stream,
                                         {{"last_by_subj", ctx_->attempts_subject(durable_, kind, delivered->seq)}},
                                         "nats: attempts of event " + e.envelope.id);
+        });
         if (!r) continue;
         e.attempts = attempts_of_record(r->payload);
         record = true;
@@ -688,7 +694,10 @@ class NatsConsumer final : public Consumer {
   }
 
   void publish_record(const std::string& subject, const Attempts& a) {
-    ctx_->conn->publish({Outgoing{subject, {}, record_of(a)}}, "nats: recording the attempts of an event");
+    with_own_stream(*ctx_, ctx_->attempts_stream, [&] {
+      return ctx_->conn->publish(ctx_->attempts_stream, {Outgoing{subject, {}, record_of(a)}},
+                                 "nats: recording the attempts of an event");
+    });
   }
 
   void forget_attempts(std::uint64_t seq) {
@@ -708,8 +717,10 @@ class NatsConsumer final : public Consumer {
     const auto now = Clock::now();
     if (holds_turn_ && now < turn_renew_at_) return true;
     const auto until = unix_ms(std::chrono::system_clock::now()) + 2 * ack_wait_.count();
-    auto cur = ctx_->conn->direct_get(ctx_->attempts_stream, {{"last_by_subj", ctx_->turn_subject(durable_)}},
-                                      "nats: whose turn it is");
+    auto cur = with_own_stream(*ctx_, ctx_->attempts_stream, [&] {
+      return ctx_->conn->direct_get(ctx_->attempts_stream, {{"last_by_subj", ctx_->turn_subject(durable_)}},
+                                    "nats: whose turn it is");
+    });
     if (cur) {
       // Written by crier processes, but any client may write to the stream: a record that
       // does not read holds no turn.
@@ -739,7 +750,9 @@ class NatsConsumer final : public Consumer {
     Outgoing m{ctx_->turn_subject(durable_),
                {{"Nats-Expected-Last-Subject-Sequence", std::to_string(turn_seq_)}},
                nlohmann::json({{"owner", owner}, {"until_ms", until_ms}}).dump()};
-    turn_seq_ = ctx_->conn->publish({m}, "nats: taking the turn of " + durable_).front();
+    turn_seq_ = with_own_stream(*ctx_, ctx_->attempts_stream, [&] {
+                  return ctx_->conn->publish(ctx_->attempts_stream, {m}, "nats: taking the turn of " + durable_);
+                }).front();
   }
 
   std::shared_ptr<const Context> ctx_;

@@ -11,8 +11,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "nats/connection.hpp"
 #include "nats/names.hpp"
@@ -22,6 +25,9 @@ namespace crier::nats {
 struct Context {
   std::shared_ptr<Connection> conn;
   std::string stream, dlq_stream, attempts_stream, prefix;
+  /// crier's own streams beside the events' (dead letters, attempts), as connect made them:
+  /// one deleted under the bus is made again (with_own_stream).
+  std::map<std::string, nlohmann::json> own_streams;
 
   const Options& options() const noexcept { return conn->options(); }
   std::string event_subject(std::string_view type) const { return subject_of(prefix, type); }
@@ -34,6 +40,26 @@ struct Context {
     return prefix + "-attempts." + std::string(durable) + ".turn";
   }
 };
+
+/// Makes `stream`, one of ctx.own_streams, again as connect made it if it is missing, and
+/// says so (Connection::notice).
+void make_own_stream_again(const Context& ctx, const std::string& stream);
+
+/// Runs `fn`; when it finds `stream`, one of crier's own, missing (ApiError(kStreamNotFound):
+/// deleted by an operator, another client), makes it again and runs `fn` once more. What was
+/// in it went with it: dead letters; attempts of failed events, which then come again counted
+/// from their delivery (at least once); an ordered subscriber's turn, which the next process
+/// to ask takes.
+template <class Fn>
+auto with_own_stream(const Context& ctx, const std::string& stream, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const ApiError& e) {
+    if (e.err_code != kStreamNotFound) throw;
+  }
+  make_own_stream_again(ctx, stream);
+  return fn();
+}
 
 /// A duration as JetStream's API gives durations: nanoseconds.
 inline std::int64_t ns_of(std::chrono::milliseconds d) {

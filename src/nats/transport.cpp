@@ -46,8 +46,8 @@ void create_stream(Connection& conn, const std::string& name, const nlohmann::js
 }
 
 // Makes sure `name` exists as `config` says; a stream that exists otherwise is refused with
-// each difference named, never changed.
-void ensure_stream(Connection& conn, const std::string& name, const nlohmann::json& config) {
+// each difference named, never changed. True when it made it.
+bool ensure_stream(Connection& conn, const std::string& name, const nlohmann::json& config) {
   const std::string what = "nats: stream " + name;
   nlohmann::json info;
   try {
@@ -55,7 +55,7 @@ void ensure_stream(Connection& conn, const std::string& name, const nlohmann::js
   } catch (const ApiError& e) {
     if (e.err_code != kStreamNotFound) throw;
     create_stream(conn, name, config, what + " (creating it)");
-    return;
+    return true;
   }
   const auto& have = member(info, "config");
   std::vector<std::string> differences;
@@ -73,7 +73,7 @@ void ensure_stream(Connection& conn, const std::string& name, const nlohmann::js
   for (const char* key : {"storage", "num_replicas", "max_age", "max_bytes", "duplicate_window", "discard",
                           "max_msgs_per_subject", "allow_direct", "retention"})
     if (config.contains(key)) compare(key);
-  if (differences.empty()) return;
+  if (differences.empty()) return false;
   std::string text = "nats: stream " + name + " exists with another configuration: ";
   for (std::size_t i = 0; i < differences.size(); ++i) text += (i ? "; " : "") + differences[i];
   throw Error(Errc::invalid_argument,
@@ -115,8 +115,9 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
                         " for the headers of a dead letter: at most " + std::to_string(most - kDeadLetterRoom) +
                         " bytes. Nothing of this publish was stored");
     }
-    (void)conn().publish(msgs, events.size() == 1 ? "nats: publishing event " + events.front().id
-                                                  : "nats: publishing " + std::to_string(events.size()) + " events");
+    (void)conn().publish(ctx_->stream, msgs,
+                         events.size() == 1 ? "nats: publishing event " + events.front().id
+                                            : "nats: publishing " + std::to_string(events.size()) + " events");
   }
 
   std::unique_ptr<Consumer> consume(const ConsumerSpec& spec) override { return make_consumer(ctx_, spec); }
@@ -129,6 +130,10 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   // --- dead letters ----------------------------------------------------------------------
 
   std::vector<DeadLetter> list(const DeadLetterFilter& filter) override {
+    return with_own_stream(*ctx_, ctx_->dlq_stream, [&] { return read_letters(filter); });
+  }
+
+  std::vector<DeadLetter> read_letters(const DeadLetterFilter& filter) {
     std::vector<DeadLetter> out;
     auto take = [&](const Connection::Stored& m) {
       auto letter = letter_of(m);
@@ -175,7 +180,8 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   // dead letters. A fresh message id: the original's would be taken for a duplicate of it.
   void send_back(const DeadLetter& l) {
     const std::string durable = durable_of(l.subscriber, l.envelope.type);
-    (void)conn().publish({outgoing_of(*ctx_, l.envelope, ctx_->redrive_subject(durable),
+    (void)conn().publish(ctx_->stream,
+                         {outgoing_of(*ctx_, l.envelope, ctx_->redrive_subject(durable),
                                       l.envelope.id + "-redrive-" + std::to_string(l.id))},
                          "nats: redriving dead letter " + std::to_string(l.id));
     remove_letter(l.id);
@@ -228,10 +234,14 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
       if (consumers.empty() || offset >= count_member(page, "total")) break;
     }
     std::vector<SubscriberStatus> out;
-    for (auto& [durable, s] : by_durable) {
-      s.retrying = conn().subject_count(ctx_->attempts_stream, ctx_->prefix + "-attempts." + durable + ".*.*");
+    for (auto& [name, s] : by_durable) {
+      const std::string& durable = name;  // a structured binding cannot be captured (clang)
+      s.retrying = with_own_stream(*ctx_, ctx_->attempts_stream, [&] {
+        return conn().subject_count(ctx_->attempts_stream, ctx_->prefix + "-attempts." + durable + ".*.*");
+      });
       s.in_flight -= std::min(s.in_flight, s.retrying);
-      s.dead_letters = conn().subject_count(ctx_->dlq_stream, ctx_->dlq_subject(durable));
+      s.dead_letters = with_own_stream(
+          *ctx_, ctx_->dlq_stream, [&] { return conn().subject_count(ctx_->dlq_stream, ctx_->dlq_subject(durable)); });
       if (s.lag > 0 && main_info.count(durable)) {
         const auto floor = count_member(member(main_info[durable], "ack_floor"), "stream_seq");
         if (auto first = conn().direct_get(ctx_->stream,
@@ -395,6 +405,11 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
 
 }  // namespace
 
+void make_own_stream_again(const Context& ctx, const std::string& stream) {
+  if (ensure_stream(*ctx.conn, stream, ctx.own_streams.at(stream)))
+    ctx.conn->notice("nats: stream " + stream + " was missing (deleted by another client?); made again");
+}
+
 PlainOrigin plain_origin(const Context& ctx, const HeaderViews& headers, std::string event_type, std::uint64_t seq,
                          std::string time) {
   PlainOrigin p;
@@ -457,13 +472,13 @@ std::shared_ptr<Transport> connect(const Options& options) {
   Connection& conn = *ctx->conn;
   ensure_stream(conn, ctx->stream,
                 stream_config(options, ctx->stream, {ctx->prefix + ".>", ctx->prefix + "-redrive.>"}));
-  auto dlq = stream_config(options, ctx->dlq_stream, {ctx->prefix + "-dlq.>"});
+  auto& dlq = ctx->own_streams[ctx->dlq_stream] = stream_config(options, ctx->dlq_stream, {ctx->prefix + "-dlq.>"});
   dlq["max_age"] = 0;  // dead letters wait for an operator
-  ensure_stream(conn, ctx->dlq_stream, dlq);
-  auto attempts = stream_config(options, ctx->attempts_stream, {ctx->prefix + "-attempts.>"});
+  auto& attempts = ctx->own_streams[ctx->attempts_stream] =
+      stream_config(options, ctx->attempts_stream, {ctx->prefix + "-attempts.>"});
   attempts["max_age"] = 0;
   attempts["max_msgs_per_subject"] = 1;
-  ensure_stream(conn, ctx->attempts_stream, attempts);
+  for (const auto& [name, config] : ctx->own_streams) ensure_stream(conn, name, config);
   return std::make_shared<NatsTransport>(std::move(ctx));
 }
 
