@@ -232,6 +232,27 @@ TEST(RedisPublish, TheGuardStoresAnEventPublishedTwiceOnce) {
   }
 }
 
+// A key of another kind where an event type's stream goes (another program's key under the
+// bus's prefix): the publish is refused naming the key, not only Redis's WRONGTYPE; with the
+// key out of the way, it is stored.
+TEST(RedisPublish, AKeyOfAnotherKindWhereAStreamGoesIsRefusedNamingIt) {
+  RedisServer server;
+  (void)cli(server, "SET clash:com.example.test.job not-a-stream");
+  const auto transport = crier::redis::connect(options(server, "clash"));
+  crier::Bus bus{transport};
+  try {
+    bus.publish(Job{1, "refused"});
+    FAIL() << "stored in a key that is not a stream";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("(stream clash:com.example.test.job) was refused: WRONGTYPE"),
+              std::string::npos)
+        << e.what();
+  }
+  (void)cli(server, "DEL clash:com.example.test.job");
+  bus.publish(Job{2, "stored"});
+  EXPECT_EQ(transport->inspector().browse({.event_type = "com.example.test.job"}).size(), 1u);
+}
+
 // Commands go out in chunks of about 16 KiB as they are encoded: a batch of events of every
 // size (empty, one byte, past a chunk, past several), whose data holds every byte value and
 // line ends, is stored whole and in order.

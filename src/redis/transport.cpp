@@ -288,9 +288,11 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       }
       for (std::size_t r = 0; r < replies.size(); ++r)
         if (replies[r].is_error())
-          throw Error(Errc::transport_error,
-                      what + ": " + (r == 0 ? "the set of event types" : "event " + events[todo[r - 1]].id) +
-                          " was refused: " + replies[r].str);
+          throw Error(Errc::transport_error, what + ": " +
+                                                 (r == 0 ? "the set of event types " + ctx_->key("types")
+                                                         : "event " + events[todo[r - 1]].id + " (stream " +
+                                                               ctx_->stream_key(events[todo[r - 1]].type) + ")") +
+                                                 " was refused: " + replies[r].str);
       if (whole) return;
       // Those after the last reply may or may not be stored.
       const std::size_t answered = replies.empty() ? 0 : replies.size() - 1;
