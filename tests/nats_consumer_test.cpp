@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,32 @@ crier::nats::Options options(const NatsServer& server, const std::string& stream
                  [](unsigned char c) { return std::tolower(c); });
   return o;
 }
+
+// Another client of `server`, plain cnats JetStream: deletes what crier made, as an operator
+// or another program would.
+class OtherClient {
+ public:
+  explicit OtherClient(const NatsServer& server) {
+    if (natsConnection_ConnectTo(&nc_, server.url().c_str()) != NATS_OK ||
+        natsConnection_JetStream(&js_, nc_, nullptr) != NATS_OK)
+      throw std::runtime_error("cannot reach " + server.url());
+  }
+  ~OtherClient() {
+    jsCtx_Destroy(js_);
+    natsConnection_Destroy(nc_);
+  }
+  OtherClient(const OtherClient&) = delete;
+  OtherClient& operator=(const OtherClient&) = delete;
+
+  natsStatus delete_stream(const std::string& stream) { return js_DeleteStream(js_, stream.c_str(), nullptr, nullptr); }
+  natsStatus delete_consumer(const std::string& stream, const std::string& consumer) {
+    return js_DeleteConsumer(js_, stream.c_str(), consumer.c_str(), nullptr, nullptr);
+  }
+
+ private:
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+};
 
 }  // namespace
 
@@ -147,15 +174,10 @@ TEST(NatsConsumer, AConsumerDeletedUnderTheBusIsMadeAgainAndSaid) {
   EXPECT_FALSE(reports.wait_for(crier::Report::Kind::dead_lettered).empty());
   seen.wait_for(1);
 
-  natsConnection* nc = nullptr;
-  jsCtx* js = nullptr;
-  ASSERT_EQ(natsConnection_ConnectTo(&nc, server.url().c_str()), NATS_OK);
-  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
   const std::string durable = "billing_scom_dexample_dtest_djob";  // '.' escaped
+  OtherClient other(server);
   for (const std::string& name : {durable, durable + "_r"})
-    ASSERT_EQ(js_DeleteConsumer(js, "GONE", name.c_str(), nullptr, nullptr), NATS_OK) << name;
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
+    ASSERT_EQ(other.delete_consumer("GONE", name), NATS_OK) << name;
 
   for (const std::string& name : {durable + " ", durable + "_r "}) {
     const std::string said = reports.wait_for(crier::Report::Kind::connection_restored, "consumer " + name);
@@ -186,13 +208,7 @@ TEST(NatsConsumer, AStreamDeletedUnderTheBusIsSaidByPublishAndSubscriber) {
   bus.publish(Job{1, "before"});
   seen.wait_for(1);
 
-  natsConnection* nc = nullptr;
-  jsCtx* js = nullptr;
-  ASSERT_EQ(natsConnection_ConnectTo(&nc, server.url().c_str()), NATS_OK);
-  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
-  ASSERT_EQ(js_DeleteStream(js, "SGONE", nullptr, nullptr), NATS_OK);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
+  ASSERT_EQ(OtherClient(server).delete_stream("SGONE"), NATS_OK);
 
   try {
     bus.publish(Job{2, "after"});
@@ -231,12 +247,8 @@ TEST(NatsConsumer, CriersOwnStreamsDeletedUnderTheBusAreMadeAgainAndSaid) {
   bus.publish(Job{0, "before"});
   seen.wait_for(1);
 
-  natsConnection* nc = nullptr;
-  jsCtx* js = nullptr;
-  ASSERT_EQ(natsConnection_ConnectTo(&nc, server.url().c_str()), NATS_OK);
-  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
-  for (const char* stream : {"BOOK_ATTEMPTS", "BOOK_DLQ"})
-    ASSERT_EQ(js_DeleteStream(js, stream, nullptr, nullptr), NATS_OK) << stream;
+  OtherClient other(server);
+  for (const char* stream : {"BOOK_ATTEMPTS", "BOOK_DLQ"}) ASSERT_EQ(other.delete_stream(stream), NATS_OK) << stream;
 
   bus.publish(Job{1, "retried"});
   seen.wait_for(2);
@@ -250,8 +262,6 @@ TEST(NatsConsumer, CriersOwnStreamsDeletedUnderTheBusAreMadeAgainAndSaid) {
         << stream;
 
   // The tools read dead letters from it too: none, rather than an error after the timeout.
-  ASSERT_EQ(js_DeleteStream(js, "BOOK_DLQ", nullptr, nullptr), NATS_OK);
+  ASSERT_EQ(other.delete_stream("BOOK_DLQ"), NATS_OK);
   EXPECT_EQ(bus.dead_letter_count(), 0u);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
 }
