@@ -215,6 +215,38 @@ TEST(RedisLink, AGroupTheServerLostIsMadeAgainAndSaid) {
   EXPECT_EQ(distinct, (std::set<int>{1, 2}));
 }
 
+// A failed attempt whose record Redis refuses (out of memory: maxmemory, with the default
+// noeviction policy): the event is retried all the same, and the bus says the record was not
+// made (before, it said nothing: a restart would have counted the attempts again from the
+// last record).
+TEST(RedisLink, AnAttemptRedisWillNotRecordIsReportedAndRetriedAllTheSame) {
+  RedisServer server;
+  Reports reports;
+  crier::Bus bus{crier::redis::connect(options(server, "full")), reports.bus_options()};
+  SeenJobs seen;
+  std::atomic<int> calls{0};
+  crier::SubscribeOptions so;
+  so.retry.max_attempts = 2;
+  so.retry.initial_delay = 10ms;
+  auto sub = bus.subscribe<Job>(
+      "billing",
+      [&](const Job& j) {
+        if (++calls == 1) {
+          (void)cli(server, "CONFIG SET maxmemory 1");
+          throw std::runtime_error("the first try fails");
+        }
+        (void)cli(server, "CONFIG SET maxmemory 0");
+        seen.add(j);
+      },
+      so);
+  bus.publish(Job{1, "x"});
+  const std::string said = reports.wait_for(crier::Report::Kind::transport_failed, "cannot record attempt 1 of event");
+  EXPECT_NE(said.find("OOM"), std::string::npos) << said;
+  EXPECT_NE(said.find("it is retried all the same"), std::string::npos) << said;
+  seen.wait_for(1);
+  EXPECT_EQ(calls.load(), 2);
+}
+
 // The same CloudEvent published twice (a relay resending after a crash): stored twice
 // without the guard, once with it.
 TEST(RedisPublish, TheGuardStoresAnEventPublishedTwiceOnce) {

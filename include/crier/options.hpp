@@ -71,8 +71,9 @@ struct Report {
     slow_handler,       ///< a handler call ran past its budget
     events_discarded,   ///< unsubscribe discarded queued events
     drain_deadline,     ///< drain's deadline passed with events left
-    /// a durable subscriber could not read its transport (retried), or store a dead letter
-    /// (the event stays in the transport, and comes back)
+    /// a durable subscriber could not read its transport (retried), record a failed attempt
+    /// (the event is retried all the same), or store a dead letter (the event stays in the
+    /// transport, and comes back)
     transport_failed,
     corrupt_event,        ///< a stored event was found damaged; it was dead-lettered with the reason
     connection_lost,      ///< the transport lost its engine; publishes wait (and retry) meanwhile

@@ -140,8 +140,13 @@ void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* even
             return;
           }
           consumer->failed(*p.lease, attempts);
-        } catch (const std::exception&) {
+        } catch (const std::exception& e) {
           // Not recorded: after a restart the event is tried again from its last recorded count.
+          const std::string id = p.meta.stored ? p.meta.stored->id : p.meta.id.to_string();
+          report(Report::Kind::transport_failed, sub.name, sub.event_type,
+                 "cannot record attempt " + std::to_string(p.attempts) + " of event " + id + ": " + e.what() +
+                     (p.lease ? "; it is retried all the same" : "; it comes back from the transport"),
+                 p.attempts);
           if (!p.lease) return;  // given back all the same: the transport hands it out again
         }
       }
