@@ -235,8 +235,9 @@ Msg Connection::request(const std::string& subject, const std::string& data, std
     if (s == NATS_CONNECTION_CLOSED) check(s, what);
     // A direct get from a stream that is missing goes unanswered (JetStream's import of the
     // API takes it) or meets no responders, as during an election: the API tells them apart.
-    if (const std::string* asked = std::exchange(stream, nullptr); asked && stream_missing(*asked))
-      throw ApiError(kStreamNotFound, std::string(what) + ": " + missing_stream_text(*asked));
+    if (stream && stream_missing(*stream))
+      throw ApiError(kStreamNotFound, std::string(what) + ": " + missing_stream_text(*stream));
+    stream = nullptr;  // asked once
     if (s == NATS_TIMEOUT) {
       problem = "timed out waiting for an answer";
       continue;  // waited already

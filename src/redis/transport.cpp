@@ -286,13 +286,15 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       } catch (const LinkError&) {
         whole = false;
       }
-      for (std::size_t r = 0; r < replies.size(); ++r)
-        if (replies[r].is_error())
-          throw Error(Errc::transport_error, what + ": " +
-                                                 (r == 0 ? "the set of event types " + ctx_->key("types")
-                                                         : "event " + events[todo[r - 1]].id + " (stream " +
-                                                               ctx_->stream_key(events[todo[r - 1]].type) + ")") +
-                                                 " was refused: " + replies[r].str);
+      for (std::size_t r = 0; r < replies.size(); ++r) {
+        if (!replies[r].is_error()) continue;
+        std::string refused = "the set of event types " + ctx_->key("types");
+        if (r > 0) {
+          const Envelope& e = events[todo[r - 1]];
+          refused = "event " + e.id + " (stream " + ctx_->stream_key(e.type) + ")";
+        }
+        throw Error(Errc::transport_error, what + ": " + refused + " was refused: " + replies[r].str);
+      }
       if (whole) return;
       // Those after the last reply may or may not be stored.
       const std::size_t answered = replies.empty() ? 0 : replies.size() - 1;
