@@ -37,6 +37,12 @@ crier::BusOptions one_worker_released_at_drain_deadline(std::latch& release) {
   return o;
 }
 
+TEST(Error, WhatSaysTheCodeAndMessageIsTheTextAlone) {
+  const crier::Error e(crier::Errc::codec_error, "JSON decoding failed: at byte 3");
+  EXPECT_STREQ(e.what(), "crier: codec_error: JSON decoding failed: at byte 3");
+  EXPECT_EQ(e.message(), "JSON decoding failed: at byte 3");
+}
+
 TEST(Bus, InlineSubscriberRunsOnThePublishersThread) {
   Bus bus;
   std::thread::id seen;

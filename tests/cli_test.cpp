@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_process.hpp"
+#include "test_events.hpp"
 
 using namespace test;
 
@@ -144,6 +145,7 @@ TEST_F(CliTest, PublishTakesOneEventOrCloudEventLinesAndStopsAtABadOne) {
   r = run_crier(dir, {"publish", path, "-"}, input);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("stdin line 2"), std::string::npos) << r.err;
+  EXPECT_EQ(test::occurrences(r.err, "crier: "), 1u) << r.err;
   EXPECT_NE(r.err.find("(1 event before it published)"), std::string::npos) << r.err;
   r = run_crier(dir, {"status", path, "--json"});
   const auto status = nlohmann::json::parse(r.out);
@@ -158,6 +160,7 @@ TEST_F(CliTest, PublishTakesOneEventOrCloudEventLinesAndStopsAtABadOne) {
   r = run_crier(dir, {"publish", path, "--type", job, "--data", "{}", "--subject", "M\xfcller"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("subject is not UTF-8 (byte 0xFC at offset 1)"), std::string::npos) << r.err;
+  EXPECT_EQ(test::occurrences(r.err, "crier: "), 1u) << r.err;
 }
 
 TEST_F(CliTest, DeadLettersAreListedShownAndRepairedOnlyWhenConfirmed) {

@@ -583,6 +583,8 @@ TEST(SqliteFailures, DataASubscriberCannotDecodeIsDeadLetteredAndOthersFlow) {
   ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].envelope.id, "x-1");
   EXPECT_NE(letters[0].last_error.find("could not decode"), std::string::npos) << letters[0].last_error;
+  EXPECT_EQ(test::occurrences(letters[0].last_error, "crier: "), 0u)
+      << letters[0].last_error;  // the codec's error bare
 }
 
 TEST(SqliteFailures, AForeignEventWithATimeOutOfRangeIsDeadLetteredWithTheReason) {

@@ -105,4 +105,12 @@ inline crier::SubscriberMetrics stats_of(const crier::Bus& bus, std::string_view
   return {};
 }
 
+/// How many times `what` occurs in `text`: an error quoting another says "crier: <code>: "
+/// once, at its start.
+inline std::size_t occurrences(std::string_view text, std::string_view what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string_view::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
 }  // namespace test

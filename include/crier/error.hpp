@@ -36,9 +36,13 @@ class CRIER_EXPORT Error : public std::runtime_error {
   Error(Errc code, const std::string& message);
   /// The machine-readable code.
   Errc code() const noexcept { return code_; }
+  /// The message alone, without the "crier: <code>: " of what(): what to quote when this
+  /// error becomes part of another message.
+  const std::string& message() const noexcept { return message_; }
 
  private:
   Errc code_;
+  std::string message_;
 };
 
 }  // namespace crier

@@ -273,7 +273,7 @@ void Envelope::validate() const {
     try {
       parse_time(time);
     } catch (const Error& e) {
-      throw fail(std::string("time: ") + e.what());
+      throw fail("time: " + e.message());
     }
   }
   // A media type (RFC 2046) has no control characters; NATS and HTTP carry it as a header

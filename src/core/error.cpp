@@ -31,6 +31,6 @@ const char* to_string(Errc code) noexcept {
 }
 
 Error::Error(Errc code, const std::string& message)
-    : std::runtime_error(std::string("crier: ") + to_string(code) + ": " + message), code_(code) {}
+    : std::runtime_error(std::string("crier: ") + to_string(code) + ": " + message), code_(code), message_(message) {}
 
 }  // namespace crier

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <random>
 
+#include "common/error_text.hpp"
 #include "core_impl.hpp"
 #include "crier/bus.hpp"
 #include "dead_letters.hpp"
@@ -144,7 +145,7 @@ void CoreImpl::attempt_failed(SubscriberBase& sub, int attempt, const void* even
           // Not recorded: after a restart the event is tried again from its last recorded count.
           const std::string id = p.meta.stored ? p.meta.stored->id : p.meta.id.to_string();
           report(Report::Kind::transport_failed, sub.name, sub.event_type,
-                 "cannot record attempt " + std::to_string(p.attempts) + " of event " + id + ": " + e.what() +
+                 "cannot record attempt " + std::to_string(p.attempts) + " of event " + id + ": " + message_of(e) +
                      (p.lease ? "; it is retried all the same" : "; it comes back from the transport"),
                  p.attempts);
           if (!p.lease) return;  // given back all the same: the transport hands it out again
@@ -189,7 +190,7 @@ void CoreImpl::dead_letter(SubscriberBase& sub, std::unique_ptr<Parked> p) noexc
         letter.envelope.data = p->encode();
         letter.envelope.datacontenttype = std::string(p->content_type());
       } catch (const Error& e) {
-        letter.last_error = p->last_error + " (and its data could not be encoded: " + e.what() + ")";
+        letter.last_error = p->last_error + " (and its data could not be encoded: " + e.message() + ")";
       }
     }
     letter.subscriber = sub.name;

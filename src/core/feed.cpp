@@ -1,6 +1,7 @@
 // The feed of a durable subscriber: fetches its stored events and queues them as ready.
 #include "feed.hpp"
 
+#include "common/error_text.hpp"
 #include "common/thread_name.hpp"
 #include "core_impl.hpp"
 
@@ -56,7 +57,7 @@ std::uint64_t Feed::backlog() noexcept {
     return consumer_->backlog();
   } catch (const std::exception& e) {
     sub_.state().core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
-                             std::string("cannot count the events left: ") + e.what(), 0);
+                             "cannot count the events left: " + message_of(e), 0);
     return 0;
   }
 }
@@ -78,8 +79,8 @@ void Feed::loop() {
       batch = consumer_->fetch(consumer_->fetch_batch(), kFetchWait);
     } catch (const std::exception& e) {
       ++failures;
-      if (failing_with != e.what()) {
-        failing_with = e.what();
+      if (std::string why = message_of(e); why != failing_with) {
+        failing_with = std::move(why);
         sub_.state().core.report(Report::Kind::transport_failed, sub_.name, sub_.event_type,
                                  "cannot fetch from the store: " + failing_with + "; trying again with back-off", 0);
       }
@@ -117,7 +118,7 @@ void Feed::take(StoredEvent&& stored) {
     try {
       time = parse_time(envelope->time);
     } catch (const std::exception& e) {
-      unreadable = std::string("the event's CloudEvents time attribute is invalid: ") + e.what();
+      unreadable = "the event's CloudEvents time attribute is invalid: " + message_of(e);
     }
   }
   if (!unreadable.empty()) {
@@ -179,7 +180,7 @@ std::optional<std::uint64_t> SubscriberState::store_dead_letter(std::unique_ptr<
   } catch (const std::exception& e) {
     core.report(Report::Kind::transport_failed, sub.name, sub.event_type,
                 "cannot dead-letter event " + letter.envelope.id + " after " + std::to_string(letter.attempts) +
-                    " attempts: " + e.what() + "; it stays in the transport and comes back",
+                    " attempts: " + message_of(e) + "; it stays in the transport and comes back",
                 letter.attempts);
     return std::nullopt;
   }

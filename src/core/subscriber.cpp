@@ -4,6 +4,7 @@
 #include <bit>
 #include <new>
 
+#include "common/error_text.hpp"
 #include "core_impl.hpp"
 #include "crier/detail/core.hpp"
 #include "crier/detail/reader.hpp"
@@ -166,7 +167,7 @@ bool SubscriberState::decoded(Parked& p) noexcept {
     p.decode();
     return true;
   } catch (const std::exception& e) {
-    reason = std::string("could not decode the event's data: ") + e.what();
+    reason = "could not decode the event's data: " + message_of(e);
   } catch (...) {
     reason = "could not decode the event's data: its decoder threw an exception not derived from std::exception";
   }

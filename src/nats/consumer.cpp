@@ -1,6 +1,7 @@
 #include "nats/consumer.hpp"
 
 #include "common/attempts_record.hpp"
+#include "common/error_text.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -589,7 +590,8 @@ class NatsConsumer final : public Consumer {
     try {
       (void)create_consumer(*ctx_, durable, filter, StartFrom::beginning());
     } catch (const std::exception& e) {
-      throw Error(Errc::transport_error, what + " is missing and cannot be made again: " + e.what());
+      throw Error(Errc::transport_error,
+                  what + " is missing and cannot be made again: " + crier::detail::message_of(e));
     }
     ctx_->conn->notice(what + " was missing (deleted by another client?); made again, delivering from the " +
                        "stream's oldest event");
@@ -654,7 +656,7 @@ class NatsConsumer final : public Consumer {
                     "its CloudEvents type '" + e.envelope.type + "' is not its subject's (" + spec_.event_type + ")");
     } catch (const std::exception& ex) {
       e.corrupt = "malformed event in stream " + ctx_->stream + " at sequence " + std::to_string(delivered->seq) +
-                  " (subject " + std::string(subject) + "): " + ex.what();
+                  " (subject " + std::string(subject) + "): " + crier::detail::message_of(ex);
       e.envelope = plain_envelope(headers, payload_of(m), plain_origin_of());
     }
     bool record = false;

@@ -344,7 +344,7 @@ std::unique_ptr<Link> Connection::reconnect(Clock::time_point deadline, std::str
       link_state(true, "redis: connected again, to " + endpoint_.text);
       return link;
     } catch (const LinkError& e) {
-      last = e.what();
+      last = e.message();
     }
     if (Clock::now() + backoff > deadline)
       throw Error(Errc::transport_error, std::string(what) + ": redis at " + endpoint_.text + " out of reach for " +
@@ -381,7 +381,7 @@ std::unique_ptr<Link> Connection::take_link_or_reconnect(std::string_view what) 
     return take_link();
   } catch (const LinkError& e) {
     retries_.fetch_add(1, std::memory_order_relaxed);
-    return reconnect(Clock::now() + options_.timeout, what, e.what());
+    return reconnect(Clock::now() + options_.timeout, what, e.message());
   }
 }
 
@@ -406,10 +406,10 @@ std::vector<Reply> Connection::run_on(std::unique_ptr<Link>& link, std::span<con
       link.reset();
       retries_.fetch_add(1, std::memory_order_relaxed);
       if (!resend) {
-        lost(e.what());
+        lost(e.message());
         throw;
       }
-      link = reconnect(deadline, what, e.what());
+      link = reconnect(deadline, what, e.message());
       continue;
     }
     const bool loading =

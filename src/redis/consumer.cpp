@@ -6,6 +6,8 @@
 #include <atomic>
 #include <deque>
 
+#include "common/error_text.hpp"
+
 namespace crier::redis {
 
 namespace {
@@ -532,7 +534,8 @@ class RedisConsumer final : public Consumer {
           throw Error(Errc::invalid_envelope,
                       "its ce_type '" + e.envelope.type + "' is not its stream's (" + spec_.event_type + ")");
       } catch (const std::exception& ex) {
-        e.corrupt = "malformed entry " + entries[i].first + " of stream " + state_->keys[source] + ": " + ex.what();
+        e.corrupt = "malformed entry " + entries[i].first + " of stream " + state_->keys[source] + ": " +
+                    crier::detail::message_of(ex);
         e.envelope = readable_envelope(fields, state_->keys[source], entries[i].first, spec_.event_type);
       }
     }

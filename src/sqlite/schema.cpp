@@ -85,7 +85,7 @@ void open_schema(sqlite3* db, const std::string& path, const Options& options) {
     tables = table_names(db, path);  // the first read: fails on a file that is no database
   } catch (const Error& e) {
     if (e.code() == Errc::store_error) throw;
-    throw Error(Errc::store_error, path + ": cannot be read as a SQLite database (" + e.what() + ")");
+    throw Error(Errc::store_error, path + ": cannot be read as a SQLite database (" + e.message() + ")");
   }
   int version = 0;
   if (!tables.empty()) {

@@ -216,7 +216,7 @@ void Store::Impl::mover_loop() {
       } catch (const Error& e) {
         // The events are safe in the journal; publishes are refused until this works again.
         MutexLock lock(error_mu_);
-        mover_error_ = e.what();
+        mover_error_ = e.message();
         mover_code_ = e.code();
         refusing_.store(true, std::memory_order_release);
         failing = true;

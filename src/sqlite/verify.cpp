@@ -32,7 +32,7 @@ VerifyResult Store::verify() {
       result.problems.push_back("sequence " + std::to_string(last) + ": " + damage);
     }
   } catch (const Error& e) {
-    result.problems.push_back("cannot read the events after sequence " + std::to_string(last) + ": " + e.what());
+    result.problems.push_back("cannot read the events after sequence " + std::to_string(last) + ": " + e.message());
   }
   return result;
 }

@@ -45,7 +45,7 @@ void run_publish(const PublishArgs& a) {
       try {
         (void)bus->inspector().publish_json(line);
       } catch (const Error& e) {
-        throw Failure(failure, "stdin line " + std::to_string(n) + ": " + e.what() + " (" + events(published) +
+        throw Failure(failure, "stdin line " + std::to_string(n) + ": " + e.message() + " (" + events(published) +
                                    " before it published)");
       }
       ++published;
@@ -77,7 +77,7 @@ void run_publish(const PublishArgs& a) {
     validate(attrs);
     e.validate();
   } catch (const Error& x) {
-    throw Failure(usage, x.what());
+    throw Failure(usage, x.message());
   }
   auto bus = open_bus(a.bus, /*read_only=*/false);
   std::printf("%s\n", bus->inspector().publish_json(e.to_json()).c_str());
@@ -108,7 +108,7 @@ void run_republish(const RepublishArgs& a) {
   try {  // stored before crier checked what it does now: refused, rather than changed by to_json()
     found->validate();
   } catch (const Error& x) {
-    throw Failure(failure, std::string(x.what()) + "; not republished");
+    throw Failure(failure, x.message() + "; not republished");
   }
   Envelope copy = *found;
   copy.id = new_envelope(copy.type, "", "").id;
