@@ -47,6 +47,19 @@ TEST(NatsNames, StreamNamesAndPrefixesAreSingleTokens) {
   EXPECT_FALSE(is_valid_subject_prefix("a>"));
 }
 
+TEST(NatsNames, ServerUrlsNameAHostAndAPortThatIsOne) {
+  for (const char* good : {"nats://127.0.0.1:4222", "127.0.0.1", "tls://user:p@ss@host:1", "nats://[::1]:65535",
+                           "nats://[::1]", "nats://host/"})
+    EXPECT_EQ(server_url_problem(good), "") << good;
+  EXPECT_EQ(server_url_problem("nats://127.0.0.1:99999"), "port '99999' is not 1 to 65535");
+  EXPECT_EQ(server_url_problem("nats://127.0.0.1:abc"), "port 'abc' is not 1 to 65535");
+  EXPECT_EQ(server_url_problem("nats://127.0.0.1:"), "port '' is not 1 to 65535");
+  EXPECT_EQ(server_url_problem("nats://:4222"), "it names no host");
+  EXPECT_EQ(server_url_problem(""), "it names no host");
+  EXPECT_EQ(server_url_problem("nats://::1:4222"), "an IPv6 address goes in brackets: [::1]:4222");
+  EXPECT_EQ(server_url_problem("nats://[::1:4222"), "an IPv6 address lacks its ']'");
+}
+
 TEST(NatsNames, DeliveryReplySubjectsTellCountSequenceAndTime) {
   const auto old_form = parse_delivery("$JS.ACK.ORDERS.billing_scom_dx.3.17.9.1700000000123456789.4");
   ASSERT_TRUE(old_form);

@@ -97,6 +97,10 @@ TEST(RedisLink, BadOptionsAreRefusedInWords) {
   refused(o, crier::Errc::invalid_argument, "TLS");
   o.url = "redis://127.0.0.1:notaport";
   refused(o, crier::Errc::invalid_argument, "port");
+  o.url = "redis://127.0.0.1:99999";
+  refused(o, crier::Errc::invalid_argument, "port 99999 is not 1 to 65535");
+  o.url = "redis://[::1:6379";
+  refused(o, crier::Errc::invalid_argument, "lacks its ']'");
   o.url = "redis://127.0.0.1:6379";
   o.prefix = "has:colon";
   refused(o, crier::Errc::invalid_name, "prefix");

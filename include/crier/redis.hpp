@@ -28,7 +28,8 @@ namespace crier::redis {
 
 /// How to reach the server, and the keys the bus uses.
 struct Options {
-  /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path/to/redis.sock[?db=N]`.
+  /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path/to/redis.sock[?db=N]`;
+  /// an IPv6 host in brackets (`redis://[::1]:6379`).
   /// TLS (`rediss://`) is refused: Debian 12's hiredis 0.14 has no TLS.
   std::string url = "redis://127.0.0.1:6379";
   /// Every key crier makes starts `<prefix>:`. 1 to 64 characters of [A-Za-z0-9_-].

@@ -1,6 +1,7 @@
 #include "nats/connection.hpp"
 
 #include "nats/header_block.hpp"
+#include "nats/names.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -113,6 +114,8 @@ Connection::Connection(const Options& options) : options_(options) {
   std::vector<const char*> urls;
   bool tls = options_.tls;
   for (const auto& u : options_.servers) {
+    if (const std::string problem = server_url_problem(u); !problem.empty())
+      throw Error(Errc::invalid_argument, "nats: server URL '" + u + "': " + problem);
     urls.push_back(u.c_str());
     if (u.rfind("tls://", 0) == 0) tls = true;
   }

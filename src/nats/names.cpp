@@ -57,6 +57,34 @@ std::optional<std::string> unescape(std::string_view s) {
 bool is_valid_stream_name(std::string_view name) noexcept { return is_token(name); }
 bool is_valid_subject_prefix(std::string_view prefix) noexcept { return is_token(prefix); }
 
+std::string server_url_problem(std::string_view url) {
+  if (const auto scheme = url.find("://"); scheme != std::string_view::npos) url.remove_prefix(scheme + 3);
+  if (const auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
+  url = url.substr(0, url.find('/'));
+  std::string_view host = url;
+  std::optional<std::string_view> port;
+  if (url.starts_with('[')) {
+    const auto close = url.find(']');
+    if (close == std::string_view::npos) return "an IPv6 address lacks its ']'";
+    host = url.substr(1, close - 1);
+    const std::string_view after = url.substr(close + 1);
+    if (!after.empty() && after.front() != ':') return "']' is not followed by :PORT";
+    if (!after.empty()) port = after.substr(1);
+  } else if (const auto colon = url.rfind(':'); colon != std::string_view::npos) {
+    host = url.substr(0, colon);
+    port = url.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) return "an IPv6 address goes in brackets: [::1]:4222";
+  }
+  if (host.empty()) return "it names no host";
+  if (port) {
+    int n = 0;
+    const auto [end, ec] = std::from_chars(port->data(), port->data() + port->size(), n);
+    if (port->empty() || ec != std::errc() || end != port->data() + port->size() || n < 1 || n > 65535)
+      return "port '" + std::string(*port) + "' is not 1 to 65535";
+  }
+  return {};
+}
+
 std::string subject_of(std::string_view prefix, std::string_view event_type) {
   std::string s;
   s.reserve(prefix.size() + 1 + event_type.size());

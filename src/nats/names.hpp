@@ -16,6 +16,10 @@ bool is_valid_stream_name(std::string_view name) noexcept;
 /// True for a subject prefix: 1 to 64 characters of [A-Za-z0-9_-] (one subject token).
 bool is_valid_subject_prefix(std::string_view prefix) noexcept;
 
+/// What is wrong with a server URL (`[scheme://][user[:password]@]host[:port]`, an IPv6 host
+/// in brackets), in words: no host, a port that is not 1 to 65535. Empty when nothing is.
+std::string server_url_problem(std::string_view url);
+
 /// `<prefix>.<event type>`: every event type name is already a sequence of legal tokens.
 std::string subject_of(std::string_view prefix, std::string_view event_type);
 /// The event type of a subject under `<prefix>.`, or nullopt when it is not one.

@@ -89,6 +89,14 @@ int parse_int(std::string_view text, std::string_view what, std::string_view url
   return n;
 }
 
+int parse_port(std::string_view text, std::string_view url) {
+  const int port = parse_int(text, "port", url);
+  if (port < 1 || port > 65535)
+    throw Error(Errc::invalid_argument,
+                "redis: '" + std::string(url) + "': port " + std::string(text) + " is not 1 to 65535");
+  return port;
+}
+
 }  // namespace
 
 bool Reply::is_error(std::string_view code) const noexcept {
@@ -140,13 +148,23 @@ Endpoint parse_url(std::string_view url) {
       if (slash + 1 < rest.size()) e.db = parse_int(rest.substr(slash + 1), "database", url);
       rest = rest.substr(0, slash);
     }
-    if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
-      e.port = parse_int(rest.substr(colon + 1), "port", url);
-      rest = rest.substr(0, colon);
+    std::string_view host = rest;
+    if (rest.starts_with('[')) {  // an IPv6 address: [::1]:6379
+      const auto close = rest.find(']');
+      if (close == std::string_view::npos)
+        throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': an IPv6 address lacks its ']'");
+      host = rest.substr(1, close - 1);
+      rest = rest.substr(close + 1);
+      if (!rest.empty() && rest.front() != ':')
+        throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': ']' is not followed by :PORT");
+      if (!rest.empty()) e.port = parse_port(rest.substr(1), url);
+    } else if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+      e.port = parse_port(rest.substr(colon + 1), url);
+      host = rest.substr(0, colon);
     }
-    if (rest.empty()) throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "' names no host");
-    e.host = std::string(rest);
-    e.text = e.host + ":" + std::to_string(e.port);
+    if (host.empty()) throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "' names no host");
+    e.host = std::string(host);
+    e.text = (e.host.find(':') == std::string::npos ? e.host : "[" + e.host + "]") + ":" + std::to_string(e.port);
   } else {
     throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': the scheme is redis:// or unix://");
   }
