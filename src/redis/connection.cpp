@@ -377,8 +377,9 @@ void Connection::lost(const std::string& why) {
     MutexLock lock(pool_mu_);
     idle_.clear();  // they went with the server
   }
-  link_state(false, "redis: link to " + endpoint_.text + " lost (" + why + "); reconnecting (calls wait up to " +
-                        std::to_string(options_.timeout.count()) + " ms meanwhile)");
+  // `why` is a LinkError's message, which names the link and what became of it.
+  link_state(false,
+             why + "; reconnecting (calls wait up to " + std::to_string(options_.timeout.count()) + " ms meanwhile)");
 }
 
 void Connection::link_state(bool up, const std::string& what) {
