@@ -51,7 +51,7 @@ TEST(NatsConnection, ALostAndRegainedServerIsReportedAndCounted) {
   {
     std::lock_guard lock(mu);
     EXPECT_EQ(kinds.front(), crier::Report::Kind::connection_lost);
-    EXPECT_NE(last_message.find(server.url()), std::string::npos) << last_message;
+    EXPECT_NE(last_message.find("connection to " + server.url() + " lost"), std::string::npos) << last_message;
   }
   m = bus.metrics();
   EXPECT_FALSE(m.transport_health.connected);

@@ -94,7 +94,8 @@ struct Options {
   std::string tls_expected_hostname{};  ///< when the servers' certificates name another host
   /// The connection's name, as the servers' monitoring shows it. Empty: "crier".
   std::string connection_name{};
-  /// Told of each change of the connection's state (from cnats's thread; keep it short).
+  /// Told of each change of the connection's state, with the server it is connected to (when
+  /// disconnected: the one it lost), from cnats's thread; keep it short.
   std::function<void(ConnectionState state, const std::string& server)> on_connection{};
 };
 

@@ -481,6 +481,13 @@ void Connection::state_changed(natsConnection* nc, ConnectionState state) noexce
   std::string server;
   char url[256] = {0};
   if (natsConnection_GetConnectedUrl(nc, url, sizeof url) == NATS_OK) server = url;
+  {
+    MutexLock lock(server_mu_);
+    if (!server.empty())
+      server_ = server;
+    else if (state == ConnectionState::disconnected)
+      server = server_;  // cnats no longer says: the one it lost
+  }
   try {  // a callback that throws must not take cnats's thread down
     if (options_.on_connection) options_.on_connection(state, server);
   } catch (...) {
@@ -488,9 +495,9 @@ void Connection::state_changed(natsConnection* nc, ConnectionState state) noexce
   if (state != ConnectionState::disconnected && state != ConnectionState::reconnected) return;
   const bool up = state == ConnectionState::reconnected;
   const std::string what = up ? "nats: connected again, to " + server
-                              : "nats: connection lost; reconnecting to " + servers_text(options_.servers) +
-                                    " (publishes wait up to " + std::to_string(options_.publish_timeout.count()) +
-                                    " ms meanwhile)";
+                              : "nats: connection to " + server + " lost; reconnecting to " +
+                                    servers_text(options_.servers) + " (publishes wait up to " +
+                                    std::to_string(options_.publish_timeout.count()) + " ms meanwhile)";
   listeners_.notify(up, what);
 }
 

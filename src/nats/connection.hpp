@@ -174,6 +174,8 @@ class Connection {
   bool closed_ CRIER_GUARDED_BY(mu_) = false;
 
   crier::detail::HealthListeners listeners_;
+  Mutex server_mu_;
+  std::string server_ CRIER_GUARDED_BY(server_mu_);  // the one connected to last: what a loss names
 
   std::atomic<bool> connected_{false};
   std::atomic<std::uint64_t> disconnects_{0}, reconnects_{0}, retries_{0};
