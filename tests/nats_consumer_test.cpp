@@ -220,6 +220,48 @@ TEST(NatsConsumer, AStreamDeletedUnderTheBusIsSaidByPublishAndSubscriber) {
   EXPECT_NE(said.find("subscriber billing reads nothing"), std::string::npos) << said;
 }
 
+// A stream that exists with other settings (another program's, or this one's before its
+// options changed) is refused naming each difference, and left as it is.
+TEST(NatsStream, AStreamThatExistsOtherwiseIsRefusedNamingEachDifferenceAndNotChanged) {
+  NatsServer server;
+  const crier::nats::Options o = options(server, "SET");
+  (void)crier::nats::connect(o);
+  crier::nats::Options other = o;
+  other.max_age = std::chrono::hours(1);
+  other.duplicate_window = std::chrono::seconds(30);
+  try {
+    (void)crier::nats::connect(other);
+    FAIL() << "a stream with other settings was taken as it is";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::invalid_argument);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("stream SET exists with another configuration"), std::string::npos) << what;
+    EXPECT_NE(what.find("max_age is 0, not 3600000000000"), std::string::npos) << what;
+    EXPECT_NE(what.find("duplicate_window is 120000000000, not 30000000000"), std::string::npos) << what;
+  }
+  crier::Bus bus{crier::nats::connect(o)};  // unchanged: the first settings still match
+  bus.publish(Job{1, "on the stream as it was"});
+}
+
+// Two streams cannot take the same subjects: a bus on another stream with the prefix of one
+// that exists is refused naming the stream in its way.
+TEST(NatsStream, SubjectsAnotherStreamTakesAreRefusedNamingThatStream) {
+  NatsServer server;
+  crier::nats::Options first = options(server, "TAKER");
+  first.subject_prefix = "shared";
+  (void)crier::nats::connect(first);
+  crier::nats::Options second = first;
+  second.stream = "LATE";
+  try {
+    (void)crier::nats::connect(second);
+    FAIL() << "two streams took the same subjects";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("stream LATE (creating it): subjects overlap"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("stream TAKER takes shared.>"), std::string::npos) << e.what();
+  }
+}
+
 // crier's own streams beside the events' (dead letters, attempts of failed events) deleted
 // under the bus, by an operator clearing dead letters or another client: a handler's failure
 // could not be recorded and its event was never tried again; dead letters could not be

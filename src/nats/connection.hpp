@@ -46,6 +46,7 @@ inline constexpr int kNoSuitablePeers = 10005;
 inline constexpr int kConsumerNotFound = 10014;
 inline constexpr int kNoMessageFound = 10037;
 inline constexpr int kStreamNotFound = 10059;
+inline constexpr int kSubjectsOverlap = 10065;
 inline constexpr int kWrongLastSequence = 10071;
 
 /// An error answer of the JetStream API.

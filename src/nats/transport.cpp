@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -26,9 +27,32 @@ std::uint64_t parse_seq(std::string_view text, std::string_view what) {
 
 const char* storage_name(Storage s) { return s == Storage::memory ? "memory" : "file"; }
 
+// Which streams take `subjects`, in words ("stream A takes orders.>"), for an error that must
+// say what is in the way; empty when the server will not say.
+std::string streams_taking(Connection& conn, const nlohmann::json& subjects) {
+  std::map<std::string, std::string> taken;  // stream -> the subjects it takes
+  for (const auto& subject : subjects) {
+    if (!subject.is_string()) continue;
+    try {
+      const auto names = conn.api("STREAM.NAMES", {{"subject", subject}}, "nats: streams taking " + subject.dump());
+      for (const auto& n : member(names, "streams")) {
+        if (!n.is_string()) continue;
+        std::string& list = taken[n.get<std::string>()];
+        list += (list.empty() ? "" : ", ") + subject.get<std::string>();
+      }
+    } catch (const Error&) {
+      // Only the naming fails: the overlap is said all the same.
+    }
+  }
+  std::string out;
+  for (const auto& [stream, list] : taken) out += (out.empty() ? "stream " : "; stream ") + stream + " takes " + list;
+  return out;
+}
+
 // Creates the stream. A cluster that is still forming, or has a node restarting, may know too
 // few peers to place the replicas yet (10005, "no suitable peers for placement"): tried again
-// with back-off until the publish timeout, then that error is thrown.
+// with back-off until the publish timeout, then that error is thrown. Subjects another stream
+// takes are refused naming that stream.
 void create_stream(Connection& conn, const std::string& name, const nlohmann::json& config, const std::string& what) {
   const auto deadline = std::chrono::steady_clock::now() + conn.options().publish_timeout;
   auto backoff = kFirstBackoff;
@@ -37,6 +61,13 @@ void create_stream(Connection& conn, const std::string& name, const nlohmann::js
       (void)conn.api("STREAM.CREATE." + name, config, what);
       return;
     } catch (const ApiError& e) {
+      if (e.err_code == kSubjectsOverlap) {
+        const std::string others = streams_taking(conn, member(config, "subjects"));
+        throw Error(Errc::invalid_argument,
+                    e.message() + (others.empty() ? "" : ": " + others) +
+                        ". Two streams cannot share subjects: give this bus another subject prefix, or remove "
+                        "the other stream");
+      }
       const auto now = std::chrono::steady_clock::now();
       if (e.err_code != kNoSuitablePeers || now >= deadline) throw;
       std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(backoff, deadline - now));
