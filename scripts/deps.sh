@@ -8,7 +8,7 @@ CRIER_PACKAGES=(
   nlohmann-json3-dev libsqlite3-dev libnats-dev nats-server libhiredis-dev redis-server redis-tools
   libcli11-dev libcpp-httplib-dev googletest libgtest-dev libgmock-dev
   libbenchmark-dev libboost-dev libsigc++-3.0-dev libconcurrentqueue-dev
-  chromium help2man
+  chromium help2man openssl
 )
 # Node.js and npm run the NATS interop test's other side: Debian's, unless the machine has
 # them already (from another source, whose npm Debian's package would conflict with).

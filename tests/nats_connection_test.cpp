@@ -1,6 +1,7 @@
 // The NATS transport's link in the bus's error hook and metrics: a server that goes away and
 // comes back is reported both ways, counted, and shown in the Prometheus exposition; one that
-// cannot be reached is an error in words.
+// cannot be reached is an error in words. Credentials and TLS reach the server: a server that
+// asks for them lets the bus in with the right ones and refuses it, in words, without.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -8,6 +9,8 @@
 #include <crier/nats.hpp>
 
 #include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -99,4 +102,120 @@ TEST(NatsConnection, AServerThatIsDownOrSilentIsAClearErrorThatSaysWhere) {
           << e.what();
     }
   }
+}
+
+namespace {
+
+// A bus on `server` that publishes one event and has it handled, with the credentials in `o`.
+void round_trip(crier::nats::Options o, const std::string& stream) {
+  o.stream = stream;
+  o.subject_prefix = "s" + stream;
+  std::transform(o.subject_prefix.begin(), o.subject_prefix.end(), o.subject_prefix.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  crier::Bus bus{crier::nats::connect(o)};
+  SeenJobs seen;
+  auto sub = bus.subscribe<Job>("billing", [&](const Job& j) { seen.add(j); });
+  bus.publish(Job{1, "through " + stream});
+  seen.wait_for(1);
+  EXPECT_EQ(seen.values(), std::vector<int>{1});
+}
+
+// What connect() says when it cannot connect with `o` (empty when it could).
+std::string refusal(crier::nats::Options o) {
+  o.publish_timeout = std::chrono::seconds(5);
+  try {
+    (void)crier::nats::connect(o);
+    return {};
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::transport_error);
+    return e.what();
+  }
+}
+
+}  // namespace
+
+TEST(NatsConnection, AUserAndPasswordOrATokenLetTheBusInAndWrongOnesAreRefusedInWords) {
+  NatsServer::Node node;
+  node.config = "authorization { user: crier, password: \"s3cret pass\" }";
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  std::string said = refusal(o);
+  EXPECT_NE(said.find("cannot connect to " + server.url() + " with no credentials: Authorization Violation"),
+            std::string::npos)
+      << said;
+  EXPECT_EQ(said.find("conn.c"), std::string::npos) << said;  // not cnats's source line
+  o.user = "crier";
+  o.password = "wrong";
+  said = refusal(o);
+  EXPECT_NE(said.find("with user crier and a password: Authorization Violation"), std::string::npos) << said;
+  o.password = "s3cret pass";
+  round_trip(o, "USERS");
+
+  NatsServer::Node token_node;
+  token_node.config = "authorization { token: \"t0ken\" }";
+  NatsServer token_server(token_node);
+  crier::nats::Options t;
+  t.servers = {token_server.url()};
+  t.token = "not it";
+  said = refusal(t);
+  EXPECT_NE(said.find("with a token: Authorization Violation"), std::string::npos) << said;
+  t.token = "t0ken";
+  round_trip(t, "TOKENS");
+}
+
+namespace {
+
+void sh(const std::string& command) { ASSERT_EQ(std::system((command + " >/dev/null 2>&1").c_str()), 0) << command; }
+
+// A certificate authority of the test's own, and certificates it signed: the server's (for
+// 127.0.0.1) and a client's, as an operator would make them.
+struct Certificates {
+  std::filesystem::path dir = temp_dir("crier-tls");
+  std::string file(const std::string& name) const { return (dir / name).string(); }
+  Certificates() {
+    const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    sh("openssl req -x509 " + key + " -days 1 -subj /CN=crier-test-ca -keyout " + file("ca.key") + " -out " +
+       file("ca.pem"));
+    for (const std::string who : {"server", "client"}) {
+      sh("openssl req " + key + " -subj /CN=" + who + " -keyout " + file(who + ".key") + " -out " + file(who + ".csr"));
+      std::ofstream(dir / (who + ".ext")) << "subjectAltName=IP:127.0.0.1\n";
+      sh("openssl x509 -req -days 1 -in " + file(who + ".csr") + " -CA " + file("ca.pem") + " -CAkey " +
+         file("ca.key") + " -CAcreateserial -extfile " + file(who + ".ext") + " -out " + file(who + ".pem"));
+    }
+  }
+  ~Certificates() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+}  // namespace
+
+// Mutual TLS: the server proves itself with a certificate of the bus's authority, the bus with
+// its client certificate. A server the bus does not trust, and a bus without its certificate,
+// are refused in words.
+TEST(NatsConnection, TlsWithTheServersAuthorityAndAClientCertificateCarriesTheBus) {
+  const Certificates certs;
+  NatsServer::Node node;
+  node.config = "tls { cert_file: \"" + certs.file("server.pem") + "\", key_file: \"" + certs.file("server.key") +
+                "\", ca_file: \"" + certs.file("ca.pem") + "\", verify: true }";
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {"tls://127.0.0.1:" + std::to_string(server.port())};
+  o.tls_cert_file = certs.file("client.pem");
+  o.tls_key_file = certs.file("client.key");
+  std::string said = refusal(o);  // the server's authority not trusted
+  EXPECT_NE(said.find("cannot connect to tls://127.0.0.1:" + std::to_string(server.port())), std::string::npos) << said;
+  EXPECT_NE(said.find("SSL handshake error: 20:unable to get local issuer certificate"), std::string::npos) << said;
+
+  o.tls_ca_file = certs.file("ca.pem");
+  round_trip(o, "SECURE");
+
+  crier::nats::Options without = o;  // no client certificate: the server refuses the bus
+  without.tls_cert_file.clear();
+  without.tls_key_file.clear();
+  said = refusal(without);
+  EXPECT_NE(said.find("cannot connect to tls://127.0.0.1"), std::string::npos) << said;
+  EXPECT_NE(said.find("does it want a client certificate? none was given"), std::string::npos) << said;
 }

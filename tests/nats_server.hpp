@@ -27,6 +27,7 @@ struct NatsNode {
   int port = 0;               ///< 0: a free one
   int cluster_port = 0;       ///< 0: not in a cluster
   std::vector<int> routes{};  ///< the cluster ports of every node
+  std::string config{};       ///< more of the server's configuration (authorization, tls)
 };
 
 class NatsServer {
@@ -39,6 +40,7 @@ class NatsServer {
     conf << "server_name: " << node_.name << "\nlisten: 127.0.0.1:" << node_.port << "\n"
          << "jetstream { store_dir: \"" << (dir_ / "store").string()
          << "\", max_memory_store: 256MB, max_file_store: 2GB }\n";
+    conf << node_.config << "\n";
     if (node_.cluster_port != 0) {
       conf << "cluster { name: crier-test, listen: 127.0.0.1:" << node_.cluster_port << ", routes: [";
       for (std::size_t i = 0; i < node_.routes.size(); ++i)

@@ -44,11 +44,23 @@ std::string missing_stream_text(const std::string& stream) {
 
 }  // namespace
 
+// Which credentials a connection offers, for an error that says why a server refused it.
+std::string credentials_text(const Options& o) {
+  if (!o.credentials_file.empty()) return "the credentials file " + o.credentials_file;
+  if (!o.token.empty()) return "a token";
+  if (!o.user.empty()) return "user " + o.user + " and a password";
+  return "no credentials";
+}
+
 void check(natsStatus s, std::string_view what) {
   if (s == NATS_OK) return;
   std::string text = natsStatus_GetText(s);
   natsStatus last_status = NATS_OK;  // the thread's last error is ours only if its status is
   if (const char* last = nats_GetLastError(&last_status); last && *last && last_status == s) text = last;
+  // cnats puts its source line first ("(conn.c:1905): Authorization Violation"): not for users.
+  if (text.starts_with('(')) {
+    if (const auto close = text.find("): "); close != std::string::npos) text.erase(0, close + 3);
+  }
   throw Error(Errc::transport_error, std::string(what) + ": " + text);
 }
 
@@ -164,6 +176,12 @@ Connection::Connection(const Options& options) : options_(options) {
         throw Error(Errc::transport_error, what + ": no NATS server answered within " +
                                                std::to_string(kConnectTimeout.count()) +
                                                " ms (a server that is stuck, or not NATS?)");
+      if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED)
+        check(s, what + " with " + credentials_text(options_));
+      // A server that wants a client certificate ends the session without a word; cnats then
+      // says only "Expected 'PONG', got ''".
+      if (s == NATS_PROTOCOL_ERROR && tls && options_.tls_cert_file.empty())
+        check(s, what + " (the server ended the TLS session: does it want a client certificate? none was given)");
       check(s, what);
     }
     std::this_thread::sleep_for(backoff);  // not synchronisation: a retry's back-off
