@@ -298,11 +298,16 @@ TEST(NatsPublishAnswer, NoLeaderYetIsTriedAgainAndOtherErrorsAreRefusedInWords) 
             PublishAnswer::Kind::again);
   EXPECT_EQ(read_publish_answer(0, R"({"error":{"code":408,"description":"timeout"}})").kind,
             PublishAnswer::Kind::again);
-  const auto full = read_publish_answer(
-      0, R"({"stream":"ORDERS","error":{"code":400,"err_code":10047,"description":"maximum bytes exceeded"}})");
+  // A full stream's answer, as nats-server 2.9 gives it: 503 as an election's, but final.
+  const auto full =
+      read_publish_answer(0, R"({"error":{"code":503,"err_code":10077,"description":"maximum bytes exceeded"}})");
   EXPECT_EQ(full.kind, PublishAnswer::Kind::refused);
-  EXPECT_EQ(full.err_code, 10047);
-  EXPECT_EQ(full.problem, "maximum bytes exceeded (JetStream error 10047)");
+  EXPECT_EQ(full.err_code, kStoreFailed);
+  EXPECT_EQ(full.problem, "maximum bytes exceeded (JetStream error 10077)");
+  const auto refused = read_publish_answer(
+      0, R"({"stream":"ORDERS","error":{"code":400,"err_code":10047,"description":"insufficient resources"}})");
+  EXPECT_EQ(refused.kind, PublishAnswer::Kind::refused);
+  EXPECT_EQ(refused.err_code, 10047);
 }
 
 // Whatever a broken or hostile server sends is refused with a clear error, never thrown (the

@@ -412,10 +412,11 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
     for (const auto& t : call.tries) seqs.push_back(t.seq);
     return seqs;
   }
-  const std::string why = !call.fatal.empty()
-                              ? call.fatal
-                              : "not acknowledged within the publish timeout of " +
-                                    std::to_string(options_.publish_timeout.count()) + " ms (" + call.problem + ")";
+  std::string why = !call.fatal.empty()
+                        ? call.fatal
+                        : "not acknowledged within the publish timeout of " +
+                              std::to_string(options_.publish_timeout.count()) + " ms (" + call.problem + ")";
+  if (call.fatal_code == kStoreFailed) why = "stream " + stream + " refused them: " + why;
   throw ApiError(call.fatal_code, std::string(what) + ": " + std::to_string(call.left) + " of " +
                                       std::to_string(messages.size()) + " not stored: " + why);
 }

@@ -36,10 +36,12 @@ PublishAnswer read(int status, std::string_view payload) {
   if (const auto& e = member(json, "error"); !e.is_null()) {
     a.problem = error_text(e);
     const int code = error_number(e, "code");
-    if (code == 503 || code == 408) {  // no leader, or a timeout inside the cluster: try again
+    const int err_code = error_number(e, "err_code");
+    // No leader, or a timeout inside the cluster: try again.
+    if ((code == 503 && err_code != kStoreFailed) || code == 408) {
       a.kind = PublishAnswer::Kind::again;
     } else {
-      a.err_code = error_number(e, "err_code");
+      a.err_code = err_code;
     }
     return a;
   }

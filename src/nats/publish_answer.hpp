@@ -12,6 +12,11 @@
 
 namespace crier::nats {
 
+/// JetStream's "stream store failed" (10077): the stream will not take the message, e.g.
+/// "maximum bytes exceeded" from a full stream that discards new messages. Its status is 503,
+/// as an election's is, but no retry changes it.
+inline constexpr int kStoreFailed = 10077;
+
 /// What JetStream answered one publish.
 struct PublishAnswer {
   enum class Kind { stored, again, refused };
