@@ -17,8 +17,9 @@ namespace test {
 class RedisServer {
  public:
   /// `appendfsync`: "always" (every write on disk before the reply), "everysec" or "no".
-  /// `password` (no '"' in it): with one, the ACL user "crier" has it too.
-  explicit RedisServer(std::string appendfsync = "everysec", std::string password = "")
+  /// `password` (no '"' in it): with one, the ACL user "crier" has it too. `config`: more lines
+  /// of configuration, after these (a later line overrides an earlier one).
+  explicit RedisServer(std::string appendfsync = "everysec", std::string password = "", std::string config = "")
       : port_(free_port()), dir_(temp_dir("crier-redis")) {
     std::ofstream conf(dir_ / "redis.conf");
     conf << "bind 127.0.0.1\nport " << port_ << "\nunixsocket " << socket() << "\nunixsocketperm 700\n"
@@ -26,6 +27,7 @@ class RedisServer {
          << "save \"\"\nappendonly yes\nappendfsync " << appendfsync << "\nlogfile \"\"\ndaemonize no\n";
     if (!password.empty())
       conf << "requirepass \"" << password << "\"\nuser crier on \">" << password << "\" ~* &* +@all\n";
+    conf << config << "\n";
     conf.close();
     start();
   }
@@ -42,10 +44,11 @@ class RedisServer {
   int port() const { return port_; }
   pid_t pid() const { return process_.pid(); }
 
-  /// Starts it (again, on the same port and data) and waits until it accepts connections.
-  void start() {
+  /// Starts it (again, on the same port and data) and waits until it accepts connections, or
+  /// until its log says `ready` (with "Server initialized": listening, its data not loaded yet).
+  void start(const std::string& ready = "Ready to accept connections") {
     const char* program = std::getenv("REDIS_SERVER");
-    process_.start({program ? program : "redis-server", (dir_ / "redis.conf").string()}, "Ready to accept connections");
+    process_.start({program ? program : "redis-server", (dir_ / "redis.conf").string()}, ready);
   }
   /// SIGTERM (graceful) or SIGKILL, then waits for it.
   void stop(int signal = SIGTERM) { process_.stop(signal); }

@@ -440,6 +440,38 @@ TEST(RedisRestart, NoAcknowledgedEventIsLostWhenTheServerIsKilledUnderLoad) {
   EXPECT_EQ(stored, ids.size()) << "an event was stored twice";
 }
 
+// A server restarted with much data answers LOADING until it has read it all. Redis slowed
+// down on purpose to read its data (key-load-delay: 400 keys, 20 ms each; it answers clients
+// while it reads, a few times a second): publishes wait for it within their timeout, and fail
+// past it saying why.
+TEST(RedisRestart, AServerLoadingItsDataIsWaitedForWithinTheTimeout) {
+  RedisServer server("everysec", "", "appendonly no\nkey-load-delay 20000\nloading-process-events-interval-bytes 1024");
+  cli(server, "EVAL \"for i = 1, 400 do redis.call('SET', 'filler:' .. i, string.rep('x', 1500)) end\" 0");
+  cli(server, "SAVE");
+  server.kill();
+  server.start("Server initialized");  // listening; its data takes 8 s to read
+
+  crier::redis::Options hurried = options(server, "loading");
+  hurried.timeout = 2s;
+  try {
+    crier::Bus bus{crier::redis::connect(hurried)};
+    bus.publish(Job{0, "while loading"});
+    FAIL() << "published into a server still loading its data";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::transport_error);
+    EXPECT_NE(std::string(e.what()).find("is loading its data: LOADING"), std::string::npos) << e.what();
+  }
+  crier::redis::Options patient = options(server, "loading");
+  patient.timeout = 30s;
+  crier::Bus bus{crier::redis::connect(patient)};
+  bus.publish(Job{1, "once loaded"});
+  SeenJobs seen;
+  auto sub = bus.subscribe<Job>("billing", [&](const Job& j) { seen.add(j); });
+  seen.wait_for(1);
+  EXPECT_EQ(seen.values(), std::vector<int>{1});
+  EXPECT_EQ(cli(server, "STRLEN filler:400"), "1500\n");  // loaded, the last key too
+}
+
 TEST(RedisConsumerProcess, EventsInTheHandsOfAKilledProcessGoToAnotherOfTheGroupAfterTheVisibilityTimeout) {
   constexpr int kEvents = 50;
   constexpr auto kVisibility = 2000ms;
