@@ -10,12 +10,14 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 
 #include <nlohmann/json.hpp>
 
 #include "cli_process.hpp"
+#include "nats_server.hpp"
 
 using namespace test;
 
@@ -61,6 +63,30 @@ nlohmann::json status_of(httplib::Client& c) {
   const auto r = c.Get("/api/status");
   if (!r || r->status != 200) throw std::runtime_error("GET /api/status failed");
   return nlohmann::json::parse(r->body);
+}
+
+// Reads the dashboard's event stream (a snapshot at each look) until one satisfies `done`;
+// that one (null when the stream ended first).
+nlohmann::json snapshot_where(httplib::Client& c, const std::function<bool(const nlohmann::json&)>& done) {
+  std::string buffer;
+  nlohmann::json found;
+  c.set_read_timeout(60, 0);
+  (void)c.Get("/api/stream", [&](const char* data, std::size_t n) {
+    buffer.append(data, n);
+    for (auto end = buffer.find("\n\n"); end != std::string::npos; end = buffer.find("\n\n")) {
+      const std::string event = buffer.substr(0, end);
+      buffer.erase(0, end + 2);
+      const auto at = event.find("data: ");
+      if (at == std::string::npos) continue;
+      auto snapshot = nlohmann::json::parse(event.substr(at + 6), nullptr, false);
+      if (!snapshot.is_discarded() && done(snapshot)) {
+        found = std::move(snapshot);
+        return false;
+      }
+    }
+    return true;
+  });
+  return found;
 }
 
 std::size_t letters_in(const std::string& path) {
@@ -121,6 +147,43 @@ TEST_F(DashboardTest, ServesTheStoreAsJsonPrometheusTextAndItsOwnPageOnly) {
         "promtool check metrics < " + dir.file("metrics.txt") + " > " + dir.file("lint") + " 2>&1";
     EXPECT_EQ(std::system(check.c_str()), 0) << read_file(dir.file("lint"));
   }
+  EXPECT_EQ(d.stop(), 0) << d.err();
+}
+
+// A dashboard on a NATS bus whose server goes away says so, and its /metrics says the link is
+// down and counts the failed looks, rather than serving the last good look as if current
+// (found: crier_transport_connected stayed 1, and the failed looks showed only once the
+// server was back). When the server returns, so does everything.
+TEST_F(DashboardTest, OnANatsBusALostServerIsSaidAndNothingStaleIsServedAsCurrent) {
+  NatsServer server;
+  const std::string bus = server.url() + "/DASH";
+  ASSERT_EQ(run_crier(dir, {"publish", bus, "--type", job, "--data", R"({"n":1})"}).code, 0);
+  Dashboard d(dir, bus);
+  auto c = d.client();
+  const std::string stored = "crier_stored_events{event_type=\"" + job + "\"} 1\n";
+  auto r = c.Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("crier_transport_connected{transport=\"nats\"} 1\n"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find(stored), std::string::npos) << r->body;
+
+  server.kill();
+  const auto failing = snapshot_where(c, [](const nlohmann::json& s) { return !s.value("error", "").empty(); });
+  const std::string error = failing.value("error", "");
+  EXPECT_NE(error.find("connection to " + server.url() + " is lost; reconnecting"), std::string::npos) << error;
+  EXPECT_FALSE(failing.value("connected", true));
+  r = c.Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("crier_transport_connected{transport=\"nats\"} 0\n"), std::string::npos) << r->body;
+  EXPECT_EQ(r->body.find("crier_stored_events{"), std::string::npos) << r->body;
+  EXPECT_EQ(r->body.find("crier_dashboard_failed_looks_total 0\n"), std::string::npos) << r->body;
+
+  server.start();
+  const auto back = snapshot_where(c, [](const nlohmann::json& s) { return s.value("error", "x").empty(); });
+  EXPECT_TRUE(back.value("connected", false));
+  r = c.Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("crier_transport_connected{transport=\"nats\"} 1\n"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find(stored), std::string::npos) << r->body;
   EXPECT_EQ(d.stop(), 0) << d.err();
 }
 

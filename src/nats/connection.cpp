@@ -260,7 +260,7 @@ Msg Connection::request(const std::string& subject, const std::string& data, std
       throw ApiError(kStreamNotFound, std::string(what) + ": " + missing_stream_text(*stream));
     stream = nullptr;  // asked once
     if (s == NATS_TIMEOUT) {
-      problem = "timed out waiting for an answer";
+      problem = connected_ ? "timed out waiting for an answer" : disconnected_text();
       continue;  // waited already
     }
     problem = s == NATS_OK || s == NATS_NO_RESPONDERS ? "no responders: JetStream not enabled, or electing a leader"
@@ -412,10 +412,10 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
     for (const auto& t : call.tries) seqs.push_back(t.seq);
     return seqs;
   }
-  std::string why = !call.fatal.empty()
-                        ? call.fatal
-                        : "not acknowledged within the publish timeout of " +
-                              std::to_string(options_.publish_timeout.count()) + " ms (" + call.problem + ")";
+  std::string why = !call.fatal.empty() ? call.fatal
+                                        : "not acknowledged within the publish timeout of " +
+                                              std::to_string(options_.publish_timeout.count()) + " ms (" +
+                                              (connected_ ? call.problem : disconnected_text()) + ")";
   if (call.fatal_code == kStoreFailed) why = "stream " + stream + " refused them: " + why;
   throw ApiError(call.fatal_code, std::string(what) + ": " + std::to_string(call.left) + " of " +
                                       std::to_string(messages.size()) + " not stored: " + why);
@@ -518,6 +518,12 @@ void Connection::state_changed(natsConnection* nc, ConnectionState state) noexce
                                     servers_text(options_.servers) + " (publishes wait up to " +
                                     std::to_string(options_.publish_timeout.count()) + " ms meanwhile)";
   listeners_.notify(up, what);
+}
+
+std::string Connection::disconnected_text() {
+  MutexLock lock(server_mu_);
+  return "the connection" + (server_.empty() ? std::string() : " to " + server_) + " is lost; reconnecting to " +
+         servers_text(options_.servers);
 }
 
 std::shared_ptr<void> Connection::watch(Transport::HealthListener listener) {

@@ -175,6 +175,8 @@ class Connection {
   bool closed_ CRIER_GUARDED_BY(mu_) = false;
 
   crier::detail::HealthListeners listeners_;
+  // What a request that got no answer says while the connection is down.
+  std::string disconnected_text();
   Mutex server_mu_;
   std::string server_ CRIER_GUARDED_BY(server_mu_);  // the one connected to last: what a loss names
 

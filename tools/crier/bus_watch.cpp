@@ -96,13 +96,12 @@ void BusWatch::run() {
 void BusWatch::look() {
   const std::int64_t now = now_ms();
   nlohmann::json j;
-  std::string prom;
+  std::string prom, link, failure;
   try {
     Inspector& in = bus_->inspector();
     const auto subscribers = in.subscribers();
     const auto types = in.event_types();
     const BreakerViews breakers = breaker_views(in, types);
-    const TransportHealth health = bus_->health();
 
     // Events per type over the last minute: the events stored since the last look, newest
     // first down to the newest one counted before (or a minute back), added to the window.
@@ -169,7 +168,6 @@ void BusWatch::look() {
     j = {{"bus", name_},
          {"transport", std::string(bus_->name())},
          {"time", format_time(std::chrono::system_clock::time_point(milliseconds(now)))},
-         {"connected", health.connected},
          {"error", ""},
          {"totals",
           {{"events", events},
@@ -184,7 +182,6 @@ void BusWatch::look() {
          {"lag_history", {{"times", std::move(times)}, {"series", std::move(series)}}},
          {"recent", std::move(recent)}};
 
-    const std::string transport = escape_prometheus_label(bus_->name());
     struct Field {
       const char* name;
       const char* help;
@@ -231,30 +228,36 @@ void BusWatch::look() {
     for (const auto& t : types)
       prom += "crier_events_last_minute{event_type=\"" + escape_prometheus_label(t.event_type) + "\"} " +
               std::to_string(per_minute[t.event_type]) + "\n";
-    gauge(prom, "crier_transport_connected", "1 while the transport is connected to its engine.");
-    prom += "crier_transport_connected{transport=\"" + transport + "\"} " + (health.connected ? "1" : "0") + "\n";
   } catch (const std::exception& e) {
-    std::lock_guard lock(mu_);
+    failure = e.what();
+  }
+  // The link and the failed looks are said at every look; the subscribers' series only when
+  // this look read them (a failed look's would be the last good one's, as if current). The
+  // link as it is after the look, which may have waited for it to come back.
+  const TransportHealth health = bus_->health();
+  gauge(link, "crier_transport_connected", "1 while the transport is connected to its engine.");
+  link += "crier_transport_connected{transport=\"" + escape_prometheus_label(bus_->name()) + "\"} " +
+          (health.connected ? "1" : "0") + "\n";
+  std::lock_guard lock(mu_);
+  ++version_;
+  if (failure.empty()) {
+    j["version"] = version_;
+    j["connected"] = health.connected;
+    snapshot_ = json_text(j);
+  } else {
     ++failed_looks_;
-    ++version_;
     nlohmann::json last = snapshot_.empty() ? nlohmann::json{{"bus", name_}} : nlohmann::json::parse(snapshot_);
-    last["error"] = e.what();
+    last["error"] = failure;
     last["version"] = version_;
     last["connected"] = false;
     snapshot_ = json_text(last);
-    changed_.notify_all();
-    return;
+    prom.clear();
   }
-  std::lock_guard lock(mu_);
-  ++version_;
-  j["version"] = version_;
-  snapshot_ = json_text(j);
-  prom +=
-      "# HELP crier_dashboard_failed_looks_total Looks at the bus that failed.\n"
-      "# TYPE crier_dashboard_failed_looks_total counter\n"
-      "crier_dashboard_failed_looks_total " +
-      std::to_string(failed_looks_) + "\n";
-  prometheus_ = std::move(prom);
+  prometheus_ = prom + link +
+                "# HELP crier_dashboard_failed_looks_total Looks at the bus that failed.\n"
+                "# TYPE crier_dashboard_failed_looks_total counter\n"
+                "crier_dashboard_failed_looks_total " +
+                std::to_string(failed_looks_) + "\n";
   changed_.notify_all();
 }
 
