@@ -168,6 +168,7 @@ TEST_F(DashboardTest, OnANatsBusALostServerIsSaidAndNothingStaleIsServedAsCurren
 
   server.kill();
   const auto failing = snapshot_where(c, [](const nlohmann::json& s) { return !s.value("error", "").empty(); });
+  ASSERT_FALSE(failing.is_null()) << "the event stream ended before a look failed";
   const std::string error = failing.value("error", "");
   EXPECT_NE(error.find("connection to " + server.url() + " is lost; reconnecting"), std::string::npos) << error;
   EXPECT_FALSE(failing.value("connected", true));
@@ -179,6 +180,7 @@ TEST_F(DashboardTest, OnANatsBusALostServerIsSaidAndNothingStaleIsServedAsCurren
 
   server.start();
   const auto back = snapshot_where(c, [](const nlohmann::json& s) { return s.value("error", "x").empty(); });
+  ASSERT_FALSE(back.is_null()) << "the event stream ended before a look succeeded again";
   EXPECT_TRUE(back.value("connected", false));
   r = c.Get("/metrics");
   ASSERT_TRUE(r);

@@ -42,8 +42,6 @@ std::string missing_stream_text(const std::string& stream) {
   return "stream " + stream + " is missing (deleted by another client?)";
 }
 
-}  // namespace
-
 // Which credentials a connection offers, for an error that says why a server refused it.
 std::string credentials_text(const Options& o) {
   if (!o.credentials_file.empty()) return "the credentials file " + o.credentials_file;
@@ -51,6 +49,8 @@ std::string credentials_text(const Options& o) {
   if (!o.user.empty()) return "user " + o.user + " and a password";
   return "no credentials";
 }
+
+}  // namespace
 
 void check(natsStatus s, std::string_view what) {
   if (s == NATS_OK) return;
