@@ -38,11 +38,10 @@ class CRIER_EXPORT Error : public std::runtime_error {
   Errc code() const noexcept { return code_; }
   /// The message alone, without the "crier: <code>: " of what(): what to quote when this
   /// error becomes part of another message.
-  const std::string& message() const noexcept { return message_; }
+  std::string message() const;
 
  private:
   Errc code_;
-  std::string message_;
 };
 
 }  // namespace crier

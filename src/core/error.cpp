@@ -1,5 +1,7 @@
 #include "crier/error.hpp"
 
+#include <cstring>
+
 namespace crier {
 
 const char* to_string(Errc code) noexcept {
@@ -31,6 +33,11 @@ const char* to_string(Errc code) noexcept {
 }
 
 Error::Error(Errc code, const std::string& message)
-    : std::runtime_error(std::string("crier: ") + to_string(code) + ": " + message), code_(code), message_(message) {}
+    : std::runtime_error(std::string("crier: ") + to_string(code) + ": " + message), code_(code) {}
+
+std::string Error::message() const {
+  // what() is "crier: <code>: <message>"; the message is what follows.
+  return what() + std::strlen("crier: ") + std::strlen(to_string(code_)) + std::strlen(": ");
+}
 
 }  // namespace crier

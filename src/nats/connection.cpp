@@ -176,13 +176,13 @@ Connection::Connection(const Options& options) : options_(options) {
         throw Error(Errc::transport_error, what + ": no NATS server answered within " +
                                                std::to_string(kConnectTimeout.count()) +
                                                " ms (a server that is stuck, or not NATS?)");
-      if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED)
-        check(s, what + " with " + credentials_text(options_));
+      std::string context;  // what cnats's text leaves out
+      if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED) context = " with " + credentials_text(options_);
       // A server that wants a client certificate ends the session without a word; cnats then
       // says only "Expected 'PONG', got ''".
-      if (s == NATS_PROTOCOL_ERROR && tls && options_.tls_cert_file.empty())
-        check(s, what + " (the server ended the TLS session: does it want a client certificate? none was given)");
-      check(s, what);
+      else if (s == NATS_PROTOCOL_ERROR && tls && options_.tls_cert_file.empty())
+        context = " (the server ended the TLS session: does it want a client certificate? none was given)";
+      check(s, what + context);
     }
     std::this_thread::sleep_for(backoff);  // not synchronisation: a retry's back-off
     backoff = std::min(backoff * 2, kMaxBackoff);
