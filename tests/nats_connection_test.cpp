@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "durable_events.hpp"
+#include "nats_credentials.hpp"
 #include "nats_server.hpp"
 
 using namespace test;
@@ -218,4 +219,32 @@ TEST(NatsConnection, TlsWithTheServersAuthorityAndAClientCertificateCarriesTheBu
   said = refusal(without);
   EXPECT_NE(said.find("cannot connect to tls://127.0.0.1"), std::string::npos) << said;
   EXPECT_NE(said.find("does it want a client certificate? none was given"), std::string::npos) << said;
+}
+
+// Decentralized authentication: a server that trusts an operator lets in a bus whose
+// credentials file holds a user its account signed, and refuses, in words naming the file, one
+// from another operator, one that is not there and one that is not a credentials file.
+TEST(NatsConnection, ACredentialsFileOfTheOperatorsUserCarriesTheBusAndOthersAreRefusedInWords) {
+  const NatsCredentials ours, theirs;
+  NatsServer::Node node;
+  node.config = ours.server_config();
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  std::string said = refusal(o);
+  EXPECT_NE(said.find("with no credentials: Authorization Violation"), std::string::npos) << said;
+  o.credentials_file = theirs.file("user.creds");
+  said = refusal(o);
+  EXPECT_NE(said.find("with the credentials file " + theirs.file("user.creds") + ": Authorization Violation"),
+            std::string::npos)
+      << said;
+  o.credentials_file = ours.file("missing.creds");
+  said = refusal(o);
+  EXPECT_NE(said.find("error opening file '" + o.credentials_file + "': No such file"), std::string::npos) << said;
+  std::ofstream(ours.file("garbage.creds")) << "not a credentials file\n";
+  o.credentials_file = ours.file("garbage.creds");
+  said = refusal(o);
+  EXPECT_NE(said.find("no nkey user seed found in '" + o.credentials_file + "'"), std::string::npos) << said;
+  o.credentials_file = ours.file("user.creds");
+  round_trip(o, "CREDS");
 }
