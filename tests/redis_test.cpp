@@ -345,6 +345,28 @@ TEST(RedisPublish, EventsOfAnySizeAndAnyBytesAreStoredWhole) {
   }
 }
 
+// `max_len` caps each event stream (approximately: Redis trims whole nodes of 100 entries),
+// through plain XADD and through the guard's script alike, and keeps the newest events.
+TEST(RedisPublish, MaxLenCapsEachStreamWithAndWithoutTheGuard) {
+  RedisServer server;
+  for (const auto window : {0ms, 60000ms}) {
+    const std::string prefix = window.count() ? "guarded" : "plain";
+    crier::redis::Options o = options(server, prefix);
+    o.max_len = 500;
+    o.dedup_window = window;
+    crier::Bus bus{crier::redis::connect(o)};
+    std::vector<Job> jobs;
+    for (int i = 1; i <= 3000; ++i) jobs.push_back({i, "kept or trimmed"});
+    for (std::size_t i = 0; i < jobs.size(); i += 250) bus.publish_batch(std::span<const Job>(jobs).subspan(i, 250));
+    const std::string key = prefix + ":com.example.test.job";
+    const long length = std::stol(cli(server, "XLEN " + key));
+    EXPECT_GE(length, 500) << prefix;
+    EXPECT_LT(length, 600) << prefix;  // 3000 without the cap
+    const std::string newest = cli(server, "XREVRANGE " + key + " + - COUNT 1");
+    EXPECT_NE(newest.find("\"n\":3000"), std::string::npos) << prefix << ": " << newest;
+  }
+}
+
 // Publishers and two subscriber names run while the server is SIGKILLed and restarted, with
 // appendfsync always: every publish that returned is stored, once, and every subscriber
 // handles every one of them (a few twice: those in hand, or acknowledged after the last
