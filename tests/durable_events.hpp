@@ -4,14 +4,17 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <iterator>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <crier/crier.hpp>
@@ -51,6 +54,39 @@ class SeenJobs {
   std::condition_variable cv_;
   std::vector<int> ns_;
 };
+
+/// The `n` of every Job `transport` stores, oldest first.
+inline std::vector<int> stored_jobs(crier::Transport& transport) {
+  std::vector<int> out;
+  for (const auto& s : transport.inspector().browse({.event_type = "com.example.test.job", .limit = 100000}))
+    out.push_back(nlohmann::json::parse(s.envelope.data).at("n").get<int>());
+  return out;
+}
+
+/// Three threads publish 200 Jobs each at once, in batches of 50 (n = thread * 1000 + i).
+/// What `transport` then stores should be all 600, each thread's in its order: returns what is
+/// not so, in words (empty when it is).
+inline std::string batches_from_threads_stored_in_order(crier::Bus& bus, crier::Transport& transport) {
+  std::vector<std::thread> publishers;
+  for (int t = 0; t < 3; ++t)
+    publishers.emplace_back([&bus, t] {
+      for (int b = 0; b < 4; ++b) {
+        std::vector<Job> batch;
+        for (int i = 0; i < 50; ++i) batch.push_back({t * 1000 + b * 50 + i, "from a thread"});
+        bus.publish_batch(batch);
+      }
+    });
+  for (auto& p : publishers) p.join();
+  const std::vector<int> stored = stored_jobs(transport);
+  if (stored.size() != 600) return std::to_string(stored.size()) + " stored, not 600";
+  for (int t = 0; t < 3; ++t) {
+    std::vector<int> mine;
+    std::copy_if(stored.begin(), stored.end(), std::back_inserter(mine), [t](int n) { return n / 1000 == t; });
+    if (mine.size() != 200) return "thread " + std::to_string(t) + ": " + std::to_string(mine.size()) + " stored";
+    if (!std::is_sorted(mine.begin(), mine.end())) return "thread " + std::to_string(t) + ": out of order";
+  }
+  return {};
+}
 
 /// The bus's reports, waited for by kind.
 class Reports {

@@ -1,4 +1,6 @@
-// NATS consumers facing records that another client wrote into the bus's streams.
+// NATS streams, publishers and consumers against a real server: the stream as the options say
+// (or refused, full, or taken), publishing one event in flight at a time, and what another
+// client did to the bus's streams and records.
 #include <gtest/gtest.h>
 
 #include <nats/nats.h>
@@ -51,6 +53,13 @@ class OtherClient {
   OtherClient& operator=(const OtherClient&) = delete;
 
   natsStatus delete_stream(const std::string& stream) { return js_DeleteStream(js_, stream.c_str(), nullptr, nullptr); }
+  /// The stream's information as the server gives it (the caller destroys it).
+  jsStreamInfo* stream_info(const std::string& stream) {
+    jsStreamInfo* info = nullptr;
+    if (js_GetStreamInfo(&info, js_, stream.c_str(), nullptr, nullptr) != NATS_OK)
+      throw std::runtime_error("no stream " + stream);
+    return info;
+  }
   natsStatus delete_consumer(const std::string& stream, const std::string& consumer) {
     return js_DeleteConsumer(js_, stream.c_str(), consumer.c_str(), nullptr, nullptr);
   }
@@ -218,6 +227,44 @@ TEST(NatsConsumer, AStreamDeletedUnderTheBusIsSaidByPublishAndSubscriber) {
   }
   const std::string said = reports.wait_for(crier::Report::Kind::transport_failed, "stream SGONE is missing");
   EXPECT_NE(said.find("subscriber billing reads nothing"), std::string::npos) << said;
+}
+
+// With one publish in flight at most, batches from several threads are all stored, each
+// thread's in its order.
+TEST(NatsPublish, OnePublishInFlightCarriesBatchesFromThreadsInTheirOrder) {
+  NatsServer server;
+  crier::nats::Options o = options(server, "NARROW");
+  o.max_in_flight = 1;
+  const auto transport = crier::nats::connect(o);
+  crier::Bus bus{transport};
+  EXPECT_EQ(batches_from_threads_stored_in_order(bus, *transport), "");
+}
+
+// The bus's stream is made with what the options say: its subjects, storage, age and size
+// limits (discarding new messages when full, so that nothing acknowledged is pushed out),
+// duplicate window and replicas.
+TEST(NatsStream, AStreamIsMadeWithTheConfiguredSettings) {
+  NatsServer server;
+  crier::nats::Options o = options(server, "MADE");
+  o.storage = crier::nats::Storage::memory;
+  o.max_age = std::chrono::hours(2);
+  o.max_bytes = 8 << 20;
+  o.duplicate_window = std::chrono::seconds(45);
+  crier::Bus bus{crier::nats::connect(o)};
+  bus.publish(Job{1, "in memory"});
+  OtherClient other(server);
+  jsStreamInfo* info = other.stream_info("MADE");
+  const jsStreamConfig& c = *info->Config;
+  EXPECT_EQ(std::set<std::string>(c.Subjects, c.Subjects + c.SubjectsLen),
+            (std::set<std::string>{"made.>", "made-redrive.>"}));  // events; redriven dead letters
+  EXPECT_EQ(c.Storage, js_MemoryStorage);
+  EXPECT_EQ(c.MaxAge, std::chrono::nanoseconds(std::chrono::hours(2)).count());
+  EXPECT_EQ(c.MaxBytes, 8 << 20);
+  EXPECT_EQ(c.Discard, js_DiscardNew);
+  EXPECT_EQ(c.Duplicates, std::chrono::nanoseconds(std::chrono::seconds(45)).count());
+  EXPECT_EQ(c.Replicas, 1);
+  EXPECT_EQ(info->State.Msgs, 1u);
+  jsStreamInfo_Destroy(info);
 }
 
 // A stream that exists with other settings (another program's, or this one's before its

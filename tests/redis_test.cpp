@@ -345,6 +345,17 @@ TEST(RedisPublish, EventsOfAnySizeAndAnyBytesAreStoredWhole) {
   }
 }
 
+// With one publish in flight at most, batches from several threads are all stored, each
+// thread's in its order.
+TEST(RedisPublish, OnePublishInFlightCarriesBatchesFromThreadsInTheirOrder) {
+  RedisServer server;
+  crier::redis::Options o = options(server, "narrow");
+  o.max_in_flight = 1;
+  const auto transport = crier::redis::connect(o);
+  crier::Bus bus{transport};
+  EXPECT_EQ(batches_from_threads_stored_in_order(bus, *transport), "");
+}
+
 // `max_len` caps each event stream (approximately: Redis trims whole nodes of 100 entries),
 // through plain XADD and through the guard's script alike, and keeps the newest events.
 TEST(RedisPublish, MaxLenCapsEachStreamWithAndWithoutTheGuard) {
