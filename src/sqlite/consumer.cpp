@@ -46,7 +46,7 @@ class SqliteConsumer final : public Consumer {
     s_->wait_moved();
     MutexLock lock(s_->db_mu);
     Transaction t(s_->db, s_->path);
-    Stmt cursor(s_->db, s_->path,
+    Stmt cursor(*s_->stmts,
                 "INSERT INTO crier_cursors (subscriber, type, position) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
     cursor.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, start_position(s_->head()));
     cursor.run();
@@ -129,7 +129,7 @@ class SqliteConsumer final : public Consumer {
     try {
       MutexLock lock(s_->db_mu);
       Transaction t(s_->db, s_->path);
-      Stmt ins(s_->db, s_->path,
+      Stmt ins(*s_->stmts,
                "INSERT INTO crier_dead_letters (subscriber, type, seq, attempts, first_error, last_error, "
                "first_failure, last_failure, edited_data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT "
                "edited_data FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3))");
@@ -144,7 +144,7 @@ class SqliteConsumer final : public Consumer {
           .bind(8, last);
       ins.run();
       id = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(s_->db));
-      Stmt del(s_->db, s_->path, "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3");
+      Stmt del(*s_->stmts, "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3");
       del.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, sequence);
       del.run();
       t.commit();
@@ -183,12 +183,12 @@ class SqliteConsumer final : public Consumer {
     flushed.committed();  // no transaction: each deletion committed on its own
     release_dead_owners(wall_ms());
     const std::int64_t head = s_->head();
-    Stmt cursor(s_->db, s_->path, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
+    Stmt cursor(*s_->stmts, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
     cursor.bind(1, spec_.subscriber).bind(2, spec_.event_type);
     if (!cursor.step()) return head == 0;
     if (cursor.int64(0) < head) return false;
     const std::int64_t now = wall_ms();
-    Stmt open(s_->db, s_->path,
+    Stmt open(*s_->stmts,
               "SELECT (SELECT count(*) FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND expires_ms < ?3) + "
               "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND ((expires_ms < ?3 "
               "AND retry_at_ms <= ?3) OR owner = ''))");
@@ -248,7 +248,7 @@ class SqliteConsumer final : public Consumer {
   // Records an event's attempts in its own retry row, held by `owner` until `expires_ms`.
   void record_attempts(std::int64_t sequence, const Attempts& a, const std::string& owner, std::int64_t expires_ms) {
     MutexLock lock(s_->db_mu);
-    Stmt q(s_->db, s_->path,
+    Stmt q(*s_->stmts,
            "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, retry_at_ms, "
            "owner, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO UPDATE SET "
            "attempts = ?4, first_error = ?5, first_failure_ms = ?6, retry_at_ms = ?7, owner = ?8, expires_ms = ?9");
@@ -330,19 +330,18 @@ class SqliteConsumer final : public Consumer {
       f.claims.swap(done_claims_);
       f.retries.swap(done_retries_);
     }
-    Stmt dc(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
+    Stmt dc(*s_->stmts, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
     for (std::int64_t first : f.claims) {
       dc.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, first);
       dc.run();
     }
-    Stmt dr(s_->db, s_->path,
-            "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3 AND owner = ?4");
+    Stmt dr(*s_->stmts, "DELETE FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND seq = ?3 AND owner = ?4");
     for (std::int64_t seq : f.retries) {
       dr.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, seq).bind(4, owner_);
       dr.run();
     }
     if (f.claims.empty() && f.retries.empty()) return;
-    Stmt settled(s_->db, s_->path, "UPDATE crier_cursors SET settled_ms = ?3 WHERE subscriber = ?1 AND type = ?2");
+    Stmt settled(*s_->stmts, "UPDATE crier_cursors SET settled_ms = ?3 WHERE subscriber = ?1 AND type = ?2");
     settled.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, wall_ms());
     settled.run();
   }
@@ -363,10 +362,10 @@ class SqliteConsumer final : public Consumer {
         if (it != unsettled.end()) it->second.push_back(seq);
       }
     }
-    Stmt retry(s_->db, s_->path,
+    Stmt retry(*s_->stmts,
                "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, "
                "retry_at_ms, owner, expires_ms) VALUES (?1, ?2, ?3, 0, '', 0, 0, '', 0) ON CONFLICT DO NOTHING");
-    Stmt drop(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
+    Stmt drop(*s_->stmts, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
     for (const auto& [first, seqs] : unsettled) {
       for (std::int64_t seq : seqs) {
         retry.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, seq);
@@ -381,10 +380,10 @@ class SqliteConsumer final : public Consumer {
   void renew(std::int64_t now) CRIER_REQUIRES(s_->db_mu) {
     if (now - renewed_ms_ < s_->options.lease.count() / 3) return;
     const std::int64_t expires = now + s_->options.lease.count();
-    Stmt c(s_->db, s_->path, "UPDATE crier_claims SET expires_ms = ?1 WHERE owner = ?2");
+    Stmt c(*s_->stmts, "UPDATE crier_claims SET expires_ms = ?1 WHERE owner = ?2");
     c.bind(1, expires).bind(2, owner_);
     c.run();
-    Stmt r(s_->db, s_->path, "UPDATE crier_retries SET expires_ms = ?1 WHERE owner = ?2");
+    Stmt r(*s_->stmts, "UPDATE crier_retries SET expires_ms = ?1 WHERE owner = ?2");
     r.bind(1, expires).bind(2, owner_);
     r.run();
     renewed_ms_ = now;
@@ -393,7 +392,7 @@ class SqliteConsumer final : public Consumer {
   // Caller holds db_mu: ends at once the leases of this subscriber's claims and retry rows
   // whose process died on this host.
   void release_dead_owners(std::int64_t now) CRIER_REQUIRES(s_->db_mu) {
-    Stmt owners(s_->db, s_->path,
+    Stmt owners(*s_->stmts,
                 "SELECT owner FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND expires_ms >= ?3 AND "
                 "owner != ?4 UNION SELECT owner FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND "
                 "expires_ms >= ?3 AND owner != ?4 AND owner != ''");
@@ -412,7 +411,7 @@ class SqliteConsumer final : public Consumer {
   // consumer at a time holds unfinished events, so no key's event can run in one process
   // while an earlier one is unfinished in another.
   bool held_by_another(std::int64_t now) CRIER_REQUIRES(s_->db_mu) {
-    Stmt q(s_->db, s_->path,
+    Stmt q(*s_->stmts,
            "SELECT EXISTS (SELECT 1 FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND owner != ?3 AND "
            "expires_ms >= ?4) OR EXISTS (SELECT 1 FROM crier_retries WHERE subscriber = ?1 AND type = ?2 AND "
            "owner != ?3 AND expires_ms >= ?4)");
@@ -424,7 +423,7 @@ class SqliteConsumer final : public Consumer {
   void release_owner(const std::string& owner) CRIER_REQUIRES(s_->db_mu) {
     for (const char* sql : {"UPDATE crier_claims SET expires_ms = 0 WHERE owner = ?1",
                             "UPDATE crier_retries SET expires_ms = 0 WHERE owner = ?1"}) {
-      Stmt release(s_->db, s_->path, sql);
+      Stmt release(*s_->stmts, sql);
       release.bind(1, owner);
       release.run();
     }
@@ -451,7 +450,7 @@ class SqliteConsumer final : public Consumer {
       case StartFrom::Kind::position:
         return parse_position(s_->path, from.position) - 1;
       case StartFrom::Kind::time: {
-        Stmt q(s_->db, s_->path, "SELECT min(seq) FROM crier_events WHERE time >= ?1");
+        Stmt q(*s_->stmts, "SELECT min(seq) FROM crier_events WHERE time >= ?1");
         const std::string t = format_time(from.time);
         q.bind(1, t);
         return q.step() && !q.is_null(0) ? q.int64(0) - 1 : head;
@@ -505,12 +504,12 @@ class SqliteConsumer final : public Consumer {
       // to its end (its own failed events among them), so that neither overtakes the other;
       // new events wait until all of them are taken, so that nothing overtakes them either.
       bool older_left = false;
-      Stmt retries(s_->db, s_->path,
+      Stmt retries(*s_->stmts,
                    "SELECT r.attempts, r.first_error, r.first_failure_ms, r.retry_at_ms, r.edited_data, " +
                        std::string(kEventColumns) +
                        " FROM crier_retries r JOIN crier_events e ON e.seq = r.seq WHERE r.subscriber = ?1 AND "
                        "r.type = ?2 AND r.expires_ms < ?3 AND r.seq <= ?4 ORDER BY r.seq LIMIT ?5");
-      Stmt take_retry(s_->db, s_->path,
+      Stmt take_retry(*s_->stmts,
                       "UPDATE crier_retries SET owner = ?1, expires_ms = ?2 WHERE subscriber = ?3 AND type = ?4 AND "
                       "seq = ?5");
       // Takes up to `limit` retry rows up to sequence `last`; returns how many.
@@ -540,7 +539,7 @@ class SqliteConsumer final : public Consumer {
         return taken.size();
       };
       constexpr std::int64_t kAll = std::numeric_limits<std::int64_t>::max();
-      Stmt expired(s_->db, s_->path,
+      Stmt expired(*s_->stmts,
                    "SELECT first_seq, last_seq FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND "
                    "expires_ms < ?3 ORDER BY first_seq LIMIT 1");
       while (out.size() < max) {
@@ -549,7 +548,7 @@ class SqliteConsumer final : public Consumer {
         const std::int64_t first = expired.int64(0), last = expired.int64(1);
         expired.reset();
         take_retries(last, kAll);
-        Stmt events(s_->db, s_->path,
+        Stmt events(*s_->stmts,
                     "SELECT " + std::string(kEventColumns) + " FROM crier_events e WHERE e.seq BETWEEN ?1 AND ?2 AND " +
                         of_type_or_damaged(3) +
                         " AND NOT EXISTS "
@@ -563,11 +562,11 @@ class SqliteConsumer final : public Consumer {
           seqs.push_back(seq_of(out.back()));
         }
         if (seqs.empty()) {
-          Stmt del(s_->db, s_->path, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
+          Stmt del(*s_->stmts, "DELETE FROM crier_claims WHERE subscriber = ?1 AND type = ?2 AND first_seq = ?3");
           del.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, first);
           del.run();
         } else {
-          Stmt take(s_->db, s_->path,
+          Stmt take(*s_->stmts,
                     "UPDATE crier_claims SET owner = ?1, expires_ms = ?2 WHERE subscriber = ?3 AND type = ?4 AND "
                     "first_seq = ?5");
           take.bind(1, owner_).bind(2, expires).bind(3, spec_.subscriber).bind(4, spec_.event_type).bind(5, first);
@@ -585,7 +584,7 @@ class SqliteConsumer final : public Consumer {
       // 3. New events after the cursor.
       if (out.size() < max && !older_left) {
         const std::int64_t head = s_->head();
-        Stmt cur(s_->db, s_->path, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
+        Stmt cur(*s_->stmts, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
         cur.bind(1, spec_.subscriber).bind(2, spec_.event_type);
         std::int64_t position;
         bool known = cur.step();
@@ -594,11 +593,11 @@ class SqliteConsumer final : public Consumer {
         std::int64_t moved = position;
         if (position < head) {
           const std::int64_t until = std::min(head, position + kScan);
-          Stmt events(s_->db, s_->path,
-                      "SELECT " + std::string(kEventColumns) +
-                          " FROM crier_events e WHERE e.seq > ?1 AND e.seq <= ?2 AND " + of_type_or_damaged(3) +
-                          " ORDER BY e.seq "
-                          "LIMIT ?4");
+          Stmt events(*s_->stmts, "SELECT " + std::string(kEventColumns) +
+                                      " FROM crier_events e WHERE e.seq > ?1 AND e.seq <= ?2 AND " +
+                                      of_type_or_damaged(3) +
+                                      " ORDER BY e.seq "
+                                      "LIMIT ?4");
           events.bind(1, position)
               .bind(2, until)
               .bind(3, spec_.event_type)
@@ -613,7 +612,7 @@ class SqliteConsumer final : public Consumer {
           }
           moved = got == want ? seqs.back() : until;
           if (!seqs.empty()) {
-            Stmt ins(s_->db, s_->path,
+            Stmt ins(*s_->stmts,
                      "INSERT INTO crier_claims (subscriber, type, first_seq, last_seq, owner, expires_ms) VALUES "
                      "(?1, ?2, ?3, ?4, ?5, ?6)");
             ins.bind(1, spec_.subscriber)
@@ -627,7 +626,7 @@ class SqliteConsumer final : public Consumer {
           }
         }
         if (!known || moved != position) {
-          Stmt upd(s_->db, s_->path,
+          Stmt upd(*s_->stmts,
                    "INSERT INTO crier_cursors (subscriber, type, position) VALUES (?1, ?2, ?3) "
                    "ON CONFLICT DO UPDATE SET position = ?3");
           upd.bind(1, spec_.subscriber).bind(2, spec_.event_type).bind(3, moved);
@@ -636,7 +635,7 @@ class SqliteConsumer final : public Consumer {
       }
       if (out.empty()) {
         Stmt due(
-            s_->db, s_->path,
+            *s_->stmts,
             "SELECT min(m) FROM (SELECT min(expires_ms) AS m FROM crier_claims WHERE subscriber = ?1 AND "
             "type = ?2 AND expires_ms >= ?3 AND owner != ?4 UNION ALL SELECT min(expires_ms) FROM crier_retries WHERE "
             "subscriber = ?1 AND type = ?2 AND expires_ms >= ?3 AND owner != ?4)");

@@ -48,6 +48,34 @@ Stmt::Stmt(sqlite3* db, const std::string& path, std::string_view sql) : db_(db)
     fail(db, path, "preparing " + std::string(sql.substr(0, 40)));
 }
 
+Stmt::Stmt(StmtCache& cache, std::string_view sql) : db_(cache.db_), path_(cache.path_) {
+  auto it = cache.free_.find(sql);
+  if (it == cache.free_.end()) it = cache.free_.emplace(std::string(sql), std::vector<sqlite3_stmt*>()).first;
+  home_ = &it->second;
+  if (!home_->empty()) {
+    stmt_ = home_->back();
+    home_->pop_back();
+    return;
+  }
+  if (sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) !=
+      SQLITE_OK)
+    fail(db_, *path_, "preparing " + std::string(sql.substr(0, 40)));
+}
+
+Stmt::~Stmt() {
+  if (home_ == nullptr || stmt_ == nullptr) {
+    sqlite3_finalize(stmt_);
+    return;
+  }
+  reset();  // ends a read it was in, and lets go of the bound values
+  home_->push_back(stmt_);
+}
+
+StmtCache::~StmtCache() {
+  for (auto& [sql, stmts] : free_)
+    for (sqlite3_stmt* s : stmts) sqlite3_finalize(s);
+}
+
 bool Stmt::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;

@@ -24,12 +24,12 @@ std::vector<SubscriberStatus> Store::subscribers() {
   std::vector<SubscriberStatus> out;
   {
     MutexLock lock(s.db_mu);
-    Stmt names(s.db, s.path,
+    Stmt names(*s.stmts,
                "SELECT subscriber, type FROM crier_cursors UNION SELECT subscriber, type FROM crier_claims "
                "UNION SELECT subscriber, type FROM crier_retries UNION SELECT subscriber, type FROM "
                "crier_dead_letters ORDER BY 1, 2");
     while (names.step()) out.push_back(SubscriberStatus{names.text(0), names.text(1)});
-    Stmt q(s.db, s.path,
+    Stmt q(*s.stmts,
            "SELECT (SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
            "(SELECT settled_ms FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
            "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2), "
@@ -68,7 +68,7 @@ std::vector<EventTypeStatus> Store::event_types() {
   Impl& s = *impl_;
   if (s.backlog() != 0) s.wait_moved();
   MutexLock lock(s.db_mu);
-  Stmt q(s.db, s.path,
+  Stmt q(*s.stmts,
          "SELECT t.type, t.n, t.newest, e.time FROM (SELECT type, count(*) AS n, max(seq) AS newest FROM "
          "crier_events GROUP BY type) t JOIN crier_events e ON e.seq = t.newest ORDER BY t.type");
   std::vector<EventTypeStatus> out;
@@ -87,10 +87,9 @@ std::vector<StoredEnvelope> Store::browse(const BrowseQuery& query) {
   const std::string from_clause = query.from.empty()   ? ""
                                   : query.newest_first ? " AND e.seq <= ?3"
                                                        : " AND e.seq >= ?3";
-  Stmt q(s.db, s.path,
-         "SELECT e.seq, " + std::string(kEventColumns) +
-             " FROM crier_events e WHERE (?1 = '' OR e.type = ?1) AND (?2 = '' OR e.time >= ?2)" + from_clause +
-             " ORDER BY e.seq " + order + " LIMIT ?4");
+  Stmt q(*s.stmts, "SELECT e.seq, " + std::string(kEventColumns) +
+                       " FROM crier_events e WHERE (?1 = '' OR e.type = ?1) AND (?2 = '' OR e.time >= ?2)" +
+                       from_clause + " ORDER BY e.seq " + order + " LIMIT ?4");
   q.bind(1, query.event_type).bind(2, query.since).bind(3, from);
   q.bind(4, static_cast<std::int64_t>(std::min<std::size_t>(query.limit, 1u << 30)));
   std::vector<StoredEnvelope> out;
@@ -113,7 +112,7 @@ void Store::move(std::string_view subscriber, std::string_view event_type, std::
   {
     MutexLock lock(s.db_mu);
     const std::int64_t cursor = to_end ? s.head() : seq - 1;
-    Stmt upsert(s.db, s.path,
+    Stmt upsert(*s.stmts,
                 "INSERT INTO crier_cursors (subscriber, type, position) VALUES (?1, ?2, ?3) "
                 "ON CONFLICT DO UPDATE SET position = ?3");
     upsert.bind(1, subscriber).bind(2, event_type).bind(3, cursor);

@@ -54,6 +54,7 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     if (!std::filesystem::is_regular_file(path, ec))
       throw Error(Errc::transport_error, path + ": no such store file" + (ec ? " (" + ec.message() + ")" : ""));
     db = open_connection(path, SQLITE_OPEN_READONLY, options.busy_timeout);
+    stmts.emplace(db, path);
     try {
       register_row_functions(db, path);
       open_schema(db, path, options);
@@ -64,6 +65,7 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     return;
   }
   db = open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.busy_timeout);
+  stmts.emplace(db, path);
   try {
     register_row_functions(db, path);
     open_schema(db, path, options);
@@ -112,6 +114,7 @@ void Store::Impl::close_connection() noexcept {
   watch.reset();
   insert_event = Stmt();
   save_progress = Stmt();
+  stmts.reset();
   sqlite3_close(db);
 }
 
@@ -132,7 +135,7 @@ void Store::Impl::shutdown() noexcept {
 void Store::Impl::forget_journal(const std::string& name) noexcept {
   try {
     MutexLock lock(db_mu);
-    Stmt del(db, path, "DELETE FROM crier_journals WHERE name = ?1");
+    Stmt del(*stmts, "DELETE FROM crier_journals WHERE name = ?1");
     del.bind(1, name);
     del.run();
   } catch (const Error&) {
@@ -141,7 +144,7 @@ void Store::Impl::forget_journal(const std::string& name) noexcept {
 }
 
 std::int64_t Store::Impl::head() {
-  Stmt q(db, path, "SELECT max(seq) FROM crier_events");
+  Stmt q(*stmts, "SELECT max(seq) FROM crier_events");
   return q.step() && !q.is_null(0) ? q.int64(0) : 0;
 }
 
@@ -280,7 +283,7 @@ bool Store::Impl::finish_orphan(const std::string& name, std::string_view bytes)
     MutexLock lock(db_mu);
     std::uint64_t next = 1;
     {
-      Stmt q(db, path, "SELECT next_jseq FROM crier_journals WHERE name = ?1");
+      Stmt q(*stmts, "SELECT next_jseq FROM crier_journals WHERE name = ?1");
       q.bind(1, name);
       if (q.step()) next = static_cast<std::uint64_t>(q.int64(0));
     }
@@ -315,7 +318,7 @@ void Store::Impl::after_commit() {
 std::uint64_t Store::Impl::unfinished(std::string_view subscriber, std::string_view event_type) {
   if (backlog() != 0) wait_moved();  // journaled events count once they are in the database
   MutexLock lock(db_mu);
-  Stmt q(db, path,
+  Stmt q(*stmts,
          "SELECT (SELECT count(*) FROM crier_events WHERE type = ?2 AND seq > coalesce((SELECT position FROM "
          "crier_cursors WHERE subscriber = ?1 AND type = ?2), 0)) + (SELECT count(*) FROM crier_retries WHERE "
          "subscriber = ?1 AND type = ?2) + " +
@@ -357,24 +360,24 @@ std::uint64_t Store::Impl::prune(const Retention& rules) {
   // event always stays: sequences continue from it.
   std::int64_t finished = top - 1;
   {
-    Stmt q(db, path, "SELECT min(position) FROM crier_cursors");
+    Stmt q(*stmts, "SELECT min(position) FROM crier_cursors");
     if (q.step() && !q.is_null(0)) finished = std::min(finished, q.int64(0));
   }
   {
-    Stmt q(db, path, "SELECT min(first_seq) FROM crier_claims");
+    Stmt q(*stmts, "SELECT min(first_seq) FROM crier_claims");
     if (q.step() && !q.is_null(0)) finished = std::min(finished, q.int64(0) - 1);
   }
   std::int64_t allowed = 0;
   if (rules.max_events > 0)
     allowed = std::max<std::int64_t>(allowed, top - static_cast<std::int64_t>(rules.max_events));
   if (rules.max_age.count() > 0) {
-    Stmt q(db, path, "SELECT max(seq) FROM crier_events WHERE stored_ms < ?1");
+    Stmt q(*stmts, "SELECT max(seq) FROM crier_events WHERE stored_ms < ?1");
     q.bind(1, wall_ms() - rules.max_age.count());
     if (q.step() && !q.is_null(0)) allowed = std::max(allowed, q.int64(0));
   }
   const std::int64_t bound = std::min(finished, allowed);
   if (bound <= 0) return 0;
-  Stmt del(db, path,
+  Stmt del(*stmts,
            "DELETE FROM crier_events WHERE seq <= ?1 AND seq NOT IN (SELECT seq FROM crier_retries) "
            "AND seq NOT IN (SELECT seq FROM crier_dead_letters)");
   del.bind(1, bound);
@@ -403,7 +406,7 @@ std::vector<DeadLetter> Store::list(const DeadLetterFilter& filter) {
   Impl& s = *impl_;
   LetterQuery lq(filter);
   MutexLock lock(s.db_mu);
-  Stmt q(s.db, s.path,
+  Stmt q(*s.stmts,
          "SELECT d.id, d.subscriber, d.attempts, d.first_error, d.last_error, d.first_failure, d.last_failure, "
          "d.edited_data, " +
              std::string(kEventColumns) + " FROM crier_dead_letters d JOIN crier_events e ON e.seq = d.seq" + lq.where +
@@ -433,7 +436,7 @@ std::size_t Store::count(const DeadLetterFilter& filter) {
   Impl& s = *impl_;
   LetterQuery lq(filter);
   MutexLock lock(s.db_mu);
-  Stmt q(s.db, s.path, "SELECT count(*) FROM crier_dead_letters d" + lq.where);
+  Stmt q(*s.stmts, "SELECT count(*) FROM crier_dead_letters d" + lq.where);
   lq.bind(q);
   return q.step() ? static_cast<std::size_t>(q.int64(0)) : 0;
 }
@@ -446,7 +449,7 @@ std::size_t Store::redrive(const DeadLetterFilter& filter) {
   {
     MutexLock lock(s.db_mu);
     Transaction t(s.db, s.path);
-    Stmt q(s.db, s.path, "SELECT d.id FROM crier_dead_letters d" + lq.where);
+    Stmt q(*s.stmts, "SELECT d.id FROM crier_dead_letters d" + lq.where);
     lq.bind(q);
     std::vector<std::int64_t> ids;
     while (q.step())
@@ -473,12 +476,12 @@ void Store::redrive_edited(std::uint64_t id, std::string data) {
 }
 
 bool Store::Impl::redrive_letter(std::int64_t id, const std::string* edited) {
-  Stmt letter(db, path, "SELECT subscriber, type, seq, edited_data FROM crier_dead_letters WHERE id = ?1");
+  Stmt letter(*stmts, "SELECT subscriber, type, seq, edited_data FROM crier_dead_letters WHERE id = ?1");
   letter.bind(1, id);
   if (!letter.step()) return false;
   // Back to the subscriber as a retry due now with a fresh count: any consumer of that name,
   // in any process, takes it. Edited data (now, or at an earlier redrive) goes with it.
-  Stmt retry(db, path,
+  Stmt retry(*stmts,
              "INSERT INTO crier_retries (subscriber, type, seq, attempts, first_error, first_failure_ms, "
              "retry_at_ms, owner, expires_ms, edited_data) VALUES (?1, ?2, ?3, 0, '', 0, 0, '', 0, ?4) "
              "ON CONFLICT DO UPDATE SET attempts = 0, retry_at_ms = 0, owner = '', expires_ms = 0, "
@@ -493,7 +496,7 @@ bool Store::Impl::redrive_letter(std::int64_t id, const std::string* edited) {
   else
     retry.bind_null(4);
   retry.run();
-  Stmt del(db, path, "DELETE FROM crier_dead_letters WHERE id = ?1");
+  Stmt del(*stmts, "DELETE FROM crier_dead_letters WHERE id = ?1");
   del.bind(1, id);
   del.run();
   return true;
@@ -505,9 +508,9 @@ std::size_t Store::purge(const DeadLetterFilter& filter) {
   LetterQuery lq(filter);
   MutexLock lock(s.db_mu);
   Transaction t(s.db, s.path);
-  Stmt q(s.db, s.path, "SELECT d.id FROM crier_dead_letters d" + lq.where);
+  Stmt q(*s.stmts, "SELECT d.id FROM crier_dead_letters d" + lq.where);
   lq.bind(q);
-  Stmt del(s.db, s.path, "DELETE FROM crier_dead_letters WHERE id = ?1");
+  Stmt del(*s.stmts, "DELETE FROM crier_dead_letters WHERE id = ?1");
   std::size_t n = 0;
   while (q.step()) {
     const std::int64_t id = q.int64(0);
@@ -535,11 +538,11 @@ StoreStats Store::stats() {
   st.journaled = s.backlog();
   MutexLock lock(s.db_mu);
   st.head = static_cast<std::uint64_t>(s.head());
-  Stmt events(s.db, s.path, "SELECT count(*) FROM crier_events");
+  Stmt events(*s.stmts, "SELECT count(*) FROM crier_events");
   if (events.step()) st.events = static_cast<std::uint64_t>(events.int64(0));
-  Stmt letters(s.db, s.path, "SELECT count(*) FROM crier_dead_letters");
+  Stmt letters(*s.stmts, "SELECT count(*) FROM crier_dead_letters");
   if (letters.step()) st.dead_letters = static_cast<std::uint64_t>(letters.int64(0));
-  Stmt held(s.db, s.path, "SELECT (SELECT count(*) FROM crier_claims) + (SELECT count(*) FROM crier_retries)");
+  Stmt held(*s.stmts, "SELECT (SELECT count(*) FROM crier_claims) + (SELECT count(*) FROM crier_retries)");
   if (held.step()) st.in_flight = static_cast<std::uint64_t>(held.int64(0));
   return st;
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,6 +89,7 @@ struct Store::Impl {
 
   Mutex db_mu;
   sqlite3* db CRIER_GUARDED_BY(db_mu) = nullptr;
+  std::optional<StmtCache> stmts CRIER_GUARDED_BY(db_mu);  // db's statements, for reuse
   Stmt insert_event CRIER_GUARDED_BY(db_mu);
   Stmt save_progress CRIER_GUARDED_BY(db_mu);  // a journal's next_jseq
 
