@@ -6,6 +6,7 @@
 
 #include <httplib.h>
 
+#include <crier/nats.hpp>
 #include <crier/sqlite.hpp>
 
 #include <cstdlib>
@@ -157,6 +158,13 @@ TEST_F(DashboardTest, ServesTheStoreAsJsonPrometheusTextAndItsOwnPageOnly) {
 TEST_F(DashboardTest, OnANatsBusALostServerIsSaidAndNothingStaleIsServedAsCurrent) {
   NatsServer server;
   const std::string bus = server.url() + "/DASH";
+  {
+    crier::nats::Options o;  // the bus's program makes its streams; the tools make none
+    o.servers = {server.url()};
+    o.stream = "DASH";
+    o.subject_prefix = "dash";
+    (void)crier::nats::connect(o);
+  }
   ASSERT_EQ(run_crier(dir, {"publish", bus, "--type", job, "--data", R"({"n":1})"}).code, 0);
   Dashboard d(dir, bus);
   auto c = d.client();

@@ -76,15 +76,24 @@ void create_stream(Connection& conn, const std::string& name, const nlohmann::js
   }
 }
 
-// Makes sure `name` exists as `config` says; a stream that exists otherwise is refused with
-// each difference named, never changed. True when it made it.
-bool ensure_stream(Connection& conn, const std::string& name, const nlohmann::json& config) {
+// A stream a tool needs and does not find: it makes none.
+[[noreturn]] void not_made(const std::string& what) {
+  throw Error(Errc::transport_error, what +
+                                         " does not exist, and the tools make none (a bus's programs make its "
+                                         "streams when they connect): is the name right?");
+}
+
+// Makes sure `name` exists as `config` says (with `create` false, only that it exists); a
+// stream that exists otherwise is refused with each difference named, never changed. True
+// when it made it.
+bool ensure_stream(Connection& conn, const std::string& name, const nlohmann::json& config, bool create = true) {
   const std::string what = "nats: stream " + name;
   nlohmann::json info;
   try {
     info = conn.api("STREAM.INFO." + name, nullptr, what);
   } catch (const ApiError& e) {
     if (e.err_code != kStreamNotFound) throw;
+    if (!create) not_made(what);
     create_stream(conn, name, config, what + " (creating it)");
     return true;
   }
@@ -481,7 +490,10 @@ const char* to_string(ConnectionState state) noexcept {
   return "unknown";
 }
 
-std::shared_ptr<Transport> connect(const Options& options) {
+namespace {
+
+// What connect() and the tools' opener share: the options checked, the connection made.
+std::shared_ptr<Context> make_context(const Options& options) {
   if (!is_valid_stream_name(options.stream))
     throw Error(Errc::invalid_name, "nats: stream name " + crier::detail::quoted_name(options.stream) +
                                         " is not 1 to 64 characters of [A-Za-z0-9_-]");
@@ -500,17 +512,68 @@ std::shared_ptr<Transport> connect(const Options& options) {
   ctx->dlq_stream = options.stream + "_DLQ";
   ctx->attempts_stream = options.stream + "_ATTEMPTS";
   ctx->prefix = options.subject_prefix;
+  return ctx;
+}
+
+// The bus's three streams as `options` and the context's prefix say: made where missing
+// (`create`), else only required; one that exists otherwise is refused.
+std::shared_ptr<Transport> open_streams(std::shared_ptr<Context> ctx, const Options& options, bool create) {
   Connection& conn = *ctx->conn;
   ensure_stream(conn, ctx->stream,
-                stream_config(options, ctx->stream, {ctx->prefix + ".>", ctx->prefix + "-redrive.>"}));
+                stream_config(options, ctx->stream, {ctx->prefix + ".>", ctx->prefix + "-redrive.>"}), create);
   auto& dlq = ctx->own_streams[ctx->dlq_stream] = stream_config(options, ctx->dlq_stream, {ctx->prefix + "-dlq.>"});
   dlq["max_age"] = 0;  // dead letters wait for an operator
   auto& attempts = ctx->own_streams[ctx->attempts_stream] =
       stream_config(options, ctx->attempts_stream, {ctx->prefix + "-attempts.>"});
   attempts["max_age"] = 0;
   attempts["max_msgs_per_subject"] = 1;
-  for (const auto& [name, config] : ctx->own_streams) ensure_stream(conn, name, config);
+  for (const auto& [name, config] : ctx->own_streams) ensure_stream(conn, name, config, create);
   return std::make_shared<NatsTransport>(std::move(ctx));
+}
+
+// The tools' way in (crier status, tail, dlq, publish): the bus's streams as they are, made
+// with whatever settings its programs chose (replicas, storage, age, size, duplicate window),
+// which the tools cannot know. A tool never makes a stream, as it never makes a SQLite store
+// file. Without `prefix_given`, the subject prefix is read from the stream's subjects
+// (`<prefix>.>` beside `<prefix>-redrive.>`).
+std::shared_ptr<Transport> open_existing(Options options, bool prefix_given) {
+  auto ctx = make_context(options);
+  const std::string what = "nats: stream " + options.stream;
+  nlohmann::json info;
+  try {
+    info = ctx->conn->api("STREAM.INFO." + options.stream, nullptr, what);
+  } catch (const ApiError& e) {
+    if (e.err_code != kStreamNotFound) throw;
+    not_made(what);
+  }
+  const auto& config = member(info, "config");
+  options.storage = member(config, "storage") == "memory" ? Storage::memory : Storage::file;
+  if (const auto& r = member(config, "num_replicas"); r.is_number_integer()) options.replicas = r.get<int>();
+  if (const auto& a = member(config, "max_age"); a.is_number_integer())
+    options.max_age = std::chrono::duration_cast<milliseconds>(std::chrono::nanoseconds(a.get<std::int64_t>()));
+  if (const auto& b = member(config, "max_bytes"); b.is_number_integer()) options.max_bytes = b.get<std::int64_t>();
+  if (const auto& d = member(config, "duplicate_window"); d.is_number_integer())
+    options.duplicate_window =
+        std::chrono::duration_cast<milliseconds>(std::chrono::nanoseconds(d.get<std::int64_t>()));
+  if (!prefix_given) {
+    std::set<std::string> subjects;
+    for (const auto& s : member(config, "subjects"))
+      if (s.is_string()) subjects.insert(s.get<std::string>());
+    const std::string redrive = "-redrive.>";
+    for (const auto& s : subjects)
+      if (s.size() > redrive.size() && s.ends_with(redrive)) {
+        const std::string prefix = s.substr(0, s.size() - redrive.size());
+        if (is_valid_subject_prefix(prefix) && subjects.count(prefix + ".>"))
+          ctx->prefix = options.subject_prefix = prefix;
+      }
+  }
+  return open_streams(std::move(ctx), options, /*create=*/false);
+}
+
+}  // namespace
+
+std::shared_ptr<Transport> connect(const Options& options) {
+  return open_streams(make_context(options), options, /*create=*/true);
 }
 
 void register_scheme() {
@@ -532,7 +595,8 @@ void register_scheme() {
       o.stream = rest.substr(slash + 1);
       rest.resize(slash);
     }
-    if (prefix.empty()) {  // the stream's name in lower case, as the orders demo names them
+    const bool prefix_given = !prefix.empty();
+    if (!prefix_given) {  // until the stream says: its name in lower case, as the orders demo names them
       prefix = o.stream;
       std::transform(prefix.begin(), prefix.end(), prefix.begin(),
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -544,7 +608,7 @@ void register_scheme() {
       if (comma > from) o.servers.push_back(scheme + "://" + rest.substr(from, comma - from));
       from = comma + 1;
     }
-    return connect(o);
+    return open_existing(o, prefix_given);
   };
   register_transport("nats", opener);
   register_transport("tls", opener);

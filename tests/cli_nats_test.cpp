@@ -1,0 +1,89 @@
+// The crier command-line tool on a nats:// bus made by a program with settings of its own
+// (memory storage, a maximum age and size, a subject prefix that is not the stream's name):
+// the tools adopt the streams as they are, read the prefix from them, and never make a stream. 20 jobs; "billing"
+// dead-lettered the 4 whose n is a multiple of 5; "audit" read nothing.
+#include <gtest/gtest.h>
+
+#include <crier/nats.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_process.hpp"
+#include "nats_server.hpp"
+
+using namespace test;
+
+namespace {
+
+class CliNatsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    crier::nats::Options o;
+    o.servers = {server.url()};
+    o.stream = "SHOP";
+    o.subject_prefix = "market";
+    o.storage = crier::nats::Storage::memory;
+    o.max_age = std::chrono::hours(1);
+    o.max_bytes = 64 << 20;
+    crier::Bus bus{crier::nats::connect(o)};
+    {
+      auto audit = bus.subscribe<Job>("audit", [](const Job&) {});
+      audit.unsubscribe();
+    }
+    auto billing = bus.subscribe<Job>("billing", [](const Job& j) {
+      if (j.n % 5 == 0) throw crier::PermanentError("job " + std::to_string(j.n) + " has no price");
+    });
+    for (int i = 1; i <= 20; ++i) bus.publish(Job{i, "job " + std::to_string(i)});
+    ASSERT_TRUE(bus.drain(std::chrono::seconds(30)).complete);
+  }
+
+  NatsServer server;
+  ScratchDir dir;
+  const std::string bus = server.url() + "/SHOP";  // no ?prefix=market: read from the stream
+  const std::string job = std::string(crier::event_type_v<Job>);
+};
+
+TEST_F(CliNatsTest, StatusTailAndDeadLettersWorkOnABusMadeWithItsOwnSettings) {
+  Outcome r = run_crier(dir, {"status", bus, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto status = nlohmann::json::parse(r.out);  // kept: read below
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& s : status["subscribers"]) by_name[s["subscriber"].get<std::string>()] = s;
+  ASSERT_EQ(by_name.size(), 2u) << r.out;
+  EXPECT_EQ(by_name.at("billing")["lag"], 0);
+  EXPECT_EQ(by_name.at("billing")["dead_letters"], 4);
+  EXPECT_EQ(by_name.at("audit")["lag"], 20);
+
+  r = run_crier(dir, {"tail", bus, "--type", job, "--limit", "3", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto tailed = lines(r.out);
+  ASSERT_EQ(tailed.size(), 3u) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(tailed.back())["data"]["n"], 20);
+
+  r = run_crier(dir, {"dlq", "list", bus, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(r.out).size(), 4u) << r.out;
+
+  // A tool that writes takes the bus's settings too: the event lands among the others.
+  r = run_crier(dir, {"publish", bus, "--type", job, "--data", R"({"n":21,"note":"from the tool"})"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_crier(dir, {"tail", bus, "--type", job, "--limit", "1", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["data"]["n"], 21) << r.out;
+}
+
+TEST_F(CliNatsTest, AStreamThatIsNotThereIsSaidAndNotMade) {
+  const std::string nope = server.url() + "/NOPE";
+  for (const auto& args : std::vector<std::vector<std::string>>{{"publish", nope, "--type", job, "--data", "{}"},
+                                                                {"status", nope}}) {  // publish made nothing for status
+    const Outcome r = run_crier(dir, args);
+    EXPECT_EQ(r.code, 1) << args[0];
+    EXPECT_NE(r.err.find("stream NOPE does not exist, and the tools make none"), std::string::npos) << r.err;
+  }
+}
+
+}  // namespace
