@@ -30,15 +30,7 @@ class CliNatsTest : public ::testing::Test {
     o.max_age = std::chrono::hours(1);
     o.max_bytes = 64 << 20;
     crier::Bus bus{crier::nats::connect(o)};
-    {
-      auto audit = bus.subscribe<Job>("audit", [](const Job&) {});
-      audit.unsubscribe();
-    }
-    auto billing = bus.subscribe<Job>("billing", [](const Job& j) {
-      if (j.n % 5 == 0) throw crier::PermanentError("job " + std::to_string(j.n) + " has no price");
-    });
-    for (int i = 1; i <= 20; ++i) bus.publish(Job{i, "job " + std::to_string(i)});
-    ASSERT_TRUE(bus.drain(std::chrono::seconds(30)).complete);
+    fill_like_the_demo(bus);
   }
 
   NatsServer server;

@@ -172,22 +172,27 @@ inline std::string store_text_that_is_not_utf8(const std::string& path) {
   return data;
 }
 
-// A store as the demo leaves one: 20 jobs; "billing" handled them all but dead-lettered the
-// 4 whose n is a multiple of 5; "audit" subscribed once, read nothing since (lag 20).
+// Leaves `bus` as the demo leaves a store: 20 jobs; "billing" handled them all but
+// dead-lettered the 4 whose n is a multiple of 5; "audit" subscribed once, read nothing since
+// (lag 20).
+inline void fill_like_the_demo(crier::Bus& bus) {
+  {
+    auto audit = bus.subscribe<Job>("audit", [](const Job&) {});
+    audit.unsubscribe();
+  }
+  auto billing = bus.subscribe<Job>("billing", [](const Job& j) {
+    if (j.n % 5 == 0) throw crier::PermanentError("job " + std::to_string(j.n) + " has no price");
+  });
+  for (int i = 1; i <= 20; ++i) bus.publish(Job{i, "job " + std::to_string(i)});
+  ASSERT_TRUE(bus.drain(std::chrono::seconds(30)).complete);
+}
+
+// A store as the demo leaves one (fill_like_the_demo).
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto store = crier::sqlite::open(path);
-    crier::Bus bus{store};
-    {
-      auto audit = bus.subscribe<Job>("audit", [](const Job&) {});
-      audit.unsubscribe();
-    }
-    auto billing = bus.subscribe<Job>("billing", [](const Job& j) {
-      if (j.n % 5 == 0) throw crier::PermanentError("job " + std::to_string(j.n) + " has no price");
-    });
-    for (int i = 1; i <= 20; ++i) bus.publish(Job{i, "job " + std::to_string(i)});
-    ASSERT_TRUE(bus.drain(std::chrono::seconds(30)).complete);
+    crier::Bus bus{crier::sqlite::open(path)};
+    fill_like_the_demo(bus);
   }
 
   ScratchDir dir;

@@ -12,15 +12,16 @@
 #include <iterator>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
-#include "server_process.hpp"
+#include "durable_events.hpp"
 
 namespace test {
 
 class NatsCredentials {
  public:
-  /// Makes the keys and the JWTs in a temporary directory of its own, removed with it.
-  NatsCredentials() : dir_(temp_dir("crier-nats-creds")) {
+  /// Makes the keys and the JWTs in a scratch directory of its own, removed with it.
+  NatsCredentials() {
     const Key op = key("operator", kOperator), system = key("system", kAccount), account = key("account", kAccount),
               user = key("user", kUser);
     system_ = system.public_key;
@@ -34,30 +35,23 @@ class NatsCredentials {
     const std::string user_jwt = sign(account, user.public_key,
                                       R"("nats":{"pub":{},"sub":{},"subs":-1,"data":-1,"payload":-1,)"
                                       R"("type":"user","version":2})");
-    std::ofstream(dir_ / "operator.jwt") << operator_jwt_;
-    std::ofstream(dir_ / "user.creds") << "-----BEGIN NATS USER JWT-----\n"
-                                       << user_jwt << "\n------END NATS USER JWT------\n\n"
-                                       << "-----BEGIN USER NKEY SEED-----\n"
-                                       << user.seed << "\n------END USER NKEY SEED------\n";
+    std::ofstream(dir_.file("operator.jwt")) << operator_jwt_;
+    std::ofstream(dir_.file("user.creds")) << "-----BEGIN NATS USER JWT-----\n"
+                                           << user_jwt << "\n------END NATS USER JWT------\n\n"
+                                           << "-----BEGIN USER NKEY SEED-----\n"
+                                           << user.seed << "\n------END USER NKEY SEED------\n";
   }
 
   /// The server's configuration: trust the operator, know its accounts (JetStream needs a
   /// system account).
   std::string server_config() const {
-    return "operator: \"" + (dir_ / "operator.jwt").string() + "\"\nsystem_account: " + system_ +
+    return "operator: \"" + dir_.file("operator.jwt") + "\"\nsystem_account: " + system_ +
            "\nresolver: MEMORY\nresolver_preload: { " + system_ + ": \"" + system_jwt_ + "\", " + account_ + ": \"" +
            account_jwt_ + "\" }";
   }
 
-  ~NatsCredentials() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  NatsCredentials(const NatsCredentials&) = delete;
-  NatsCredentials& operator=(const NatsCredentials&) = delete;
-
   /// A file in its directory: "user.creds" is the user's credentials file.
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+  std::string file(const std::string& name) const { return dir_.file(name); }
 
  private:
   // NKey prefixes (the first base32 letter of a public key: O, A, U; S for a seed).
@@ -77,29 +71,22 @@ class NatsCredentials {
     return {std::istreambuf_iterator<char>(in), {}};
   }
 
-  static std::string base32(const std::string& bytes) {
-    static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  // The bytes in `alphabet`'s letters of `bits` bits each, without padding: base32 (NKeys),
+  // base64url (JWTs).
+  static std::string encode(const std::string& bytes, std::string_view alphabet, int bits) {
     std::string out;
     unsigned buffer = 0;
-    int bits = 0;
+    int held = 0;
     for (unsigned char c : bytes) {
       buffer = (buffer << 8) | c;
-      for (bits += 8; bits >= 5; bits -= 5) out += kAlphabet[(buffer >> (bits - 5)) & 31];
+      for (held += 8; held >= bits; held -= bits) out += alphabet[(buffer >> (held - bits)) & ((1u << bits) - 1)];
     }
-    if (bits > 0) out += kAlphabet[(buffer << (5 - bits)) & 31];
+    if (held > 0) out += alphabet[(buffer << (bits - held)) & ((1u << bits) - 1)];
     return out;
   }
+  static std::string base32(const std::string& bytes) { return encode(bytes, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 5); }
   static std::string base64url(const std::string& bytes) {
-    static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string out;
-    unsigned buffer = 0;
-    int bits = 0;
-    for (unsigned char c : bytes) {
-      buffer = (buffer << 8) | c;
-      for (bits += 8; bits >= 6; bits -= 6) out += kAlphabet[(buffer >> (bits - 6)) & 63];
-    }
-    if (bits > 0) out += kAlphabet[(buffer << (6 - bits)) & 63];
-    return out;
+    return encode(bytes, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 6);
   }
   // CRC-16/XMODEM, little-endian after the key, as NKeys check themselves.
   static std::string with_crc16(std::string bytes) {
@@ -115,7 +102,7 @@ class NatsCredentials {
 
   Key key(const std::string& name, std::uint8_t prefix) const {
     Key k;
-    k.pem = (dir_ / (name + ".pem")).string();
+    k.pem = dir_.file(name + ".pem");
     run("openssl genpkey -algorithm ed25519 -out " + k.pem);
     run("openssl pkey -in " + k.pem + " -outform DER -out " + k.pem + ".der");
     run("openssl pkey -in " + k.pem + " -pubout -outform DER -out " + k.pem + ".pub.der");
@@ -136,13 +123,13 @@ class NatsCredentials {
                                R"(,"iss":")" + issuer.public_key + R"(","name":"crier-test","sub":")" + subject +
                                "\"," + nats + "}";
     const std::string signed_part = base64url(R"({"typ":"JWT","alg":"ed25519-nkey"})") + "." + base64url(claims);
-    const auto input = dir_ / "to-sign", signature = dir_ / "signature";
+    const auto input = dir_.file("to-sign"), signature = dir_.file("signature");
     std::ofstream(input, std::ios::binary) << signed_part;
-    run("openssl pkeyutl -sign -rawin -inkey " + issuer.pem + " -in " + input.string() + " -out " + signature.string());
+    run("openssl pkeyutl -sign -rawin -inkey " + issuer.pem + " -in " + input + " -out " + signature);
     return signed_part + "." + base64url(read(signature));
   }
 
-  std::filesystem::path dir_;
+  ScratchDir dir_;
   std::string system_, account_, operator_jwt_, system_jwt_, account_jwt_;
 };
 
