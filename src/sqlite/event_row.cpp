@@ -138,8 +138,8 @@ std::string row_damage(const Stmt& row, int first) {
 }
 
 std::string of_type_or_damaged(int param) {
-  const std::string p = "?" + std::to_string(param);
-  return "(e.type = " + p + " OR NOT crier_type_intact(e.type, e.crc))";
+  const std::string p = std::to_string(param);
+  return "(e.type = ?" + p + " OR NOT crier_type_intact(e.type, e.crc))";
 }
 
 void register_row_functions(sqlite3* db, const std::string& path) {
