@@ -24,6 +24,33 @@ namespace {
 // of this size.
 constexpr std::int64_t kScan = 4096;
 
+// The claim's queries that are assembled from kEventColumns, assembled once: the statement
+// cache finds a statement by its text, which a claim would otherwise build (and allocate)
+// every time it runs.
+struct ClaimSql {
+  // Retry rows nobody holds, with their events, up to a sequence.
+  std::string retries = "SELECT r.attempts, r.first_error, r.first_failure_ms, r.retry_at_ms, r.edited_data, " +
+                        std::string(kEventColumns) +
+                        " FROM crier_retries r JOIN crier_events e ON e.seq = r.seq WHERE r.subscriber = ?1 AND "
+                        "r.type = ?2 AND r.expires_ms < ?3 AND r.seq <= ?4 ORDER BY r.seq LIMIT ?5";
+  // The events of a claim whose lease ran out, but those with a retry row or a dead letter.
+  std::string claim_events =
+      "SELECT " + std::string(kEventColumns) + " FROM crier_events e WHERE e.seq BETWEEN ?1 AND ?2 AND " +
+      of_type_or_damaged(3) +
+      " AND NOT EXISTS "
+      "(SELECT 1 FROM crier_retries r WHERE r.subscriber = ?4 AND r.type = ?3 AND r.seq = e.seq) "
+      "AND NOT EXISTS (SELECT 1 FROM crier_dead_letters d WHERE d.seq = e.seq AND "
+      "d.subscriber = ?4 AND d.type = ?3) ORDER BY e.seq";
+  // New events after the cursor.
+  std::string new_events = "SELECT " + std::string(kEventColumns) +
+                           " FROM crier_events e WHERE e.seq > ?1 AND e.seq <= ?2 AND " + of_type_or_damaged(3) +
+                           " ORDER BY e.seq LIMIT ?4";
+};
+const ClaimSql& claim_sql() {
+  static const ClaimSql sql;
+  return sql;
+}
+
 // A consumer's hold on one event: its sequence, which is also its position.
 class RowLease final : public Lease {
  public:
@@ -504,11 +531,7 @@ class SqliteConsumer final : public Consumer {
       // to its end (its own failed events among them), so that neither overtakes the other;
       // new events wait until all of them are taken, so that nothing overtakes them either.
       bool older_left = false;
-      Stmt retries(*s_->stmts,
-                   "SELECT r.attempts, r.first_error, r.first_failure_ms, r.retry_at_ms, r.edited_data, " +
-                       std::string(kEventColumns) +
-                       " FROM crier_retries r JOIN crier_events e ON e.seq = r.seq WHERE r.subscriber = ?1 AND "
-                       "r.type = ?2 AND r.expires_ms < ?3 AND r.seq <= ?4 ORDER BY r.seq LIMIT ?5");
+      Stmt retries(*s_->stmts, claim_sql().retries);
       Stmt take_retry(*s_->stmts,
                       "UPDATE crier_retries SET owner = ?1, expires_ms = ?2 WHERE subscriber = ?3 AND type = ?4 AND "
                       "seq = ?5");
@@ -548,13 +571,7 @@ class SqliteConsumer final : public Consumer {
         const std::int64_t first = expired.int64(0), last = expired.int64(1);
         expired.reset();
         take_retries(last, kAll);
-        Stmt events(*s_->stmts,
-                    "SELECT " + std::string(kEventColumns) + " FROM crier_events e WHERE e.seq BETWEEN ?1 AND ?2 AND " +
-                        of_type_or_damaged(3) +
-                        " AND NOT EXISTS "
-                        "(SELECT 1 FROM crier_retries r WHERE r.subscriber = ?4 AND r.type = ?3 AND r.seq = e.seq) "
-                        "AND NOT EXISTS (SELECT 1 FROM crier_dead_letters d WHERE d.seq = e.seq AND "
-                        "d.subscriber = ?4 AND d.type = ?3) ORDER BY e.seq");
+        Stmt events(*s_->stmts, claim_sql().claim_events);
         events.bind(1, first).bind(2, last).bind(3, spec_.event_type).bind(4, spec_.subscriber);
         std::vector<std::int64_t> seqs;
         while (events.step()) {
@@ -593,11 +610,7 @@ class SqliteConsumer final : public Consumer {
         std::int64_t moved = position;
         if (position < head) {
           const std::int64_t until = std::min(head, position + kScan);
-          Stmt events(*s_->stmts, "SELECT " + std::string(kEventColumns) +
-                                      " FROM crier_events e WHERE e.seq > ?1 AND e.seq <= ?2 AND " +
-                                      of_type_or_damaged(3) +
-                                      " ORDER BY e.seq "
-                                      "LIMIT ?4");
+          Stmt events(*s_->stmts, claim_sql().new_events);
           events.bind(1, position)
               .bind(2, until)
               .bind(3, spec_.event_type)
