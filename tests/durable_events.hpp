@@ -20,6 +20,8 @@
 #include <crier/crier.hpp>
 #include <crier/json.hpp>
 
+#include "scratch_dir.hpp"
+
 namespace test {
 
 struct Job {
@@ -175,28 +177,6 @@ class UnstoredLetters {
   std::vector<std::chrono::steady_clock::time_point> times_;
   std::string last_;
   std::atomic<int> calls_{0};
-};
-
-/// A fresh directory under $TMPDIR, removed with everything in it when the object goes.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "crier-test-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  /// Its own name ("crier-test-XXXXXX"): unique, and a legal NATS stream name.
-  std::string name() const { return path_.filename().string(); }
-
- private:
-  std::filesystem::path path_;
 };
 
 }  // namespace test

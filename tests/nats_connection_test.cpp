@@ -172,8 +172,8 @@ void sh(const std::string& command) { ASSERT_EQ(std::system((command + " >/dev/n
 // A certificate authority of the test's own, and certificates it signed: the server's (for
 // 127.0.0.1) and a client's, as an operator would make them.
 struct Certificates {
-  std::filesystem::path dir = temp_dir("crier-tls");
-  std::string file(const std::string& name) const { return (dir / name).string(); }
+  ScratchDir dir{"crier-tls"};
+  std::string file(const std::string& name) const { return dir.file(name); }
   Certificates() {
     const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     sh("openssl req -x509 " + key + " -days 1 -subj /CN=crier-test-ca -keyout " + file("ca.key") + " -out " +
@@ -184,10 +184,6 @@ struct Certificates {
       sh("openssl x509 -req -days 1 -in " + file(who + ".csr") + " -CA " + file("ca.pem") + " -CAkey " +
          file("ca.key") + " -CAcreateserial -extfile " + file(who + ".ext") + " -out " + file(who + ".pem"));
     }
-  }
-  ~Certificates() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
   }
 };
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "scratch_dir.hpp"
 #include "server_process.hpp"
 
 namespace test {
@@ -35,7 +36,6 @@ class NatsServer {
   using Node = NatsNode;
   explicit NatsServer(Node node = {}) : node_(std::move(node)) {
     if (node_.port == 0) node_.port = free_port();
-    dir_ = temp_dir("crier-nats");
     std::ofstream conf(dir_ / "server.conf");
     conf << "server_name: " << node_.name << "\nlisten: 127.0.0.1:" << node_.port << "\n"
          << "jetstream { store_dir: \"" << (dir_ / "store").string()
@@ -50,11 +50,7 @@ class NatsServer {
     conf.close();
     start();
   }
-  ~NatsServer() {
-    stop();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  ~NatsServer() { stop(); }
   NatsServer(const NatsServer&) = delete;
   NatsServer& operator=(const NatsServer&) = delete;
 
@@ -73,7 +69,7 @@ class NatsServer {
 
  private:
   Node node_;
-  std::filesystem::path dir_;
+  ScratchDir dir_{"crier-nats"};  // before process_: the server goes before its directory
   ServerProcess process_;
 };
 

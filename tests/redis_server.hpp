@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "scratch_dir.hpp"
 #include "server_process.hpp"
 
 namespace test {
@@ -20,10 +21,10 @@ class RedisServer {
   /// `password` (no '"' in it): with one, the ACL user "crier" has it too. `config`: more lines
   /// of configuration, after these (a later line overrides an earlier one).
   explicit RedisServer(std::string appendfsync = "everysec", std::string password = "", std::string config = "")
-      : port_(free_port()), dir_(temp_dir("crier-redis")) {
+      : port_(free_port()) {
     std::ofstream conf(dir_ / "redis.conf");
     conf << "bind 127.0.0.1\nport " << port_ << "\nunixsocket " << socket() << "\nunixsocketperm 700\n"
-         << "dir " << dir_.string() << "\npidfile " << (dir_ / "redis.pid").string() << "\n"
+         << "dir " << dir_.path().string() << "\npidfile " << (dir_ / "redis.pid").string() << "\n"
          << "save \"\"\nappendonly yes\nappendfsync " << appendfsync << "\nlogfile \"\"\ndaemonize no\n";
     if (!password.empty())
       conf << "requirepass \"" << password << "\"\nuser crier on \">" << password << "\" ~* &* +@all\n";
@@ -31,11 +32,7 @@ class RedisServer {
     conf.close();
     start();
   }
-  ~RedisServer() {
-    stop();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  ~RedisServer() { stop(); }
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
 
@@ -57,7 +54,7 @@ class RedisServer {
 
  private:
   int port_;
-  std::filesystem::path dir_;
+  ScratchDir dir_{"crier-redis"};  // before process_: the server goes before its directory
   ServerProcess process_;
 };
 

@@ -62,13 +62,6 @@ class SilentPort : public RefusingPort {
 /// A TCP port on 127.0.0.1 that nothing listens on now (a RefusingPort let go of).
 inline int free_port() { return RefusingPort().port(); }
 
-/// A new empty directory under the temporary directory, named `<prefix>-XXXXXX`.
-inline std::filesystem::path temp_dir(const std::string& prefix) {
-  std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  return pattern;
-}
-
 class ServerProcess {
  public:
   ServerProcess() = default;
