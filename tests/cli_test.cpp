@@ -185,7 +185,12 @@ TEST_F(CliTest, DeadLettersAreListedShownAndRepairedOnlyWhenConfirmed) {
   EXPECT_EQ(lines(run_crier(dir, {"dlq", "list", path, "--json"}).out).size(), 4u)
       << "an unconfirmed redrive changed it";
 
-  r = run_crier(dir, {"dlq", "redrive", path, "--id", id, "--yes"});
+  r = run_crier(dir, {"dlq", "redrive", path, id, "999999", "--yes"});  // one of them mistyped
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("no dead letter 999999; nothing was done"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(run_crier(dir, {"dlq", "list", path, "--json"}).out).size(), 4u) << "a refused redrive changed it";
+
+  r = run_crier(dir, {"dlq", "redrive", path, id, "--yes"});  // ids as arguments, as dlq show takes one
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "redrove 1 dead letter\n");
   r = run_crier(dir, {"dlq", "purge", path, "--subscriber", "billing", "--all", "--yes"});
@@ -214,7 +219,7 @@ TEST_F(CliTest, UsageErrorsSayWhatIsWrong) {
   EXPECT_EQ(r.code, 2);
   r = run_crier(dir, {"dlq", "purge", path, "--yes"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("--id ID... or --all"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ID... (or --id ID...) or --all"), std::string::npos) << r.err;
   r = run_crier(dir, {"status", "--help"});
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("Example: crier status"), std::string::npos) << r.out;

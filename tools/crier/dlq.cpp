@@ -65,13 +65,22 @@ void run_show(const DlqArgs& a) {
 // each step a transaction of its own, with progress on a terminal; Ctrl-C ends it between
 // steps.
 void run_change(const DlqArgs& a, bool redrive) {
-  if (a.ids.empty() && !a.all) throw Failure(usage, "say which dead letters: --id ID... or --all");
+  if (a.ids.empty() && !a.all) throw Failure(usage, "say which dead letters: ID... (or --id ID...) or --all");
   if (a.rate < 0) throw Failure(usage, "--rate wants a number of dead letters a second (0: as fast as it goes)");
   auto bus = open_bus(a.bus, /*read_only=*/false);
   DeadLetterQueue& dlq = bus->dead_letter_queue();
   std::vector<std::uint64_t> ids;
   for (const DeadLetter& l : dlq.list(filter_of(a))) ids.push_back(l.id);
   if (ids.empty()) throw Failure(not_found, a.bus + ": no dead letter matches");
+  // Every letter named must be there: a mistyped id is said before anything is changed.
+  std::string missing;
+  for (std::uint64_t id : a.ids)
+    if (std::find(ids.begin(), ids.end(), id) == ids.end())
+      missing += (missing.empty() ? "" : ", ") + std::to_string(id);
+  if (!missing.empty())
+    throw Failure(not_found, a.bus + ": no dead letter " + missing +
+                                 (a.subscriber.empty() && a.type.empty() ? "" : " among those the filters select") +
+                                 "; nothing was done");
   const std::size_t n = ids.size();
   const char* verb = redrive ? "redrove" : "purged";
   if (!a.yes && !confirm(std::string(redrive ? "Send " : "Delete ") + std::to_string(n) + " dead letter" +
@@ -175,7 +184,7 @@ void add_dlq(CLI::App& app) {
         *dlq, redrive ? "redrive" : "purge",
         redrive ? "Send dead letters back to their subscriber, with fresh attempts" : "Delete dead letters for good",
         args);
-    c->add_option("--id", args->ids, "these dead letters (repeatable)");
+    c->add_option("id,--id", args->ids, "these dead letters (ids from dlq list, as arguments or repeated --id)");
     c->add_flag("--all", args->all, "every dead letter the filters select");
     c->add_flag("--yes,-y", args->yes, "do not ask for confirmation");
     if (redrive) {
@@ -185,7 +194,7 @@ void add_dlq(CLI::App& app) {
     }
     c->footer(redrive ? "Example: crier dlq redrive orders.db --subscriber inventory --all --rate 100\n"
                         "         crier dlq redrive orders.db --edit 7"
-                      : "Example: crier dlq purge orders.db --id 3 --id 4");
+                      : "Example: crier dlq purge orders.db 3 4");
     c->callback([args, redrive] {
       if (args->edit != 0) {
         if (!args->ids.empty() || args->all) throw Failure(usage, "--edit takes one letter; leave out --id and --all");
