@@ -251,6 +251,7 @@ int main(int argc, char** argv) {
   // (--memory).
   std::shared_ptr<crier::Transport> store;
   std::string stored_in = store_path + " (SQLite, survives kill -9)";
+  std::string tool_target = store_path;  // the bus as the crier tool names it
   try {
     if (!nats_urls.empty()) {
       crier::nats::Options o;
@@ -265,6 +266,9 @@ int main(int argc, char** argv) {
       o.publish_timeout = std::chrono::seconds(10);
       store = crier::nats::connect(o);
       stored_in = "NATS JetStream stream ORDERS at " + nats_urls;
+      std::string first = o.servers.front();
+      while (!first.empty() && first.back() == '/') first.pop_back();
+      tool_target = first + "/ORDERS";
     } else if (!redis_url.empty()) {
       crier::redis::Options o;
       o.url = redis_url;
@@ -272,6 +276,7 @@ int main(int argc, char** argv) {
       o.timeout = std::chrono::seconds(10);
       store = crier::redis::connect(o);
       stored_in = "Redis Streams orders:* at " + redis_url;
+      tool_target = redis_url + (redis_url.find('?') == std::string::npos ? "?" : "&") + "prefix=orders";
     } else if (!in_memory) {
       store = crier::sqlite::open(store_path);
     }
@@ -462,5 +467,8 @@ int main(int argc, char** argv) {
         "and the orders it can never handle wait in its dead letters\n");
   else
     std::printf("\nevery order placed is handled or waits in the store\n");
+  if (store)
+    std::printf("look at the bus with the crier tool: crier status '%s' (and crier tail, crier dlq list)\n",
+                tool_target.c_str());
   return ok ? 0 : 1;
 }
