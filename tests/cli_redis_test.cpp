@@ -77,6 +77,21 @@ TEST_F(CliRedisTest, StatusTailAndDeadLettersWorkOnARedisBus) {
   EXPECT_EQ(by_name.at("audit")["lag"], 0);
 }
 
+// A prefix where nothing was published or subscribed is no bus: the tools say so, name the
+// prefixes of the buses that are there, and make nothing (as for a NATS stream or a store file).
+TEST_F(CliRedisTest, APrefixWithoutABusIsSaidWithThePrefixesOfThoseThere) {
+  for (const std::string& bus : {server.url(), server.url() + "?prefix=shops"}) {
+    const Outcome r = run_crier(dir, {"status", bus});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("no crier bus with prefix"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("buses there have prefix 'shop' (name one with ?prefix=)"), std::string::npos) << r.err;
+  }
+  Outcome r = run_crier(dir, {"publish", server.url() + "?prefix=shops", "--type", job, "--data", "{}"});
+  EXPECT_EQ(r.code, 1);
+  r = run_crier(dir, {"tail", url, "--limit", "1"});  // the bus itself is there
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
 TEST_F(CliRedisTest, AServerThatIsNotThereIsAClearError) {
   const RefusingPort nothing;
   const Outcome r = run_crier(dir, {"status", "redis://127.0.0.1:" + std::to_string(nothing.port())});

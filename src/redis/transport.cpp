@@ -522,7 +522,11 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
 
 }  // namespace
 
-std::shared_ptr<Transport> connect(const Options& options) {
+namespace {
+
+// The context of a connection to the server `options` names, its scripts loaded: options
+// checked, the server's version too.
+std::shared_ptr<Context> open_context(const Options& options) {
   if (!is_valid_prefix(options.prefix))
     throw Error(Errc::invalid_name, "redis: prefix " + crier::detail::quoted_name(options.prefix) +
                                         " is not 1 to 64 characters of [A-Za-z0-9_-]");
@@ -546,7 +550,51 @@ std::shared_ptr<Transport> connect(const Options& options) {
                                              : info.str.substr(at + 14, info.str.find('\r', at) - at - 14)) +
                     "; crier needs 7.0 or newer");
   load_scripts(*ctx);
-  return std::make_shared<RedisTransport>(std::move(ctx));
+  return ctx;
+}
+
+// The prefixes of the crier buses on the server (those with a set of event types), by SCAN:
+// sorted, looking at no more than `most_keys` keys (`more` says when there were more).
+std::vector<std::string> buses_on_server(Connection& conn, std::size_t most_keys, bool& more) {
+  std::vector<std::string> prefixes;
+  std::string cursor = "0";
+  std::size_t looked = 0;
+  do {
+    const Reply r = conn.command({"SCAN", cursor, "MATCH", "*:_types", "COUNT", "1000"}, "redis: looking for buses");
+    if (r.elements.size() != 2) break;
+    cursor = r.elements[0].str;
+    for (const Reply& key : r.elements[1].elements)
+      if (std::string p = key.str.substr(0, key.str.size() - 7); is_valid_prefix(p)) prefixes.push_back(std::move(p));
+    looked += 1000;
+  } while (cursor != "0" && looked < most_keys);
+  more = cursor != "0";
+  std::sort(prefixes.begin(), prefixes.end());
+  prefixes.erase(std::unique(prefixes.begin(), prefixes.end()), prefixes.end());
+  return prefixes;
+}
+
+// A tool's look at a prefix where no program published or subscribed: it is no bus (most
+// likely the prefix was left out or mistyped), said with the buses that are there. The tools
+// make no bus, as they make no SQLite store and no NATS stream.
+void require_bus(Context& ctx) {
+  const Reply n = ctx.conn->command({"EXISTS", ctx.key("types"), ctx.key("subscribers")}, "redis: looking for the bus");
+  if (n.as_integer() > 0) return;
+  bool more = false;
+  const auto found = buses_on_server(*ctx.conn, 100'000, more);
+  std::string there;
+  for (const auto& p : found) there += (there.empty() ? "" : ", ") + crier::detail::quoted_name(p);
+  throw Error(Errc::transport_error,
+              "redis: no crier bus with prefix " + crier::detail::quoted_name(ctx.prefix) + " at " +
+                  ctx.conn->endpoint().text + " (nothing was published or subscribed there); " +
+                  (found.empty() ? std::string("no other prefix has one")
+                                 : "buses there have prefix " + there + " (name one with ?prefix=)") +
+                  (more ? " among the first 100000 keys" : ""));
+}
+
+}  // namespace
+
+std::shared_ptr<Transport> connect(const Options& options) {
+  return std::make_shared<RedisTransport>(open_context(options));
 }
 
 void register_scheme() {
@@ -562,7 +610,9 @@ void register_scheme() {
         from = amp + 1;
       }
     }
-    return connect(o);
+    auto ctx = open_context(o);
+    require_bus(*ctx);
+    return std::make_shared<RedisTransport>(std::move(ctx));
   };
   register_transport("redis", opener);
   register_transport("unix", opener);
