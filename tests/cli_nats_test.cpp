@@ -73,7 +73,7 @@ TEST_F(CliNatsTest, AStreamThatIsNotThereIsSaidAndNotMade) {
   for (const auto& args : std::vector<std::vector<std::string>>{{"publish", nope, "--type", job, "--data", "{}"},
                                                                 {"status", nope}}) {  // publish made nothing for status
     const Outcome r = run_crier(dir, args);
-    EXPECT_EQ(r.code, 1) << args[0];
+    EXPECT_EQ(r.code, 3) << args[0];  // not found, as a store file that is not there
     EXPECT_NE(r.err.find("stream NOPE does not exist, and the tools make none"), std::string::npos) << r.err;
   }
 }

@@ -24,6 +24,7 @@ enum class Errc {
   codec_error,       ///< an event could not be encoded or decoded
   transport_error,   ///< the transport could not store or read events (disk full, locked, down)
   store_error,       ///< a store file is not a crier store, is newer, or is corrupt
+  not_found,         ///< what a tool opens does not exist (a NATS stream, a Redis bus): tools make none
 };
 
 /// Short, stable name of an error code ("invalid_name", ...).

@@ -32,7 +32,9 @@ CRIER_EXPORT std::vector<std::string> registered_schemes();
 
 /// The transport `target` names: `<scheme>://...` for a registered scheme, else a file path.
 /// Throws Error(Errc::invalid_argument) for a scheme no transport registered (naming those
-/// that are), and whatever the transport throws when it cannot open the target.
+/// that are), Error(Errc::not_found) when the bus it names is not there (a NATS stream, a
+/// Redis prefix where nothing was published or subscribed: the openers make none), and
+/// whatever else the transport throws when it cannot open the target.
 CRIER_EXPORT std::shared_ptr<Transport> open_transport(const std::string& target, const OpenOptions& options = {});
 
 }  // namespace crier

@@ -28,6 +28,8 @@ const char* to_string(Errc code) noexcept {
       return "transport_error";
     case Errc::store_error:
       return "store_error";
+    case Errc::not_found:
+      return "not_found";
   }
   return "unknown";
 }

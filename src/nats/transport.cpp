@@ -78,9 +78,9 @@ void create_stream(Connection& conn, const std::string& name, const nlohmann::js
 
 // A stream a tool needs and does not find: it makes none.
 [[noreturn]] void not_made(const std::string& what) {
-  throw Error(Errc::transport_error, what +
-                                         " does not exist, and the tools make none (a bus's programs make its "
-                                         "streams when they connect): is the name right?");
+  throw Error(Errc::not_found, what +
+                                   " does not exist, and the tools make none (a bus's programs make its "
+                                   "streams when they connect): is the name right?");
 }
 
 // Makes sure `name` exists as `config` says (with `create` false, only that it exists); a

@@ -590,9 +590,8 @@ void require_bus(Context& ctx) {
     if (more) others += " among the first 100000 keys";
   } catch (const Error&) {  // an ACL user without SCAN: the prefix is said all the same
   }
-  throw Error(Errc::transport_error, "redis: no crier bus with prefix " + crier::detail::quoted_name(ctx.prefix) +
-                                         " at " + ctx.conn->endpoint().text +
-                                         " (nothing was published or subscribed there)" + others);
+  throw Error(Errc::not_found, "redis: no crier bus with prefix " + crier::detail::quoted_name(ctx.prefix) + " at " +
+                                   ctx.conn->endpoint().text + " (nothing was published or subscribed there)" + others);
 }
 
 }  // namespace

@@ -39,8 +39,15 @@ int main(int argc, char** argv) {
     return e.code;
   } catch (const crier::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());  // "crier: <code>: <what and where>"
-    return e.code() == crier::Errc::invalid_argument || e.code() == crier::Errc::invalid_name ? crier::cli::usage
-                                                                                              : crier::cli::failure;
+    switch (e.code()) {
+      case crier::Errc::invalid_argument:
+      case crier::Errc::invalid_name:
+        return crier::cli::usage;
+      case crier::Errc::not_found:
+        return crier::cli::not_found;
+      default:
+        return crier::cli::failure;
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "crier: %s\n", e.what());
     return crier::cli::failure;
