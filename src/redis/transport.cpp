@@ -520,10 +520,6 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
   std::shared_ptr<Context> ctx_;
 };
 
-}  // namespace
-
-namespace {
-
 // The context of a connection to the server `options` names, its scripts loaded: options
 // checked, the server's version too.
 std::shared_ptr<Context> open_context(const Options& options) {

@@ -23,10 +23,9 @@ namespace crier::cli {
 /// The exit codes, as `crier --help` documents them.
 enum Exit : int {
   ok = 0,
-  failure = 1,  ///< the bus refused or failed (an error from crier)
-  usage = 2,    ///< the command line is wrong
-  not_found =
-      3,  ///< the bus (store file, NATS stream, Redis prefix), a dead letter or a subscriber named does not exist
+  failure = 1,        ///< the bus refused or failed (an error from crier)
+  usage = 2,          ///< the command line is wrong
+  not_found = 3,      ///< the bus, a dead letter, a subscriber or an event named does not exist
   interrupted = 130,  ///< stopped by Ctrl-C (or SIGTERM); what was done is reported
 };
 

@@ -197,7 +197,8 @@ void add_dlq(CLI::App& app) {
                       : "Example: crier dlq purge orders.db 3 4");
     c->callback([args, redrive] {
       if (args->edit != 0) {
-        if (!args->ids.empty() || args->all) throw Failure(usage, "--edit takes one letter; leave out --id and --all");
+        if (!args->ids.empty() || args->all)
+          throw Failure(usage, "--edit takes one letter; name no other ids and leave out --all");
         return run_edit(*args);
       }
       run_change(*args, redrive);
