@@ -68,13 +68,14 @@ TEST_F(CliNatsTest, StatusTailAndDeadLettersWorkOnABusMadeWithItsOwnSettings) {
   EXPECT_EQ(nlohmann::json::parse(r.out)["data"]["n"], 21) << r.out;
 }
 
-TEST_F(CliNatsTest, AStreamThatIsNotThereIsSaidAndNotMade) {
+TEST_F(CliNatsTest, AStreamThatIsNotThereIsSaidWithTheBusesThereAndNotMade) {
   const std::string nope = server.url() + "/NOPE";
   for (const auto& args : std::vector<std::vector<std::string>>{{"publish", nope, "--type", job, "--data", "{}"},
                                                                 {"status", nope}}) {  // publish made nothing for status
     const Outcome r = run_crier(dir, args);
     EXPECT_EQ(r.code, 3) << args[0];  // not found, as a store file that is not there
     EXPECT_NE(r.err.find("stream NOPE does not exist, and the tools make none"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("; crier buses there: SHOP\n"), std::string::npos) << r.err;  // not SHOP_DLQ
   }
 }
 

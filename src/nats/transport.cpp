@@ -76,11 +76,29 @@ void create_stream(Connection& conn, const std::string& name, const nlohmann::js
   }
 }
 
-// A stream a tool needs and does not find: it makes none.
-[[noreturn]] void not_made(const std::string& what) {
-  throw Error(Errc::not_found, what +
-                                   " does not exist, and the tools make none (a bus's programs make its "
-                                   "streams when they connect): is the name right?");
+// A stream a tool needs and does not find: it makes none. `buses`: the crier buses that are
+// there, if any.
+[[noreturn]] void not_made(const std::string& what, const std::string& buses = "") {
+  throw Error(Errc::not_found, what + " does not exist, and the tools make none (a bus's programs make its streams " +
+                                   "when they connect)" +
+                                   (buses.empty() ? ": is the name right?" : "; crier buses there: " + buses));
+}
+
+// The crier buses on the server, for a tool that named a stream that is not there: the
+// streams beside which <name>_DLQ and <name>_ATTEMPTS exist (among the first 1024), as "A, B".
+std::string buses_on_server(Connection& conn) {
+  std::set<std::string> names;
+  try {
+    const auto answer = conn.api("STREAM.NAMES", nullptr, "nats: the server's streams");
+    for (const auto& s : member(answer, "streams"))
+      if (s.is_string()) names.insert(s.get<std::string>());
+  } catch (const Error&) {  // a user the server lets list no streams: the name is said all the same
+    return "";
+  }
+  std::string buses;
+  for (const auto& n : names)
+    if (names.count(n + "_DLQ") && names.count(n + "_ATTEMPTS")) buses += (buses.empty() ? "" : ", ") + n;
+  return buses;
 }
 
 // Makes sure `name` exists as `config` says (with `create` false, only that it exists); a
@@ -544,7 +562,7 @@ std::shared_ptr<Transport> open_existing(Options options, bool prefix_given) {
     info = ctx->conn->api("STREAM.INFO." + options.stream, nullptr, what);
   } catch (const ApiError& e) {
     if (e.err_code != kStreamNotFound) throw;
-    not_made(what);
+    not_made(what, buses_on_server(*ctx->conn));
   }
   const auto& config = member(info, "config");
   options.storage = member(config, "storage") == "memory" ? Storage::memory : Storage::file;
