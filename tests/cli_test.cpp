@@ -59,6 +59,10 @@ TEST_F(CliTest, AMissingOrForeignFileIsRefusedAndLeftAlone) {
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.err.find(missing + ": no such store file"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(missing)) << "the tool created a store";
+  r = run_crier(dir, {"publish", "sqlite://" + missing, "--type", job, "--data", "{}"});  // named as a URL
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find(missing + ": no such store file"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(missing)) << "the tool created a store";
 
   const std::string text = dir.file("notes.txt");
   std::ofstream(text) << "not a database, just notes\n";

@@ -72,6 +72,7 @@ TEST(SqliteOpen, AReadOnlyStoreReadsAndRefusesWhatWouldWrite) {
     (void)crier::sqlite::open(path, {.read_only = true});
     FAIL() << "a missing store was opened read-only";
   } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::not_found);
     EXPECT_NE(std::string(e.what()).find(path + ": no such store file"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(path));

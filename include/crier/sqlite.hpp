@@ -86,10 +86,9 @@ struct Options {
   /// Opens an existing store only to read it, as the tools' status and tail do: the file is
   /// not written and crier makes nothing beside it (SQLite may create the -wal and -shm files
   /// with which readers of a WAL file coordinate), and events a killed publisher journaled
-  /// but never moved into the file are not seen until a writer opens it. A missing file, a file that is
-  /// no crier store or one of an older schema is refused. What would write (append, consume,
-  /// redrive, purge, prune, the inspector's move and publish_json) throws
-  /// Errc::invalid_argument.
+  /// but never moved into the file are not seen until a writer opens it. A missing file
+  /// (Errc::not_found), a file that is no crier store or one of an older schema is refused. What would write (append,
+  /// consume, redrive, purge, prune, the inspector's move and publish_json) throws Errc::invalid_argument.
   bool read_only = false;
 };
 
@@ -178,7 +177,8 @@ class CRIER_EXPORT Store final : public Transport, public DeadLetterQueue, publi
 CRIER_EXPORT std::shared_ptr<Store> open(const std::string& path, const Options& options = {});
 
 /// Makes store files openable by crier::open_transport(): a plain path, or `sqlite://PATH`
-/// (OpenOptions::read_only opens with Options::read_only).
+/// (OpenOptions::read_only opens with Options::read_only). Unlike open(), it makes no store:
+/// a file that is not there is Error(Errc::not_found).
 CRIER_EXPORT void register_scheme();
 
 /// Transactional outbox for an envelope built by the caller (crier::new_envelope, or an event

@@ -52,7 +52,7 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
   if (options.read_only) {  // the file only, as it is: no schema, WAL switch, journal or mover
     std::error_code ec;
     if (!std::filesystem::is_regular_file(path, ec))
-      throw Error(Errc::transport_error, path + ": no such store file" + (ec ? " (" + ec.message() + ")" : ""));
+      throw Error(Errc::not_found, path + ": no such store file" + (ec ? " (" + ec.message() + ")" : ""));
     db = open_connection(path, SQLITE_OPEN_READONLY, options.busy_timeout);
     stmts.emplace(db, path);
     try {
@@ -606,7 +606,11 @@ void register_scheme() {
     const std::string prefix = "sqlite://";
     Options options;
     options.read_only = how.read_only;
-    return open(target.rfind(prefix, 0) == 0 ? target.substr(prefix.size()) : target, options);
+    const std::string path = target.rfind(prefix, 0) == 0 ? target.substr(prefix.size()) : target;
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))  // the tools look at stores; they make none
+      throw Error(Errc::not_found, path + ": no such store file");
+    return open(path, options);
   };
   register_transport("file", opener);
   register_transport("sqlite", opener);

@@ -10,16 +10,11 @@
 #include <algorithm>
 #include <cctype>
 #include <csignal>
-#include <filesystem>
 #include <iostream>
 
 namespace crier::cli {
 
 std::shared_ptr<Transport> open_bus(const std::string& target, bool read_only) {
-  if (target.find("://") == std::string::npos) {
-    std::error_code ec;
-    if (!std::filesystem::exists(target, ec)) throw Failure(not_found, target + ": no such store file");
-  }
   OpenOptions how;
   how.read_only = read_only;
   return open_transport(target, how);

@@ -35,8 +35,8 @@ struct Failure : std::runtime_error {
   Exit code;
 };
 
-/// Opens the bus `target` names (a store file, or a URL of a registered transport). A file
-/// that does not exist is Failure(not_found): the tools never create a store.
+/// Opens the bus `target` names (a store file, or a URL of a registered transport). A bus
+/// that is not there is Error(Errc::not_found): the tools never make one.
 std::shared_ptr<Transport> open_bus(const std::string& target, bool read_only);
 
 /// True when stdout (fd 1) or stdin (fd 0) is a terminal.
