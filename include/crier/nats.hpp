@@ -107,9 +107,11 @@ struct Options {
 CRIER_EXPORT std::shared_ptr<Transport> connect(const Options& options);
 
 /// Makes `nats://HOST:PORT[,HOST:PORT...]/STREAM[?prefix=PREFIX]` (and `tls://...`) openable
-/// by crier::open_transport(): the bus of that stream (default CRIER) and subject prefix
-/// (default: the stream's name in lower case). It connects as connect() does, waiting at most
-/// 5 s for a server.
+/// by crier::open_transport(): the bus of that stream (default CRIER) as its programs made it
+/// (replicas, storage, limits and duplicate window read from the server) and subject prefix
+/// (default: read from the stream's subjects). It connects as connect() does, waiting at most
+/// 5 s for a server, but makes no stream: one that is not there is Error(Errc::not_found),
+/// naming the crier buses that are.
 CRIER_EXPORT void register_scheme();
 
 }  // namespace crier::nats

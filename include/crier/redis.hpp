@@ -71,7 +71,9 @@ CRIER_EXPORT std::shared_ptr<Transport> connect(const Options& options);
 
 /// Makes `redis://[[user]:password@]HOST[:PORT][/DB][?prefix=PREFIX]` and
 /// `unix:///PATH[?db=N&prefix=PREFIX]` openable by crier::open_transport(): the bus of that
-/// prefix (default "crier"). It connects as connect() does, waiting at most 5 s.
+/// prefix (default "crier"). It connects as connect() does, waiting at most 5 s, but makes no
+/// bus: a prefix where nothing was published or subscribed is Error(Errc::not_found), naming
+/// the prefixes of the buses that are there.
 CRIER_EXPORT void register_scheme();
 
 }  // namespace crier::redis
