@@ -43,8 +43,7 @@ TEST_F(CliNatsTest, StatusTailAndDeadLettersWorkOnABusMadeWithItsOwnSettings) {
   Outcome r = run_crier(dir, {"status", bus, "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   const auto status = nlohmann::json::parse(r.out);  // kept: read below
-  std::map<std::string, nlohmann::json> by_name;
-  for (const auto& s : status["subscribers"]) by_name[s["subscriber"].get<std::string>()] = s;
+  auto by_name = subscribers_by_name(status);
   ASSERT_EQ(by_name.size(), 2u) << r.out;
   EXPECT_EQ(by_name.at("billing")["lag"], 0);
   EXPECT_EQ(by_name.at("billing")["dead_letters"], 4);

@@ -172,6 +172,13 @@ inline std::string store_text_that_is_not_utf8(const std::string& path) {
   return data;
 }
 
+/// A bus's status (`crier status --json`, the dashboard's /api/status): its subscribers by name.
+inline std::map<std::string, nlohmann::json> subscribers_by_name(const nlohmann::json& status) {
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& s : status["subscribers"]) by_name[s["subscriber"].get<std::string>()] = s;
+  return by_name;
+}
+
 // Leaves `bus` as the demo leaves a store: 20 jobs; "billing" handled them all but
 // dead-lettered the 4 whose n is a multiple of 5; "audit" subscribed once, read nothing since
 // (lag 20).

@@ -37,8 +37,7 @@ TEST_F(CliRedisTest, StatusTailAndDeadLettersWorkOnARedisBus) {
   Outcome r = run_crier(dir, {"status", url, "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   const auto status = nlohmann::json::parse(r.out);  // kept: read below
-  std::map<std::string, nlohmann::json> by_name;
-  for (const auto& s : status["subscribers"]) by_name[s["subscriber"].get<std::string>()] = s;
+  auto by_name = subscribers_by_name(status);
   EXPECT_EQ(by_name.at("billing")["lag"], 0);
   EXPECT_EQ(by_name.at("billing")["dead_letters"], 4);
   EXPECT_EQ(by_name.at("audit")["lag"], 20);
@@ -70,8 +69,7 @@ TEST_F(CliRedisTest, StatusTailAndDeadLettersWorkOnARedisBus) {
   r = run_crier(dir, {"replay", url, "--subscriber", "audit", "--type", job, "--to", "end", "--yes"});
   ASSERT_EQ(r.code, 0) << r.err;
   const auto after = nlohmann::json::parse(run_crier(dir, {"status", url, "--json"}).out);
-  by_name.clear();
-  for (const auto& s : after["subscribers"]) by_name[s["subscriber"].get<std::string>()] = s;
+  by_name = subscribers_by_name(after);
   EXPECT_EQ(by_name.at("billing")["lag"], 1);
   EXPECT_EQ(by_name.at("billing")["dead_letters"], 0);
   EXPECT_EQ(by_name.at("audit")["lag"], 0);

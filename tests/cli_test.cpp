@@ -41,8 +41,7 @@ TEST_F(CliTest, StatusShowsWhereEachSubscriberStandsAndWritesNothing) {
   const Outcome j = run_crier(dir, {"status", path, "--json"});
   ASSERT_EQ(j.code, 0) << j.err;
   const auto status = nlohmann::json::parse(j.out);
-  std::map<std::string, nlohmann::json> by_name;
-  for (const auto& s : status["subscribers"]) by_name[s["subscriber"].get<std::string>()] = s;
+  auto by_name = subscribers_by_name(status);
   EXPECT_EQ(by_name.at("billing")["lag"], 0);
   EXPECT_EQ(by_name.at("billing")["dead_letters"], 4);
   EXPECT_EQ(by_name.at("audit")["lag"], 20);

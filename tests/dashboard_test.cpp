@@ -105,8 +105,7 @@ TEST_F(DashboardTest, ServesTheStoreAsJsonPrometheusTextAndItsOwnPageOnly) {
   const auto s = status_of(c);
   EXPECT_EQ(s["totals"]["events"], 24);  // 20 jobs, 4 dead-letter announcements
   EXPECT_EQ(s["totals"]["dead_letters"], 4);
-  std::map<std::string, nlohmann::json> by_name;
-  for (const auto& x : s["subscribers"]) by_name[x["subscriber"].get<std::string>()] = x;
+  auto by_name = subscribers_by_name(s);  // not const: a missing key reads as null
   EXPECT_EQ(by_name.at("audit")["lag"], 20);
   EXPECT_EQ(by_name.at("billing")["dead_letters"], 4);
 
