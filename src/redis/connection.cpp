@@ -329,7 +329,7 @@ Connection::Connection(const Options& options) : options_(options), endpoint_(pa
   if (!options_.user.empty()) endpoint_.user = options_.user;
   if (!options_.password.empty()) endpoint_.password = options_.password;
   // The first link proves the server is there and takes the credentials.
-  give_back(reconnect(Clock::now() + options_.timeout, "redis: connecting", ""));
+  give_back(reconnect(Clock::now() + options_.timeout, "", ""));
 }
 
 Connection::~Connection() = default;
@@ -364,9 +364,12 @@ std::unique_ptr<Link> Connection::reconnect(Clock::time_point deadline, std::str
     } catch (const LinkError& e) {
       last = e.message();
     }
-    if (Clock::now() + backoff > deadline)
-      throw Error(Errc::transport_error, std::string(what) + ": redis at " + endpoint_.text + " out of reach for " +
-                                             std::to_string(options_.timeout.count()) + " ms: " + last);
+    if (Clock::now() + backoff > deadline) {
+      const std::string tried = std::to_string(options_.timeout.count()) + " ms";
+      if (what.empty()) throw Error(Errc::transport_error, last + " (tried for " + tried + ")");  // the first link
+      throw Error(Errc::transport_error,
+                  std::string(what) + ": redis at " + endpoint_.text + " out of reach for " + tried + ": " + last);
+    }
     std::this_thread::sleep_for(backoff);  // back-off between tries to reach a server
     backoff = std::min(backoff * 2, kMaxBackoff);
   }

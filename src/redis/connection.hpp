@@ -189,7 +189,7 @@ class Connection {
   std::unique_ptr<Link> take_link_or_reconnect(std::string_view what);
   void give_back(std::unique_ptr<Link> link);
   // A new link, waiting with back-off until `deadline`; tells the listeners of a loss and
-  // a return.
+  // a return. `what` names the call that needs it (empty: the first link, made by connect).
   std::unique_ptr<Link> reconnect(std::chrono::steady_clock::time_point deadline, std::string_view what,
                                   const std::string& why);
   // A link failed: the idle ones are dropped too, and the listeners told.
