@@ -82,6 +82,9 @@ TEST_F(CliTest, TailPrintsFiltersAndWritesCloudEvents) {
   auto l = lines(r.out);
   ASSERT_EQ(l.size(), 5u) << r.out;
   EXPECT_NE(l.back().find("\"n\":20"), std::string::npos) << "the newest last: " << l.back();
+  r = run_crier(dir, {"tail", path, "--type", job, "-n", "2"});  // as tail(1) says it
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(r.out).size(), 2u) << r.out;
 
   r = run_crier(dir, {"tail", path, "--type", job, "--from", "beginning", "--limit", "0", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;

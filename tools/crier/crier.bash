@@ -16,7 +16,7 @@ _crier() {
   case $sub in
     "") COMPREPLY=($(compgen -W "status tail dlq publish republish replay dashboard --help --version" -- "$cur")); return ;;
     status) opts="--json --watch --every --help" ;;
-    tail) opts="--type --subject --grep --from --limit --follow --json --help" ;;
+    tail) opts="--type --subject --grep --from -n --limit -f --follow --json --help" ;;
     publish) opts="--type --data --subject --key --attr --source --help" ;;
     republish) opts="--help" ;;
     replay) opts="--subscriber --type --to --yes --help" ;;
@@ -33,7 +33,7 @@ _crier() {
   case $prev in
     --from) COMPREPLY=($(compgen -W "beginning now -10m -1h -1d" -- "$cur")); return ;;
     --to) COMPREPLY=($(compgen -W "end -10m -1h -1d" -- "$cur")); return ;;
-    --type | --subject | --grep | --limit | --data | --key | --attr | --source | --subscriber | --id | --rate | \
+    --type | --subject | --grep | -n | --limit | --data | --key | --attr | --source | --subscriber | --id | --rate | \
       --edit | --listen | --token | --interval | --every) return ;;
   esac
   if [[ $cur == -* ]]; then
