@@ -365,10 +365,11 @@ std::unique_ptr<Link> Connection::reconnect(Clock::time_point deadline, std::str
       last = e.message();
     }
     if (Clock::now() + backoff > deadline) {
-      const std::string tried = std::to_string(options_.timeout.count()) + " ms";
-      if (what.empty()) throw Error(Errc::transport_error, last + " (tried for " + tried + ")");  // the first link
-      throw Error(Errc::transport_error,
-                  std::string(what) + ": redis at " + endpoint_.text + " out of reach for " + tried + ": " + last);
+      // `last` names the server and begins "redis: ", as `what` does.
+      std::string_view said = last;
+      if (!what.empty() && said.starts_with("redis: ")) said.remove_prefix(7);
+      throw Error(Errc::transport_error, (what.empty() ? "" : std::string(what) + ": ") + std::string(said) +
+                                             " (tried for " + std::to_string(options_.timeout.count()) + " ms)");
     }
     std::this_thread::sleep_for(backoff);  // back-off between tries to reach a server
     backoff = std::min(backoff * 2, kMaxBackoff);
