@@ -57,12 +57,16 @@ class SeenJobs {
   std::vector<int> ns_;
 };
 
+/// The `n` of each of these Jobs, in their order.
+inline std::vector<int> ns_of(const std::vector<crier::StoredEnvelope>& events) {
+  std::vector<int> out;
+  for (const auto& e : events) out.push_back(crier::Codec<Job>::decode(e.envelope.data).n);
+  return out;
+}
+
 /// The `n` of every Job `transport` stores, oldest first.
 inline std::vector<int> stored_jobs(crier::Transport& transport) {
-  std::vector<int> out;
-  for (const auto& s : transport.inspector().browse({.event_type = "com.example.test.job", .limit = 100000}))
-    out.push_back(nlohmann::json::parse(s.envelope.data).at("n").get<int>());
-  return out;
+  return ns_of(transport.inspector().browse({.event_type = "com.example.test.job", .limit = 100000}));
 }
 
 /// Three threads publish 200 Jobs each at once, in batches of 50 (n = thread * 1000 + i).

@@ -28,12 +28,6 @@ const crier::SubscriberStatus* status_of(const std::vector<crier::SubscriberStat
   return nullptr;
 }
 
-std::vector<int> ns_of(const std::vector<crier::StoredEnvelope>& events) {
-  std::vector<int> out;
-  for (const auto& e : events) out.push_back(crier::Codec<Job>::decode(e.envelope.data).n);
-  return out;
-}
-
 TEST(Inspector, CountsMatchWhatHappened) {
   ScratchDir dir;
   auto store = crier::sqlite::open(dir.file("s.db"));

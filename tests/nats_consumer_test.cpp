@@ -63,11 +63,21 @@ class OtherClient {
   natsStatus delete_consumer(const std::string& stream, const std::string& consumer) {
     return js_DeleteConsumer(js_, stream.c_str(), consumer.c_str(), nullptr, nullptr);
   }
+  natsStatus delete_message(const std::string& stream, std::uint64_t seq) {
+    return js_DeleteMsg(js_, stream.c_str(), seq, nullptr, nullptr);
+  }
 
  private:
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
 };
+
+// An event type the bus stores now and then, among many Jobs.
+struct Rare {
+  int n = 0;
+};
+CRIER_EVENT(Rare, "com.example.test.rare");
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Rare, n)
 
 }  // namespace
 
@@ -390,4 +400,53 @@ TEST(NatsConsumer, CriersOwnStreamsDeletedUnderTheBusAreMadeAgainAndSaid) {
   // The tools read dead letters from it too: none, rather than an error after the timeout.
   ASSERT_EQ(other.delete_stream("BOOK_DLQ"), NATS_OK);
   EXPECT_EQ(bus.dead_letter_count(), 0u);
+}
+
+// The tools read stored events many at a time (a window of direct gets): each is read once,
+// in order, either way, across messages deleted from the stream, for a type that fills the
+// stream and for one that is sparse in it.
+TEST(NatsInspect, ManyStoredEventsAreBrowsedOnceAndInOrderEitherWay) {
+  NatsServer server;
+  const crier::nats::Options o = options(server, "MANY");
+  auto transport = crier::nats::connect(o);
+  {
+    crier::Bus bus{transport};
+    std::vector<Job> jobs;
+    for (int n = 1; n <= 2000; ++n) {
+      jobs.push_back(Job{n, ""});
+      if (n % 250 == 0) {
+        bus.publish_batch(jobs);
+        jobs.clear();
+        bus.publish(Rare{n / 250});  // sequences 251, 502, ...: one in 251
+      }
+    }
+  }
+  OtherClient other(server);
+  std::set<int> deleted;  // Jobs 10-19 (sequences 10-19) and the newest (2007), gone
+  for (std::uint64_t seq = 10; seq < 20; ++seq) ASSERT_EQ(other.delete_message("MANY", seq), NATS_OK);
+  for (int n = 10; n < 20; ++n) deleted.insert(n);
+  ASSERT_EQ(other.delete_message("MANY", 2007), NATS_OK);
+  deleted.insert(2000);
+  std::vector<int> jobs_left;
+  for (int n = 1; n <= 2000; ++n)
+    if (!deleted.count(n)) jobs_left.push_back(n);
+
+  crier::Inspector& inspect = transport->inspector();
+  const auto everything = inspect.browse({.limit = 100'000});
+  ASSERT_EQ(everything.size(), 1990u - 1 + 8);
+  for (std::size_t i = 1; i < everything.size(); ++i)
+    ASSERT_LT(std::stoull(everything[i - 1].position), std::stoull(everything[i].position)) << i;
+
+  EXPECT_EQ(ns_of(inspect.browse({.event_type = "com.example.test.job", .limit = 100'000})), jobs_left);
+  std::vector<int> rare;
+  for (const auto& s : inspect.browse({.event_type = "com.example.test.rare", .from = "300"}))
+    rare.push_back(nlohmann::json::parse(s.envelope.data).at("n").get<int>());
+  EXPECT_EQ(rare, (std::vector<int>{2, 3, 4, 5, 6, 7, 8}));
+
+  // Newest first, from the newest and from a position, over the deleted ones.
+  const std::vector<int> newest(jobs_left.rbegin(), jobs_left.rbegin() + 700);
+  EXPECT_EQ(ns_of(inspect.browse({.event_type = "com.example.test.job", .newest_first = true, .limit = 700})), newest);
+  const auto back = inspect.browse({.event_type = "com.example.test.job", .from = "30", .newest_first = true});
+  EXPECT_EQ(ns_of(back), (std::vector<int>{30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 9, 8, 7, 6, 5, 4, 3, 2, 1}));
+  EXPECT_EQ(inspect.browse({.event_type = "com.example.test.rare", .newest_first = true, .limit = 3}).size(), 3u);
 }

@@ -283,6 +283,23 @@ nlohmann::json Connection::api(const std::string& api, const nlohmann::json& bod
   return answer;
 }
 
+namespace {
+
+// A direct get's answer (status 0) as read.
+Connection::Stored stored_of(Msg reply) {
+  Connection::Stored out;
+  out.headers = header_views_of(reply.get());
+  out.payload.assign(payload_of(reply.get()));
+  out.message = std::move(reply);
+  if (const auto* v = header(out.headers, "Nats-Sequence"))
+    out.seq = std::strtoull(std::string(*v).c_str(), nullptr, 10);
+  if (const auto* v = header(out.headers, "Nats-Subject")) out.subject = *v;
+  if (const auto* v = header(out.headers, "Nats-Time-Stamp")) out.time = *v;
+  return out;
+}
+
+}  // namespace
+
 std::optional<Connection::Stored> Connection::direct_get(const std::string& stream, const nlohmann::json& request,
                                                          std::string_view what) {
   Msg reply = this->request("$JS.API.DIRECT.GET." + stream, request.dump(), what, &stream);
@@ -292,14 +309,48 @@ std::optional<Connection::Stored> Connection::direct_get(const std::string& stre
     throw Error(Errc::transport_error,
                 std::string(what) + ": reading stream " + stream + " answered status " + std::to_string(status));
   }
-  Stored out;
-  out.headers = header_views_of(reply.get());
-  out.payload.assign(payload_of(reply.get()));
-  out.message = std::move(reply);
-  if (const auto* v = header(out.headers, "Nats-Sequence"))
-    out.seq = std::strtoull(std::string(*v).c_str(), nullptr, 10);
-  if (const auto* v = header(out.headers, "Nats-Subject")) out.subject = *v;
-  if (const auto* v = header(out.headers, "Nats-Time-Stamp")) out.time = *v;
+  return stored_of(std::move(reply));
+}
+
+std::vector<std::optional<Connection::Stored>> Connection::direct_get_many(const std::string& stream,
+                                                                           const std::vector<nlohmann::json>& requests,
+                                                                           std::string_view what) {
+  std::vector<std::optional<Stored>> out(requests.size());
+  std::vector<bool> answered(requests.size(), false);
+  natsSubscription* sub = nullptr;
+  const std::string inbox = new_inbox();
+  if (requests.size() > 1 && natsConnection_SubscribeSync(&sub, nc_, (inbox + ".*").c_str()) == NATS_OK) {
+    (void)natsSubscription_SetPendingLimits(sub, -1, -1);  // every answer is kept until read
+    const std::string subject = "$JS.API.DIRECT.GET." + stream;
+    std::size_t sent = 0;
+    for (std::string reply, body; sent < requests.size(); ++sent) {
+      reply.assign(inbox).append(".").append(std::to_string(sent));
+      body = requests[sent].dump();
+      if (natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), body.data(),
+                                        static_cast<int>(body.size())) != NATS_OK)
+        break;
+    }
+    const auto deadline = Clock::now() + kTryTimeout;
+    for (std::size_t got = 0; got < sent;) {
+      natsMsg* raw = nullptr;
+      const auto left = remaining_ms(deadline);
+      if (left <= 0 || natsSubscription_NextMsg(&raw, sub, left) != NATS_OK) break;
+      Msg reply(raw);
+      const char* dot = std::strrchr(natsMsg_GetSubject(raw), '.');
+      const std::size_t i = dot ? std::strtoull(dot + 1, nullptr, 10) : sent;
+      const int status = status_of(raw);
+      if (i >= sent || answered[i] || (status != 0 && status != 404)) continue;  // the one-by-one path says why
+      answered[i] = true;
+      ++got;
+      if (status == 0) out[i] = stored_of(std::move(reply));
+    }
+    (void)natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+  }
+  // What was not answered at once (one request, no link, an election, a missing stream) is
+  // asked again one by one, through direct_get's retries and errors.
+  for (std::size_t i = 0; i < requests.size(); ++i)
+    if (!answered[i]) out[i] = direct_get(stream, requests[i], what);
   return out;
 }
 

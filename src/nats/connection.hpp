@@ -107,6 +107,12 @@ class Connection {
     std::string time{};  ///< when the stream stored it, RFC 3339
   };
   std::optional<Stored> direct_get(const std::string& stream, const nlohmann::json& request, std::string_view what);
+  /// Each request's answer, as direct_get gives it, in their order: sent all at once and
+  /// read as they come (a look over many events is one round trip, not one each); what is
+  /// not answered within a try is asked again through direct_get.
+  std::vector<std::optional<Stored>> direct_get_many(const std::string& stream,
+                                                     const std::vector<nlohmann::json>& requests,
+                                                     std::string_view what);
 
   /// How many messages of `stream` are on subjects matching `filter` (wildcards allowed).
   std::uint64_t subject_count(const std::string& stream, const std::string& filter);

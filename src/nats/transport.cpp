@@ -16,6 +16,9 @@ namespace {
 
 using std::chrono::milliseconds;
 
+// The most stored messages the tools ask for at once (Connection::direct_get_many).
+constexpr std::uint64_t kReadAhead = 256;
+
 std::uint64_t parse_seq(std::string_view text, std::string_view what) {
   std::uint64_t seq = 0;
   if (text.empty() || std::from_chars(text.data(), text.data() + text.size(), seq).ptr != text.data() + text.size() ||
@@ -374,8 +377,15 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
       const auto info = conn().api("STREAM.INFO." + ctx_->stream, nullptr, "nats: stream " + ctx_->stream);
       seq = count_member(member(info, "state"), "last_seq");
     }
-    for (; seq > 0 && out.size() < q.limit; --seq)
-      if (auto m = conn().direct_get(ctx_->stream, {{"seq", seq}}, "nats: browsing " + ctx_->stream)) take(*m);
+    while (seq > 0 && out.size() < q.limit) {  // a window of sequences at a time, newest first
+      const std::uint64_t n =
+          std::min<std::uint64_t>(seq, std::clamp<std::uint64_t>(q.limit - out.size(), 16, kReadAhead));
+      std::vector<nlohmann::json> requests;
+      for (std::uint64_t i = 0; i < n; ++i) requests.push_back({{"seq", seq - i}});
+      for (auto& m : conn().direct_get_many(ctx_->stream, requests, "nats: browsing " + ctx_->stream))
+        if (m && out.size() < q.limit) take(*m);
+      seq -= n;
+    }
     return out;
   }
 
@@ -421,13 +431,25 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   }
 
   // Calls fn for the messages of `subject` from sequence `from` on, oldest first, while it
-  // returns true.
+  // returns true. Read ahead: a window of requests, each for the first message of `subject`
+  // at or after one sequence. Where the subject fills the stream each answers another
+  // message; where it is sparse most answer the same one, so the window follows how many
+  // different ones the last window brought.
   template <class Fn>
   void for_each(const std::string& stream, const std::string& subject, std::uint64_t from, Fn fn) {
-    for (std::uint64_t seq = from;;) {
-      auto m = conn().direct_get(stream, {{"seq", seq}, {"next_by_subj", subject}}, "nats: reading " + stream);
-      if (!m || !fn(*m)) return;
-      seq = m->seq + 1;
+    std::uint64_t window = 1;
+    for (std::uint64_t seq = from;;) {  // seq: the first not given yet
+      std::vector<nlohmann::json> requests;
+      for (std::uint64_t i = 0; i < window; ++i) requests.push_back({{"seq", seq + i}, {"next_by_subj", subject}});
+      std::uint64_t fresh = 0;
+      for (auto& m : conn().direct_get_many(stream, requests, "nats: reading " + stream)) {
+        if (!m) return;  // none at or after it: the end
+        if (m->seq < seq) continue;
+        ++fresh;
+        if (!fn(*m)) return;
+        seq = m->seq + 1;
+      }
+      window = std::clamp<std::uint64_t>(fresh * 2, 1, kReadAhead);
     }
   }
 
