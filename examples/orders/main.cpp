@@ -18,7 +18,8 @@
 // --role runs one part of the story as its own process, over a store every process reaches
 // (NATS, Redis, or the same SQLite file): `--role orders` places the orders and exits once they are
 // stored; `--role inventory|email|audit` is that one service, which handles orders until it
-// has finished N of them (--orders N, 0: until Ctrl-C) and then prints its line.
+// has finished N of them (--orders N, 0: until Ctrl-C) and then prints its line. Processes of
+// one service share its orders, each finishing a part: run those with --orders 0.
 //
 //   orders [--orders N] [--outage-ms N] [--store FILE | --memory | --nats URLS | --redis URL]
 //          [--metrics-out FILE]
