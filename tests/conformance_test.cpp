@@ -327,6 +327,9 @@ TEST_P(Conformance, DeadLettersKeepTheEventAndCanBeRedrivenOrPurged) {
   EXPECT_EQ(letters[0].envelope.type, "com.example.test.job");
   EXPECT_EQ(nlohmann::json::parse(letters[0].envelope.data).at("n"), 0);
   EXPECT_EQ(b->dead_letter_count({.event_type = "com.example.test.job"}), 5u);
+  EXPECT_EQ(b->dead_letter_count(), 5u);
+  EXPECT_EQ(b->dead_letter_count({.subscriber = "fragile", .event_type = "com.example.test.job"}), 5u);
+  EXPECT_EQ(b->dead_letter_count({.subscriber = "other", .event_type = "com.example.test.job"}), 0u);
 
   EXPECT_EQ(b->purge({.ids = {letters[0].id}}), 1u);
   healthy = true;

@@ -220,7 +220,15 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
     return out;
   }
 
-  std::size_t count(const DeadLetterFilter& filter) override { return list(filter).size(); }
+  std::size_t count(const DeadLetterFilter& filter) override {
+    // Every letter, or one subscriber's of one type, is a subject the stream counts; other
+    // filters are read.
+    if (!filter.ids.empty() || filter.subscriber.empty() != filter.event_type.empty()) return list(filter).size();
+    const std::string subject = filter.subscriber.empty()
+                                    ? ctx_->prefix + "-dlq.>"
+                                    : ctx_->dlq_subject(durable_of(filter.subscriber, filter.event_type));
+    return with_own_stream(*ctx_, ctx_->dlq_stream, [&] { return conn().subject_count(ctx_->dlq_stream, subject); });
+  }
 
   std::size_t redrive(const DeadLetterFilter& filter) override {
     const auto letters = list(filter);
