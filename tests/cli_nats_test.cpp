@@ -67,6 +67,27 @@ TEST_F(CliNatsTest, StatusTailAndDeadLettersWorkOnABusMadeWithItsOwnSettings) {
   EXPECT_EQ(nlohmann::json::parse(r.out)["data"]["n"], 21) << r.out;
 }
 
+// A copy of a bus through a pipe (crier tail --json | crier publish -), published a batch at
+// a time: every line, in order, up to a bad one, which is named with what came before it.
+TEST_F(CliNatsTest, CloudEventLinesFromAPipeArePublishedInOrderUpToABadOne) {
+  std::string input;
+  for (int n = 1; n <= 600; ++n) {
+    crier::Envelope e =
+        crier::new_envelope(job, R"({"n":)" + std::to_string(100 + n) + R"(,"note":"piped"})", "application/json");
+    input += (n == 500 ? std::string(R"({"specversion":"1.0","id":"x"})") : e.to_json()) + "\n";
+  }
+  Outcome r = run_crier(dir, {"publish", bus, "-"}, input);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("stdin line 500: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(499 events before it published)"), std::string::npos) << r.err;
+  r = run_crier(dir, {"tail", bus, "--type", job, "--limit", "0", "--from", "beginning", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<int> ns;
+  for (const auto& line : lines(r.out)) ns.push_back(nlohmann::json::parse(line)["data"]["n"].get<int>());
+  ASSERT_EQ(ns.size(), 20u + 499u);
+  for (int i = 0; i < 499; ++i) EXPECT_EQ(ns[20 + i], 101 + i) << i;
+}
+
 TEST_F(CliNatsTest, AStreamThatIsNotThereIsSaidWithTheBusesThereAndNotMade) {
   const std::string nope = server.url() + "/NOPE";
   for (const auto& args : std::vector<std::vector<std::string>>{{"publish", nope, "--type", job, "--data", "{}"},
