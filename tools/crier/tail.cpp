@@ -119,7 +119,8 @@ void add_tail(CLI::App& app) {
   cmd->add_option("--from", args->from,
                   "beginning, now, a POSITION, or a TIME (RFC 3339, or -30s, -10m, -2h, -1d); "
                   "default: the newest --limit events");
-  cmd->add_option("-n,--limit", args->limit, "at most this many events before following (0: all)")->capture_default_str();
+  cmd->add_option("-n,--limit", args->limit, "at most this many events before following (0: all)")
+      ->capture_default_str();
   cmd->add_flag("--follow,-f", args->follow, "keep printing new events until Ctrl-C");
   cmd->add_flag("--json", args->json, "CloudEvents structured JSON, one event per line (for jq)");
   cmd->footer("Example: crier tail orders.db --type com.example.shop.order.placed --from -10m --follow");
