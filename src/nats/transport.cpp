@@ -204,10 +204,10 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
       out.push_back(std::move(*letter));
     };
     if (!filter.ids.empty()) {
-      for (const auto id : filter.ids)
-        if (auto m = conn().direct_get(ctx_->dlq_stream, {{"seq", id}}, "nats: dead letter " + std::to_string(id));
-            m && m->subject.rfind(ctx_->prefix + "-dlq.", 0) == 0)
-          take(*m);
+      std::vector<nlohmann::json> requests;
+      for (const auto id : filter.ids) requests.push_back({{"seq", id}});
+      for (const auto& m : conn().direct_get_many(ctx_->dlq_stream, requests, "nats: reading dead letters"))
+        if (m && m->subject.rfind(ctx_->prefix + "-dlq.", 0) == 0) take(*m);
       return out;
     }
     std::string subject = ctx_->prefix + "-dlq.>";
@@ -232,7 +232,7 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
 
   std::size_t redrive(const DeadLetterFilter& filter) override {
     const auto letters = list(filter);
-    for (const DeadLetter& l : letters) send_back(l);
+    send_back(letters);
     return letters.size();
   }
 
@@ -242,18 +242,25 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
       throw Error(Errc::invalid_argument,
                   "nats: stream " + ctx_->dlq_stream + " has no dead letter " + std::to_string(id));
     letters.front().envelope.data = std::move(data);
-    send_back(letters.front());
+    send_back(letters);
   }
 
-  // To the subscriber's redrive subject, which only its consumers read, then out of the
-  // dead letters. A fresh message id: the original's would be taken for a duplicate of it.
-  void send_back(const DeadLetter& l) {
-    const std::string durable = durable_of(l.subscriber, l.envelope.type);
-    (void)conn().publish(ctx_->stream,
-                         {outgoing_of(*ctx_, l.envelope, ctx_->redrive_subject(durable),
-                                      l.envelope.id + "-redrive-" + std::to_string(l.id))},
-                         "nats: redriving dead letter " + std::to_string(l.id));
-    remove_letter(l.id);
+  // To each one's subscriber's redrive subject, which only its consumers read (published
+  // together, pipelined), then out of the dead letters. A fresh message id: the original's
+  // would be taken for a duplicate of it.
+  void send_back(const std::vector<DeadLetter>& letters) {
+    if (letters.empty()) return;
+    std::vector<Outgoing> messages;
+    messages.reserve(letters.size());
+    for (const DeadLetter& l : letters)
+      messages.push_back(outgoing_of(*ctx_, l.envelope,
+                                     ctx_->redrive_subject(durable_of(l.subscriber, l.envelope.type)),
+                                     l.envelope.id + "-redrive-" + std::to_string(l.id)));
+    (void)conn().publish(ctx_->stream, messages,
+                         letters.size() == 1 ? "nats: redriving dead letter " + std::to_string(letters.front().id)
+                                             : "nats: redriving " + std::to_string(letters.size()) +
+                                                   " dead letters from id " + std::to_string(letters.front().id));
+    for (const DeadLetter& l : letters) remove_letter(l.id);
   }
 
   std::size_t purge(const DeadLetterFilter& filter) override {
