@@ -41,13 +41,13 @@ void run_publish(const PublishArgs& a) {
     // most kBatch): a pipe of many is not one round trip each, a line typed is published at once.
     constexpr std::size_t kBatch = 256;
     std::vector<Envelope> batch;
-    std::size_t n = 0, published = 0;
+    std::size_t n = 0, published = 0, batch_from = 0, batch_to = 0;  // lines read; the batch's lines
     auto publish_batch = [&] {
       if (batch.empty()) return;
       try {
         bus->append(batch);
       } catch (const Error& e) {
-        throw Failure(failure, "stdin lines " + std::to_string(n - batch.size() + 1) + "-" + std::to_string(n) + ": " +
+        throw Failure(failure, "stdin lines " + std::to_string(batch_from) + "-" + std::to_string(batch_to) + ": " +
                                    e.message() + " (" + events(published) + " before them published)");
       }
       published += batch.size();
@@ -56,23 +56,22 @@ void run_publish(const PublishArgs& a) {
     };
     std::string line;
     while (input_or_stop() && std::getline(std::cin, line)) {
-      if (std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isspace(c); })) {
-        ++n;
-        continue;
-      }
+      ++n;
+      if (std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isspace(c); })) continue;
       try {
         Envelope e = Envelope::from_json(line);
         if (!is_valid_event_type(e.type))
           throw Error(Errc::invalid_name, "event type " + detail::quoted_name(e.type) +
                                               " is not one crier can subscribe to (dot-separated segments of "
                                               "[A-Za-z0-9_-], starting with a letter)");
+        if (batch.empty()) batch_from = n;
+        batch_to = n;
         batch.push_back(std::move(e));
       } catch (const Error& e) {
         publish_batch();  // the lines before it
-        throw Failure(failure, "stdin line " + std::to_string(n + 1) + ": " + e.message() + " (" + events(published) +
+        throw Failure(failure, "stdin line " + std::to_string(n) + ": " + e.message() + " (" + events(published) +
                                    " before it published)");
       }
-      ++n;
       if (batch.size() == kBatch || std::cin.rdbuf()->in_avail() <= 0) publish_batch();
     }
     publish_batch();
