@@ -170,17 +170,19 @@ namespace {
 void sh(const std::string& command) { ASSERT_EQ(std::system((command + " >/dev/null 2>&1").c_str()), 0) << command; }
 
 // A certificate authority of the test's own, and certificates it signed: the server's (for
-// 127.0.0.1) and a client's, as an operator would make them.
+// `server_names`, a subjectAltName: 127.0.0.1 unless said) and a client's, as an operator would
+// make them.
 struct Certificates {
   ScratchDir dir{"crier-tls"};
   std::string file(const std::string& name) const { return dir.file(name); }
-  Certificates() {
+  explicit Certificates(const std::string& server_names = "IP:127.0.0.1") {
     const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     sh("openssl req -x509 " + key + " -days 1 -subj /CN=crier-test-ca -keyout " + file("ca.key") + " -out " +
        file("ca.pem"));
     for (const std::string who : {"server", "client"}) {
       sh("openssl req " + key + " -subj /CN=" + who + " -keyout " + file(who + ".key") + " -out " + file(who + ".csr"));
-      std::ofstream(dir / (who + ".ext")) << "subjectAltName=IP:127.0.0.1\n";
+      std::ofstream(dir / (who + ".ext"))
+          << "subjectAltName=" << (who == "server" ? server_names : "IP:127.0.0.1") << "\n";
       sh("openssl x509 -req -days 1 -in " + file(who + ".csr") + " -CA " + file("ca.pem") + " -CAkey " +
          file("ca.key") + " -CAcreateserial -extfile " + file(who + ".ext") + " -out " + file(who + ".pem"));
     }
@@ -215,6 +217,29 @@ TEST(NatsConnection, TlsWithTheServersAuthorityAndAClientCertificateCarriesTheBu
   said = refusal(without);
   EXPECT_NE(said.find("cannot connect to tls://127.0.0.1"), std::string::npos) << said;
   EXPECT_NE(said.find("does it want a client certificate? none was given"), std::string::npos) << said;
+}
+
+// A server whose certificate names it by a host name the bus does not dial (here the bus
+// dials 127.0.0.1): refused, saying which option helps, unless the bus is told that name.
+TEST(NatsConnection, AServerCertifiedForAnotherHostNameIsTrustedOnlyWhenThatNameIsExpected) {
+  const Certificates certs("DNS:nats.internal");
+  NatsServer::Node node;
+  node.config =
+      "tls { cert_file: \"" + certs.file("server.pem") + "\", key_file: \"" + certs.file("server.key") + "\" }";
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {"tls://127.0.0.1:" + std::to_string(server.port())};
+  o.tls_ca_file = certs.file("ca.pem");
+  std::string said = refusal(o);
+  EXPECT_NE(said.find("cannot connect to tls://127.0.0.1:" + std::to_string(server.port()) +
+                      " (its certificate names another host: tls_expected_hostname says which name to expect)"),
+            std::string::npos)
+      << said;
+  o.tls_expected_hostname = "other.internal";
+  said = refusal(o);
+  EXPECT_NE(said.find("(its certificate does not name other.internal)"), std::string::npos) << said;
+  o.tls_expected_hostname = "nats.internal";
+  round_trip(o, "NAMED");
 }
 
 // Decentralized authentication: a server that trusts an operator lets in a bus whose

@@ -182,6 +182,10 @@ Connection::Connection(const Options& options) : options_(options) {
       // says only "Expected 'PONG', got ''".
       else if (s == NATS_PROTOCOL_ERROR && tls && options_.tls_cert_file.empty())
         context = " (the server ended the TLS session: does it want a client certificate? none was given)";
+      else if (const char* said = nats_GetLastError(nullptr); tls && said && std::strstr(said, "mismatch:"))
+        context = options_.tls_expected_hostname.empty()
+                      ? " (its certificate names another host: tls_expected_hostname says which name to expect)"
+                      : " (its certificate does not name " + options_.tls_expected_hostname + ")";
       check(s, what + context);
     }
     std::this_thread::sleep_for(backoff);  // not synchronisation: a retry's back-off
