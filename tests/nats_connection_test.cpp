@@ -4,14 +4,20 @@
 // asks for them lets the bus in with the right ones and refuses it, in words, without.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <crier/nats.hpp>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
 
@@ -74,6 +80,53 @@ TEST(NatsConnection, ALostAndRegainedServerIsReportedAndCounted) {
   const std::string text = crier::to_prometheus(m);
   EXPECT_NE(text.find("crier_transport_reconnects_total{transport=\"nats\"} 1\n"), std::string::npos) << text;
   bus.publish(Job{1, "after the server came back"});  // the link works again
+}
+
+namespace {
+
+// The body of GET `path` from 127.0.0.1:`port` (HTTP/1.0: the server closes when it is sent).
+std::string http_get(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_port = htons(static_cast<std::uint16_t>(port));
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&at), sizeof at) == 0) {
+    const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
+    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) response.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  const auto body = response.find("\r\n\r\n");
+  return body == std::string::npos ? std::string() : response.substr(body + 4);
+}
+
+}  // namespace
+
+// The server's operators see the bus's connection under the name it was given (nats-server's
+// monitoring, as `nats server report connections` reads it), "crier" when none was.
+TEST(NatsConnection, TheServerShowsTheConnectionUnderItsName) {
+  const int monitor = free_port();
+  NatsServer::Node node;
+  node.config = "http: 127.0.0.1:" + std::to_string(monitor);
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "NAMES";
+  o.subject_prefix = "names";
+  o.connection_name = "billing-worker-7";
+  auto named = crier::nats::connect(o);
+  o.connection_name.clear();
+  auto unnamed = crier::nats::connect(o);
+  const auto connz = nlohmann::json::parse(http_get(monitor, "/connz"), nullptr, false);
+  ASSERT_TRUE(connz.is_object()) << "no answer from the server's monitoring port";
+  std::vector<std::string> names;
+  for (const auto& c : connz.at("connections")) names.push_back(c.value("name", ""));
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"billing-worker-7", "crier"}));
 }
 
 TEST(NatsConnection, AnEmbeddedBusHasNoTransportMetrics) {
