@@ -11,13 +11,13 @@
 #include <unistd.h>
 
 #include <crier/nats.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
 
