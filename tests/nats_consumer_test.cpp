@@ -450,3 +450,34 @@ TEST(NatsInspect, ManyStoredEventsAreBrowsedOnceAndInOrderEitherWay) {
   EXPECT_EQ(ns_of(back), (std::vector<int>{30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 9, 8, 7, 6, 5, 4, 3, 2, 1}));
   EXPECT_EQ(inspect.browse({.event_type = "com.example.test.rare", .newest_first = true, .limit = 3}).size(), 3u);
 }
+
+// Dead letters named by id are read many at a time too (more than one window's worth here):
+// each named one that is there, in the order named; an id that is not there is left out.
+TEST(NatsInspect, ManyDeadLettersNamedByIdAreReadInTheOrderNamed) {
+  NatsServer server;
+  crier::Bus bus{crier::nats::connect(options(server, "LETTERS"))};
+  {
+    SeenJobs failed;
+    auto sub = bus.subscribe<Job>("picky", [&](const Job& j) {
+      failed.add(j);
+      throw crier::PermanentError("never " + std::to_string(j.n));
+    });
+    std::vector<Job> jobs;
+    for (int n = 1; n <= 600; ++n) jobs.push_back(Job{n, ""});
+    bus.publish_batch(jobs);
+    failed.wait_for(600);
+    ASSERT_TRUE(bus.flush(std::chrono::seconds(60)));
+  }
+  const auto all = bus.dead_letters();
+  ASSERT_EQ(all.size(), 600u);
+  std::vector<std::uint64_t> ids;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) ids.push_back(it->id);  // newest first
+  ids.insert(ids.begin() + 300, 999'999);                                      // not there
+  const auto named = bus.dead_letters({.ids = ids});
+  ASSERT_EQ(named.size(), 600u);
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    EXPECT_EQ(named[i].id, all[599 - i].id) << i;
+    EXPECT_EQ(named[i].last_error, all[599 - i].last_error) << i;
+    EXPECT_EQ(named[i].envelope.data, all[599 - i].envelope.data) << i;
+  }
+}

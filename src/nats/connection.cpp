@@ -319,6 +319,7 @@ std::optional<Connection::Stored> Connection::direct_get(const std::string& stre
 std::vector<std::optional<Connection::Stored>> Connection::direct_get_many(const std::string& stream,
                                                                            const std::vector<nlohmann::json>& requests,
                                                                            std::string_view what) {
+  constexpr std::size_t kAtOnce = 256;  // asked before any answer is read
   std::vector<std::optional<Stored>> out(requests.size());
   std::vector<bool> answered(requests.size(), false);
   natsSubscription* sub = nullptr;
@@ -326,27 +327,34 @@ std::vector<std::optional<Connection::Stored>> Connection::direct_get_many(const
   if (requests.size() > 1 && natsConnection_SubscribeSync(&sub, nc_, (inbox + ".*").c_str()) == NATS_OK) {
     (void)natsSubscription_SetPendingLimits(sub, -1, -1);  // every answer is kept until read
     const std::string subject = "$JS.API.DIRECT.GET." + stream;
-    std::size_t sent = 0;
-    for (std::string reply, body; sent < requests.size(); ++sent) {
-      reply.assign(inbox).append(".").append(std::to_string(sent));
-      body = requests[sent].dump();
-      if (natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), body.data(),
-                                        static_cast<int>(body.size())) != NATS_OK)
-        break;
-    }
-    const auto deadline = Clock::now() + kTryTimeout;
-    for (std::size_t got = 0; got < sent;) {
-      natsMsg* raw = nullptr;
-      const auto left = remaining_ms(deadline);
-      if (left <= 0 || natsSubscription_NextMsg(&raw, sub, left) != NATS_OK) break;
-      Msg reply(raw);
-      const char* dot = std::strrchr(natsMsg_GetSubject(raw), '.');
-      const std::size_t i = dot ? std::strtoull(dot + 1, nullptr, 10) : sent;
-      const int status = status_of(raw);
-      if (i >= sent || answered[i] || (status != 0 && status != 404)) continue;  // the one-by-one path says why
-      answered[i] = true;
-      ++got;
-      if (status == 0) out[i] = stored_of(std::move(reply));
+    std::string reply, body;
+    for (std::size_t from = 0; from < requests.size();) {
+      const std::size_t to = std::min(requests.size(), from + kAtOnce);
+      std::size_t sent = from;
+      for (; sent < to; ++sent) {  // request i answers on <inbox>.i
+        reply.assign(inbox).append(".").append(std::to_string(sent));
+        body = requests[sent].dump();
+        if (natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), body.data(),
+                                          static_cast<int>(body.size())) != NATS_OK)
+          break;
+      }
+      const auto deadline = Clock::now() + kTryTimeout;
+      std::size_t got = 0;
+      while (got < sent - from) {
+        natsMsg* raw = nullptr;
+        const auto left = remaining_ms(deadline);
+        if (left <= 0 || natsSubscription_NextMsg(&raw, sub, left) != NATS_OK) break;
+        Msg answer(raw);
+        const char* dot = std::strrchr(natsMsg_GetSubject(raw), '.');
+        const std::size_t i = dot ? std::strtoull(dot + 1, nullptr, 10) : sent;
+        const int status = status_of(raw);
+        if (i < from || i >= sent || answered[i] || (status != 0 && status != 404)) continue;  // said below
+        answered[i] = true;
+        ++got;
+        if (status == 0) out[i] = stored_of(std::move(answer));
+      }
+      if (sent < to || got < sent - from) break;  // the link or the stream in trouble: the rest one by one
+      from = to;
     }
     (void)natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);

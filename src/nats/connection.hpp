@@ -107,9 +107,9 @@ class Connection {
     std::string time{};  ///< when the stream stored it, RFC 3339
   };
   std::optional<Stored> direct_get(const std::string& stream, const nlohmann::json& request, std::string_view what);
-  /// Each request's answer, as direct_get gives it, in their order: sent all at once and
-  /// read as they come (a look over many events is one round trip, not one each); what is
-  /// not answered within a try is asked again through direct_get.
+  /// Each request's answer, as direct_get gives it, in their order: sent 256 at a time and
+  /// read as they come (a look over many events is a round trip for 256, not one each);
+  /// from the first that is not answered within a try on, asked one by one through direct_get.
   std::vector<std::optional<Stored>> direct_get_many(const std::string& stream,
                                                      const std::vector<nlohmann::json>& requests,
                                                      std::string_view what);
