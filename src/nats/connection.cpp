@@ -316,48 +316,62 @@ std::optional<Connection::Stored> Connection::direct_get(const std::string& stre
   return stored_of(std::move(reply));
 }
 
+// One window of direct_get_many: an answer (or nothing yet) for each of its requests.
+struct Connection::Reading {
+  std::vector<Msg> answers;
+  std::size_t left = 0;  // not answered yet
+};
+
 std::vector<std::optional<Connection::Stored>> Connection::direct_get_many(const std::string& stream,
                                                                            const std::vector<nlohmann::json>& requests,
                                                                            std::string_view what) {
   constexpr std::size_t kAtOnce = 256;  // asked before any answer is read
   std::vector<std::optional<Stored>> out(requests.size());
   std::vector<bool> answered(requests.size(), false);
-  natsSubscription* sub = nullptr;
-  const std::string inbox = new_inbox();
-  if (requests.size() > 1 && natsConnection_SubscribeSync(&sub, nc_, (inbox + ".*").c_str()) == NATS_OK) {
-    (void)natsSubscription_SetPendingLimits(sub, -1, -1);  // every answer is kept until read
-    const std::string subject = "$JS.API.DIRECT.GET." + stream;
-    std::string reply, body;
-    for (std::size_t from = 0; from < requests.size();) {
-      const std::size_t to = std::min(requests.size(), from + kAtOnce);
-      std::size_t sent = from;
-      for (; sent < to; ++sent) {  // request i answers on <inbox>.i
-        reply.assign(inbox).append(".").append(std::to_string(sent));
-        body = requests[sent].dump();
-        if (natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), body.data(),
-                                          static_cast<int>(body.size())) != NATS_OK)
-          break;
+  const std::string subject = "$JS.API.DIRECT.GET." + stream;
+  std::string reply, body;
+  // The answers come on the ack subscription, which lives as long as the connection: a
+  // subscription of its own, destroyed while a late answer came in, could crash cnats 3.4.1
+  // (a message for a destroyed subscription, nats.c#637).
+  for (std::size_t from = 0; requests.size() > 1 && from < requests.size();) {
+    const std::size_t to = std::min(requests.size(), from + kAtOnce);
+    Reading reading;
+    reading.answers.resize(to - from);
+    reading.left = to - from;
+    std::vector<std::uint64_t> tokens;
+    {
+      MutexLock lock(mu_);
+      for (std::size_t i = from; i < to; ++i) {
+        tokens.push_back(next_token_++);
+        reads_[tokens.back()] = {&reading, i - from};
       }
-      const auto deadline = Clock::now() + kTryTimeout;
-      std::size_t got = 0;
-      while (got < sent - from) {
-        natsMsg* raw = nullptr;
-        const auto left = remaining_ms(deadline);
-        if (left <= 0 || natsSubscription_NextMsg(&raw, sub, left) != NATS_OK) break;
-        Msg answer(raw);
-        const char* dot = std::strrchr(natsMsg_GetSubject(raw), '.');
-        const std::size_t i = dot ? std::strtoull(dot + 1, nullptr, 10) : sent;
-        const int status = status_of(raw);
-        if (i < from || i >= sent || answered[i] || (status != 0 && status != 404)) continue;  // said below
-        answered[i] = true;
-        ++got;
-        if (status == 0) out[i] = stored_of(std::move(answer));
-      }
-      if (sent < to || got < sent - from) break;  // the link or the stream in trouble: the rest one by one
-      from = to;
     }
-    (void)natsSubscription_Unsubscribe(sub);
-    natsSubscription_Destroy(sub);
+    bool sent = true;
+    for (std::size_t i = from; i < to && sent; ++i) {
+      char digits[20];
+      const auto end = std::to_chars(digits, digits + sizeof digits, tokens[i - from]).ptr;
+      reply.assign(ack_prefix_).append(digits, end);
+      body = requests[i].dump();
+      sent = natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), body.data(),
+                                           static_cast<int>(body.size())) == NATS_OK;
+    }
+    flush();
+    {
+      MutexLock lock(mu_);
+      const auto deadline = Clock::now() + kTryTimeout;
+      while (sent && reading.left > 0 && Clock::now() < deadline) (void)cv_.wait_until(mu_, deadline);
+      for (const auto token : tokens) reads_.erase(token);  // an answer after this is dropped
+    }
+    bool whole = sent && reading.left == 0;
+    for (std::size_t k = 0; k < reading.answers.size(); ++k) {
+      Msg& answer = reading.answers[k];
+      const int status = answer ? status_of(answer.get()) : -1;
+      if (status == 0 || status == 404) answered[from + k] = true;
+      if (status == 0) out[from + k] = stored_of(std::move(answer));
+      whole = whole && answered[from + k];
+    }
+    if (!whole) break;  // the link or the stream in trouble: the rest one by one
+    from = to;
   }
   // What was not answered at once (one request, no link, an election, a missing stream) is
   // asked again one by one, through direct_get's retries and errors.
@@ -514,7 +528,14 @@ void Connection::on_ack(natsConnection*, natsSubscription*, natsMsg* raw, void* 
   const std::uint64_t token = std::strtoull(dot + 1, nullptr, 10);
   MutexLock lock(c->mu_);
   const auto it = c->pending_.find(token);
-  if (it == c->pending_.end()) return;  // a try already given up on
+  if (it == c->pending_.end()) {
+    if (const auto r = c->reads_.find(token); r != c->reads_.end()) {  // a direct get's answer
+      r->second.reading->answers[r->second.index] = std::move(msg);
+      if (--r->second.reading->left == 0) c->cv_.notify_all();
+      c->reads_.erase(r);
+    }
+    return;  // else a try already given up on
+  }
   // Read under the lock: read before it (in parallel with the publisher), publish ran a
   // third slower here and its thread's CPU doubled (measured 2026-12-04).
   const int status = status_of(raw);

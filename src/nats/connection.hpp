@@ -147,6 +147,11 @@ class Connection {
     Call* call;
     std::size_t index;
   };
+  struct Reading;
+  struct Awaited {  // one request of a direct_get_many() call, waiting for its answer
+    Reading* reading;
+    std::size_t index;
+  };
   static void on_ack(natsConnection*, natsSubscription*, natsMsg* msg, void* self) noexcept;
   static void on_disconnected(natsConnection*, void* self) noexcept;
   static void on_reconnected(natsConnection*, void* self) noexcept;
@@ -171,11 +176,12 @@ class Connection {
   natsConnection* nc_ = nullptr;
   natsSubscription* acks_ = nullptr;
   const Build build_ = usual_build();
-  std::string ack_prefix_;  // "<inbox>."; with a token after it, a publish's reply subject
+  std::string ack_prefix_;  // "<inbox>."; with a token after it, a publish's or a direct get's reply subject
 
   Mutex mu_;
   CondVar cv_;
   std::map<std::uint64_t, Pending> pending_ CRIER_GUARDED_BY(mu_);
+  std::map<std::uint64_t, Awaited> reads_ CRIER_GUARDED_BY(mu_);  // answered on the ack subscription too
   std::uint64_t next_token_ CRIER_GUARDED_BY(mu_) = 1;
   bool acks_complete_ CRIER_GUARDED_BY(mu_) = false;
   bool closed_ CRIER_GUARDED_BY(mu_) = false;
