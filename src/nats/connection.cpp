@@ -316,25 +316,22 @@ std::optional<Connection::Stored> Connection::direct_get(const std::string& stre
   return stored_of(std::move(reply));
 }
 
-// One window of direct_get_many: an answer (or nothing yet) for each of its requests.
+// One window of ask_many: an answer (or nothing yet) for each of its requests.
 struct Connection::Reading {
   std::vector<Msg> answers;
   std::size_t left = 0;  // not answered yet
 };
 
-std::vector<std::optional<Connection::Stored>> Connection::direct_get_many(const std::string& stream,
-                                                                           const std::vector<nlohmann::json>& requests,
-                                                                           std::string_view what) {
+std::vector<Msg> Connection::ask_many(const std::string& subject, const std::vector<std::string>& bodies,
+                                      const std::function<bool(natsMsg*)>& good) {
   constexpr std::size_t kAtOnce = 256;  // asked before any answer is read
-  std::vector<std::optional<Stored>> out(requests.size());
-  std::vector<bool> answered(requests.size(), false);
-  const std::string subject = "$JS.API.DIRECT.GET." + stream;
-  std::string reply, body;
+  std::vector<Msg> out(bodies.size());
+  std::string reply;
   // The answers come on the ack subscription, which lives as long as the connection: a
   // subscription of its own, destroyed while a late answer came in, could crash cnats 3.4.1
   // (a message for a destroyed subscription, nats.c#637).
-  for (std::size_t from = 0; requests.size() > 1 && from < requests.size();) {
-    const std::size_t to = std::min(requests.size(), from + kAtOnce);
+  for (std::size_t from = 0; from < bodies.size();) {
+    const std::size_t to = std::min(bodies.size(), from + kAtOnce);
     Reading reading;
     reading.answers.resize(to - from);
     reading.left = to - from;
@@ -351,9 +348,8 @@ std::vector<std::optional<Connection::Stored>> Connection::direct_get_many(const
       char digits[20];
       const auto end = std::to_chars(digits, digits + sizeof digits, tokens[i - from]).ptr;
       reply.assign(ack_prefix_).append(digits, end);
-      body = requests[i].dump();
-      sent = natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), body.data(),
-                                           static_cast<int>(body.size())) == NATS_OK;
+      sent = natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), bodies[i].data(),
+                                           static_cast<int>(bodies[i].size())) == NATS_OK;
     }
     flush();
     {
@@ -362,22 +358,56 @@ std::vector<std::optional<Connection::Stored>> Connection::direct_get_many(const
       while (sent && reading.left > 0 && Clock::now() < deadline) (void)cv_.wait_until(mu_, deadline);
       for (const auto token : tokens) reads_.erase(token);  // an answer after this is dropped
     }
-    bool whole = sent && reading.left == 0;
+    bool whole = true;
     for (std::size_t k = 0; k < reading.answers.size(); ++k) {
-      Msg& answer = reading.answers[k];
-      const int status = answer ? status_of(answer.get()) : -1;
-      if (status == 0 || status == 404) answered[from + k] = true;
-      if (status == 0) out[from + k] = stored_of(std::move(answer));
-      whole = whole && answered[from + k];
+      if (reading.answers[k] && good(reading.answers[k].get())) out[from + k] = std::move(reading.answers[k]);
+      whole = whole && out[from + k];
     }
-    if (!whole) break;  // the link or the stream in trouble: the rest one by one
+    if (!whole) break;  // the link or the stream in trouble: the caller asks the rest again
     from = to;
+  }
+  return out;
+}
+
+std::vector<std::optional<Connection::Stored>> Connection::direct_get_many(const std::string& stream,
+                                                                           const std::vector<nlohmann::json>& requests,
+                                                                           std::string_view what) {
+  std::vector<std::optional<Stored>> out(requests.size());
+  std::vector<Msg> answers(requests.size());
+  if (requests.size() > 1) {
+    std::vector<std::string> bodies;
+    for (const auto& r : requests) bodies.push_back(r.dump());
+    answers = ask_many("$JS.API.DIRECT.GET." + stream, bodies, [](natsMsg* m) {
+      const int status = status_of(m);
+      return status == 0 || status == 404;
+    });
   }
   // What was not answered at once (one request, no link, an election, a missing stream) is
   // asked again one by one, through direct_get's retries and errors.
-  for (std::size_t i = 0; i < requests.size(); ++i)
-    if (!answered[i]) out[i] = direct_get(stream, requests[i], what);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (!answers[i])
+      out[i] = direct_get(stream, requests[i], what);
+    else if (status_of(answers[i].get()) == 0)
+      out[i] = stored_of(std::move(answers[i]));
+  }
   return out;
+}
+
+void Connection::delete_messages(const std::string& stream, const std::vector<std::uint64_t>& seqs,
+                                 std::string_view what) {
+  std::vector<std::string> bodies;
+  for (const auto seq : seqs) bodies.push_back(nlohmann::json{{"seq", seq}}.dump());
+  const auto answers = seqs.size() > 1 ? ask_many("$JS.API.STREAM.MSG.DELETE." + stream, bodies,
+                                                  [](natsMsg* m) {
+                                                    if (status_of(m) != 0) return false;
+                                                    const auto a = nlohmann::json::parse(payload_of(m), nullptr, false);
+                                                    return a.is_object() && a.value("success", false);
+                                                  })
+                                       : std::vector<Msg>(seqs.size());
+  // What was not deleted at once is asked again through api(), which retries and says why.
+  for (std::size_t i = 0; i < seqs.size(); ++i)
+    if (!answers[i])
+      (void)api("STREAM.MSG.DELETE." + stream, {{"seq", seqs[i]}}, std::string(what) + " " + std::to_string(seqs[i]));
 }
 
 bool Connection::stream_missing(const std::string& stream) {

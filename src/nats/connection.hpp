@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -114,6 +115,10 @@ class Connection {
                                                      const std::vector<nlohmann::json>& requests,
                                                      std::string_view what);
 
+  /// Deletes these messages of `stream`, 256 requests at a time; one not deleted at once is
+  /// asked again through api(), whose ApiError says why (`what` and its sequence name it).
+  void delete_messages(const std::string& stream, const std::vector<std::uint64_t>& seqs, std::string_view what);
+
   /// How many messages of `stream` are on subjects matching `filter` (wildcards allowed).
   std::uint64_t subject_count(const std::string& stream, const std::string& filter);
 
@@ -148,7 +153,7 @@ class Connection {
     std::size_t index;
   };
   struct Reading;
-  struct Awaited {  // one request of a direct_get_many() call, waiting for its answer
+  struct Awaited {  // one request of an ask_many() call, waiting for its answer
     Reading* reading;
     std::size_t index;
   };
@@ -157,6 +162,11 @@ class Connection {
   static void on_reconnected(natsConnection*, void* self) noexcept;
   static void on_closed(natsConnection*, void* self) noexcept;
   static void on_acks_complete(void* self) noexcept;
+  // The requests (`bodies`, to `subject`) sent 256 at a time, each answered on the ack
+  // subscription: the answers that `good` takes, in order; from the first window with an
+  // answer missing or not good on, none (for the caller to ask again one by one).
+  std::vector<Msg> ask_many(const std::string& subject, const std::vector<std::string>& bodies,
+                            const std::function<bool(natsMsg*)>& good);
   // A request answered by JetStream: retried through timeouts, no responders (also a 503
   // status answer) and a lost connection, for up to the publish timeout. When `stream` is
   // given and nothing answers, whether it exists is asked: missing, ApiError(kStreamNotFound).

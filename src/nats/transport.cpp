@@ -260,16 +260,13 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
                          letters.size() == 1 ? "nats: redriving dead letter " + std::to_string(letters.front().id)
                                              : "nats: redriving " + std::to_string(letters.size()) +
                                                    " dead letters from id " + std::to_string(letters.front().id));
-    for (const DeadLetter& l : letters) remove_letter(l.id);
+    remove_letters(letters);
   }
 
   std::size_t purge(const DeadLetterFilter& filter) override {
-    std::size_t n = 0;
-    for (const DeadLetter& l : list(filter)) {
-      remove_letter(l.id);
-      ++n;
-    }
-    return n;
+    const auto letters = list(filter);
+    remove_letters(letters);
+    return letters.size();
   }
 
   // --- inspector -------------------------------------------------------------------------
@@ -491,8 +488,10 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
     return l;
   }
 
-  void remove_letter(std::uint64_t id) {
-    (void)conn().api("STREAM.MSG.DELETE." + ctx_->dlq_stream, {{"seq", id}}, "nats: dead letter " + std::to_string(id));
+  void remove_letters(const std::vector<DeadLetter>& letters) {
+    std::vector<std::uint64_t> ids;
+    for (const DeadLetter& l : letters) ids.push_back(l.id);
+    conn().delete_messages(ctx_->dlq_stream, ids, "nats: dead letter");
   }
 
   std::shared_ptr<const Context> ctx_;
