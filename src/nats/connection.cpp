@@ -559,7 +559,7 @@ void Connection::on_ack(natsConnection*, natsSubscription*, natsMsg* raw, void* 
   MutexLock lock(c->mu_);
   const auto it = c->pending_.find(token);
   if (it == c->pending_.end()) {
-    if (const auto r = c->reads_.find(token); r != c->reads_.end()) {  // a direct get's answer
+    if (const auto r = c->reads_.find(token); r != c->reads_.end()) {  // an ask_many request's answer
       r->second.reading->answers[r->second.index] = std::move(msg);
       if (--r->second.reading->left == 0) c->cv_.notify_all();
       c->reads_.erase(r);

@@ -186,7 +186,7 @@ class Connection {
   natsConnection* nc_ = nullptr;
   natsSubscription* acks_ = nullptr;
   const Build build_ = usual_build();
-  std::string ack_prefix_;  // "<inbox>."; with a token after it, a publish's or a direct get's reply subject
+  std::string ack_prefix_;  // "<inbox>."; with a token after it, a publish's or an ask_many request's reply subject
 
   Mutex mu_;
   CondVar cv_;
