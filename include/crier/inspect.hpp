@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "crier/envelope.hpp"
+#include "crier/error.hpp"
+#include "crier/event.hpp"
 #include "crier/export.hpp"
 
 namespace crier {
@@ -84,5 +86,20 @@ class CRIER_EXPORT Inspector {
   /// crier cannot subscribe to; nothing is stored then.
   virtual std::string publish_json(std::string_view cloudevent) = 0;
 };
+
+namespace detail {
+/// An event given as CloudEvents JSON by a producer outside crier, read as publish_json and
+/// the tools take it: Envelope::from_json (Errc::invalid_envelope), and a type crier
+/// subscribers can have (else Errc::invalid_name, the message after `where`: and the rule).
+inline Envelope cloudevent_to_publish(std::string_view cloudevent, std::string_view where) {
+  Envelope e = Envelope::from_json(cloudevent);
+  if (!is_valid_event_type(e.type))
+    throw Error(Errc::invalid_name, (where.empty() ? std::string() : std::string(where) + ": ") + "event type " +
+                                        quoted_name(e.type) +
+                                        " is not one crier can subscribe to (dot-separated segments of "
+                                        "[A-Za-z0-9_-], starting with a letter)");
+  return e;
+}
+}  // namespace detail
 
 }  // namespace crier

@@ -324,7 +324,6 @@ struct Connection::Reading {
 
 std::vector<Msg> Connection::ask_many(const std::string& subject, const std::vector<std::string>& bodies,
                                       const std::function<bool(natsMsg*)>& good) {
-  constexpr std::size_t kAtOnce = 256;  // asked before any answer is read
   std::vector<Msg> out(bodies.size());
   std::string reply;
   // The answers come on the ack subscription, which lives as long as the connection: a

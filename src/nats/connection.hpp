@@ -72,6 +72,8 @@ void check(natsStatus s, std::string_view what);
 
 class Connection {
  public:
+  /// How many requests ask_many (direct_get_many, delete_messages) sends before reading answers.
+  static constexpr std::size_t kAtOnce = 256;
   /// Connects; waits up to options.publish_timeout for a first server.
   explicit Connection(const Options& options);
   ~Connection();
@@ -108,14 +110,14 @@ class Connection {
     std::string time{};  ///< when the stream stored it, RFC 3339
   };
   std::optional<Stored> direct_get(const std::string& stream, const nlohmann::json& request, std::string_view what);
-  /// Each request's answer, as direct_get gives it, in their order: sent 256 at a time and
-  /// read as they come (a look over many events is a round trip for 256, not one each);
+  /// Each request's answer, as direct_get gives it, in their order: sent kAtOnce at a time
+  /// and read as they come (a look over many events is a round trip a window, not one each);
   /// from the first that is not answered within a try on, asked one by one through direct_get.
   std::vector<std::optional<Stored>> direct_get_many(const std::string& stream,
                                                      const std::vector<nlohmann::json>& requests,
                                                      std::string_view what);
 
-  /// Deletes these messages of `stream`, 256 requests at a time; one not deleted at once is
+  /// Deletes these messages of `stream`, kAtOnce requests at a time; one not deleted at once is
   /// asked again through api(), whose ApiError says why (`what` and its sequence name it).
   void delete_messages(const std::string& stream, const std::vector<std::uint64_t>& seqs, std::string_view what);
 
@@ -162,7 +164,7 @@ class Connection {
   static void on_reconnected(natsConnection*, void* self) noexcept;
   static void on_closed(natsConnection*, void* self) noexcept;
   static void on_acks_complete(void* self) noexcept;
-  // The requests (`bodies`, to `subject`) sent 256 at a time, each answered on the ack
+  // The requests (`bodies`, to `subject`) sent kAtOnce at a time, each answered on the ack
   // subscription: the answers that `good` takes, in order; from the first window with an
   // answer missing or not good on, none (for the caller to ask again one by one).
   std::vector<Msg> ask_many(const std::string& subject, const std::vector<std::string>& bodies,

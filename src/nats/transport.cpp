@@ -16,8 +16,8 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// The most stored messages the tools ask for at once (Connection::direct_get_many).
-constexpr std::uint64_t kReadAhead = 256;
+// The most stored messages the tools ask for at once: one window of direct_get_many.
+constexpr std::uint64_t kReadAhead = Connection::kAtOnce;
 
 std::uint64_t parse_seq(std::string_view text, std::string_view what) {
   std::uint64_t seq = 0;
@@ -420,10 +420,7 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   }
 
   std::string publish_json(std::string_view cloudevent) override {
-    Envelope e = Envelope::from_json(cloudevent);
-    if (!is_valid_event_type(e.type))
-      throw Error(Errc::invalid_name,
-                  "publish: event type " + crier::detail::quoted_name(e.type) + " is not one crier can subscribe to");
+    const Envelope e = crier::detail::cloudevent_to_publish(cloudevent, "publish");
     append(std::span<const Envelope>(&e, 1));
     return e.id;
   }

@@ -244,10 +244,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
   }
 
   std::string publish_json(std::string_view cloudevent) override {
-    Envelope e = Envelope::from_json(cloudevent);
-    if (!is_valid_event_type(e.type))
-      throw Error(Errc::invalid_name,
-                  "publish: event type " + crier::detail::quoted_name(e.type) + " is not one crier can subscribe to");
+    const Envelope e = crier::detail::cloudevent_to_publish(cloudevent, "publish");
     append(std::span<const Envelope>(&e, 1));
     return e.id;
   }

@@ -123,11 +123,7 @@ void Store::move(std::string_view subscriber, std::string_view event_type, std::
 
 std::string Store::publish_json(std::string_view cloudevent) {
   impl_->refuse_if_read_only("publishing");
-  Envelope e = Envelope::from_json(cloudevent);
-  if (!is_valid_event_type(e.type))
-    throw Error(Errc::invalid_name, impl_->path + ": the CloudEvent's type " + crier::detail::quoted_name(e.type) +
-                                        " is not a name crier subscribers can have (dot-separated segments of "
-                                        "[A-Za-z0-9_-], starting with a letter)");
+  const Envelope e = crier::detail::cloudevent_to_publish(cloudevent, impl_->path);
   impl_->append(std::span<const Envelope>(&e, 1));
   return e.id;
 }

@@ -59,14 +59,9 @@ void run_publish(const PublishArgs& a) {
       ++n;
       if (std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isspace(c); })) continue;
       try {
-        Envelope e = Envelope::from_json(line);
-        if (!is_valid_event_type(e.type))
-          throw Error(Errc::invalid_name, "event type " + detail::quoted_name(e.type) +
-                                              " is not one crier can subscribe to (dot-separated segments of "
-                                              "[A-Za-z0-9_-], starting with a letter)");
-        if (batch.empty()) batch_from = n;
+        batch.push_back(detail::cloudevent_to_publish(line, ""));
+        if (batch.size() == 1) batch_from = n;
         batch_to = n;
-        batch.push_back(std::move(e));
       } catch (const Error& e) {
         publish_batch();  // the lines before it
         throw Failure(failure, "stdin line " + std::to_string(n) + ": " + e.message() + " (" + events(published) +
