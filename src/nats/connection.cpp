@@ -215,7 +215,7 @@ Connection::~Connection() {
     MutexLock lock(mu_);
     while (!acks_complete_) cv_.wait(mu_);
   }
-  natsSubscription_Destroy(acks_);
+  destroy_unsubscribed(acks_);
   natsConnection_Close(nc_);
   {
     MutexLock lock(mu_);
@@ -535,6 +535,14 @@ natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, std:
   natsStatus s = make_message(m, reply, build_, bytes, msg);
   if (s == NATS_OK) s = natsConnection_PublishMsg(nc_, msg.get());
   return s;
+}
+
+void Connection::destroy_unsubscribed(natsSubscription* sub) noexcept {
+  // While reconnecting no reader runs (the one that lost the connection is past its last
+  // message). A server that does not answer within the bound leaves the small risk: a
+  // destructor must end.
+  if (!natsConnection_IsReconnecting(nc_)) (void)natsConnection_FlushTimeout(nc_, 1000);
+  natsSubscription_Destroy(sub);
 }
 
 std::size_t Connection::max_payload() const noexcept {

@@ -133,6 +133,12 @@ class Connection {
   }
   /// Writes what is buffered now, for a caller that waits for an answer to it.
   void flush() noexcept;
+  /// Frees `sub`, which the caller has unsubscribed, once cnats's reader thread can no longer
+  /// be handing it a message. cnats 3.4.1 looks a subscription up, lets go of the lock that
+  /// guards the lookup, and only then locks the subscription: freed in between, the reader
+  /// crashes (nats.c#637, fixed in 3.6). The reader handles what it reads in order, so once
+  /// it has answered a PING sent after the unsubscribe, it is past any message for `sub`.
+  void destroy_unsubscribed(natsSubscription* sub) noexcept;
   /// A new unique inbox subject.
   std::string new_inbox();
   /// The largest message the server takes, header block and payload (its max_payload), as

@@ -80,7 +80,7 @@ class Puller {
       }
     }
     natsSubscription_Unsubscribe(sub_);
-    natsSubscription_Destroy(sub_);
+    ctx_->conn->destroy_unsubscribed(sub_);
   }
 
   // Up to `batch` messages, waiting up to `wait` for the first (0: answer at once): what is
