@@ -403,7 +403,8 @@ int main(int argc, char** argv) {
     std::printf("\n  inventory's circuit breaker:\n");
     for (const auto& line : timeline) std::printf("%s\n", line.c_str());
     const auto letters = bus.dead_letters();
-    std::printf("\n  dead letters (%zu; %ld alerts published as %s):\n", letters.size(), alerts.load(),
+    std::printf("\n  dead letters%s: %zu (this run published %ld alerts as %s):\n",
+                in_memory ? "" : " kept, earlier runs' included", letters.size(), alerts.load(),
                 std::string(crier::event_type_v<crier::DeadLettered>).c_str());
     for (std::size_t i = 0; i < letters.size() && i < 5; ++i)
       std::printf("    #%llu %s %s: %s (%d attempt%s)\n", static_cast<unsigned long long>(letters[i].id),
