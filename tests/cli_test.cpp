@@ -70,6 +70,11 @@ TEST_F(CliTest, AMissingOrForeignFileIsRefusedAndLeftAlone) {
   EXPECT_NE(r.err.find(text), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("not a SQLite database"), std::string::npos) << r.err;
   EXPECT_EQ(read_file(text), "not a database, just notes\n");
+  EXPECT_NE(r.err.find(text + ": cannot be read: "), std::string::npos) << r.err;  // not the SQL that found it
+
+  r = run_crier(dir, {"status", dir.file("")});  // a directory: there, but no store
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("is a directory, not a store file"), std::string::npos) << r.err;
 
   r = run_crier(dir, {"status", "kafka://127.0.0.1:1"});
   EXPECT_EQ(r.code, 2);

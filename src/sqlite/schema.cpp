@@ -80,13 +80,11 @@ std::vector<std::string> table_names(sqlite3* db, const std::string& path) {
 }  // namespace
 
 void open_schema(sqlite3* db, const std::string& path, const Options& options) {
-  std::vector<std::string> tables;
-  try {
-    tables = table_names(db, path);  // the first read: fails on a file that is no database
-  } catch (const Error& e) {
-    if (e.code() == Errc::store_error) throw;
-    throw Error(Errc::store_error, path + ": cannot be read as a SQLite database (" + e.message() + ")");
-  }
+  // The first read: it fails on a file that is no database or a corrupt one, which is said as
+  // such (not as the statement that found it).
+  if (sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) != SQLITE_OK)
+    fail(db, path, "cannot be read", Errc::store_error);
+  const std::vector<std::string> tables = table_names(db, path);
   int version = 0;
   if (!tables.empty()) {
     bool has_meta = false;

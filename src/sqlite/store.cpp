@@ -51,6 +51,8 @@ struct LetterQuery {
 Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::move(o)) {
   if (options.read_only) {  // the file only, as it is: no schema, WAL switch, journal or mover
     std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      throw Error(Errc::invalid_argument, path + ": is a directory, not a store file");
     if (!std::filesystem::is_regular_file(path, ec))
       throw Error(Errc::not_found, path + ": no such store file" + (ec ? " (" + ec.message() + ")" : ""));
     db = open_connection(path, SQLITE_OPEN_READONLY, options.busy_timeout);
