@@ -47,8 +47,11 @@ void run_publish(const PublishArgs& a) {
       try {
         bus->append(batch);
       } catch (const Error& e) {
-        throw Failure(failure, "stdin lines " + std::to_string(batch_from) + "-" + std::to_string(batch_to) + ": " +
-                                   e.message() + " (" + events(published) + " before them published)");
+        const std::string lines = batch_from == batch_to
+                                      ? "stdin line " + std::to_string(batch_from)
+                                      : "stdin lines " + std::to_string(batch_from) + "-" + std::to_string(batch_to);
+        throw Failure(failure, lines + ": " + e.message() + " (" + events(published) + " before " +
+                                   (batch_from == batch_to ? "it" : "them") + " published)");
       }
       published += batch.size();
       progress.add(batch.size());
