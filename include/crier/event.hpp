@@ -67,6 +67,12 @@ constexpr bool is_valid_subscriber_name(std::string_view name) noexcept {
 }
 
 namespace detail {
+/// The rules of is_valid_subscriber_name and is_valid_event_type, as error messages say them.
+inline constexpr std::string_view kSubscriberNameRule =
+    "1-128 characters of [A-Za-z0-9_-], starting with a letter or digit";
+inline constexpr std::string_view kEventTypeRule =
+    "two or more dot-separated segments of [A-Za-z0-9_-], starting with a letter, at most 255 characters";
+
 /// A name for an error message: quoted, and cut after `shown` characters (with its length),
 /// so an over-long name does not flood the message.
 inline std::string quoted_name(std::string_view name, std::size_t shown = 40) {

@@ -88,6 +88,19 @@ class CRIER_EXPORT Inspector {
 };
 
 namespace detail {
+/// Throws Error(Errc::invalid_name), saying `where` first and then the rule, unless
+/// `subscriber` and `event_type` are names crier takes.
+inline void check_names(std::string_view subscriber, std::string_view event_type, std::string_view where) {
+  const std::string at = where.empty() ? std::string() : std::string(where) + ": ";
+  if (!is_valid_subscriber_name(subscriber))
+    throw Error(Errc::invalid_name,
+                at + "subscriber name " + quoted_name(subscriber) + " (want " + std::string(kSubscriberNameRule) + ")");
+  if (!is_valid_event_type(event_type))
+    throw Error(Errc::invalid_name, at + "event type " + quoted_name(event_type) +
+                                        " is not one crier can subscribe to (want " + std::string(kEventTypeRule) +
+                                        ")");
+}
+
 /// An event given as CloudEvents JSON by a producer outside crier, read as publish_json and
 /// the tools take it: Envelope::from_json (Errc::invalid_envelope), and a type crier
 /// subscribers can have (else Errc::invalid_name, the message after `where`: and the rule).
@@ -95,9 +108,8 @@ inline Envelope cloudevent_to_publish(std::string_view cloudevent, std::string_v
   Envelope e = Envelope::from_json(cloudevent);
   if (!is_valid_event_type(e.type))
     throw Error(Errc::invalid_name, (where.empty() ? std::string() : std::string(where) + ": ") + "event type " +
-                                        quoted_name(e.type) +
-                                        " is not one crier can subscribe to (dot-separated segments of "
-                                        "[A-Za-z0-9_-], starting with a letter)");
+                                        quoted_name(e.type) + " is not one crier can subscribe to (want " +
+                                        std::string(kEventTypeRule) + ")");
   return e;
 }
 }  // namespace detail

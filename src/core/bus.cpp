@@ -119,7 +119,7 @@ const std::string& Bus::source() const { return detail::CoreImpl::of(core()).sou
 void Bus::check_subscription(std::string_view name, std::string_view type, const SubscribeOptions& o) {
   if (!is_valid_subscriber_name(name))
     throw Error(Errc::invalid_name, "subscriber name " + detail::quoted_name(name) + " for " + std::string(type) +
-                                        " (want 1-128 characters of [A-Za-z0-9_-], starting with a letter or digit)");
+                                        " (want " + std::string(detail::kSubscriberNameRule) + ")");
   const std::string who = "subscriber '" + std::string(name) + "' of " + std::string(type);
   auto bad = [&](const std::string& why) { return Error(Errc::invalid_argument, who + ": " + why); };
   if (o.concurrency < 1 || o.concurrency > 1024)

@@ -402,10 +402,7 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
   }
 
   void move(std::string_view subscriber, std::string_view event_type, std::string_view position) override {
-    if (!is_valid_subscriber_name(subscriber))
-      throw Error(Errc::invalid_name, "move: invalid subscriber name " + crier::detail::quoted_name(subscriber));
-    if (!is_valid_event_type(event_type))
-      throw Error(Errc::invalid_name, "move: invalid event type " + crier::detail::quoted_name(event_type));
+    crier::detail::check_names(subscriber, event_type, "nats: move");
     const StartFrom start =
         position == "end" ? StartFrom::now() : StartFrom::at(std::to_string(parse_seq(position, "nats: move to")));
     const std::string durable = durable_of(subscriber, event_type);

@@ -223,10 +223,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
   }
 
   void move(std::string_view subscriber, std::string_view event_type, std::string_view position) override {
-    if (!is_valid_subscriber_name(subscriber))
-      throw Error(Errc::invalid_name, "move: invalid subscriber name " + crier::detail::quoted_name(subscriber));
-    if (!is_valid_event_type(event_type))
-      throw Error(Errc::invalid_name, "move: invalid event type " + crier::detail::quoted_name(event_type));
+    crier::detail::check_names(subscriber, event_type, "redis: move");
     const std::string id = position == "end" ? "$" : id_before(parse_position(position, "redis: move to"));
     const std::string key = ctx_->stream_key(event_type), sub(subscriber);
     const Reply r = conn().pipeline(std::vector<Command>{{"XGROUP", "SETID", key, sub, id}}, "redis: move").front();

@@ -66,8 +66,7 @@ class SqliteConsumer final : public Consumer {
  public:
   SqliteConsumer(std::shared_ptr<Store::Impl> store, ConsumerSpec spec)
       : s_(std::move(store)), spec_(std::move(spec)), owner_(new_owner_id()) {
-    if (!is_valid_subscriber_name(spec_.subscriber))
-      throw Error(Errc::invalid_name, s_->path + ": subscriber name " + crier::detail::quoted_name(spec_.subscriber));
+    crier::detail::check_names(spec_.subscriber, spec_.event_type, s_->path);
     // A new name's start is fixed now, not at its first fetch: StartFrom::now() means the
     // moment of subscribe, after what this store journaled is in the database.
     s_->wait_moved();

@@ -100,12 +100,7 @@ std::vector<StoredEnvelope> Store::browse(const BrowseQuery& query) {
 void Store::move(std::string_view subscriber, std::string_view event_type, std::string_view position) {
   Impl& s = *impl_;
   s.refuse_if_read_only("moving a subscriber's position");
-  if (!is_valid_subscriber_name(subscriber))
-    throw Error(Errc::invalid_name, s.path + ": subscriber name " + crier::detail::quoted_name(subscriber) +
-                                        " (want 1-128 characters of [A-Za-z0-9_-])");
-  if (!is_valid_event_type(event_type))
-    throw Error(Errc::invalid_name,
-                s.path + ": event type " + crier::detail::quoted_name(event_type) + " is not a valid event type name");
+  crier::detail::check_names(subscriber, event_type, s.path);
   const bool to_end = position == "end";
   const std::int64_t seq = to_end ? 0 : parse_position(s.path, position);
   if (s.backlog() != 0) s.wait_moved();  // "end" is past what was published before the call
