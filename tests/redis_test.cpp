@@ -25,6 +25,7 @@
 #include "child_process.hpp"
 #include "durable_events.hpp"
 #include "redis_server.hpp"
+#include "takeover.hpp"
 #include "test_events.hpp"
 
 using namespace test;
@@ -518,40 +519,14 @@ TEST(RedisConsumerProcess, EventsInTheHandsOfAKilledProcessGoToAnotherOfTheGroup
   bus.publish_batch(jobs);
 
   Child child = spawn({CRIER_REDIS_CONSUMER_CHILD, server.url(), o.prefix, std::to_string(kVisibility.count())});
-  const std::string first = read_line(child);  // "holding <n>": it has read every event
-  ASSERT_EQ(first.rfind("holding ", 0), 0u) << "the child process said '" << first << "'";
-  const auto in_hand = transport->inspector().subscribers();
-  ASSERT_EQ(in_hand.size(), 1u);
-  EXPECT_EQ(in_hand.front().in_flight, static_cast<std::uint64_t>(kEvents)) << "events the child holds";
-  ::kill(child.pid, SIGKILL);
-  const auto killed = Clock::now();
-  (void)reap(child);
-
-  std::mutex mu;
-  std::condition_variable cv;
-  std::map<int, Clock::time_point> handled;  // first handling of each n
-  int calls = 0;
-  auto sub = bus.subscribe<Job>("billing", [&](const Job& j) {
-    std::lock_guard lock(mu);
-    handled.emplace(j.n, Clock::now());
-    ++calls;
-    cv.notify_all();
-  });
-  {
-    std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, 10 * kVisibility, [&] { return handled.size() == kEvents; }))
-        << handled.size() << " of " << kEvents << " handled after the kill";
-  }
-  auto earliest = Clock::time_point::max();
-  for (const auto& [n, at] : handled) earliest = std::min(earliest, at);
-  const auto after = std::chrono::duration_cast<std::chrono::milliseconds>(earliest - killed);
+  const Takeover t = take_over_from_killed(child, *transport, bus, kEvents, 10 * kVisibility);
   std::printf(
       "[ figure ] redis takeover: first event handled %lld ms after the kill (visibility timeout %lld ms); "
       "%d handler calls for %d events\n",
-      static_cast<long long>(after.count()), static_cast<long long>(kVisibility.count()), calls, kEvents);
+      static_cast<long long>(t.first_after.count()), static_cast<long long>(kVisibility.count()), t.calls, kEvents);
   // The dead process renewed its entries at most a quarter of the timeout before it died.
-  EXPECT_GE(after, kVisibility / 2);
-  EXPECT_EQ(calls, kEvents) << "each event handled once by the second process";
+  EXPECT_GE(t.first_after, kVisibility / 2);
+  EXPECT_EQ(t.calls, kEvents) << "each event handled once by the second process";
 }
 
 // Entries trimmed away while a consumer that died had them pending: the next consumer finds
