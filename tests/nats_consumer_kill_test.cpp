@@ -29,7 +29,7 @@ TEST(NatsConsumerProcess, EventsInTheHandsOfAKilledProcessGoToAnotherOfTheSameNa
   bus.publish_batch(jobs);
 
   Child child =
-      spawn({CRIER_NATS_CONSUMER_CHILD, server.url(), o.stream, o.subject_prefix, std::to_string(kAckWait.count())});
+      spawn({CRIER_CONSUMER_CHILD, "nats", server.url(), o.stream, o.subject_prefix, std::to_string(kAckWait.count())});
   const Takeover t = take_over_from_killed(child, *transport, bus, kEvents, 10 * kAckWait);
   std::printf("first event handled %lld ms after the kill (AckWait %lld ms); %d handler calls for %d events\n",
               static_cast<long long>(t.first_after.count()), static_cast<long long>(kAckWait.count()), t.calls,

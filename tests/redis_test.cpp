@@ -518,7 +518,7 @@ TEST(RedisConsumerProcess, EventsInTheHandsOfAKilledProcessGoToAnotherOfTheGroup
   for (int i = 0; i < kEvents; ++i) jobs.push_back({i, "job"});
   bus.publish_batch(jobs);
 
-  Child child = spawn({CRIER_REDIS_CONSUMER_CHILD, server.url(), o.prefix, std::to_string(kVisibility.count())});
+  Child child = spawn({CRIER_CONSUMER_CHILD, "redis", server.url(), o.prefix, std::to_string(kVisibility.count())});
   const Takeover t = take_over_from_killed(child, *transport, bus, kEvents, 10 * kVisibility);
   std::printf(
       "[ figure ] redis takeover: first event handled %lld ms after the kill (visibility timeout %lld ms); "
