@@ -184,27 +184,7 @@ BENCHMARK(BM_RedisConsume_raw)->Name("BM_RedisConsume/hiredis_raw")->UseRealTime
 
 void BM_RedisEndToEnd_crier(benchmark::State& state) {
   crier::Bus bus{crier::redis::connect(options())};
-  Handled handled;
-  auto sub = bus.subscribe<Payment>("reader", [&](const Payment& p) {
-    handled.add(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count() -
-                p.sent_ns);
-  });
-  std::int64_t total = 0;
-  std::vector<Payment> batch(64);
-  for (auto _ : state) {
-    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-    for (auto& p : batch) p.sent_ns = now;
-    bus.publish_batch(batch);
-    total += static_cast<std::int64_t>(batch.size());
-  }
-  handled.wait_for(total);
-  state.SetItemsProcessed(total);
-  auto l = handled.latencies();
-  std::sort(l.begin(), l.end());
-  if (!l.empty()) {
-    state.counters["p50_us"] = static_cast<double>(l[l.size() / 2]) / 1000.0;
-    state.counters["p99_us"] = static_cast<double>(l[l.size() * 99 / 100]) / 1000.0;
-  }
+  bench::engine_end_to_end(state, bus);
 }
 BENCHMARK(BM_RedisEndToEnd_crier)->Name("BM_RedisEndToEnd/crier")->UseRealTime();
 
