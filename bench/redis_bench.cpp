@@ -32,7 +32,6 @@ namespace {
 
 using bench::Handled;
 using bench::Payment;
-using Clock = std::chrono::steady_clock;
 constexpr int kBatch = 256;
 constexpr int kConsume = 100000;
 constexpr int kReadCount = 500;
