@@ -165,7 +165,8 @@ Connection::Connection(const Options& options) : options_(options) {
     const natsStatus s = natsConnection_Connect(&nc_, opts_);
     if (s == NATS_OK) break;
     nc_ = nullptr;
-    if (s != NATS_NO_SERVER || Clock::now() + backoff >= deadline) {
+    const auto now = Clock::now();
+    if (s != NATS_NO_SERVER || now >= deadline) {
       natsOptions_Destroy(opts_);
       const std::string what = "nats: cannot connect to " + servers_text(options_.servers);
       // Said in words rather than as cnats's source line ("(unix/sock.c:58): Timeout").
@@ -188,7 +189,9 @@ Connection::Connection(const Options& options) : options_(options) {
                       : " (its certificate does not name " + options_.tls_expected_hostname + ")";
       check(s, what + context);
     }
-    std::this_thread::sleep_for(backoff);  // not synchronisation: a retry's back-off
+    // Not synchronisation: a retry's back-off, the last try at the deadline (the error says
+    // how long it tried).
+    std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
   connected_ = true;

@@ -364,14 +364,17 @@ std::unique_ptr<Link> Connection::reconnect(Clock::time_point deadline, std::str
     } catch (const LinkError& e) {
       last = e.message();
     }
-    if (Clock::now() + backoff > deadline) {
+    const auto now = Clock::now();
+    if (now >= deadline) {
       // `last` names the server and begins "redis: ", as `what` does.
       std::string_view said = last;
       if (!what.empty() && said.starts_with("redis: ")) said.remove_prefix(7);
       throw Error(Errc::transport_error, (what.empty() ? "" : std::string(what) + ": ") + std::string(said) +
                                              " (tried for " + std::to_string(options_.timeout.count()) + " ms)");
     }
-    std::this_thread::sleep_for(backoff);  // back-off between tries to reach a server
+    // Back-off between tries to reach a server, the last at the deadline (the error says how
+    // long it tried).
+    std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
 }
