@@ -100,3 +100,31 @@ TEST_F(CliNatsTest, AStreamThatIsNotThereIsSaidWithTheBusesThereAndNotMade) {
 }
 
 }  // namespace
+
+// crier tail --follow outlives a restart of its server: the outage is said once on stderr,
+// and the events published once the server is back are printed, each once.
+TEST(CliNatsFollow, TailFollowsThroughARestartOfItsServer) {
+  NatsServer server;
+  ScratchDir dir;
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "FOLLOW";
+  crier::Bus{crier::nats::connect(o)}.publish(Job{1, "before"});
+  RunningCrier tail(dir, {"tail", server.url() + "/FOLLOW", "--follow", "--json"});
+  auto l = tail.line();
+  ASSERT_TRUE(l) << tail.err();
+  EXPECT_EQ(nlohmann::json::parse(*l)["data"]["n"], 1);
+
+  server.kill();
+  ASSERT_TRUE(tail.wait_for_err("still following", std::chrono::seconds(30))) << tail.err();
+  server.start();
+  crier::Bus{crier::nats::connect(o)}.publish(Job{2, "after"});
+  l = tail.line();
+  ASSERT_TRUE(l) << tail.err();
+  EXPECT_EQ(nlohmann::json::parse(*l)["data"]["n"], 2) << "the event after the restart, and nothing twice";
+  EXPECT_TRUE(tail.wait_for_err("answers again", std::chrono::seconds(30))) << tail.err();
+  const std::string said = tail.err();
+  EXPECT_EQ(said.find("still following"), said.rfind("still following")) << "the outage said once: " << said;
+  tail.signal(SIGINT);
+  EXPECT_EQ(tail.wait(), 0) << tail.err();
+}

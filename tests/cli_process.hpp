@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -14,6 +15,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -137,6 +139,16 @@ class RunningCrier {
     return detail::exit_code(status);
   }
   std::string err() const { return read_file(err_path_); }
+  /// Whether its stderr came to hold `text` within `timeout`. Its stderr is a file, which
+  /// wakes no one: it is looked at every 20 ms.
+  bool wait_for_err(const std::string& text, std::chrono::milliseconds timeout) const {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (err().find(text) == std::string::npos) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a file, not a guess at timing
+    }
+    return true;
+  }
   pid_t pid() const { return pid_; }
 
  private:

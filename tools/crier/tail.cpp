@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdio>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "cli.hpp"
@@ -92,15 +93,27 @@ void run_tail(const TailArgs& a) {
   if (!a.follow) return;
   std::fflush(stdout);
   hold_stop_signals();
-  // Ctrl-C or SIGTERM ends the follow cleanly; between them, a look for new events.
+  // Ctrl-C or SIGTERM ends the follow cleanly; between them, a look for new events. A bus that
+  // cannot be reached (a server restarting) is said once on stderr, and followed again when it
+  // answers, from the last event printed.
+  bool unreachable = false;
   for (;;) {
     if (wait_for_stop(std::chrono::milliseconds(250))) return;
     BrowseQuery next = q;
     next.since.clear();
-    last = read_pages(in, next, last, [&](const StoredEnvelope& s) {
-      if (wanted(a, s)) print(a, s, width);
-      return true;
-    });
+    try {
+      (void)read_pages(in, next, last, [&](const StoredEnvelope& s) {
+        if (wanted(a, s)) print(a, s, width);
+        last = s.position;
+        return true;
+      });
+    } catch (const Error& e) {
+      if (e.code() != Errc::transport_error) throw;
+      std::fflush(stdout);
+      if (!std::exchange(unreachable, true)) std::fprintf(stderr, "crier: %s; still following\n", e.message().c_str());
+      continue;
+    }
+    if (std::exchange(unreachable, false)) std::fprintf(stderr, "crier: %s answers again\n", a.bus.c_str());
     std::fflush(stdout);
   }
 }
