@@ -101,30 +101,38 @@ TEST_F(CliNatsTest, AStreamThatIsNotThereIsSaidWithTheBusesThereAndNotMade) {
 
 }  // namespace
 
-// crier tail --follow outlives a restart of its server: the outage is said once on stderr,
-// and the events published once the server is back are printed, each once.
-TEST(CliNatsFollow, TailFollowsThroughARestartOfItsServer) {
+// crier tail --follow and crier status --watch outlive a restart of their server: the outage
+// is said once on stderr, and once the server is back tail prints the events published since,
+// each once, and status looks again.
+TEST(CliNatsFollow, TailAndStatusWatchOutliveARestartOfTheirServer) {
   NatsServer server;
-  ScratchDir dir;
+  ScratchDir dir, watch_dir;  // a RunningCrier's stderr file is per directory
   crier::nats::Options o;
   o.servers = {server.url()};
   o.stream = "FOLLOW";
   crier::Bus{crier::nats::connect(o)}.publish(Job{1, "before"});
-  RunningCrier tail(dir, {"tail", server.url() + "/FOLLOW", "--follow", "--json"});
+  const std::string bus = server.url() + "/FOLLOW";
+  RunningCrier tail(dir, {"tail", bus, "--follow", "--json"});
+  // A look a second: its output, which no one reads, stays far below what the pipe holds.
+  RunningCrier watch(watch_dir, {"status", bus, "--watch", "--every", "1"});
   auto l = tail.line();
   ASSERT_TRUE(l) << tail.err();
   EXPECT_EQ(nlohmann::json::parse(*l)["data"]["n"], 1);
 
   server.kill();
   ASSERT_TRUE(tail.wait_for_err("still following", std::chrono::seconds(30))) << tail.err();
+  ASSERT_TRUE(watch.wait_for_err("still watching", std::chrono::seconds(30))) << watch.err();
   server.start();
   crier::Bus{crier::nats::connect(o)}.publish(Job{2, "after"});
   l = tail.line();
   ASSERT_TRUE(l) << tail.err();
   EXPECT_EQ(nlohmann::json::parse(*l)["data"]["n"], 2) << "the event after the restart, and nothing twice";
   EXPECT_TRUE(tail.wait_for_err("answers again", std::chrono::seconds(30))) << tail.err();
-  const std::string said = tail.err();
-  EXPECT_EQ(said.find("still following"), said.rfind("still following")) << "the outage said once: " << said;
-  tail.signal(SIGINT);
-  EXPECT_EQ(tail.wait(), 0) << tail.err();
+  EXPECT_TRUE(watch.wait_for_err("answers again", std::chrono::seconds(30))) << watch.err();
+  for (RunningCrier* tool : {&tail, &watch}) {
+    const std::string said = tool->err();
+    EXPECT_EQ(said.find("still "), said.rfind("still ")) << "the outage said once: " << said;
+    tool->signal(SIGINT);
+    EXPECT_EQ(tool->wait(), 0) << tool->err();
+  }
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <utility>
 
 #include "cli.hpp"
 #include "commands.hpp"
@@ -75,11 +76,26 @@ void run_status(const StatusArgs& a) {
   if (!a.watch) return print_status(a, in);
   // On a terminal the table is redrawn in place; elsewhere each look follows the last.
   const bool redraw = is_terminal(1);
+  bool unreachable = false;
   for (;;) {
     if (redraw)
       std::printf("\033[H\033[2J%s   %s   (every %.1f s, Ctrl-C to stop)\n\n", a.bus.c_str(),
                   format_time(std::chrono::system_clock::now()).c_str(), a.every);
-    print_status(a, in);
+    // A bus that cannot be reached (a server restarting) is said, in place of the table on a
+    // terminal, else once on stderr, and looked at again; nothing is printed before a look
+    // has read all it shows.
+    try {
+      print_status(a, in);
+      if (std::exchange(unreachable, false) && !redraw)
+        std::fprintf(stderr, "crier: %s answers again\n", a.bus.c_str());
+    } catch (const Error& e) {
+      if (e.code() != Errc::transport_error) throw;
+      if (redraw)
+        std::printf("%s\n(looking again every %.1f s)\n", e.message().c_str(), a.every);
+      else if (!unreachable)
+        std::fprintf(stderr, "crier: %s; still watching\n", e.message().c_str());
+      unreachable = true;
+    }
     if (!redraw) std::printf("\n");
     std::fflush(stdout);
     if (wait_for_stop(std::chrono::milliseconds(static_cast<long long>(a.every * 1000)))) return;
