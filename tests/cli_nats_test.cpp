@@ -118,6 +118,10 @@ TEST(CliNatsFollow, TailAndStatusWatchOutliveARestartOfTheirServer) {
   auto l = tail.line();
   ASSERT_TRUE(l) << tail.err();
   EXPECT_EQ(nlohmann::json::parse(*l)["data"]["n"], 1);
+  // Both connected and looking (a tool that cannot reach its bus at the start ends).
+  for (l = watch.line(); l && l->rfind("SUBSCRIBER", 0) != 0; l = watch.line()) {
+  }
+  ASSERT_TRUE(l) << watch.err();
 
   server.kill();
   ASSERT_TRUE(tail.wait_for_err("still following", std::chrono::seconds(30))) << tail.err();
