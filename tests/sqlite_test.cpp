@@ -161,6 +161,32 @@ TEST(SqliteOpen, AnEmptyFileBecomesAStore) {
   EXPECT_EQ(store->stats().head, 0u);
 }
 
+// Services started together on a new store (the demo's, each as its own process) each open
+// it at once: one of them makes the schema, none fails ("table crier_meta already exists").
+TEST(SqliteOpen, StoresOpenedAtOnceOnANewFileAllOpen) {
+  constexpr int kRounds = 20;
+  constexpr int kOpeners = 4;
+  ScratchDir dir;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string path = dir.file("new" + std::to_string(round) + ".db");
+    std::latch start(kOpeners);
+    std::vector<std::string> errors(kOpeners);
+    std::vector<std::thread> openers;
+    for (int i = 0; i < kOpeners; ++i)
+      openers.emplace_back([&, i] {
+        start.arrive_and_wait();
+        try {
+          crier::sqlite::open(path);
+        } catch (const crier::Error& e) {
+          errors[static_cast<std::size_t>(i)] = e.what();
+        }
+      });
+    for (auto& t : openers) t.join();
+    for (const auto& e : errors) ASSERT_EQ(e, "") << "round " << round;
+    EXPECT_EQ(crier::sqlite::open(path)->stats().head, 0u);
+  }
+}
+
 // --- restarts -----------------------------------------------------------------------------
 
 TEST(SqliteRestart, AcknowledgedPublishesAndDeadLettersOutliveTheProcess) {

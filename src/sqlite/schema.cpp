@@ -77,13 +77,9 @@ std::vector<std::string> table_names(sqlite3* db, const std::string& path) {
   return names;
 }
 
-}  // namespace
-
-void open_schema(sqlite3* db, const std::string& path, const Options& options) {
-  // The first read: it fails on a file that is no database or a corrupt one, which is said as
-  // such (not as the statement that found it).
-  if (sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) != SQLITE_OK)
-    fail(db, path, "cannot be read", Errc::store_error);
+// The schema version of the file: 0 for an empty one. Throws for a file that is no crier store,
+// a newer one, or (with `verify`) a corrupt one.
+int schema_version(sqlite3* db, const std::string& path, bool verify) {
   const std::vector<std::string> tables = table_names(db, path);
   int version = 0;
   if (!tables.empty()) {
@@ -109,21 +105,36 @@ void open_schema(sqlite3* db, const std::string& path, const Options& options) {
       throw Error(Errc::store_error, path + ": written by a newer crier (schema version " + std::to_string(version) +
                                          "; this build reads up to " + std::to_string(kSchemaVersion) +
                                          "); refusing to touch it");
-    if (options.verify_on_open) {
+    if (verify) {
       Stmt check(db, path, "PRAGMA quick_check");
       std::string verdict = check.step() ? check.text(0) : std::string("no answer");
       if (verdict != "ok")
         throw Error(Errc::store_error, path + ": the file is corrupt (quick_check: " + verdict + ")");
     }
   }
+  return version;
+}
+
+}  // namespace
+
+void open_schema(sqlite3* db, const std::string& path, const Options& options) {
+  // The first read: it fails on a file that is no database or a corrupt one, which is said as
+  // such (not as the statement that found it).
+  if (sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) != SQLITE_OK)
+    fail(db, path, "cannot be read", Errc::store_error);
+  int version = schema_version(db, path, options.verify_on_open);
   if (version == kSchemaVersion) return;
   if (options.read_only)
-    throw Error(Errc::store_error, tables.empty() ? path + ": is empty, not a crier store"
-                                                  : path + ": has schema version " + std::to_string(version) +
-                                                        "; open it for writing once to upgrade it to version " +
-                                                        std::to_string(kSchemaVersion));
-  // Forward migrations, all in one transaction: a crash leaves the old version intact.
+    throw Error(Errc::store_error, version == 0 ? path + ": is empty, not a crier store"
+                                                : path + ": has schema version " + std::to_string(version) +
+                                                      "; open it for writing once to upgrade it to version " +
+                                                      std::to_string(kSchemaVersion));
+  // Forward migrations, all in one transaction: a crash leaves the old version intact. The
+  // version is read again under the write lock: processes that open a new store at once
+  // migrate it once, the first to take the lock (the others found it migrated).
   Transaction t(db, path);
+  version = schema_version(db, path, false);
+  if (version == kSchemaVersion) return;
   for (int k = version; k < kSchemaVersion; ++k)
     exec(db, path, kMigrations[static_cast<std::size_t>(k)],
          "migrating the schema to version " + std::to_string(k + 1));

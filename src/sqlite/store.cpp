@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include "common/thread_name.hpp"
 #include "store_impl.hpp"
@@ -15,6 +17,20 @@
 namespace crier::sqlite {
 
 namespace {
+
+// Switching to WAL takes the write lock from within a read, which SQLite refuses at once (its
+// busy handler would deadlock there) while another connection holds it: another process making
+// the schema of the same new store, say. So it is tried again, for up to busy_timeout.
+void switch_to_wal(sqlite3* db, const std::string& path, std::chrono::milliseconds busy_timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + busy_timeout;
+  auto pause = std::chrono::milliseconds(1);
+  while (sqlite3_exec(db, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    if ((sqlite3_errcode(db) & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() + pause > deadline)
+      fail(db, path, "switching to WAL");
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+  }
+}
 
 Timestamp from_text(const std::string& text) {
   try {
@@ -71,7 +87,7 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
   try {
     register_row_functions(db, path);
     open_schema(db, path, options);
-    exec(db, path, "PRAGMA journal_mode = WAL", "switching to WAL");
+    switch_to_wal(db, path, options.busy_timeout);
     exec(db, path, options.durability == Durability::full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
          "setting the durability level");
     if (options.max_bytes > 0) {
