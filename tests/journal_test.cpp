@@ -232,6 +232,34 @@ TEST(Journal, ADeadProcessesFileGivesBackEveryWholeRecord) {
   EXPECT_EQ(files_in(where), 0u) << "finished files are deleted";
 }
 
+// Another process opening the store looks for orphans while this one makes a journal file:
+// it must never find the new file unlocked (it took it for an orphan, deleted it, and the
+// journal failed with "cannot lock the journal" or wrote into a deleted file).
+TEST(Journal, ANewFileIsNeverTakenForAnOrphan) {
+  test::ScratchDir dir;
+  const std::string where = dir.file("j");
+  std::atomic<bool> done{false};
+  std::string error;
+  std::thread maker([&] {
+    try {
+      for (int i = 0; i < 1000; ++i) {
+        Journal j(where, small_files(4));
+        j.close();
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    done = true;
+  });
+  int looks = 0;
+  while (!done) {
+    crier::sqlite::recover_orphans(where, [](const std::string&, std::string_view) { return true; });
+    ++looks;
+  }
+  maker.join();
+  EXPECT_EQ(error, "") << "after " << looks << " looks for orphans";
+}
+
 TEST(Journal, ScanningSkipsARecordLeftHalfWrittenOrDamaged) {
   std::string bytes;
   const std::string data = "{\"n\":1}";

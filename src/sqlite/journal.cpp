@@ -188,11 +188,18 @@ std::unique_ptr<Journal::Segment> Journal::open_segment(std::uint64_t at_least) 
   // Named by process and a fresh id; the flock says whether the process is alive.
   auto s = std::make_unique<Segment>();
   s->name = std::to_string(::getpid()) + "-" + Uuid::v7().to_string() + ".log";
+  // Made under another name and given its own once locked, so that a journal file is locked
+  // whenever its process lives: another process opening the store (recover_orphans) took a
+  // newborn one for an orphan, deleted it, and this one failed or journaled into a deleted file.
   const std::string path = dir_ + "/" + s->name;
-  s->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (s->fd < 0) io_error(path + ": cannot create the journal");
+  const std::string newborn = path + ".new";
+  s->fd = ::open(newborn.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (s->fd < 0) io_error(newborn + ": cannot create the journal");
+  bool named = false;
   try {
-    if (::flock(s->fd, LOCK_EX | LOCK_NB) != 0) io_error(path + ": cannot lock the journal");
+    if (::flock(s->fd, LOCK_EX | LOCK_NB) != 0) io_error(newborn + ": cannot lock the journal");
+    if (::rename(newborn.c_str(), path.c_str()) != 0) io_error(path + ": cannot name the journal");
+    named = true;
     const std::uint64_t page = 4096;
     s->map_bytes = std::max(limits_.file_bytes, (at_least + page - 1) / page * page);
     void* map = ::mmap(nullptr, s->map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
@@ -202,7 +209,7 @@ std::unique_ptr<Journal::Segment> Journal::open_segment(std::uint64_t at_least) 
     MutexLock lock(grow_mu_);
     grow_to(*s, std::min(s->map_bytes, std::max(kGrowBy, at_least)));
   } catch (...) {
-    ::unlink(path.c_str());
+    ::unlink((named ? path : newborn).c_str());
     throw;
   }
   return s;
