@@ -7,6 +7,8 @@
 //   BM_NatsPublish/cnats_raw_msg_id  the same with a Nats-Msg-Id header only (what any
 //                             publisher that JetStream deduplicates sends)
 //   BM_NatsPublish/cnats_raw_headers  the same with crier's headers (ce-*, content-type, Nats-Msg-Id)
+//   BM_NatsPublishOne/crier   one publish, its acknowledgement awaited (latency: real time)
+//   BM_NatsPublishOne/cnats_raw_headers  js_PublishMsg of a message with crier's headers
 //   BM_NatsConsume/crier      a subscriber whose handler does nothing, over events stored before
 //   BM_NatsConsume/cnats_raw  a pull subscription: Fetch(256), natsMsg_Ack each
 //   BM_NatsConsume/cnats_raw_headers  the same over messages with crier's headers
@@ -110,28 +112,29 @@ struct Raw {
   // messages carry (CloudEvents binary mode, Nats-Msg-Id). To tell what the wire format costs
   // from what crier costs.
   enum class Headers { none, msg_id, crier };
-  void publish(int n, const std::string& payload, Headers headers) {
-    for (int i = 0; i < n; ++i) {
-      if (headers == Headers::none) {
-        js_PublishAsync(js, subject.c_str(), payload.data(), static_cast<int>(payload.size()), nullptr);
-        continue;
-      }
-      natsMsg* m = nullptr;
-      natsMsg_Create(&m, subject.c_str(), nullptr, payload.data(), static_cast<int>(payload.size()));
-      const std::string id = crier::Uuid::v7().to_string();
-      if (headers == Headers::msg_id) {
-        natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
-        js_PublishMsgAsync(js, &m, nullptr);
-        natsMsg_Destroy(m);
-        continue;
-      }
+  // A message with `headers` (not Headers::none), as a publisher that sets them sends it.
+  natsMsg* message(const std::string& payload, Headers headers) const {
+    natsMsg* m = nullptr;
+    natsMsg_Create(&m, subject.c_str(), nullptr, payload.data(), static_cast<int>(payload.size()));
+    const std::string id = crier::Uuid::v7().to_string();
+    if (headers == Headers::crier) {
       natsMsgHeader_Set(m, "ce-specversion", "1.0");
       natsMsgHeader_Set(m, "ce-id", id.c_str());
       natsMsgHeader_Set(m, "ce-source", "urn:crier:bench");
       natsMsgHeader_Set(m, "ce-type", "com.example.bench.payment");
       natsMsgHeader_Set(m, "ce-time", "2026-12-03T06:00:00.123456Z");
       natsMsgHeader_Set(m, "content-type", "application/json");
-      natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
+    }
+    natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
+    return m;
+  }
+  void publish(int n, const std::string& payload, Headers headers) {
+    for (int i = 0; i < n; ++i) {
+      if (headers == Headers::none) {
+        js_PublishAsync(js, subject.c_str(), payload.data(), static_cast<int>(payload.size()), nullptr);
+        continue;
+      }
+      natsMsg* m = message(payload, headers);
       js_PublishMsgAsync(js, &m, nullptr);
       natsMsg_Destroy(m);  // a no-op unless the publish failed
     }
@@ -183,6 +186,32 @@ void BM_NatsPublish_raw_headers(benchmark::State& state) { nats_publish_raw(stat
 BENCHMARK(BM_NatsPublish_raw)->Name("BM_NatsPublish/cnats_raw")->UseRealTime();
 BENCHMARK(BM_NatsPublish_raw_msg_id)->Name("BM_NatsPublish/cnats_raw_msg_id")->UseRealTime();
 BENCHMARK(BM_NatsPublish_raw_headers)->Name("BM_NatsPublish/cnats_raw_headers")->UseRealTime();
+
+// One event published and its acknowledgement awaited, as a service that publishes what one
+// request did: crier's publish against cnats's synchronous js_PublishMsg of a message with
+// crier's headers.
+void BM_NatsPublishOne_crier(benchmark::State& state) {
+  auto o = options();
+  const BusStreamsDeleted deleted{o.stream};
+  crier::Bus bus{crier::nats::connect(o)};
+  for (auto _ : state) bus.publish(Payment{});
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_NatsPublishOne_crier)->Name("BM_NatsPublishOne/crier")->UseRealTime();
+
+void BM_NatsPublishOne_raw_headers(benchmark::State& state) {
+  Raw raw;
+  const std::string payload = raw_payload();
+  for (auto _ : state) {
+    natsMsg* m = raw.message(payload, Raw::Headers::crier);
+    jsPubAck* ack = nullptr;
+    if (js_PublishMsg(&ack, raw.js, m, nullptr, nullptr) != NATS_OK) state.SkipWithError("not acknowledged");
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_NatsPublishOne_raw_headers)->Name("BM_NatsPublishOne/cnats_raw_headers")->UseRealTime();
 
 // One round: kConsume events stored first, then a new subscriber name reads them all.
 void BM_NatsConsume_crier(benchmark::State& state) {

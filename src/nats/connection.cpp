@@ -482,6 +482,15 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
       pending_.emplace(t.token, Pending{&call, i});
       sending.emplace_back(i, t.token);
     }
+    if (!sending.empty() && messages.size() == 1) {
+      const std::uint64_t token = sending.front().second;
+      lock.unlock();
+      Msg reply;
+      const natsStatus s = ask(messages.front(), bytes, reply);
+      lock.lock();
+      settle_asked(call, token, s, reply.get());
+      continue;
+    }
     if (!sending.empty()) {
       // Written together and flushed once: one write for many messages, and no wait for
       // cnats's flusher. cnats may block on a full buffer: never with our lock held.
@@ -498,17 +507,8 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
       flush();
       sent.clear();
       lock.lock();
-      for (const auto& [i, s] : failed) {
-        auto& t = call.tries[i];
-        if (t.done || t.token == 0) continue;
-        pending_.erase(t.token);
-        t.token = 0;
-        t.not_before = Clock::now() + call.backoff;
-        call.backoff = std::min(call.backoff * 2, kMaxBackoff);
-        call.problem = natsStatus_GetText(s);
-        if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_ARG || s == NATS_MAX_PAYLOAD)
-          call.fatal = std::string("cannot send: ") + natsStatus_GetText(s);
-      }
+      for (const auto& [i, s] : failed)
+        if (!call.tries[i].done && call.tries[i].token != 0) not_sent(call, i, s);
       continue;  // look again: what was sent now bounds the wait
     }
     (void)cv_.wait_until(mu_, wake);
@@ -528,6 +528,45 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
   if (call.fatal_code == kStoreFailed) why = "stream " + stream + " refused them: " + why;
   throw ApiError(call.fatal_code, std::string(what) + ": " + std::to_string(call.left) + " of " +
                                       std::to_string(messages.size()) + " not stored: " + why);
+}
+
+natsStatus Connection::ask(const Outgoing& m, std::string& bytes, Msg& reply) {
+  Msg msg;
+  natsStatus s = make_message(m, std::string(), build_, bytes, msg);
+  natsMsg* raw = nullptr;
+  if (s == NATS_OK) s = natsConnection_RequestMsg(&raw, nc_, msg.get(), kTryTimeout.count());
+  reply.reset(raw);
+  return s;
+}
+
+void Connection::settle_asked(Call& call, std::uint64_t token, natsStatus s, natsMsg* reply) {
+  auto& t = call.tries.front();
+  if (t.token != token) return;  // not expected: nothing else settles a try asked this way
+  if (pending_.size() >= options_.max_in_flight) cv_.notify_all();  // room again
+  if (s == NATS_OK || s == NATS_NO_RESPONDERS) {
+    pending_.erase(token);
+    const int status = s == NATS_OK ? status_of(reply) : 503;
+    if (status == 503) call.unanswered = true;
+    settle(Pending{&call, 0}, read_publish_answer(status, s == NATS_OK ? payload_of(reply) : ""));
+  } else if (s == NATS_TIMEOUT) {  // waited already: sent again at once
+    pending_.erase(token);
+    t.token = 0;
+    call.problem = "no acknowledgement within " + std::to_string(kTryTimeout.count()) + " ms";
+    retries_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    not_sent(call, 0, s);
+  }
+}
+
+void Connection::not_sent(Call& call, std::size_t index, natsStatus s) {
+  auto& t = call.tries[index];
+  pending_.erase(t.token);
+  t.token = 0;
+  t.not_before = Clock::now() + call.backoff;
+  call.backoff = std::min(call.backoff * 2, kMaxBackoff);
+  call.problem = natsStatus_GetText(s);
+  if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_ARG || s == NATS_MAX_PAYLOAD)
+    call.fatal = std::string("cannot send: ") + natsStatus_GetText(s);
 }
 
 natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, std::string& reply, std::string& bytes,
