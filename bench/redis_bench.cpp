@@ -6,6 +6,8 @@
 //                                    through the idempotency guard (one Lua call per event)
 //   BM_RedisPublish/hiredis_raw      256 XADD pipelined, one `data` field
 //   BM_RedisPublish/hiredis_raw_fields  the same with crier's fields (ce_*, content-type, data)
+//   BM_RedisPublishOne/crier         one publish, its reply awaited (latency: real time)
+//   BM_RedisPublishOne/hiredis_raw_fields  one XADD of crier's fields, its reply awaited
 //   BM_RedisConsume/crier            a subscriber whose handler does nothing, over events stored before
 //   BM_RedisConsume/hiredis_raw      XREADGROUP COUNT 500 + one XACK per batch, over entries
 //                                    with crier's fields
@@ -130,6 +132,23 @@ void BM_RedisPublish_raw(benchmark::State& state) { publish_raw(state, false); }
 void BM_RedisPublish_raw_fields(benchmark::State& state) { publish_raw(state, true); }
 BENCHMARK(BM_RedisPublish_raw)->Name("BM_RedisPublish/hiredis_raw")->UseRealTime();
 BENCHMARK(BM_RedisPublish_raw_fields)->Name("BM_RedisPublish/hiredis_raw_fields")->UseRealTime();
+
+// One event published and its reply awaited, as a service that publishes what one request
+// did: crier's publish against one XADD of crier's fields.
+void BM_RedisPublishOne_crier(benchmark::State& state) {
+  crier::Bus bus{crier::redis::connect(options())};
+  for (auto _ : state) bus.publish(Payment{});
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_RedisPublishOne_crier)->Name("BM_RedisPublishOne/crier")->UseRealTime();
+
+void BM_RedisPublishOne_raw_fields(benchmark::State& state) {
+  Raw raw;
+  const std::string payload = raw_payload();
+  for (auto _ : state) raw.publish(1, payload, true);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_RedisPublishOne_raw_fields)->Name("BM_RedisPublishOne/hiredis_raw_fields")->UseRealTime();
 
 // One round: kConsume events stored first, then a new subscriber name reads them all.
 void BM_RedisConsume_crier(benchmark::State& state) {
