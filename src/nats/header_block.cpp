@@ -97,7 +97,11 @@ void add_header_line(std::string& out, std::string_view name, std::string_view v
   out.append(name).append(": ");
   const std::size_t at = out.size();
   out.append(value);
-  if (value.find_first_of("\r\n") != std::string_view::npos)
+  // One pass without a branch a byte: find_first_of called memchr once a byte (3% of the
+  // publishing process's time, measured 2026-12-07).
+  bool line_break = false;
+  for (const char c : value) line_break |= (c == '\r') | (c == '\n');
+  if (line_break)
     std::replace_if(
         out.begin() + static_cast<std::ptrdiff_t>(at), out.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
   out.append(kCrlf);
