@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 
 #include <csignal>
@@ -258,6 +259,36 @@ TEST(Journal, ANewFileIsNeverTakenForAnOrphan) {
   }
   maker.join();
   EXPECT_EQ(error, "") << "after " << looks << " looks for orphans";
+}
+
+// Another process opens a journal file just before its own process finishes it, deletes it and
+// lets go of its lock: that file is not an orphan, and its events are in the database already
+// (and its progress row may be gone), so it must not be finished again.
+TEST(Journal, AFileItsProcessFinishedAndDeletedIsNoOrphan) {
+  test::ScratchDir dir;
+  const std::string where = dir.file("j");
+  std::string path;
+  int fd = -1;
+  {
+    Journal j(where, small_files(1000));
+    append_one(j, "id-1");
+    DIR* d = ::opendir(where.c_str());
+    ASSERT_NE(d, nullptr);
+    while (dirent* e = ::readdir(d))
+      if (std::string(e->d_name).ends_with(".log")) path = where + "/" + e->d_name;
+    ::closedir(d);
+    ASSERT_FALSE(path.empty());
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // as another process's recover_orphans
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(move_all(j), std::vector<std::string>{"id-1"});
+    EXPECT_FALSE(j.close().empty()) << "all of it moved: its files are deleted";
+  }
+  int finished = 0;
+  crier::sqlite::recover_orphan(fd, path, [&](const std::string&, std::string_view) {
+    ++finished;
+    return true;
+  });
+  EXPECT_EQ(finished, 0) << "a file its own process finished was finished again";
 }
 
 TEST(Journal, ScanningSkipsARecordLeftHalfWrittenOrDamaged) {

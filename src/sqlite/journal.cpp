@@ -525,18 +525,26 @@ void recover_orphans(const std::string& dir, const std::function<bool(const std:
   for (const auto& n : names) {
     const std::string path = dir + "/" + n;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {  // its process is alive (maybe this one)
-      ::close(fd);
-      continue;
-    }
-    std::string bytes;
-    char buf[1 << 16];
-    ssize_t r;
-    while ((r = ::read(fd, buf, sizeof buf)) > 0) bytes.append(buf, static_cast<std::size_t>(r));
-    if (r == 0 && finish(n, bytes)) ::unlink(path.c_str());
-    ::close(fd);
+    if (fd >= 0) recover_orphan(fd, path, finish);
   }
+}
+
+void recover_orphan(int fd, const std::string& path,
+                    const std::function<bool(const std::string&, std::string_view)>& finish) {
+  struct stat st {};
+  // Locked: its process is alive (maybe this one). Without a name: its process finished it,
+  // deleted it and let go of it after `fd` was opened; its progress row may be gone too, so
+  // reading it would store every event in it a second time.
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || ::fstat(fd, &st) != 0 || st.st_nlink == 0) {
+    ::close(fd);
+    return;
+  }
+  std::string bytes;
+  char buf[1 << 16];
+  ssize_t r;
+  while ((r = ::read(fd, buf, sizeof buf)) > 0) bytes.append(buf, static_cast<std::size_t>(r));
+  if (r == 0 && finish(path.substr(path.rfind('/') + 1), bytes)) ::unlink(path.c_str());
+  ::close(fd);
 }
 
 }  // namespace crier::sqlite

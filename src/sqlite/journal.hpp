@@ -162,4 +162,9 @@ class Journal {
 /// each while holding its lock, and deletes the file if `finish` returns true.
 void recover_orphans(const std::string& dir, const std::function<bool(const std::string&, std::string_view)>& finish);
 
+/// One file of recover_orphans, at `path` and open as `fd` (closed here): finished as
+/// recover_orphans says unless its lock is held or it no longer has a name.
+void recover_orphan(int fd, const std::string& path,
+                    const std::function<bool(const std::string&, std::string_view)>& finish);
+
 }  // namespace crier::sqlite
