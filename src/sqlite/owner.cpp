@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "crier/envelope.hpp"
 
@@ -27,21 +29,43 @@ std::string start_time(long pid) {
   return field;
 }
 
+// The pid namespace this process sees pids in ("4026531836"; "" when it cannot be read).
+const std::string& pid_namespace() {
+  static const std::string ns = [] {
+    std::error_code ec;
+    const std::string link = std::filesystem::read_symlink("/proc/self/ns/pid", ec).string();  // "pid:[N]"
+    const auto open = link.find('[');
+    const auto close = link.find(']');
+    return ec || open == std::string::npos || close == std::string::npos ? std::string()
+                                                                         : link.substr(open + 1, close - open - 1);
+  }();
+  return ns;
+}
+
 }  // namespace
 
 std::string new_owner_id() {
   const long pid = static_cast<long>(::getpid());
-  return std::to_string(pid) + "." + start_time(pid) + "." + Uuid::v7().to_string();
+  return std::to_string(pid) + "." + start_time(pid) + "." + pid_namespace() + "." + Uuid::v7().to_string();
 }
 
 bool owner_alive(std::string_view owner) {
-  const auto dot = owner.find('.');
-  const auto dot2 = owner.find('.', dot + 1);
-  if (dot == std::string_view::npos || dot2 == std::string_view::npos) return true;
+  std::vector<std::string_view> fields;
+  for (std::size_t at = 0;;) {
+    const auto dot = owner.find('.', at);
+    fields.push_back(owner.substr(at, dot == std::string_view::npos ? dot : dot - at));
+    if (dot == std::string_view::npos) break;
+    at = dot + 1;
+  }
+  // "<pid>.<start>.<uuid>" (crier before 2026-12-07) or "<pid>.<start>.<pid namespace>.<uuid>".
+  // A pid of another pid namespace (another container on this host, sharing the store) means
+  // nothing here: its lease decides.
+  if (fields.size() < 3 || (fields.size() >= 4 && fields[2] != pid_namespace())) return true;
   long pid = 0;
-  if (std::from_chars(owner.data(), owner.data() + dot, pid).ec != std::errc() || pid <= 0) return true;
+  if (std::from_chars(fields[0].data(), fields[0].data() + fields[0].size(), pid).ec != std::errc() || pid <= 0)
+    return true;
   const std::string started = start_time(pid);
-  return !started.empty() && started == owner.substr(dot + 1, dot2 - dot - 1);
+  return !started.empty() && started == fields[1];
 }
 
 }  // namespace crier::sqlite

@@ -8,10 +8,11 @@
 
 namespace crier::sqlite {
 
-/// A new consumer id: "<pid>.<process start time>.<uuid>".
+/// A new consumer id: "<pid>.<process start time>.<pid namespace>.<uuid>".
 std::string new_owner_id();
-/// False when the id names a process of this host that is gone (its pid is free, or reused
-/// by a process that started at another time). Ids it cannot read count as alive.
+/// False when the id names a process of this host and pid namespace that is gone (its pid is
+/// free, or reused by a process that started at another time). Ids it cannot read, and those of
+/// processes in another pid namespace (another container), count as alive.
 bool owner_alive(std::string_view owner);
 
 }  // namespace crier::sqlite
