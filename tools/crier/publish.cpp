@@ -175,8 +175,8 @@ void run_replay(const ReplayArgs& a) {
 void add_publish(CLI::App& app) {
   auto args = std::make_shared<PublishArgs>();
   auto* cmd = app.add_subcommand("publish",
-                                 "Publish one event (--type, --data), or CloudEvents JSON lines from stdin "
-                                 "(-); prints each id");
+                                 "Publish one event (--type, --data; prints its id), or CloudEvents JSON "
+                                 "lines from stdin (-; prints how many were published)");
   cmd->add_option("bus", args->bus, "the store file, or a transport URL")->required();
   cmd->add_option("input", args->input, "- to read CloudEvents JSON lines from stdin");
   cmd->add_option("--type", args->type, "the event type, e.g. com.example.shop.order.placed");
