@@ -483,12 +483,11 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
       sending.emplace_back(i, t.token);
     }
     if (!sending.empty() && messages.size() == 1) {
-      const std::uint64_t token = sending.front().second;
       lock.unlock();
       Msg reply;
       const natsStatus s = ask(messages.front(), bytes, reply);
       lock.lock();
-      settle_asked(call, token, s, reply.get());
+      settle_asked(call, s, reply.get());
       continue;
     }
     if (!sending.empty()) {
@@ -539,17 +538,16 @@ natsStatus Connection::ask(const Outgoing& m, std::string& bytes, Msg& reply) {
   return s;
 }
 
-void Connection::settle_asked(Call& call, std::uint64_t token, natsStatus s, natsMsg* reply) {
+void Connection::settle_asked(Call& call, natsStatus s, natsMsg* reply) {
   auto& t = call.tries.front();
-  if (t.token != token) return;  // not expected: nothing else settles a try asked this way
   if (pending_.size() >= options_.max_in_flight) cv_.notify_all();  // room again
   if (s == NATS_OK || s == NATS_NO_RESPONDERS) {
-    pending_.erase(token);
+    pending_.erase(t.token);
     const int status = s == NATS_OK ? status_of(reply) : 503;
     if (status == 503) call.unanswered = true;
     settle(Pending{&call, 0}, read_publish_answer(status, s == NATS_OK ? payload_of(reply) : ""));
   } else if (s == NATS_TIMEOUT) {  // waited already: sent again at once
-    pending_.erase(token);
+    pending_.erase(t.token);
     t.token = 0;
     call.problem = "no acknowledgement within " + std::to_string(kTryTimeout.count()) + " ms";
     retries_.fetch_add(1, std::memory_order_relaxed);

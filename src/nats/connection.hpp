@@ -189,8 +189,9 @@ class Connection {
   // its acknowledgement (`reply`) to this thread. A message sent with others waits for a flush,
   // which costs a PING round trip (a single publish took a quarter longer, measured 2026-12-07).
   natsStatus ask(const Outgoing& m, std::string& bytes, Msg& reply);
-  // What ask() got for the try in pending_ under `token`: settled, failed, or to be sent again.
-  void settle_asked(Call& call, std::uint64_t token, natsStatus s, natsMsg* reply) CRIER_REQUIRES(mu_);
+  // What ask() got for the call's one try, in pending_ while asked (no answer settles it there:
+  // the answer came to this thread): settled, failed, or to be sent again.
+  void settle_asked(Call& call, natsStatus s, natsMsg* reply) CRIER_REQUIRES(mu_);
   // A try in flight that cnats could not send (`s`): tried again after a back-off, or, for what
   // no retry mends, the call fails.
   void not_sent(Call& call, std::size_t index, natsStatus s) CRIER_REQUIRES(mu_);

@@ -326,4 +326,15 @@ bool input_or_stop() {
   }
 }
 
+void Outage::failed(const Error& e) {
+  if (e.code() != Errc::transport_error) throw;  // the exception being handled, whole
+  std::fflush(stdout);                           // what was printed before it comes first
+  if (!std::exchange(on_, true) && !quiet_)
+    std::fprintf(stderr, "crier: %s; still %s\n", e.message().c_str(), doing_.c_str());
+}
+
+void Outage::answered() {
+  if (std::exchange(on_, false) && !quiet_) std::fprintf(stderr, "crier: %s answers again\n", bus_.c_str());
+}
+
 }  // namespace crier::cli

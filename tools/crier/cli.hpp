@@ -156,4 +156,23 @@ bool wait_for_stop(std::chrono::milliseconds timeout);
 /// stop signal came (false then). A signal thus never interrupts a read half-way.
 bool input_or_stop();
 
+/// What a tool that keeps looking at a bus (tail --follow, status --watch) says of an outage:
+/// once on stderr that the bus cannot be reached ("...; still <doing>"), once that it answers
+/// again. `quiet`: neither (a tool that shows the outage in its own output).
+class Outage {
+ public:
+  Outage(std::string bus, std::string doing, bool quiet = false)
+      : bus_(std::move(bus)), doing_(std::move(doing)), quiet_(quiet) {}
+  /// A look that failed, called in the handler of `e`: rethrows it unless the bus could not
+  /// be reached.
+  void failed(const Error& e);
+  /// A look that worked.
+  void answered();
+
+ private:
+  std::string bus_, doing_;
+  bool quiet_;
+  bool on_ = false;
+};
+
 }  // namespace crier::cli

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
-#include <utility>
 
 #include "cli.hpp"
 #include "commands.hpp"
@@ -76,7 +75,7 @@ void run_status(const StatusArgs& a) {
   if (!a.watch) return print_status(a, in);
   // On a terminal the table is redrawn in place; elsewhere each look follows the last.
   const bool redraw = is_terminal(1);
-  bool unreachable = false;
+  Outage outage(a.bus, "watching", /*quiet=*/redraw);
   for (;;) {
     if (redraw)
       std::printf("\033[H\033[2J%s   %s   (every %.1f s, Ctrl-C to stop)\n\n", a.bus.c_str(),
@@ -86,15 +85,10 @@ void run_status(const StatusArgs& a) {
     // has read all it shows.
     try {
       print_status(a, in);
-      if (std::exchange(unreachable, false) && !redraw)
-        std::fprintf(stderr, "crier: %s answers again\n", a.bus.c_str());
+      outage.answered();
     } catch (const Error& e) {
-      if (e.code() != Errc::transport_error) throw;
-      if (redraw)
-        std::printf("%s\n(looking again every %.1f s)\n", e.message().c_str(), a.every);
-      else if (!unreachable)
-        std::fprintf(stderr, "crier: %s; still watching\n", e.message().c_str());
-      unreachable = true;
+      outage.failed(e);
+      if (redraw) std::printf("%s\n(looking again every %.1f s)\n", e.message().c_str(), a.every);
     }
     if (!redraw) std::printf("\n");
     std::fflush(stdout);

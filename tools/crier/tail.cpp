@@ -4,7 +4,6 @@
 #include <cctype>
 #include <cstdio>
 #include <optional>
-#include <utility>
 #include <vector>
 
 #include "cli.hpp"
@@ -96,7 +95,7 @@ void run_tail(const TailArgs& a) {
   // Ctrl-C or SIGTERM ends the follow cleanly; between them, a look for new events. A bus that
   // cannot be reached (a server restarting) is said once on stderr, and followed again when it
   // answers, from the last event printed.
-  bool unreachable = false;
+  Outage outage(a.bus, "following");
   for (;;) {
     if (wait_for_stop(std::chrono::milliseconds(250))) return;
     BrowseQuery next = q;
@@ -108,12 +107,10 @@ void run_tail(const TailArgs& a) {
         return true;
       });
     } catch (const Error& e) {
-      if (e.code() != Errc::transport_error) throw;
-      std::fflush(stdout);
-      if (!std::exchange(unreachable, true)) std::fprintf(stderr, "crier: %s; still following\n", e.message().c_str());
+      outage.failed(e);
       continue;
     }
-    if (std::exchange(unreachable, false)) std::fprintf(stderr, "crier: %s answers again\n", a.bus.c_str());
+    outage.answered();
     std::fflush(stdout);
   }
 }
