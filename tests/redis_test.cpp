@@ -10,6 +10,7 @@
 
 #include <crier/redis.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -531,6 +532,101 @@ TEST(RedisConsumerProcess, EventsInTheHandsOfAKilledProcessGoToAnotherOfTheGroup
 
 // Entries trimmed away while a consumer that died had them pending: the next consumer finds
 // them gone, and they become dead letters that say so, rather than being retried forever.
+// The entries of `stream` that group `group` has handed out and not seen acknowledged.
+std::size_t pending_of(const RedisServer& server, const std::string& stream, const std::string& group) {
+  const std::string summary = cli(server, "XPENDING " + stream + " " + group);
+  return static_cast<std::size_t>(std::stoul(summary.substr(0, summary.find('\n'))));
+}
+
+// Fetches from `consumer` until `n` events came or 10 s passed.
+std::vector<crier::StoredEvent> fetch_n(crier::Consumer& consumer, std::size_t n) {
+  std::vector<crier::StoredEvent> out;
+  const auto until = Clock::now() + 10s;
+  while (out.size() < n && Clock::now() < until)
+    for (auto& e : consumer.fetch(n - out.size(), 200ms)) out.push_back(std::move(e));
+  return out;
+}
+
+// Acknowledgements are sent in one XACK before the next read. When the server is lost with
+// that read, they are sent again once it is back (before, they were dropped: each event came
+// back after the visibility timeout and was handled a second time).
+TEST(RedisConsumerLink, AcknowledgementsCutOffByALostServerAreSentOnceItIsBack) {
+  RedisServer server("always");  // the group's pending entries survive the kill
+  crier::redis::Options o = options(server, "acks");
+  o.timeout = 1s;
+  o.visibility_timeout = 60s;  // no entry comes back by its timeout during the test
+  const auto transport = crier::redis::connect(o);
+  crier::Bus{transport}.publish_batch(std::vector<Job>{{1, "a"}, {2, "b"}, {3, "c"}});
+  auto consumer = transport->consume({.subscriber = "billing", .event_type = "com.example.test.job"});
+  auto taken = fetch_n(*consumer, 3);
+  ASSERT_EQ(taken.size(), 3u);
+  consumer->taken(taken.size());
+  const std::string stream = "acks:com.example.test.job";
+  EXPECT_EQ(pending_of(server, stream, "billing"), 3u);
+
+  server.kill();
+  for (auto& e : taken) consumer->ack(std::move(e.lease));
+  EXPECT_THROW((void)consumer->fetch(10, 100ms), crier::Error);  // the acknowledgements go with it
+  server.start();
+  EXPECT_TRUE(consumer->fetch(10, 300ms).empty()) << "an acknowledged event came back";
+  EXPECT_EQ(pending_of(server, stream, "billing"), 0u) << "acknowledgements were lost with the server";
+}
+
+// An XREADGROUP that Redis ran but whose answer never came (the link timed out, or broke
+// after the server took the read): its entries are pending under this consumer's name. On
+// its next link the consumer reads them back from its own pending list, before newer entries
+// (before, they waited for the visibility timeout, and came after the newer ones).
+void lost_read_is_taken_back(bool ordered) {
+  RedisServer server;
+  crier::redis::Options o = options(server, "lost_read");
+  o.timeout = 500ms;
+  o.visibility_timeout = 60s;
+  const auto transport = crier::redis::connect(o);
+  auto consumer =
+      transport->consume({.subscriber = "billing", .event_type = "com.example.test.job", .ordered = ordered});
+  const std::string stream = "lost_read:com.example.test.job";
+  // Stopped, the server runs what was sent meanwhile once it goes on, answering links the
+  // consumer has closed. The fetch cut off must be a read, not the look for abandoned entries
+  // that a fetch makes first every 250 ms: tried again when it was that.
+  for (int tries = 0; tries < 5 && pending_of(server, stream, "billing") == 0; ++tries) {
+    auto earlier = consumer->fetch(10, 0ms);  // looks for abandoned entries; an earlier try's events
+    for (auto& e : earlier) consumer->ack(std::move(e.lease));
+    consumer->taken(earlier.size());
+    crier::Bus{transport}.publish_batch(std::vector<Job>{{1, "a"}, {2, "b"}, {3, "c"}});
+    ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
+    EXPECT_THROW((void)consumer->fetch(10, 100ms), crier::Error);
+    ASSERT_EQ(::kill(server.pid(), SIGCONT), 0);
+  }
+  ASSERT_EQ(pending_of(server, stream, "billing"), 3u);
+  crier::Bus{transport}.publish_batch(std::vector<Job>{{4, "d"}, {5, "e"}, {6, "f"}});
+
+  auto taken = fetch_n(*consumer, 6);
+  ASSERT_EQ(taken.size(), 6u) << "entries read on a lost link waited for the visibility timeout";
+  std::vector<std::string> positions;
+  for (auto& e : taken) {
+    positions.push_back(e.lease->position());
+    consumer->ack(std::move(e.lease));
+  }
+  consumer->taken(taken.size());
+  auto entry_id = [](const std::string& id) {  // ms-seq
+    return std::pair(std::stoull(id), std::stoull(id.substr(id.find('-') + 1)));
+  };
+  EXPECT_TRUE(std::is_sorted(positions.begin(), positions.end(), [&](const std::string& a, const std::string& b) {
+    return entry_id(a) < entry_id(b);
+  })) << "not oldest first";
+  EXPECT_EQ(std::set<std::string>(positions.begin(), positions.end()).size(), 6u);
+  EXPECT_TRUE(consumer->fetch(10, 300ms).empty()) << "an event came twice";
+  EXPECT_EQ(pending_of(server, stream, "billing"), 0u);
+}
+
+TEST(RedisConsumerLink, EntriesReadOnALinkLostBeforeTheirAnswerAreTakenBackOnTheNext) {
+  lost_read_is_taken_back(/*ordered=*/false);
+}
+
+TEST(RedisConsumerLink, AnOrderedSubscribersEntriesReadOnALostLinkComeBackBeforeLaterOnes) {
+  lost_read_is_taken_back(/*ordered=*/true);
+}
+
 TEST(RedisTrimmed, EntriesDeletedWhilePendingAreDeadLetteredWithTheReason) {
   RedisServer server;
   crier::redis::Options o = options(server, "trim");

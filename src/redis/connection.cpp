@@ -20,6 +20,11 @@ using std::chrono::milliseconds;
 constexpr milliseconds kFirstBackoff{25};
 constexpr milliseconds kMaxBackoff{1000};
 
+std::uint64_t next_link_serial() {
+  static std::atomic<std::uint64_t> n{0};
+  return ++n;
+}
+
 timeval timeval_of(milliseconds d) {
   return timeval{static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>((d.count() % 1000) * 1000)};
 }
@@ -183,7 +188,7 @@ Endpoint parse_url(std::string_view url) {
 
 // --- Link ----------------------------------------------------------------------------------
 
-Link::Link(const Endpoint& at, milliseconds timeout) : where_(at.text), timeout_(timeout) {
+Link::Link(const Endpoint& at, milliseconds timeout) : serial_(next_link_serial()), where_(at.text), timeout_(timeout) {
   const timeval tv = timeval_of(timeout);
   c_ = at.socket.empty() ? redisConnectWithTimeout(at.host.c_str(), at.port, tv)
                          : redisConnectUnixWithTimeout(at.socket.c_str(), tv);

@@ -114,6 +114,8 @@ class Link {
   std::vector<Reply> receive(std::size_t n);
   /// How long a read waits before the link counts as lost (a blocking read waits longer).
   void set_timeout(std::chrono::milliseconds timeout);
+  /// Tells links apart: each link made has a number of its own (an address may be reused).
+  std::uint64_t serial() const noexcept { return serial_; }
 
  private:
   // Writes to the server itself, not through hiredis: 0.14 writes with write(2), which on a
@@ -127,6 +129,7 @@ class Link {
   std::string lost_why() const;
 
   redisContext* c_ = nullptr;
+  std::uint64_t serial_;
   std::string where_;
   std::chrono::milliseconds timeout_;  // of a read
 };

@@ -56,14 +56,26 @@ struct State {
     std::optional<Held> out;
     {
       MutexLock lock(mu);
-      auto it = held.find(key);
-      if (it == held.end()) return out;
-      out = std::move(it->second);
-      if (out->counted) --outstanding;
-      held.erase(it);
+      out = release_locked(key);
     }
     cv.notify_all();
     return out;
+  }
+  std::optional<Held> release_locked(std::uint64_t key) CRIER_REQUIRES(mu) {
+    auto it = held.find(key);
+    if (it == held.end()) return std::nullopt;
+    std::optional<Held> out = std::move(it->second);
+    if (out->counted) --outstanding;
+    held.erase(it);
+    return out;
+  }
+
+  // This consumer's entry, held by the bus or acknowledged (the acknowledgement not sent
+  // yet): not to be handed out again.
+  bool has(Source source, const std::string& id) CRIER_REQUIRES(mu) {
+    for (const auto& [key, h] : held)
+      if (h.source == source && h.entry == id) return true;
+    return std::find(acks[source].begin(), acks[source].end(), id) != acks[source].end();
   }
 
   // Sets the idle time of entries still this consumer's: 0 renews the hold; past the
@@ -130,6 +142,7 @@ class RedisConsumer final : public Consumer {
     turn_key_ = ctx_->named("turn", spec.subscriber, spec.event_type);
     ensure_groups(spec.start);
     link_ = ctx_->conn->dedicated("redis: consumer " + s.consumer);
+    link_serial_ = link_->serial();
   }
 
   ~RedisConsumer() override {
@@ -182,9 +195,10 @@ class RedisConsumer final : public Consumer {
         flush_acks();  // those that made room
         return {};
       }
-      bool more_abandoned = false;
+      // What Redis handed this consumer on a lost link comes first: its oldest entries.
+      bool more_abandoned = read_back_ && read_back(room, out);
       if (Clock::now() >= next_claim_) {
-        more_abandoned = claim(room, out);
+        more_abandoned = claim(room, out) || more_abandoned;
         next_claim_ = Clock::now() + std::min(kClaimEvery, ctx_->options().visibility_timeout / 4);
       }
       // An ordered subscriber reads no new entry while older ones wait to be claimed.
@@ -204,13 +218,17 @@ class RedisConsumer final : public Consumer {
   void ack(std::unique_ptr<Lease> lease) override {
     auto& l = static_cast<RedisLease&>(*lease);
     l.settled = true;
-    auto h = state_->release(l.key);
-    if (!h) return;
-    // Sent by the fetch thread before its next read (within kReadSlice), in one XACK with
-    // the others: a handler never waits for a round trip.
-    MutexLock lock(state_->mu);
-    state_->acks[h->source].push_back(h->entry);
-    if (l.record) state_->forget.push_back(state_->attempts_field(h->source, h->entry));
+    {
+      // Sent by the fetch thread before its next read (within kReadSlice), in one XACK with
+      // the others: a handler never waits for a round trip. Moved from held to acks at once,
+      // so that a read back of pending entries never finds it in neither.
+      MutexLock lock(state_->mu);
+      auto h = state_->release_locked(l.key);
+      if (!h) return;
+      state_->acks[h->source].push_back(h->entry);
+      if (l.record) state_->forget.push_back(state_->attempts_field(h->source, h->entry));
+    }
+    state_->cv.notify_all();
   }
 
   void failed(Lease& lease, const Attempts& attempts) override {
@@ -256,11 +274,16 @@ class RedisConsumer final : public Consumer {
         std::move(args));
     // Settled either way: stored, or not stored and left pending without being handed back,
     // so that it comes back after the visibility timeout (XAUTOCLAIM) rather than at once, to
-    // run its handler over and over.
+    // run its handler over and over. Held until then: a read back of pending entries skips it.
     l.settled = true;
+    std::vector<Reply> r;
+    try {
+      r = ctx_->conn->pipeline(std::span<const Command>(&c, 1), "redis: dead-lettering event " + letter.envelope.id);
+    } catch (...) {
+      (void)state_->release(l.key);
+      throw;
+    }
     (void)state_->release(l.key);
-    const auto r =
-        ctx_->conn->pipeline(std::span<const Command>(&c, 1), "redis: dead-lettering event " + letter.envelope.id);
     if (r.front().is_error())
       throw Error(Errc::transport_error, "redis: dead-lettering event " + letter.envelope.id + ": " + r.front().str);
     return static_cast<std::uint64_t>(r.front().as_integer());
@@ -352,8 +375,15 @@ class RedisConsumer final : public Consumer {
       if (out.size() >= room) return true;
       const Command c = {"XAUTOCLAIM", state_->keys[s], state_->group, state_->consumer,
                          min_idle,     "0-0",           "COUNT",       std::to_string(room - out.size())};
-      auto r = ctx_->conn->run_on(link_, std::span<const Command>(&c, 1), "redis: claiming abandoned entries",
-                                  milliseconds(0));
+      std::vector<Reply> r;
+      try {
+        r = ctx_->conn->run_on(link_, std::span<const Command>(&c, 1), "redis: claiming abandoned entries",
+                               milliseconds(0));
+      } catch (...) {
+        (void)note_link();
+        throw;
+      }
+      (void)note_link();  // what it claimed on a lost link is read back
       if (r.front().is_error("NOGROUP")) {
         recreate_group();
         return true;
@@ -403,11 +433,98 @@ class RedisConsumer final : public Consumer {
     try {
       r = ctx_->conn->run_on(link_, batch.cmds, "redis: reading " + state_->keys[kMain], block);
     } catch (...) {
-      acks_sent(batch.events);  // not acknowledged: claimed again after the visibility timeout
+      acks_lost(std::move(batch));
+      (void)note_link();
       throw;
     }
-    acks_sent(batch.events);
+    acks_sent(batch);
+    // Sent again on a new link, the read may have run twice, the first answer lost: its
+    // entries are read back with these from the pending list, oldest first.
+    if (note_link()) return;
     take_read(r.back(), out);
+  }
+
+  // Reads back the entries Redis handed this consumer on a link lost before their answer
+  // came: pending under its name, neither held by the bus nor acknowledged. (Waiting for the
+  // visibility timeout instead, they would hold up an ordered subscriber's later events.)
+  // True when more may wait: the window filled first.
+  bool read_back(std::size_t room, std::vector<StoredEvent>& out) {
+    constexpr std::size_t kPage = 128;
+    for (int s : {kMain, kRedrive}) {
+      std::string after = "0";
+      for (bool more = true; more;) {
+        if (out.size() >= room) return true;
+        AckBatch batch = take_acks();  // first: an entry acknowledged meanwhile is not read back
+        batch.cmds.push_back({"XREADGROUP", "GROUP", state_->group, state_->consumer, "COUNT", std::to_string(kPage),
+                              "STREAMS", state_->keys[s], after});
+        std::vector<Reply> r;
+        try {
+          r = ctx_->conn->run_on(link_, batch.cmds, "redis: reading back pending entries of " + state_->keys[s],
+                                 milliseconds(0));
+        } catch (...) {
+          acks_lost(std::move(batch));
+          (void)note_link();
+          throw;
+        }
+        acks_sent(batch);
+        (void)note_link();  // a history read changes nothing: lost, it is simply sent again
+        Reply& reply = r.back();
+        if (reply.is_error("NOGROUP")) {
+          recreate_group();
+          return true;
+        }
+        if (reply.is_error())
+          throw Error(Errc::transport_error,
+                      "redis: reading back pending entries of " + state_->keys[s] + ": " + reply.str);
+        std::vector<std::pair<std::string, Reply*>> entries;
+        std::vector<std::string> gone;  // deleted while pending (nil fields)
+        bool full = false;
+        more = false;
+        for (Reply& stream : reply.elements) {
+          if (stream.elements.size() != 2) continue;
+          std::vector<Reply>& page = stream.elements[1].elements;
+          more = page.size() >= kPage;
+          MutexLock lock(state_->mu);
+          for (Reply& e : page) {
+            if (e.elements.size() != 2) continue;
+            full = out.size() + entries.size() + gone.size() >= room;
+            if (full) break;
+            after = e.elements[0].str;
+            if (state_->has(Source(s), after)) continue;
+            if (e.elements[1].is_nil())
+              gone.push_back(after);
+            else
+              entries.emplace_back(after, &e.elements[1]);
+          }
+        }
+        take_read_back(Source(s), entries, gone, out);
+        if (full) return true;
+      }
+    }
+    read_back_ = false;
+    return false;
+  }
+
+  // Takes what a page of the read back found into `out`, renewed: a history read does not
+  // reset an entry's idle time, and another consumer would claim it once that passed the
+  // visibility timeout.
+  void take_read_back(Source source, const std::vector<std::pair<std::string, Reply*>>& entries,
+                      const std::vector<std::string>& gone, std::vector<StoredEvent>& out) {
+    std::vector<std::string> ids;
+    for (const auto& [id, fields] : entries) ids.push_back(id);
+    take_entries(source, entries, /*redelivered=*/true, out);
+    for (const std::string& id : gone) out.push_back(trimmed(source, id));
+    state_->touch(source, std::move(ids), milliseconds(0));
+  }
+
+  // Whether link_ is another link than at the last call: the one before was lost, and what
+  // Redis handed out on it may never have arrived (read_back() reads it back).
+  bool note_link() {
+    const std::uint64_t serial = link_ ? link_->serial() : 0;
+    if (serial == link_serial_) return false;
+    link_serial_ = serial;
+    read_back_ = true;
+    return true;
   }
 
   // Sends the next read (with the acknowledgements waiting) without waiting for its answer,
@@ -426,25 +543,27 @@ class RedisConsumer final : public Consumer {
       link_->set_timeout(ctx_->options().timeout);
       link_->send(batch.cmds);
     } catch (const LinkError&) {
-      lost_link();  // the next read reconnects; the acknowledgements are lost (see read_new)
-      acks_sent(batch.events);
+      acks_lost(std::move(batch));
+      lost_link();  // the next read reconnects
       return false;
     }
-    ahead_.push_back(Ahead{batch.cmds.size(), batch.events, count});
+    const std::size_t replies = batch.cmds.size();
+    batch.cmds.clear();  // sent
+    ahead_.push_back(Ahead{replies, std::move(batch), count});
     return true;
   }
 
   // Takes the answer to the oldest read sent ahead into `out`. When it brought entries, and
   // no claim of abandoned ones is due, sends the next reads first.
   void collect_ahead(std::size_t max, std::vector<StoredEvent>& out) {
-    const Ahead a = ahead_.front();
+    Ahead a = std::move(ahead_.front());
     ahead_.pop_front();
     std::vector<Reply> r;
     try {
       r = link_->receive(a.replies);
     } catch (const LinkError&) {
-      acks_sent(a.acks);
-      lost_link();  // what the reads took is claimed after the visibility timeout
+      acks_lost(std::move(a.acks));
+      lost_link();  // what the read took is read back from the pending list on the next link
       return;
     }
     acks_sent(a.acks);
@@ -459,10 +578,12 @@ class RedisConsumer final : public Consumer {
     take_read(reply, out);
   }
 
-  // The link broke: dropped with the reads sent ahead on it.
+  // The link broke: dropped with the reads sent ahead on it (their acknowledgements to be
+  // sent again).
   void lost_link() {
     link_.reset();
-    for (const Ahead& a : ahead_) acks_sent(a.acks);
+    (void)note_link();
+    for (Ahead& a : ahead_) acks_lost(std::move(a.acks));
     ahead_.clear();
   }
 
@@ -510,7 +631,7 @@ class RedisConsumer final : public Consumer {
       MutexLock lock(state_->mu);
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const auto& [id, fields] = entries[i];
-        if (redelivered && holds(source, id)) continue;  // ours still (renewed late): held once
+        if (redelivered && state_->has(source, id)) continue;  // ours still (renewed late): once
         const std::uint64_t key = state_->next_lease++;
         state_->held.emplace(key, Held{source, id, Clock::now(), true});
         ++state_->outstanding;
@@ -541,12 +662,6 @@ class RedisConsumer final : public Consumer {
     }
   }
 
-  bool holds(Source source, const std::string& id) CRIER_REQUIRES(state_->mu) {
-    for (const auto& [key, h] : state_->held)
-      if (h.source == source && h.entry == id) return true;
-    return false;
-  }
-
   StoredEvent trimmed(Source source, const std::string& id) {
     StoredEvent e;
     e.corrupt = "entry " + id + " of stream " + state_->keys[source] +
@@ -564,45 +679,59 @@ class RedisConsumer final : public Consumer {
     return e;
   }
 
-  // Acknowledgements taken to be sent: their commands, and how many events they settle
-  // (counted by backlog() until acks_sent()).
+  // Acknowledgements taken to be sent: their entries and attempts records, their commands,
+  // and how many events they settle (counted by backlog() until they are sent or lost).
   struct AckBatch {
+    std::vector<std::string> acks[2];
+    std::vector<std::string> forget;
     std::vector<Command> cmds;
     std::size_t events = 0;
   };
   AckBatch take_acks() {
-    std::vector<std::string> acks[2];
-    std::vector<std::string> forget;
     AckBatch batch;
     {
       MutexLock lock(state_->mu);
-      for (int s : {kMain, kRedrive}) acks[s].swap(state_->acks[s]);
-      forget.swap(state_->forget);
-      batch.events = acks[kMain].size() + acks[kRedrive].size();
+      for (int s : {kMain, kRedrive}) batch.acks[s].swap(state_->acks[s]);
+      batch.forget.swap(state_->forget);
+      batch.events = batch.acks[kMain].size() + batch.acks[kRedrive].size();
       in_flush_ += batch.events;
     }
     if (batch.events == 0) return batch;
     for (int s : {kMain, kRedrive}) {
-      if (acks[s].empty()) continue;
+      if (batch.acks[s].empty()) continue;
       Command c = {"XACK", state_->keys[s], state_->group};
-      c.append(acks[s].begin(), acks[s].end());
+      c.append(batch.acks[s].begin(), batch.acks[s].end());
       batch.cmds.push_back(std::move(c));
     }
-    if (!forget.empty()) {
+    if (!batch.forget.empty()) {
       Command c = {"HDEL", state_->attempts_key};
-      c.append(forget.begin(), forget.end());
+      c.append(batch.forget.begin(), batch.forget.end());
       batch.cmds.push_back(std::move(c));
     }
     batch.cmds.push_back({"HSET", ctx_->key("settled"), state_->settled_field,
                           std::to_string(unix_ms(std::chrono::system_clock::now()))});
     return batch;
   }
-  // The acknowledgements of a batch were answered (or lost with the link: their entries are
-  // claimed again after the visibility timeout).
-  void acks_sent(std::size_t events) {
+  // The acknowledgements of a batch were answered.
+  void acks_sent(const AckBatch& batch) {
     {
       MutexLock lock(state_->mu);
-      in_flush_ -= events;
+      in_flush_ -= batch.events;
+    }
+    state_->cv.notify_all();
+  }
+  // They were lost with the link, perhaps run, perhaps not: waiting again, to go with the
+  // next read (XACK and HDEL are idempotent). Dropped, each event would come back after the
+  // visibility timeout and be handled a second time.
+  void acks_lost(AckBatch&& batch) {
+    {
+      MutexLock lock(state_->mu);
+      in_flush_ -= batch.events;
+      for (int s : {kMain, kRedrive})
+        state_->acks[s].insert(state_->acks[s].end(), std::make_move_iterator(batch.acks[s].begin()),
+                               std::make_move_iterator(batch.acks[s].end()));
+      state_->forget.insert(state_->forget.end(), std::make_move_iterator(batch.forget.begin()),
+                            std::make_move_iterator(batch.forget.end()));
     }
     state_->cv.notify_all();
   }
@@ -614,10 +743,10 @@ class RedisConsumer final : public Consumer {
       try {
         (void)ctx_->conn->pipeline(batch.cmds, "redis: acknowledging events");
       } catch (...) {
-        acks_sent(batch.events);
-        throw;  // not acknowledged: claimed again after the visibility timeout
+        acks_lost(std::move(batch));
+        throw;
       }
-      acks_sent(batch.events);
+      acks_sent(batch);
     }
   }
 
@@ -684,16 +813,20 @@ class RedisConsumer final : public Consumer {
   std::atomic<bool> closed_{false};
   std::size_t in_flush_ = 0;  // guarded by state_->mu: acknowledgements being sent
   // A read sent ahead on link_, its answer not read yet: how many replies it waits for (the
-  // acknowledgements sent with it, then the read), how many events those settle, and how
-  // many entries it may bring.
+  // acknowledgements sent with it, then the read), those acknowledgements, and how many
+  // entries it may bring.
   struct Ahead {
-    std::size_t replies, acks, count;
+    std::size_t replies;
+    AckBatch acks;
+    std::size_t count;
   };
   std::deque<Ahead> ahead_;  // the fetch thread's, oldest first
   bool holds_turn_ = false;  // the fetch thread's
   Clock::time_point turn_renew_at_{};
   Clock::time_point next_look_{};   // renew(): the fetch thread's
   Clock::time_point next_claim_{};  // fetch(): the fetch thread's
+  std::uint64_t link_serial_ = 0;   // of link_ when last looked at (0: none)
+  bool read_back_ = false;          // the fetch thread's: see read_back()
 };
 
 }  // namespace
