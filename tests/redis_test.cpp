@@ -2,7 +2,8 @@
 // (a server down, credentials, a unix socket, a lost and regained server, a write to a server
 // that is gone, a group the server lost), events of every size and byte stored whole, a
 // server SIGKILLed under load with appendfsync always, a consumer process SIGKILLed with
-// events in hand, entries trimmed while pending, and CloudEvents with redis-cli and the
+// events in hand, acknowledgements and reads cut off by a lost link, entries trimmed while
+// pending, the orders demo when Redis stops answering, and CloudEvents with redis-cli and the
 // official CloudEvents SDK on the other side.
 #include <gtest/gtest.h>
 
@@ -681,6 +682,32 @@ TEST(RedisDeadLetters, ALetterRedisRefusesIsReportedAndItsEventComesBackAfterThe
   (void)cli(server, "DEL refuse:_dlq:strict:com.example.test.job");
   ASSERT_TRUE(bus.flush(60s));
   EXPECT_EQ(bus.dead_letter_count({.subscriber = "strict"}), 1u);
+}
+
+// The orders demo's order service when Redis stops answering writes (paused longer than the
+// demo's 10 s timeout): it ends saying which order was not placed and why, with status 1
+// (it ended in std::terminate, status 134).
+TEST(RedisDemo, AStoreThatStopsAnsweringEndsTheOrderServiceWithTheReason) {
+#ifndef CRIER_ORDERS_DEMO
+  GTEST_SKIP() << "built without the examples";
+#else
+  RedisServer server;
+  (void)cli(server, "CLIENT PAUSE 60000 WRITE");
+  std::string out;
+  FILE* p = ::popen(
+      (std::string(CRIER_ORDERS_DEMO) + " --role orders --orders 10 --redis " + server.url() + " 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  (void)cli(server, "CLIENT UNPAUSE");
+  ASSERT_TRUE(WIFEXITED(status)) << out;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << out;
+  EXPECT_NE(out.find("order o-1 was not placed"), std::string::npos) << out;
+  EXPECT_NE(out.find("no answer within 10000 ms"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 event may not be stored"), std::string::npos) << out;
+  EXPECT_EQ(out.find("terminate"), std::string::npos) << out;
+#endif
 }
 
 TEST(RedisInterop, RedisCliAndTheCloudEventsSdkReadAndWriteCrierEvents) {

@@ -261,6 +261,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
     const auto deadline = std::chrono::steady_clock::now() + o.timeout;
     std::vector<std::size_t> todo(events.size());
     for (std::size_t i = 0; i < todo.size(); ++i) todo[i] = i;
+    std::string lost_why;  // the last loss, in words
     conn().begin_publish(events.size());
     struct Done {
       Connection& c;
@@ -277,8 +278,10 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       } catch (const Interrupted& e) {
         replies = e.answered;
         whole = false;
-      } catch (const LinkError&) {
+        lost_why = e.message();
+      } catch (const LinkError& e) {
         whole = false;
+        lost_why = e.message();
       }
       for (std::size_t r = 0; r < replies.size(); ++r) {
         if (!replies[r].is_error()) continue;
@@ -295,8 +298,10 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       todo.erase(todo.begin(), todo.begin() + static_cast<std::ptrdiff_t>(answered));
       if (std::chrono::steady_clock::now() > deadline)
         throw Error(Errc::transport_error, what + ": the link to redis at " + conn().endpoint().text +
-                                               " was lost and not regained within the timeout; " +
-                                               std::to_string(todo.size()) + " events may not be stored");
+                                               " was lost and not regained within the timeout (" +
+                                               std::to_string(o.timeout.count()) + " ms; last: " + lost_why + "); " +
+                                               std::to_string(todo.size()) + (todo.size() == 1 ? " event" : " events") +
+                                               " may not be stored");
       if (!guarded) todo = not_stored(events, std::move(todo));
       if (todo.empty()) return;
     }
