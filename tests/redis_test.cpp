@@ -130,6 +130,32 @@ TEST(RedisLink, AnAclUserLogsInAndAWrongPasswordIsRefusedInWords) {
   }
 }
 
+// Redis used as a cache evicts any key at its memory limit, streams of unhandled events too.
+TEST(RedisLink, AServerThatMayEvictAnyKeyIsRefusedUnlessTheProgramAcceptsIt) {
+  RedisServer server;
+  (void)cli(server, "CONFIG SET maxmemory 100mb");
+  (void)cli(server, "CONFIG SET maxmemory-policy allkeys-lru");
+  crier::redis::Options o = options(server, "evict");
+  try {
+    (void)crier::redis::connect(o);
+    ADD_FAILURE() << "connected to a server that may evict the streams";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::transport_error);
+    const std::string said = e.what();
+    EXPECT_NE(said.find("127.0.0.1:" + std::to_string(server.port())), std::string::npos) << said;
+    EXPECT_NE(said.find("maxmemory 104857600 bytes, maxmemory-policy allkeys-lru"), std::string::npos) << said;
+    EXPECT_NE(said.find("allow_eviction"), std::string::npos) << said;
+  }
+  o.allow_eviction = true;
+  EXPECT_NO_THROW((void)crier::redis::connect(o));
+  o.allow_eviction = false;
+  (void)cli(server, "CONFIG SET maxmemory-policy volatile-lru");  // keys without expiry stay
+  EXPECT_NO_THROW((void)crier::redis::connect(o));
+  (void)cli(server, "CONFIG SET maxmemory-policy allkeys-lfu");
+  (void)cli(server, "CONFIG SET maxmemory 0");  // no limit: nothing is evicted
+  EXPECT_NO_THROW((void)crier::redis::connect(o));
+}
+
 TEST(RedisLink, AUnixSocketCarriesTheBus) {
   RedisServer server;
   crier::redis::Options o;

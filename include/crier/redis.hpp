@@ -61,6 +61,12 @@ struct Options {
   std::chrono::milliseconds timeout{30000};
   /// Publishes sent and not yet answered, at most (over all publishing threads).
   std::size_t max_in_flight = 4096;
+  /// connect() refuses a server that evicts any key when it reaches its memory limit
+  /// (`maxmemory` set and an `allkeys-*` `maxmemory-policy`, as a Redis used as a cache often
+  /// is): it could delete a stream holding events no subscriber has handled, silently. True
+  /// connects all the same. Read once, at connect (`INFO memory`); `noeviction` and the
+  /// `volatile-*` policies (crier's streams never expire) are accepted.
+  bool allow_eviction = false;
 };
 
 /// Connects (waiting up to `timeout` for the server) and returns the transport for
@@ -71,9 +77,10 @@ CRIER_EXPORT std::shared_ptr<Transport> connect(const Options& options);
 
 /// Makes `redis://[[user]:password@]HOST[:PORT][/DB][?prefix=PREFIX]` and
 /// `unix:///PATH[?db=N&prefix=PREFIX]` openable by crier::open_transport(): the bus of that
-/// prefix (default "crier"). It connects as connect() does, waiting at most 5 s, but makes no
-/// bus: a prefix where nothing was published or subscribed is Error(Errc::not_found), naming
-/// the prefixes of the buses that are there.
+/// prefix (default "crier"). It connects as connect() does, waiting at most 5 s and with
+/// allow_eviction (to show a bus as it is), but makes no bus: a prefix where nothing was
+/// published or subscribed is Error(Errc::not_found), naming the prefixes of the buses that
+/// are there.
 CRIER_EXPORT void register_scheme();
 
 }  // namespace crier::redis

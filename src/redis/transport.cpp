@@ -521,6 +521,18 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
 
 // The context of a connection to the server `options` names, its scripts loaded: options
 // checked, the server's version too.
+// The value of `name` in an INFO reply ("name:value" lines); nullopt when it has none.
+std::optional<std::string> info_field(const Reply& info, std::string_view name) {
+  const std::string& text = info.str;
+  for (std::size_t line = 0; line < text.size();) {
+    const std::size_t end = std::min(text.find("\r\n", line), text.size());
+    if (text.compare(line, name.size(), name) == 0 && line + name.size() < end && text[line + name.size()] == ':')
+      return text.substr(line + name.size() + 1, end - line - name.size() - 1);
+    line = end + 2;
+  }
+  return std::nullopt;
+}
+
 std::shared_ptr<Context> open_context(const Options& options) {
   if (!is_valid_prefix(options.prefix))
     throw Error(Errc::invalid_name, "redis: prefix " + crier::detail::quoted_name(options.prefix) +
@@ -535,15 +547,24 @@ std::shared_ptr<Context> open_context(const Options& options) {
   ctx->conn = std::make_shared<Connection>(options);
   ctx->prefix = options.prefix;
   // Streams with consumer-group lag and XAUTOCLAIM's list of deleted entries: Redis 7.
-  const Reply info = ctx->conn->command({"INFO", "server"}, "redis: server version");
-  const auto at = info.str.find("redis_version:");
-  const int major = at == std::string::npos ? 0 : std::atoi(info.str.c_str() + at + 14);
-  if (major < 7)
+  const std::string where = ctx->conn->endpoint().text;
+  const auto version = info_field(ctx->conn->command({"INFO", "server"}, "redis: server version"), "redis_version");
+  if (!version || std::atoi(version->c_str()) < 7)
+    throw Error(Errc::transport_error, "redis: the server at " + where + " runs Redis " +
+                                           (version ? *version : std::string("of an unknown version")) +
+                                           "; crier needs 7.0 or newer");
+  // A server that evicts any key when it reaches maxmemory may delete a stream whose events
+  // no subscriber has handled yet, without a word: refused unless the program accepts that.
+  const Reply memory = ctx->conn->command({"INFO", "memory"}, "redis: memory settings");
+  const auto limit = info_field(memory, "maxmemory");
+  const auto policy = info_field(memory, "maxmemory_policy");
+  if (!options.allow_eviction && limit && *limit != "0" && policy && policy->starts_with("allkeys-"))
     throw Error(Errc::transport_error,
-                "redis: the server at " + ctx->conn->endpoint().text + " runs Redis " +
-                    (at == std::string::npos ? std::string("of an unknown version")
-                                             : info.str.substr(at + 14, info.str.find('\r', at) - at - 14)) +
-                    "; crier needs 7.0 or newer");
+                "redis: the server at " + where + " evicts any key when it reaches maxmemory (maxmemory " + *limit +
+                    " bytes, maxmemory-policy " + *policy +
+                    "): it could delete streams of events not yet handled. Use a server with maxmemory-policy "
+                    "noeviction (or a volatile-* policy: crier's streams have no expiry), or set "
+                    "Options::allow_eviction to accept the loss");
   load_scripts(*ctx);
   return ctx;
 }
@@ -600,6 +621,7 @@ void register_scheme() {
     Options o;
     o.timeout = std::chrono::seconds(5);
     o.url = target;
+    o.allow_eviction = true;  // the tools show such a bus as it is; its programs refuse it
     if (const auto q = target.find('?'); q != std::string::npos) {
       const std::string query = target.substr(q + 1);
       for (std::size_t from = 0; from < query.size();) {
