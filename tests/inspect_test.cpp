@@ -7,6 +7,7 @@
 #include <crier/sqlite.hpp>
 
 #include <algorithm>
+#include <map>
 
 #include "durable_events.hpp"
 
@@ -86,6 +87,42 @@ TEST(Inspector, CountsMatchWhatHappened) {
   ASSERT_NE(late, nullptr);
   EXPECT_EQ(late->lag, 10u);
   EXPECT_EQ(late->position, "");
+}
+
+// The counts per type are kept between looks, and only the events stored since are counted
+// (the dashboard looks every second; it counted the whole store each time). They stay right
+// across publishes, and across a prune made through another connection (another process),
+// which empties one type.
+TEST(Inspector, CountsPerTypeStayRightAcrossPublishesAndPrunes) {
+  ScratchDir dir;
+  const std::string path = dir.file("s.db");
+  crier::sqlite::Options keep_all;
+  keep_all.retention.every_commits = 0;  // only prune() prunes
+  auto store = crier::sqlite::open(path, keep_all);
+  auto counts = [](crier::Inspector& in) {
+    std::map<std::string, std::pair<std::uint64_t, std::string>> out;  // events, newest
+    for (const auto& t : in.event_types()) out[t.event_type] = {t.events, t.newest};
+    return out;
+  };
+  using Counts = std::map<std::string, std::pair<std::uint64_t, std::string>>;
+  {
+    crier::Bus bus{store};
+    for (int i = 1; i <= 10; ++i) bus.publish(Job{i, ""});
+    for (int i = 1; i <= 3; ++i) bus.publish(Probe{i});
+  }
+  EXPECT_EQ(counts(store->inspector()),
+            (Counts{{"com.example.test.job", {10, "10"}}, {"com.example.test.probe", {3, "13"}}}));
+  {
+    crier::Bus bus{store};
+    for (int i = 11; i <= 15; ++i) bus.publish(Job{i, ""});
+  }
+  EXPECT_EQ(counts(store->inspector()),
+            (Counts{{"com.example.test.job", {15, "18"}}, {"com.example.test.probe", {3, "13"}}}));
+
+  auto other = crier::sqlite::open(path, keep_all);
+  EXPECT_EQ(other->prune({.max_events = 4}), 14u);  // no subscriber: all but the newest 4 are finished
+  EXPECT_EQ(counts(store->inspector()), (Counts{{"com.example.test.job", {4, "18"}}}));
+  EXPECT_EQ(counts(store->inspector()), counts(crier::sqlite::open(path, keep_all)->inspector()));
 }
 
 TEST(Inspector, BrowsesStoredEventsFromAPositionEitherWay) {

@@ -68,13 +68,38 @@ std::vector<EventTypeStatus> Store::event_types() {
   Impl& s = *impl_;
   if (s.backlog() != 0) s.wait_moved();
   MutexLock lock(s.db_mu);
-  Stmt q(*s.stmts,
-         "SELECT t.type, t.n, t.newest, e.time FROM (SELECT type, count(*) AS n, max(seq) AS newest FROM "
-         "crier_events GROUP BY type) t JOIN crier_events e ON e.seq = t.newest ORDER BY t.type");
+  Store::Impl::TypeCounts& c = s.type_counts;
+  std::string prunes;
+  std::int64_t first = 0;
+  {
+    Stmt q(*s.stmts, "SELECT (SELECT value FROM crier_meta WHERE key = 'prunes'), (SELECT min(seq) FROM crier_events)");
+    if (q.step()) {
+      if (!q.is_null(0)) prunes = q.text(0);
+      if (!q.is_null(1)) first = q.int64(1);
+    }
+  }
+  if (prunes != c.prunes || first != c.first) {  // events were deleted: counted again
+    c = {};
+    c.prunes = prunes;
+    c.first = first;
+  }
+  {
+    Stmt q(*s.stmts, "SELECT type, count(*), max(seq) FROM crier_events WHERE seq > ?1 GROUP BY type");
+    q.bind(1, c.counted_to);
+    while (q.step()) {
+      auto& [n, newest] = c.by_type[q.text(0)];
+      n += static_cast<std::uint64_t>(q.int64(1));
+      newest = std::max(newest, q.int64(2));
+      c.counted_to = std::max(c.counted_to, newest);
+    }
+  }
   std::vector<EventTypeStatus> out;
-  while (q.step())
-    out.push_back(
-        EventTypeStatus{q.text(0), static_cast<std::uint64_t>(q.int64(1)), position_text(q.int64(2)), q.text(3)});
+  Stmt time(*s.stmts, "SELECT time FROM crier_events WHERE seq = ?1");
+  for (const auto& [type, counted] : c.by_type) {
+    time.bind(1, counted.second);
+    out.push_back(EventTypeStatus{type, counted.first, position_text(counted.second), time.step() ? time.text(0) : ""});
+    time.reset();
+  }
   return out;
 }
 

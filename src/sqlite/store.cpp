@@ -401,6 +401,12 @@ std::uint64_t Store::Impl::prune(const Retention& rules) {
   del.bind(1, bound);
   del.run();
   const auto n = static_cast<std::uint64_t>(sqlite3_changes(db));
+  if (n > 0) {  // the inspector's counts per type start again (TypeCounts)
+    Stmt mark(*stmts,
+              "INSERT INTO crier_meta (key, value) VALUES ('prunes', '1') "
+              "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1");
+    mark.run();
+  }
   t.commit();
   return n;
 }

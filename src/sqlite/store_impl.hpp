@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -92,6 +93,18 @@ struct Store::Impl {
   std::optional<StmtCache> stmts CRIER_GUARDED_BY(db_mu);  // db's statements, for reuse
   Stmt insert_event CRIER_GUARDED_BY(db_mu);
   Stmt save_progress CRIER_GUARDED_BY(db_mu);  // a journal's next_jseq
+
+  // The events stored per type, as the inspector last counted them: a tool that looks every
+  // second (the dashboard) then counts only the events stored since, not the whole store. A
+  // prune (in any process: it bumps crier_meta's 'prunes') or a changed first event starts
+  // the count again.
+  struct TypeCounts {
+    std::map<std::string, std::pair<std::uint64_t, std::int64_t>, std::less<>> by_type;  // events, newest seq
+    std::int64_t counted_to = 0;  // every event up to this sequence is counted
+    std::string prunes;           // crier_meta's 'prunes' when counted
+    std::int64_t first = 0;       // the oldest event's sequence when counted
+  };
+  TypeCounts type_counts CRIER_GUARDED_BY(db_mu);
 
   // Change notification: local commits bump `changes` at once; commits by other connections
   // when the change watch sees them (it sees local ones too: a spurious wake-up is harmless).

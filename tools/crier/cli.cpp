@@ -61,11 +61,10 @@ Timestamp parse_when(const std::string& text) {
 }
 
 std::string read_pages(Inspector& in, BrowseQuery query, std::string last,
-                       const std::function<bool(const StoredEnvelope&)>& more) {
-  constexpr std::size_t kPage = 500;
+                       const std::function<bool(const StoredEnvelope&)>& more, std::size_t page) {
   for (;;) {
     if (!last.empty()) query.from = last;
-    query.limit = kPage;
+    query.limit = std::max<std::size_t>(page, 1) + (last.empty() ? 0 : 1);  // `from` comes again
     bool progressed = false;
     for (const auto& s : in.browse(query)) {
       if (s.position == last) continue;  // `from` is included: seen already
@@ -206,32 +205,38 @@ BreakerViews breaker_views(Inspector& in, const std::vector<EventTypeStatus>& ty
   if (stored == types.end() || stored->events == 0) return views;  // none: nothing to read
   // Oldest first, each newer one replacing the last, when all of them fit: a transport reads
   // one type forward cheaply (NATS walks a subject forward, not back). Beyond `most`, the
-  // newest `most`, newest first.
+  // newest `most`, newest first. No more is asked for than there are: on a SQLite store a
+  // browse for more of a type than it holds scans every event after the last one (the
+  // dashboard did so at each look).
   const bool all = stored->events <= most;
+  const std::size_t wanted = all ? static_cast<std::size_t>(stored->events) : most;
   BrowseQuery query;
   query.event_type = std::string(type);
   query.newest_first = !all;
   const auto now = std::chrono::system_clock::now();
   std::size_t read = 0;
-  (void)read_pages(in, query, "", [&](const StoredEnvelope& e) {
-    BreakerChanged change;
-    Timestamp since;
-    try {
-      change = Codec<BreakerChanged>::decode(e.envelope.data);
-      since = parse_time(e.envelope.time);
-    } catch (const std::exception&) {
-      return ++read < most;  // not one a bus wrote (a hand-made event of the type): it says nothing
-    }
-    auto [it, first] = views.try_emplace({change.subscriber, change.event_type});
-    if (first || all) {  // oldest first: this one is newer; newest first: only the first counts
-      BreakerView& v = it->second;
-      v.since = since;
-      v.reason = change.reason;
-      v.state =
-          change.state == BreakerState::open && now >= since + change.cooldown ? BreakerState::half_open : change.state;
-    }
-    return ++read < most;
-  });
+  (void)read_pages(
+      in, query, "",
+      [&](const StoredEnvelope& e) {
+        BreakerChanged change;
+        Timestamp since;
+        try {
+          change = Codec<BreakerChanged>::decode(e.envelope.data);
+          since = parse_time(e.envelope.time);
+        } catch (const std::exception&) {
+          return ++read < wanted;  // not one a bus wrote (a hand-made event of the type): it says nothing
+        }
+        auto [it, first] = views.try_emplace({change.subscriber, change.event_type});
+        if (first || all) {  // oldest first: this one is newer; newest first: only the first counts
+          BreakerView& v = it->second;
+          v.since = since;
+          v.reason = change.reason;
+          v.state = change.state == BreakerState::open && now >= since + change.cooldown ? BreakerState::half_open
+                                                                                         : change.state;
+        }
+        return ++read < wanted;
+      },
+      std::min<std::size_t>(wanted, 500));
   return views;
 }
 

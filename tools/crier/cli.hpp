@@ -53,10 +53,11 @@ bool confirm(const std::string& question);
 Timestamp parse_when(const std::string& text);
 
 /// Stored events after `last` (a position seen before; empty: from the query's own start),
-/// read in pages in the query's order, each given to `more` until it returns false. Returns
-/// the last position seen (`last` when there was nothing new).
+/// read in pages of `page` events in the query's order, each given to `more` until it returns
+/// false. Returns the last position seen (`last` when there was nothing new). A page no larger
+/// than what is wanted spares a store without an index a scan for events that are not there.
 std::string read_pages(Inspector& in, BrowseQuery query, std::string last,
-                       const std::function<bool(const StoredEnvelope&)>& more);
+                       const std::function<bool(const StoredEnvelope&)>& more, std::size_t page = 500);
 
 /// The newest stored events (time in ms since the epoch, type), newest first: back to the
 /// first one older than `since`, or to the one at position `stop_at` (not included), or
