@@ -125,6 +125,59 @@ TEST(Inspector, CountsPerTypeStayRightAcrossPublishesAndPrunes) {
   EXPECT_EQ(counts(store->inspector()), counts(crier::sqlite::open(path, keep_all)->inspector()));
 }
 
+// A subscriber's lag is counted again from the last count (only the events its position
+// passed and those stored since are read: one far behind cost a scan of every event after its
+// position at each look). It stays what a count from scratch says as events arrive and the
+// position moves forward, back (replay), to the end, and as a bus works through them.
+TEST(Inspector, LagStaysRightAsEventsArriveAndThePositionMovesEitherWay) {
+  ScratchDir dir;
+  const std::string path = dir.file("s.db");
+  crier::sqlite::Options keep_all;
+  keep_all.retention.every_commits = 0;
+  auto store = crier::sqlite::open(path, keep_all);
+  crier::Inspector& inspect = store->inspector();
+  const std::string job = "com.example.test.job";
+  auto lag_in = [&](crier::Inspector& in) {
+    const auto all = in.subscribers();
+    const auto* s = status_of(all, "s", job);
+    return s ? s->lag : ~0ull;
+  };
+  auto counted_afresh = [&] { return lag_in(crier::sqlite::open(path, keep_all)->inspector()); };
+  auto publish = [&](int jobs) {
+    crier::Bus bus{store};
+    for (int i = 0; i < jobs; ++i) {
+      bus.publish(Job{i, ""});
+      bus.publish(Probe{i});  // another type between
+    }
+  };
+  publish(10);  // jobs at 1, 3, ..., 19
+  inspect.move("s", job, "1");
+  EXPECT_EQ(lag_in(inspect), 10u);
+  publish(5);
+  EXPECT_EQ(lag_in(inspect), 15u);
+  inspect.move("s", job, "8");  // past 1, 3, 5, 7
+  EXPECT_EQ(lag_in(inspect), 11u);
+  EXPECT_EQ(lag_in(inspect), counted_afresh());
+  inspect.move("s", job, "4");  // back: 5 and 7 again
+  EXPECT_EQ(lag_in(inspect), 13u);
+  inspect.move("s", job, "end");
+  EXPECT_EQ(lag_in(inspect), 0u);
+  publish(3);
+  EXPECT_EQ(lag_in(inspect), 3u);
+  inspect.move("s", job, "1");
+  EXPECT_EQ(lag_in(inspect), 18u);
+  EXPECT_EQ(lag_in(inspect), counted_afresh());
+  {
+    crier::Bus bus{store};
+    SeenJobs seen;
+    auto sub = bus.subscribe<Job>("s", [&](const Job& j) { seen.add(j); });
+    seen.wait_for(18);
+    ASSERT_TRUE(bus.flush(30s));
+  }
+  EXPECT_EQ(lag_in(inspect), 0u);
+  EXPECT_EQ(counted_afresh(), 0u);
+}
+
 TEST(Inspector, BrowsesStoredEventsFromAPositionEitherWay) {
   ScratchDir dir;
   auto store = crier::sqlite::open(dir.file("s.db"));

@@ -93,6 +93,15 @@ Transaction::Transaction(sqlite3* db, const std::string& path) : db_(db), path_(
   exec(db, path, "BEGIN IMMEDIATE", "starting a transaction");
 }
 
+ReadSnapshot::ReadSnapshot(sqlite3* db, const std::string& path) : db_(db) {
+  exec(db, path, "BEGIN", "starting a read");
+}
+
+ReadSnapshot::~ReadSnapshot() {
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
 Transaction::~Transaction() {
   if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
 }

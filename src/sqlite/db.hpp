@@ -136,4 +136,18 @@ class Transaction {
   bool done_ = false;
 };
 
+/// A read transaction: the statements run while it lasts read one snapshot of the file, so
+/// that counts taken by several of them agree. Ended when it goes; its statements must be
+/// reset first (made after it, they are).
+class ReadSnapshot {
+ public:
+  ReadSnapshot(sqlite3* db, const std::string& path);
+  ~ReadSnapshot();
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+
+ private:
+  sqlite3* db_;
+};
+
 }  // namespace crier::sqlite

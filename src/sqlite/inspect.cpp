@@ -22,44 +22,48 @@ std::vector<SubscriberStatus> Store::subscribers() {
   Impl& s = *impl_;
   if (s.backlog() != 0) s.wait_moved();  // journaled events count once they are in the database
   std::vector<SubscriberStatus> out;
+  MutexLock lock(s.db_mu);
+  const ReadSnapshot snapshot(s.db, s.path);  // every count of one moment
   {
-    MutexLock lock(s.db_mu);
     Stmt names(*s.stmts,
                "SELECT subscriber, type FROM crier_cursors UNION SELECT subscriber, type FROM crier_claims "
                "UNION SELECT subscriber, type FROM crier_retries UNION SELECT subscriber, type FROM "
                "crier_dead_letters ORDER BY 1, 2");
     while (names.step()) out.push_back(SubscriberStatus{names.text(0), names.text(1)});
-    Stmt q(*s.stmts,
-           "SELECT (SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
-           "(SELECT settled_ms FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
-           "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2), "
-           "(SELECT count(*) FROM crier_dead_letters WHERE subscriber = ?1 AND type = ?2), " +
-               std::string(kHeldUnsettled) +
-               ", "
-               // The oldest event that may be unfinished: the first retry, the first claimed, the
-               // first unread.
-               "(SELECT stored_ms FROM crier_events WHERE seq = (SELECT min(m) FROM ("
-               "SELECT min(seq) AS m FROM crier_retries WHERE subscriber = ?1 AND type = ?2 UNION ALL "
-               "SELECT min(first_seq) FROM crier_claims WHERE subscriber = ?1 AND type = ?2 UNION ALL "
-               "SELECT min(seq) FROM crier_events WHERE type = ?2 AND seq > coalesce((SELECT position FROM "
-               "crier_cursors WHERE subscriber = ?1 AND type = ?2), 0))))");
-    const std::int64_t now = wall_ms();
-    for (SubscriberStatus& st : out) {
-      q.bind(1, st.subscriber).bind(2, st.event_type);
-      if (q.step()) {
-        st.position = q.is_null(0) ? std::string() : position_text(q.int64(0));
-        if (!q.is_null(1)) st.last_settled = Timestamp(std::chrono::milliseconds(q.int64(1)));
-        st.retrying = static_cast<std::uint64_t>(q.int64(2));
-        st.dead_letters = static_cast<std::uint64_t>(q.int64(3));
-        st.in_flight = static_cast<std::uint64_t>(q.int64(4));
-        if (!q.is_null(5)) st.oldest_age = std::chrono::milliseconds(std::max<std::int64_t>(0, now - q.int64(5)));
-      }
-      q.reset();
-    }
   }
+  Stmt q(*s.stmts,
+         "SELECT (SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
+         "(SELECT settled_ms FROM crier_cursors WHERE subscriber = ?1 AND type = ?2), "
+         "(SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2), "
+         "(SELECT count(*) FROM crier_dead_letters WHERE subscriber = ?1 AND type = ?2), " +
+             std::string(kHeldUnsettled) +
+             ", "
+             // The oldest event that may be unfinished, but for the unread ones: the first
+             // retry, the first claimed.
+             "(SELECT min(m) FROM (SELECT min(seq) AS m FROM crier_retries WHERE subscriber = ?1 AND type = ?2 "
+             "UNION ALL SELECT min(first_seq) FROM crier_claims WHERE subscriber = ?1 AND type = ?2))");
+  Stmt stored(*s.stmts, "SELECT stored_ms FROM crier_events WHERE seq = ?1");
+  const std::int64_t now = wall_ms();
   for (SubscriberStatus& st : out) {
-    st.lag = s.unfinished(st.subscriber, st.event_type);
-    if (st.lag == 0) st.oldest_age = std::chrono::milliseconds(0);  // the claims left were all settled
+    q.bind(1, st.subscriber).bind(2, st.event_type);
+    std::int64_t oldest = 0;
+    if (q.step()) {
+      st.position = q.is_null(0) ? std::string() : position_text(q.int64(0));
+      if (!q.is_null(1)) st.last_settled = Timestamp(std::chrono::milliseconds(q.int64(1)));
+      st.retrying = static_cast<std::uint64_t>(q.int64(2));
+      st.dead_letters = static_cast<std::uint64_t>(q.int64(3));
+      st.in_flight = static_cast<std::uint64_t>(q.int64(4));
+      if (!q.is_null(5)) oldest = q.int64(5);
+    }
+    q.reset();
+    // As Store::backlog counts it: unread, held and not settled, waiting for a retry.
+    const Impl::Unread unread = s.unread(st.subscriber, st.event_type);
+    st.lag = unread.events + st.retrying + st.in_flight;
+    if (unread.first != 0 && (oldest == 0 || unread.first < oldest)) oldest = unread.first;
+    if (st.lag == 0 || oldest == 0) continue;  // the claims left were all settled
+    stored.bind(1, oldest);
+    if (stored.step()) st.oldest_age = std::chrono::milliseconds(std::max<std::int64_t>(0, now - stored.int64(0)));
+    stored.reset();
   }
   return out;
 }

@@ -336,13 +336,54 @@ void Store::Impl::after_commit() {
 std::uint64_t Store::Impl::unfinished(std::string_view subscriber, std::string_view event_type) {
   if (backlog() != 0) wait_moved();  // journaled events count once they are in the database
   MutexLock lock(db_mu);
-  Stmt q(*stmts,
-         "SELECT (SELECT count(*) FROM crier_events WHERE type = ?2 AND seq > coalesce((SELECT position FROM "
-         "crier_cursors WHERE subscriber = ?1 AND type = ?2), 0)) + (SELECT count(*) FROM crier_retries WHERE "
-         "subscriber = ?1 AND type = ?2) + " +
-             std::string(kHeldUnsettled));
+  const ReadSnapshot snapshot(db, path);
+  const std::uint64_t unread_events = unread(subscriber, event_type).events;
+  Stmt q(*stmts, "SELECT (SELECT count(*) FROM crier_retries WHERE subscriber = ?1 AND type = ?2) + " +
+                     std::string(kHeldUnsettled));
   q.bind(1, subscriber).bind(2, event_type);
+  return unread_events + (q.step() ? static_cast<std::uint64_t>(q.int64(0)) : 0);
+}
+
+std::uint64_t Store::Impl::count_of_type(std::string_view event_type, std::int64_t after, std::int64_t upto) {
+  if (upto <= after) return 0;
+  Stmt q(*stmts, "SELECT count(*) FROM crier_events WHERE seq > ?1 AND seq <= ?2 AND type = ?3");
+  q.bind(1, after).bind(2, upto).bind(3, event_type);
   return q.step() ? static_cast<std::uint64_t>(q.int64(0)) : 0;
+}
+
+std::int64_t Store::Impl::first_of_type(std::string_view event_type, std::int64_t after, std::int64_t upto) {
+  Stmt q(*stmts, "SELECT min(seq) FROM crier_events WHERE seq > ?1 AND seq <= ?2 AND type = ?3");
+  q.bind(1, after).bind(2, upto).bind(3, event_type);
+  return q.step() && !q.is_null(0) ? q.int64(0) : 0;
+}
+
+Store::Impl::Unread Store::Impl::unread(std::string_view subscriber, std::string_view event_type) {
+  std::int64_t cursor = 0;
+  {
+    Stmt q(*stmts, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
+    q.bind(1, subscriber).bind(2, event_type);
+    if (q.step()) cursor = q.int64(0);
+  }
+  const std::int64_t top = head();  // every event up to it is committed: sequences go in order
+  auto [it, fresh] = unread_counts.try_emplace({std::string(subscriber), std::string(event_type)});
+  UnreadCount& c = it->second;
+  Unread& u = c.unread;
+  if (fresh || cursor < c.cursor || cursor > c.head) {
+    u.events = count_of_type(event_type, cursor, top);
+    u.first = u.events > 0 ? first_of_type(event_type, cursor, top) : 0;
+  } else {
+    const std::uint64_t passed = count_of_type(event_type, c.cursor, cursor);
+    u.events = u.events - std::min(u.events, passed) + count_of_type(event_type, c.head, top);
+    if (u.events == 0)
+      u.first = 0;
+    else if (u.first == 0)  // none up to the last head: the first is among the new ones
+      u.first = first_of_type(event_type, std::max(cursor, c.head), top);
+    else if (u.first <= cursor)  // passed
+      u.first = first_of_type(event_type, cursor, top);
+  }
+  c.cursor = cursor;
+  c.head = top;
+  return u;
 }
 
 void Store::Impl::wait_moved() {

@@ -67,6 +67,16 @@ struct Store::Impl {
   void wait_moved();
   /// Stored events of `event_type` that `subscriber` has not finished (see Store::backlog).
   std::uint64_t unfinished(std::string_view subscriber, std::string_view event_type);
+  /// The events of a type after a subscriber's cursor: how many, and the first (0: none).
+  struct Unread {
+    std::uint64_t events = 0;
+    std::int64_t first = 0;
+  };
+  /// Unread events, counted incrementally (UnreadCount). Caller holds db_mu, in a snapshot.
+  Unread unread(std::string_view subscriber, std::string_view event_type) CRIER_REQUIRES(db_mu);
+  /// Events of a type in (after, upto]: how many; the first (0: none). Caller holds db_mu.
+  std::uint64_t count_of_type(std::string_view event_type, std::int64_t after, std::int64_t upto) CRIER_REQUIRES(db_mu);
+  std::int64_t first_of_type(std::string_view event_type, std::int64_t after, std::int64_t upto) CRIER_REQUIRES(db_mu);
   /// Stops the mover after it moved what it can; deletes the journal if it is all moved.
   void shutdown() noexcept;
   /// Waits until someone (this process or another) may have committed since `seen`, or
@@ -105,6 +115,16 @@ struct Store::Impl {
     std::int64_t first = 0;       // the oldest event's sequence when counted
   };
   TypeCounts type_counts CRIER_GUARDED_BY(db_mu);
+  // A subscriber's unread events as last counted: those of its type in (cursor, head]. Counted
+  // again from there, only the events its cursor passed and those stored since are read (a
+  // subscriber far behind cost a scan of everything after its cursor at each look). Events
+  // after a cursor are never deleted (a prune stops at the lowest cursor); a cursor moved
+  // back, or past the head counted, is counted afresh.
+  struct UnreadCount {
+    std::int64_t cursor = 0, head = 0;
+    Unread unread;
+  };
+  std::map<std::pair<std::string, std::string>, UnreadCount> unread_counts CRIER_GUARDED_BY(db_mu);
 
   // Change notification: local commits bump `changes` at once; commits by other connections
   // when the change watch sees them (it sees local ones too: a spurious wake-up is harmless).
