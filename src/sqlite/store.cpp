@@ -359,16 +359,18 @@ std::int64_t Store::Impl::first_of_type(std::string_view event_type, std::int64_
 
 Store::Impl::Unread Store::Impl::unread(std::string_view subscriber, std::string_view event_type) {
   std::int64_t cursor = 0;
+  bool known = false;  // without a cursor, pruning does not wait for it: counted afresh
   {
     Stmt q(*stmts, "SELECT position FROM crier_cursors WHERE subscriber = ?1 AND type = ?2");
     q.bind(1, subscriber).bind(2, event_type);
-    if (q.step()) cursor = q.int64(0);
+    known = q.step();
+    if (known) cursor = q.int64(0);
   }
   const std::int64_t top = head();  // every event up to it is committed: sequences go in order
   auto [it, fresh] = unread_counts.try_emplace({std::string(subscriber), std::string(event_type)});
   UnreadCount& c = it->second;
   Unread& u = c.unread;
-  if (fresh || cursor < c.cursor || cursor > c.head) {
+  if (fresh || !known || cursor < c.cursor || cursor > c.head) {
     u.events = count_of_type(event_type, cursor, top);
     u.first = u.events > 0 ? first_of_type(event_type, cursor, top) : 0;
   } else {

@@ -119,7 +119,7 @@ struct Store::Impl {
   // again from there, only the events its cursor passed and those stored since are read (a
   // subscriber far behind cost a scan of everything after its cursor at each look). Events
   // after a cursor are never deleted (a prune stops at the lowest cursor); a cursor moved
-  // back, or past the head counted, is counted afresh.
+  // back, or past the head counted, and a subscriber without one are counted afresh.
   struct UnreadCount {
     std::int64_t cursor = 0, head = 0;
     Unread unread;
