@@ -383,7 +383,9 @@ class RedisConsumer final : public Consumer {
         (void)note_link();
         throw;
       }
-      (void)note_link();  // what it claimed on a lost link is read back
+      // Sent again on a new link, the claim may have run twice, the first answer lost: what
+      // either claimed is read back from the pending list, oldest first (below).
+      const bool relinked = note_link();
       if (r.front().is_error("NOGROUP")) {
         recreate_group();
         return true;
@@ -392,10 +394,10 @@ class RedisConsumer final : public Consumer {
         throw Error(Errc::transport_error, "redis: claiming entries of " + state_->keys[s] + ": " + r.front().str);
       Reply& reply = r.front();
       if (reply.elements.size() < 2) continue;
-      if (reply.elements[0].str != "0-0") more = true;
+      if (reply.elements[0].str != "0-0" || relinked) more = true;
       std::vector<std::pair<std::string, Reply*>> entries;
       for (Reply& e : reply.elements[1].elements)
-        if (e.elements.size() == 2 && !e.elements[1].is_nil())
+        if (e.elements.size() == 2 && !e.elements[1].is_nil() && !relinked)
           entries.emplace_back(std::move(e.elements[0].str), &e.elements[1]);
       take_entries(Source(s), entries, /*redelivered=*/true, out);
       // Entries trimmed away while pending: Redis took them out of the group; the bus
