@@ -557,8 +557,6 @@ TEST(RedisConsumerProcess, EventsInTheHandsOfAKilledProcessGoToAnotherOfTheGroup
   EXPECT_EQ(t.calls, kEvents) << "each event handled once by the second process";
 }
 
-// Entries trimmed away while a consumer that died had them pending: the next consumer finds
-// them gone, and they become dead letters that say so, rather than being retried forever.
 // The entries of `stream` that group `group` has handed out and not seen acknowledged.
 std::size_t pending_of(const RedisServer& server, const std::string& stream, const std::string& group) {
   const std::string summary = cli(server, "XPENDING " + stream + " " + group);
@@ -654,6 +652,8 @@ TEST(RedisConsumerLink, AnOrderedSubscribersEntriesReadOnALostLinkComeBackBefore
   lost_read_is_taken_back(/*ordered=*/true);
 }
 
+// Entries trimmed away while a consumer that died had them pending: the next consumer finds
+// them gone, and they become dead letters that say so, rather than being retried forever.
 TEST(RedisTrimmed, EntriesDeletedWhilePendingAreDeadLetteredWithTheReason) {
   RedisServer server;
   crier::redis::Options o = options(server, "trim");

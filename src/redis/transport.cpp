@@ -519,8 +519,6 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
   std::shared_ptr<Context> ctx_;
 };
 
-// The context of a connection to the server `options` names, its scripts loaded: options
-// checked, the server's version too.
 // The value of `name` in an INFO reply ("name:value" lines); nullopt when it has none.
 std::optional<std::string> info_field(const Reply& info, std::string_view name) {
   const std::string& text = info.str;
@@ -533,6 +531,8 @@ std::optional<std::string> info_field(const Reply& info, std::string_view name) 
   return std::nullopt;
 }
 
+// The context of a connection to the server `options` names, its scripts loaded: options
+// checked, the server's version and eviction policy too.
 std::shared_ptr<Context> open_context(const Options& options) {
   if (!is_valid_prefix(options.prefix))
     throw Error(Errc::invalid_name, "redis: prefix " + crier::detail::quoted_name(options.prefix) +
