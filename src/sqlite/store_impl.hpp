@@ -109,7 +109,7 @@ struct Store::Impl {
   // prune (in any process: it bumps crier_meta's 'prunes') or a changed first event starts
   // the count again.
   struct TypeCounts {
-    std::map<std::string, std::pair<std::uint64_t, std::int64_t>, std::less<>> by_type;  // events, newest seq
+    std::map<std::string, std::pair<std::uint64_t, std::int64_t>> by_type;  // events, newest seq
     std::int64_t counted_to = 0;  // every event up to this sequence is counted
     std::string prunes;           // crier_meta's 'prunes' when counted
     std::int64_t first = 0;       // the oldest event's sequence when counted
