@@ -409,9 +409,9 @@ static int run(int argc, char** argv) {
     std::printf("\n  inventory's circuit breaker:\n");
     for (const auto& line : timeline) std::printf("%s\n", line.c_str());
     const auto letters = bus.dead_letters();
-    std::printf("\n  dead letters%s: %zu (this run published %ld alerts as %s):\n",
+    std::printf("\n  dead letters%s: %zu (this run published %ld alerts as %s)%s\n",
                 in_memory ? "" : " kept, earlier runs' included", letters.size(), alerts.load(),
-                std::string(crier::event_type_v<crier::DeadLettered>).c_str());
+                std::string(crier::event_type_v<crier::DeadLettered>).c_str(), letters.empty() ? "" : ":");
     for (std::size_t i = 0; i < letters.size() && i < 5; ++i)
       std::printf("    #%llu %s %s: %s (%d attempt%s)\n", static_cast<unsigned long long>(letters[i].id),
                   letters[i].subscriber.c_str(), letters[i].envelope.subject.c_str(), letters[i].last_error.c_str(),
@@ -444,6 +444,7 @@ static int run(int argc, char** argv) {
   // Every order placed this run reached every service, was dead-lettered, or (with a store)
   // waits in the store for the next run. Only an order that is none of these is lost.
   bool ok = true;
+  std::uint64_t dead_this_run = 0;
   if (!drained.complete) {
     if (store) {
       std::printf(
@@ -460,6 +461,7 @@ static int run(int argc, char** argv) {
     if (s.event_type != crier::event_type_v<shop::OrderPlaced>) continue;
     const long this_run = static_cast<long>(s.delivered) - leftovers[s.name]->count();
     const long left = store ? waiting(s.name, s.event_type) : 0;
+    dead_this_run += s.dead_lettered;
     const long missing = placed - this_run - static_cast<long>(s.dead_lettered) - left;
     if (missing > 0) {
       std::printf("\n  %s: %ld orders of this run were neither handled, dead-lettered nor waiting\n", s.name.c_str(),
@@ -470,9 +472,8 @@ static int run(int argc, char** argv) {
   if (!ok)
     std::printf("\nSOMETHING WAS LOST: see above\n");
   else if (drained.complete)
-    std::printf(
-        "\nevery order placed; email and audit saw every one; inventory caught up after its outage, "
-        "and the orders it can never handle wait in its dead letters\n");
+    std::printf("\nevery order placed; email and audit saw every one; inventory caught up after its outage%s\n",
+                dead_this_run > 0 ? ", and the orders it can never handle wait in its dead letters" : "");
   else
     std::printf("\nevery order placed is handled or waits in the store\n");
   if (store)
