@@ -3,6 +3,7 @@
 // file, a malformed CloudEvent on stdin, an unknown subscriber, an unconfirmed purge) gets an
 // error that says what and where, with its documented exit code.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <crier/sqlite.hpp>
 
@@ -50,6 +51,31 @@ TEST_F(CliTest, StatusShowsWhereEachSubscriberStandsAndWritesNothing) {
   ASSERT_EQ(status["event_types"].size(), 2u);  // the jobs, and the dead-letter announcements
   EXPECT_EQ(read_file(path), before) << "status changed the store file";
   EXPECT_EQ(beside(), files_before) << "status made or removed files beside the store";
+}
+
+// Events journaled by a process that ended before moving them into the database are in no
+// count of a read-only look: status says how many wait, and where, rather than show fewer.
+TEST_F(CliTest, StatusSaysWhatWaitsInTheJournalOfAProcessThatEnded) {
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+  sqlite3_busy_timeout(other, 10000);
+  {
+    crier::sqlite::Options quick;
+    quick.busy_timeout = std::chrono::milliseconds(50);
+    crier::Bus bus{crier::sqlite::open(path, quick)};
+    ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+    for (int i = 0; i < 3; ++i) bus.publish(Job{i, ""});  // journaled; the move waits for the lock
+  }  // its journal stays, unlocked, as a process that ended leaves it
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  const Outcome r = run_crier(dir, {"status", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("note: 3 published events wait in " + path + "-journal.d"), std::string::npos) << r.out;
+  const Outcome j = run_crier(dir, {"status", path, "--json"});
+  ASSERT_EQ(j.code, 0) << j.err;
+  EXPECT_EQ(nlohmann::json::parse(j.out)["notices"].size(), 1u) << j.out;
+  crier::sqlite::open(path);  // moves them in
+  EXPECT_EQ(run_crier(dir, {"status", path}).out.find("note:"), std::string::npos);
 }
 
 TEST_F(CliTest, AMissingOrForeignFileIsRefusedAndLeftAlone) {

@@ -2,6 +2,7 @@
 // browsing, moving a subscriber's position (replay and skip), and a CloudEvent published as
 // JSON by a foreign producer.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <crier/inspect.hpp>
 #include <crier/sqlite.hpp>
@@ -93,6 +94,44 @@ TEST(Inspector, CountsMatchWhatHappened) {
 // (the dashboard looks every second; it counted the whole store each time). They stay right
 // across publishes, and across a prune made through another connection (another process),
 // which empties one type.
+// Events a process journaled and did not move into the database before it ended (the
+// database locked, or the disk full) are in no count until a store opened for writing moves
+// them: a read-only look (crier status) says so instead of showing fewer events. A living
+// process's journal is not counted: its own mover is on it.
+TEST(Inspector, EventsLeftInTheJournalOfAProcessThatEndedAreNoticed) {
+  ScratchDir dir;
+  const std::string path = dir.file("s.db");
+  crier::sqlite::Options quick;
+  quick.busy_timeout = 50ms;
+  crier::sqlite::Options read_only;
+  read_only.read_only = true;
+  auto store = crier::sqlite::open(path, quick);
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+  sqlite3_busy_timeout(other, 10000);  // the store may be in a transaction just after open
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  {
+    crier::Bus bus{store};
+    for (int i = 1; i <= 5; ++i) bus.publish(Job{i, ""});  // journaled; the move waits for the lock
+  }
+  EXPECT_EQ(crier::sqlite::open(path, read_only)->notices(), std::vector<std::string>{}) << "a living store's journal";
+  store.reset();  // its journal stays, unlocked, as a process that ended leaves it
+
+  auto look = crier::sqlite::open(path, read_only);
+  const auto notices = look->notices();
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_TRUE(notices[0].starts_with("5 published events wait in " + path + "-journal.d")) << notices[0];
+  EXPECT_EQ(look->event_types().size(), 0u);
+
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  auto writer = crier::sqlite::open(path);  // moves them in as it opens
+  EXPECT_EQ(look->notices(), std::vector<std::string>{});
+  const auto types = look->event_types();
+  ASSERT_EQ(types.size(), 1u);
+  EXPECT_EQ(types[0].events, 5u);
+}
+
 TEST(Inspector, CountsPerTypeStayRightAcrossPublishesAndPrunes) {
   ScratchDir dir;
   const std::string path = dir.file("s.db");

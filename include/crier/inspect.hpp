@@ -85,6 +85,9 @@ class CRIER_EXPORT Inspector {
   /// Error(Errc::invalid_envelope) saying what is wrong, Errc::invalid_name for a type name
   /// crier cannot subscribe to; nothing is stored then.
   virtual std::string publish_json(std::string_view cloudevent) = 0;
+  /// What an operator should know that the counts above do not show (events accepted but
+  /// not yet where the counts look, say), one sentence each; empty when there is nothing.
+  virtual std::vector<std::string> notices() { return {}; }
 };
 
 namespace detail {

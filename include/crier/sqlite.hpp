@@ -148,6 +148,9 @@ class CRIER_EXPORT Store final : public Transport, public DeadLetterQueue, publi
   std::vector<StoredEnvelope> browse(const BrowseQuery& query) override;
   void move(std::string_view subscriber, std::string_view event_type, std::string_view position) override;
   std::string publish_json(std::string_view cloudevent) override;
+  /// Events a process that ended journaled and did not move into the database: they are in
+  /// no count until a store opened for writing moves them (at once when it opens).
+  std::vector<std::string> notices() override;
 
   /// Deletes finished events by the retention rules; returns how many.
   std::uint64_t prune();

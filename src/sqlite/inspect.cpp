@@ -152,4 +152,14 @@ std::string Store::publish_json(std::string_view cloudevent) {
   return e.id;
 }
 
+std::vector<std::string> Store::notices() {
+  const std::uint64_t n = impl_->orphaned_events();
+  if (n == 0) return {};
+  return {std::to_string(n) + (n == 1 ? " published event waits" : " published events wait") + " in " + impl_->path +
+          "-journal.d, journaled by a process that ended before moving " + (n == 1 ? "it" : "them") +
+          " into the database: in no count here until a process opens the store for writing (not read-only), "
+          "which moves " +
+          (n == 1 ? "it" : "them") + " in"};
+}
+
 }  // namespace crier::sqlite

@@ -513,7 +513,10 @@ void Journal::sync_through(std::uint64_t ticket) {
   }
 }
 
-void recover_orphans(const std::string& dir, const std::function<bool(const std::string&, std::string_view)>& finish) {
+namespace {
+
+// Opens each journal file in `dir` (read-only) and hands it to `each`, which closes it.
+void for_each_journal_file(const std::string& dir, const std::function<void(int, const std::string&)>& each) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return;
   std::vector<std::string> names;
@@ -525,26 +528,55 @@ void recover_orphans(const std::string& dir, const std::function<bool(const std:
   for (const auto& n : names) {
     const std::string path = dir + "/" + n;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) recover_orphan(fd, path, finish);
+    if (fd >= 0) each(fd, path);
   }
+}
+
+// Whether the file open as `fd` is an orphan, taking its lock (`lock_op`: LOCK_EX or LOCK_SH)
+// when it is; `st` is then its status. Locked: its process is alive (maybe this one). Without a name: its process
+// finished it, deleted it and let go of it after `fd` was opened; its progress row may be
+// gone too, so reading it would count every event in it a second time.
+bool lock_orphan(int fd, int lock_op, struct stat& st) {
+  return ::flock(fd, lock_op | LOCK_NB) == 0 && ::fstat(fd, &st) == 0 && st.st_nlink != 0;
+}
+
+// The whole file from its start; false when a read failed.
+bool read_all(int fd, std::string& bytes) {
+  char buf[1 << 16];
+  ssize_t r;
+  while ((r = ::read(fd, buf, sizeof buf)) > 0) bytes.append(buf, static_cast<std::size_t>(r));
+  return r == 0;
+}
+
+std::string name_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+}  // namespace
+
+void recover_orphans(const std::string& dir, const std::function<bool(const std::string&, std::string_view)>& finish) {
+  for_each_journal_file(dir, [&](int fd, const std::string& path) { recover_orphan(fd, path, finish); });
 }
 
 void recover_orphan(int fd, const std::string& path,
                     const std::function<bool(const std::string&, std::string_view)>& finish) {
   struct stat st {};
-  // Locked: its process is alive (maybe this one). Without a name: its process finished it,
-  // deleted it and let go of it after `fd` was opened; its progress row may be gone too, so
-  // reading it would store every event in it a second time.
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || ::fstat(fd, &st) != 0 || st.st_nlink == 0) {
-    ::close(fd);
-    return;
-  }
   std::string bytes;
-  char buf[1 << 16];
-  ssize_t r;
-  while ((r = ::read(fd, buf, sizeof buf)) > 0) bytes.append(buf, static_cast<std::size_t>(r));
-  if (r == 0 && finish(path.substr(path.rfind('/') + 1), bytes)) ::unlink(path.c_str());
+  if (lock_orphan(fd, LOCK_EX, st) && read_all(fd, bytes) && finish(name_of(path), bytes)) ::unlink(path.c_str());
   ::close(fd);
+}
+
+void look_at_orphans(
+    const std::string& dir,
+    const std::function<void(const std::string&, std::uint64_t, const std::function<std::string()>&)>& look) {
+  for_each_journal_file(dir, [&](int fd, const std::string& path) {
+    struct stat st {};
+    if (lock_orphan(fd, LOCK_SH, st) && ::flock(fd, LOCK_UN) == 0) {
+      look(name_of(path), static_cast<std::uint64_t>(st.st_size), [fd] {
+        std::string bytes;
+        return read_all(fd, bytes) ? bytes : std::string();
+      });
+    }
+    ::close(fd);
+  });
 }
 
 }  // namespace crier::sqlite

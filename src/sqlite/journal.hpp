@@ -167,4 +167,12 @@ void recover_orphans(const std::string& dir, const std::function<bool(const std:
 void recover_orphan(int fd, const std::string& path,
                     const std::function<bool(const std::string&, std::string_view)>& finish);
 
+/// Journal files in `dir` whose process is gone, looked at without finishing them (for a store
+/// opened read-only): calls `look(name, size, read)` for each, where read() returns the file's
+/// bytes. The lock is only tested, not held, so a store that finishes the file meanwhile is not
+/// kept from it; the bytes may then be of a file that is about to go.
+void look_at_orphans(
+    const std::string& dir,
+    const std::function<void(const std::string&, std::uint64_t, const std::function<std::string()>&)>& look);
+
 }  // namespace crier::sqlite

@@ -294,30 +294,60 @@ void Store::Impl::insert_records(const std::vector<RecordView>& records, const s
   }
 }
 
-bool Store::Impl::finish_orphan(const std::string& name, std::string_view bytes) {
+std::vector<RecordView> Store::Impl::unmoved_records(const std::string& name, std::string_view bytes,
+                                                     std::uint64_t& progress) {
   std::vector<RecordView> records = scan_records(bytes);
   std::sort(records.begin(), records.end(), [](const RecordView& a, const RecordView& b) { return a.jseq < b.jseq; });
+  progress = 1;
+  {
+    Stmt q(*stmts, "SELECT next_jseq FROM crier_journals WHERE name = ?1");
+    q.bind(1, name);
+    if (q.step()) progress = static_cast<std::uint64_t>(q.int64(0));
+  }
+  std::vector<RecordView> missing;
+  for (const RecordView& r : records) {
+    if (r.jseq < progress) continue;  // in the database already, or a duplicate
+    missing.push_back(r);
+    progress = r.jseq + 1;
+  }
+  return missing;
+}
+
+bool Store::Impl::finish_orphan(const std::string& name, std::string_view bytes) {
   try {
     MutexLock lock(db_mu);
-    std::uint64_t next = 1;
-    {
-      Stmt q(*stmts, "SELECT next_jseq FROM crier_journals WHERE name = ?1");
-      q.bind(1, name);
-      if (q.step()) next = static_cast<std::uint64_t>(q.int64(0));
-    }
-    std::vector<RecordView> missing;
-    std::uint64_t progress = next;
-    for (const RecordView& r : records) {
-      if (r.jseq < progress) continue;  // in the database already, or a duplicate
-      missing.push_back(r);
-      progress = r.jseq + 1;
-    }
+    std::uint64_t progress = 0;
+    const std::vector<RecordView> missing = unmoved_records(name, bytes, progress);
     insert_records(missing, name, progress);
   } catch (const Error&) {
     return false;  // try again later
   }
   after_commit();
   return true;
+}
+
+std::uint64_t Store::Impl::orphaned_events() {
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> counts;  // the files there now
+  std::uint64_t n = 0;
+  look_at_orphans(path + "-journal.d", [&](const std::string& name, std::uint64_t size, const auto& read) {
+    std::optional<std::uint64_t> count;
+    {
+      MutexLock lock(orphans_mu_);
+      auto it = orphan_counts_.find(name);
+      if (it != orphan_counts_.end() && it->second.first == size) count = it->second.second;
+    }
+    if (!count) {
+      const std::string bytes = read();
+      MutexLock lock(db_mu);
+      std::uint64_t progress = 0;
+      count = unmoved_records(name, bytes, progress).size();
+    }
+    counts.emplace(name, std::pair{size, *count});
+    n += *count;
+  });
+  MutexLock lock(orphans_mu_);
+  orphan_counts_ = std::move(counts);
+  return n;
 }
 
 void Store::Impl::after_commit() {

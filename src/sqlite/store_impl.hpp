@@ -65,6 +65,9 @@ struct Store::Impl {
   std::uint64_t backlog() const noexcept { return journal_ ? journal_->backlog() : 0; }
   /// Waits until everything journaled so far is in the database (or moving it fails).
   void wait_moved();
+  /// Events in journal files of processes that ended, not yet in the database. A file is
+  /// read once (a dead process's file no longer changes; it goes when a store finishes it).
+  std::uint64_t orphaned_events();
   /// Stored events of `event_type` that `subscriber` has not finished (see Store::backlog).
   std::uint64_t unfinished(std::string_view subscriber, std::string_view event_type);
   /// The events of a type after a subscriber's cursor: how many, and the first (0: none).
@@ -146,6 +149,10 @@ struct Store::Impl {
   void forget_journal(const std::string& name) noexcept;
   // Finishes a dead process's journal; true when it is all in the database.
   bool finish_orphan(const std::string& name, std::string_view bytes);
+  // The records of journal file `name` (its `bytes`) not yet in the database, in journal
+  // order, each once; `progress` is then the file's next sequence. Caller holds db_mu.
+  std::vector<RecordView> unmoved_records(const std::string& name, std::string_view bytes, std::uint64_t& progress)
+      CRIER_REQUIRES(db_mu);
   // Wakes consumers after a commit of events, and prunes every so many commits.
   void after_commit();
 
@@ -156,6 +163,9 @@ struct Store::Impl {
   void refuse_if_needed() const;
 
   std::unique_ptr<Journal> journal_;
+  // orphaned_events' counts by journal file name: its size when counted, and the count.
+  Mutex orphans_mu_;
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> orphan_counts_ CRIER_GUARDED_BY(orphans_mu_);
   std::thread mover_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> refusing_{false};  // stopping_, or mover_error_ is set

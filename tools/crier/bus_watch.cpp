@@ -102,6 +102,7 @@ void BusWatch::look() {
     const auto subscribers = in.subscribers();
     const auto types = in.event_types();
     const BreakerViews breakers = breaker_views(in, types);
+    const auto notices = in.notices();
 
     // Events per type over the last minute: the events stored since the last look, newest
     // first down to the newest one counted before (or a minute back), added to the window.
@@ -169,6 +170,7 @@ void BusWatch::look() {
          {"transport", std::string(bus_->name())},
          {"time", format_time(std::chrono::system_clock::time_point(milliseconds(now)))},
          {"error", ""},
+         {"notices", notices},
          {"totals",
           {{"events", events},
            {"subscribers", names.size()},

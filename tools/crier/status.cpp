@@ -27,8 +27,10 @@ void print_status(const StatusArgs& a, Inspector& in) {
       recent_events(in, std::chrono::system_clock::now() - std::chrono::minutes(1), "", kMostCounted);
   std::map<std::string, std::uint64_t> last_minute;
   for (const auto& [t, type] : recent.events) ++last_minute[type];
+  const auto notices = in.notices();
   if (a.json) {
-    nlohmann::json j = {{"subscribers", nlohmann::json::array()}, {"event_types", nlohmann::json::array()}};
+    nlohmann::json j = {
+        {"subscribers", nlohmann::json::array()}, {"event_types", nlohmann::json::array()}, {"notices", notices}};
     for (const auto& s : subscribers) j["subscribers"].push_back(subscriber_json(s, breaker_of(breakers, s)));
     for (const auto& t : types)
       j["event_types"].push_back({{"event_type", t.event_type},
@@ -64,6 +66,7 @@ void print_status(const StatusArgs& a, Inspector& in) {
                 static_cast<unsigned long long>(last_minute[t.event_type]), recent.capped ? "+" : " ", newest_width,
                 t.newest.c_str(), t.newest_time.c_str());
   if (types.empty()) std::printf("(no events stored)\n");
+  for (const auto& n : notices) std::printf("\nnote: %s\n", n.c_str());
 }
 
 void run_status(const StatusArgs& a) {

@@ -68,6 +68,9 @@ function render(s) {
   $('updated').textContent = 'updated ' + new Date(s.time || Date.now()).toLocaleTimeString();
   $('error').hidden = !s.error;
   $('error').textContent = s.error ? 'The last look at the bus failed: ' + s.error : '';
+  const notices = s.notices || [];
+  $('notices').hidden = notices.length === 0;
+  $('notices').textContent = notices.join('\n');
   const t = s.totals || {};
   const perMinute = (s.event_types || []).reduce((a, x) => a + x.last_minute, 0);
   $('total-events').textContent = fmt(t.events);
