@@ -350,6 +350,14 @@ TEST(Journal, WhenTheFileCannotGrowAppendFailsAndWorksAgainOnceItCan) {
     EXPECT_GT(acknowledged, 20000);  // the 8 MiB allocated before: records of about 300 bytes
     // Still full: a new file cannot be made either.
     EXPECT_THROW(append_one(j, "refused"), crier::Error);
+    // Nor can a store open for writing, and it says so rather than speak of an event.
+    try {
+      Journal other(dir.file("j2"), limits);
+      ADD_FAILURE() << "a journal opened without room";
+    } catch (const crier::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("the store cannot be opened for writing"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("event"), std::string::npos) << e.what();
+    }
   }
   append_one(j, "after");  // room again: in a new file
   std::vector<std::string> expected;

@@ -207,7 +207,10 @@ std::unique_ptr<Journal::Segment> Journal::open_segment(std::uint64_t at_least) 
     s->map = static_cast<char*>(map);
     if (sync_each_) s->whole = std::make_unique<std::atomic<std::uint64_t>[]>(s->map_bytes / 8 / 64 + 1);
     MutexLock lock(grow_mu_);
-    grow_to(*s, std::min(s->map_bytes, std::max(kGrowBy, at_least)));
+    // The first file is made as the store opens: no event is at stake then.
+    grow_to(*s, std::min(s->map_bytes, std::max(kGrowBy, at_least)),
+            at_least == 0 ? "cannot allocate the publish journal, so the store cannot be opened for writing"
+                          : "cannot extend the journal; the event was not stored");
   } catch (...) {
     ::unlink((named ? path : newborn).c_str());
     throw;
@@ -215,7 +218,7 @@ std::unique_ptr<Journal::Segment> Journal::open_segment(std::uint64_t at_least) 
   return s;
 }
 
-void Journal::grow_to(Segment& s, std::uint64_t bytes) {
+void Journal::grow_to(Segment& s, std::uint64_t bytes, std::string_view failed) {
   std::uint64_t at = s.capacity.load(std::memory_order_acquire);
   if (at >= bytes) return;
   // A syncing journal writes zeros and syncs them, so that its writers' fdatasync writes data
@@ -228,7 +231,7 @@ void Journal::grow_to(Segment& s, std::uint64_t bytes) {
           ::pwrite(s.fd, zeros.data(), std::min<std::uint64_t>(zeros.size(), bytes - done), static_cast<off_t>(done));
       if (n <= 0) {
         if (n < 0 && errno == EINTR) continue;
-        io_error(dir_ + "/" + s.name + ": cannot extend the journal; the event was not stored");
+        io_error(dir_ + "/" + s.name + ": " + std::string(failed));
       }
       done += static_cast<std::uint64_t>(n);
     }
@@ -236,7 +239,7 @@ void Journal::grow_to(Segment& s, std::uint64_t bytes) {
   }
   if (rc != 0) {
     errno = rc;
-    io_error(dir_ + "/" + s.name + ": cannot extend the journal; the event was not stored");
+    io_error(dir_ + "/" + s.name + ": " + std::string(failed));
   }
   s.capacity.store(bytes, std::memory_order_release);
 }
@@ -250,7 +253,7 @@ bool Journal::make_room(Segment& s, std::uint64_t offset, std::uint64_t bytes) {
     return false;
   }
   try {
-    grow_to(s, std::min(s.map_bytes, offset + bytes + kGrowBy));
+    grow_to(s, std::min(s.map_bytes, offset + bytes + kGrowBy), "cannot extend the journal; the event was not stored");
   } catch (...) {
     s.seal_at(offset);  // the next write goes to a new file (and fails while the disk is full)
     throw;
@@ -296,7 +299,7 @@ void Journal::prepare() {
   const std::uint64_t cap = s.capacity.load(std::memory_order_acquire);
   if (s.seal.load(std::memory_order_acquire) == Segment::kOpen && cap < s.map_bytes &&
       s.reserved.load(std::memory_order_acquire) + kGrowBy / 2 > cap)
-    grow_to(s, std::min(s.map_bytes, cap + kGrowBy));
+    grow_to(s, std::min(s.map_bytes, cap + kGrowBy), "cannot extend the journal ahead of the writers");
 }
 
 void Journal::append(std::span<const RecordView> records) {

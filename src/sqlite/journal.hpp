@@ -114,8 +114,9 @@ class Journal {
   // Makes [offset, offset + bytes) of `s` writable; false when the record must go to a new
   // file. Throws when the room cannot be made (the segment is sealed first).
   bool make_room(Segment& s, std::uint64_t offset, std::uint64_t bytes);
-  // Zero-fills or allocates `s` up to `bytes`. Caller holds grow_mu_.
-  void grow_to(Segment& s, std::uint64_t bytes);
+  // Zero-fills or allocates `s` up to `bytes`; throws saying `failed` (and why) when it cannot.
+  // Caller holds grow_mu_.
+  void grow_to(Segment& s, std::uint64_t bytes, std::string_view failed);
   // Replaces `full` as the file being written (unless someone did already); or, when there
   // are max_files already, waits until the mover deleted one and leaves it to the caller to
   // try again.
