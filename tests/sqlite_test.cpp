@@ -347,6 +347,32 @@ TEST(SqliteJournal, ABurstLargerThanTheJournalArrivesWholeAndTheFilesGo) {
   EXPECT_EQ(left, 0u) << "a store that moved everything leaves no journal behind";
 }
 
+// An event SQLite could never store (a row longer than its length limit) was journaled and
+// acknowledged, then failed every move: never delivered, and every store that opened the file
+// read its journal again twice a second. Such an event, or one over max_event_bytes, is
+// refused by publish, and so is the whole of a batch that holds one.
+TEST(SqliteJournal, AnEventLargerThanTheStoreTakesIsRefusedWithNothingOfItsPublishStored) {
+  ScratchDir dir;
+  const std::string path = dir.file("large.db");
+  crier::sqlite::Options small;
+  small.max_event_bytes = 1 << 20;
+  const auto store = crier::sqlite::open(path, small);
+  crier::Bus bus{store};
+  const std::vector<Job> batch{Job{1, "small"}, Job{2, std::string(1 << 20, 'x')}};
+  try {
+    bus.publish_batch(batch);
+    ADD_FAILURE() << "an event over max_event_bytes was taken";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("takes at most 1048576"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Nothing of this publish was stored"), std::string::npos) << e.what();
+  }
+  bus.publish(Job{3, std::string((1 << 20) - 1000, 'x')});  // within the bound, attributes and all
+  ASSERT_TRUE(bus.flush(30s));
+  EXPECT_EQ(store->stats().events, 1u);
+}
+
 // --- failures it survives -----------------------------------------------------------------
 
 TEST(SqliteFailures, AFullDiskFailsThePublishAndLosesNothingAcknowledged) {

@@ -81,12 +81,18 @@ struct Options {
   /// Errc::transport_error. It bounds the disk and page cache a burst can take when SQLite
   /// cannot keep up.
   std::uint64_t max_journal_bytes = 256ull << 20;
+  /// The largest event publish takes, in bytes (its data and attributes together); a larger
+  /// one is refused with Errc::invalid_argument and nothing of that publish is stored. 0 (the
+  /// default), or more than SQLite stores in one row: that (its length limit, 1,000,000,000
+  /// bytes unless SQLite was built otherwise) less 64 KiB.
+  std::uint64_t max_event_bytes = 0;
   /// Run SQLite's quick_check when opening, so a corrupt file is refused up front.
   bool verify_on_open = true;
   /// Opens an existing store only to read it, as the tools' status and tail do: the file is
   /// not written and crier makes nothing beside it (SQLite may create the -wal and -shm files
   /// with which readers of a WAL file coordinate), and events a killed publisher journaled
-  /// but never moved into the file are not seen until a writer opens it. A missing file
+  /// but never moved into the file are not seen until a writer opens it (the inspector's
+  /// notices() count them). A missing file
   /// (Errc::not_found), a file that is no crier store or one of an older schema is refused. What would write (append,
   /// consume, redrive, purge, prune, the inspector's move and publish_json) throws Errc::invalid_argument.
   bool read_only = false;

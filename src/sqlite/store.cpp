@@ -62,6 +62,15 @@ struct LetterQuery {
   }
 };
 
+// What a row keeps besides an event's fields (see max_event_bytes).
+constexpr std::uint64_t kRowRoom = 64 << 10;
+
+// An event's bytes as a row holds them: its fields together.
+std::uint64_t record_bytes(const RecordView& r) {
+  return r.id.size() + r.type.size() + r.source.size() + r.time.size() + r.datacontenttype.size() +
+         r.dataschema.size() + r.subject.size() + r.extensions.size() + r.data.size();
+}
+
 }  // namespace
 
 Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::move(o)) {
@@ -90,6 +99,12 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     switch_to_wal(db, path, options.busy_timeout);
     exec(db, path, options.durability == Durability::full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
          "setting the durability level");
+    // SQLite refuses a row longer than its length limit: an event it could never store must
+    // be refused before it is journaled and acknowledged (64 KiB kept for the row's other
+    // columns and its record header).
+    const auto sqlite_most = static_cast<std::uint64_t>(sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1));
+    max_event_bytes = sqlite_most > kRowRoom ? sqlite_most - kRowRoom : sqlite_most;
+    if (options.max_event_bytes > 0) max_event_bytes = std::min(max_event_bytes, options.max_event_bytes);
     if (options.max_bytes > 0) {
       Stmt page(db, path, "PRAGMA page_size");
       const std::int64_t page_size = page.step() ? page.int64(0) : 4096;
@@ -185,6 +200,12 @@ void Store::Impl::append(std::span<const Envelope> events) {
   for (std::size_t i = 0; i < events.size(); ++i) {
     encode_extensions(events[i], extensions[i]);
     records.push_back(view_of(events[i], extensions[i]));
+    if (const std::uint64_t size = record_bytes(records.back()); size > max_event_bytes)
+      throw Error(Errc::invalid_argument, path + ": event " + events[i].id + " is " + std::to_string(size) +
+                                              " bytes (data and attributes); this store takes at most " +
+                                              std::to_string(max_event_bytes) +
+                                              " (Options::max_event_bytes, and what SQLite stores in one row). "
+                                              "Nothing of this publish was stored");
   }
   journal_->append(records);
   appended.fetch_add(events.size(), std::memory_order_relaxed);

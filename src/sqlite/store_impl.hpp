@@ -100,6 +100,9 @@ struct Store::Impl {
 
   const std::string path;
   const Options options;
+  /// The largest event append takes (Options::max_event_bytes, within what SQLite stores in
+  /// one row); set at open.
+  std::uint64_t max_event_bytes = 0;
 
   Mutex db_mu;
   sqlite3* db CRIER_GUARDED_BY(db_mu) = nullptr;
