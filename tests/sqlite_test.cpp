@@ -5,6 +5,7 @@
 #include <crier/sqlite.hpp>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -545,6 +546,51 @@ TEST(SqliteFailures, AReadOnlyDirectoryIsRefusedAtOpenInWords) {
   EXPECT_NE(std::string(fresh.what()).find("cannot create the file in"), std::string::npos) << fresh.what();
   EXPECT_NE(std::string(fresh.what()).find("ermission denied"), std::string::npos) << fresh.what();
   ASSERT_EQ(chmod(dir.file("").c_str(), 0755), 0);
+}
+
+// A reader of a store no process has open needs SQLite to create its -shm file: an operator
+// who may read the file but not write its directory (the store belongs to a service's user;
+// a read-only mount) is told that, not only "attempt to write a readonly database".
+TEST(SqliteFailures, AReaderWhoMayNotCreateTheSharedIndexIsToldWhatToDo) {
+  ScratchDir dir;
+  const std::string path = dir.file("store.db");
+  {
+    crier::Bus bus{crier::sqlite::open(path)};
+    bus.publish(Job{1, ""});
+  }  // closed: its -wal and -shm are gone
+  ASSERT_EQ(chmod(dir.file("").c_str(), 0755), 0);
+  const bool root = geteuid() == 0;
+  if (!root) {
+    ASSERT_EQ(chmod(dir.file("").c_str(), 0555), 0);
+  }
+  // Root may write any directory: the reader is then a child process as user nobody.
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    std::string message = "opened";
+    if (root && (setgid(65534) != 0 || setuid(65534) != 0)) message = "cannot become nobody";
+    crier::sqlite::Options read_only;
+    read_only.read_only = true;
+    try {
+      crier::sqlite::open(path, read_only);
+    } catch (const crier::Error& e) {
+      message = e.what();
+    }
+    (void)!write(fds[1], message.data(), message.size());
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string message;
+  char buf[512];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) message.append(buf, static_cast<std::size_t>(n));
+  close(fds[0]);
+  waitpid(child, nullptr, 0);
+  ASSERT_EQ(chmod(dir.file("").c_str(), 0755), 0);
+  EXPECT_NE(message.find("SQLite must create " + path + "-shm beside it, which this user may not"), std::string::npos)
+      << message;
 }
 
 TEST(SqliteDrain, ADrainCutShortCountsTheEventsLeftAndTheNextBusDeliversThem) {

@@ -85,6 +85,18 @@ Store::Impl::Impl(std::string p, Options o) : path(std::move(p)), options(std::m
     try {
       register_row_functions(db, path);
       open_schema(db, path, options);
+    } catch (const Error& e) {
+      const int rc = sqlite3_errcode(db) & 0xff;
+      close_connection();
+      // A reader of a WAL file shares its -shm index with the writers; SQLite creates it when
+      // no process has the store open, which a user who may not write the directory cannot.
+      if ((rc == SQLITE_READONLY || rc == SQLITE_CANTOPEN) && !std::filesystem::exists(path + "-shm", ec))
+        throw Error(Errc::store_error, e.message() +
+                                           "; to read the store while no process has it open, SQLite must create " +
+                                           path + "-shm beside it, which this user may not (look as a user who may " +
+                                           "write that directory, at a copy where you may, or while a process of " +
+                                           "the bus has it open)");
+      throw;
     } catch (...) {
       close_connection();
       throw;
