@@ -687,6 +687,74 @@ TEST(RedisTrimmed, EntriesDeletedWhilePendingAreDeadLetteredWithTheReason) {
   vanished->close();
 }
 
+// Redis's own count of a group's unread entries (its `lag`: entries added less entries read)
+// takes an entry trimmed before the group read it for unread, for ever: a subscriber that lost
+// 200 events to trimming showed a lag of 200 after it had caught up. Its lag is what it has
+// not read and can still read; the inspector's notices say how many it lost, before, while and
+// after it reads on. A subscriber that read everything before the trim lost nothing. Its
+// consumer, too, took them for unread for ever: bus.flush() never saw it caught up.
+TEST(RedisTrimmed, EventsTrimmedBeforeASubscriberReadThemAreSaidLostNotCountedAsLag) {
+  RedisServer server;
+  const crier::redis::Options o = options(server, "lose");
+  const auto transport = crier::redis::connect(o);
+  crier::Inspector& in = transport->inspector();
+  const std::string type = "com.example.test.job";
+  auto reader = transport->consume({.subscriber = "reader", .event_type = type});
+  auto keeper = transport->consume({.subscriber = "keeper", .event_type = type});
+  // Takes and acknowledges at least n events as a bus does, then reads once more, which sends
+  // the acknowledgements (they go with the next read) and may hand over what was read ahead.
+  // Returns how many it took.
+  auto take = [](crier::Consumer& c, std::size_t n) {
+    auto handle = [&c](std::vector<crier::StoredEvent> events) {
+      c.taken(events.size());
+      for (auto& e : events) c.ack(std::move(e.lease));
+      return events.size();
+    };
+    std::size_t taken = 0;
+    while (taken < n) taken += handle(c.fetch(n - taken, 1s));
+    return taken + handle(c.fetch(0, 0ms));
+  };
+  auto publish = [&](int from, int to) {
+    std::vector<crier::Envelope> events;
+    for (int i = from; i <= to; ++i) events.push_back(crier::new_envelope(type, std::to_string(i), "text/plain"));
+    transport->append(events);
+  };
+  auto lag_of = [&](const std::string& sub) {
+    for (const auto& s : in.subscribers())
+      if (s.subscriber == sub) return s.lag;
+    return std::uint64_t{999999};
+  };
+  publish(1, 10);
+  take(*reader, 10);
+  publish(11, 310);
+  take(*keeper, 310);
+  (void)cli(server, "XTRIM lose:" + type + " MAXLEN 100");  // 210 gone: 10 read by reader, 200 not
+
+  EXPECT_EQ(lag_of("reader"), 100u);
+  EXPECT_EQ(lag_of("keeper"), 0u);
+  const std::vector<std::string> lost{"subscriber reader of " + type + " lost 200 events: deleted from lose:" + type +
+                                      " before it read them (trimmed by max_len, or by an XTRIM or XDEL)"};
+  EXPECT_EQ(in.notices(), lost);
+  const std::size_t part = take(*reader, 40);  // its position is past the first entry now
+  if (part < 100) {  // it did not read every entry ahead
+    EXPECT_EQ(in.notices(), lost);
+    take(*reader, 100 - part);
+  }
+  EXPECT_EQ(lag_of("reader"), 0u);
+  EXPECT_EQ(in.notices(), lost);
+  publish(311, 320);
+  EXPECT_EQ(lag_of("reader"), 10u);
+  EXPECT_EQ(in.notices(), lost);
+  // The bus asks its consumer whether it is caught up (flush waits for that) and how many
+  // events are left (drain reports them): neither may count the lost ones.
+  EXPECT_FALSE(reader->caught_up());
+  take(*reader, 10);
+  EXPECT_TRUE(reader->caught_up()) << "flush would wait for the lost events for ever";
+  EXPECT_EQ(reader->backlog(), 0u);
+  reader->close();
+  keeper->close();
+}
+
 // A dead letter Redis refuses to store (its stream's key holds a string) is reported, and its
 // event stays pending: it comes back after the visibility timeout, not at once (before, it was
 // handed back at once, its handler run over and over, nothing reported), and is dead-lettered

@@ -301,9 +301,9 @@ class RedisConsumer final : public Consumer {
   // behind them, whose entries the count must not hide.
   bool caught_up() override {
     std::uint64_t pending = 0;
-    for (const auto& [info, last] : groups_now()) {
+    for (const auto& [info, last, key] : groups_now()) {
       if (!info) continue;
-      if (info->lag_known ? info->lag > 0 : id_less(info->last_delivered, last)) return false;
+      if (unread_left(*info, key, last)) return false;
       pending += info->pending;
     }
     MutexLock lock(state_->mu);
@@ -318,8 +318,8 @@ class RedisConsumer final : public Consumer {
       acknowledged = state_->acks[kMain].size() + state_->acks[kRedrive].size() + in_flush_;
     }
     std::uint64_t n = 0;
-    for (const auto& [info, last] : groups_now())
-      if (info) n += info->pending + (info->lag_known ? info->lag : (id_less(info->last_delivered, last) ? 1 : 0));
+    for (const auto& [info, last, key] : groups_now())
+      if (info) n += info->pending + (unread_left(*info, key, last) ? (info->lag_known ? info->lag : 1) : 0);
     return n - std::min(n, acknowledged);
   }
 
@@ -334,23 +334,38 @@ class RedisConsumer final : public Consumer {
  private:
   // Each stream's group as XINFO tells it, with the stream's last entry id (for when Redis
   // cannot tell the lag).
-  std::vector<std::pair<std::optional<GroupInfo>, std::string>> groups_now() {
+  struct GroupNow {
+    std::optional<GroupInfo> info;
+    std::string last;  // the stream's last entry id
+    std::string key;   // the stream
+  };
+  std::vector<GroupNow> groups_now() {
     std::vector<Command> cmds;
     for (int s : {kMain, kRedrive}) {
       cmds.push_back({"XINFO", "GROUPS", state_->keys[s]});
       cmds.push_back({"XINFO", "STREAM", state_->keys[s]});
     }
     const auto r = ctx_->conn->pipeline(cmds, "redis: consumer group " + spec_.subscriber);
-    std::vector<std::pair<std::optional<GroupInfo>, std::string>> out;
+    std::vector<GroupNow> out;
     for (std::size_t i = 0; i < r.size(); i += 2) {
       if (r[i].is_error()) {
         if (r[i].is_error("ERR")) continue;  // no such stream: nothing in it
         throw Error(Errc::transport_error, "redis: consumer group " + spec_.subscriber + ": " + r[i].str);
       }
       auto stream = map_of(r[i + 1]);
-      out.emplace_back(group_info(r[i], state_->group), stream["last-generated-id"].str);
+      out.push_back({group_info(r[i], state_->group), stream["last-generated-id"].str, state_->keys[i / 2]});
     }
     return out;
+  }
+
+  // Whether entries after the group's position are still in stream `key`. Redis's lag takes an
+  // entry deleted before the group read it (trimmed by max_len) for unread for ever, so that
+  // only its 0 is believed; else the stream is asked for the next entry.
+  bool unread_left(const GroupInfo& g, const std::string& key, const std::string& last) {
+    if (!id_less(g.last_delivered, last) || (g.lag_known && g.lag == 0)) return false;
+    const Reply next = ctx_->conn->command({"XRANGE", key, "(" + g.last_delivered, "+", "COUNT", "1"},
+                                           "redis: consumer group " + spec_.subscriber);
+    return !next.elements.empty();
   }
 
   void ensure_groups(const StartFrom& start) {

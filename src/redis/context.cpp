@@ -122,6 +122,9 @@ std::optional<GroupInfo> group_info(const Reply& xinfo_groups, std::string_view 
       info.lag_known = true;
       info.lag = static_cast<std::uint64_t>(lag->second.integer);
     }
+    if (auto read = m.find("entries-read");
+        read != m.end() && read->second.kind == Reply::Kind::integer && read->second.integer >= 0)
+      info.entries_read = static_cast<std::uint64_t>(read->second.integer);
     return info;
   }
   return std::nullopt;

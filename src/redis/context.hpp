@@ -67,6 +67,9 @@ struct GroupInfo {
   std::string last_delivered{};
   bool lag_known = false;  ///< Redis cannot tell the lag after entries were deleted mid-stream
   std::uint64_t lag = 0;
+  /// Entries the group has read in the stream's life (Redis 7's entries-read); unknown after
+  /// the group's position was set to an arbitrary entry.
+  std::optional<std::uint64_t> entries_read;
 };
 std::optional<GroupInfo> group_info(const Reply& xinfo_groups, std::string_view group);
 

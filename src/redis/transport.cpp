@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 
@@ -124,7 +125,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       if (info) {
         if (info->last_delivered != "0-0") s.position = info->last_delivered;
         pending += info->pending;
-        unread += unread_of(*info, main, r[2].is_error() ? std::string() : map_of(r[2])["last-generated-id"].str);
+        unread += main_counts(sub, type, *info, r[2]).unread;
       }
       if (redrive_info) {
         pending += redrive_info->pending;
@@ -244,6 +245,25 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
     const Envelope e = crier::detail::cloudevent_to_publish(cloudevent, "publish");
     append(std::span<const Envelope>(&e, 1));
     return e.id;
+  }
+
+  // Entries deleted from an event stream before a subscriber read them (trimmed by max_len,
+  // or an operator's XTRIM or XDEL) never reach it; each such subscriber is said, with how many.
+  std::vector<std::string> notices() override {
+    std::vector<std::string> out;
+    for (const auto& [sub, type] : subscriber_pairs()) {
+      const std::string key = ctx_->stream_key(type);
+      const std::vector<Command> cmds = {{"XINFO", "GROUPS", key}, {"XINFO", "STREAM", key}};
+      const auto r = conn().pipeline(cmds, "redis: subscriber " + sub + " of " + type);
+      const auto group = r[0].is_error() ? std::nullopt : group_info(r[0], sub);
+      if (!group) continue;
+      const std::uint64_t lost = main_counts(sub, type, *group, r[1]).lost;
+      if (lost > 0)
+        out.push_back("subscriber " + sub + " of " + type + " lost " + std::to_string(lost) +
+                      (lost == 1 ? " event" : " events") + ": deleted from " + key +
+                      " before it read them (trimmed by max_len, or by an XTRIM or XDEL)");
+    }
+    return out;
   }
 
  private:
@@ -408,12 +428,56 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
   }
 
   // How many entries of stream `key` the group has not read yet.
-  std::uint64_t unread_of(const GroupInfo& g, const std::string& key, const std::string& last_generated) {
-    if (g.lag_known) return g.lag;
-    if (!id_less(g.last_delivered, last_generated)) return 0;
-    // Redis cannot tell (entries were deleted mid-stream, or the group was moved): counted.
+  // A group's entries of its event stream not read yet, and those deleted before it read them.
+  struct MainCounts {
+    std::uint64_t unread = 0;
+    std::uint64_t lost = 0;
+  };
+  // Redis counts the entries added to a stream and those each group has read; their
+  // difference (its `lag`) takes an entry deleted before the group read it for unread, for
+  // ever. So the entries lost are that difference less the entries still there after the
+  // group's position: known at once when the position is at the end or before the first
+  // entry, else counted (reading the entries after the position) and kept while the group
+  // only reads on and the first entry stays at or before where it was: it lost none since.
+  MainCounts main_counts(const std::string& sub, const std::string& type, const GroupInfo& g,
+                         const Reply& xinfo_stream) {
+    const std::string key = ctx_->stream_key(type);
+    if (xinfo_stream.is_error()) return {unread_of(g, key, ""), 0};
+    auto st = map_of(xinfo_stream);
+    const std::string& last = st["last-generated-id"].str;
+    const auto added = static_cast<std::uint64_t>(std::max<std::int64_t>(0, st["entries-added"].as_integer()));
+    const auto length = static_cast<std::uint64_t>(std::max<std::int64_t>(0, st["length"].as_integer()));
+    const std::pair<std::string, std::string> pair{sub, type};
+    std::lock_guard lock(lost_mu_);
+    if (!g.entries_read || *g.entries_read > added) {  // Redis cannot tell (the group was moved)
+      lost_.erase(pair);
+      return {unread_of(g, key, last), 0};
+    }
+    const std::uint64_t behind = added - *g.entries_read;  // unread, and lost if any
+    const Reply& first_entry = st["first-entry"];
+    const std::string first = first_entry.elements.size() == 2 ? first_entry.elements[0].str : last;
+    const auto kept = lost_.find(pair);
+    std::uint64_t unread = 0;
+    if (!id_less(g.last_delivered, last))
+      unread = 0;
+    else if (added == length)  // nothing was ever deleted
+      unread = behind;
+    else if (id_less(g.last_delivered, first))
+      unread = length;
+    else if (kept != lost_.end() && kept->second.first <= behind && !id_less(g.last_delivered, kept->second.second) &&
+             !id_less(kept->second.second, first))
+      unread = behind - kept->second.first;  // it read on, and nothing it had not read was deleted since
+    else
+      unread = count_after(key, g.last_delivered);
+    const std::uint64_t lost = behind > unread ? behind - unread : 0;
+    lost_[pair] = {lost, g.last_delivered};
+    return {unread, lost};
+  }
+
+  // The entries of stream `key` after entry `id`, counted.
+  std::uint64_t count_after(const std::string& key, const std::string& id) {
     std::uint64_t n = 0;
-    std::string cursor = "(" + g.last_delivered;
+    std::string cursor = "(" + id;
     for (;;) {
       const Reply page =
           conn().command({"XRANGE", key, cursor, "+", "COUNT", std::to_string(kPage)}, "redis: counting " + key);
@@ -421,6 +485,13 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       if (page.elements.size() < kPage) return n;
       cursor = "(" + page.elements.back().elements[0].str;
     }
+  }
+
+  std::uint64_t unread_of(const GroupInfo& g, const std::string& key, const std::string& last_generated) {
+    if (g.lag_known) return g.lag;
+    if (!id_less(g.last_delivered, last_generated)) return 0;
+    // Redis cannot tell (entries were deleted mid-stream, or the group was moved): counted.
+    return count_after(key, g.last_delivered);
   }
 
   static bool at_or_after(const std::string& time, Timestamp since) {
@@ -517,6 +588,10 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
   }
 
   std::shared_ptr<Context> ctx_;
+  // Per (subscriber, event type): the entries its group lost, as main_counts last found, and
+  // its position then.
+  std::mutex lost_mu_;
+  std::map<std::pair<std::string, std::string>, std::pair<std::uint64_t, std::string>> lost_;
 };
 
 // The value of `name` in an INFO reply ("name:value" lines); nullopt when it has none.
