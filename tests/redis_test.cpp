@@ -736,7 +736,7 @@ TEST(RedisTrimmed, EventsTrimmedBeforeASubscriberReadThemAreSaidLostNotCountedAs
                                       " before it read them (trimmed by max_len, or by an XTRIM or XDEL)"};
   EXPECT_EQ(in.notices(), lost);
   const std::size_t part = take(*reader, 40);  // its position is past the first entry now
-  if (part < 100) {  // it did not read every entry ahead
+  if (part < 100) {                            // it did not read every entry ahead
     EXPECT_EQ(in.notices(), lost);
     take(*reader, 100 - part);
   }

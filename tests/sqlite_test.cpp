@@ -370,8 +370,7 @@ TEST(SqliteJournal, AnEventLargerThanTheStoreTakesIsRefusedWithNothingOfItsPubli
     EXPECT_NE(std::string(e.what()).find("Nothing of this publish was stored"), std::string::npos) << e.what();
   }
   bus.publish(Job{3, std::string((1 << 20) - 1000, 'x')});  // within the bound, attributes and all
-  ASSERT_TRUE(bus.flush(30s));
-  EXPECT_EQ(store->stats().events, 1u);
+  EXPECT_EQ(store->stats().appended, 1u) << "events journaled";
 }
 
 // --- failures it survives -----------------------------------------------------------------
