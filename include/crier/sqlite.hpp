@@ -92,9 +92,9 @@ struct Options {
   /// not written and crier makes nothing beside it (SQLite may create the -wal and -shm files
   /// with which readers of a WAL file coordinate), and events a killed publisher journaled
   /// but never moved into the file are not seen until a writer opens it (the inspector's
-  /// notices() count them). A missing file
-  /// (Errc::not_found), a file that is no crier store or one of an older schema is refused. What would write (append,
-  /// consume, redrive, purge, prune, the inspector's move and publish_json) throws Errc::invalid_argument.
+  /// notices() count them). A missing file (Errc::not_found), a file that is no crier store
+  /// or one of an older schema is refused. What would write (append, consume, redrive,
+  /// purge, prune, the inspector's move and publish_json) throws Errc::invalid_argument.
   bool read_only = false;
 };
 

@@ -427,7 +427,6 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
     return (f.subscriber.empty() || f.subscriber == sub) && (f.event_type.empty() || f.event_type == type);
   }
 
-  // How many entries of stream `key` the group has not read yet.
   // A group's entries of its event stream not read yet, and those deleted before it read them.
   struct MainCounts {
     std::uint64_t unread = 0;
@@ -487,6 +486,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
     }
   }
 
+  // How many entries of stream `key` the group has not read yet, by Redis's count if it has one.
   std::uint64_t unread_of(const GroupInfo& g, const std::string& key, const std::string& last_generated) {
     if (g.lag_known) return g.lag;
     if (!id_less(g.last_delivered, last_generated)) return 0;

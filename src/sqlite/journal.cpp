@@ -536,9 +536,9 @@ void for_each_journal_file(const std::string& dir, const std::function<void(int,
 }
 
 // Whether the file open as `fd` is an orphan, taking its lock (`lock_op`: LOCK_EX or LOCK_SH)
-// when it is; `st` is then its status. Locked: its process is alive (maybe this one). Without a name: its process
-// finished it, deleted it and let go of it after `fd` was opened; its progress row may be
-// gone too, so reading it would count every event in it a second time.
+// when it is; `st` is then its status. Locked: its process is alive (maybe this one).
+// Without a name: its process finished it, deleted it and let go of it after `fd` was opened;
+// its progress row may be gone too, so reading it would count every event in it twice.
 bool lock_orphan(int fd, int lock_op, struct stat& st) {
   return ::flock(fd, lock_op | LOCK_NB) == 0 && ::fstat(fd, &st) == 0 && st.st_nlink != 0;
 }
