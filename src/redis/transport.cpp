@@ -250,17 +250,22 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
   // Entries deleted from an event stream before a subscriber read them (trimmed by max_len,
   // or an operator's XTRIM or XDEL) never reach it; each such subscriber is said, with how many.
   std::vector<std::string> notices() override {
+    const auto pairs = subscriber_pairs();
+    std::vector<Command> cmds;  // one round trip for them all
+    for (const auto& [sub, type] : pairs) {
+      cmds.push_back({"XINFO", "GROUPS", ctx_->stream_key(type)});
+      cmds.push_back({"XINFO", "STREAM", ctx_->stream_key(type)});
+    }
+    const auto r = conn().pipeline(cmds, "redis: subscribers' losses");
     std::vector<std::string> out;
-    for (const auto& [sub, type] : subscriber_pairs()) {
-      const std::string key = ctx_->stream_key(type);
-      const std::vector<Command> cmds = {{"XINFO", "GROUPS", key}, {"XINFO", "STREAM", key}};
-      const auto r = conn().pipeline(cmds, "redis: subscriber " + sub + " of " + type);
-      const auto group = r[0].is_error() ? std::nullopt : group_info(r[0], sub);
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      const auto& [sub, type] = pairs[i];
+      const auto group = r[2 * i].is_error() ? std::nullopt : group_info(r[2 * i], sub);
       if (!group) continue;
-      const std::uint64_t lost = main_counts(sub, type, *group, r[1]).lost;
+      const std::uint64_t lost = main_counts(sub, type, *group, r[2 * i + 1]).lost;
       if (lost > 0)
         out.push_back("subscriber " + sub + " of " + type + " lost " + std::to_string(lost) +
-                      (lost == 1 ? " event" : " events") + ": deleted from " + key +
+                      (lost == 1 ? " event" : " events") + ": deleted from " + ctx_->stream_key(type) +
                       " before it read them (trimmed by max_len, or by an XTRIM or XDEL)");
     }
     return out;

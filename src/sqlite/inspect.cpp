@@ -155,11 +155,12 @@ std::string Store::publish_json(std::string_view cloudevent) {
 std::vector<std::string> Store::notices() {
   const std::uint64_t n = impl_->orphaned_events();
   if (n == 0) return {};
+  const std::string them = n == 1 ? "it" : "them";
   return {std::to_string(n) + (n == 1 ? " published event waits" : " published events wait") + " in " + impl_->path +
-          "-journal.d, journaled by a process that ended before moving " + (n == 1 ? "it" : "them") +
+          "-journal.d, journaled by a process that ended before moving " + them +
           " into the database: in no count here until a process opens the store for writing (not read-only), "
           "which moves " +
-          (n == 1 ? "it" : "them") + " in"};
+          them + " in"};
 }
 
 }  // namespace crier::sqlite

@@ -27,6 +27,8 @@ constexpr std::uint32_t kMagic = 0x45495243;    // "CRIE" little-endian
 constexpr std::size_t kHeader = 4 + 4 + 4 + 8;  // magic, payload length, crc, jseq
 constexpr std::size_t kFields = 9;
 constexpr std::uint64_t kGrowBy = 8 << 20;  // allocated ahead of the writers
+// What a writer's failure to make room means.
+constexpr std::string_view kNotStored = "cannot extend the journal; the event was not stored";
 
 void put32(std::string& out, std::uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
 std::uint32_t get32(const char* p) {
@@ -208,9 +210,9 @@ std::unique_ptr<Journal::Segment> Journal::open_segment(std::uint64_t at_least) 
     if (sync_each_) s->whole = std::make_unique<std::atomic<std::uint64_t>[]>(s->map_bytes / 8 / 64 + 1);
     MutexLock lock(grow_mu_);
     // The first file is made as the store opens: no event is at stake then.
-    grow_to(*s, std::min(s->map_bytes, std::max(kGrowBy, at_least)),
-            at_least == 0 ? "cannot allocate the publish journal, so the store cannot be opened for writing"
-                          : "cannot extend the journal; the event was not stored");
+    grow_to(
+        *s, std::min(s->map_bytes, std::max(kGrowBy, at_least)),
+        at_least == 0 ? "cannot allocate the publish journal, so the store cannot be opened for writing" : kNotStored);
   } catch (...) {
     ::unlink((named ? path : newborn).c_str());
     throw;
@@ -253,7 +255,7 @@ bool Journal::make_room(Segment& s, std::uint64_t offset, std::uint64_t bytes) {
     return false;
   }
   try {
-    grow_to(s, std::min(s.map_bytes, offset + bytes + kGrowBy), "cannot extend the journal; the event was not stored");
+    grow_to(s, std::min(s.map_bytes, offset + bytes + kGrowBy), kNotStored);
   } catch (...) {
     s.seal_at(offset);  // the next write goes to a new file (and fails while the disk is full)
     throw;
