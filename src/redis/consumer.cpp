@@ -7,6 +7,7 @@
 #include <deque>
 
 #include "common/error_text.hpp"
+#include "redis/unread.hpp"
 
 namespace crier::redis {
 
@@ -301,10 +302,10 @@ class RedisConsumer final : public Consumer {
   // behind them, whose entries the count must not hide.
   bool caught_up() override {
     std::uint64_t pending = 0;
-    for (const auto& [info, last, key] : groups_now()) {
-      if (!info) continue;
-      if (unread_left(*info, key, last)) return false;
-      pending += info->pending;
+    for (const GroupNow& g : groups_now()) {
+      if (!g.info) continue;
+      if (unread_left(*g.info, g.key, g.last)) return false;
+      pending += g.info->pending;
     }
     MutexLock lock(state_->mu);
     if (state_->untaken > 0) return false;
@@ -318,8 +319,9 @@ class RedisConsumer final : public Consumer {
       acknowledged = state_->acks[kMain].size() + state_->acks[kRedrive].size() + in_flush_;
     }
     std::uint64_t n = 0;
-    for (const auto& [info, last, key] : groups_now())
-      if (info) n += info->pending + (unread_left(*info, key, last) ? (info->lag_known ? info->lag : 1) : 0);
+    for (const GroupNow& g : groups_now())
+      if (g.info)
+        n += g.info->pending + ctx_->unread->count(*ctx_->conn, g.key, state_->group, *g.info, g.stream).unread;
     return n - std::min(n, acknowledged);
   }
 
@@ -338,6 +340,7 @@ class RedisConsumer final : public Consumer {
     std::optional<GroupInfo> info;
     std::string last;  // the stream's last entry id
     std::string key;   // the stream
+    Reply stream;      // its XINFO STREAM
   };
   std::vector<GroupNow> groups_now() {
     std::vector<Command> cmds;
@@ -353,7 +356,7 @@ class RedisConsumer final : public Consumer {
         throw Error(Errc::transport_error, "redis: consumer group " + spec_.subscriber + ": " + r[i].str);
       }
       auto stream = map_of(r[i + 1]);
-      out.push_back({group_info(r[i], state_->group), stream["last-generated-id"].str, state_->keys[i / 2]});
+      out.push_back({group_info(r[i], state_->group), stream["last-generated-id"].str, state_->keys[i / 2], r[i + 1]});
     }
     return out;
   }

@@ -29,6 +29,9 @@
 
 namespace crier::redis {
 
+/// Entries per XRANGE or XREVRANGE while walking a stream.
+constexpr std::size_t kWalkPage = 1000;
+
 struct Scripts {
   Script publish;      // guarded XADD: stored once per event id
   Script dead_letter;  // the letter written and the entry acknowledged, at once
@@ -38,10 +41,13 @@ struct Scripts {
   Script give_turn;    // ... given up
 };
 
+class UnreadCounter;
+
 struct Context {
   std::shared_ptr<Connection> conn;
   std::string prefix;
   Scripts scripts;
+  std::shared_ptr<UnreadCounter> unread;  // the inspector's and the consumers' counts, shared
 
   const Options& options() const noexcept { return conn->options(); }
   std::string stream_key(std::string_view type) const { return prefix + ":" + std::string(type); }

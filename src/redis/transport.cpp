@@ -9,14 +9,13 @@
 
 #include "redis/consumer.hpp"
 #include "redis/context.hpp"
+#include "redis/unread.hpp"
 
 namespace crier::redis {
 
 namespace {
 
 using std::chrono::milliseconds;
-
-constexpr std::size_t kPage = 1000;  // entries per XRANGE while walking a stream
 
 bool is_valid_prefix(std::string_view p) {
   if (p.empty() || p.size() > 64) return false;
@@ -125,7 +124,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       if (info) {
         if (info->last_delivered != "0-0") s.position = info->last_delivered;
         pending += info->pending;
-        unread += main_counts(sub, type, *info, r[2]).unread;
+        unread += ctx_->unread->count(conn(), main, sub, *info, r[2]).unread;
       }
       if (redrive_info) {
         pending += redrive_info->pending;
@@ -197,7 +196,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       std::size_t matched = 0;
       while (matched < q.limit) {
         const Reply page = conn().command({q.newest_first ? "XREVRANGE" : "XRANGE", key, cursor,
-                                           q.newest_first ? "-" : "+", "COUNT", std::to_string(kPage)},
+                                           q.newest_first ? "-" : "+", "COUNT", std::to_string(kWalkPage)},
                                           "redis: browsing " + key);
         for (const Reply& e : page.elements) {
           if (e.elements.size() != 2 || matched >= q.limit) continue;
@@ -209,7 +208,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
           ++matched;
           found.emplace_back(parse_entry_id(id).value_or(EntryId{}), std::move(s));
         }
-        if (page.elements.size() < kPage) break;
+        if (page.elements.size() < kWalkPage) break;
         cursor = "(" + page.elements.back().elements[0].str;
       }
     }
@@ -262,7 +261,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       const auto& [sub, type] = pairs[i];
       const auto group = r[2 * i].is_error() ? std::nullopt : group_info(r[2 * i], sub);
       if (!group) continue;
-      const std::uint64_t lost = main_counts(sub, type, *group, r[2 * i + 1]).lost;
+      const std::uint64_t lost = ctx_->unread->count(conn(), ctx_->stream_key(type), sub, *group, r[2 * i + 1]).lost;
       if (lost > 0)
         out.push_back("subscriber " + sub + " of " + type + " lost " + std::to_string(lost) +
                       (lost == 1 ? " event" : " events") + ": deleted from " + ctx_->stream_key(type) +
@@ -385,7 +384,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       const std::string key = ctx_->stream_key(type);
       std::string cursor = "+";
       for (std::size_t searched = 0; searched < kSearched;) {
-        const Reply page = conn().command({"XREVRANGE", key, cursor, "-", "COUNT", std::to_string(kPage)},
+        const Reply page = conn().command({"XREVRANGE", key, cursor, "-", "COUNT", std::to_string(kWalkPage)},
                                           "redis: looking for events whose publish was cut off");
         bool older = false;
         for (const Reply& e : page.elements) {
@@ -396,7 +395,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
             older = true;
         }
         searched += page.elements.size();
-        if (older || page.elements.size() < kPage) break;
+        if (older || page.elements.size() < kWalkPage) break;
         cursor = "(" + page.elements.back().elements[0].str;
       }
     }
@@ -430,73 +429,6 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
 
   static bool matches(const DeadLetterFilter& f, const std::string& sub, const std::string& type) {
     return (f.subscriber.empty() || f.subscriber == sub) && (f.event_type.empty() || f.event_type == type);
-  }
-
-  // A group's entries of its event stream not read yet, and those deleted before it read them.
-  struct MainCounts {
-    std::uint64_t unread = 0;
-    std::uint64_t lost = 0;
-  };
-  // Redis counts the entries added to a stream and those each group has read; their
-  // difference (its `lag`) takes an entry deleted before the group read it for unread, for
-  // ever. So the entries lost are that difference less the entries still there after the
-  // group's position: known at once when the position is at the end or before the first
-  // entry, else counted (reading the entries after the position) and kept while the group
-  // only reads on and the first entry stays at or before where it was: it lost none since.
-  MainCounts main_counts(const std::string& sub, const std::string& type, const GroupInfo& g,
-                         const Reply& xinfo_stream) {
-    const std::string key = ctx_->stream_key(type);
-    if (xinfo_stream.is_error()) return {unread_of(g, key, ""), 0};
-    auto st = map_of(xinfo_stream);
-    const std::string& last = st["last-generated-id"].str;
-    const auto added = static_cast<std::uint64_t>(std::max<std::int64_t>(0, st["entries-added"].as_integer()));
-    const auto length = static_cast<std::uint64_t>(std::max<std::int64_t>(0, st["length"].as_integer()));
-    const std::pair<std::string, std::string> pair{sub, type};
-    std::lock_guard lock(lost_mu_);
-    if (!g.entries_read || *g.entries_read > added) {  // Redis cannot tell (the group was moved)
-      lost_.erase(pair);
-      return {unread_of(g, key, last), 0};
-    }
-    const std::uint64_t behind = added - *g.entries_read;  // unread, and lost if any
-    const Reply& first_entry = st["first-entry"];
-    const std::string first = first_entry.elements.size() == 2 ? first_entry.elements[0].str : last;
-    const auto kept = lost_.find(pair);
-    std::uint64_t unread = 0;
-    if (!id_less(g.last_delivered, last))
-      unread = 0;
-    else if (added == length)  // nothing was ever deleted
-      unread = behind;
-    else if (id_less(g.last_delivered, first))
-      unread = length;
-    else if (kept != lost_.end() && kept->second.first <= behind && !id_less(g.last_delivered, kept->second.second) &&
-             !id_less(kept->second.second, first))
-      unread = behind - kept->second.first;  // it read on, and nothing it had not read was deleted since
-    else
-      unread = count_after(key, g.last_delivered);
-    const std::uint64_t lost = behind > unread ? behind - unread : 0;
-    lost_[pair] = {lost, g.last_delivered};
-    return {unread, lost};
-  }
-
-  // The entries of stream `key` after entry `id`, counted.
-  std::uint64_t count_after(const std::string& key, const std::string& id) {
-    std::uint64_t n = 0;
-    std::string cursor = "(" + id;
-    for (;;) {
-      const Reply page =
-          conn().command({"XRANGE", key, cursor, "+", "COUNT", std::to_string(kPage)}, "redis: counting " + key);
-      n += page.elements.size();
-      if (page.elements.size() < kPage) return n;
-      cursor = "(" + page.elements.back().elements[0].str;
-    }
-  }
-
-  // How many entries of stream `key` the group has not read yet, by Redis's count if it has one.
-  std::uint64_t unread_of(const GroupInfo& g, const std::string& key, const std::string& last_generated) {
-    if (g.lag_known) return g.lag;
-    if (!id_less(g.last_delivered, last_generated)) return 0;
-    // Redis cannot tell (entries were deleted mid-stream, or the group was moved): counted.
-    return count_after(key, g.last_delivered);
   }
 
   static bool at_or_after(const std::string& time, Timestamp since) {
@@ -562,10 +494,10 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       const std::string key = ctx_->named("dlq", sub, type);
       std::string cursor = "-";
       for (;;) {
-        const Reply page = conn().command({"XRANGE", key, cursor, "+", "COUNT", std::to_string(kPage)},
+        const Reply page = conn().command({"XRANGE", key, cursor, "+", "COUNT", std::to_string(kWalkPage)},
                                           "redis: dead letters of " + sub);
         for (const Reply& e : page.elements) take(key, e);
-        if (page.elements.size() < kPage) break;
+        if (page.elements.size() < kWalkPage) break;
         cursor = "(" + page.elements.back().elements[0].str;
       }
     }
@@ -593,10 +525,6 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
   }
 
   std::shared_ptr<Context> ctx_;
-  // Per (subscriber, event type): the entries its group lost, as main_counts last found, and
-  // its position then.
-  std::mutex lost_mu_;
-  std::map<std::pair<std::string, std::string>, std::pair<std::uint64_t, std::string>> lost_;
 };
 
 // The value of `name` in an INFO reply ("name:value" lines); nullopt when it has none.
@@ -626,6 +554,7 @@ std::shared_ptr<Context> open_context(const Options& options) {
   auto ctx = std::make_shared<Context>();
   ctx->conn = std::make_shared<Connection>(options);
   ctx->prefix = options.prefix;
+  ctx->unread = std::make_shared<UnreadCounter>();
   // Streams with consumer-group lag and XAUTOCLAIM's list of deleted entries: Redis 7.
   const std::string where = ctx->conn->endpoint().text;
   const auto version = info_field(ctx->conn->command({"INFO", "server"}, "redis: server version"), "redis_version");
