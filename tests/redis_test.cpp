@@ -3,8 +3,8 @@
 // that is gone, a group the server lost), events of every size and byte stored whole, a
 // server SIGKILLed under load with appendfsync always, a consumer process SIGKILLed with
 // events in hand, acknowledgements and reads cut off by a lost link, entries trimmed while
-// pending, the orders demo when Redis stops answering, and CloudEvents with redis-cli and the
-// official CloudEvents SDK on the other side.
+// pending, a server out of memory, the orders demo when Redis stops answering, and
+// CloudEvents with redis-cli and the official CloudEvents SDK on the other side.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -755,6 +755,46 @@ TEST(RedisTrimmed, EventsTrimmedBeforeASubscriberReadThemAreSaidLostNotCountedAs
   EXPECT_EQ(reader->backlog(), 0u);
   reader->close();
   keeper->close();
+}
+
+// A server at its maxmemory (maxmemory-policy noeviction) refuses every write, even one that
+// would change nothing. A publish says so, what frees the server, and what of it was stored.
+// A subscriber whose consumer group exists still starts and takes the events that wait
+// (before, its XGROUP CREATE was refused before Redis could answer that the group exists: no
+// subscriber could start until memory was freed).
+TEST(RedisOutOfMemory, PublishesAreRefusedInWordsAndASubscriberWithAGroupStillTakesItsEvents) {
+  RedisServer server;
+  const crier::redis::Options o = options(server, "full");
+  {
+    crier::Bus bus{crier::redis::connect(o)};
+    (void)bus.subscribe<Job>("worker", [](const Job&) {});  // its group made, then closed
+    for (int i = 1; i <= 5; ++i) bus.publish(Job{i, "before"});
+  }
+  (void)cli(server, "CONFIG SET maxmemory 1");
+  crier::Bus bus{crier::redis::connect(o)};
+  auto refused = [&](auto&& publish, const std::string& stored) {
+    try {
+      publish();
+      ADD_FAILURE() << "a server out of memory stored an event";
+    } catch (const crier::Error& e) {
+      EXPECT_EQ(e.code(), crier::Errc::transport_error);
+      EXPECT_NE(std::string(e.what()).find("OOM command not allowed"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("raise maxmemory"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(stored), std::string::npos) << e.what();
+    }
+  };
+  refused([&] { bus.publish(Job{6, "refused"}); }, "; it was not stored");
+  refused(
+      [&] {
+        bus.publish_batch(std::vector<Job>{{7, "refused"}, {8, "refused"}});
+      },
+      "; 0 of the 2 events were stored");
+  SeenJobs seen;
+  auto sub = bus.subscribe<Job>("worker", [&](const Job& j) { seen.add(j); });
+  seen.wait_for(5);
+  auto values = seen.values();
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(values, (std::vector<int>{1, 2, 3, 4, 5}));
 }
 
 // A dead letter Redis refuses to store (its stream's key holds a string) is reported, and its

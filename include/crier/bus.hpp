@@ -181,9 +181,10 @@ class CRIER_EXPORT Bus {
     detail::publish(*core_, event, &attributes, nullptr);
   }
 
-  /// Publishes several events of one type, in order. On a durable bus they are stored
-  /// together (one journal write) and this returns once all of them are durable; when it
-  /// throws, none was stored. On the memory bus it is publish() for each.
+  /// Publishes several events of one type, in order. On a durable bus this returns once all
+  /// of them are durable. When it throws, SQLite stored none of them (one journal write);
+  /// NATS and Redis store each event by itself and may have stored some (docs/transports.md).
+  /// On the memory bus it is publish() for each.
   template <class E>
   void publish_batch(std::span<const E> events) {
     if constexpr (detail::check_event_type<E>()) publish_batch_checked(events);

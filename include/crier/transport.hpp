@@ -168,7 +168,8 @@ class CRIER_EXPORT Transport {
   virtual std::string_view name() const noexcept = 0;
   /// Stores the events (validated envelopes with their data). Returns once they are as
   /// durable as the transport promises; throws crier::Error (Errc::transport_error) when
-  /// they could not be stored, in which case none of them is.
+  /// they could not be stored, in which case none of them is, or (an engine that stores each
+  /// event by itself) the error says that some may be.
   virtual void append(std::span<const Envelope> events) = 0;
   /// A consumer of one subscriber's events.
   virtual std::unique_ptr<Consumer> consume(const ConsumerSpec& spec) = 0;

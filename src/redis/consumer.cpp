@@ -286,7 +286,8 @@ class RedisConsumer final : public Consumer {
     }
     (void)state_->release(l.key);
     if (r.front().is_error())
-      throw Error(Errc::transport_error, "redis: dead-lettering event " + letter.envelope.id + ": " + r.front().str);
+      throw Error(Errc::transport_error, "redis: dead-lettering event " + letter.envelope.id + ": " + r.front().str +
+                                             out_of_memory_hint(r.front()));
     return static_cast<std::uint64_t>(r.front().as_integer());
   }
 
@@ -378,10 +379,23 @@ class RedisConsumer final : public Consumer {
                                        {"SADD", ctx_->key("subscribers"), state_->settled_field},
                                        {"SADD", ctx_->key("types"), spec_.event_type}};
     const auto r = ctx_->conn->pipeline(cmds, "redis: consumer group " + spec_.subscriber);
-    for (const Reply& reply : r)
-      if (reply.is_error() && !reply.is_error("BUSYGROUP"))
-        throw Error(Errc::transport_error,
-                    "redis: consumer group " + spec_.subscriber + " of " + state_->keys[kMain] + ": " + reply.str);
+    // A server out of memory refuses every write (OOM), even one that would change nothing:
+    // what exists already is asked for, so that a subscriber can start then and take its events.
+    const std::vector<Command> exists = {{"XINFO", "GROUPS", state_->keys[kMain]},
+                                         {"XINFO", "GROUPS", state_->keys[kRedrive]},
+                                         {"SISMEMBER", ctx_->key("subscribers"), state_->settled_field},
+                                         {"SISMEMBER", ctx_->key("types"), spec_.event_type}};
+    std::optional<std::vector<Reply>> found;
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      if (!r[i].is_error() || r[i].is_error("BUSYGROUP")) continue;
+      if (r[i].is_error("OOM")) {
+        if (!found) found = ctx_->conn->pipeline(exists, "redis: consumer group " + spec_.subscriber);
+        const Reply& f = (*found)[i];
+        if (i < 2 ? !f.is_error() && group_info(f, state_->group).has_value() : f.as_integer() == 1) continue;
+      }
+      throw Error(Errc::transport_error, "redis: consumer group " + spec_.subscriber + " of " + state_->keys[kMain] +
+                                             ": " + r[i].str + out_of_memory_hint(r[i]));
+    }
   }
 
   // XAUTOCLAIM of entries idle past the visibility timeout (their consumer died, or gave

@@ -130,4 +130,10 @@ std::optional<GroupInfo> group_info(const Reply& xinfo_groups, std::string_view 
   return std::nullopt;
 }
 
+std::string out_of_memory_hint(const Reply& reply) {
+  if (!reply.is_error("OOM")) return "";
+  return " (the server has reached its maxmemory and refuses writes until memory is freed: raise maxmemory, "
+         "cap the event streams with Options::max_len, or purge dead letters)";
+}
+
 }  // namespace crier::redis

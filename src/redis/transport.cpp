@@ -307,14 +307,29 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
         whole = false;
         lost_why = e.message();
       }
-      for (std::size_t r = 0; r < replies.size(); ++r) {
-        if (!replies[r].is_error()) continue;
-        std::string refused = "the set of event types " + ctx_->key("types");
-        if (r > 0) {
-          const Envelope& e = events[todo[r - 1]];
-          refused = "event " + e.id + " (stream " + ctx_->stream_key(e.type) + ")";
+      // A refused write fails the publish: the first event refused is said (the set of event
+      // types only when no event was), and how many of them Redis stored.
+      std::optional<std::size_t> refused;
+      std::size_t stored = events.size() - todo.size();  // by earlier attempts
+      for (std::size_t r = 1; r < replies.size(); ++r) {
+        if (!replies[r].is_error())
+          ++stored;
+        else if (!refused)
+          refused = r;
+      }
+      if (!refused && !replies.empty() && replies[0].is_error()) refused = 0;
+      if (refused) {
+        std::string which = "the set of event types " + ctx_->key("types");
+        if (*refused > 0) {
+          const Envelope& e = events[todo[*refused - 1]];
+          which = "event " + e.id + " (stream " + ctx_->stream_key(e.type) + ")";
         }
-        throw Error(Errc::transport_error, what + ": " + refused + " was refused: " + replies[r].str);
+        const std::string kept =
+            events.size() == 1
+                ? (stored == 1 ? "the event itself was stored" : "it was not stored")
+                : std::to_string(stored) + " of the " + std::to_string(events.size()) + " events were stored";
+        throw Error(Errc::transport_error, what + ": " + which + " was refused: " + replies[*refused].str +
+                                               out_of_memory_hint(replies[*refused]) + "; " + kept);
       }
       if (whole) return;
       // Those after the last reply may or may not be stored.
