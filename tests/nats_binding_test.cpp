@@ -294,8 +294,16 @@ TEST(NatsPublishAnswer, TheUsualAnswerIsReadWithoutADocumentAndOtherSpellingsAre
 
 TEST(NatsPublishAnswer, NoLeaderYetIsTriedAgainAndOtherErrorsAreRefusedInWords) {
   EXPECT_EQ(read_publish_answer(503, "").kind, PublishAnswer::Kind::again);
-  EXPECT_EQ(read_publish_answer(0, R"({"error":{"code":503,"err_code":10023,"description":"no leader"}})").kind,
-            PublishAnswer::Kind::again);
+  // A server whose JetStream storage is full: its leader steps down for a replica that may
+  // have room, so it is tried again, and what it means is said.
+  const auto no_room =
+      read_publish_answer(0, R"({"error":{"code":503,"err_code":10023,"description":"insufficient resources"}})");
+  EXPECT_EQ(no_room.kind, PublishAnswer::Kind::again);
+  EXPECT_EQ(no_room.problem.rfind("insufficient resources (JetStream error 10023): the server's JetStream storage "
+                                  "is at its limit (max_file_store",
+                                  0),
+            0u)
+      << no_room.problem;
   EXPECT_EQ(read_publish_answer(0, R"({"error":{"code":408,"description":"timeout"}})").kind,
             PublishAnswer::Kind::again);
   // A full stream's answer, as nats-server 2.9 gives it: 503 as an election's, but final.

@@ -337,6 +337,39 @@ TEST(NatsStream, AFullStreamRefusesAPublishAtOnceInWords) {
   EXPECT_TRUE(std::is_sorted(values.begin(), values.end()));
 }
 
+// A server whose JetStream storage is at its limit answers "insufficient resources" (10023),
+// which in a cluster makes the stream's leader step down for a replica with room: crier tries
+// again until publish_timeout, then fails saying what it means and what to do (before, only
+// "insufficient resources"). What was stored is handled.
+TEST(NatsStream, AServerWhoseStorageIsFullIsSaidSoAndWhatWasStoredIsHandled) {
+  NatsServer::Node node;
+  node.max_file_store = "64KB";
+  NatsServer server(node);
+  crier::nats::Options o = options(server, "SMALL");
+  o.publish_timeout = std::chrono::seconds(1);
+  crier::Bus bus{crier::nats::connect(o)};
+  const std::string note(1000, 'x');
+  int stored = 0;
+  try {
+    for (; stored < 1000; ++stored) bus.publish(Job{stored, note});
+    FAIL() << "1000 events of 1 kB on a server with 64 kB of storage";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::transport_error);
+    EXPECT_NE(std::string(e.what()).find("insufficient resources (JetStream error 10023): the server's JetStream "
+                                         "storage is at its limit (max_file_store"),
+              std::string::npos)
+        << e.what();
+  }
+  ASSERT_GT(stored, 0);
+  SeenJobs seen;
+  auto sub = bus.subscribe<Job>("billing", [&](const Job& j) { seen.add(j); });
+  ASSERT_TRUE(bus.flush(std::chrono::seconds(30)));
+  auto values = seen.values();
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(values.size(), static_cast<std::size_t>(stored));
+  EXPECT_EQ(values.back(), stored - 1);
+}
+
 // Two streams cannot take the same subjects: a bus on another stream with the prefix of one
 // that exists is refused naming the stream in its way.
 TEST(NatsStream, SubjectsAnotherStreamTakesAreRefusedNamingThatStream) {

@@ -25,10 +25,11 @@ inline std::string nats_server_program() {
 /// One server's place: its name, client port, and cluster.
 struct NatsNode {
   std::string name = "n1";
-  int port = 0;               ///< 0: a free one
-  int cluster_port = 0;       ///< 0: not in a cluster
-  std::vector<int> routes{};  ///< the cluster ports of every node
-  std::string config{};       ///< more of the server's configuration (authorization, tls)
+  int port = 0;                        ///< 0: a free one
+  int cluster_port = 0;                ///< 0: not in a cluster
+  std::vector<int> routes{};           ///< the cluster ports of every node
+  std::string config{};                ///< more of the server's configuration (authorization, tls)
+  std::string max_file_store = "2GB";  ///< the server's JetStream file storage limit
 };
 
 class NatsServer {
@@ -39,7 +40,7 @@ class NatsServer {
     std::ofstream conf(dir_ / "server.conf");
     conf << "server_name: " << node_.name << "\nlisten: 127.0.0.1:" << node_.port << "\n"
          << "jetstream { store_dir: \"" << (dir_ / "store").string()
-         << "\", max_memory_store: 256MB, max_file_store: 2GB }\n";
+         << "\", max_memory_store: 256MB, max_file_store: " << node_.max_file_store << " }\n";
     conf << node_.config << "\n";
     if (node_.cluster_port != 0) {
       conf << "cluster { name: crier-test, listen: 127.0.0.1:" << node_.cluster_port << ", routes: [";

@@ -227,6 +227,8 @@ static int run(int argc, char** argv) {
   std::mutex report_mu;
   std::vector<std::string> timeline;
   long failures = 0;
+  long transport_problems = 0;  // the store out of reach, or refusing a write
+  std::string first_transport_problem;
   crier::BusOptions options;
   options.source = "/shop/orders";
   options.on_error = [&](const crier::Report& r) {
@@ -234,6 +236,12 @@ static int run(int argc, char** argv) {
     switch (r.kind) {
       case crier::Report::Kind::handler_failed:
         ++failures;
+        break;
+      case crier::Report::Kind::transport_failed:
+      case crier::Report::Kind::connection_lost:
+        if (transport_problems++ == 0)
+          first_transport_problem =
+              (r.subscriber.empty() ? "" : std::string(r.subscriber) + ": ") + std::string(r.message);
         break;
       case crier::Report::Kind::breaker_opened:
       case crier::Report::Kind::breaker_half_open:
@@ -342,8 +350,8 @@ static int run(int argc, char** argv) {
       try {
         service.place("customer-" + std::to_string(i % 97), sku, 1 + static_cast<int>(i % 3), 1250);
       } catch (const crier::Error& e) {  // not stored (the store out of reach past its timeout)
-        std::fprintf(stderr, "orders: order o-%ld was not placed: %s\n  the %ld orders placed before it are stored\n",
-                     i, e.what(), placed);
+        std::fprintf(stderr, "orders: order o-%ld was not placed: %s\n", i, e.what());
+        if (placed > 0) std::fprintf(stderr, "  the %ld orders placed before it are stored\n", placed);
         return 1;
       }
       ++placed;
@@ -419,6 +427,12 @@ static int run(int argc, char** argv) {
     if (letters.size() > 5) std::printf("    ...\n");
   }
   if (runs("audit")) std::printf("\n  audit's first entry: %s\n", audit.first().c_str());
+  {
+    std::lock_guard lock(report_mu);
+    if (transport_problems > 0)
+      std::printf("\n  the store reported %ld problem%s; the first:\n    %s\n", transport_problems,
+                  transport_problems == 1 ? "" : "s", first_transport_problem.c_str());
+  }
   std::printf("\n");
   if (runs("inventory")) std::printf("  inventory reserved %ld units\n", inventory.reserved_units());
   if (runs("email")) std::printf("  email sent %ld confirmations\n", email.sent());

@@ -180,7 +180,8 @@ std::optional<std::uint64_t> SubscriberState::store_dead_letter(std::unique_ptr<
   } catch (const std::exception& e) {
     core.report(Report::Kind::transport_failed, sub.name, sub.event_type,
                 "cannot dead-letter event " + letter.envelope.id + " after " + std::to_string(letter.attempts) +
-                    " attempts: " + message_of(e) + "; it stays in the transport and comes back",
+                    (letter.attempts == 1 ? " attempt: " : " attempts: ") + message_of(e) +
+                    "; it stays in the transport and comes back",
                 letter.attempts);
     return std::nullopt;
   }
