@@ -762,7 +762,7 @@ TEST(RedisTrimmed, EventsTrimmedBeforeASubscriberReadThemAreSaidLostNotCountedAs
 // A subscriber whose consumer group exists still starts and takes the events that wait
 // (before, its XGROUP CREATE was refused before Redis could answer that the group exists: no
 // subscriber could start until memory was freed).
-TEST(RedisOutOfMemory, PublishesAreRefusedInWordsAndASubscriberWithAGroupStillTakesItsEvents) {
+TEST(RedisRefusedWrites, PublishesAreRefusedInWordsAndASubscriberWithAGroupStillTakesItsEvents) {
   RedisServer server;
   const crier::redis::Options o = options(server, "full");
   {
@@ -795,6 +795,30 @@ TEST(RedisOutOfMemory, PublishesAreRefusedInWordsAndASubscriberWithAGroupStillTa
   auto values = seen.values();
   std::sort(values.begin(), values.end());
   EXPECT_EQ(values, (std::vector<int>{1, 2, 3, 4, 5}));
+}
+
+// A bus pointed at a replica (read-only) is told to use the primary, at publish and at subscribe.
+TEST(RedisRefusedWrites, AReadOnlyReplicaIsToldApartAndThePrimaryAskedFor) {
+  RedisServer server;
+  const crier::redis::Options o = options(server, "replica");
+  crier::Bus bus{crier::redis::connect(o)};
+  const RefusingPort no_primary;
+  (void)cli(server, "REPLICAOF 127.0.0.1 " + std::to_string(no_primary.port()));
+  const std::string hint =
+      "READONLY You can't write against a read only replica. (this server is a read-only "
+      "replica: give crier its primary's address)";
+  try {
+    bus.publish(Job{1, "to a replica"});
+    ADD_FAILURE() << "a replica stored an event";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(hint + "; it was not stored"), std::string::npos) << e.what();
+  }
+  try {
+    auto sub = bus.subscribe<Job>("worker", [](const Job&) {});
+    ADD_FAILURE() << "a replica made a consumer group";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(hint), std::string::npos) << e.what();
+  }
 }
 
 // A dead letter Redis refuses to store (its stream's key holds a string) is reported, and its

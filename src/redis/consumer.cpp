@@ -286,8 +286,8 @@ class RedisConsumer final : public Consumer {
     }
     (void)state_->release(l.key);
     if (r.front().is_error())
-      throw Error(Errc::transport_error, "redis: dead-lettering event " + letter.envelope.id + ": " + r.front().str +
-                                             out_of_memory_hint(r.front()));
+      throw Error(Errc::transport_error,
+                  "redis: dead-lettering event " + letter.envelope.id + ": " + r.front().str + refusal_hint(r.front()));
     return static_cast<std::uint64_t>(r.front().as_integer());
   }
 
@@ -394,7 +394,7 @@ class RedisConsumer final : public Consumer {
         if (i < 2 ? !f.is_error() && group_info(f, state_->group).has_value() : f.as_integer() == 1) continue;
       }
       throw Error(Errc::transport_error, "redis: consumer group " + spec_.subscriber + " of " + state_->keys[kMain] +
-                                             ": " + r[i].str + out_of_memory_hint(r[i]));
+                                             ": " + r[i].str + refusal_hint(r[i]));
     }
   }
 

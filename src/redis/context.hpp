@@ -79,9 +79,9 @@ struct GroupInfo {
 };
 std::optional<GroupInfo> group_info(const Reply& xinfo_groups, std::string_view group);
 
-/// For an OOM error reply, a parenthesis saying what it means and what frees the server
-/// (starting with a space); "" for any other reply.
-std::string out_of_memory_hint(const Reply& reply);
+/// For a write refused because the server is out of memory (OOM) or a replica (READONLY), a
+/// parenthesis saying what it means and what to do (starting with a space); "" for any other.
+std::string refusal_hint(const Reply& reply);
 
 using crier::detail::attempts_of_record;
 using crier::detail::from_unix_ms;

@@ -329,7 +329,7 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
                 ? (stored == 1 ? "the event itself was stored" : "it was not stored")
                 : std::to_string(stored) + " of the " + std::to_string(events.size()) + " events were stored";
         throw Error(Errc::transport_error, what + ": " + which + " was refused: " + replies[*refused].str +
-                                               out_of_memory_hint(replies[*refused]) + "; " + kept);
+                                               refusal_hint(replies[*refused]) + "; " + kept);
       }
       if (whole) return;
       // Those after the last reply may or may not be stored.
