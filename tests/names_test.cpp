@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <crier/crier.hpp>
+#include <crier/open.hpp>
 
 namespace {
 
@@ -63,3 +64,18 @@ TEST(Names, TwoTypesWithOneNameAreRejected) {
 }
 
 }  // namespace
+
+// What errors, reports, tools and the dashboard show of a bus's URL: never its password or token.
+TEST(Names, ATargetIsShownWithoutItsPasswordOrToken) {
+  EXPECT_EQ(crier::redacted_target("nats://bob:s3cret@10.0.0.1:4222/ORDERS"), "nats://bob:***@10.0.0.1:4222/ORDERS");
+  EXPECT_EQ(crier::redacted_target("nats://t0ken@10.0.0.1:4222"), "nats://***@10.0.0.1:4222");
+  EXPECT_EQ(crier::redacted_target("redis://crier:p@ss:w0rd@127.0.0.1:6379?prefix=orders"),
+            "redis://crier:***@127.0.0.1:6379?prefix=orders");
+  EXPECT_EQ(crier::redacted_target("nats://a:1@h1:4222,nats://b:2@h2:4222,h3:4222/ORDERS"),
+            "nats://a:***@h1:4222,nats://b:***@h2:4222,h3:4222/ORDERS");
+  EXPECT_EQ(crier::redacted_target("nats://a:1@h1:4222,b:2@h2:4222/S"), "nats://a:***@h1:4222,b:***@h2:4222/S");
+  // Nothing to hide: unchanged, an '@' after the host included.
+  for (const char* plain : {"nats://127.0.0.1:4222/ORDERS", "redis://127.0.0.1:6379?prefix=a@b", "unix:///run/r.sock",
+                            "orders@2026,copy.db", ""})
+    EXPECT_EQ(crier::redacted_target(plain), plain);
+}

@@ -216,6 +216,18 @@ TEST(NatsConnection, AUserAndPasswordOrATokenLetTheBusInAndWrongOnesAreRefusedIn
   EXPECT_NE(said.find("with a token: Authorization Violation"), std::string::npos) << said;
   t.token = "t0ken";
   round_trip(t, "TOKENS");
+
+  // Credentials in a URL are never shown: not in errors, not in the link's health.
+  crier::nats::Options u;
+  u.servers = {"nats://crier:wr0ng-pw@127.0.0.1:" + std::to_string(server.port())};
+  said = refusal(u);
+  EXPECT_NE(said.find("cannot connect to nats://crier:***@127.0.0.1:"), std::string::npos) << said;
+  EXPECT_EQ(said.find("wr0ng-pw"), std::string::npos) << said;
+  u.servers = {"nats://t0ken@127.0.0.1:" + std::to_string(token_server.port())};
+  u.stream = "URLS";
+  u.subject_prefix = "urls";
+  const auto transport = crier::nats::connect(u);
+  EXPECT_EQ(transport->health().server, "nats://***@127.0.0.1:" + std::to_string(token_server.port()));
 }
 
 namespace {

@@ -26,6 +26,7 @@
 //          [--role all|orders|inventory|email|audit]
 #include <crier/crier.hpp>
 #include <crier/nats.hpp>
+#include <crier/open.hpp>
 #include <crier/redis.hpp>
 #include <crier/sqlite.hpp>
 
@@ -274,7 +275,7 @@ static int run(int argc, char** argv) {
       o.subject_prefix = "orders";
       o.publish_timeout = std::chrono::seconds(10);
       store = crier::nats::connect(o);
-      stored_in = "NATS JetStream stream ORDERS at " + nats_urls;
+      stored_in = "NATS JetStream stream ORDERS at " + crier::redacted_target(nats_urls);  // no password
       std::string first = o.servers.front();
       while (!first.empty() && first.back() == '/') first.pop_back();
       tool_target = first + "/ORDERS";
@@ -284,7 +285,7 @@ static int run(int argc, char** argv) {
       o.prefix = "orders";
       o.timeout = std::chrono::seconds(10);
       store = crier::redis::connect(o);
-      stored_in = "Redis Streams orders:* at " + redis_url;
+      stored_in = "Redis Streams orders:* at " + crier::redacted_target(redis_url);
       tool_target = redis_url + (redis_url.find('?') == std::string::npos ? "?" : "&") + "prefix=orders";
     } else if (!in_memory) {
       store = crier::sqlite::open(store_path);
@@ -492,7 +493,7 @@ static int run(int argc, char** argv) {
     std::printf("\nevery order placed is handled or waits in the store\n");
   if (store)
     std::printf("look at the bus with the crier tool: crier status '%s' (and crier tail, crier dlq list)\n",
-                tool_target.c_str());
+                crier::redacted_target(tool_target).c_str());
   return ok ? 0 : 1;
 }
 

@@ -95,7 +95,8 @@ struct Options {
   /// The connection's name, as the servers' monitoring shows it. Empty: "crier".
   std::string connection_name{};
   /// Told of each change of the connection's state, with the server it is connected to (when
-  /// disconnected: the one it lost), from cnats's thread; keep it short.
+  /// disconnected: the one it lost; its password or token shown as `***`), from cnats's
+  /// thread; keep it short. Errors and reports hide credentials in server URLs the same way.
   std::function<void(ConnectionState state, const std::string& server)> on_connection{};
 };
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "crier/export.hpp"
@@ -36,5 +37,11 @@ CRIER_EXPORT std::vector<std::string> registered_schemes();
 /// Redis prefix where nothing was published or subscribed: the openers make none), and
 /// whatever else the transport throws when it cannot open the target.
 CRIER_EXPORT std::shared_ptr<Transport> open_transport(const std::string& target, const OpenOptions& options = {});
+
+/// `target` as it may be shown or logged: in each URL of it (a comma-separated list too), a
+/// password or token in the user information is replaced by `***`
+/// (`nats://bob:***@10.0.0.1:4222/ORDERS`, `redis://***@host:6379`). A target without `://`
+/// (a file path) is returned as it is.
+CRIER_EXPORT std::string redacted_target(std::string_view target);
 
 }  // namespace crier

@@ -157,7 +157,7 @@ struct TransportHealth {
   std::uint64_t disconnects = 0;  ///< times the link was lost
   std::uint64_t reconnects = 0;   ///< times it came back
   std::uint64_t retries = 0;      ///< requests sent again after a timeout or a lost link
-  std::string server{};           ///< where it is connected now, if it has servers
+  std::string server{};           ///< where it is connected now, if it has servers (no password)
 };
 
 /// Stores events and hands them to consumers. Shared by every Bus that uses it.

@@ -47,11 +47,35 @@ std::shared_ptr<Transport> open_transport(const std::string& target, const OpenO
   if (!opener) {
     std::string known;
     for (const auto& s : registered_schemes()) known += (known.empty() ? "" : ", ") + s;
-    throw Error(Errc::invalid_argument, "'" + target + "': no transport opens " +
+    throw Error(Errc::invalid_argument, "'" + redacted_target(target) + "': no transport opens " +
                                             (scheme == "file" ? std::string("files") : scheme + ":// URLs") +
                                             " (registered: " + (known.empty() ? "none" : known) + ")");
   }
   return opener(target, options);
+}
+
+std::string redacted_target(std::string_view target) {
+  if (target.find("://") == std::string_view::npos) return std::string(target);
+  std::string out;
+  for (std::size_t from = 0; from <= target.size();) {
+    const std::size_t comma = std::min(target.find(',', from), target.size());
+    std::string_view url = target.substr(from, comma - from);
+    const std::size_t scheme = url.find("://");
+    const std::size_t start = scheme == std::string_view::npos ? 0 : scheme + 3;
+    const std::size_t end = std::min(url.find_first_of("/?#", start), url.size());  // the authority's
+    const std::size_t at = url.substr(0, end).rfind('@');
+    if (from > 0) out += ',';
+    if (at == std::string_view::npos || at < start) {
+      out += url;
+    } else {
+      const std::size_t colon = url.substr(start, at - start).find(':');
+      out += url.substr(0, colon == std::string_view::npos ? start : start + colon + 1);
+      out += "***";
+      out += url.substr(at);
+    }
+    from = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace crier

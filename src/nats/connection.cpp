@@ -3,6 +3,8 @@
 #include "nats/header_block.hpp"
 #include "nats/names.hpp"
 
+#include <crier/open.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -27,9 +29,10 @@ int64_t reconnect_delay(natsConnection*, int attempts, void*) {
   return std::min<int64_t>(int64_t{25} << shift, 2000);  // 25 ms doubling to 2 s: forever
 }
 
+// The servers as errors and reports say them: without their passwords or tokens.
 std::string servers_text(const std::vector<std::string>& servers) {
   std::string s;
-  for (const auto& u : servers) s += (s.empty() ? "" : ", ") + u;
+  for (const auto& u : servers) s += (s.empty() ? "" : ", ") + redacted_target(u);
   return s;
 }
 
@@ -127,7 +130,7 @@ Connection::Connection(const Options& options) : options_(options) {
   bool tls = options_.tls;
   for (const auto& u : options_.servers) {
     if (const std::string problem = server_url_problem(u); !problem.empty())
-      throw Error(Errc::invalid_argument, "nats: server URL '" + u + "': " + problem);
+      throw Error(Errc::invalid_argument, "nats: server URL '" + redacted_target(u) + "': " + problem);
     urls.push_back(u.c_str());
     if (u.rfind("tls://", 0) == 0) tls = true;
   }
@@ -660,7 +663,7 @@ void Connection::on_acks_complete(void* self) noexcept {
 void Connection::state_changed(natsConnection* nc, ConnectionState state) noexcept {
   std::string server;
   char url[256] = {0};
-  if (natsConnection_GetConnectedUrl(nc, url, sizeof url) == NATS_OK) server = url;
+  if (natsConnection_GetConnectedUrl(nc, url, sizeof url) == NATS_OK) server = redacted_target(url);
   {
     MutexLock lock(server_mu_);
     if (!server.empty())
@@ -719,7 +722,7 @@ void Connection::on_closed(natsConnection* nc, void* self) noexcept {
 TransportHealth Connection::health() const {
   TransportHealth h{connected_.load(), disconnects_.load(), reconnects_.load(), retries_.load(), {}};
   char url[256] = {0};
-  if (h.connected && natsConnection_GetConnectedUrl(nc_, url, sizeof url) == NATS_OK) h.server = url;
+  if (h.connected && natsConnection_GetConnectedUrl(nc_, url, sizeof url) == NATS_OK) h.server = redacted_target(url);
   return h;
 }
 

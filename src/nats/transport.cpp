@@ -1,5 +1,6 @@
 // crier::nats::connect: the JetStream transport, its dead letters and its inspector.
 #include <crier/nats.hpp>
+#include <crier/open.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -636,7 +637,8 @@ void register_scheme() {
       const std::string query = rest.substr(q + 1);
       rest.resize(q);
       if (query.rfind("prefix=", 0) != 0 || query.find('&') != std::string::npos)
-        throw Error(Errc::invalid_argument, "'" + target + "': the only query a NATS target takes is ?prefix=NAME");
+        throw Error(Errc::invalid_argument,
+                    "'" + redacted_target(target) + "': the only query a NATS target takes is ?prefix=NAME");
       prefix = query.substr(7);
     }
     if (const auto slash = rest.find('/'); slash != std::string::npos) {

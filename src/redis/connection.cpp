@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 #include <sys/socket.h>
+#include <crier/open.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -89,7 +90,7 @@ int parse_int(std::string_view text, std::string_view what, std::string_view url
   int n = 0;
   if (text.empty() || std::from_chars(text.data(), text.data() + text.size(), n).ptr != text.data() + text.size() ||
       n < 0)
-    throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': " + std::string(what) + " '" +
+    throw Error(Errc::invalid_argument, "redis: '" + redacted_target(url) + "': " + std::string(what) + " '" +
                                             std::string(text) + "' is not a number");
   return n;
 }
@@ -98,7 +99,7 @@ int parse_port(std::string_view text, std::string_view url) {
   const int port = parse_int(text, "port", url);
   if (port < 1 || port > 65535)
     throw Error(Errc::invalid_argument,
-                "redis: '" + std::string(url) + "': port " + std::string(text) + " is not 1 to 65535");
+                "redis: '" + redacted_target(url) + "': port " + std::string(text) + " is not 1 to 65535");
   return port;
 }
 
@@ -121,7 +122,7 @@ Endpoint parse_url(std::string_view url) {
   const auto sep = url.find("://");
   if (sep == std::string_view::npos)
     throw Error(Errc::invalid_argument,
-                "redis: '" + std::string(url) + "' is not redis://HOST[:PORT] nor unix:///PATH");
+                "redis: '" + redacted_target(url) + "' is not redis://HOST[:PORT] nor unix:///PATH");
   const std::string_view scheme = url.substr(0, sep);
   std::string_view rest = url.substr(sep + 3);
   std::string_view query;
@@ -130,12 +131,12 @@ Endpoint parse_url(std::string_view url) {
     rest = rest.substr(0, q);
   }
   if (scheme == "rediss")
-    throw Error(Errc::invalid_argument, "redis: '" + std::string(url) +
+    throw Error(Errc::invalid_argument, "redis: '" + redacted_target(url) +
                                             "': TLS is not available (Debian 12's hiredis 0.14 has no TLS); use a "
                                             "tunnel (stunnel, spiped) or a unix socket");
   if (scheme == "unix") {
     if (rest.empty() || rest.front() != '/')
-      throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': a unix socket URL is unix:///PATH");
+      throw Error(Errc::invalid_argument, "redis: '" + redacted_target(url) + "': a unix socket URL is unix:///PATH");
     e.socket = std::string(rest);
     e.text = e.socket;
   } else if (scheme == "redis") {
@@ -157,21 +158,21 @@ Endpoint parse_url(std::string_view url) {
     if (rest.starts_with('[')) {  // an IPv6 address: [::1]:6379
       const auto close = rest.find(']');
       if (close == std::string_view::npos)
-        throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': an IPv6 address lacks its ']'");
+        throw Error(Errc::invalid_argument, "redis: '" + redacted_target(url) + "': an IPv6 address lacks its ']'");
       host = rest.substr(1, close - 1);
       rest = rest.substr(close + 1);
       if (!rest.empty() && rest.front() != ':')
-        throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': ']' is not followed by :PORT");
+        throw Error(Errc::invalid_argument, "redis: '" + redacted_target(url) + "': ']' is not followed by :PORT");
       if (!rest.empty()) e.port = parse_port(rest.substr(1), url);
     } else if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
       e.port = parse_port(rest.substr(colon + 1), url);
       host = rest.substr(0, colon);
     }
-    if (host.empty()) throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "' names no host");
+    if (host.empty()) throw Error(Errc::invalid_argument, "redis: '" + redacted_target(url) + "' names no host");
     e.host = std::string(host);
     e.text = (e.host.find(':') == std::string::npos ? e.host : "[" + e.host + "]") + ":" + std::to_string(e.port);
   } else {
-    throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': the scheme is redis:// or unix://");
+    throw Error(Errc::invalid_argument, "redis: '" + redacted_target(url) + "': the scheme is redis:// or unix://");
   }
   for (std::size_t from = 0; from < query.size();) {
     const auto amp = std::min(query.find('&', from), query.size());
@@ -179,7 +180,7 @@ Endpoint parse_url(std::string_view url) {
     if (pair.rfind("db=", 0) == 0)
       e.db = parse_int(pair.substr(3), "database", url);
     else if (!pair.empty() && pair.rfind("prefix=", 0) != 0)
-      throw Error(Errc::invalid_argument, "redis: '" + std::string(url) + "': unknown query '" + std::string(pair) +
+      throw Error(Errc::invalid_argument, "redis: '" + redacted_target(url) + "': unknown query '" + std::string(pair) +
                                               "' (db=N and prefix=NAME are known)");
     from = amp + 1;
   }

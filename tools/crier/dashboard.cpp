@@ -59,7 +59,7 @@ void run_dashboard(const DashboardArgs& a) {
   auto bus = open_bus(a.bus, a.read_only);
   BusWatch::Options wo;
   wo.interval = std::chrono::milliseconds(a.interval_ms);
-  BusWatch watch(bus, a.bus, wo);
+  BusWatch watch(bus, redacted_target(a.bus), wo);
   DashboardServer server(bus, watch, o);
   const std::string host = o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
   std::printf("crier dashboard: http://%s:%d/%s\n", host.c_str(), server.port(), o.token.empty() ? "" : "?token=...");

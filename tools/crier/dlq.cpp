@@ -56,7 +56,8 @@ void run_list(const DlqArgs& a) {
 void run_show(const DlqArgs& a) {
   auto bus = open_bus(a.bus, /*read_only=*/true);
   const auto letters = bus->dead_letter_queue().list(filter_of(a));
-  if (letters.empty()) throw Failure(not_found, a.bus + ": no dead letter " + std::to_string(a.ids.front()));
+  if (letters.empty())
+    throw Failure(not_found, redacted_target(a.bus) + ": no dead letter " + std::to_string(a.ids.front()));
   std::printf("%s\n", json_text(letter_json(letters.front(), true), 2).c_str());
 }
 
@@ -71,14 +72,14 @@ void run_change(const DlqArgs& a, bool redrive) {
   DeadLetterQueue& dlq = bus->dead_letter_queue();
   std::vector<std::uint64_t> ids;
   for (const DeadLetter& l : dlq.list(filter_of(a))) ids.push_back(l.id);
-  if (ids.empty()) throw Failure(not_found, a.bus + ": no dead letter matches");
+  if (ids.empty()) throw Failure(not_found, redacted_target(a.bus) + ": no dead letter matches");
   // Every letter named must be there: a mistyped id is said before anything is changed.
   std::string missing;
   for (std::uint64_t id : a.ids)
     if (std::find(ids.begin(), ids.end(), id) == ids.end())
       missing += (missing.empty() ? "" : ", ") + std::to_string(id);
   if (!missing.empty())
-    throw Failure(not_found, a.bus + ": no dead letter " + missing +
+    throw Failure(not_found, redacted_target(a.bus) + ": no dead letter " + missing +
                                  (a.subscriber.empty() && a.type.empty() ? "" : " among those the filters select") +
                                  "; nothing was done");
   const std::size_t n = ids.size();
@@ -114,7 +115,7 @@ void run_edit(const DlqArgs& a) {
   auto bus = open_bus(a.bus, /*read_only=*/false);
   DeadLetterQueue& dlq = bus->dead_letter_queue();
   const auto letters = dlq.list({.ids = {a.edit}});
-  if (letters.empty()) throw Failure(not_found, a.bus + ": no dead letter " + std::to_string(a.edit));
+  if (letters.empty()) throw Failure(not_found, redacted_target(a.bus) + ": no dead letter " + std::to_string(a.edit));
   const DeadLetter& letter = letters.front();
   std::string original = letter.envelope.data;
   if (const auto j = nlohmann::json::parse(original, nullptr, false); !j.is_discarded()) original = j.dump(2) + "\n";

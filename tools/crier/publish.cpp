@@ -126,7 +126,7 @@ void run_republish(const RepublishArgs& a) {
     return !found && !stopped();
   });
   if (stopped()) throw interrupted_after("the event was not found yet; nothing was published");
-  if (!found) throw Failure(not_found, a.bus + ": no stored event has id " + a.id);
+  if (!found) throw Failure(not_found, redacted_target(a.bus) + ": no stored event has id " + a.id);
   try {  // stored before crier checked what it does now: refused, rather than changed by to_json()
     found->validate();
   } catch (const Error& x) {
@@ -149,7 +149,7 @@ void run_replay(const ReplayArgs& a) {
   const auto known = in.subscribers();
   if (std::none_of(known.begin(), known.end(),
                    [&](const SubscriberStatus& s) { return s.subscriber == a.subscriber && s.event_type == a.type; }))
-    throw Failure(not_found, a.bus + ": subscriber '" + a.subscriber + "' has never read " + a.type);
+    throw Failure(not_found, redacted_target(a.bus) + ": subscriber '" + a.subscriber + "' has never read " + a.type);
   std::string position = a.to;
   const bool is_position =
       a.to == "end" ||
@@ -160,7 +160,8 @@ void run_replay(const ReplayArgs& a) {
     q.since = format_time(parse_when(a.to));
     q.limit = 1;
     const auto first = in.browse(q);
-    if (first.empty()) throw Failure(not_found, a.bus + ": no event of " + a.type + " at or after " + q.since);
+    if (first.empty())
+      throw Failure(not_found, redacted_target(a.bus) + ": no event of " + a.type + " at or after " + q.since);
     position = first.front().position;
   }
   if (!a.yes && !confirm("Move " + a.subscriber + " to " + position + " of " + a.type + "?"))

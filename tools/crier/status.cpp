@@ -78,10 +78,10 @@ void run_status(const StatusArgs& a) {
   if (!a.watch) return print_status(a, in);
   // On a terminal the table is redrawn in place; elsewhere each look follows the last.
   const bool redraw = is_terminal(1);
-  Outage outage(a.bus, "watching", /*quiet=*/redraw);
+  Outage outage(redacted_target(a.bus), "watching", /*quiet=*/redraw);
   for (;;) {
     if (redraw)
-      std::printf("\033[H\033[2J%s   %s   (every %.1f s, Ctrl-C to stop)\n\n", a.bus.c_str(),
+      std::printf("\033[H\033[2J%s   %s   (every %.1f s, Ctrl-C to stop)\n\n", redacted_target(a.bus).c_str(),
                   format_time(std::chrono::system_clock::now()).c_str(), a.every);
     // A bus that cannot be reached (a server restarting) is said, in place of the table on a
     // terminal, else once on stderr, and looked at again; nothing is printed before a look

@@ -95,7 +95,7 @@ void run_tail(const TailArgs& a) {
   // Ctrl-C or SIGTERM ends the follow cleanly; between them, a look for new events. A bus that
   // cannot be reached (a server restarting) is said once on stderr, and followed again when it
   // answers, from the last event printed.
-  Outage outage(a.bus, "following");
+  Outage outage(redacted_target(a.bus), "following");
   for (;;) {
     if (wait_for_stop(std::chrono::milliseconds(250))) return;
     BrowseQuery next = q;
