@@ -230,6 +230,52 @@ TEST(NatsConnection, AUserAndPasswordOrATokenLetTheBusInAndWrongOnesAreRefusedIn
   EXPECT_EQ(transport->health().server, "nats://***@127.0.0.1:" + std::to_string(token_server.port()));
 }
 
+// A server user without publish rights to $JS.ACK.> has every acknowledgement dropped, refused
+// in the server's log only: every event came back after AckWait for ever, and the program heard
+// nothing. Subscribing says so now, with the rights a bus needs; with them, the bus works.
+TEST(NatsConnection, AUserWhoMayNotAcknowledgeIsToldAtSubscribeWhichRightsABusNeeds) {
+  const std::string rights = R"("$JS.API.>", "perm.>", "perm-redrive.>", "perm-dlq.>", "perm-attempts.>")";
+  NatsServer::Node node;
+  node.config =
+      "authorization { users = [\n"
+      "  { user: noack, password: pw, permissions: { publish: [" +
+      rights +
+      "], subscribe: [\"_INBOX.>\"] } },\n"
+      "  { user: full, password: pw, permissions: { publish: [\"$JS.ACK.>\", " +
+      rights + "], subscribe: [\"_INBOX.>\"] } } ] }";
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "PERM";
+  o.subject_prefix = "perm";
+  o.user = "noack";
+  o.password = "pw";
+  {
+    crier::Bus bus{crier::nats::connect(o)};
+    bus.publish(Job{1, "stored"});  // publishing needs no right to acknowledge
+    try {
+      auto sub = bus.subscribe<Job>("billing", [](const Job&) {});
+      ADD_FAILURE() << "subscribed without the right to acknowledge";
+    } catch (const crier::Error& e) {
+      EXPECT_EQ(e.code(), crier::Errc::transport_error);
+      const std::string what = e.what();
+      EXPECT_NE(what.find("may not publish to $JS.ACK.> (the server said: Permissions Violation for Publish to"),
+                std::string::npos)
+          << what;
+      EXPECT_NE(what.find("A bus needs publish rights to $JS.API.>, $JS.ACK.>, perm.>, perm-redrive.>, perm-dlq.> "
+                          "and perm-attempts.>, and subscribe rights to _INBOX.>"),
+                std::string::npos)
+          << what;
+    }
+  }
+  o.user = "full";
+  crier::Bus bus{crier::nats::connect(o)};
+  SeenJobs seen;
+  auto sub = bus.subscribe<Job>("billing", [&](const Job& j) { seen.add(j); });
+  seen.wait_for(1);
+  EXPECT_EQ(seen.values(), std::vector<int>{1});
+}
+
 namespace {
 
 void sh(const std::string& command) { ASSERT_EQ(std::system((command + " >/dev/null 2>&1").c_str()), 0) << command; }

@@ -239,6 +239,31 @@ std::string Connection::new_inbox() {
   return s;
 }
 
+void Connection::require_ack_permission(const std::string& stream) {
+  if (acks_permitted_.load(std::memory_order_acquire)) return;
+  // A subject of its own each time: cnats keeps the last error, and an old refusal must not be
+  // taken for this one. One token after the stream: no consumer's acknowledgements match it.
+  static std::atomic<std::uint64_t> asked{0};
+  const std::string subject = "$JS.ACK." + stream + ".crier_permission_check_" + std::to_string(++asked);
+  // A refused publish is answered with -ERR, before the PONG that ends the flush.
+  natsStatus s = natsConnection_PublishString(nc_, subject.c_str(), "");
+  if (s == NATS_OK) s = natsConnection_FlushTimeout(nc_, kTryTimeout.count());
+  if (s != NATS_OK) return;  // not known yet (the link is down): asked again by the next consumer
+  const char* said = nullptr;
+  if (natsConnection_GetLastError(nc_, &said) == NATS_NOT_PERMITTED && said != nullptr &&
+      std::strstr(said, ("\"" + subject + "\"").c_str()) != nullptr) {  // the server quotes it
+    const std::string& p = options_.subject_prefix;
+    throw Error(Errc::transport_error,
+                "nats: the server's user for this connection may not publish to $JS.ACK.> (the server said: " +
+                    std::string(said) +
+                    "): it would drop every acknowledgement, and every event would come back after AckWait for "
+                    "ever. A bus needs publish rights to $JS.API.>, $JS.ACK.>, " +
+                    p + ".>, " + p + "-redrive.>, " + p + "-dlq.> and " + p +
+                    "-attempts.>, and subscribe rights to _INBOX.>");
+  }
+  acks_permitted_.store(true, std::memory_order_release);
+}
+
 void Connection::send(const char* subject, std::string_view data, const char* reply) {
   const int n = static_cast<int>(data.size());
   const natsStatus s = reply ? natsConnection_PublishRequest(nc_, subject, reply, data.data(), n)

@@ -133,6 +133,11 @@ class Connection {
   }
   /// Writes what is buffered now, for a caller that waits for an answer to it.
   void flush() noexcept;
+  /// Throws Error(Errc::transport_error) when the server's user for this connection may not
+  /// publish to `$JS.ACK.>` (acknowledgements of `stream`'s consumers): the server would drop
+  /// every acknowledgement, refusing each in its own log only, and every event would come back
+  /// after AckWait for ever. Asked with a message no consumer takes, until it is known.
+  void require_ack_permission(const std::string& stream);
   /// Frees `sub`, which the caller has unsubscribed, once cnats's reader thread can no longer
   /// be handing it a message. cnats 3.4.1 looks a subscription up, lets go of the lock that
   /// guards the lookup, and only then locks the subscription: freed in between, the reader
@@ -221,6 +226,7 @@ class Connection {
   std::string server_ CRIER_GUARDED_BY(server_mu_);  // the one connected to last: what a loss names
 
   std::atomic<bool> connected_{false};
+  std::atomic<bool> acks_permitted_{false};  // require_ack_permission found them permitted
   std::atomic<std::uint64_t> disconnects_{0}, reconnects_{0}, retries_{0};
 };
 

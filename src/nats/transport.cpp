@@ -182,7 +182,10 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
                                             : "nats: publishing " + std::to_string(events.size()) + " events");
   }
 
-  std::unique_ptr<Consumer> consume(const ConsumerSpec& spec) override { return make_consumer(ctx_, spec); }
+  std::unique_ptr<Consumer> consume(const ConsumerSpec& spec) override {
+    ctx_->conn->require_ack_permission(ctx_->stream);
+    return make_consumer(ctx_, spec);
+  }
   DeadLetterQueue& dead_letter_queue() override { return *this; }
   Inspector& inspector() override { return *this; }
 
