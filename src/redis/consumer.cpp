@@ -305,7 +305,7 @@ class RedisConsumer final : public Consumer {
     std::uint64_t pending = 0;
     for (const GroupNow& g : groups_now()) {
       if (!g.info) continue;
-      if (unread_left(*g.info, g.key, g.last)) return false;
+      if (unread_left(g)) return false;
       pending += g.info->pending;
     }
     MutexLock lock(state_->mu);
@@ -339,9 +339,10 @@ class RedisConsumer final : public Consumer {
   // cannot tell the lag).
   struct GroupNow {
     std::optional<GroupInfo> info;
-    std::string last;  // the stream's last entry id
-    std::string key;   // the stream
-    Reply stream;      // its XINFO STREAM
+    std::string last;      // the stream's last entry id
+    std::string key;       // the stream
+    Reply stream;          // its XINFO STREAM
+    bool deleted = false;  // entries were ever deleted from it (trimmed): its lag may count them
   };
   std::vector<GroupNow> groups_now() {
     std::vector<Command> cmds;
@@ -357,17 +358,21 @@ class RedisConsumer final : public Consumer {
         throw Error(Errc::transport_error, "redis: consumer group " + spec_.subscriber + ": " + r[i].str);
       }
       auto stream = map_of(r[i + 1]);
-      out.push_back({group_info(r[i], state_->group), stream["last-generated-id"].str, state_->keys[i / 2], r[i + 1]});
+      out.push_back({group_info(r[i], state_->group), stream["last-generated-id"].str, state_->keys[i / 2], r[i + 1],
+                     stream["entries-added"].as_integer() != stream["length"].as_integer()});
     }
     return out;
   }
 
-  // Whether entries after the group's position are still in stream `key`. Redis's lag takes an
+  // Whether entries after the group's position are still in its stream. Redis's lag takes an
   // entry deleted before the group read it (trimmed by max_len) for unread for ever, so that
-  // only its 0 is believed; else the stream is asked for the next entry.
-  bool unread_left(const GroupInfo& g, const std::string& key, const std::string& last) {
-    if (!id_less(g.last_delivered, last) || (g.lag_known && g.lag == 0)) return false;
-    const Reply next = ctx_->conn->command({"XRANGE", key, "(" + g.last_delivered, "+", "COUNT", "1"},
+  // its count is believed only when it is 0 or nothing was ever deleted; else the stream is
+  // asked for the next entry (a round trip at each look, while flush and drain look).
+  bool unread_left(const GroupNow& now) {
+    const GroupInfo& g = *now.info;
+    if (!id_less(g.last_delivered, now.last) || (g.lag_known && g.lag == 0)) return false;
+    if (g.lag_known && !now.deleted) return true;
+    const Reply next = ctx_->conn->command({"XRANGE", now.key, "(" + g.last_delivered, "+", "COUNT", "1"},
                                            "redis: consumer group " + spec_.subscriber);
     return !next.elements.empty();
   }
