@@ -14,9 +14,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -274,6 +276,78 @@ TEST(NatsConnection, AUserWhoMayNotAcknowledgeIsToldAtSubscribeWhichRightsABusNe
   auto sub = bus.subscribe<Job>("billing", [&](const Job& j) { seen.add(j); });
   seen.wait_for(1);
   EXPECT_EQ(seen.values(), std::vector<int>{1});
+}
+
+// The server refuses other rights asynchronously too, and drops what it refused: a publish to
+// a subject the user may not publish to waited for publish_timeout and then said only that
+// nothing acknowledged it; connecting without rights to the JetStream API or the inboxes said
+// that JetStream did not answer. Each now fails at once, naming the subject and the rights.
+TEST(NatsConnection, ARightTheServerRefusesFailsTheCallAtOnceNamingIt) {
+  const std::string others = R"("$JS.ACK.>", "perm-redrive.>", "perm-dlq.>", "perm-attempts.>")";
+  NatsServer::Node node;
+  node.config =
+      "authorization { users = [\n"
+      "  { user: nopub, password: pw, permissions: { publish: [\"$JS.API.>\", " +
+      others +
+      "], subscribe: [\"_INBOX.>\"] } },\n"
+      "  { user: noapi, password: pw, permissions: { publish: [\"perm.>\", " +
+      others +
+      "], subscribe: [\"_INBOX.>\"] } },\n"
+      "  { user: noinbox, password: pw, permissions: { publish: \">\", subscribe: [\"elsewhere.>\"] } } ] }";
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "PERM";
+  o.subject_prefix = "perm";
+  o.password = "pw";
+  o.publish_timeout = std::chrono::seconds(60);  // what the calls no longer wait for
+  const std::string rights =
+      "A bus needs publish rights to $JS.API.>, $JS.ACK.>, perm.>, perm-redrive.>, perm-dlq.> and perm-attempts.>, "
+      "and subscribe rights to _INBOX.>";
+  // Runs `call`, which must throw transport_error well before the publish timeout; its text.
+  const auto refusal = [&](const std::function<void()>& call) -> std::string {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      call();
+    } catch (const crier::Error& e) {
+      EXPECT_EQ(e.code(), crier::Errc::transport_error);
+      EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30)) << e.what();
+      return e.what();
+    }
+    ADD_FAILURE() << "not refused";
+    return {};
+  };
+
+  o.user = "nopub";
+  crier::Bus bus{crier::nats::connect(o)};  // it may use the API
+  const std::string subject = "perm." + std::string(crier::event_type_v<Job>);
+  for (const bool many : {false, true}) {
+    const std::string said = refusal([&] {
+      if (many)
+        bus.publish_batch(std::vector<Job>{{1, "a"}, {2, "b"}, {3, "c"}});
+      else
+        bus.publish(Job{1, "a"});
+    });
+    EXPECT_NE(said.find(" not stored: the server's user for this connection may not publish to " + subject +
+                        " (the server said: Permissions Violation for Publish to \"" + subject + "\"). " + rights),
+              std::string::npos)
+        << said;
+  }
+
+  o.user = "noapi";
+  std::string said = refusal([&] { (void)crier::nats::connect(o); });
+  EXPECT_NE(said.find("may not publish to $JS.API.STREAM.INFO.PERM (the server said: Permissions Violation for "
+                      "Publish to \"$JS.API.STREAM.INFO.PERM\"). " +
+                      rights),
+            std::string::npos)
+      << said;
+
+  o.user = "noinbox";
+  said = refusal([&] { (void)crier::nats::connect(o); });
+  EXPECT_NE(said.find("may not subscribe to _INBOX."), std::string::npos) << said;
+  EXPECT_NE(said.find("where the answers come (the server said: Permissions Violation for Subscription to \"_INBOX."),
+            std::string::npos)
+      << said;
 }
 
 namespace {

@@ -53,6 +53,20 @@ std::string credentials_text(const Options& o) {
   return "no credentials";
 }
 
+// How many refused rights a connection keeps: a call that began before the oldest was
+// refused is told at its timeout, as without them.
+constexpr std::size_t kRefusalsKept = 32;
+
+// The subject between the quotes of the server's `Permissions Violation for Publish to "x"`
+// (or `for Subscription to "x"`, perhaps with `using queue` after it). Empty if not that.
+std::string refused_subject(std::string_view said, std::string_view action) {
+  const std::string head = "for " + std::string(action) + " to \"";
+  const auto at = said.find(head);
+  if (at == std::string_view::npos) return {};
+  const auto from = at + head.size();
+  return std::string(said.substr(from, said.find('"', from) - from));  // cnats cuts a long text short
+}
+
 }  // namespace
 
 void check(natsStatus s, std::string_view what) {
@@ -121,6 +135,8 @@ struct Connection::Call {
   bool unanswered = false;  // a try met no responders: is the stream there?
   bool looked_up = false;   // ... asked once
   milliseconds backoff = kFirstBackoff;
+  std::uint64_t refusals_before = 0;     // refused rights heard before the call
+  std::uint64_t refusals_looked_at = 0;  // ... and when it last looked at them
 };
 
 Connection::Connection(const Options& options) : options_(options) {
@@ -143,6 +159,7 @@ Connection::Connection(const Options& options) : options_(options) {
   check(natsOptions_SetDisconnectedCB(opts_, on_disconnected, this), "nats: callbacks");
   check(natsOptions_SetReconnectedCB(opts_, on_reconnected, this), "nats: callbacks");
   check(natsOptions_SetClosedCB(opts_, on_closed, this), "nats: callbacks");
+  check(natsOptions_SetErrorHandler(opts_, on_async_error, this), "nats: callbacks");
   if (!options_.user.empty())
     check(natsOptions_SetUserInfo(opts_, options_.user.c_str(), options_.password.c_str()), "nats: user");
   if (!options_.token.empty()) check(natsOptions_SetToken(opts_, options_.token.c_str()), "nats: token");
@@ -252,16 +269,54 @@ void Connection::require_ack_permission(const std::string& stream) {
   const char* said = nullptr;
   if (natsConnection_GetLastError(nc_, &said) == NATS_NOT_PERMITTED && said != nullptr &&
       std::strstr(said, ("\"" + subject + "\"").c_str()) != nullptr) {  // the server quotes it
-    const std::string& p = options_.subject_prefix;
     throw Error(Errc::transport_error,
                 "nats: the server's user for this connection may not publish to $JS.ACK.> (the server said: " +
                     std::string(said) +
                     "): it would drop every acknowledgement, and every event would come back after AckWait for "
-                    "ever. A bus needs publish rights to $JS.API.>, $JS.ACK.>, " +
-                    p + ".>, " + p + "-redrive.>, " + p + "-dlq.> and " + p +
-                    "-attempts.>, and subscribe rights to _INBOX.>");
+                    "ever. " +
+                    rights_text());
   }
   acks_permitted_.store(true, std::memory_order_release);
+}
+
+std::string Connection::rights_text() const {
+  const std::string& p = options_.subject_prefix;
+  return "A bus needs publish rights to $JS.API.>, $JS.ACK.>, " + p + ".>, " + p + "-redrive.>, " + p + "-dlq.> and " +
+         p + "-attempts.>, and subscribe rights to _INBOX.>";
+}
+
+void Connection::on_async_error(natsConnection*, natsSubscription*, natsStatus s, void* self) noexcept {
+  if (s != NATS_NOT_PERMITTED) return;
+  // cnats hands the server's words to this thread alone, as its last error: read without a race.
+  const char* text = nats_GetLastError(nullptr);
+  Refusal r;
+  r.said = text ? text : "";
+  r.subject = refused_subject(r.said, "Publish");
+  if (r.subject.empty()) {
+    r.subject = refused_subject(r.said, "Subscription");
+    r.subscribe = true;
+  }
+  if (r.subject.empty()) return;
+  auto* c = static_cast<Connection*>(self);
+  MutexLock lock(c->mu_);
+  r.number = ++c->refusals_heard_;
+  c->refusals_.push_back(std::move(r));
+  if (c->refusals_.size() > kRefusalsKept) c->refusals_.pop_front();
+  c->cv_.notify_all();  // a publish waiting for what was refused fails now
+}
+
+std::string Connection::refused_since(std::uint64_t since, std::string_view subject) const {
+  if (refusals_heard_ <= since) return {};
+  for (const auto& r : refusals_) {
+    if (r.number <= since) continue;
+    if (!r.subscribe && r.subject == subject)
+      return "the server's user for this connection may not publish to " + r.subject + " (the server said: " + r.said +
+             "). " + rights_text();
+    if (r.subscribe && r.subject.starts_with("_INBOX."))
+      return "the server's user for this connection may not subscribe to " + r.subject +
+             ", where the answers come (the server said: " + r.said + "). " + rights_text();
+  }
+  return {};
 }
 
 void Connection::send(const char* subject, std::string_view data, const char* reply) {
@@ -276,6 +331,11 @@ Msg Connection::request(const std::string& subject, const std::string& data, std
   const auto deadline = Clock::now() + options_.publish_timeout;
   auto backoff = kFirstBackoff;
   std::string problem = "no try finished";
+  std::uint64_t refusals_before = 0;
+  {
+    MutexLock lock(mu_);
+    refusals_before = refusals_heard_;
+  }
   for (;;) {
     const auto left = remaining_ms(deadline);
     if (left <= 0)
@@ -289,6 +349,11 @@ Msg Connection::request(const std::string& subject, const std::string& data, std
     if (s == NATS_OK && status_of(raw) != 503) return reply;
     retries_.fetch_add(1, std::memory_order_relaxed);  // a failed try (sent again if time is left)
     if (s == NATS_CONNECTION_CLOSED) check(s, what);
+    {
+      MutexLock lock(mu_);
+      if (std::string why = refused_since(refusals_before, subject); !why.empty())
+        throw Error(Errc::transport_error, std::string(what) + ": " + why);
+    }
     // A direct get from a stream that is missing goes unanswered (JetStream's import of the
     // API takes it) or meets no responders, as during an election: the API tells them apart.
     if (stream && stream_missing(*stream))
@@ -467,7 +532,14 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
   std::string reply, bytes;                                    // each message's, in turn
 
   MutexLock lock(mu_);
+  call.refusals_before = call.refusals_looked_at = refusals_heard_;
   while (call.left > 0 && call.fatal.empty()) {
+    if (call.refusals_looked_at != refusals_heard_) {  // the server refused something: this call's?
+      call.refusals_looked_at = refusals_heard_;
+      for (std::size_t i = 0; i < messages.size() && call.fatal.empty(); ++i)
+        if (!call.tries[i].done) call.fatal = refused_since(call.refusals_before, messages[i].subject);
+      if (!call.fatal.empty()) break;
+    }
     if (call.unanswered && !std::exchange(call.looked_up, true)) {
       lock.unlock();
       const bool missing = stream_missing(stream);

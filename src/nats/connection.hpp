@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -175,6 +176,23 @@ class Connection {
   static void on_reconnected(natsConnection*, void* self) noexcept;
   static void on_closed(natsConnection*, void* self) noexcept;
   static void on_acks_complete(void* self) noexcept;
+  // cnats's asynchronous errors: a right the server refused this connection's user is kept.
+  static void on_async_error(natsConnection*, natsSubscription*, natsStatus s, void* self) noexcept;
+  // A right the server refused (a -ERR "Permissions Violation": the message or subscription is
+  // dropped, said to this client only), numbered so that a call looks only at what was
+  // refused after it began.
+  struct Refusal {
+    std::uint64_t number = 0;
+    bool subscribe = false;  // a subscription refused, else a publish
+    std::string subject{};
+    std::string said{};  // the server's words
+  };
+  // Why a call cannot get an answer, when the server has refused since refusal number `since`
+  // a publish to `subject` or a subscription to an inbox (where every answer comes), with the
+  // rights a bus needs; empty when it has not.
+  std::string refused_since(std::uint64_t since, std::string_view subject) const CRIER_REQUIRES(mu_);
+  // The rights a bus's server user needs, as an error says them.
+  std::string rights_text() const;
   // The requests (`bodies`, to `subject`) sent kAtOnce at a time, each answered on the ack
   // subscription: the answers that `good` takes, in order; from the first window with an
   // answer missing or not good on, none (for the caller to ask again one by one).
@@ -218,6 +236,8 @@ class Connection {
   std::uint64_t next_token_ CRIER_GUARDED_BY(mu_) = 1;
   bool acks_complete_ CRIER_GUARDED_BY(mu_) = false;
   bool closed_ CRIER_GUARDED_BY(mu_) = false;
+  std::deque<Refusal> refusals_ CRIER_GUARDED_BY(mu_);  // the newest few
+  std::uint64_t refusals_heard_ CRIER_GUARDED_BY(mu_) = 0;
 
   crier::detail::HealthListeners listeners_;
   // What a request that got no answer says while the connection is down.
