@@ -30,7 +30,9 @@
 #include <crier/redis.hpp>
 #include <crier/sqlite.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 
 #include <atomic>
 #include <cerrno>
@@ -180,6 +182,27 @@ std::string arg_text(int argc, char** argv, std::string_view name) {
   return {};
 }
 
+// Takes this process's turn on the SQLite file `path`, the whole story alone and services
+// beside each other, with an advisory lock held until the process exits (SQLite's own locks
+// are another kind and do not see it). False, said on stderr, when another process's rules
+// this one out.
+bool take_turn_on(const std::string& path, bool whole_story) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // never closed: the lock lasts as long
+  if (fd < 0 || ::flock(fd, (whole_story ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 || errno != EWOULDBLOCK) return true;
+  if (whole_story)
+    std::fprintf(stderr,
+                 "orders: another orders process serves %s (a --role service or a whole demo): it would take some "
+                 "of this run's orders, and this run could not count them. Wait for it to end, or give this run "
+                 "its own --store FILE\n",
+                 path.c_str());
+  else
+    std::fprintf(stderr,
+                 "orders: a whole orders demo runs on %s and counts what its own services handle: wait for it to "
+                 "end, or give this service its own --store FILE\n",
+                 path.c_str());
+  return false;
+}
+
 }  // namespace
 
 static int run(int argc, char** argv) {
@@ -294,6 +317,8 @@ static int run(int argc, char** argv) {
     std::fprintf(stderr, "orders: %s\n", e.what());
     return 2;
   }
+  const bool on_file = store && nats_urls.empty() && redis_url.empty();
+  if (on_file && role != "orders" && !take_turn_on(store_path, role == "all")) return 2;
   // What a subscriber has not finished, wherever it waits (every transport's inspector).
   auto waiting = [&](const std::string& name, std::string_view type) -> long {
     for (const auto& s : store->inspector().subscribers())
