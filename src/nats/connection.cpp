@@ -817,7 +817,10 @@ void Connection::on_closed(natsConnection* nc, void* self) noexcept {
 }
 
 TransportHealth Connection::health() const {
-  TransportHealth h{connected_.load(), disconnects_.load(), reconnects_.load(), retries_.load(), {}};
+  // The link as cnats has it now: its reconnected callback comes after the first answers on
+  // the new link, and a look that just got one must not be told the link is down.
+  const bool up = natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+  TransportHealth h{up, disconnects_.load(), reconnects_.load(), retries_.load(), {}};
   char url[256] = {0};
   if (h.connected && natsConnection_GetConnectedUrl(nc_, url, sizeof url) == NATS_OK) h.server = redacted_target(url);
   return h;
