@@ -156,6 +156,24 @@ TEST(RedisLink, AServerThatMayEvictAnyKeyIsRefusedUnlessTheProgramAcceptsIt) {
   EXPECT_NO_THROW((void)crier::redis::connect(o));
 }
 
+// A Redis Cluster node took publishes, while every read failed with CROSSSLOT for ever (crier's
+// keys lie in several hash slots): refused at connect, in words.
+TEST(RedisLink, ARedisClusterNodeIsRefusedAtConnect) {
+  RedisServer server("everysec", "", "cluster-enabled yes\ncluster-config-file nodes.conf");
+  try {
+    (void)crier::redis::connect(options(server, "cluster"));
+    ADD_FAILURE() << "connected to a cluster node";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::transport_error);
+    const std::string said = e.what();
+    EXPECT_NE(said.find("the server at 127.0.0.1:" + std::to_string(server.port()) +
+                        " is a Redis Cluster node (cluster_enabled:1), which crier does not support"),
+              std::string::npos)
+        << said;
+    EXPECT_NE(said.find("CROSSSLOT"), std::string::npos) << said;
+  }
+}
+
 TEST(RedisLink, AUnixSocketCarriesTheBus) {
   RedisServer server;
   crier::redis::Options o;

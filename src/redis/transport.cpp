@@ -554,7 +554,7 @@ std::optional<std::string> info_field(const Reply& info, std::string_view name) 
 }
 
 // The context of a connection to the server `options` names, its scripts loaded: options
-// checked, the server's version and eviction policy too.
+// checked, the server's version, cluster mode and eviction policy too.
 std::shared_ptr<Context> open_context(const Options& options) {
   if (!is_valid_prefix(options.prefix))
     throw Error(Errc::invalid_name, "redis: prefix " + crier::detail::quoted_name(options.prefix) +
@@ -576,6 +576,14 @@ std::shared_ptr<Context> open_context(const Options& options) {
     throw Error(Errc::transport_error, "redis: the server at " + where + " runs Redis " +
                                            (version ? *version : std::string("of an unknown version")) +
                                            "; crier needs 7.0 or newer");
+  // A cluster refuses a command or script whose keys lie in several hash slots (CROSSSLOT), as
+  // crier's reads and scripts do: publishing would work while no subscriber could ever read.
+  if (info_field(ctx->conn->command({"INFO", "cluster"}, "redis: cluster mode"), "cluster_enabled") == "1")
+    throw Error(Errc::transport_error,
+                "redis: the server at " + where +
+                    " is a Redis Cluster node (cluster_enabled:1), which crier does not support: its reads and "
+                    "scripts use keys of several hash slots, which a cluster refuses (CROSSSLOT). Give crier a "
+                    "standalone server, or a primary with replicas");
   // A server that evicts any key when it reaches maxmemory may delete a stream whose events
   // no subscriber has handled yet, without a word: refused unless the program accepts that.
   const Reply memory = ctx->conn->command({"INFO", "memory"}, "redis: memory settings");
