@@ -389,6 +389,44 @@ TEST(NatsStream, SubjectsAnotherStreamTakesAreRefusedNamingThatStream) {
   }
 }
 
+// An account's JetStream limits on streams and consumers: the server's words said only that a
+// limit was reached ("maximum number of streams reached"); now also which, what a bus makes of
+// them, and what to do.
+TEST(NatsStream, AnAccountsLimitsOnStreamsAndConsumersAreSaidWithWhatABusNeeds) {
+  NatsServer::Node node;
+  node.config =
+      "accounts {\n"
+      "  TWO { jetstream { max_streams: 2, max_file: 64MB, max_mem: 8MB }, users = [ { user: two, password: pw } ] }\n"
+      "  ONE { jetstream { max_consumers: 2, max_file: 64MB, max_mem: 8MB }, users = [ { user: one, password: pw } ] "
+      "}\n"
+      "}";
+  NatsServer server(node);
+  crier::nats::Options o = options(server, "LIMITED");
+  o.password = "pw";
+  o.user = "two";
+  try {
+    (void)crier::nats::connect(o);
+    ADD_FAILURE() << "a bus made three streams where the account allows two";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("maximum number of streams reached (JetStream error 10027): the account's "
+                                         "limit on streams (max_streams) is reached; a bus makes three"),
+              std::string::npos)
+        << e.what();
+  }
+  o.user = "one";
+  crier::Bus bus{crier::nats::connect(o)};
+  auto first = bus.subscribe<Job>("billing", [](const Job&) {});
+  try {
+    auto second = bus.subscribe<Job>("shipping", [](const Job&) {});
+    ADD_FAILURE() << "a bus made two consumers where the account allows two (one subscriber's)";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("maximum consumers limit reached (JetStream error 10026): the limit on "
+                                         "consumers (max_consumers, the account's or the stream's) is reached"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // crier's own streams beside the events' (dead letters, attempts of failed events) deleted
 // under the bus, by an operator clearing dead letters or another client: a handler's failure
 // could not be recorded and its event was never tried again; dead letters could not be

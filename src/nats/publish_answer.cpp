@@ -37,11 +37,6 @@ PublishAnswer read(int status, std::string_view payload) {
     a.problem = error_text(e);
     const int code = error_number(e, "code");
     const int err_code = error_number(e, "err_code");
-    if (err_code == kInsufficientResources)
-      a.problem +=
-          ": the server's JetStream storage is at its limit (max_file_store or max_memory_store in its "
-          "jetstream block, or the account's); make room, raise the limit, or give the stream max_bytes or "
-          "max_age so that old events go";
     // No leader, or a timeout inside the cluster: try again.
     if ((code == 503 && err_code != kStoreFailed) || code == 408) {
       a.kind = PublishAnswer::Kind::again;

@@ -17,11 +17,6 @@ namespace crier::nats {
 /// as an election's is, but no retry changes it.
 inline constexpr int kStoreFailed = 10077;
 
-/// JetStream's "insufficient resources" (10023): the server's JetStream storage is at its
-/// limit. Tried again: in a cluster its stream leader steps down, and a replica with room
-/// may take over.
-inline constexpr int kInsufficientResources = 10023;
-
 /// What JetStream answered one publish.
 struct PublishAnswer {
   enum class Kind { stored, again, refused };

@@ -45,10 +45,35 @@ int error_number(const nlohmann::json& error, const char* key) noexcept {
   return 0;
 }
 
+namespace {
+
+// What an error that a limit of the server's causes means, and what to do; empty for others.
+std::string_view limit_hint(int err_code) {
+  switch (err_code) {
+    case kInsufficientResources:
+      return ": the server's JetStream storage is at its limit (max_file_store or max_memory_store in its "
+             "jetstream block, or the account's); make room, raise the limit, or give the stream max_bytes or "
+             "max_age so that old events go";
+    case kMaxConsumers:
+      return ": the limit on consumers (max_consumers, the account's or the stream's) is reached; a bus makes a "
+             "durable consumer for each subscriber name and event type, and one for its redriven dead letters: raise "
+             "the limit, or delete the consumers "
+             "no longer used";
+    case kMaxStreams:
+      return ": the account's limit on streams (max_streams) is reached; a bus makes three (its stream, "
+             "<stream>_DLQ and <stream>_ATTEMPTS): raise the limit, or remove streams no longer used";
+    default:
+      return {};
+  }
+}
+
+}  // namespace
+
 std::string error_text(const nlohmann::json& error) {
   const auto& description = member(error, "description");
+  const int err_code = error_number(error, "err_code");
   return (description.is_string() ? description.get<std::string>() : "error") + " (JetStream error " +
-         std::to_string(error_number(error, "err_code")) + ")";
+         std::to_string(err_code) + ")" + std::string(limit_hint(err_code));
 }
 
 }  // namespace crier::nats

@@ -31,8 +31,18 @@ std::string text_member(const nlohmann::json& object, std::string_view key);
 /// not an integer, or out of an int's range.
 int error_number(const nlohmann::json& error, const char* key) noexcept;
 
+/// JetStream's "insufficient resources" (10023): the server's JetStream storage is at its
+/// limit. A publish that meets it is tried again: in a cluster its stream leader steps down,
+/// and a replica with room may take over.
+inline constexpr int kInsufficientResources = 10023;
+/// The account's (or a stream's) limit on consumers (max_consumers) is reached.
+inline constexpr int kMaxConsumers = 10026;
+/// The account's limit on streams (max_streams) is reached.
+inline constexpr int kMaxStreams = 10027;
+
 /// What a JetStream error object says, for an error message: "<description> (JetStream error
-/// <err_code>)", with "error" for a description that is missing or not a string.
+/// <err_code>)", with "error" for a description that is missing or not a string; for an error
+/// a server's limit causes, what it means and what to do after it.
 std::string error_text(const nlohmann::json& error);
 
 }  // namespace crier::nats
