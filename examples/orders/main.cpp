@@ -184,8 +184,8 @@ std::string arg_text(int argc, char** argv, std::string_view name) {
 
 // Takes this process's turn on the SQLite file `path`, the whole story alone and services
 // beside each other, with an advisory lock held until the process exits (SQLite's own locks
-// are another kind and do not see it). False, said on stderr, when another process's rules
-// this one out.
+// are another kind and do not see it). False, said on stderr, when another process's turn
+// rules this one out.
 bool take_turn_on(const std::string& path, bool whole_story) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // never closed: the lock lasts as long
   if (fd < 0 || ::flock(fd, (whole_story ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 || errno != EWOULDBLOCK) return true;

@@ -56,9 +56,8 @@ std::string_view limit_hint(int err_code) {
              "max_age so that old events go";
     case kMaxConsumers:
       return ": the limit on consumers (max_consumers, the account's or the stream's) is reached; a bus makes a "
-             "durable consumer for each subscriber name and event type, and one for its redriven dead letters: raise "
-             "the limit, or delete the consumers "
-             "no longer used";
+             "durable consumer for each subscriber name and event type, and one for its redriven dead letters: "
+             "raise the limit, or delete the consumers no longer used";
     case kMaxStreams:
       return ": the account's limit on streams (max_streams) is reached; a bus makes three (its stream, "
              "<stream>_DLQ and <stream>_ATTEMPTS): raise the limit, or remove streams no longer used";
