@@ -394,12 +394,10 @@ TEST(NatsStream, SubjectsAnotherStreamTakesAreRefusedNamingThatStream) {
 // them, and what to do.
 TEST(NatsStream, AnAccountsLimitsOnStreamsAndConsumersAreSaidWithWhatABusNeeds) {
   NatsServer::Node node;
-  node.config =
-      "accounts {\n"
-      "  TWO { jetstream { max_streams: 2, max_file: 64MB, max_mem: 8MB }, users = [ { user: two, password: pw } ] }\n"
-      "  ONE { jetstream { max_consumers: 2, max_file: 64MB, max_mem: 8MB }, users = [ { user: one, password: pw } ] "
-      "}\n"
-      "}";
+  node.config = R"(accounts {
+  TWO { jetstream { max_streams: 2, max_file: 64MB, max_mem: 8MB }, users = [ { user: two, password: pw } ] }
+  ONE { jetstream { max_consumers: 2, max_file: 64MB, max_mem: 8MB }, users = [ { user: one, password: pw } ] }
+})";
   NatsServer server(node);
   crier::nats::Options o = options(server, "LIMITED");
   o.password = "pw";
@@ -418,7 +416,7 @@ TEST(NatsStream, AnAccountsLimitsOnStreamsAndConsumersAreSaidWithWhatABusNeeds) 
   auto first = bus.subscribe<Job>("billing", [](const Job&) {});
   try {
     auto second = bus.subscribe<Job>("shipping", [](const Job&) {});
-    ADD_FAILURE() << "a bus made two consumers where the account allows two (one subscriber's)";
+    ADD_FAILURE() << "a second subscriber's consumers were made where the account allows one subscriber's two";
   } catch (const crier::Error& e) {
     EXPECT_NE(std::string(e.what()).find("maximum consumers limit reached (JetStream error 10026): the limit on "
                                          "consumers (max_consumers, the account's or the stream's) is reached"),
