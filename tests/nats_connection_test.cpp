@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <crier/nats.hpp>
+#include <crier/open.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -453,4 +454,67 @@ TEST(NatsConnection, ACredentialsFileOfTheOperatorsUserCarriesTheBusAndOthersAre
   EXPECT_NE(said.find("no nkey user seed found in '" + o.credentials_file + "'"), std::string::npos) << said;
   o.credentials_file = ours.file("user.creds");
   round_trip(o, "CREDS");
+}
+
+// JetStream domains: a program connected to a leaf node reaches the streams of the hub's
+// domain through `$JS.<domain>.API`, publishing and consuming across the leaf connection,
+// and makes no stream in the leaf's own JetStream. A domain nothing answers for is said with
+// its name; one that is not a subject token is refused before any request.
+TEST(NatsConnection, ABusOnALeafNodeUsesTheStreamsOfTheDomainItNames) {
+  const int leaf_port = free_port();
+  NatsServer::Node hub_node;
+  hub_node.name = "hub";
+  hub_node.jetstream_domain = "hub";
+  hub_node.config = "leafnodes { listen: 127.0.0.1:" + std::to_string(leaf_port) + " }";
+  NatsServer hub(hub_node);
+  NatsServer::Node leaf_node;
+  leaf_node.name = "leaf";
+  leaf_node.jetstream_domain = "edge";
+  leaf_node.config = "leafnodes { remotes [ { url: \"nats-leaf://127.0.0.1:" + std::to_string(leaf_port) + "\" } ] }";
+  NatsServer leaf(leaf_node);
+
+  crier::nats::Options o;
+  o.servers = {leaf.url()};
+  o.domain = "hub";
+  o.stream = "INHUB";
+  o.subject_prefix = "inhub";
+  {
+    // The leaf connection may not be up yet: requests meet no responders until it is, and are retried.
+    crier::Bus bus{crier::nats::connect(o)};
+    SeenJobs seen;
+    auto sub = bus.subscribe<Job>("billing", [&](const Job& j) { seen.add(j); });
+    bus.publish(Job{1, "from the edge"});
+    bus.publish(Job{2, "from the edge"});
+    seen.wait_for(2);
+    EXPECT_EQ(seen.values(), (std::vector<int>{1, 2}));
+    EXPECT_EQ(bus.metrics().transport_health.server, leaf.url());
+  }
+
+  crier::nats::register_scheme();
+  auto opened_at = [](const std::string& target) -> std::string {
+    try {
+      (void)crier::open_transport(target);
+      return "opened";
+    } catch (const crier::Error& e) {
+      return crier::to_string(e.code());
+    }
+  };
+  EXPECT_EQ(opened_at(hub.url() + "/INHUB"), "opened");  // the hub's own JetStream has it
+  EXPECT_EQ(opened_at(leaf.url() + "/INHUB?domain=hub"), "opened");
+  EXPECT_EQ(opened_at(leaf.url() + "/INHUB?prefix=inhub&domain=edge"), "not_found");  // not in the leaf's
+  EXPECT_EQ(opened_at(leaf.url() + "/INHUB?region=hub"), "invalid_argument");
+
+  o.domain = "nowhere";
+  o.publish_timeout = std::chrono::seconds(2);
+  std::string said = refusal(o);
+  EXPECT_NE(said.find("no responders: no JetStream of domain nowhere reachable from this server"), std::string::npos)
+      << said;
+  o.domain = "hub.east";
+  try {
+    (void)crier::nats::connect(o);
+    ADD_FAILURE() << "a domain of two tokens was taken";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::invalid_name);
+    EXPECT_NE(std::string(e.what()).find("JetStream domain 'hub.east' is not"), std::string::npos) << e.what();
+  }
 }

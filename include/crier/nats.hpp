@@ -60,6 +60,11 @@ struct Options {
   std::string stream = "CRIER";
   /// Subjects are `<subject_prefix>.<event type>`. Tokens of [A-Za-z0-9_-].
   std::string subject_prefix = "crier";
+  /// The JetStream domain the streams are in (`jetstream { domain: ... }` in the servers'
+  /// configuration), for a program connected to a leaf node whose streams are in the hub's
+  /// domain, or in another leaf's: JetStream API requests go to `$JS.<domain>.API.>`. Empty:
+  /// the JetStream of the servers connected to. One token of [A-Za-z0-9_-].
+  std::string domain{};
   int replicas = 1;  ///< 1 to 5: copies of each message, on as many servers
   Storage storage = Storage::file;
   std::chrono::milliseconds max_age{0};  ///< 0: messages are kept whatever their age
@@ -107,7 +112,8 @@ struct Options {
 /// Errc::transport_error when no server answers or JetStream is not enabled.
 CRIER_EXPORT std::shared_ptr<Transport> connect(const Options& options);
 
-/// Makes `nats://HOST:PORT[,HOST:PORT...]/STREAM[?prefix=PREFIX]` (and `tls://...`) openable
+/// Makes `nats://HOST:PORT[,HOST:PORT...]/STREAM[?prefix=PREFIX&domain=DOMAIN]` (and
+/// `tls://...`) openable
 /// by crier::open_transport(): the bus of that stream (default CRIER) as its programs made it
 /// (replicas, storage, limits and duplicate window read from the server) and subject prefix
 /// (default: read from the stream's subjects). It connects as connect() does, waiting at most

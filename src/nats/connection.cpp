@@ -45,6 +45,13 @@ std::string missing_stream_text(const std::string& stream) {
   return "stream " + stream + " is missing (deleted by another client?)";
 }
 
+// What an API request that meets no responders may mean, for a bus in JetStream `domain`.
+std::string no_responders_text(const std::string& domain) {
+  if (domain.empty()) return "no responders: JetStream not enabled, or electing a leader";
+  return "no responders: no JetStream of domain " + domain +
+         " reachable from this server (is it the domain in the servers' configuration?), or electing a leader";
+}
+
 // Which credentials a connection offers, for an error that says why a server refused it.
 std::string credentials_text(const Options& o) {
   if (!o.credentials_file.empty()) return "the credentials file " + o.credentials_file;
@@ -139,7 +146,8 @@ struct Connection::Call {
   std::uint64_t refusals_looked_at = 0;  // ... and when it last looked at them
 };
 
-Connection::Connection(const Options& options) : options_(options) {
+Connection::Connection(const Options& options)
+    : options_(options), api_prefix_(options.domain.empty() ? "$JS.API." : "$JS." + options.domain + ".API.") {
   if (options_.servers.empty()) throw Error(Errc::invalid_argument, "nats: no server URL given");
   check(natsOptions_Create(&opts_), "nats: options");
   std::vector<const char*> urls;
@@ -281,8 +289,8 @@ void Connection::require_ack_permission(const std::string& stream) {
 
 std::string Connection::rights_text() const {
   const std::string& p = options_.subject_prefix;
-  return "A bus needs publish rights to $JS.API.>, $JS.ACK.>, " + p + ".>, " + p + "-redrive.>, " + p + "-dlq.> and " +
-         p + "-attempts.>, and subscribe rights to _INBOX.>";
+  return "A bus needs publish rights to " + api_prefix_ + ">, $JS.ACK.>, " + p + ".>, " + p + "-redrive.>, " + p +
+         "-dlq.> and " + p + "-attempts.>, and subscribe rights to _INBOX.>";
 }
 
 void Connection::on_async_error(natsConnection*, natsSubscription*, natsStatus s, void* self) noexcept {
@@ -363,15 +371,14 @@ Msg Connection::request(const std::string& subject, const std::string& data, std
       problem = connected_ ? "timed out waiting for an answer" : disconnected_text();
       continue;  // waited already
     }
-    problem = s == NATS_OK || s == NATS_NO_RESPONDERS ? "no responders: JetStream not enabled, or electing a leader"
-                                                      : natsStatus_GetText(s);
+    problem = s == NATS_OK || s == NATS_NO_RESPONDERS ? no_responders_text(options_.domain) : natsStatus_GetText(s);
     std::this_thread::sleep_for(std::min(backoff, milliseconds(std::max<long long>(remaining_ms(deadline), 0))));
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
 }
 
 nlohmann::json Connection::api(const std::string& api, const nlohmann::json& body, std::string_view what) {
-  Msg reply = request("$JS.API." + api, body.is_null() ? std::string() : body.dump(), what);
+  Msg reply = request(api_subject(api), body.is_null() ? std::string() : body.dump(), what);
   if (const int status = status_of(reply.get()); status != 0)
     throw Error(Errc::transport_error, std::string(what) + ": JetStream answered status " + std::to_string(status));
   nlohmann::json answer = nlohmann::json::parse(payload_of(reply.get()), nullptr, false);
@@ -402,7 +409,7 @@ Connection::Stored stored_of(Msg reply) {
 
 std::optional<Connection::Stored> Connection::direct_get(const std::string& stream, const nlohmann::json& request,
                                                          std::string_view what) {
-  Msg reply = this->request("$JS.API.DIRECT.GET." + stream, request.dump(), what, &stream);
+  Msg reply = this->request(api_subject("DIRECT.GET." + stream), request.dump(), what, &stream);
   if (const int status = status_of(reply.get()); status == 404) {
     return std::nullopt;
   } else if (status != 0) {
@@ -472,7 +479,7 @@ std::vector<std::optional<Connection::Stored>> Connection::direct_get_many(const
   if (requests.size() > 1) {
     std::vector<std::string> bodies;
     for (const auto& r : requests) bodies.push_back(r.dump());
-    answers = ask_many("$JS.API.DIRECT.GET." + stream, bodies, [](natsMsg* m) {
+    answers = ask_many(api_subject("DIRECT.GET." + stream), bodies, [](natsMsg* m) {
       const int status = status_of(m);
       return status == 0 || status == 404;
     });
@@ -492,7 +499,7 @@ void Connection::delete_messages(const std::string& stream, const std::vector<st
                                  std::string_view what) {
   std::vector<std::string> bodies;
   for (const auto seq : seqs) bodies.push_back(nlohmann::json{{"seq", seq}}.dump());
-  const auto answers = seqs.size() > 1 ? ask_many("$JS.API.STREAM.MSG.DELETE." + stream, bodies,
+  const auto answers = seqs.size() > 1 ? ask_many(api_subject("STREAM.MSG.DELETE." + stream), bodies,
                                                   [](natsMsg* m) {
                                                     if (status_of(m) != 0) return false;
                                                     const auto a = nlohmann::json::parse(payload_of(m), nullptr, false);
@@ -507,7 +514,7 @@ void Connection::delete_messages(const std::string& stream, const std::vector<st
 
 bool Connection::stream_missing(const std::string& stream) {
   natsMsg* raw = nullptr;
-  const std::string subject = "$JS.API.STREAM.INFO." + stream;
+  const std::string subject = api_subject("STREAM.INFO." + stream);
   if (natsConnection_Request(&raw, nc_, subject.c_str(), nullptr, 0, kTryTimeout.count()) != NATS_OK) return false;
   Msg reply(raw);
   const auto answer = nlohmann::json::parse(payload_of(raw), nullptr, false);

@@ -84,7 +84,11 @@ class Connection {
   natsConnection* raw() const noexcept { return nc_; }
   const Options& options() const noexcept { return options_; }
 
-  /// A JetStream API request (`$JS.API.<api>`), retried through timeouts, no responders and a
+  /// `<the JetStream API's prefix><rest>`: `$JS.API.<rest>`, or `$JS.<domain>.API.<rest>` in
+  /// the domain the options name.
+  std::string api_subject(std::string_view rest) const { return api_prefix_ + std::string(rest); }
+
+  /// A JetStream API request (`$JS.API.<api>`, see api_subject), retried through timeouts, no responders and a
   /// lost connection for up to the publish timeout. Returns the answer; an error answer
   /// throws ApiError naming `what`.
   nlohmann::json api(const std::string& api, const nlohmann::json& body, std::string_view what);
@@ -223,6 +227,7 @@ class Connection {
   natsStatus send_message(const Outgoing& m, std::uint64_t token, std::string& reply, std::string& bytes, Msg& msg);
 
   Options options_;
+  const std::string api_prefix_;  // "$JS.API." or "$JS.<domain>.API."
   natsOptions* opts_ = nullptr;
   natsConnection* nc_ = nullptr;
   natsSubscription* acks_ = nullptr;

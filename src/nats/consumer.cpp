@@ -54,7 +54,7 @@ class Puller {
         tick_(std::move(tick)),
         renew_every_(renew_every),
         durable_(std::move(durable)),
-        next_("$JS.API.CONSUMER.MSG.NEXT." + ctx_->stream + "." + durable_),
+        next_(ctx_->conn->api_subject("CONSUMER.MSG.NEXT." + ctx_->stream + "." + durable_)),
         inbox_(ctx_->conn->new_inbox()) {
     const std::string replies = inbox_ + ".*";
     check(natsConnection_SubscribeSync(&sub_, ctx_->conn->raw(), replies.c_str()), "nats: pull inbox");

@@ -56,6 +56,7 @@ std::optional<std::string> unescape(std::string_view s) {
 
 bool is_valid_stream_name(std::string_view name) noexcept { return is_token(name); }
 bool is_valid_subject_prefix(std::string_view prefix) noexcept { return is_token(prefix); }
+bool is_valid_domain(std::string_view domain) noexcept { return is_token(domain); }
 
 std::string server_url_problem(std::string_view url) {
   if (const auto scheme = url.find("://"); scheme != std::string_view::npos) url.remove_prefix(scheme + 3);

@@ -15,6 +15,9 @@ namespace crier::nats {
 bool is_valid_stream_name(std::string_view name) noexcept;
 /// True for a subject prefix: 1 to 64 characters of [A-Za-z0-9_-] (one subject token).
 bool is_valid_subject_prefix(std::string_view prefix) noexcept;
+/// True for a JetStream domain crier can put in `$JS.<domain>.API`: one subject token, as a
+/// subject prefix.
+bool is_valid_domain(std::string_view domain) noexcept;
 
 /// What is wrong with a server URL (`[scheme://][user[:password]@]host[:port]`, an IPv6 host
 /// in brackets), in words: no host, a port that is not 1 to 65535. Empty when nothing is.

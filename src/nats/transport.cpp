@@ -552,6 +552,9 @@ std::shared_ptr<Context> make_context(const Options& options) {
   if (!is_valid_subject_prefix(options.subject_prefix))
     throw Error(Errc::invalid_name, "nats: subject prefix " + crier::detail::quoted_name(options.subject_prefix) +
                                         " is not 1 to 64 characters of [A-Za-z0-9_-]");
+  if (!options.domain.empty() && !is_valid_domain(options.domain))
+    throw Error(Errc::invalid_name, "nats: JetStream domain " + crier::detail::quoted_name(options.domain) +
+                                        " is not 1 to 64 characters of [A-Za-z0-9_-]");
   if (options.replicas < 1 || options.replicas > 5)
     throw Error(Errc::invalid_argument, "nats: replicas must be 1 to 5, not " + std::to_string(options.replicas));
   if (options.ack_wait < milliseconds(100))
@@ -639,10 +642,18 @@ void register_scheme() {
     if (const auto q = rest.find('?'); q != std::string::npos) {
       const std::string query = rest.substr(q + 1);
       rest.resize(q);
-      if (query.rfind("prefix=", 0) != 0 || query.find('&') != std::string::npos)
-        throw Error(Errc::invalid_argument,
-                    "'" + redacted_target(target) + "': the only query a NATS target takes is ?prefix=NAME");
-      prefix = query.substr(7);
+      for (std::size_t from = 0; from <= query.size();) {
+        const auto amp = std::min(query.find('&', from), query.size());
+        const std::string pair = query.substr(from, amp - from);
+        if (pair.starts_with("prefix="))
+          prefix = pair.substr(7);
+        else if (pair.starts_with("domain="))
+          o.domain = pair.substr(7);
+        else
+          throw Error(Errc::invalid_argument, "'" + redacted_target(target) + "': '" + pair +
+                                                  "' is not a query a NATS target takes: ?prefix=NAME&domain=DOMAIN");
+        from = amp + 1;
+      }
     }
     if (const auto slash = rest.find('/'); slash != std::string::npos) {
       o.stream = rest.substr(slash + 1);

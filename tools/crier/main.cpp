@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "crier " CRIER_VERSION);
   app.footer(
-      "BUS is a SQLite store file (orders.db) or a transport URL (nats://HOST:PORT/STREAM,\n"
-      "redis://HOST:PORT[?prefix=PREFIX]).\n"
+      "BUS is a SQLite store file (orders.db) or a transport URL\n"
+      "(nats://HOST:PORT/STREAM[?domain=DOMAIN], redis://HOST:PORT[?prefix=PREFIX]).\n"
       "Exit codes: 0 done; 1 the bus refused or failed; 2 usage (or not confirmed); 3 not found;\n"
       "130 stopped by Ctrl-C (what was done is reported).");
   crier::cli::add_status(app);
