@@ -146,6 +146,42 @@ TEST(NatsPublish, AnEventWithoutRoomForItsDeadLetterIsRefusedAndNothingOfItsBatc
   EXPECT_EQ(transport->inspector().browse({.event_type = "com.example.test.job"}).size(), 1u);
 }
 
+// A server that takes little (max_payload 2 KB): half of it is kept for a dead letter's
+// headers, where 4 KB would leave no event at all (before, no event was refused, and one the
+// server refused was said only as "Maximum Payload Exceeded"). An event that fits is
+// dead-lettered with its long error text cut to fit.
+TEST(NatsPublish, AServerThatTakesLittleKeepsHalfOfItForTheDeadLetter) {
+  NatsServer::Node node;
+  node.config = "max_payload: 2KB";
+  NatsServer server(node);
+  crier::Bus bus{crier::nats::connect(options(server, "SMALL"))};
+  try {
+    bus.publish(Job{1, std::string(1500, 'x')});
+    FAIL() << "an event without room for its dead letter was published";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("this server takes at most 2048 (its max_payload), of which crier keeps 1024 "
+                                         "for the headers of a dead letter"),
+              std::string::npos)
+        << e.what();
+  }
+  SeenJobs failed;
+  {
+    auto sub = bus.subscribe<Job>("picky", [&](const Job& j) {
+      failed.add(j);
+      throw crier::PermanentError(std::string(3000, 'e'));
+    });
+    bus.publish(Job{2, std::string(600, 'x')});  // about 900 bytes with its headers
+    failed.wait_for(1);
+    ASSERT_TRUE(bus.flush(std::chrono::seconds(60)));
+  }
+  const auto letters = bus.dead_letters();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(letters.front().envelope.data).at("note"), std::string(600, 'x'));
+  EXPECT_TRUE(letters.front().last_error.starts_with("eee")) << letters.front().last_error;
+  EXPECT_LT(letters.front().last_error.size(), 3000u);
+}
+
 // A message another client published, too large for the dead letter crier would make of it:
 // the failure is reported, and the event stays in the stream and comes back after a pause
 // (before, it was redelivered at once, its handler run over and over, and nothing said why).

@@ -72,8 +72,9 @@ PlainOrigin plain_origin(const Context& ctx, const HeaderViews& headers, std::st
                          std::string time);
 
 /// What of the server's max_payload an event leaves to the headers its dead letter adds (the
-/// subscriber, the times, the two error texts, cut to fit): larger events are refused at
-/// publish, so that every event crier stores can also be dead-lettered.
+/// subscriber, the times, the two error texts, cut to fit), or half of a max_payload smaller
+/// than twice this: larger events are refused at publish, so that every event crier stores can
+/// also be dead-lettered.
 inline constexpr std::size_t kDeadLetterRoom = 4096;
 
 /// The messages of an event as this transport puts it on the wire (options().content_mode),

@@ -166,16 +166,18 @@ class NatsTransport final : public Transport, public DeadLetterQueue, public Ins
     std::vector<Outgoing> msgs;
     msgs.reserve(events.size());
     const std::size_t most = conn().max_payload();
+    // A server that takes little (a max_payload of a few kB) keeps half for the letter.
+    const std::size_t room = std::min(kDeadLetterRoom, most / 2);
     for (const Envelope& e : events) {
       msgs.push_back(outgoing_of(*ctx_, e, ctx_->event_subject(e.type), e.id));
       // Refused before anything of the batch is sent.
-      if (const std::size_t size = wire_size(msgs.back()); most > kDeadLetterRoom && size > most - kDeadLetterRoom)
-        throw Error(Errc::invalid_argument,
-                    "nats: event " + e.id + " is " + std::to_string(size) +
-                        " bytes as a message (headers and data); this server takes at most " + std::to_string(most) +
-                        " (its max_payload), of which crier keeps " + std::to_string(kDeadLetterRoom) +
-                        " for the headers of a dead letter: at most " + std::to_string(most - kDeadLetterRoom) +
-                        " bytes. Nothing of this publish was stored");
+      if (const std::size_t size = wire_size(msgs.back()); most > 0 && size > most - room)
+        throw Error(Errc::invalid_argument, "nats: event " + e.id + " is " + std::to_string(size) +
+                                                " bytes as a message (headers and data); this server takes at most " +
+                                                std::to_string(most) + " (its max_payload), of which crier keeps " +
+                                                std::to_string(room) + " for the headers of a dead letter: at most " +
+                                                std::to_string(most - room) +
+                                                " bytes. Nothing of this publish was stored");
     }
     (void)conn().publish(ctx_->stream, msgs,
                          events.size() == 1 ? "nats: publishing event " + events.front().id
