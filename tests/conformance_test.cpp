@@ -88,14 +88,18 @@ Transport nats() {
 }
 
 // Redis Streams on a real server, one per test process; each test has a key prefix of its own.
+// The buses connect as a user with the ACL rules crier::redis::acl_rules documents, and no
+// more: a command crier sends that they leave out fails the suite.
 RedisServer& redis_node() {
-  static RedisServer server;
+  static RedisServer server("everysec", "", "user bus on >pw " + crier::redis::acl_rules("*"));
   return server;
 }
 
 crier::redis::Options redis_options(const ScratchDir& where) {
   crier::redis::Options o;
   o.url = redis_node().url();
+  o.user = "bus";
+  o.password = "pw";
   o.prefix = where.name();
   o.window = 8;  // small, so that competing consumers must share
   return o;

@@ -130,6 +130,45 @@ TEST(RedisLink, AnAclUserLogsInAndAWrongPasswordIsRefusedInWords) {
   }
 }
 
+// A user whose ACL rules leave out a command crier sends, or the bus's keys: what is refused
+// says so with the rules a bus's user needs (crier::redis::acl_rules, which the conformance
+// suite runs under), not only Redis's NOPERM.
+TEST(RedisLink, ACommandOrKeyTheAclRefusesIsSaidWithTheRulesABusNeeds) {
+  const std::string rules = crier::redis::acl_rules("acl");
+  EXPECT_TRUE(rules.starts_with("~acl:* -@all +ping ")) << rules;
+  std::string without_xadd = rules;
+  without_xadd.erase(without_xadd.find(" +xadd"), 6);
+  RedisServer server("everysec", "",
+                     "user noxadd on >pw " + without_xadd + "\nuser otherkeys on >pw ~other:* -@all +@all\n");
+  const std::string hint =
+      "(the server's ACL user for this connection may not: a bus's user needs the rules '" + rules + "')";
+  crier::redis::Options o = options(server, "acl");
+  o.user = "noxadd";
+  o.password = "pw";
+  {
+    crier::Bus bus{crier::redis::connect(o)};
+    try {
+      bus.publish(Job{1, "not permitted"});
+      ADD_FAILURE() << "a publish the ACL refuses was stored";
+    } catch (const crier::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("NOPERM this user has no permissions to run the 'xadd' command " + hint),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  o.user = "otherkeys";
+  try {
+    crier::Bus bus{crier::redis::connect(o)};
+    auto sub = bus.subscribe<Job>("billing", [](const Job&) {});
+    ADD_FAILURE() << "a consumer group was made on keys the ACL refuses";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("NOPERM this user has no permissions to access one of the keys"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find(hint), std::string::npos) << e.what();
+  }
+}
+
 // Redis used as a cache evicts any key at its memory limit, streams of unhandled events too.
 TEST(RedisLink, AServerThatMayEvictAnyKeyIsRefusedUnlessTheProgramAcceptsIt) {
   RedisServer server;

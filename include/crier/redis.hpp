@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "crier/export.hpp"
 #include "crier/open.hpp"
@@ -74,6 +75,12 @@ struct Options {
 /// URL it cannot use, Errc::invalid_name for a prefix Redis keys of crier cannot carry,
 /// Errc::transport_error when the server does not answer or refuses the credentials.
 CRIER_EXPORT std::shared_ptr<Transport> connect(const Options& options);
+
+/// The ACL rules a bus's Redis user needs for key prefix `prefix`, for `ACL SETUSER <user> on
+/// ><password> <rules>` or a `user` line of redis.conf: its keys (`~<prefix>:*`) and the
+/// commands crier sends, no others. The crier tool needs the same. A command or key the
+/// server refuses to a bus is said with them (Errc::transport_error).
+CRIER_EXPORT std::string acl_rules(std::string_view prefix);
 
 /// Makes `redis://[[user]:password@]HOST[:PORT][/DB][?prefix=PREFIX]` and
 /// `unix:///PATH[?db=N&prefix=PREFIX]` openable by crier::open_transport(): the bus of that

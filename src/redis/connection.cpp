@@ -21,6 +21,13 @@ using std::chrono::milliseconds;
 constexpr milliseconds kFirstBackoff{25};
 constexpr milliseconds kMaxBackoff{1000};
 
+// A command the server's ACL user may not run, or a key it may not touch, directly or from
+// one of crier's scripts (which Redis says as an ERR).
+bool refused_by_acl(const Reply& r) {
+  return r.is_error("NOPERM") ||
+         (r.is_error("ERR") && r.str.find("The user executing the script can't") != std::string::npos);
+}
+
 std::uint64_t next_link_serial() {
   static std::atomic<std::uint64_t> n{0};
   return ++n;
@@ -458,6 +465,10 @@ std::vector<Reply> Connection::run_on(std::unique_ptr<Link>& link, std::span<con
     }
     if (std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return r.is_error("NOSCRIPT"); }))
       replies = reload_scripts(link, commands, std::move(replies));
+    for (Reply& r : replies)
+      if (refused_by_acl(r))
+        r.str += " (the server's ACL user for this connection may not: a bus's user needs the rules '" +
+                 acl_rules(options_.prefix) + "')";
     return replies;
   }
 }
