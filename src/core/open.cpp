@@ -47,9 +47,13 @@ std::shared_ptr<Transport> open_transport(const std::string& target, const OpenO
   if (!opener) {
     std::string known;
     for (const auto& s : registered_schemes()) known += (known.empty() ? "" : ", ") + s;
-    throw Error(Errc::invalid_argument, "'" + redacted_target(target) + "': no transport opens " +
-                                            (scheme == "file" ? std::string("files") : scheme + ":// URLs") +
-                                            " (registered: " + (known.empty() ? "none" : known) + ")");
+    // Appended one by one: g++ 12 warns (-Wrestrict, a false positive) on `"'" + std::string&&`.
+    std::string what = "'";
+    what += redacted_target(target);
+    what += "': no transport opens ";
+    what += scheme == "file" ? std::string("files") : scheme + ":// URLs";
+    what += " (registered: " + (known.empty() ? std::string("none") : known) + ")";
+    throw Error(Errc::invalid_argument, what);
   }
   return opener(target, options);
 }
