@@ -161,6 +161,29 @@ TEST(NatsConnection, AServerThatIsDownOrSilentIsAClearErrorThatSaysWhere) {
   }
 }
 
+// The commonest mistake: a server started without -js. It is said as such, from what the
+// server says of itself, without waiting for the publish timeout (10 minutes here: the test
+// would time out); a server that runs JetStream in a cluster is waited for as in an election.
+TEST(NatsConnection, AServerWithoutJetStreamIsSaidAtOnce) {
+  NatsServer::Node node;
+  node.jetstream = false;
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.publish_timeout = std::chrono::minutes(10);
+  try {
+    (void)crier::nats::connect(o);
+    ADD_FAILURE() << "a server without JetStream was taken";
+  } catch (const crier::Error& e) {
+    EXPECT_EQ(e.code(), crier::Errc::transport_error);
+    EXPECT_NE(std::string(e.what()).find("nats: stream CRIER: the server at " + server.url() +
+                                         " runs no JetStream (its INFO says none), and no other server answered "
+                                         "for it within 3000 ms: start nats-server with -js"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 namespace {
 
 // A bus on `server` that publishes one event and has it handled, with the credentials in `o`.

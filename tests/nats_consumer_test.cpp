@@ -428,15 +428,26 @@ TEST(NatsStream, SubjectsAnotherStreamTakesAreRefusedNamingThatStream) {
 // An account's JetStream limits on streams and consumers: the server's words said only that a
 // limit was reached ("maximum number of streams reached"); now also which, what a bus makes of
 // them, and what to do.
-TEST(NatsStream, AnAccountsLimitsOnStreamsAndConsumersAreSaidWithWhatABusNeeds) {
+TEST(NatsStream, AnAccountsLimitsOnStreamsAndConsumersAndOneWithoutJetStreamAreSaidWithWhatABusNeeds) {
   NatsServer::Node node;
   node.config = R"(accounts {
   TWO { jetstream { max_streams: 2, max_file: 64MB, max_mem: 8MB }, users = [ { user: two, password: pw } ] }
   ONE { jetstream { max_consumers: 2, max_file: 64MB, max_mem: 8MB }, users = [ { user: one, password: pw } ] }
+  NONE { users = [ { user: none, password: pw } ] }
 })";
   NatsServer server(node);
   crier::nats::Options o = options(server, "LIMITED");
   o.password = "pw";
+  o.user = "none";
+  try {
+    (void)crier::nats::connect(o);
+    ADD_FAILURE() << "a bus was made in an account without JetStream";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("JetStream not enabled for account (JetStream error 10039): the server runs "
+                                         "JetStream, but the account of this connection's user has none"),
+              std::string::npos)
+        << e.what();
+  }
   o.user = "two";
   try {
     (void)crier::nats::connect(o);

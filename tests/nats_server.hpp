@@ -31,6 +31,7 @@ struct NatsNode {
   std::string config{};                ///< more of the server's configuration (authorization, tls)
   std::string max_file_store = "2GB";  ///< the server's JetStream file storage limit
   std::string jetstream_domain{};      ///< empty: none
+  bool jetstream = true;               ///< false: a server started without JetStream
 };
 
 class NatsServer {
@@ -39,11 +40,13 @@ class NatsServer {
   explicit NatsServer(Node node = {}) : node_(std::move(node)) {
     if (node_.port == 0) node_.port = free_port();
     std::ofstream conf(dir_ / "server.conf");
-    conf << "server_name: " << node_.name << "\nlisten: 127.0.0.1:" << node_.port << "\n"
-         << "jetstream { store_dir: \"" << (dir_ / "store").string()
-         << "\", max_memory_store: 256MB, max_file_store: " << node_.max_file_store;
-    if (!node_.jetstream_domain.empty()) conf << ", domain: " << node_.jetstream_domain;
-    conf << " }\n";
+    conf << "server_name: " << node_.name << "\nlisten: 127.0.0.1:" << node_.port << "\n";
+    if (node_.jetstream) {
+      conf << "jetstream { store_dir: \"" << (dir_ / "store").string()
+           << "\", max_memory_store: 256MB, max_file_store: " << node_.max_file_store;
+      if (!node_.jetstream_domain.empty()) conf << ", domain: " << node_.jetstream_domain;
+      conf << " }\n";
+    }
     conf << node_.config << "\n";
     if (node_.cluster_port != 0) {
       conf << "cluster { name: crier-test, listen: 127.0.0.1:" << node_.cluster_port << ", routes: [";

@@ -2,6 +2,7 @@
 
 #include "nats/header_block.hpp"
 #include "nats/names.hpp"
+#include "nats/server_info.hpp"
 
 #include <crier/open.hpp>
 
@@ -44,6 +45,12 @@ long long remaining_ms(Clock::time_point deadline) {
 std::string missing_stream_text(const std::string& stream) {
   return "stream " + stream + " is missing (deleted by another client?)";
 }
+
+// How long a JetStream request that meets no responders is retried when the server connected
+// to says it runs no JetStream and is in no cluster (started without -js, the commonest
+// mistake) rather than publish_timeout: time for a leaf node's link to a server that runs it
+// to come up.
+constexpr milliseconds kNoJetStreamGrace{3000};
 
 // What an API request that meets no responders may mean, for a bus in JetStream `domain`.
 std::string no_responders_text(const std::string& domain) {
@@ -336,9 +343,10 @@ void Connection::send(const char* subject, std::string_view data, const char* re
 
 Msg Connection::request(const std::string& subject, const std::string& data, std::string_view what,
                         const std::string* stream) {
-  const auto deadline = Clock::now() + options_.publish_timeout;
+  auto deadline = Clock::now() + options_.publish_timeout;
   auto backoff = kFirstBackoff;
   std::string problem = "no try finished";
+  std::optional<std::string> without_jetstream;  // asked at the first no responders
   std::uint64_t refusals_before = 0;
   {
     MutexLock lock(mu_);
@@ -346,6 +354,13 @@ Msg Connection::request(const std::string& subject, const std::string& data, std
   }
   for (;;) {
     const auto left = remaining_ms(deadline);
+    if (left <= 0 && without_jetstream && !without_jetstream->empty())
+      throw Error(Errc::transport_error, std::string(what) + ": the server at " + *without_jetstream +
+                                             " runs no JetStream (its INFO says none), and no other server answered "
+                                             "for it within " +
+                                             std::to_string(kNoJetStreamGrace.count()) +
+                                             " ms: start nats-server with -js, or give its configuration a jetstream "
+                                             "block");
     if (left <= 0)
       throw Error(Errc::transport_error, std::string(what) + ": no answer from JetStream within " +
                                              std::to_string(options_.publish_timeout.count()) + " ms (" + problem +
@@ -372,9 +387,22 @@ Msg Connection::request(const std::string& subject, const std::string& data, std
       continue;  // waited already
     }
     problem = s == NATS_OK || s == NATS_NO_RESPONDERS ? no_responders_text(options_.domain) : natsStatus_GetText(s);
+    if ((s == NATS_OK || s == NATS_NO_RESPONDERS) && !without_jetstream) {
+      without_jetstream = server_without_jetstream();
+      if (!without_jetstream->empty()) deadline = std::min(deadline, Clock::now() + kNoJetStreamGrace);
+    }
     std::this_thread::sleep_for(std::min(backoff, milliseconds(std::max<long long>(remaining_ms(deadline), 0))));
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
+}
+
+std::string Connection::server_without_jetstream() {
+  char url[512] = "";
+  if (!options_.domain.empty() || natsConnection_GetConnectedUrl(nc_, url, sizeof url) != NATS_OK) return {};
+  const auto info = read_server_info(url, kTryTimeout);
+  if (!info.is_object() || info.contains("cluster")) return {};
+  if (const auto jetstream = info.find("jetstream"); jetstream != info.end() && *jetstream != false) return {};
+  return redacted_target(url);
 }
 
 nlohmann::json Connection::api(const std::string& api, const nlohmann::json& body, std::string_view what) {

@@ -207,6 +207,11 @@ class Connection {
   // given and nothing answers, whether it exists is asked: missing, ApiError(kStreamNotFound).
   Msg request(const std::string& subject, const std::string& data, std::string_view what,
               const std::string* stream = nullptr);
+  // The server connected to (its URL, credentials hidden) when it says in its INFO, read on a
+  // connection of our own (cnats keeps no word of JetStream from it), that it runs no
+  // JetStream and is in no cluster; empty when it runs JetStream, is in a cluster (an
+  // election), cannot be asked, or the bus's JetStream is a domain's, reached through others.
+  std::string server_without_jetstream();
   // Whether the JetStream API says `stream` does not exist, asked once (false when it says
   // nothing within a try): what no responders means is told apart from a leader election.
   bool stream_missing(const std::string& stream);

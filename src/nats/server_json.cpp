@@ -61,6 +61,10 @@ std::string_view limit_hint(int err_code) {
     case kMaxStreams:
       return ": the account's limit on streams (max_streams) is reached; a bus makes three (its stream, "
              "<stream>_DLQ and <stream>_ATTEMPTS): raise the limit, or remove streams no longer used";
+    case kNotEnabledForAccount:
+      return ": the server runs JetStream, but the account of this connection's user has none; give the "
+             "account `jetstream: enabled` (or limits) in the server's accounts block, or connect as a user of an "
+             "account that has it";
     default:
       return {};
   }

@@ -39,6 +39,8 @@ inline constexpr int kInsufficientResources = 10023;
 inline constexpr int kMaxConsumers = 10026;
 /// The account's limit on streams (max_streams) is reached.
 inline constexpr int kMaxStreams = 10027;
+/// The server runs JetStream, but not for the account of the connection's user.
+inline constexpr int kNotEnabledForAccount = 10039;
 
 /// What a JetStream error object says, for an error message: "<description> (JetStream error
 /// <err_code>)", with "error" for a description that is missing or not a string; for an error

@@ -1,0 +1,65 @@
+#include "nats/server_info.hpp"
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <string>
+
+namespace crier::nats {
+
+namespace {
+
+// A socket closed when it goes.
+struct Socket {
+  int fd = -1;
+  ~Socket() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+nlohmann::json read_server_info(std::string_view url, std::chrono::milliseconds timeout) {
+  if (const auto scheme = url.find("://"); scheme != std::string_view::npos) url.remove_prefix(scheme + 3);
+  if (const auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
+  url = url.substr(0, url.find('/'));
+  std::string host, port = "4222";
+  if (url.starts_with('[')) {  // [IPv6]:port
+    const auto close = url.find(']');
+    if (close == std::string_view::npos) return nullptr;
+    host = url.substr(1, close - 1);
+    if (close + 1 < url.size() && url[close + 1] == ':') port = url.substr(close + 2);
+  } else {
+    const auto colon = url.rfind(':');
+    host = url.substr(0, colon);
+    if (colon != std::string_view::npos) port = url.substr(colon + 1);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return nullptr;
+  Socket s;
+  s.fd = ::socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+  const timeval tv{static_cast<time_t>(timeout.count() / 1000),
+                   static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  // SO_SNDTIMEO bounds connect() too (Linux).
+  const bool connected = s.fd >= 0 && ::setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+                         ::setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0 &&
+                         ::connect(s.fd, found->ai_addr, found->ai_addrlen) == 0;
+  ::freeaddrinfo(found);
+  if (!connected) return nullptr;
+  std::string line;
+  char buf[4096];
+  while (line.find("\r\n") == std::string::npos && line.size() < 64 * 1024) {
+    const ssize_t n = ::recv(s.fd, buf, sizeof buf, 0);
+    if (n <= 0) return nullptr;
+    line.append(buf, static_cast<std::size_t>(n));
+  }
+  if (!line.starts_with("INFO ")) return nullptr;
+  auto info = nlohmann::json::parse(line.substr(5, line.find("\r\n") - 5), nullptr, false);
+  return info.is_object() ? info : nullptr;
+}
+
+}  // namespace crier::nats
