@@ -121,6 +121,12 @@ class Reports {
     });
     return found;
   }
+  /// How many reports of `kind` came so far.
+  std::size_t count(crier::Report::Kind kind) {
+    std::lock_guard lock(mu_);
+    return static_cast<std::size_t>(
+        std::count_if(seen_.begin(), seen_.end(), [&](const auto& r) { return r.first == kind; }));
+  }
 
  private:
   std::mutex mu_;

@@ -254,6 +254,26 @@ TEST(RedisLink, ALostAndRegainedServerIsReportedAndCounted) {
   EXPECT_NE(crier::to_prometheus(m).find("crier_transport_connected{transport=\"redis\"} 1\n"), std::string::npos);
 }
 
+// A server that closes idle connections (`timeout` in redis.conf, as managed Redis often sets;
+// here CLIENT KILL, which does the same at once): the links idle in the bus's pool are gone.
+// The next publish is stored once, on a new link, and nothing is reported lost: the server
+// never went away (before, each pause longer than the server's timeout was reported as a lost
+// and regained connection, and counted as one).
+TEST(RedisLink, ALinkTheServerClosedWhileIdleIsReplacedWithoutAWord) {
+  RedisServer server;
+  Reports reports;
+  crier::Bus bus{crier::redis::connect(options(server, "idle")), reports.bus_options()};
+  bus.publish(Job{1, "before the pause"});
+  (void)cli(server, "CLIENT KILL TYPE normal SKIPME yes");
+  bus.publish(Job{2, "after the pause"});
+  bus.publish_batch(std::vector<Job>{Job{3, "a batch"}, Job{4, "after the pause"}});
+  EXPECT_EQ(cli(server, "XLEN idle:com.example.test.job"), "4\n");
+  const auto health = bus.metrics().transport_health;
+  EXPECT_TRUE(health.connected);
+  EXPECT_EQ(health.disconnects, 0u);
+  EXPECT_EQ(reports.count(crier::Report::Kind::connection_lost), 0u);
+}
+
 // Credentials rotated under a running bus: the server drops the links and refuses new ones
 // until the bus is given the new password. Publishes fail at once saying so, the subscriber
 // reports it and keeps trying; once the server accepts the bus again, both go on.

@@ -356,7 +356,9 @@ std::unique_ptr<Link> Connection::take_link() {
       return link;
     }
   }
-  return std::make_unique<Link>(endpoint_, options_.timeout);
+  auto link = std::make_unique<Link>(endpoint_, options_.timeout);
+  link_state(true, "redis: connected again, to " + endpoint_.text);  // said only after a loss
+  return link;
 }
 
 void Connection::give_back(std::unique_ptr<Link> link) {
@@ -366,17 +368,22 @@ void Connection::give_back(std::unique_ptr<Link> link) {
 }
 
 std::unique_ptr<Link> Connection::reconnect(Clock::time_point deadline, std::string_view what, const std::string& why) {
-  if (!why.empty()) lost(why);
+  // The links idle in the pool went the way of the one lost, most likely: closed by a server
+  // that was restarted, or that closes idle clients (`timeout`), or by CLIENT KILL.
+  drop_idle_links();
   milliseconds backoff = kFirstBackoff;
   std::string last = why;
-  for (;;) {
+  for (bool first = true;; first = false) {
     try {
       auto link = std::make_unique<Link>(endpoint_, options_.timeout);
-      link_state(true, "redis: connected again, to " + endpoint_.text);
+      link_state(true, "redis: connected again, to " + endpoint_.text);  // said only after a loss
       return link;
     } catch (const LinkError& e) {
       last = e.message();
     }
+    // Lost is said once a new link cannot be had: a link the server closed while it stays up
+    // (an idle timeout) is replaced without a word.
+    if (first && !why.empty()) lost(why);
     const auto now = Clock::now();
     if (now >= deadline) {
       // `last` names the server and begins "redis: ", as `what` does.
@@ -392,11 +399,13 @@ std::unique_ptr<Link> Connection::reconnect(Clock::time_point deadline, std::str
   }
 }
 
+void Connection::drop_idle_links() {
+  MutexLock lock(pool_mu_);
+  idle_.clear();
+}
+
 void Connection::lost(const std::string& why) {
-  {
-    MutexLock lock(pool_mu_);
-    idle_.clear();  // they went with the server
-  }
+  drop_idle_links();
   // `why` is a LinkError's message, which names the link and what became of it.
   link_state(false,
              why + "; reconnecting (calls wait up to " + std::to_string(options_.timeout.count()) + " ms meanwhile)");
@@ -444,8 +453,8 @@ std::vector<Reply> Connection::run_on(std::unique_ptr<Link>& link, std::span<con
     } catch (const LinkError& e) {
       link.reset();
       retries_.fetch_add(1, std::memory_order_relaxed);
-      if (!resend) {
-        lost(e.message());
+      if (!resend) {  // for the caller to see what was stored; lost is said if no new link can be had
+        drop_idle_links();
         throw;
       }
       link = reconnect(deadline, what, e.message());

@@ -191,11 +191,15 @@ class Connection {
   std::unique_ptr<Link> take_link();
   std::unique_ptr<Link> take_link_or_reconnect(std::string_view what);
   void give_back(std::unique_ptr<Link> link);
-  // A new link, waiting with back-off until `deadline`; tells the listeners of a loss and
-  // a return. `what` names the call that needs it (empty: the first link, made by connect).
+  // A new link after one failed (`why`), waiting with back-off until `deadline`; the idle
+  // links are dropped. Tells the listeners of a loss when a new link cannot be had at once,
+  // and of the return. `what` names the call that needs it (empty: the first link, made by
+  // connect).
   std::unique_ptr<Link> reconnect(std::chrono::steady_clock::time_point deadline, std::string_view what,
                                   const std::string& why);
-  // A link failed: the idle ones are dropped too, and the listeners told.
+  // The links idle in the pool are closed and forgotten.
+  void drop_idle_links();
+  // The server cannot be reached: the idle links are dropped, and the listeners told.
   void lost(const std::string& why);
   void link_state(bool up, const std::string& what);
   std::vector<Reply> reload_scripts(std::unique_ptr<Link>& link, std::span<const Command> commands,
