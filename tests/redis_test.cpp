@@ -733,6 +733,49 @@ TEST(RedisConsumerLink, AnOrderedSubscribersEntriesReadOnALostLinkComeBackBefore
   lost_read_is_taken_back(/*ordered=*/true);
 }
 
+// Acknowledgements Redis refuses (an ACL here; a full disk's MISCONF, a demoted primary's
+// READONLY alike) are kept and sent again, the fetch failing with the reason, and no new
+// entry is read meanwhile. Before, they were dropped without a word: each event came back
+// after the visibility timeout and was handled a second time (seen with the orders demo
+// when the disk under Redis filled up).
+TEST(RedisConsumerLink, AcknowledgementsRedisRefusesAreSentAgainAndNoEventIsReadMeanwhile) {
+  RedisServer server;
+  crier::redis::Options o = options(server, "refused_acks");
+  o.visibility_timeout = 60s;  // no entry comes back by its timeout during the test
+  const auto transport = crier::redis::connect(o);
+  crier::Bus{transport}.publish_batch(std::vector<Job>{{1, "a"}, {2, "b"}, {3, "c"}});
+  auto consumer = transport->consume({.subscriber = "billing", .event_type = "com.example.test.job"});
+  auto taken = fetch_n(*consumer, 3);
+  ASSERT_EQ(taken.size(), 3u);
+  consumer->taken(taken.size());
+  const std::string stream = "refused_acks:com.example.test.job";
+
+  (void)cli(server, "ACL SETUSER default -xack");
+  for (auto& e : taken) consumer->ack(std::move(e.lease));
+  crier::Bus{transport}.publish(Job{4, "d"});
+  std::vector<crier::StoredEvent> later;
+  std::string refusal;
+  for (int fetches = 0; fetches < 20 && refusal.empty(); ++fetches) try {
+      for (auto& e : consumer->fetch(10, 100ms)) later.push_back(std::move(e));
+    } catch (const crier::Error& e) {
+      refusal = e.what();
+    }
+  ASSERT_NE(refusal, "") << "acknowledgements Redis refused were not said";
+  EXPECT_NE(refusal.find("redis: acknowledging 3 handled events of " + stream + ": NOPERM"), std::string::npos)
+      << refusal;
+  EXPECT_NE(refusal.find("no new event is read meanwhile"), std::string::npos) << refusal;
+  EXPECT_LE(later.size(), 1u);  // event 4, when read with the refused acknowledgements
+  crier::Bus{transport}.publish(Job{5, "e"});
+  EXPECT_THROW((void)consumer->fetch(10, 100ms), crier::Error) << "a new entry was read";
+  EXPECT_EQ(pending_of(server, stream, "billing"), 3u + later.size());
+
+  (void)cli(server, "ACL SETUSER default +xack");
+  const auto rest = fetch_n(*consumer, 2 - later.size());
+  EXPECT_EQ(later.size() + rest.size(), 2u) << "events 4 and 5, once each";
+  consumer->taken(later.size() + rest.size());
+  EXPECT_EQ(pending_of(server, stream, "billing"), 2u) << "the refused acknowledgements were not sent again";
+}
+
 // Entries trimmed away while a consumer that died had them pending: the next consumer finds
 // them gone, and they become dead letters that say so, rather than being retried forever.
 TEST(RedisTrimmed, EntriesDeletedWhilePendingAreDeadLetteredWithTheReason) {

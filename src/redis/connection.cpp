@@ -124,6 +124,20 @@ long long Reply::as_integer() const noexcept {
   return n;
 }
 
+std::string refusal_hint(const Reply& reply) {
+  if (reply.is_error("OOM"))
+    return " (the server has reached its maxmemory and refuses writes until memory is freed: raise maxmemory, "
+           "cap the event streams with Options::max_len, or purge dead letters)";
+  if (reply.is_error("READONLY")) return " (this server is a read-only replica: give crier its primary's address)";
+  if (reply.is_error("MISCONF"))
+    return " (the server cannot write its data to disk, a full or failing disk, and refuses every write until it "
+           "can: free space where it keeps its files)";
+  if (reply.is_error("NOREPLICAS"))
+    return " (fewer replicas are in reach than the server's min-replicas-to-write, and it refuses writes until "
+           "they are)";
+  return "";
+}
+
 Endpoint parse_url(std::string_view url) {
   Endpoint e;
   const auto sep = url.find("://");
@@ -240,7 +254,7 @@ Link::Link(const Endpoint& at, milliseconds timeout) : serial_(next_link_serial(
                     (r.str.find("WRONGPASS") != std::string::npos || r.str.find("NOAUTH") != std::string::npos
                          ? std::string("the credentials")
                          : std::string("the connection")) +
-                    ": " + r.str);
+                    ": " + r.str + refusal_hint(r));
   }
 }
 

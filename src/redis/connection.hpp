@@ -46,6 +46,11 @@ struct Reply {
   long long as_integer() const noexcept;
 };
 
+/// For a write the server refuses in its state (out of memory, a replica, a disk it cannot
+/// write, too few replicas), a parenthesis saying what it means and what to do (starting
+/// with a space); "" for any other reply.
+std::string refusal_hint(const Reply& reply);
+
 /// A command and its arguments, each binary-safe, kept as Redis reads them (RESP2 bulk
 /// strings): built in one buffer and sent without a copy per argument.
 class Command {

@@ -186,6 +186,10 @@ class RedisConsumer final : public Consumer {
       collect_ahead(max, out);
       if (!ahead_.empty()) return out;  // the next read is out already
     }
+    if (!acks_refused_.empty()) {  // no new entry until they are taken
+      if (!out.empty()) return out;
+      flush_acks();
+    }
     for (;;) {
       renew();
       // out's entries count as outstanding already.
@@ -209,7 +213,7 @@ class RedisConsumer final : public Consumer {
         read_new(room - out.size(), block, out);
       }
       if (!out.empty()) {
-        (void)send_ahead(max, 0);
+        if (acks_refused_.empty()) (void)send_ahead(max, 0);
         return out;
       }
       if (closed_.load(std::memory_order_acquire) || Clock::now() >= until) return out;
@@ -428,7 +432,8 @@ class RedisConsumer final : public Consumer {
         return true;
       }
       if (r.front().is_error())
-        throw Error(Errc::transport_error, "redis: claiming entries of " + state_->keys[s] + ": " + r.front().str);
+        throw Error(Errc::transport_error,
+                    "redis: claiming entries of " + state_->keys[s] + ": " + r.front().str + refusal_hint(r.front()));
       Reply& reply = r.front();
       if (reply.elements.size() < 2) continue;
       if (reply.elements[0].str != "0-0" || relinked) more = true;
@@ -476,7 +481,7 @@ class RedisConsumer final : public Consumer {
       (void)note_link();
       throw;
     }
-    acks_sent(batch);
+    (void)acks_answered(std::move(batch), r);
     // Sent again on a new link, the read may have run twice, the first answer lost: its
     // entries are read back with these from the pending list, oldest first.
     if (note_link()) return;
@@ -505,7 +510,7 @@ class RedisConsumer final : public Consumer {
           (void)note_link();
           throw;
         }
-        acks_sent(batch);
+        (void)acks_answered(std::move(batch), r);
         (void)note_link();  // a history read changes nothing: lost, it is simply sent again
         Reply& reply = r.back();
         if (reply.is_error("NOGROUP")) {
@@ -513,8 +518,8 @@ class RedisConsumer final : public Consumer {
           return true;
         }
         if (reply.is_error())
-          throw Error(Errc::transport_error,
-                      "redis: reading back pending entries of " + state_->keys[s] + ": " + reply.str);
+          throw Error(Errc::transport_error, "redis: reading back pending entries of " + state_->keys[s] + ": " +
+                                                 reply.str + refusal_hint(reply));
         std::vector<std::pair<std::string, Reply*>> entries;
         std::vector<std::string> gone;  // deleted while pending (nil fields)
         bool full = false;
@@ -605,13 +610,13 @@ class RedisConsumer final : public Consumer {
       lost_link();  // what the read took is read back from the pending list on the next link
       return;
     }
-    acks_sent(a.acks);
+    const bool acknowledged = acks_answered(std::move(a.acks), r);
     Reply& reply = r.back();
     if (reply.is_error("LOADING")) return;  // a restarted server: the next read waits for it
     std::size_t n = 0;
     for (const Reply& stream : reply.elements)
       if (stream.elements.size() == 2) n += stream.elements[1].elements.size();
-    if (n > 0 && Clock::now() < next_claim_)
+    if (n > 0 && acknowledged && Clock::now() < next_claim_)
       while (ahead_.size() < kReadsAhead && send_ahead(max, n)) {
       }
     take_read(reply, out);
@@ -630,7 +635,8 @@ class RedisConsumer final : public Consumer {
   void take_read(Reply& reply, std::vector<StoredEvent>& out) {
     if (reply.is_error("NOGROUP")) return recreate_group();
     if (reply.is_error())
-      throw Error(Errc::transport_error, "redis: reading " + state_->keys[kMain] + ": " + reply.str);
+      throw Error(Errc::transport_error,
+                  "redis: reading " + state_->keys[kMain] + ": " + reply.str + refusal_hint(reply));
     for (Reply& stream : reply.elements) {  // nil when nothing came
       if (stream.elements.size() != 2) continue;
       const Source s = stream.elements[0].str == state_->keys[kMain] ? kMain : kRedrive;
@@ -724,6 +730,7 @@ class RedisConsumer final : public Consumer {
     std::vector<std::string> acks[2];
     std::vector<std::string> forget;
     std::vector<Command> cmds;
+    std::size_t commands = 0;  // the first `commands` of cmds are the batch's own
     std::size_t events = 0;
   };
   AckBatch take_acks() {
@@ -749,15 +756,30 @@ class RedisConsumer final : public Consumer {
     }
     batch.cmds.push_back({"HSET", ctx_->key("settled"), state_->settled_field,
                           std::to_string(unix_ms(std::chrono::system_clock::now()))});
+    batch.commands = batch.cmds.size();
     return batch;
   }
-  // The acknowledgements of a batch were answered.
-  void acks_sent(const AckBatch& batch) {
-    {
-      MutexLock lock(state_->mu);
-      in_flush_ -= batch.events;
+  // The batch's commands were answered, first in `replies`. When Redis refused one (a full
+  // disk's MISCONF, a replica's READONLY, an ACL), the acknowledgements wait again, and no
+  // entry is read until they are taken (flush_acks): dropped, each event would come back
+  // after the visibility timeout and be handled a second time. False when refused.
+  bool acks_answered(AckBatch&& batch, std::span<const Reply> replies) {
+    const auto answers = replies.first(std::min(batch.commands, replies.size()));
+    const auto refused = std::find_if(answers.begin(), answers.end(), [](const Reply& r) { return r.is_error(); });
+    if (refused == answers.end()) {
+      if (batch.events > 0) acks_refused_.clear();
+      {
+        MutexLock lock(state_->mu);
+        in_flush_ -= batch.events;
+      }
+      state_->cv.notify_all();
+      return true;
     }
-    state_->cv.notify_all();
+    acks_refused_ = "redis: acknowledging " + std::to_string(batch.events) + " handled events of " +
+                    state_->keys[kMain] + ": " + refused->str + refusal_hint(*refused) +
+                    " (they are sent again; no new event is read meanwhile)";
+    acks_lost(std::move(batch));
+    return false;
   }
   // They were lost with the link, perhaps run, perhaps not: waiting again, to go with the
   // next read (XACK and HDEL are idempotent). Dropped, each event would come back after the
@@ -779,14 +801,16 @@ class RedisConsumer final : public Consumer {
   // thread's, or the destructor's once it is gone.
   void flush_acks() {
     for (AckBatch batch = take_acks(); batch.events > 0; batch = take_acks()) {
+      std::vector<Reply> r;
       try {
-        (void)ctx_->conn->pipeline(batch.cmds, "redis: acknowledging events");
+        r = ctx_->conn->pipeline(batch.cmds, "redis: acknowledging events");
       } catch (...) {
         acks_lost(std::move(batch));
         throw;
       }
-      acks_sent(batch);
+      if (!acks_answered(std::move(batch), r)) throw Error(Errc::transport_error, acks_refused_);
     }
+    acks_refused_.clear();
   }
 
   // Renews the hold on every entry the bus holds, each a quarter of the visibility timeout
@@ -866,6 +890,7 @@ class RedisConsumer final : public Consumer {
   Clock::time_point next_claim_{};  // fetch(): the fetch thread's
   std::uint64_t link_serial_ = 0;   // of link_ when last looked at (0: none)
   bool read_back_ = false;          // the fetch thread's: see read_back()
+  std::string acks_refused_;        // the fetch thread's: why Redis refused the last acknowledgements
 };
 
 }  // namespace

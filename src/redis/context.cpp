@@ -130,12 +130,4 @@ std::optional<GroupInfo> group_info(const Reply& xinfo_groups, std::string_view 
   return std::nullopt;
 }
 
-std::string refusal_hint(const Reply& reply) {
-  if (reply.is_error("OOM"))
-    return " (the server has reached its maxmemory and refuses writes until memory is freed: raise maxmemory, "
-           "cap the event streams with Options::max_len, or purge dead letters)";
-  if (reply.is_error("READONLY")) return " (this server is a read-only replica: give crier its primary's address)";
-  return "";
-}
-
 }  // namespace crier::redis

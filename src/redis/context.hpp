@@ -79,10 +79,6 @@ struct GroupInfo {
 };
 std::optional<GroupInfo> group_info(const Reply& xinfo_groups, std::string_view group);
 
-/// For a write refused because the server is out of memory (OOM) or a replica (READONLY), a
-/// parenthesis saying what it means and what to do (starting with a space); "" for any other.
-std::string refusal_hint(const Reply& reply);
-
 using crier::detail::attempts_of_record;
 using crier::detail::from_unix_ms;
 using crier::detail::record_of;
