@@ -169,6 +169,20 @@ TEST(RedisLink, ACommandOrKeyTheAclRefusesIsSaidWithTheRulesABusNeeds) {
   }
 }
 
+// A server without an append-only file would lose the events it acknowledged when it
+// restarts: the tools (`crier status`, the dashboard) say so among the bus's notices.
+TEST(RedisLink, AServerWithoutAnAppendOnlyFileIsNotedForTheTools) {
+  RedisServer server;
+  const auto transport = crier::redis::connect(options(server, "noaof"));
+  EXPECT_EQ(transport->inspector().notices(), std::vector<std::string>{});
+  (void)cli(server, "CONFIG SET appendonly no");
+  const auto notices = transport->inspector().notices();
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_EQ(notices[0], "the server at 127.0.0.1:" + std::to_string(server.port()) +
+                            " keeps no append-only file (appendonly no): the events it stored since its last "
+                            "snapshot, if it takes any, are lost when it restarts or crashes; give it appendonly yes");
+}
+
 // Redis used as a cache evicts any key at its memory limit, streams of unhandled events too.
 TEST(RedisLink, AServerThatMayEvictAnyKeyIsRefusedUnlessTheProgramAcceptsIt) {
   RedisServer server;

@@ -34,6 +34,18 @@ void check(const Reply& r, std::string_view what) {
   if (r.is_error()) throw Error(Errc::transport_error, std::string(what) + ": " + r.str);
 }
 
+// The value of `name` in an INFO reply ("name:value" lines); nullopt when it has none.
+std::optional<std::string> info_field(const Reply& info, std::string_view name) {
+  const std::string& text = info.str;
+  for (std::size_t line = 0; line < text.size();) {
+    const std::size_t end = std::min(text.find("\r\n", line), text.size());
+    if (text.compare(line, name.size(), name) == 0 && line + name.size() < end && text[line + name.size()] == ':')
+      return text.substr(line + name.size() + 1, end - line - name.size() - 1);
+    line = end + 2;
+  }
+  return std::nullopt;
+}
+
 // A dead letter and where it is kept.
 struct Located {
   DeadLetter letter;
@@ -247,6 +259,8 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
 
   // Entries deleted from an event stream before a subscriber read them (trimmed by max_len,
   // or an operator's XTRIM or XDEL) never reach it; each such subscriber is said, with how many.
+  // So is a server that keeps no append-only file: it loses what it acknowledged since its
+  // last snapshot (all of it, without snapshots) when it stops.
   std::vector<std::string> notices() override {
     const auto pairs = subscriber_pairs();
     std::vector<Command> cmds;  // one round trip for them all
@@ -254,8 +268,13 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       cmds.push_back({"XINFO", "GROUPS", ctx_->stream_key(type)});
       cmds.push_back({"XINFO", "STREAM", ctx_->stream_key(type)});
     }
+    cmds.push_back({"INFO", "persistence"});
     const auto r = conn().pipeline(cmds, "redis: subscribers' losses");
     std::vector<std::string> out;
+    if (info_field(r.back(), "aof_enabled") == "0")
+      out.push_back("the server at " + conn().endpoint().text +
+                    " keeps no append-only file (appendonly no): the events it stored since its last snapshot, "
+                    "if it takes any, are lost when it restarts or crashes; give it appendonly yes");
     for (std::size_t i = 0; i < pairs.size(); ++i) {
       const auto& [sub, type] = pairs[i];
       const auto group = r[2 * i].is_error() ? std::nullopt : group_info(r[2 * i], sub);
@@ -540,18 +559,6 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
 
   std::shared_ptr<Context> ctx_;
 };
-
-// The value of `name` in an INFO reply ("name:value" lines); nullopt when it has none.
-std::optional<std::string> info_field(const Reply& info, std::string_view name) {
-  const std::string& text = info.str;
-  for (std::size_t line = 0; line < text.size();) {
-    const std::size_t end = std::min(text.find("\r\n", line), text.size());
-    if (text.compare(line, name.size(), name) == 0 && line + name.size() < end && text[line + name.size()] == ':')
-      return text.substr(line + name.size() + 1, end - line - name.size() - 1);
-    line = end + 2;
-  }
-  return std::nullopt;
-}
 
 // The context of a connection to the server `options` names, its scripts loaded: options
 // checked, the server's version, cluster mode and eviction policy too.
