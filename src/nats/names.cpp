@@ -58,26 +58,31 @@ bool is_valid_stream_name(std::string_view name) noexcept { return is_token(name
 bool is_valid_subject_prefix(std::string_view prefix) noexcept { return is_token(prefix); }
 bool is_valid_domain(std::string_view domain) noexcept { return is_token(domain); }
 
-std::string server_url_problem(std::string_view url) {
+ServerAddress split_server_url(std::string_view url) {
   if (const auto scheme = url.find("://"); scheme != std::string_view::npos) url.remove_prefix(scheme + 3);
   if (const auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
   url = url.substr(0, url.find('/'));
-  std::string_view host = url;
-  std::optional<std::string_view> port;
+  ServerAddress a{.host = url};
   if (url.starts_with('[')) {
     const auto close = url.find(']');
-    if (close == std::string_view::npos) return "an IPv6 address lacks its ']'";
-    host = url.substr(1, close - 1);
+    if (close == std::string_view::npos) return {.problem = "an IPv6 address lacks its ']'"};
+    a.host = url.substr(1, close - 1);
     const std::string_view after = url.substr(close + 1);
-    if (!after.empty() && after.front() != ':') return "']' is not followed by :PORT";
-    if (!after.empty()) port = after.substr(1);
+    if (!after.empty() && after.front() != ':') return {.problem = "']' is not followed by :PORT"};
+    if (!after.empty()) a.port = after.substr(1);
   } else if (const auto colon = url.rfind(':'); colon != std::string_view::npos) {
-    host = url.substr(0, colon);
-    port = url.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos) return "an IPv6 address goes in brackets: [::1]:4222";
+    a.host = url.substr(0, colon);
+    a.port = url.substr(colon + 1);
+    if (a.host.find(':') != std::string_view::npos) return {.problem = "an IPv6 address goes in brackets: [::1]:4222"};
   }
-  if (host.empty()) return "it names no host";
-  if (port) {
+  if (a.host.empty()) return {.problem = "it names no host"};
+  return a;
+}
+
+std::string server_url_problem(std::string_view url) {
+  const ServerAddress a = split_server_url(url);
+  if (!a.problem.empty()) return a.problem;
+  if (const auto port = a.port) {
     int n = 0;
     const auto [end, ec] = std::from_chars(port->data(), port->data() + port->size(), n);
     if (port->empty() || ec != std::errc() || end != port->data() + port->size() || n < 1 || n > 65535)

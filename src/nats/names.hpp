@@ -19,8 +19,17 @@ bool is_valid_subject_prefix(std::string_view prefix) noexcept;
 /// subject prefix.
 bool is_valid_domain(std::string_view domain) noexcept;
 
-/// What is wrong with a server URL (`[scheme://][user[:password]@]host[:port]`, an IPv6 host
-/// in brackets), in words: no host, a port that is not 1 to 65535. Empty when nothing is.
+/// The host and port of a server URL (`[scheme://][user[:password]@]host[:port]`, an IPv6
+/// host in brackets): views into the URL.
+struct ServerAddress {
+  std::string_view host{};
+  std::optional<std::string_view> port{};  ///< as written, not checked
+  std::string problem{};                   ///< why the URL has no host, in words; empty when it has one
+};
+ServerAddress split_server_url(std::string_view url);
+
+/// What is wrong with a server URL, in words: no host, a port that is not 1 to 65535. Empty
+/// when nothing is.
 std::string server_url_problem(std::string_view url);
 
 /// `<prefix>.<event type>`: every event type name is already a sequence of legal tokens.

@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "nats/names.hpp"
+
 namespace crier::nats {
 
 namespace {
@@ -22,20 +24,9 @@ struct Socket {
 }  // namespace
 
 nlohmann::json read_server_info(std::string_view url, std::chrono::milliseconds timeout) {
-  if (const auto scheme = url.find("://"); scheme != std::string_view::npos) url.remove_prefix(scheme + 3);
-  if (const auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
-  url = url.substr(0, url.find('/'));
-  std::string host, port = "4222";
-  if (url.starts_with('[')) {  // [IPv6]:port
-    const auto close = url.find(']');
-    if (close == std::string_view::npos) return nullptr;
-    host = url.substr(1, close - 1);
-    if (close + 1 < url.size() && url[close + 1] == ':') port = url.substr(close + 2);
-  } else {
-    const auto colon = url.rfind(':');
-    host = url.substr(0, colon);
-    if (colon != std::string_view::npos) port = url.substr(colon + 1);
-  }
+  const ServerAddress address = split_server_url(url);
+  if (!address.problem.empty()) return nullptr;
+  const std::string host(address.host), port(address.port.value_or("4222"));
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
