@@ -183,6 +183,23 @@ TEST(RedisLink, AServerWithoutAnAppendOnlyFileIsNotedForTheTools) {
                             "snapshot, if it takes any, are lost when it restarts or crashes; give it appendonly yes");
 }
 
+// A server at its maxclients refuses a new connection: said with what takes connections.
+TEST(RedisLink, AServerAtItsMaxclientsIsSaidWithWhatTakesConnections) {
+  RedisServer server("everysec", "", "maxclients 1\n");
+  const auto transport = crier::redis::connect(options(server, "few"));  // its one link
+  auto consumer = transport->consume({.subscriber = "billing", .event_type = "com.example.test.job"});
+  (void)consumer->fetch(10, 0ms);  // holds that link from now on
+  try {
+    crier::Bus{transport}.publish(Job{1, "x"});
+    ADD_FAILURE() << "a publish had a connection beyond the server's maxclients";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ERR max number of clients reached (the server's maxclients: each "
+                                         "subscriber of a bus holds a connection of its own"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // Redis used as a cache evicts any key at its memory limit, streams of unhandled events too.
 TEST(RedisLink, AServerThatMayEvictAnyKeyIsRefusedUnlessTheProgramAcceptsIt) {
   RedisServer server;

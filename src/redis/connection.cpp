@@ -132,6 +132,9 @@ std::string refusal_hint(const Reply& reply) {
   if (reply.is_error("MISCONF"))
     return " (the server cannot write its data to disk, a full or failing disk, and refuses every write until it "
            "can: free space where it keeps its files)";
+  if (reply.is_error("ERR") && reply.str.starts_with("ERR max number of clients reached"))
+    return " (the server's maxclients: each subscriber of a bus holds a connection of its own, its publishes "
+           "and the tools take more; raise maxclients)";
   if (reply.is_error("NOREPLICAS"))
     return " (fewer replicas are in reach than the server's min-replicas-to-write, and it refuses writes until "
            "they are)";

@@ -46,8 +46,8 @@ struct Reply {
   long long as_integer() const noexcept;
 };
 
-/// For a write the server refuses in its state (out of memory, a replica, a disk it cannot
-/// write, too few replicas), a parenthesis saying what it means and what to do (starting
+/// For a command the server refuses in its state (out of memory, a replica, a disk it cannot
+/// write, too few replicas, too many clients), a parenthesis saying what it means and what to do (starting
 /// with a space); "" for any other reply.
 std::string refusal_hint(const Reply& reply);
 
