@@ -184,6 +184,27 @@ TEST(NatsConnection, AServerWithoutJetStreamIsSaidAtOnce) {
   }
 }
 
+// A server at its max_connections answers a new client with an -ERR that cnats passes on, or,
+// as the timing falls, loses ("Expected 'PONG', got ''"): said in the server's words either way.
+TEST(NatsConnection, AServerAtItsMaxConnectionsIsSaidInItsWords) {
+  NatsServer::Node node;
+  node.config = "max_connections: 1\n";
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  const auto first = crier::nats::connect(o);
+  try {
+    (void)crier::nats::connect(o);
+    ADD_FAILURE() << "a client beyond the server's max_connections was taken";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nats: cannot connect to " + server.url() +
+                                         ": the server refuses this client: 'maximum connections exceeded' (its "
+                                         "max_connections, or its account's or user's, is reached)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 namespace {
 
 // A bus on `server` that publishes one event and has it handled, with the credentials in `o`.

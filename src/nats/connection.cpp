@@ -222,6 +222,19 @@ Connection::Connection(const Options& options)
         context = options_.tls_expected_hostname.empty()
                       ? " (its certificate names another host: tls_expected_hostname says which name to expect)"
                       : " (its certificate does not name " + options_.tls_expected_hostname + ")";
+      // A server that refuses a client says why after its INFO; cnats passes that on, or, as
+      // the timing falls, loses it ("Expected 'PONG', got ''"): asked again, on a connection
+      // of crier's own.
+      if ((s == NATS_PROTOCOL_ERROR || s == NATS_ERR) && !tls)
+        for (const std::string& url : options_.servers)
+          if (const std::string refusal = read_server_refusal(url, kTryTimeout / 2); !refusal.empty())
+            throw Error(Errc::transport_error,
+                        what + ": " +
+                            (options_.servers.size() == 1 ? "the server" : "the server at " + redacted_target(url)) +
+                            " refuses this client: '" + refusal + "'" +
+                            (refusal.find("connections exceeded") != std::string::npos
+                                 ? " (its max_connections, or its account's or user's, is reached)"
+                                 : ""));
       check(s, what + context);
     }
     // Not synchronisation: a retry's back-off, the last try at the deadline (the error says
