@@ -1025,6 +1025,42 @@ TEST(RedisDemo, AStoreThatStopsAnsweringEndsTheOrderServiceWithTheReason) {
 #endif
 }
 
+// A service of the demo runs for as long as it is left to: the loss of its store, and its
+// return, are said as they happen, not only in its summary when it stops.
+TEST(RedisDemo, AServiceSaysWhatItsStoreDoesAsItHappens) {
+#ifndef CRIER_ORDERS_DEMO
+  GTEST_SKIP() << "built without the examples";
+#else
+  RedisServer server;
+  const std::string demo = std::string(CRIER_ORDERS_DEMO) + " --orders 1 --redis " + server.url();
+  FILE* p = ::popen((demo + " --role email 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  auto read_until = [&](const std::string& text) {  // false when the service ended before
+    char line[4096];
+    while (out.find(text) == std::string::npos)
+      if (std::fgets(line, sizeof line, p) == nullptr)
+        return false;
+      else
+        out += line;
+    return true;
+  };
+  ASSERT_TRUE(read_until("email: handling orders")) << out;
+  server.kill();
+  server.start();
+  (void)run(demo + " --role orders");  // handled once the service is connected again
+  (void)read_until("the end");         // of its output
+  EXPECT_EQ(::pclose(p), 0) << out;
+  const auto lost = out.find("redis: link to 127.0.0.1:" + std::to_string(server.port()) + " lost: ");
+  const auto back = out.find("redis: connected again");
+  const auto stopped = out.find("email service: stopped after");
+  ASSERT_NE(stopped, std::string::npos) << out;
+  EXPECT_LT(lost, back) << out;
+  EXPECT_LT(back, stopped) << out;
+  EXPECT_NE(out.find("email sent 1 confirmations"), std::string::npos) << out;
+#endif
+}
+
 TEST(RedisInterop, RedisCliAndTheCloudEventsSdkReadAndWriteCrierEvents) {
   RedisServer server;
   Counter corrupt;

@@ -263,10 +263,19 @@ static int run(int argc, char** argv) {
         break;
       case crier::Report::Kind::transport_failed:
       case crier::Report::Kind::connection_lost:
-        if (transport_problems++ == 0)
-          first_transport_problem =
-              (r.subscriber.empty() ? "" : std::string(r.subscriber) + ": ") + std::string(r.message);
+      case crier::Report::Kind::connection_restored: {
+        const std::string said =
+            (r.subscriber.empty() ? "" : std::string(r.subscriber) + ": ") + std::string(r.message);
+        // A service runs for as long as it is left to: what its store does is said as it
+        // happens (each change once), not only when it stops.
+        if (one_service) {
+          std::printf("  %+8.1f ms  %s\n", since_start(), said.c_str());
+          std::fflush(stdout);
+        }
+        if (r.kind != crier::Report::Kind::connection_restored && transport_problems++ == 0)
+          first_transport_problem = said;
         break;
+      }
       case crier::Report::Kind::breaker_opened:
       case crier::Report::Kind::breaker_half_open:
       case crier::Report::Kind::breaker_closed: {
