@@ -15,12 +15,17 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -83,6 +88,64 @@ TEST(NatsConnection, ALostAndRegainedServerIsReportedAndCounted) {
   const std::string text = crier::to_prometheus(m);
   EXPECT_NE(text.find("crier_transport_reconnects_total{transport=\"nats\"} 1\n"), std::string::npos) << text;
   bus.publish(Job{1, "after the server came back"});  // the link works again
+}
+
+namespace {
+
+// Bytes that arrived at the server listening on `port` (loopback, IPv4) and that it has not
+// read yet, from the kernel's table of TCP sockets.
+std::size_t unread_at_server(int port) {
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the heading
+  char at[16];                // the local address's end: ":PORT" in hex
+  std::snprintf(at, sizeof at, ":%04X", static_cast<unsigned>(port));
+  std::size_t unread = 0;
+  char local[64], remote[64], state[8], queues[40];
+  while (std::getline(table, line))
+    if (std::sscanf(line.c_str(), "%*s %63s %63s %7s %39s", local, remote, state, queues) == 4 &&
+        std::string_view(local).ends_with(at) && std::string_view(state) == "01")
+      unread += std::strtoul(std::strchr(queues, ':') + 1, nullptr, 16);
+  return unread;
+}
+
+}  // namespace
+
+// A publish whose connection is lost before its acknowledgement came is sent again as soon as
+// a connection is back, not after its try's 2 s: with a publish timeout shorter than a try, a
+// single publish and a batch still succeed across a server killed while they wait (before,
+// they failed at the timeout, and the demo's services on a node taken out in a rolling
+// upgrade stalled 2 s).
+TEST(NatsConnection, APublishCutOffByALostConnectionIsSentAgainOnTheNext) {
+  NatsServer server;
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "CUT";
+  o.subject_prefix = "cut";
+  o.publish_timeout = std::chrono::milliseconds(1900);
+  crier::Bus bus{crier::nats::connect(o)};
+  for (const bool batch : {false, true}) {
+    ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
+    std::atomic<bool> published{false}, over{false};
+    std::string failure;
+    std::thread publisher([&] {
+      try {
+        if (batch)
+          bus.publish_batch(std::vector<Job>{{2, "b"}, {3, "c"}});
+        else
+          bus.publish(Job{1, "a"});
+        published = true;
+      } catch (const crier::Error& e) {
+        failure = e.what();
+      }
+      over = true;
+    });
+    while (!over && unread_at_server(server.port()) == 0) std::this_thread::yield();  // it is on its way
+    server.kill();                                                                    // with the publish unanswered
+    server.start();
+    publisher.join();
+    EXPECT_TRUE(published) << (batch ? "a batch: " : "one event: ") << failure;
+  }
 }
 
 namespace {

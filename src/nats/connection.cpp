@@ -137,6 +137,7 @@ struct Connection::Call {
   struct Try {
     std::uint64_t token = 0;  // 0: not in flight
     Clock::time_point sent{};
+    std::uint64_t disconnects = 0;  // the connection's losses when it was sent
     Clock::time_point not_before{};
     bool done = false;
     std::uint64_t seq = 0;
@@ -174,6 +175,9 @@ Connection::Connection(const Options& options)
   check(natsOptions_SetDisconnectedCB(opts_, on_disconnected, this), "nats: callbacks");
   check(natsOptions_SetReconnectedCB(opts_, on_reconnected, this), "nats: callbacks");
   check(natsOptions_SetClosedCB(opts_, on_closed, this), "nats: callbacks");
+  // A request whose connection is lost fails at once, and is sent again on the next, rather
+  // than waiting out its try for an answer that was lost with it.
+  check(natsOptions_SetFailRequestsOnDisconnect(opts_, true), "nats: requests");
   check(natsOptions_SetErrorHandler(opts_, on_async_error, this), "nats: callbacks");
   if (!options_.user.empty())
     check(natsOptions_SetUserInfo(opts_, options_.user.c_str(), options_.password.c_str()), "nats: user");
@@ -609,14 +613,17 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
       auto& t = call.tries[i];
       if (t.done) continue;
       if (t.token != 0) {
-        if (now - t.sent < kTryTimeout) {
+        // Sent on a connection lost since: its acknowledgement, if any, was lost with it.
+        const bool cut_off = connected_ && t.disconnects != disconnects_.load(std::memory_order_relaxed);
+        if (!cut_off && now - t.sent < kTryTimeout) {
           wake = std::min(wake, t.sent + kTryTimeout);
           continue;
         }
         pending_.erase(t.token);
         t.token = 0;
         ++room;
-        call.problem = "no acknowledgement within " + std::to_string(kTryTimeout.count()) + " ms";
+        call.problem = cut_off ? "the connection was lost before its acknowledgement came"
+                               : "no acknowledgement within " + std::to_string(kTryTimeout.count()) + " ms";
         retries_.fetch_add(1, std::memory_order_relaxed);
       }
       if (now < t.not_before) {
@@ -627,6 +634,7 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
       --room;
       t.token = next_token_++;
       t.sent = now;
+      t.disconnects = disconnects_.load(std::memory_order_relaxed);
       pending_.emplace(t.token, Pending{&call, i});
       sending.emplace_back(i, t.token);
     }
@@ -671,7 +679,10 @@ std::vector<std::uint64_t> Connection::publish(const std::string& stream, const 
   std::string why = !call.fatal.empty() ? call.fatal
                                         : "not acknowledged within the publish timeout of " +
                                               std::to_string(options_.publish_timeout.count()) + " ms (" +
-                                              (connected_ ? call.problem : disconnected_text()) + ")";
+                                              (!connected_            ? disconnected_text()
+                                               : call.problem.empty() ? std::string("no acknowledgement came")
+                                                                      : call.problem) +
+                                              ")";
   if (call.fatal_code == kStoreFailed) why = "stream " + stream + " refused them: " + why;
   throw ApiError(call.fatal_code, std::string(what) + ": " + std::to_string(call.left) + " of " +
                                       std::to_string(messages.size()) + " not stored: " + why);
@@ -853,6 +864,8 @@ void Connection::on_reconnected(natsConnection* nc, void* self) noexcept {
   c->connected_ = true;
   c->reconnects_.fetch_add(1, std::memory_order_relaxed);
   c->state_changed(nc, ConnectionState::reconnected);
+  MutexLock lock(c->mu_);
+  c->cv_.notify_all();  // publishes cut off by the loss are sent again now
 }
 
 void Connection::on_closed(natsConnection* nc, void* self) noexcept {
