@@ -807,6 +807,34 @@ TEST(RedisConsumerLink, AcknowledgementsRedisRefusesAreSentAgainAndNoEventIsRead
   EXPECT_EQ(pending_of(server, stream, "billing"), 2u) << "the refused acknowledgements were not sent again";
 }
 
+// A server whose client-output-buffer-limit for normal clients is below what a read returns
+// closes the connection at each such read (managed Redis often sets one). Before, the
+// consumer sent the read again on a new connection, thousands of times a second, for ever,
+// without a word; now it says so and reads fewer entries at a time until they fit. An entry
+// that does not fit alone is said as such.
+TEST(RedisConsumerLink, ReadsLargerThanTheServersOutputLimitAreSaidAndMadeSmaller) {
+  RedisServer server("everysec", "", "client-output-buffer-limit normal 1mb 1mb 0\n");
+  Reports reports;
+  crier::Bus bus{crier::redis::connect(options(server, "big")), reports.bus_options()};
+  std::vector<Job> jobs;
+  for (int i = 1; i <= 100; ++i) jobs.push_back({i, std::string(30000, 'x')});  // 3 MB in all
+  bus.publish_batch(jobs);
+  SeenJobs seen;
+  auto sub = bus.subscribe<Job>("reader", [&](const Job& j) { seen.add(j); });
+  ASSERT_TRUE(bus.flush(std::chrono::seconds(60))) << "handled " << seen.values().size();
+  auto values = seen.values();
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(values.size(), 100u);
+  EXPECT_EQ(std::unique(values.begin(), values.end()), values.end()) << "an event handled twice";
+  const std::string said = reports.wait_for(crier::Report::Kind::transport_failed, "reading at most");
+  EXPECT_NE(said.find("the server closed the connection each time this was sent"), std::string::npos) << said;
+  EXPECT_NE(said.find("client-output-buffer-limit"), std::string::npos) << said;
+
+  bus.publish(Job{101, std::string(1200000, 'x')});  // alone above the limit
+  const std::string alone = reports.wait_for(crier::Report::Kind::transport_failed, "even one entry at a time");
+  EXPECT_NE(alone.find("an entry is larger than that limit"), std::string::npos) << alone;
+}
+
 // Entries trimmed away while a consumer that died had them pending: the next consumer finds
 // them gone, and they become dead letters that say so, rather than being retried forever.
 TEST(RedisTrimmed, EntriesDeletedWhilePendingAreDeadLetteredWithTheReason) {

@@ -20,6 +20,8 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kFirstBackoff{25};
 constexpr milliseconds kMaxBackoff{1000};
+// How many new links in a row may be lost with the same commands before they are given up on.
+constexpr int kLostOnEveryTry = 3;
 
 // A command the server's ACL user may not run, or a key it may not touch, directly or from
 // one of crier's scripts (which Redis says as an ERR).
@@ -461,10 +463,15 @@ std::vector<Reply> Connection::run_on(std::unique_ptr<Link>& link, std::span<con
                                       std::string_view what, milliseconds read_timeout, bool resend) {
   const auto deadline = Clock::now() + options_.timeout + read_timeout;
   milliseconds backoff = kFirstBackoff;
+  bool fresh = false;  // link was made for these commands
+  int fresh_lost = 0;  // ... and lost with them, that many times running
   for (;;) {
     std::vector<Reply> replies;
     try {
-      if (!link) link = reconnect(deadline, what, "");
+      if (!link) {
+        link = reconnect(deadline, what, "");
+        fresh = true;
+      }
       link->set_timeout(read_timeout + options_.timeout);  // past it, the server counts as gone
       replies = link->run(commands);
     } catch (const LinkError& e) {
@@ -474,7 +481,19 @@ std::vector<Reply> Connection::run_on(std::unique_ptr<Link>& link, std::span<con
         drop_idle_links();
         throw;
       }
+      // A server that closes every link these are sent on, while it takes new ones at once,
+      // would be sent them again and again (thousands of times a second) without a word.
+      if (fresh && ++fresh_lost >= kLostOnEveryTry)
+        throw LostOnEveryTry(std::string(what) + ": the server closed the connection each time this was sent (" +
+                             std::to_string(fresh_lost) + " new connections running; the last: " + e.message() +
+                             "): an answer larger than its client-output-buffer-limit for normal clients, or a "
+                             "proxy that drops it?");
+      if (fresh) {  // back-off before the next try (the last at the deadline)
+        std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - Clock::now()));
+        backoff = std::min(backoff * 2, kMaxBackoff);
+      }
       link = reconnect(deadline, what, e.message());
+      fresh = true;
       continue;
     }
     const bool loading =

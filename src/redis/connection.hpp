@@ -94,6 +94,15 @@ class LinkError : public Error {
   explicit LinkError(const std::string& what) : Error(Errc::transport_error, what) {}
 };
 
+/// The server closed every new link the commands were sent on, as soon as they were sent
+/// (kLostOnEveryTry times running): something in them, not the server's health (an answer
+/// larger than the server's client-output-buffer-limit, a proxy that drops it). Sending
+/// them again would only repeat it.
+class LostOnEveryTry : public Error {
+ public:
+  explicit LostOnEveryTry(const std::string& what) : Error(Errc::transport_error, what) {}
+};
+
 /// The link was lost after some commands of a pipeline were answered: their replies. What
 /// came after them may or may not have reached Redis.
 class Interrupted : public LinkError {
@@ -176,7 +185,8 @@ class Connection {
   /// A link of its own for a caller that blocks on it (XREADGROUP BLOCK), reconnected with
   /// back-off as pipeline() does. Throws Error when the server stays out of reach.
   std::unique_ptr<Link> dedicated(std::string_view what);
-  /// Runs on `link`, replacing it (with back-off) when lost, as pipeline() does.
+  /// Runs on `link`, replacing it (with back-off) when lost, as pipeline() does; throws
+  /// LostOnEveryTry when every new link is lost with them too.
   /// `read_timeout`: how long the server may take on purpose (XREADGROUP BLOCK) beyond the
   /// options' timeout.
   std::vector<Reply> run_on(std::unique_ptr<Link>& link, std::span<const Command> commands, std::string_view what,

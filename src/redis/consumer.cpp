@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <limits>
 
 #include "common/error_text.hpp"
 #include "redis/unread.hpp"
@@ -179,6 +180,21 @@ class RedisConsumer final : public Consumer {
   }
 
   std::vector<StoredEvent> fetch(std::size_t max, milliseconds wait) override {
+    try {
+      return fetch_some(max, wait);
+    } catch (const LostOnEveryTry& e) {
+      // A server whose client-output-buffer-limit is below what a read returns closes the
+      // connection at each: fewer entries a read from now on.
+      if (read_cap_ == 1)
+        throw Error(Errc::transport_error,
+                    e.message() + "; so even one entry at a time: an entry is larger than that limit");
+      read_cap_ = std::max<std::size_t>(1, std::min(read_cap_, read_count_) / 2);
+      throw Error(Errc::transport_error,
+                  e.message() + "; reading at most " + std::to_string(read_cap_) + " entries at a time now");
+    }
+  }
+
+  std::vector<StoredEvent> fetch_some(std::size_t max, milliseconds wait) {
     if (closed_.load(std::memory_order_acquire)) return {};
     const auto until = Clock::now() + wait;
     std::vector<StoredEvent> out;
@@ -210,7 +226,7 @@ class RedisConsumer final : public Consumer {
       if (out.size() < room && !(spec_.ordered && more_abandoned)) {
         const auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
         const milliseconds block = out.empty() ? std::clamp(left, milliseconds(0), kReadSlice) : milliseconds(0);
-        read_new(room - out.size(), block, out);
+        read_new(std::min(room - out.size(), read_cap_), block, out);
       }
       if (!out.empty()) {
         if (acks_refused_.empty()) (void)send_ahead(max, 0);
@@ -414,8 +430,10 @@ class RedisConsumer final : public Consumer {
     const std::string min_idle = std::to_string(ctx_->options().visibility_timeout.count());
     for (int s : {kMain, kRedrive}) {
       if (out.size() >= room) return true;
-      const Command c = {"XAUTOCLAIM", state_->keys[s], state_->group, state_->consumer,
-                         min_idle,     "0-0",           "COUNT",       std::to_string(room - out.size())};
+      const Command c = {"XAUTOCLAIM",  state_->keys[s],
+                         state_->group, state_->consumer,
+                         min_idle,      "0-0",
+                         "COUNT",       std::to_string(read_count_ = std::min(room - out.size(), read_cap_))};
       std::vector<Reply> r;
       try {
         r = ctx_->conn->run_on(link_, std::span<const Command>(&c, 1), "redis: claiming abandoned entries",
@@ -471,6 +489,7 @@ class RedisConsumer final : public Consumer {
 
   // Reads new entries, after the acknowledgements waiting, in one round trip.
   void read_new(std::size_t count, milliseconds block, std::vector<StoredEvent>& out) {
+    read_count_ = count;
     AckBatch batch = take_acks();
     batch.cmds.push_back(read_command(count, block));
     std::vector<Reply> r;
@@ -493,14 +512,14 @@ class RedisConsumer final : public Consumer {
   // visibility timeout instead, they would hold up an ordered subscriber's later events.)
   // True when more may wait: the window filled first.
   bool read_back(std::size_t room, std::vector<StoredEvent>& out) {
-    constexpr std::size_t kPage = 128;
+    const std::size_t page_size = std::min<std::size_t>(128, read_cap_);
     for (int s : {kMain, kRedrive}) {
       std::string after = "0";
       for (bool more = true; more;) {
         if (out.size() >= room) return true;
         AckBatch batch = take_acks();  // first: an entry acknowledged meanwhile is not read back
-        batch.cmds.push_back({"XREADGROUP", "GROUP", state_->group, state_->consumer, "COUNT", std::to_string(kPage),
-                              "STREAMS", state_->keys[s], after});
+        batch.cmds.push_back({"XREADGROUP", "GROUP", state_->group, state_->consumer, "COUNT",
+                              std::to_string(read_count_ = page_size), "STREAMS", state_->keys[s], after});
         std::vector<Reply> r;
         try {
           r = ctx_->conn->run_on(link_, batch.cmds, "redis: reading back pending entries of " + state_->keys[s],
@@ -527,7 +546,7 @@ class RedisConsumer final : public Consumer {
         for (Reply& stream : reply.elements) {
           if (stream.elements.size() != 2) continue;
           std::vector<Reply>& page = stream.elements[1].elements;
-          more = page.size() >= kPage;
+          more = page.size() >= page_size;
           MutexLock lock(state_->mu);
           for (Reply& e : page) {
             if (e.elements.size() != 2) continue;
@@ -579,7 +598,7 @@ class RedisConsumer final : public Consumer {
   bool send_ahead(std::size_t max, std::size_t coming) {
     if (spec_.ordered || !link_ || closed_.load(std::memory_order_acquire)) return false;
     for (const Ahead& a : ahead_) coming += a.count;
-    const std::size_t count = std::min(max, free_room(coming));
+    const std::size_t count = std::min({max, free_room(coming), read_cap_});
     if (count == 0) return false;
     AckBatch batch = take_acks();
     batch.cmds.push_back(read_command(count, milliseconds(0)));
@@ -891,6 +910,10 @@ class RedisConsumer final : public Consumer {
   std::uint64_t link_serial_ = 0;   // of link_ when last looked at (0: none)
   bool read_back_ = false;          // the fetch thread's: see read_back()
   std::string acks_refused_;        // the fetch thread's: why Redis refused the last acknowledgements
+  // The fetch thread's: the most entries a read asks for (lowered when a server closes the
+  // connection at reads that return more), and how many the last read asked for.
+  std::size_t read_cap_ = std::numeric_limits<std::size_t>::max();
+  std::size_t read_count_ = 0;
 };
 
 }  // namespace
