@@ -275,6 +275,29 @@ TEST(NatsConsumer, AStreamDeletedUnderTheBusIsSaidByPublishAndSubscriber) {
   EXPECT_NE(said.find("subscriber billing reads nothing"), std::string::npos) << said;
 }
 
+// A server closes a client whose messages waiting to be written pass its max_pending (64 MiB
+// by default; 16 here) as a slow consumer. A pull asks for 4 MiB at most: before, one pull of
+// large events (100 of 500 KB here; 1,024 of them with the default) made the server close the
+// connection, publishes' included, and what was on its way came back only after AckWait.
+TEST(NatsConsumer, LargeEventsArePulledInPiecesTheServerWillWrite) {
+  NatsServer::Node node;
+  node.config = "max_pending: 16MB";
+  NatsServer server(node);
+  Reports reports;
+  crier::Bus bus{crier::nats::connect(options(server, "LARGE")), reports.bus_options()};
+  std::vector<Job> jobs;
+  for (int i = 1; i <= 100; ++i) jobs.push_back({i, std::string(500000, 'x')});
+  bus.publish_batch(jobs);
+  SeenJobs seen;
+  auto sub = bus.subscribe<Job>("reader", [&](const Job& j) { seen.add(j); });
+  ASSERT_TRUE(bus.flush(std::chrono::seconds(20))) << "handled " << seen.values().size();
+  auto values = seen.values();
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(std::set<int>(values.begin(), values.end()).size(), 100u);
+  EXPECT_EQ(reports.count(crier::Report::Kind::connection_lost), 0u) << "the server closed the connection";
+  EXPECT_EQ(server.log().find("Slow Consumer"), std::string::npos) << server.log();
+}
+
 // With one publish in flight at most, batches from several threads are all stored, each
 // thread's in its order.
 TEST(NatsPublish, OnePublishInFlightCarriesBatchesFromThreadsInTheirOrder) {

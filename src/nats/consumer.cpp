@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <utility>
@@ -31,6 +32,11 @@ constexpr milliseconds kLookEvery{100};
 // The server's limit on a consumer's unacknowledged messages (all its processes together;
 // events the bus holds for a retry count too). Each process holds at most `window` more.
 constexpr int kMaxAckPending = 20000;
+// The most bytes one pull asks for (unless the server takes larger messages: then two of
+// them). A server closes a client whose messages waiting to be written pass its max_pending
+// (64 MiB by default) as a slow consumer, its publishes' connection with it; unbounded, a
+// pull of 1,024 events of 500 KB did.
+constexpr std::size_t kPullMaxBytes = 4u << 20;
 // How long an event whose dead letter could not be stored waits before it comes back.
 constexpr milliseconds kDeadLetterPause{5000};
 // How often a consumer whose pulls go unanswered is looked up at most; one missing at two
@@ -55,7 +61,8 @@ class Puller {
         renew_every_(renew_every),
         durable_(std::move(durable)),
         next_(ctx_->conn->api_subject("CONSUMER.MSG.NEXT." + ctx_->stream + "." + durable_)),
-        inbox_(ctx_->conn->new_inbox()) {
+        inbox_(ctx_->conn->new_inbox()),
+        max_bytes_(std::max(kPullMaxBytes, 2 * ctx_->conn->max_payload())) {
     const std::string replies = inbox_ + ".*";
     check(natsConnection_SubscribeSync(&sub_, ctx_->conn->raw(), replies.c_str()), "nats: pull inbox");
     (void)natsSubscription_SetPendingLimits(sub_, -1, -1);  // never drop a delivered message
@@ -131,7 +138,7 @@ class Puller {
 
   void send_request(int batch, milliseconds wait, bool one_shot) {
     reply_ = inbox_ + "." + std::to_string(++requests_);
-    nlohmann::json req = {{"batch", batch}};
+    nlohmann::json req = {{"batch", batch}, {"max_bytes", max_bytes_}};
     if (wait.count() > 0) req["expires"] = ns_of(wait);
     if (one_shot) req["no_wait"] = true;
     ctx_->conn->send(next_, req.dump(), reply_.c_str());
@@ -172,13 +179,20 @@ class Puller {
         if (status == 100 || reply_ != natsMsg_GetSubject(raw)) continue;
         open_ = false;  // 404 no messages, 408 expired or refused, 409 ...: this request is over
         a.ended_early = Clock::now() < open_until_;
-        unanswered_ = unanswered_ || status == 409;
+        unanswered_ = unanswered_ || (status == 409 && !reached_max_bytes(raw));
         break;
       }
       a.msgs.push_back(std::move(m));
     }
     if (static_cast<int>(a.msgs.size()) == batch) open_ = false;
     return a;
+  }
+
+  // A 409 that ends a request because it brought its max_bytes: the consumer is there.
+  static bool reached_max_bytes(natsMsg* status) {
+    const char* description = nullptr;
+    return natsMsgHeader_Get(status, "Description", &description) == NATS_OK && description != nullptr &&
+           std::strstr(description, "MaxBytes") != nullptr;
   }
 
   void renew(const std::vector<Msg>& msgs) {
@@ -202,6 +216,7 @@ class Puller {
   std::function<void()> tick_;
   milliseconds renew_every_;
   std::string durable_, next_, inbox_;
+  std::size_t max_bytes_;       // what a pull asks for at most
   std::string reply_;           // the last request's inbox subject
   std::uint64_t requests_ = 0;  // requests sent
   int batch_ = 0;               // the last request's size
