@@ -684,6 +684,23 @@ std::vector<crier::StoredEvent> fetch_n(crier::Consumer& consumer, std::size_t n
   return out;
 }
 
+// Three jobs published on a bus of `o`, fetched by subscriber billing's consumer and not yet
+// acknowledged.
+struct ThreeTaken {
+  std::shared_ptr<crier::Transport> transport;
+  std::unique_ptr<crier::Consumer> consumer;
+  std::vector<crier::StoredEvent> events;
+};
+ThreeTaken three_taken(const crier::redis::Options& o) {
+  ThreeTaken t;
+  t.transport = crier::redis::connect(o);
+  crier::Bus{t.transport}.publish_batch(std::vector<Job>{{1, "a"}, {2, "b"}, {3, "c"}});
+  t.consumer = t.transport->consume({.subscriber = "billing", .event_type = "com.example.test.job"});
+  t.events = fetch_n(*t.consumer, 3);
+  t.consumer->taken(t.events.size());
+  return t;
+}
+
 // Acknowledgements are sent in one XACK before the next read. When the server is lost with
 // that read, they are sent again once it is back (before, they were dropped: each event came
 // back after the visibility timeout and was handled a second time).
@@ -692,12 +709,8 @@ TEST(RedisConsumerLink, AcknowledgementsCutOffByALostServerAreSentOnceItIsBack) 
   crier::redis::Options o = options(server, "acks");
   o.timeout = 1s;
   o.visibility_timeout = 60s;  // no entry comes back by its timeout during the test
-  const auto transport = crier::redis::connect(o);
-  crier::Bus{transport}.publish_batch(std::vector<Job>{{1, "a"}, {2, "b"}, {3, "c"}});
-  auto consumer = transport->consume({.subscriber = "billing", .event_type = "com.example.test.job"});
-  auto taken = fetch_n(*consumer, 3);
+  auto [transport, consumer, taken] = three_taken(o);
   ASSERT_EQ(taken.size(), 3u);
-  consumer->taken(taken.size());
   const std::string stream = "acks:com.example.test.job";
   EXPECT_EQ(pending_of(server, stream, "billing"), 3u);
 
@@ -773,12 +786,8 @@ TEST(RedisConsumerLink, AcknowledgementsRedisRefusesAreSentAgainAndNoEventIsRead
   RedisServer server;
   crier::redis::Options o = options(server, "refused_acks");
   o.visibility_timeout = 60s;  // no entry comes back by its timeout during the test
-  const auto transport = crier::redis::connect(o);
-  crier::Bus{transport}.publish_batch(std::vector<Job>{{1, "a"}, {2, "b"}, {3, "c"}});
-  auto consumer = transport->consume({.subscriber = "billing", .event_type = "com.example.test.job"});
-  auto taken = fetch_n(*consumer, 3);
+  auto [transport, consumer, taken] = three_taken(o);
   ASSERT_EQ(taken.size(), 3u);
-  consumer->taken(taken.size());
   const std::string stream = "refused_acks:com.example.test.job";
 
   (void)cli(server, "ACL SETUSER default -xack");
