@@ -874,14 +874,13 @@ void Connection::on_closed(natsConnection* nc, void* self) noexcept {
   auto* c = static_cast<Connection*>(self);
   c->connected_ = false;
   c->state_changed(nc, ConnectionState::closed);
-  {
-    MutexLock lock(c->mu_);
-    c->closed_ = true;
-    c->cv_.notify_all();
-  }
   if (const std::string ended = c->ended_text(); !ended.empty())
     c->listeners_.notify(false,
                          "nats: " + ended + "; nothing is published or received until the transport is made again");
+  // Last: once closed_ is seen, the destructor may free this object.
+  MutexLock lock(c->mu_);
+  c->closed_ = true;
+  c->cv_.notify_all();
 }
 
 std::string Connection::ended_text() const {
