@@ -200,7 +200,7 @@ void no_acknowledged_event_is_lost(const std::function<void(NatsServer&)>& take_
     const int until = published + publishes;
     progress.wait(lock, [&] { return published >= until; });
   };
-  auto kill_and_restart = [&](NatsServer& node, const std::string& what) {
+  auto take_down_and_restart = [&](NatsServer& node, const std::string& what) {
     longest_ms = 0;
     run_for(200);
     take_down(node);
@@ -218,16 +218,16 @@ void no_acknowledged_event_is_lost(const std::function<void(NatsServer&)>& take_
   auto [leader, followers] = cluster.roles("FAILOVER", 2);
   ASSERT_FALSE(leader.empty());
   ASSERT_FALSE(followers.empty());
-  kill_and_restart(cluster.node(followers.front()), "follower");
+  take_down_and_restart(cluster.node(followers.front()), "follower");
   leader = cluster.roles("FAILOVER", 2).first;
   ASSERT_FALSE(leader.empty());
-  kill_and_restart(cluster.node(leader), "leader");
+  take_down_and_restart(cluster.node(leader), "leader");
   std::string url;
   {
     std::lock_guard lock(url_mu);
     url = publisher_url;
   }
-  kill_and_restart(cluster.by_url(url), "client's node");
+  take_down_and_restart(cluster.by_url(url), "client's node");
   stop = true;
   pub.join();
 

@@ -430,10 +430,9 @@ class RedisConsumer final : public Consumer {
     const std::string min_idle = std::to_string(ctx_->options().visibility_timeout.count());
     for (int s : {kMain, kRedrive}) {
       if (out.size() >= room) return true;
-      const Command c = {"XAUTOCLAIM",  state_->keys[s],
-                         state_->group, state_->consumer,
-                         min_idle,      "0-0",
-                         "COUNT",       std::to_string(read_count_ = std::min(room - out.size(), read_cap_))};
+      read_count_ = std::min(room - out.size(), read_cap_);
+      const Command c = {"XAUTOCLAIM", state_->keys[s], state_->group, state_->consumer,
+                         min_idle,     "0-0",           "COUNT",       std::to_string(read_count_)};
       std::vector<Reply> r;
       try {
         r = ctx_->conn->run_on(link_, std::span<const Command>(&c, 1), "redis: claiming abandoned entries",
@@ -512,14 +511,14 @@ class RedisConsumer final : public Consumer {
   // visibility timeout instead, they would hold up an ordered subscriber's later events.)
   // True when more may wait: the window filled first.
   bool read_back(std::size_t room, std::vector<StoredEvent>& out) {
-    const std::size_t page_size = std::min<std::size_t>(128, read_cap_);
+    const std::size_t page_size = read_count_ = std::min<std::size_t>(128, read_cap_);
     for (int s : {kMain, kRedrive}) {
       std::string after = "0";
       for (bool more = true; more;) {
         if (out.size() >= room) return true;
         AckBatch batch = take_acks();  // first: an entry acknowledged meanwhile is not read back
         batch.cmds.push_back({"XREADGROUP", "GROUP", state_->group, state_->consumer, "COUNT",
-                              std::to_string(read_count_ = page_size), "STREAMS", state_->keys[s], after});
+                              std::to_string(page_size), "STREAMS", state_->keys[s], after});
         std::vector<Reply> r;
         try {
           r = ctx_->conn->run_on(link_, batch.cmds, "redis: reading back pending entries of " + state_->keys[s],
