@@ -47,8 +47,8 @@ struct Reply {
 };
 
 /// For a command the server refuses in its state (out of memory, a replica, a disk it cannot
-/// write, too few replicas, too many clients), a parenthesis saying what it means and what to do (starting
-/// with a space); "" for any other reply.
+/// write, too few replicas, too many clients), a parenthesis saying what it means and what to
+/// do (starting with a space); "" for any other reply.
 std::string refusal_hint(const Reply& reply);
 
 /// A command and its arguments, each binary-safe, kept as Redis reads them (RESP2 bulk

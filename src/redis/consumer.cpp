@@ -185,10 +185,11 @@ class RedisConsumer final : public Consumer {
     } catch (const LostOnEveryTry& e) {
       // A server whose client-output-buffer-limit is below what a read returns closes the
       // connection at each: fewer entries a read from now on.
-      if (read_cap_ == 1)
+      const std::size_t asked = std::min(read_cap_, read_count_);
+      if (asked <= 1)
         throw Error(Errc::transport_error,
                     e.message() + "; so even one entry at a time: an entry is larger than that limit");
-      read_cap_ = std::max<std::size_t>(1, std::min(read_cap_, read_count_) / 2);
+      read_cap_ = asked / 2;
       throw Error(Errc::transport_error,
                   e.message() + "; reading at most " + std::to_string(read_cap_) + " entries at a time now");
     }
@@ -828,7 +829,6 @@ class RedisConsumer final : public Consumer {
       }
       if (!acks_answered(std::move(batch), r)) throw Error(Errc::transport_error, acks_refused_);
     }
-    acks_refused_.clear();
   }
 
   // Renews the hold on every entry the bus holds, each a quarter of the visibility timeout
