@@ -276,36 +276,6 @@ TEST(NatsConnection, AServerAtItsMaxConnectionsIsSaidInItsWords) {
   }
 }
 
-// A server that ends the connection for a reason cnats does not reconnect after (here its
-// max_subscriptions, reached by a second subscriber) is said with its words, by the call
-// that meets the closed connection and by a report, rather than as "Connection Closed".
-TEST(NatsConnection, AConnectionTheServerEndedIsSaidInItsWords) {
-  NatsServer::Node node;
-  node.config = "max_subscriptions: 4\n";
-  NatsServer server(node);
-  crier::nats::Options o;
-  o.servers = {server.url()};
-  o.stream = "ENDED";
-  o.subject_prefix = "ended";
-  Reports reports;
-  crier::Bus bus{crier::nats::connect(o), reports.bus_options()};
-  const std::string said =
-      "the server ended the connection saying 'maximum subscriptions exceeded' (its max_subscriptions, or its "
-      "account's or user's, is reached: a bus's connection takes two subscriptions, and two more for each "
-      "subscriber and event type)";
-  try {
-    auto first = bus.subscribe<Job>("audit", [](const Job&) {});
-    auto second = bus.subscribe<Job>("billing", [](const Job&) {});
-    bus.publish(Job{1, "on a closed connection"});
-    ADD_FAILURE() << "a connection the server ended carried on";
-  } catch (const crier::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(said), std::string::npos) << e.what();
-  }
-  const std::string report = reports.wait_for(crier::Report::Kind::connection_lost, said);
-  EXPECT_NE(report.find("nothing is published or received until the transport is made again"), std::string::npos)
-      << report;
-}
-
 namespace {
 
 // A bus on `server` that publishes one event and has it handled, with the credentials in `o`.

@@ -722,10 +722,8 @@ void Connection::not_sent(Call& call, std::size_t index, natsStatus s) {
   t.not_before = Clock::now() + call.backoff;
   call.backoff = std::min(call.backoff * 2, kMaxBackoff);
   call.problem = natsStatus_GetText(s);
-  if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_ARG || s == NATS_MAX_PAYLOAD) {
-    const std::string ended = s == NATS_CONNECTION_CLOSED ? ended_text() : std::string();
-    call.fatal = ended.empty() ? std::string("cannot send: ") + natsStatus_GetText(s) : ended;
-  }
+  if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_ARG || s == NATS_MAX_PAYLOAD)
+    call.fatal = std::string("cannot send: ") + natsStatus_GetText(s);
 }
 
 natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, std::string& reply, std::string& bytes,
@@ -874,31 +872,9 @@ void Connection::on_closed(natsConnection* nc, void* self) noexcept {
   auto* c = static_cast<Connection*>(self);
   c->connected_ = false;
   c->state_changed(nc, ConnectionState::closed);
-  if (const std::string ended = c->ended_text(); !ended.empty())
-    c->listeners_.notify(false,
-                         "nats: " + ended + "; nothing is published or received until the transport is made again");
-  // Last: once closed_ is seen, the destructor may free this object.
   MutexLock lock(c->mu_);
   c->closed_ = true;
   c->cv_.notify_all();
-}
-
-std::string Connection::ended_text() const {
-  const char* said = nullptr;  // cnats keeps the server's words once it closed for them
-  if (natsConnection_GetLastError(nc_, &said) != NATS_ERR || said == nullptr || *said == '\0') return {};
-  std::string text = std::string("the server ended the connection saying '") + said + "'";
-  if (std::strstr(said, "subscriptions exceeded") != nullptr)
-    text +=
-        " (its max_subscriptions, or its account's or user's, is reached: a bus's connection takes two "
-        "subscriptions, and two more for each subscriber and event type)";
-  return text;
-}
-
-void Connection::check(natsStatus s, std::string_view what) {
-  if (s == NATS_CONNECTION_CLOSED)
-    if (const std::string ended = ended_text(); !ended.empty())
-      throw Error(Errc::transport_error, std::string(what) + ": " + ended);
-  crier::nats::check(s, what);
 }
 
 TransportHealth Connection::health() const {

@@ -160,8 +160,6 @@ class Connection {
   /// Calls `listener` at each loss and return of the link until the handle goes
   /// (Transport::watch).
   std::shared_ptr<void> watch(Transport::HealthListener listener);
-  /// check(), saying why the connection is closed when the server ended it.
-  void check(natsStatus s, std::string_view what);
   /// Tells the listeners of something they should know that is not a change of the link
   /// (a consumer made again after another client deleted it).
   void notice(const std::string& what);
@@ -254,9 +252,6 @@ class Connection {
   crier::detail::HealthListeners listeners_;
   // What a request that got no answer says while the connection is down.
   std::string disconnected_text();
-  // Why the connection is closed, when the server ended it with an -ERR cnats does not
-  // reconnect after, with what to do; empty otherwise.
-  std::string ended_text() const;
   Mutex server_mu_;
   std::string server_ CRIER_GUARDED_BY(server_mu_);  // the one connected to last: what a loss names
 
