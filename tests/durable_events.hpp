@@ -121,11 +121,12 @@ class Reports {
     });
     return found;
   }
-  /// How many reports of `kind` came so far.
-  std::size_t count(crier::Report::Kind kind) {
+  /// How many reports of `kind` (that contain `text`) came so far.
+  std::size_t count(crier::Report::Kind kind, std::string_view text = {}) {
     std::lock_guard lock(mu_);
-    return static_cast<std::size_t>(
-        std::count_if(seen_.begin(), seen_.end(), [&](const auto& r) { return r.first == kind; }));
+    return static_cast<std::size_t>(std::count_if(seen_.begin(), seen_.end(), [&](const auto& r) {
+      return r.first == kind && r.second.find(text) != std::string::npos;
+    }));
   }
 
  private:

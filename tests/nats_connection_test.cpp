@@ -276,6 +276,37 @@ TEST(NatsConnection, AServerAtItsMaxConnectionsIsSaidInItsWords) {
   }
 }
 
+// A server that ends the connection for a reason cnats does not reconnect after (here its
+// max_subscriptions, reached by a second subscriber) is said as such, by the call that meets
+// the closed connection and by a report, rather than as "Connection Closed" alone.
+TEST(NatsConnection, AConnectionTheServerEndedIsSaidAsSuch) {
+  NatsServer::Node node;
+  node.config = "max_subscriptions: 4\n";
+  NatsServer server(node);
+  crier::nats::Options o;
+  o.servers = {server.url()};
+  o.stream = "ENDED";
+  o.subject_prefix = "ended";
+  Reports reports;
+  crier::Bus bus{crier::nats::connect(o), reports.bus_options()};
+  const std::string said =
+      "is closed for good: the server ended it with an error cnats does not reconnect after (a limit of the "
+      "server's reached, such as its max_subscriptions";
+  try {
+    auto first = bus.subscribe<Job>("audit", [](const Job&) {});
+    auto second = bus.subscribe<Job>("billing", [](const Job&) {});
+    bus.publish(Job{1, "on a closed connection"});
+    ADD_FAILURE() << "a connection the server ended carried on";
+  } catch (const crier::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(said), std::string::npos) << e.what();
+  }
+  const std::string report = reports.wait_for(crier::Report::Kind::connection_lost, said);
+  EXPECT_NE(report.find("nothing is published or received until the transport is made again"), std::string::npos)
+      << report;
+  EXPECT_EQ(reports.count(crier::Report::Kind::connection_lost, "reconnecting"), 0u)
+      << "a connection closed for good is not being reconnected";
+}
+
 namespace {
 
 // A bus on `server` that publishes one event and has it handled, with the credentials in `o`.

@@ -271,6 +271,7 @@ Connection::~Connection() {
     while (!acks_complete_) cv_.wait(mu_);
   }
   destroy_unsubscribed(acks_);
+  closing_.store(true, std::memory_order_release);
   natsConnection_Close(nc_);
   {
     MutexLock lock(mu_);
@@ -722,8 +723,10 @@ void Connection::not_sent(Call& call, std::size_t index, natsStatus s) {
   t.not_before = Clock::now() + call.backoff;
   call.backoff = std::min(call.backoff * 2, kMaxBackoff);
   call.problem = natsStatus_GetText(s);
-  if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_ARG || s == NATS_MAX_PAYLOAD)
-    call.fatal = std::string("cannot send: ") + natsStatus_GetText(s);
+  if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_ARG || s == NATS_MAX_PAYLOAD) {
+    const std::string ended = s == NATS_CONNECTION_CLOSED ? ended_text() : std::string();
+    call.fatal = ended.empty() ? std::string("cannot send: ") + natsStatus_GetText(s) : ended;
+  }
 }
 
 natsStatus Connection::send_message(const Outgoing& m, std::uint64_t token, std::string& reply, std::string& bytes,
@@ -832,6 +835,9 @@ void Connection::state_changed(natsConnection* nc, ConnectionState state) noexce
   } catch (...) {
   }
   if (state != ConnectionState::disconnected && state != ConnectionState::reconnected) return;
+  // Closed for good (by the server, or by the destructor): no reconnecting to tell of; the
+  // closed callback says why.
+  if (state == ConnectionState::disconnected && natsConnection_IsClosed(nc)) return;
   const bool up = state == ConnectionState::reconnected;
   const std::string what = up ? "nats: connected again, to " + server
                               : "nats: connection to " + server + " lost; reconnecting to " +
@@ -872,9 +878,42 @@ void Connection::on_closed(natsConnection* nc, void* self) noexcept {
   auto* c = static_cast<Connection*>(self);
   c->connected_ = false;
   c->state_changed(nc, ConnectionState::closed);
+  if (const std::string ended = c->ended_text(); !ended.empty())
+    c->listeners_.notify(false,
+                         "nats: " + ended + "; nothing is published or received until the transport is made again");
+  // Last: once closed_ is seen, the destructor may free this object.
   MutexLock lock(c->mu_);
   c->closed_ = true;
   c->cv_.notify_all();
+}
+
+std::string Connection::ended_text() {
+  if (closing_.load(std::memory_order_acquire)) return {};
+  // Only the status: the text cnats keeps with it is rewritten by its reader thread, without a
+  // copy handed out under its lock, when the server sends another -ERR (a race).
+  const char* ignored = nullptr;
+  const natsStatus why = natsConnection_GetLastError(nc_, &ignored);
+  std::string server;
+  {
+    MutexLock lock(server_mu_);
+    server = server_;
+  }
+  std::string text = "the connection to " + server + " is closed for good: ";
+  if (why == NATS_ERR)
+    text +=
+        "the server ended it with an error cnats does not reconnect after (a limit of the server's reached, such as "
+        "its max_subscriptions, or its account's or user's: a bus's connection takes two subscriptions, and two "
+        "more for each subscriber and event type; the server's log names it)";
+  else
+    text += why == NATS_OK ? "cnats gave no reason" : natsStatus_GetText(why);
+  return text;
+}
+
+void Connection::check(natsStatus s, std::string_view what) {
+  if (s == NATS_CONNECTION_CLOSED)
+    if (const std::string ended = ended_text(); !ended.empty())
+      throw Error(Errc::transport_error, std::string(what) + ": " + ended);
+  crier::nats::check(s, what);
 }
 
 TransportHealth Connection::health() const {

@@ -160,6 +160,8 @@ class Connection {
   /// Calls `listener` at each loss and return of the link until the handle goes
   /// (Transport::watch).
   std::shared_ptr<void> watch(Transport::HealthListener listener);
+  /// check(), saying why the connection is closed when crier did not close it.
+  void check(natsStatus s, std::string_view what);
   /// Tells the listeners of something they should know that is not a change of the link
   /// (a consumer made again after another client deleted it).
   void notice(const std::string& what);
@@ -252,10 +254,14 @@ class Connection {
   crier::detail::HealthListeners listeners_;
   // What a request that got no answer says while the connection is down.
   std::string disconnected_text();
+  // Why the connection is closed when crier did not close it (the server ended it with an
+  // -ERR cnats does not reconnect after, for one), with what to look at; empty otherwise.
+  std::string ended_text();
   Mutex server_mu_;
   std::string server_ CRIER_GUARDED_BY(server_mu_);  // the one connected to last: what a loss names
 
   std::atomic<bool> connected_{false};
+  std::atomic<bool> closing_{false};         // the destructor closes the connection
   std::atomic<bool> acks_permitted_{false};  // require_ack_permission found them permitted
   std::atomic<std::uint64_t> disconnects_{0}, reconnects_{0}, retries_{0};
 };

@@ -172,7 +172,7 @@ class Puller {
       natsMsg* raw = nullptr;
       const natsStatus s = natsSubscription_NextMsg(&raw, sub_, std::min(left, kReadSlice).count());
       if (s == NATS_TIMEOUT) continue;
-      check(s, "nats: reading consumer " + durable_);
+      ctx_->conn->check(s, "nats: reading consumer " + durable_);
       Msg m(raw);
       if (const int status = status_of(raw); status != 0) {
         // A heartbeat, or the end of an earlier request that was given up.
