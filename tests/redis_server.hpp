@@ -19,8 +19,10 @@ class RedisServer {
  public:
   /// `appendfsync`: "always" (every write on disk before the reply), "everysec" or "no".
   /// `password` (no '"' in it): with one, the ACL user "crier" has it too. `config`: more lines
-  /// of configuration, after these (a later line overrides an earlier one).
-  explicit RedisServer(std::string appendfsync = "everysec", std::string password = "", std::string config = "")
+  /// of configuration, after these (a later line overrides an earlier one). `ready`: what its
+  /// log says once it is of use (a replica's: "MASTER <-> REPLICA sync: Finished with success").
+  explicit RedisServer(std::string appendfsync = "everysec", std::string password = "", std::string config = "",
+                       const std::string& ready = "Ready to accept connections")
       : port_(free_port()) {
     std::ofstream conf(dir_ / "redis.conf");
     conf << "bind 127.0.0.1\nport " << port_ << "\nunixsocket " << socket() << "\nunixsocketperm 700\n"
@@ -30,7 +32,7 @@ class RedisServer {
       conf << "requirepass \"" << password << "\"\nuser crier on \">" << password << "\" ~* &* +@all\n";
     conf << config << "\n";
     conf.close();
-    start();
+    start(ready);
   }
   ~RedisServer() { stop(); }
   RedisServer(const RedisServer&) = delete;

@@ -1013,6 +1013,62 @@ TEST(RedisRefusedWrites, AReadOnlyReplicaIsToldApartAndThePrimaryAskedFor) {
   }
 }
 
+// With Options::replicas, publish() returns once that many replicas have the events (WAIT):
+// what is acknowledged survives a failover to a replica. A replica that does not confirm in
+// time (here stopped) fails the publish, saying what is stored and what is not known; once
+// it answers again, publishes go through.
+TEST(RedisReplicas, APublishIsAcknowledgedOnceTheReplicasAskedForHaveIt) {
+  // No 5 s for more replicas to come; the bus as a user with the rules it documents.
+  RedisServer primary("everysec", "", "repl-diskless-sync-delay 0\nuser bus on >pw " + crier::redis::acl_rules("wait"));
+  // No append-only file: a replica writing its first one ignores SIGTERM ("Writing initial AOF,
+  // can't exit"), and a test that fails early would wait for it.
+  RedisServer replica("everysec", "", "appendonly no\nreplicaof 127.0.0.1 " + std::to_string(primary.port()),
+                      "MASTER <-> REPLICA sync: Finished with success");
+  crier::redis::Options o = options(primary, "wait");
+  o.user = "bus";
+  o.password = "pw";
+  o.replicas = 1;
+  o.timeout = 1s;
+  crier::Bus bus{crier::redis::connect(o)};
+  bus.publish(Job{1, "one"});
+  bus.publish_batch(std::vector<Job>{{2, "two"}, {3, "three"}});
+  EXPECT_EQ(cli(replica, "XLEN wait:com.example.test.job"), "3\n");
+
+  ASSERT_EQ(::kill(replica.pid(), SIGSTOP), 0);
+  struct Resume {  // a stopped server cannot be stopped when the test fails
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{replica.pid()};
+  for (const bool many : {false, true}) {
+    const auto start = Clock::now();
+    try {
+      if (many)
+        bus.publish_batch(std::vector<Job>{{5, "five"}, {6, "six"}});
+      else
+        bus.publish(Job{4, "four"});
+      ADD_FAILURE() << "acknowledged without the replica";
+    } catch (const crier::Error& e) {
+      const std::string them = many ? "them" : "it";
+      EXPECT_NE(std::string(e.what()).find(": stored on the primary, but 0 of the 1 replica asked for "
+                                           "(Options::replicas) confirmed " +
+                                           them + " within "),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("has 1 connected now); a failover to a replica could lose " + them),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_GE(Clock::now() - start, 900ms) << "the replica was not waited for";
+  }
+  ASSERT_EQ(::kill(replica.pid(), SIGCONT), 0);
+  bus.publish(Job{7, "seven"});
+  EXPECT_EQ(cli(replica, "XLEN wait:com.example.test.job"), "7\n");
+
+  crier::redis::Options bad = o;
+  bad.replicas = -1;
+  EXPECT_THROW((void)crier::redis::connect(bad), crier::Error);
+}
+
 // A dead letter Redis refuses to store (its stream's key holds a string) is reported, and its
 // event stays pending: it comes back after the visibility timeout, not at once (before, it was
 // handed back at once, its handler run over and over, nothing reported), and is dead-lettered

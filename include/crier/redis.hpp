@@ -62,6 +62,15 @@ struct Options {
   std::chrono::milliseconds timeout{30000};
   /// Publishes sent and not yet answered, at most (over all publishing threads).
   std::size_t max_in_flight = 4096;
+  /// Replicas that must have a publish's events before publish() returns (Redis `WAIT` after
+  /// the writes). Redis replicates asynchronously: with 0 (the default) an event is
+  /// acknowledged once the primary has it, and one the replicas did not have yet is lost if a
+  /// replica takes over (Sentinel, a managed failover). With 1 or more it survives that. A
+  /// publish whose events that many replicas do not confirm within `timeout` fails with
+  /// Errc::transport_error saying how many did (the events are on the primary: publishing them
+  /// again may store them twice unless `dedup_window` guards). Each publish call waits one
+  /// round trip more; publish_batch() waits once for the batch.
+  int replicas = 0;
   /// connect() refuses a server that evicts any key when it reaches its memory limit
   /// (`maxmemory` set and an `allkeys-*` `maxmemory-policy`, as a Redis used as a cache often
   /// is): it could delete a stream holding events no subscriber has handled, silently. True

@@ -452,9 +452,10 @@ std::unique_ptr<Link> Connection::take_link_or_reconnect(std::string_view what) 
   }
 }
 
-std::vector<Reply> Connection::pipeline_once(std::span<const Command> commands, std::string_view what) {
+std::vector<Reply> Connection::pipeline_once(std::span<const Command> commands, std::string_view what,
+                                             milliseconds read_timeout) {
   auto link = take_link_or_reconnect(what);
-  auto replies = run_on(link, commands, what, milliseconds(0), /*resend=*/false);
+  auto replies = run_on(link, commands, what, read_timeout, /*resend=*/false);
   give_back(std::move(link));
   return replies;
 }

@@ -174,7 +174,9 @@ class Connection {
   /// As pipeline(), but a link lost while the commands were out is not sent again: it throws
   /// Interrupted with the replies that came (the next call reconnects). For commands that
   /// are not safe to repeat blindly: the caller finds out what the lost ones did.
-  std::vector<Reply> pipeline_once(std::span<const Command> commands, std::string_view what);
+  /// `read_timeout`: how long the server may take to answer beyond `timeout` (a WAIT's).
+  std::vector<Reply> pipeline_once(std::span<const Command> commands, std::string_view what,
+                                   std::chrono::milliseconds read_timeout = std::chrono::milliseconds(0));
   /// One command; an error reply throws Error(Errc::transport_error) "<what>: <reply>".
   Reply command(const Command& c, std::string_view what);
   /// EVALSHA of `script` with its keys and arguments, as a command for pipeline().

@@ -313,10 +313,22 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
     for (;;) {
       std::vector<Command> cmds = {types_command(events)};
       for (std::size_t i : todo) cmds.push_back(write_command(events[i]));
+      const std::size_t writes = todo.size();
+      milliseconds wait_for{0};  // WAIT's timeout, when replicas are asked for
+      if (o.replicas > 0) {
+        // WAIT counts the replicas that have this link's last write, and the writes may have
+        // stored nothing (events stored by a link lost since, or that the guard has seen):
+        // the link's last write is a PUBLISH, which the primary passes on to its replicas
+        // after whatever it stored before.
+        cmds.push_back({"PUBLISH", ctx_->key("replicated"), ""});
+        wait_for = std::max(milliseconds(1),
+                            std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now()));
+        cmds.push_back({"WAIT", std::to_string(o.replicas), std::to_string(wait_for.count())});
+      }
       std::vector<Reply> replies;
       bool whole = true;
       try {
-        replies = conn().pipeline_once(cmds, what);
+        replies = conn().pipeline_once(cmds, what, wait_for);
       } catch (const Interrupted& e) {
         replies = e.answered;
         whole = false;
@@ -329,16 +341,22 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
       // types only when no event was), and how many of them Redis stored.
       std::optional<std::size_t> refused;
       std::size_t stored = events.size() - todo.size();  // by earlier attempts
-      for (std::size_t r = 1; r < replies.size(); ++r) {
+      // The writes answered (the replies after the SADD, up to the PUBLISH and WAIT).
+      const std::size_t answered = replies.empty() ? 0 : std::min(replies.size() - 1, writes);
+      for (std::size_t r = 1; r <= answered; ++r) {
         if (!replies[r].is_error())
           ++stored;
         else if (!refused)
           refused = r;
       }
-      if (!refused && !replies.empty() && replies[0].is_error()) refused = 0;
+      if (!refused)
+        for (std::size_t r = 0; r < replies.size(); ++r)
+          if ((r == 0 || r > writes) && replies[r].is_error()) refused = r;
       if (refused) {
         std::string which = "the set of event types " + ctx_->key("types");
-        if (*refused > 0) {
+        if (*refused > writes)
+          which = "the wait for " + std::to_string(o.replicas) + (o.replicas == 1 ? " replica" : " replicas");
+        else if (*refused > 0) {
           const Envelope& e = events[todo[*refused - 1]];
           which = "event " + e.id + " (stream " + ctx_->stream_key(e.type) + ")";
         }
@@ -349,19 +367,44 @@ class RedisTransport final : public Transport, public DeadLetterQueue, public In
         throw Error(Errc::transport_error, what + ": " + which + " was refused: " + replies[*refused].str +
                                                refusal_hint(replies[*refused]) + "; " + kept);
       }
-      if (whole) return;
+      if (whole) {
+        if (o.replicas > 0) require_replicated(replies.back().integer, events.size(), what, wait_for);
+        return;
+      }
       // Those after the last reply may or may not be stored.
-      const std::size_t answered = replies.empty() ? 0 : replies.size() - 1;
       todo.erase(todo.begin(), todo.begin() + static_cast<std::ptrdiff_t>(answered));
       if (std::chrono::steady_clock::now() > deadline)
-        throw Error(Errc::transport_error, what + ": the link to redis at " + conn().endpoint().text +
-                                               " was lost and not regained within the timeout (" +
-                                               std::to_string(o.timeout.count()) + " ms; last: " + lost_why + "); " +
-                                               std::to_string(todo.size()) + (todo.size() == 1 ? " event" : " events") +
-                                               " may not be stored");
+        throw Error(Errc::transport_error,
+                    what + ": the link to redis at " + conn().endpoint().text +
+                        " was lost and not regained within the timeout (" + std::to_string(o.timeout.count()) +
+                        " ms; last: " + lost_why + "); " +
+                        (todo.empty() ? std::string("whether the replicas have the events is not known")
+                                      : std::to_string(todo.size()) + (todo.size() == 1 ? " event" : " events") +
+                                            " may not be stored"));
       if (!guarded) todo = not_stored(events, std::move(todo));
-      if (todo.empty()) return;
+      if (todo.empty() && o.replicas == 0) return;  // else the replicas are asked on the new link
     }
+  }
+
+  // Fails a publish whose events (stored on the primary) fewer than Options::replicas
+  // replicas confirmed (`confirmed`, WAIT's answer) within `waited`.
+  void require_replicated(long long confirmed, std::size_t events, const std::string& what, milliseconds waited) {
+    const int asked = ctx_->options().replicas;
+    if (confirmed >= asked) return;
+    std::string connected = "?";
+    try {
+      if (const auto n = info_field(conn().command({"INFO", "replication"}, "redis: replicas"), "connected_slaves"))
+        connected = *n;
+    } catch (const Error&) {
+    }
+    const std::string it = events == 1 ? "it" : "them";
+    throw Error(Errc::transport_error, what + ": stored on the primary, but " + std::to_string(confirmed) + " of the " +
+                                           std::to_string(asked) + (asked == 1 ? " replica" : " replicas") +
+                                           " asked for (Options::replicas) confirmed " + it + " within " +
+                                           std::to_string(waited.count()) + " ms (the primary at " +
+                                           conn().endpoint().text + " has " + connected +
+                                           " connected now); a failover to a replica could lose " + it +
+                                           ", and publishing " + it + " again may store " + it + " twice");
   }
 
   // SADD of the batch's event types to the set the tools list (one command per batch).
@@ -572,6 +615,7 @@ std::shared_ptr<Context> open_context(const Options& options) {
     throw Error(Errc::invalid_argument, "redis: window and max_in_flight must be at least 1");
   if (options.timeout < milliseconds(100))
     throw Error(Errc::invalid_argument, "redis: timeout must be at least 100 ms");
+  if (options.replicas < 0) throw Error(Errc::invalid_argument, "redis: replicas must be 0 or more");
   auto ctx = std::make_shared<Context>();
   ctx->conn = std::make_shared<Connection>(options);
   ctx->prefix = options.prefix;
@@ -658,7 +702,9 @@ std::string acl_rules(std::string_view prefix) {
   rules +=
       ":* -@all +ping +select +info +scan +exists +get +set +incr +del +hget +hset +hdel +hlen +hmget +sadd "
       "+sismember +smembers +xadd +xack +xclaim +xautoclaim +xdel +xgroup +xinfo +xlen +xpending +xrange "
-      "+xrevrange +xreadgroup +evalsha +script|load";
+      "+xrevrange +xreadgroup +evalsha +script|load +wait +publish &";
+  rules += prefix;
+  rules += ":*";
   return rules;
 }
 
