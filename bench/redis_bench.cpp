@@ -6,7 +6,10 @@
 //                                    through the idempotency guard (one Lua call per event)
 //   BM_RedisPublish/hiredis_raw      256 XADD pipelined, one `data` field
 //   BM_RedisPublish/hiredis_raw_fields  the same with crier's fields (ce_*, content-type, data)
+//   BM_RedisPublish/crier_replicated the same with Options::replicas 1: each batch waits for a
+//                                    replica (started for it, appendonly no) to confirm (WAIT)
 //   BM_RedisPublishOne/crier         one publish, its reply awaited (latency: real time)
+//   BM_RedisPublishOne/crier_replicated  the same, waiting for the replica
 //   BM_RedisPublishOne/hiredis_raw_fields  one XADD of crier's fields, its reply awaited
 //   BM_RedisConsume/crier            a subscriber whose handler does nothing, over events stored before
 //   BM_RedisConsume/hiredis_raw      XREADGROUP COUNT 500 + one XACK per batch, over entries
@@ -23,6 +26,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,10 +105,32 @@ struct Raw {
   }
 };
 
-void publish_crier(benchmark::State& state, bool guarded) {
+// A replica of server() for as long as it lives (the benchmarks without one stay as they were).
+struct Replica {
+  // Before the replica starts: server() syncs it at once, not 5 s later for more to come.
+  static bool sync_at_once() {
+    redisContext* c = redisConnect("127.0.0.1", server().port());
+    if (c && !c->err) freeReplyObject(redisCommand(c, "CONFIG SET repl-diskless-sync-delay 0"));
+    redisFree(c);
+    return true;
+  }
+  bool configured = sync_at_once();
+  test::RedisServer node{"everysec", "", "appendonly no\nreplicaof 127.0.0.1 " + std::to_string(server().port()),
+                         "MASTER <-> REPLICA sync: Finished with success"};
+};
+
+enum class Publish { plain, guarded, replicated };
+
+void publish_crier(benchmark::State& state, Publish how) {
   auto o = options();
-  if (guarded) o.dedup_window = std::chrono::minutes(2);
+  if (how == Publish::guarded) o.dedup_window = std::chrono::minutes(2);
+  std::optional<Replica> replica;
+  if (how == Publish::replicated) {
+    replica.emplace();
+    o.replicas = 1;
+  }
   crier::Bus bus{crier::redis::connect(o)};
+  if (replica) bus.publish(Payment{});  // outside the timing: the primary counts a new replica after its first ack
   std::vector<Payment> batch(kBatch);
   bench::CpuMeter cpu(server().pid());
   cpu.start();
@@ -113,10 +139,12 @@ void publish_crier(benchmark::State& state, bool guarded) {
   cpu.report(state, static_cast<double>(state.iterations() * kBatch));
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
-void BM_RedisPublish_crier(benchmark::State& state) { publish_crier(state, false); }
-void BM_RedisPublish_crier_guarded(benchmark::State& state) { publish_crier(state, true); }
+void BM_RedisPublish_crier(benchmark::State& state) { publish_crier(state, Publish::plain); }
+void BM_RedisPublish_crier_guarded(benchmark::State& state) { publish_crier(state, Publish::guarded); }
+void BM_RedisPublish_crier_replicated(benchmark::State& state) { publish_crier(state, Publish::replicated); }
 BENCHMARK(BM_RedisPublish_crier)->Name("BM_RedisPublish/crier")->UseRealTime();
 BENCHMARK(BM_RedisPublish_crier_guarded)->Name("BM_RedisPublish/crier_guarded")->UseRealTime();
+BENCHMARK(BM_RedisPublish_crier_replicated)->Name("BM_RedisPublish/crier_replicated")->UseRealTime();
 
 void publish_raw(benchmark::State& state, bool fields) {
   Raw raw;
@@ -135,12 +163,22 @@ BENCHMARK(BM_RedisPublish_raw_fields)->Name("BM_RedisPublish/hiredis_raw_fields"
 
 // One event published and its reply awaited, as a service that publishes what one request
 // did: crier's publish against one XADD of crier's fields.
-void BM_RedisPublishOne_crier(benchmark::State& state) {
-  crier::Bus bus{crier::redis::connect(options())};
+void publish_one_crier(benchmark::State& state, Publish how) {
+  auto o = options();
+  std::optional<Replica> replica;
+  if (how == Publish::replicated) {
+    replica.emplace();
+    o.replicas = 1;
+  }
+  crier::Bus bus{crier::redis::connect(o)};
+  if (replica) bus.publish(Payment{});  // as above
   for (auto _ : state) bus.publish(Payment{});
   state.SetItemsProcessed(state.iterations());
 }
+void BM_RedisPublishOne_crier(benchmark::State& state) { publish_one_crier(state, Publish::plain); }
+void BM_RedisPublishOne_crier_replicated(benchmark::State& state) { publish_one_crier(state, Publish::replicated); }
 BENCHMARK(BM_RedisPublishOne_crier)->Name("BM_RedisPublishOne/crier")->UseRealTime();
+BENCHMARK(BM_RedisPublishOne_crier_replicated)->Name("BM_RedisPublishOne/crier_replicated")->UseRealTime();
 
 void BM_RedisPublishOne_raw_fields(benchmark::State& state) {
   Raw raw;

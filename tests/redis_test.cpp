@@ -1028,8 +1028,10 @@ TEST(RedisReplicas, APublishIsAcknowledgedOnceTheReplicasAskedForHaveIt) {
   o.user = "bus";
   o.password = "pw";
   o.replicas = 1;
-  o.timeout = 1s;
+  // The first publish may wait for the primary to count the new replica (after its first ack).
   crier::Bus bus{crier::redis::connect(o)};
+  o.timeout = 1s;
+  crier::Bus impatient{crier::redis::connect(o)};
   bus.publish(Job{1, "one"});
   bus.publish_batch(std::vector<Job>{{2, "two"}, {3, "three"}});
   EXPECT_EQ(cli(replica, "XLEN wait:com.example.test.job"), "3\n");
@@ -1043,9 +1045,9 @@ TEST(RedisReplicas, APublishIsAcknowledgedOnceTheReplicasAskedForHaveIt) {
     const auto start = Clock::now();
     try {
       if (many)
-        bus.publish_batch(std::vector<Job>{{5, "five"}, {6, "six"}});
+        impatient.publish_batch(std::vector<Job>{{5, "five"}, {6, "six"}});
       else
-        bus.publish(Job{4, "four"});
+        impatient.publish(Job{4, "four"});
       ADD_FAILURE() << "acknowledged without the replica";
     } catch (const crier::Error& e) {
       const std::string them = many ? "them" : "it";
