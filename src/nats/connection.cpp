@@ -846,10 +846,13 @@ void Connection::state_changed(natsConnection* nc, ConnectionState state) noexce
   listeners_.notify(up, what);
 }
 
-std::string Connection::disconnected_text() {
+std::string Connection::connection_text() {
   MutexLock lock(server_mu_);
-  return "the connection" + (server_.empty() ? std::string() : " to " + server_) + " is lost; reconnecting to " +
-         servers_text(options_.servers);
+  return "the connection" + (server_.empty() ? std::string() : " to " + server_);
+}
+
+std::string Connection::disconnected_text() {
+  return connection_text() + " is lost; reconnecting to " + servers_text(options_.servers);
 }
 
 std::shared_ptr<void> Connection::watch(Transport::HealthListener listener) {
@@ -893,12 +896,7 @@ std::string Connection::ended_text() {
   // copy handed out under its lock, when the server sends another -ERR (a race).
   const char* ignored = nullptr;
   const natsStatus why = natsConnection_GetLastError(nc_, &ignored);
-  std::string server;
-  {
-    MutexLock lock(server_mu_);
-    server = server_;
-  }
-  std::string text = "the connection to " + server + " is closed for good: ";
+  std::string text = connection_text() + " is closed for good: ";
   if (why == NATS_ERR)
     text +=
         "the server ended it with an error cnats does not reconnect after (a limit of the server's reached, such as "

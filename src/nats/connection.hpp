@@ -252,6 +252,8 @@ class Connection {
   std::uint64_t refusals_heard_ CRIER_GUARDED_BY(mu_) = 0;
 
   crier::detail::HealthListeners listeners_;
+  // "the connection to <server>" (the one connected to last, when known).
+  std::string connection_text();
   // What a request that got no answer says while the connection is down.
   std::string disconnected_text();
   // Why the connection is closed when crier did not close it (the server ended it with an
